@@ -1,0 +1,68 @@
+//! `ward bench`: prefill and decode speed on a synthetic prompt.
+
+use std::time::Instant;
+
+use clap::Args;
+use ward_engine::rng::Rng;
+use ward_engine::sampler::argmax;
+use ward_models::tokenizer::TokenType;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long, default_value_t = 512)]
+    prompt_tokens: usize,
+    #[arg(long, default_value_t = 128)]
+    gen_tokens: usize,
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Print one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.prompt_tokens > 0 && a.gen_tokens > 0, "--prompt-tokens and --gen-tokens must be > 0");
+    crate::set_threads(a.threads);
+    let lm = crate::run::load(a.model.as_deref())?;
+    // Ordinary vocabulary tokens drawn with a fixed seed, as llama-bench does with random ids.
+    let vocab = lm.tokenizer.vocab();
+    let normal: Vec<u32> =
+        (0..vocab.len() as u32).filter(|&id| vocab.token_type(id) == Some(TokenType::Normal)).collect();
+    let mut rng = Rng::seed(1234);
+    let prompt: Vec<u32> = (0..a.prompt_tokens).map(|_| normal[(rng.next_u64() % normal.len() as u64) as usize]).collect();
+
+    let mut cache = lm.model.new_cache(a.prompt_tokens + a.gen_tokens);
+    anyhow::ensure!(
+        cache.max_len() >= a.prompt_tokens + a.gen_tokens,
+        "prompt + generated tokens exceed the model's context of {}",
+        cache.max_len()
+    );
+    let t0 = Instant::now();
+    let logits = lm.model.forward(&prompt, &mut cache, 1)?;
+    let prefill = t0.elapsed().as_secs_f64();
+    let mut next = argmax(logits.last());
+    let t1 = Instant::now();
+    for _ in 0..a.gen_tokens {
+        let logits = lm.model.forward(&[next], &mut cache, 1)?;
+        next = argmax(logits.last());
+    }
+    let decode = t1.elapsed().as_secs_f64();
+    let prefill_tok_s = a.prompt_tokens as f64 / prefill;
+    let decode_tok_s = a.gen_tokens as f64 / decode;
+    let threads = candle_core::utils::get_num_threads();
+    let model = lm.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"model": model, "threads": threads, "prompt_tokens": a.prompt_tokens,
+                "gen_tokens": a.gen_tokens, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s})
+        );
+    } else {
+        println!("model {model}, {threads} threads");
+        println!("prefill: {} tokens in {prefill:.2}s = {prefill_tok_s:.1} tok/s", a.prompt_tokens);
+        println!("decode:  {} tokens in {decode:.2}s = {decode_tok_s:.1} tok/s", a.gen_tokens);
+    }
+    Ok(())
+}

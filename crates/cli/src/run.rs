@@ -1,0 +1,104 @@
+//! `ward run`: one prompt in, generated text out on stdout as it is produced.
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Args;
+use ward_engine::{generate, GenerateParams, SamplingParams};
+use ward_models::registry::resolve_model;
+use ward_models::{ChatMessage, LoadedModel};
+
+#[derive(Args)]
+pub struct RunArgs {
+    /// Registry name or path to a .gguf file (default: the registry's default model).
+    #[arg(long)]
+    model: Option<String>,
+    #[arg(long)]
+    prompt: String,
+    #[arg(long, default_value_t = 256)]
+    max_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    frequency_penalty: f32,
+    #[arg(long, default_value_t = 0.0)]
+    presence_penalty: f32,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop before this text (may be repeated).
+    #[arg(long)]
+    stop: Vec<String>,
+    /// Wrap the prompt as one user message through the model's chat template.
+    #[arg(long)]
+    chat: bool,
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn load(model: Option<&str>) -> anyhow::Result<LoadedModel> {
+    let resolved = resolve_model(model)?;
+    eprintln!("ward: loading {} from {}", resolved.name, resolved.path.display());
+    LoadedModel::load(&resolved.path, resolved.template_override.as_deref())
+        .with_context(|| format!("loading {}", resolved.path.display()))
+}
+
+pub fn run(a: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.temperature >= 0.0 && a.temperature.is_finite(), "--temperature must be >= 0");
+    anyhow::ensure!(a.top_p > 0.0 && a.top_p <= 1.0, "--top-p must be in (0, 1]");
+    anyhow::ensure!((0.0..=1.0).contains(&a.min_p), "--min-p must be in [0, 1]");
+    anyhow::ensure!(a.repetition_penalty > 0.0, "--repetition-penalty must be > 0");
+    anyhow::ensure!(a.max_tokens > 0, "--max-tokens must be > 0");
+    crate::set_threads(a.threads);
+    let lm = load(a.model.as_deref())?;
+    let prompt = if a.chat {
+        lm.chat_prompt(&[ChatMessage::new("user", &a.prompt)])?
+    } else {
+        lm.tokenizer.encode(&a.prompt, true)
+    };
+    let params = GenerateParams {
+        max_tokens: a.max_tokens,
+        sampling: SamplingParams {
+            temperature: a.temperature,
+            top_k: a.top_k,
+            top_p: a.top_p,
+            min_p: a.min_p,
+            repetition_penalty: a.repetition_penalty,
+            frequency_penalty: a.frequency_penalty,
+            presence_penalty: a.presence_penalty,
+            seed: a.seed,
+            ..SamplingParams::default()
+        },
+        stop: a.stop,
+    };
+    let mut stdout = std::io::stdout().lock();
+    let mut write_err = None;
+    let stats = generate(&lm, &prompt, &params, |text| {
+        if write_err.is_none() {
+            if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+                write_err = Some(e);
+            }
+        }
+    })?;
+    if let Some(e) = write_err {
+        return Err(e).context("writing to stdout");
+    }
+    writeln!(stdout)?;
+    eprintln!(
+        "ward: {} prompt tokens, {} generated ({:?}), prefill {:.2}s, decode {:.1} tok/s",
+        stats.prompt_tokens,
+        stats.tokens.len(),
+        stats.finish,
+        stats.prefill_time.as_secs_f64(),
+        stats.tokens.len() as f64 / stats.decode_time.as_secs_f64().max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Choosing the next token from logits: penalties, temperature, top-k, top-p, min-p, seeded draw.
+//!
+//! Order (as vLLM and Hugging Face apply them): penalties on the raw logits, then temperature,
+//! then top-k, top-p and min-p on the tempered distribution, then one draw. Temperature 0 is
+//! greedy (ties go to the lowest token id).
+
+use std::collections::HashMap;
+
+use crate::rng::Rng;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SamplingParams {
+    pub temperature: f32,
+    /// Keep the k most likely tokens; 0 disables.
+    pub top_k: usize,
+    /// Keep the smallest set of tokens whose probability reaches p; 1 disables.
+    pub top_p: f32,
+    /// Drop tokens less likely than min_p × the most likely one; 0 disables.
+    pub min_p: f32,
+    /// Divide positive (multiply negative) logits of tokens seen recently; 1 disables.
+    pub repetition_penalty: f32,
+    /// Subtract count × this from the logit of each token seen (OpenAI's definition).
+    pub frequency_penalty: f32,
+    /// Subtract this once from each token seen.
+    pub presence_penalty: f32,
+    /// How many of the most recent tokens the penalties look at.
+    pub penalty_last_n: usize,
+    /// Seed of the draw; `None` picks one at random.
+    pub seed: Option<u64>,
+}
+
+impl Default for SamplingParams {
+    fn default() -> Self {
+        SamplingParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            min_p: 0.0,
+            repetition_penalty: 1.0,
+            frequency_penalty: 0.0,
+            presence_penalty: 0.0,
+            penalty_last_n: 64,
+            seed: None,
+        }
+    }
+}
+
+impl SamplingParams {
+    pub fn greedy() -> SamplingParams {
+        SamplingParams { temperature: 0.0, ..Default::default() }
+    }
+}
+
+pub struct Sampler {
+    params: SamplingParams,
+    rng: Rng,
+}
+
+impl Sampler {
+    pub fn new(params: SamplingParams) -> Sampler {
+        let seed = params.seed.unwrap_or_else(random_seed);
+        Sampler { params, rng: Rng::seed(seed) }
+    }
+
+    /// Pick the next token. `logits` is modified (penalties); `history` is prompt + output so far.
+    pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        self.apply_penalties(logits, history);
+        if self.params.temperature <= 0.0 {
+            return argmax(logits);
+        }
+        let probs = self.distribution(logits);
+        let r = self.rng.next_f64() as f32;
+        let mut acc = 0.0f32;
+        for &(id, p) in &probs {
+            acc += p;
+            if r < acc {
+                return id;
+            }
+        }
+        probs.last().map_or_else(|| argmax(logits), |&(id, _)| id)
+    }
+
+    fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+        let p = &self.params;
+        if p.repetition_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0 {
+            return;
+        }
+        let recent = &history[history.len().saturating_sub(p.penalty_last_n)..];
+        let mut counts: HashMap<u32, u32> = HashMap::new();
+        for &t in recent {
+            *counts.entry(t).or_default() += 1;
+        }
+        for (&t, &c) in &counts {
+            let Some(l) = logits.get_mut(t as usize) else { continue };
+            if *l > 0.0 {
+                *l /= p.repetition_penalty;
+            } else {
+                *l *= p.repetition_penalty;
+            }
+            *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
+        }
+    }
+
+    /// The truncated, normalised distribution as (token, probability), most likely first.
+    pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f32)> {
+        let p = &self.params;
+        let mut cands: Vec<(u32, f32)> = logits
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.is_finite())
+            .map(|(i, &l)| (i as u32, l / p.temperature))
+            .collect();
+        cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        if p.top_k > 0 {
+            cands.truncate(p.top_k);
+        }
+        let Some(&(_, max)) = cands.first() else { return cands };
+        let mut sum = 0.0f32;
+        for c in cands.iter_mut() {
+            c.1 = (c.1 - max).exp();
+            sum += c.1;
+        }
+        for c in cands.iter_mut() {
+            c.1 /= sum;
+        }
+        if p.top_p < 1.0 {
+            let mut acc = 0.0f32;
+            let keep = cands
+                .iter()
+                .position(|c| {
+                    acc += c.1;
+                    acc >= p.top_p
+                })
+                .map_or(cands.len(), |i| i + 1);
+            cands.truncate(keep);
+        }
+        if p.min_p > 0.0 {
+            let floor = cands[0].1 * p.min_p;
+            cands.retain(|c| c.1 >= floor);
+        }
+        let total: f32 = cands.iter().map(|c| c.1).sum();
+        for c in cands.iter_mut() {
+            c.1 /= total;
+        }
+        cands
+    }
+}
+
+/// Index of the largest logit; the lowest index wins ties.
+pub fn argmax(logits: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &l) in logits.iter().enumerate() {
+        if l > logits[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(temperature: f32) -> SamplingParams {
+        SamplingParams { temperature, seed: Some(7), ..Default::default() }
+    }
+
+    /// Draw `n` samples and return the frequency of each token.
+    fn frequencies(p: SamplingParams, logits: &[f32], n: usize) -> Vec<f64> {
+        let mut s = Sampler::new(p);
+        let mut counts = vec![0usize; logits.len()];
+        for _ in 0..n {
+            counts[s.sample(&mut logits.to_vec(), &[]) as usize] += 1;
+        }
+        counts.iter().map(|&c| c as f64 / n as f64).collect()
+    }
+
+    fn softmax(l: &[f32], t: f32) -> Vec<f64> {
+        let m = l.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let e: Vec<f64> = l.iter().map(|&x| (((x - m) / t) as f64).exp()).collect();
+        let z: f64 = e.iter().sum();
+        e.iter().map(|x| x / z).collect()
+    }
+
+    /// Pearson chi-square statistic of observed frequencies against expected probabilities.
+    fn chi_square(freq: &[f64], expected: &[f64], n: usize) -> f64 {
+        freq.iter()
+            .zip(expected)
+            .filter(|(_, &e)| e > 0.0)
+            .map(|(&f, &e)| (f - e).powi(2) * n as f64 / e)
+            .sum()
+    }
+
+    const LOGITS: [f32; 6] = [2.0, 1.0, 0.5, 0.0, -1.0, -3.0];
+
+    #[test]
+    fn greedy_takes_argmax_and_lowest_on_ties() {
+        let mut s = Sampler::new(SamplingParams::greedy());
+        assert_eq!(s.sample(&mut [0.1, 3.0, 3.0, -1.0], &[]), 1);
+        assert_eq!(argmax(&[5.0, 5.0]), 0);
+    }
+
+    #[test]
+    fn samples_follow_softmax_at_temperature() {
+        let n = 200_000;
+        for t in [0.5f32, 1.0, 2.0] {
+            let freq = frequencies(params(t), &LOGITS, n);
+            let want = softmax(&LOGITS, t);
+            // 5 degrees of freedom: chi² < 20.5 with probability 99.9 %.
+            let chi = chi_square(&freq, &want, n);
+            assert!(chi < 20.5, "temperature {t}: chi² {chi}, freq {freq:?} want {want:?}");
+        }
+    }
+
+    #[test]
+    fn top_k_top_p_min_p_truncate_then_renormalise() {
+        let n = 100_000;
+        let full = softmax(&LOGITS, 1.0);
+        let renorm = |keep: usize| {
+            let z: f64 = full[..keep].iter().sum();
+            (0..LOGITS.len()).map(|i| if i < keep { full[i] / z } else { 0.0 }).collect::<Vec<_>>()
+        };
+        let cases = [
+            (SamplingParams { top_k: 2, ..params(1.0) }, 2usize),
+            // cumulative: 0.557, 0.762, 0.886 -> top_p 0.8 keeps three
+            (SamplingParams { top_p: 0.8, ..params(1.0) }, 3),
+            // min_p 0.3: p >= 0.3 * 0.557 = 0.167 keeps 0.557 and 0.205
+            (SamplingParams { min_p: 0.3, ..params(1.0) }, 2),
+        ];
+        for (p, keep) in cases {
+            let freq = frequencies(p.clone(), &LOGITS, n);
+            let want = renorm(keep);
+            assert!(freq[keep..].iter().all(|&f| f == 0.0), "{p:?} sampled a truncated token: {freq:?}");
+            let chi = chi_square(&freq[..keep], &want[..keep], n);
+            assert!(chi < 16.3, "{p:?}: chi² {chi}, {freq:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn same_seed_same_tokens_different_seed_differs() {
+        let draw = |seed| {
+            let mut s = Sampler::new(SamplingParams { seed: Some(seed), ..params(1.0) });
+            (0..64).map(|_| s.sample(&mut LOGITS.to_vec(), &[])).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(1), draw(1));
+        assert_ne!(draw(1), draw(2));
+    }
+
+    #[test]
+    fn penalties_follow_their_definitions() {
+        let s = Sampler::new(SamplingParams {
+            repetition_penalty: 2.0,
+            frequency_penalty: 0.5,
+            presence_penalty: 0.25,
+            ..params(1.0)
+        });
+        let mut l = vec![4.0, -4.0, 1.0, 1.0];
+        s.apply_penalties(&mut l, &[0, 0, 1, 3]);
+        // token 0: 4/2 - 2*0.5 - 0.25; token 1: -4*2 - 0.5 - 0.25; token 2 untouched; 3: 1/2-0.75
+        assert_eq!(l, vec![0.75, -8.75, 1.0, -0.25]);
+        // Only the last `penalty_last_n` tokens count.
+        let s = Sampler::new(SamplingParams { presence_penalty: 1.0, penalty_last_n: 1, ..params(1.0) });
+        let mut l = vec![0.0, 0.0];
+        s.apply_penalties(&mut l, &[0, 1]);
+        assert_eq!(l, vec![0.0, -1.0]);
+    }
+
+    #[test]
+    fn repetition_penalty_lowers_a_repeated_tokens_share() {
+        let n = 50_000;
+        let base = frequencies(params(1.0), &LOGITS, n)[0];
+        let mut s = Sampler::new(SamplingParams { repetition_penalty: 1.5, ..params(1.0) });
+        let hits = (0..n).filter(|_| s.sample(&mut LOGITS.to_vec(), &[0]) == 0).count() as f64 / n as f64;
+        let want = softmax(&[2.0 / 1.5, 1.0, 0.5, 0.0, -1.0, -3.0], 1.0)[0];
+        assert!(hits < base && (hits - want).abs() < 0.01, "{hits} vs {want} (base {base})");
+    }
+}

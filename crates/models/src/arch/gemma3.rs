@@ -1,0 +1,72 @@
+//! Gemma 3: embeddings scaled by √d, per-head Q/K RMSNorm, norms after attention and FFN as
+//! well as before, GeGLU, and five sliding-window layers (RoPE base 10 000) for each global one.
+//! GGUF converters already add Gemma's `1 +` to every norm weight.
+
+use ward_kernels::rope::RopeLayout;
+
+use super::{CausalLm, Head, Logits};
+use crate::cache::KvCache;
+use crate::layers::{add_inplace, normed, Activation, Attention, FeedForward};
+use crate::weights::WeightLoader;
+use crate::{HParams, ModelError};
+
+struct Block {
+    attn_norm: Vec<f32>,
+    attn: Attention,
+    attn_post_norm: Vec<f32>,
+    ffn_norm: Vec<f32>,
+    ffn: FeedForward,
+    ffn_post_norm: Vec<f32>,
+}
+
+pub struct Gemma3 {
+    hp: HParams,
+    head: Head,
+    blocks: Vec<Block>,
+}
+
+impl Gemma3 {
+    pub fn load(w: &WeightLoader, hp: HParams) -> Result<Gemma3, ModelError> {
+        let head = Head::load(w, &hp)?;
+        let d = hp.n_embd;
+        let norm = |il: usize, name: &str| w.f32_vec(&format!("blk.{il}.{name}.weight"), d);
+        let blocks = (0..hp.n_layer)
+            .map(|il| {
+                Ok(Block {
+                    attn_norm: norm(il, "attn_norm")?,
+                    attn: Attention::load(w, &hp, il, RopeLayout::Halves, true)?,
+                    attn_post_norm: norm(il, "post_attention_norm")?,
+                    ffn_norm: norm(il, "ffn_norm")?,
+                    ffn: FeedForward::load(w, &hp, il, Activation::Gelu)?,
+                    ffn_post_norm: norm(il, "post_ffw_norm")?,
+                })
+            })
+            .collect::<Result<_, ModelError>>()?;
+        Ok(Gemma3 { hp, head, blocks })
+    }
+}
+
+impl CausalLm for Gemma3 {
+    fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.head.embed.n_vocab()
+    }
+
+    fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Logits, ModelError> {
+        let mut x = self.head.start(tokens, cache)?;
+        let scale = (self.hp.n_embd as f32).sqrt();
+        x.iter_mut().for_each(|v| *v *= scale);
+        let eps = self.hp.rms_eps;
+        let pos = cache.len();
+        for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
+            let attn = b.attn.forward(&normed(&x, &b.attn_norm, eps), pos, layer_cache)?;
+            add_inplace(&mut x, &normed(&attn, &b.attn_post_norm, eps));
+            let ffn = b.ffn.forward(&normed(&x, &b.ffn_norm, eps))?;
+            add_inplace(&mut x, &normed(&ffn, &b.ffn_post_norm, eps));
+        }
+        self.head.finish(&x, tokens.len(), n_logits, cache)
+    }
+}

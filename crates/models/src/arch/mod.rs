@@ -1,0 +1,103 @@
+//! The architectures, the `CausalLm` trait they implement, and the one match on
+//! `general.architecture` that picks them.
+
+mod gemma3;
+mod llama;
+
+use crate::cache::KvCache;
+use crate::gguf::GgufFile;
+use crate::layers::normed;
+use crate::weights::{Embedding, Linear, WeightLoader};
+use crate::{Arch, HParams, ModelError};
+
+/// Logits for some positions of a forward pass, row-major `[rows][n_vocab]`.
+pub struct Logits {
+    pub n_vocab: usize,
+    pub data: Vec<f32>,
+}
+
+impl Logits {
+    pub fn rows(&self) -> usize {
+        self.data.len() / self.n_vocab
+    }
+
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.n_vocab..(i + 1) * self.n_vocab]
+    }
+
+    pub fn last(&self) -> &[f32] {
+        self.row(self.rows() - 1)
+    }
+}
+
+/// A decoder-only language model.
+pub trait CausalLm: Send {
+    fn hparams(&self) -> &HParams;
+
+    fn n_vocab(&self) -> usize;
+
+    /// An empty cache for one sequence of at most `max_len` tokens.
+    fn new_cache(&self, max_len: usize) -> KvCache {
+        let hp = self.hparams();
+        KvCache::new(hp.n_layer, max_len.min(hp.context_length))
+    }
+
+    /// Run `tokens` at the positions after those already in `cache`, append them to it, and
+    /// return logits for the last `n_logits` of them (1 for generation, more for scoring).
+    fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Logits, ModelError>;
+}
+
+/// Load the architecture named by `general.architecture`.
+pub fn load(gguf: &GgufFile) -> Result<Box<dyn CausalLm>, ModelError> {
+    let hp = HParams::from_gguf(gguf)?;
+    let w = WeightLoader { gguf };
+    Ok(match hp.arch {
+        Arch::Llama => Box::new(llama::Llama::load(&w, hp)?),
+        Arch::Gemma3 => Box::new(gemma3::Gemma3::load(&w, hp)?),
+    })
+}
+
+/// Token embeddings, final norm and output projection (tied to the embeddings when the file has
+/// no `output.weight`).
+pub(crate) struct Head {
+    pub embed: Embedding,
+    norm: Vec<f32>,
+    output: Linear,
+    eps: f32,
+}
+
+impl Head {
+    pub fn load(w: &WeightLoader, hp: &HParams) -> Result<Head, ModelError> {
+        let d = hp.n_embd;
+        let embd_info = w.gguf.tensor_info("token_embd.weight").ok_or_else(|| crate::gguf::GgufError::MissingTensor("token_embd.weight".into()))?;
+        let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
+        let embed = Embedding::new(w.qtensor("token_embd.weight", &[d, n_vocab])?, d);
+        let output_name = if w.has("output.weight") { "output.weight" } else { "token_embd.weight" };
+        Ok(Head {
+            embed,
+            norm: w.f32_vec("output_norm.weight", d)?,
+            output: w.linear(output_name, d, n_vocab)?,
+            eps: hp.rms_eps,
+        })
+    }
+
+    /// Check that the tokens fit the cache, and embed them.
+    pub fn start(&self, tokens: &[u32], cache: &KvCache) -> Result<Vec<f32>, ModelError> {
+        if tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        if cache.len() + tokens.len() > cache.max_len() {
+            return Err(ModelError::ContextFull { have: cache.len(), adding: tokens.len(), max: cache.max_len() });
+        }
+        self.embed.lookup(tokens)
+    }
+
+    /// Final norm and output projection of the last `n_logits` rows of `x`.
+    pub fn finish(&self, x: &[f32], n_tok: usize, n_logits: usize, cache: &mut KvCache) -> Result<Logits, ModelError> {
+        cache.advance(n_tok);
+        let n_logits = n_logits.clamp(1, n_tok);
+        let d = self.embed.dim;
+        let tail = normed(&x[(n_tok - n_logits) * d..], &self.norm, self.eps);
+        Ok(Logits { n_vocab: self.output.out_dim, data: self.output.forward(&tail)? })
+    }
+}

@@ -1,0 +1,56 @@
+//! Per-sequence KV cache: F16 keys and values per layer, written in place as tokens arrive.
+
+use half::f16;
+
+/// One layer's cache, laid out `[position][kv_head][head_dim]` (what the attention kernel reads).
+#[derive(Default, Clone)]
+pub struct LayerCache {
+    pub k: Vec<f16>,
+    pub v: Vec<f16>,
+}
+
+impl LayerCache {
+    /// Append `[n_tok][kv_head][head_dim]` keys and values, rounding to f16.
+    pub fn append(&mut self, k: &[f32], v: &[f32]) {
+        self.k.extend(k.iter().map(|&x| f16::from_f32(x)));
+        self.v.extend(v.iter().map(|&x| f16::from_f32(x)));
+    }
+}
+
+#[derive(Clone)]
+pub struct KvCache {
+    pub layers: Vec<LayerCache>,
+    len: usize,
+    max_len: usize,
+}
+
+impl KvCache {
+    pub fn new(n_layer: usize, max_len: usize) -> KvCache {
+        KvCache { layers: vec![LayerCache::default(); n_layer], len: 0, max_len }
+    }
+
+    /// Tokens already in the cache (the position of the next token).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+
+    pub fn clear(&mut self) {
+        for l in &mut self.layers {
+            l.k.clear();
+            l.v.clear();
+        }
+        self.len = 0;
+    }
+}

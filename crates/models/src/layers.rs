@@ -1,0 +1,135 @@
+//! Building blocks shared by the architectures: attention with RoPE and KV cache, gated FFN.
+
+use ward_kernels::activation::{gelu_mul, silu_mul};
+use ward_kernels::attention::{attention, AttnShape};
+use ward_kernels::norm::rms_norm_inplace;
+use ward_kernels::rope::{rope_inplace, RopeLayout};
+
+use crate::cache::LayerCache;
+use crate::weights::{Linear, WeightLoader};
+use crate::{HParams, ModelError};
+
+/// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,
+/// cache append, attention and output projection.
+pub struct Attention {
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    qk_norm: Option<(Vec<f32>, Vec<f32>)>,
+    shape: AttnShape,
+    rope_dim: usize,
+    rope_base: f32,
+    rope_freq_scale: f32,
+    rope_layout: RopeLayout,
+    eps: f32,
+}
+
+impl Attention {
+    pub fn load(
+        w: &WeightLoader,
+        hp: &HParams,
+        il: usize,
+        rope_layout: RopeLayout,
+        with_qk_norm: bool,
+    ) -> Result<Attention, ModelError> {
+        let p = format!("blk.{il}");
+        let (d, hd) = (hp.n_embd, hp.head_dim);
+        let qk_norm = if with_qk_norm {
+            Some((w.f32_vec(&format!("{p}.attn_q_norm.weight"), hd)?, w.f32_vec(&format!("{p}.attn_k_norm.weight"), hd)?))
+        } else {
+            None
+        };
+        let window = hp.layer_window(il);
+        Ok(Attention {
+            wq: w.linear(&format!("{p}.attn_q.weight"), d, hp.n_head * hd)?,
+            wk: w.linear(&format!("{p}.attn_k.weight"), d, hp.n_head_kv * hd)?,
+            wv: w.linear(&format!("{p}.attn_v.weight"), d, hp.n_head_kv * hd)?,
+            wo: w.linear(&format!("{p}.attn_output.weight"), hp.n_head * hd, d)?,
+            qk_norm,
+            shape: AttnShape {
+                n_head: hp.n_head,
+                n_kv_head: hp.n_head_kv,
+                head_dim: hd,
+                scale: hp.attn_scale,
+                window,
+            },
+            rope_dim: hp.rope_dim,
+            rope_base: hp.layer_rope_base(il),
+            rope_freq_scale: if window.is_some() { 1.0 } else { hp.rope_freq_scale },
+            rope_layout,
+            eps: hp.rms_eps,
+        })
+    }
+
+    /// `x` is the normalised input `[n_tok][n_embd]` of tokens at `start_pos..`; their keys and
+    /// values are appended to `cache`.
+    pub fn forward(&self, x: &[f32], start_pos: usize, cache: &mut LayerCache) -> Result<Vec<f32>, ModelError> {
+        let s = &self.shape;
+        let mut q = self.wq.forward(x)?;
+        let mut k = self.wk.forward(x)?;
+        let v = self.wv.forward(x)?;
+        if let Some((qn, kn)) = &self.qk_norm {
+            rms_norm_inplace(&mut q, qn, self.eps);
+            rms_norm_inplace(&mut k, kn, self.eps);
+        }
+        let rope = |t: &mut [f32], n_head: usize| {
+            rope_inplace(t, n_head, s.head_dim, self.rope_dim, start_pos, self.rope_base, self.rope_freq_scale, self.rope_layout)
+        };
+        rope(&mut q, s.n_head);
+        rope(&mut k, s.n_kv_head);
+        cache.append(&k, &v);
+        let mut out = vec![0.0f32; q.len()];
+        attention(&q, &cache.k, &cache.v, start_pos, s, &mut out);
+        self.wo.forward(&out)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Activation {
+    Silu,
+    Gelu,
+}
+
+/// Gated feed-forward: `down(act(gate(x)) * up(x))`.
+pub struct FeedForward {
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    act: Activation,
+}
+
+impl FeedForward {
+    pub fn load(w: &WeightLoader, hp: &HParams, il: usize, act: Activation) -> Result<FeedForward, ModelError> {
+        let p = format!("blk.{il}");
+        Ok(FeedForward {
+            gate: w.linear(&format!("{p}.ffn_gate.weight"), hp.n_embd, hp.n_ff)?,
+            up: w.linear(&format!("{p}.ffn_up.weight"), hp.n_embd, hp.n_ff)?,
+            down: w.linear(&format!("{p}.ffn_down.weight"), hp.n_ff, hp.n_embd)?,
+            act,
+        })
+    }
+
+    pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>, ModelError> {
+        let mut g = self.gate.forward(x)?;
+        let u = self.up.forward(x)?;
+        match self.act {
+            Activation::Silu => silu_mul(&mut g, &u),
+            Activation::Gelu => gelu_mul(&mut g, &u),
+        }
+        self.down.forward(&g)
+    }
+}
+
+/// An RMSNorm weight applied to a copy of `x`.
+pub fn normed(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
+    let mut y = x.to_vec();
+    rms_norm_inplace(&mut y, weight, eps);
+    y
+}
+
+pub fn add_inplace(acc: &mut [f32], x: &[f32]) {
+    for (a, &b) in acc.iter_mut().zip(x) {
+        *a += b;
+    }
+}

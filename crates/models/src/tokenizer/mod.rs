@@ -1,0 +1,339 @@
+//! The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata, matching llama.cpp's
+//! token ids: special tokens are split out first (longest first), then each run of plain text
+//! goes through byte-level BPE (`gpt2`) or SentencePiece-style merging (`llama`).
+
+mod bpe;
+mod spm;
+mod stream;
+mod unicode;
+
+use std::collections::HashMap;
+
+pub use stream::StreamDecoder;
+
+use crate::gguf::{Array, GgufError, GgufFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TokenizerError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error("unsupported tokenizer: {0}")]
+    Unsupported(String),
+    #[error("invalid tokenizer metadata: {0}")]
+    Invalid(String),
+}
+
+/// `tokenizer.ggml.token_type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenType {
+    Normal,
+    Unknown,
+    Control,
+    UserDefined,
+    Unused,
+    Byte,
+}
+
+impl TokenType {
+    fn from_i32(v: i32) -> TokenType {
+        match v {
+            2 => TokenType::Unknown,
+            3 => TokenType::Control,
+            4 => TokenType::UserDefined,
+            5 => TokenType::Unused,
+            6 => TokenType::Byte,
+            // 0 (undefined) and 1 are treated as normal text, as llama.cpp does.
+            _ => TokenType::Normal,
+        }
+    }
+}
+
+/// Token texts, types and scores, with a reverse index.
+pub struct Vocab {
+    texts: Vec<String>,
+    types: Vec<TokenType>,
+    scores: Vec<f32>,
+    ids: HashMap<String, u32>,
+}
+
+impl Vocab {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    pub fn id(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    pub fn text(&self, id: u32) -> Option<&str> {
+        self.texts.get(id as usize).map(String::as_str)
+    }
+
+    pub fn token_type(&self, id: u32) -> Option<TokenType> {
+        self.types.get(id as usize).copied()
+    }
+
+    fn score(&self, id: u32) -> f32 {
+        self.scores.get(id as usize).copied().unwrap_or(0.0)
+    }
+
+    /// SentencePiece byte-fallback token for one byte.
+    fn byte_token(&self, b: u8) -> Option<u32> {
+        self.id(&format!("<0x{b:02X}>")).or_else(|| std::str::from_utf8(&[b]).ok().and_then(|s| self.id(s)))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenizerKind {
+    /// `tokenizer.ggml.model = "gpt2"`: byte-level BPE.
+    Bpe,
+    /// `tokenizer.ggml.model = "llama"`: SentencePiece-style.
+    Spm,
+}
+
+enum Model {
+    Bpe { pre: bpe::PreTokenizer, merges: bpe::Merges, byte_chars: [char; 256], char_bytes: HashMap<char, u8> },
+    Spm,
+}
+
+pub struct Tokenizer {
+    vocab: Vocab,
+    model: Model,
+    /// Control, user-defined and unknown tokens, longest text first: split out of the input
+    /// before the text itself is tokenized.
+    specials: Vec<u32>,
+    pub bos: Option<u32>,
+    pub eos: Option<u32>,
+    /// Tokens that end generation: EOS plus the end-of-turn tokens llama.cpp also stops on.
+    end_of_generation: Vec<u32>,
+    pub add_bos: bool,
+    pub add_eos: bool,
+    add_space_prefix: bool,
+}
+
+/// A piece of input: raw text, or a special token found in it.
+enum Fragment<'a> {
+    Text(&'a str),
+    Token(u32),
+}
+
+impl Tokenizer {
+    pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer, TokenizerError> {
+        let model_name = gguf.require_str("tokenizer.ggml.model")?;
+        let texts = match gguf.get_array("tokenizer.ggml.tokens")? {
+            Some(Array::String(v)) if !v.is_empty() => v.clone(),
+            _ => return Err(TokenizerError::Invalid("tokenizer.ggml.tokens must be a non-empty string array".into())),
+        };
+        let n = texts.len();
+        let types = match gguf.get_array("tokenizer.ggml.token_type")? {
+            Some(Array::I32(v)) if v.len() == n => v.iter().map(|&t| TokenType::from_i32(t)).collect(),
+            None => vec![TokenType::Normal; n],
+            _ => return Err(TokenizerError::Invalid(format!("tokenizer.ggml.token_type must be {n} i32 values"))),
+        };
+        let scores = match gguf.get_array("tokenizer.ggml.scores")? {
+            Some(Array::F32(v)) if v.len() == n => v.clone(),
+            None => Vec::new(),
+            _ => return Err(TokenizerError::Invalid(format!("tokenizer.ggml.scores must be {n} f32 values"))),
+        };
+        let mut ids = HashMap::with_capacity(n);
+        for (i, t) in texts.iter().enumerate() {
+            // On duplicate texts the first id wins, as in llama.cpp's token_to_id.
+            ids.entry(t.clone()).or_insert(i as u32);
+        }
+        let vocab = Vocab { texts, types, scores, ids };
+
+        let model = match model_name {
+            "gpt2" => {
+                let pre = bpe::PreTokenizer::from_name(gguf.get_str("tokenizer.ggml.pre")?.unwrap_or("gpt2"))?;
+                let merges = match gguf.get_array("tokenizer.ggml.merges")? {
+                    Some(Array::String(m)) => bpe::Merges::new(m)?,
+                    _ => return Err(TokenizerError::Invalid("gpt2 tokenizer needs tokenizer.ggml.merges".into())),
+                };
+                let byte_chars = bpe::byte_to_char_table();
+                let char_bytes = byte_chars.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
+                Model::Bpe { pre, merges, byte_chars, char_bytes }
+            }
+            "llama" => {
+                if vocab.scores.is_empty() {
+                    return Err(TokenizerError::Invalid("llama tokenizer needs tokenizer.ggml.scores".into()));
+                }
+                Model::Spm
+            }
+            other => return Err(TokenizerError::Unsupported(format!("tokenizer.ggml.model = {other:?}"))),
+        };
+        let kind_defaults_bos = matches!(model, Model::Spm);
+
+        let token_id = |key: &str| -> Result<Option<u32>, TokenizerError> {
+            match gguf.get_u64(key)? {
+                None => Ok(None),
+                Some(id) if (id as usize) < n => Ok(Some(id as u32)),
+                Some(id) => Err(TokenizerError::Invalid(format!("{key} = {id} is outside the {n}-token vocabulary"))),
+            }
+        };
+        let bos = token_id("tokenizer.ggml.bos_token_id")?;
+        let eos = token_id("tokenizer.ggml.eos_token_id")?;
+        let mut end_of_generation: Vec<u32> = eos.into_iter().chain(token_id("tokenizer.ggml.eot_token_id")?).collect();
+        for text in ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>"] {
+            end_of_generation.extend(vocab.id(text).filter(|&id| vocab.types[id as usize] == TokenType::Control));
+        }
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+        let add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(kind_defaults_bos);
+        let add_eos = gguf.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
+        let add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(kind_defaults_bos);
+        if add_bos && bos.is_none() {
+            return Err(TokenizerError::Invalid("add_bos_token is set but bos_token_id is missing".into()));
+        }
+
+        let mut specials: Vec<u32> = (0..n as u32)
+            .filter(|&id| {
+                matches!(vocab.types[id as usize], TokenType::Control | TokenType::UserDefined | TokenType::Unknown)
+                    && !vocab.texts[id as usize].is_empty()
+            })
+            .collect();
+        specials.sort_by_key(|&id| std::cmp::Reverse(vocab.texts[id as usize].len()));
+
+        Ok(Tokenizer { vocab, model, specials, bos, eos, end_of_generation, add_bos, add_eos, add_space_prefix })
+    }
+
+    pub fn kind(&self) -> TokenizerKind {
+        match self.model {
+            Model::Bpe { .. } => TokenizerKind::Bpe,
+            Model::Spm => TokenizerKind::Spm,
+        }
+    }
+
+    pub fn vocab(&self) -> &Vocab {
+        &self.vocab
+    }
+
+    /// Whether generating `id` ends the sequence.
+    pub fn is_end_of_generation(&self, id: u32) -> bool {
+        self.end_of_generation.contains(&id)
+    }
+
+    pub fn end_of_generation(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
+    /// Token ids for `text`. Special-token texts in the input become their tokens (as the
+    /// llama.cpp server does); `add_special` adds BOS/EOS as the model's metadata asks.
+    pub fn encode(&self, text: &str, add_special: bool) -> Vec<u32> {
+        let mut out = Vec::new();
+        if add_special && self.add_bos {
+            out.extend(self.bos);
+        }
+        let mut prev_special = true;
+        for fragment in self.split_specials(text) {
+            match fragment {
+                Fragment::Token(id) => {
+                    out.push(id);
+                    prev_special = true;
+                }
+                Fragment::Text(t) => {
+                    self.encode_text(t, prev_special, &mut out);
+                    prev_special = false;
+                }
+            }
+        }
+        if add_special && self.add_eos {
+            out.extend(self.eos);
+        }
+        out
+    }
+
+    fn encode_text(&self, text: &str, prev_special: bool, out: &mut Vec<u32>) {
+        match &self.model {
+            Model::Spm => {
+                let prefix = if self.add_space_prefix && prev_special { " " } else { "" };
+                let escaped = format!("{prefix}{text}").replace(' ', "\u{2581}");
+                spm::tokenize(&self.vocab, &escaped, out);
+            }
+            Model::Bpe { pre, merges, byte_chars, .. } => {
+                for word in pre.split(text) {
+                    let encoded: String = word.bytes().map(|b| byte_chars[b as usize]).collect();
+                    for piece in merges.apply(&encoded) {
+                        match self.vocab.id(&piece) {
+                            Some(id) => out.push(id),
+                            // Unreachable with a complete byte-level vocabulary; llama.cpp then
+                            // tries each byte of the piece on its own.
+                            None => out.extend(piece.chars().filter_map(|c| self.vocab.id(c.encode_utf8(&mut [0; 4])))),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Split out special tokens, longest first, as llama.cpp's `tokenizer_st_partition` does.
+    fn split_specials<'a>(&self, text: &'a str) -> Vec<Fragment<'a>> {
+        let mut fragments = vec![Fragment::Text(text)];
+        for &id in &self.specials {
+            let special = self.vocab.texts[id as usize].as_str();
+            if !text.contains(special) {
+                continue;
+            }
+            let mut next = Vec::with_capacity(fragments.len());
+            for f in fragments {
+                let Fragment::Text(mut rest) = f else {
+                    next.push(f);
+                    continue;
+                };
+                while let Some(at) = rest.find(special) {
+                    if at > 0 {
+                        next.push(Fragment::Text(&rest[..at]));
+                    }
+                    next.push(Fragment::Token(id));
+                    rest = &rest[at + special.len()..];
+                }
+                if !rest.is_empty() {
+                    next.push(Fragment::Text(rest));
+                }
+            }
+            fragments = next;
+        }
+        fragments
+    }
+
+    /// The bytes one token stands for. Control and unknown tokens give nothing unless
+    /// `with_special`; a byte-level token may be part of a multi-byte UTF-8 character.
+    pub fn token_bytes(&self, id: u32, with_special: bool) -> Vec<u8> {
+        let (Some(text), Some(ty)) = (self.vocab.text(id), self.vocab.token_type(id)) else {
+            return Vec::new();
+        };
+        match ty {
+            TokenType::Control | TokenType::Unknown if !with_special => Vec::new(),
+            TokenType::Control | TokenType::Unknown | TokenType::UserDefined => text.as_bytes().to_vec(),
+            TokenType::Unused => Vec::new(),
+            TokenType::Byte => parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
+            TokenType::Normal => match &self.model {
+                Model::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                Model::Bpe { char_bytes, .. } => {
+                    let mut out = Vec::with_capacity(text.len());
+                    for c in text.chars() {
+                        match char_bytes.get(&c) {
+                            Some(&b) => out.push(b),
+                            None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
+                        }
+                    }
+                    out
+                }
+            },
+        }
+    }
+
+    /// Text for a sequence of tokens (invalid UTF-8 is replaced, as at the end of a stream).
+    pub fn decode(&self, ids: &[u32], with_special: bool) -> String {
+        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.token_bytes(id, with_special)).collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+fn parse_byte_token(text: &str) -> Option<u8> {
+    let hex = text.strip_prefix("<0x")?.strip_suffix('>')?;
+    u8::from_str_radix(hex, 16).ok()
+}

@@ -1,0 +1,24 @@
+//! Helpers shared by the integration tests: where the real models and fixtures are.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A test model fetched by scripts/fetch-models.sh; a missing file fails the test loudly.
+pub fn model_path(file: &str) -> PathBuf {
+    let p = root().join("models").join(file);
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    p
+}
+
+pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+
+pub fn fixture(name: &str) -> serde_json::Value {
+    let p = root().join("scripts/reference/fixtures").join(name);
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    serde_json::from_str(&text).unwrap()
+}

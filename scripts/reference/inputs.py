@@ -1,0 +1,115 @@
+"""Inputs of the correctness oracle: strings to tokenize, prompts to continue, conversations to
+render. Edit here and re-run make-fixtures.sh to regenerate the fixtures."""
+
+TOKENIZER_STRINGS = [
+    "Patient is a 67-year-old male presenting with chest pain radiating to the left arm.",
+    "Assessment: community-acquired pneumonia, CURB-65 score 2. Plan: admit to ward.",
+    "Hx of T2DM, HTN, CKD stage 3b (eGFR 38). NKDA.",
+    "Vancomycin 15 mg/kg IV q12h; target trough 15-20 mcg/mL.",
+    "Give 5 mg/kg q8h",
+    "Paracetamol 1 g PO q6h PRN, max 4 g/24h.",
+    "BP 142/91 mmHg, HR 104 bpm, SpO2 93% on RA, T 38.4 °C.",
+    "Na+ 131 mmol/L, K+ 5.6 mmol/L, Cr 1.8 mg/dL (baseline 1.1).",
+    "患者男性，67岁，主诉胸痛3小时。",
+    "诊断：2型糖尿病，高血压病3级（极高危）。",
+    "给予阿司匹林100mg口服，每日一次。",
+    "中医辨证：气虚血瘀证，治以益气活血。",
+    "Der Patient klagt über Übelkeit und Schwindel.",
+    "Fièvre à 39,2 °C depuis 48 h, frissons.",
+    "Pain score 😣 8/10 → 3/10 after morphine 💉.",
+    "🩺🏥❤️‍🩹 follow-up in 2 weeks 👍🏽",
+    "   leading spaces",
+    "trailing spaces   ",
+    "multiple    inner     spaces",
+    "\n\nleading newlines",
+    "line one\nline two\n\nline four\n",
+    "tabs\tand\ttabs\t\tdouble",
+    "\r\nWindows line\r\nendings\r\n",
+    " ",
+    "",
+    "a",
+    "12345678901234567890",
+    "3.14159 2,718 1e-9 -42 +7 0.5mL 0.05%",
+    "ICD-10: I21.4, E11.65, N18.32; SNOMED 22298006",
+    "<|im_start|>user\nWhat is sepsis?<|im_end|>\n<|im_start|>assistant\n",
+    "<start_of_turn>user\nDefine tachycardia.<end_of_turn>\n<start_of_turn>model\n",
+    "Text with <|endoftext|> in the middle and <bos> too",
+    "It's the patient's wife who'll call; they're sure we've done it, haven't we?",
+    "don't DON'T Don't o'clock",
+    "<table><tr><td>Hb</td><td>9.8</td></tr></table>",
+    "x² + y³ ≤ 10⁻³ ± √2 ÷ ∞",
+    "naïve café résumé coöperate",
+    "ＡＢＣ　全角スペース",
+    "Ελληνικά και Русский текст",
+    "\u00a0non-breaking\u00a0space and zero\u200bwidth",
+    "url https://ehr.example.org/patients/123?id=45&x=y",
+    "                                        long run of spaces",
+]
+
+# Prompts continued greedily by llama.cpp; the teacher-forced test replays them.
+SMOLLM2_PROMPTS = [
+    "The patient was admitted to the intensive care unit because",
+    "Common symptoms of type 2 diabetes include",
+    "Sepsis is defined as",
+    "The recommended adult dose of amoxicillin for community-acquired pneumonia is",
+    "A 45-year-old woman presents to the emergency department with",
+    "Discharge summary:\nDiagnosis: acute appendicitis.\nProcedure:",
+    "Hypertension is a major risk factor for",
+    "The function of the kidneys is to",
+    "患者主诉头痛三天，伴有",
+    "Q: What does a high troponin level indicate?\nA:",
+    "List three signs of dehydration in children:\n1.",
+    "Nurses should check vital signs every",
+]
+
+SMOLLM2_CHATS = [
+    [{"role": "user", "content": "What is the normal range of adult resting heart rate?"}],
+    [{"role": "system", "content": "You are a concise clinical assistant."},
+     {"role": "user", "content": "Explain what an ECG measures."}],
+]
+
+GEMMA_PROMPTS = [
+    "The patient was admitted to the intensive care unit because",
+    "Common symptoms of type 2 diabetes include",
+    "Sepsis is defined as",
+    "The recommended adult dose of amoxicillin for community-acquired pneumonia is",
+    "A 45-year-old woman presents to the emergency department with",
+    "Discharge summary:\nDiagnosis: acute appendicitis.\nProcedure:",
+    "Hypertension is a major risk factor for",
+    "患者主诉头痛三天，伴有",
+    "Q: What does a high troponin level indicate?\nA:",
+    "List three signs of dehydration in children:\n1.",
+]
+
+# A long note so that Gemma's sliding-window layers (window 512) really slide.
+LONG_NOTE = """DISCHARGE SUMMARY
+
+Patient: 72-year-old woman. Admission date: day 0. Discharge date: day 9.
+
+History of present illness: The patient presented to the emergency department with three days of progressive shortness of breath, productive cough with green sputum, fever up to 38.9 degrees Celsius, and pleuritic chest pain on the right side. She reported reduced appetite and fatigue. She denied recent travel, sick contacts, hemoptysis, or leg swelling. Her past medical history includes chronic obstructive pulmonary disease with two exacerbations in the past year, hypertension, type 2 diabetes mellitus on metformin, atrial fibrillation on apixaban, and chronic kidney disease stage 3a. She is a former smoker with a 40 pack-year history and quit eight years ago. She lives with her husband and is independent in activities of daily living.
+
+Examination on admission: Temperature 38.6 degrees Celsius, heart rate 112 beats per minute and irregularly irregular, blood pressure 104/62 mmHg, respiratory rate 26 breaths per minute, oxygen saturation 88 percent on room air improving to 94 percent on 2 liters per minute via nasal cannula. She appeared uncomfortable and was using accessory muscles. Auscultation revealed bronchial breath sounds and coarse crackles at the right base with scattered expiratory wheeze bilaterally. Heart sounds were irregular without murmurs. There was no peripheral edema. Abdomen was soft and non-tender.
+
+Investigations: White cell count 16.4 with neutrophilia, C-reactive protein 212 mg/L, procalcitonin 3.1 ng/mL, hemoglobin 118 g/L, platelets 301. Sodium 133 mmol/L, potassium 4.9 mmol/L, urea 11.2 mmol/L, creatinine 142 micromol/L (baseline 105). Lactate 2.4 mmol/L. Arterial blood gas on 2 liters: pH 7.36, pCO2 6.1 kPa, pO2 8.4 kPa, bicarbonate 26 mmol/L. Chest radiograph showed right lower lobe consolidation with a small right pleural effusion. Blood cultures grew Streptococcus pneumoniae sensitive to penicillin. Urinary pneumococcal antigen was positive. Electrocardiogram showed atrial fibrillation with a rapid ventricular response and no acute ischemic changes.
+
+Hospital course: She was diagnosed with severe community-acquired pneumonia (CURB-65 score 3) complicated by sepsis and acute kidney injury, on a background of COPD. She was started on intravenous amoxicillin and clarithromycin, later narrowed to intravenous benzylpenicillin once sensitivities were available, and then switched to oral amoxicillin on day 5 when she was afebrile for 48 hours. She received intravenous fluids with careful monitoring of fluid balance given her age and comorbidities, and her creatinine returned to 110 micromol/L by day 4. Metformin was withheld during the acute kidney injury and restarted on day 6. Her atrial fibrillation rate was controlled with bisoprolol 2.5 mg daily once her blood pressure allowed. Apixaban was continued at the adjusted dose. She received nebulised salbutamol and ipratropium and a five-day course of oral prednisolone 30 mg for the associated COPD exacerbation. Her oxygen requirement fell steadily and she was on room air with saturations of 92 percent from day 7. A repeat chest radiograph on day 8 showed improving consolidation and a stable small effusion that did not require drainage. She was reviewed by physiotherapy and mobilised independently with a walking frame.
+
+Medications on discharge: amoxicillin 1 g orally three times daily for two more days to complete seven days, bisoprolol 2.5 mg once daily (new), apixaban 5 mg twice daily, metformin 500 mg twice daily, ramipril 2.5 mg once daily (restart held until review of renal function), tiotropium inhaler once daily, salbutamol inhaler as required.
+
+Follow-up: General practitioner review in one week with renal function and potassium. Repeat chest radiograph in six weeks to confirm resolution. Respiratory clinic in three months. Pneumococcal and influenza vaccination status to be checked. The patient and her husband were given written advice on red flag symptoms including worsening breathlessness, chest pain, confusion, or reduced urine output, and were advised to return to the emergency department if any of these occur.
+
+Summary for the general practitioner: In summary, this 72-year-old woman"""
+
+# Conversations rendered by Python jinja2 (as transformers' apply_chat_template does).
+CONVERSATIONS = [
+    [{"role": "user", "content": "What are the signs of sepsis?"}],
+    [{"role": "system", "content": "You are a clinical documentation assistant. Be concise."},
+     {"role": "user", "content": "Summarise: BP 150/95, HR 88, T 37.1."}],
+    [{"role": "system", "content": "Answer in one sentence."},
+     {"role": "user", "content": "What is metformin used for?"},
+     {"role": "assistant", "content": "Metformin is a first-line medicine for type 2 diabetes."},
+     {"role": "user", "content": "And its main risk?"}],
+    [{"role": "user", "content": "  Leading and trailing spaces  "},
+     {"role": "assistant", "content": "Noted."},
+     {"role": "user", "content": "患者发热三天。中文可以吗？"}],
+]

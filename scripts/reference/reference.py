@@ -1,0 +1,112 @@
+"""Write Ward's correctness fixtures with llama.cpp (through llama-cpp-python) and jinja2.
+
+Run through make-fixtures.sh, which makes the venv. Outputs, beside this file in fixtures/:
+  tokenizer-<model>.json  ids for TOKENIZER_STRINGS, with and without the model's special tokens
+  logits-<model>.json     prompt ids, llama.cpp's 32-token greedy continuation, and its top-5
+                          logits at every continuation position
+  templates.json          reference renderings of CONVERSATIONS for each chat template
+"""
+import json
+import os
+import sys
+
+import jinja2
+import numpy as np
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from llama_cpp import Llama
+
+import inputs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+OUT = os.path.join(HERE, "fixtures")
+N_CONT = 32
+TOP = 5
+
+MODELS = {
+    "smollm2": os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "gemma3": os.path.join(ROOT, "models", "gemma-3-270m-q4_k_m.gguf"),
+}
+
+
+def load(path, n_ctx=2048):
+    # Defaults of llama.cpp's CPU path: F16 KV cache; flash attention off so the reference uses
+    # the plain softmax(QK)V graph.
+    return Llama(model_path=path, n_ctx=n_ctx, n_batch=512, n_threads=2, seed=0, verbose=False,
+                 flash_attn=False, logits_all=False)
+
+
+def tokenize(llm, text, add_special):
+    return llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+
+
+def continuation(llm, prompt_ids):
+    """llama.cpp's greedy continuation, one token at a time, with top-5 logits at each step."""
+    llm.reset()
+    llm.eval(prompt_ids)
+    cont, tops = [], []
+    for _ in range(N_CONT):
+        logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        order = np.argsort(-logits, kind="stable")[:TOP]
+        tops.append([[int(i), float(logits[i])] for i in order])
+        tok = int(order[0])
+        cont.append(tok)
+        llm.eval([tok])
+    return cont, tops
+
+
+def render(template, messages, add_generation_prompt, bos, eos):
+    def raise_exception(msg):
+        raise jinja2.exceptions.TemplateError(msg)
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(messages=messages, add_generation_prompt=add_generation_prompt,
+                                            bos_token=bos, eos_token=eos)
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    templates = []
+    for name, path in MODELS.items():
+        llm = load(path)
+        toks = [{"text": s, "ids": tokenize(llm, s, False), "ids_with_special": tokenize(llm, s, True)}
+                for s in inputs.TOKENIZER_STRINGS]
+        with open(os.path.join(OUT, f"tokenizer-{name}.json"), "w") as f:
+            json.dump(toks, f, ensure_ascii=False, indent=0)
+
+        if name == "smollm2":
+            prompts = [(p, tokenize(llm, p, True)) for p in inputs.SMOLLM2_PROMPTS]
+            template = llm.metadata["tokenizer.chat_template"]
+            for chat in inputs.SMOLLM2_CHATS:
+                text = render(template, chat, True, "", "<|im_end|>")
+                prompts.append((text, tokenize(llm, text, False)))
+        else:
+            prompts = [(p, tokenize(llm, p, True)) for p in inputs.GEMMA_PROMPTS + [inputs.LONG_NOTE]]
+        cases = []
+        for text, ids in prompts:
+            cont, tops = continuation(llm, ids)
+            cases.append({"prompt": text, "prompt_ids": ids, "continuation": cont, "top5": tops})
+            print(f"{name}: {len(ids)} prompt tokens -> {llm.detokenize(cont)!r}", file=sys.stderr)
+        with open(os.path.join(OUT, f"logits-{name}.json"), "w") as f:
+            json.dump({"model": os.path.basename(path), "llama_cpp_python": __import__("llama_cpp").__version__,
+                       "cases": cases}, f, ensure_ascii=False)
+
+        if name == "smollm2":
+            templates.append(("smollm2", template, "", "<|im_end|>"))
+        del llm
+
+    with open(os.path.join(ROOT, "models", "templates", "gemma3-it.jinja")) as f:
+        templates.append(("gemma3-it", f.read(), "<bos>", "<eos>"))
+    rendered = []
+    for tname, source, bos, eos in templates:
+        for i, conv in enumerate(inputs.CONVERSATIONS):
+            for agp in (True, False):
+                rendered.append({"template": tname, "messages": conv, "add_generation_prompt": agp,
+                                 "bos_token": bos, "eos_token": eos,
+                                 "rendered": render(source, conv, agp, bos, eos)})
+    with open(os.path.join(OUT, "templates.json"), "w") as f:
+        json.dump({"templates": {t[0]: t[1] for t in templates}, "cases": rendered}, f, ensure_ascii=False, indent=0)
+
+
+if __name__ == "__main__":
+    main()
