@@ -23,15 +23,21 @@ pub struct BenchArgs {
 }
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.prompt_tokens > 0 && a.gen_tokens > 0, "--prompt-tokens and --gen-tokens must be > 0");
+    anyhow::ensure!(
+        a.prompt_tokens > 0 && a.gen_tokens > 0,
+        "--prompt-tokens and --gen-tokens must be > 0"
+    );
     crate::set_threads(a.threads);
     let lm = crate::run::load(a.model.as_deref())?;
     // Ordinary vocabulary tokens drawn with a fixed seed, as llama-bench does with random ids.
     let vocab = lm.tokenizer.vocab();
-    let normal: Vec<u32> =
-        (0..vocab.len() as u32).filter(|&id| vocab.token_type(id) == Some(TokenType::Normal)).collect();
+    let normal: Vec<u32> = (0..vocab.len() as u32)
+        .filter(|&id| vocab.token_type(id) == Some(TokenType::Normal))
+        .collect();
     let mut rng = Rng::seed(1234);
-    let prompt: Vec<u32> = (0..a.prompt_tokens).map(|_| normal[(rng.next_u64() % normal.len() as u64) as usize]).collect();
+    let prompt: Vec<u32> = (0..a.prompt_tokens)
+        .map(|_| normal[(rng.next_u64() % normal.len() as u64) as usize])
+        .collect();
 
     let mut cache = lm.model.new_cache(a.prompt_tokens + a.gen_tokens);
     anyhow::ensure!(
@@ -52,7 +58,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let prefill_tok_s = a.prompt_tokens as f64 / prefill;
     let decode_tok_s = a.gen_tokens as f64 / decode;
     let threads = candle_core::utils::get_num_threads();
-    let model = lm.path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let model = lm
+        .path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     if a.json {
         println!(
             "{}",
@@ -61,8 +71,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         );
     } else {
         println!("model {model}, {threads} threads");
-        println!("prefill: {} tokens in {prefill:.2}s = {prefill_tok_s:.1} tok/s", a.prompt_tokens);
-        println!("decode:  {} tokens in {decode:.2}s = {decode_tok_s:.1} tok/s", a.gen_tokens);
+        println!(
+            "prefill: {} tokens in {prefill:.2}s = {prefill_tok_s:.1} tok/s",
+            a.prompt_tokens
+        );
+        println!(
+            "decode:  {} tokens in {decode:.2}s = {decode_tok_s:.1} tok/s",
+            a.gen_tokens
+        );
     }
     Ok(())
 }

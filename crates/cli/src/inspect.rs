@@ -19,17 +19,32 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let gguf = GgufFile::open(&a.file)?;
     let h = &gguf.header;
     println!("file: {}", a.file.display());
-    println!("gguf version: {}, alignment {}, data at byte {}", h.version, h.alignment, h.data_offset);
-    println!("architecture: {}", gguf.get_str("general.architecture")?.unwrap_or("(missing)"));
+    println!(
+        "gguf version: {}, alignment {}, data at byte {}",
+        h.version, h.alignment, h.data_offset
+    );
+    println!(
+        "architecture: {}",
+        gguf.get_str("general.architecture")?.unwrap_or("(missing)")
+    );
     if let Some(name) = gguf.get_str("general.name")? {
         println!("name: {name}");
     }
     match HParams::from_gguf(&gguf) {
         Ok(hp) => {
             println!("hyper-parameters:");
-            println!("  layers {}, embedding {}, feed-forward {}", hp.n_layer, hp.n_embd, hp.n_ff);
-            println!("  heads {} (kv {}), head dim {}, rope dim {}", hp.n_head, hp.n_head_kv, hp.head_dim, hp.rope_dim);
-            println!("  context {}, rms eps {:e}, rope base {}", hp.context_length, hp.rms_eps, hp.rope_base);
+            println!(
+                "  layers {}, embedding {}, feed-forward {}",
+                hp.n_layer, hp.n_embd, hp.n_ff
+            );
+            println!(
+                "  heads {} (kv {}), head dim {}, rope dim {}",
+                hp.n_head, hp.n_head_kv, hp.head_dim, hp.rope_dim
+            );
+            println!(
+                "  context {}, rms eps {:e}, rope base {}",
+                hp.context_length, hp.rms_eps, hp.rope_base
+            );
             if let Some(w) = hp.sliding_window {
                 println!(
                     "  sliding window {} on {} of every {} layers (rope base {} there)",
@@ -49,13 +64,24 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
         e.1 += t.n_bytes;
     }
     let total: u64 = h.tensors.iter().map(|t| t.n_bytes).sum();
-    println!("tensors: {} ({:.1} MiB)", h.tensors.len(), total as f64 / (1 << 20) as f64);
+    println!(
+        "tensors: {} ({:.1} MiB)",
+        h.tensors.len(),
+        total as f64 / (1 << 20) as f64
+    );
     for (ty, (n, bytes)) in by_type {
-        println!("  {ty:>6}: {n:>4} tensors, {:>9.2} MiB", bytes as f64 / (1 << 20) as f64);
+        println!(
+            "  {ty:>6}: {n:>4} tensors, {:>9.2} MiB",
+            bytes as f64 / (1 << 20) as f64
+        );
     }
     match Tokenizer::from_gguf(&gguf) {
         Ok(tok) => {
-            let text = |id: Option<u32>| id.and_then(|i| tok.vocab().text(i)).unwrap_or("-").to_string();
+            let text = |id: Option<u32>| {
+                id.and_then(|i| tok.vocab().text(i))
+                    .unwrap_or("-")
+                    .to_string()
+            };
             println!(
                 "tokenizer: {:?}, {} tokens, bos {:?} (added: {}), eos {:?}",
                 tok.kind(),

@@ -46,16 +46,26 @@ pub struct RunArgs {
 
 pub fn load(model: Option<&str>) -> anyhow::Result<LoadedModel> {
     let resolved = resolve_model(model)?;
-    eprintln!("ward: loading {} from {}", resolved.name, resolved.path.display());
+    eprintln!(
+        "ward: loading {} from {}",
+        resolved.name,
+        resolved.path.display()
+    );
     LoadedModel::load(&resolved.path, resolved.template_override.as_deref())
         .with_context(|| format!("loading {}", resolved.path.display()))
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(a.temperature >= 0.0 && a.temperature.is_finite(), "--temperature must be >= 0");
+    anyhow::ensure!(
+        a.temperature >= 0.0 && a.temperature.is_finite(),
+        "--temperature must be >= 0"
+    );
     anyhow::ensure!(a.top_p > 0.0 && a.top_p <= 1.0, "--top-p must be in (0, 1]");
     anyhow::ensure!((0.0..=1.0).contains(&a.min_p), "--min-p must be in [0, 1]");
-    anyhow::ensure!(a.repetition_penalty > 0.0, "--repetition-penalty must be > 0");
+    anyhow::ensure!(
+        a.repetition_penalty > 0.0,
+        "--repetition-penalty must be > 0"
+    );
     anyhow::ensure!(a.max_tokens > 0, "--max-tokens must be > 0");
     crate::set_threads(a.threads);
     let lm = load(a.model.as_deref())?;
@@ -83,7 +93,10 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     let mut write_err = None;
     let stats = generate(&lm, &prompt, &params, |text| {
         if write_err.is_none() {
-            if let Err(e) = stdout.write_all(text.as_bytes()).and_then(|_| stdout.flush()) {
+            if let Err(e) = stdout
+                .write_all(text.as_bytes())
+                .and_then(|_| stdout.flush())
+            {
                 write_err = Some(e);
             }
         }

@@ -43,7 +43,11 @@ pub fn generate(
     let max_len = prompt.len() + params.max_tokens;
     let mut cache = lm.model.new_cache(max_len);
     if max_len > cache.max_len() {
-        return Err(ModelError::ContextFull { have: prompt.len(), adding: params.max_tokens, max: cache.max_len() });
+        return Err(ModelError::ContextFull {
+            have: prompt.len(),
+            adding: params.max_tokens,
+            max: cache.max_len(),
+        });
     }
     let mut sampler = Sampler::new(params.sampling.clone());
     let mut stop = StopMatcher::new(&params.stop);
@@ -86,5 +90,11 @@ pub fn generate(
             StopOutcome::Stopped(t) => on_text(&t),
         }
     }
-    Ok(GenerationStats { prompt_tokens: prompt.len(), tokens, finish, prefill_time, decode_time: t1.elapsed() })
+    Ok(GenerationStats {
+        prompt_tokens: prompt.len(),
+        tokens,
+        finish,
+        prefill_time,
+        decode_time: t1.elapsed(),
+    })
 }

@@ -47,7 +47,10 @@ impl Default for SamplingParams {
 
 impl SamplingParams {
     pub fn greedy() -> SamplingParams {
-        SamplingParams { temperature: 0.0, ..Default::default() }
+        SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        }
     }
 }
 
@@ -59,7 +62,10 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(params: SamplingParams) -> Sampler {
         let seed = params.seed.unwrap_or_else(random_seed);
-        Sampler { params, rng: Rng::seed(seed) }
+        Sampler {
+            params,
+            rng: Rng::seed(seed),
+        }
     }
 
     /// Pick the next token. `logits` is modified (penalties); `history` is prompt + output so far.
@@ -91,7 +97,9 @@ impl Sampler {
             *counts.entry(t).or_default() += 1;
         }
         for (&t, &c) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else { continue };
+            let Some(l) = logits.get_mut(t as usize) else {
+                continue;
+            };
             if *l > 0.0 {
                 *l /= p.repetition_penalty;
             } else {
@@ -114,7 +122,9 @@ impl Sampler {
         if p.top_k > 0 {
             cands.truncate(p.top_k);
         }
-        let Some(&(_, max)) = cands.first() else { return cands };
+        let Some(&(_, max)) = cands.first() else {
+            return cands;
+        };
         let mut sum = 0.0f32;
         for c in cands.iter_mut() {
             c.1 = (c.1 - max).exp();
@@ -160,7 +170,11 @@ pub fn argmax(logits: &[f32]) -> u32 {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 
@@ -169,7 +183,11 @@ mod tests {
     use super::*;
 
     fn params(temperature: f32) -> SamplingParams {
-        SamplingParams { temperature, seed: Some(7), ..Default::default() }
+        SamplingParams {
+            temperature,
+            seed: Some(7),
+            ..Default::default()
+        }
     }
 
     /// Draw `n` samples and return the frequency of each token.
@@ -215,7 +233,10 @@ mod tests {
             let want = softmax(&LOGITS, t);
             // 5 degrees of freedom: chi² < 20.5 with probability 99.9 %.
             let chi = chi_square(&freq, &want, n);
-            assert!(chi < 20.5, "temperature {t}: chi² {chi}, freq {freq:?} want {want:?}");
+            assert!(
+                chi < 20.5,
+                "temperature {t}: chi² {chi}, freq {freq:?} want {want:?}"
+            );
         }
     }
 
@@ -225,19 +246,42 @@ mod tests {
         let full = softmax(&LOGITS, 1.0);
         let renorm = |keep: usize| {
             let z: f64 = full[..keep].iter().sum();
-            (0..LOGITS.len()).map(|i| if i < keep { full[i] / z } else { 0.0 }).collect::<Vec<_>>()
+            (0..LOGITS.len())
+                .map(|i| if i < keep { full[i] / z } else { 0.0 })
+                .collect::<Vec<_>>()
         };
         let cases = [
-            (SamplingParams { top_k: 2, ..params(1.0) }, 2usize),
+            (
+                SamplingParams {
+                    top_k: 2,
+                    ..params(1.0)
+                },
+                2usize,
+            ),
             // cumulative: 0.557, 0.762, 0.886 -> top_p 0.8 keeps three
-            (SamplingParams { top_p: 0.8, ..params(1.0) }, 3),
+            (
+                SamplingParams {
+                    top_p: 0.8,
+                    ..params(1.0)
+                },
+                3,
+            ),
             // min_p 0.3: p >= 0.3 * 0.557 = 0.167 keeps 0.557 and 0.205
-            (SamplingParams { min_p: 0.3, ..params(1.0) }, 2),
+            (
+                SamplingParams {
+                    min_p: 0.3,
+                    ..params(1.0)
+                },
+                2,
+            ),
         ];
         for (p, keep) in cases {
             let freq = frequencies(p.clone(), &LOGITS, n);
             let want = renorm(keep);
-            assert!(freq[keep..].iter().all(|&f| f == 0.0), "{p:?} sampled a truncated token: {freq:?}");
+            assert!(
+                freq[keep..].iter().all(|&f| f == 0.0),
+                "{p:?} sampled a truncated token: {freq:?}"
+            );
             let chi = chi_square(&freq[..keep], &want[..keep], n);
             assert!(chi < 16.3, "{p:?}: chi² {chi}, {freq:?} vs {want:?}");
         }
@@ -246,8 +290,13 @@ mod tests {
     #[test]
     fn same_seed_same_tokens_different_seed_differs() {
         let draw = |seed| {
-            let mut s = Sampler::new(SamplingParams { seed: Some(seed), ..params(1.0) });
-            (0..64).map(|_| s.sample(&mut LOGITS.to_vec(), &[])).collect::<Vec<_>>()
+            let mut s = Sampler::new(SamplingParams {
+                seed: Some(seed),
+                ..params(1.0)
+            });
+            (0..64)
+                .map(|_| s.sample(&mut LOGITS.to_vec(), &[]))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(1), draw(1));
         assert_ne!(draw(1), draw(2));
@@ -266,7 +315,11 @@ mod tests {
         // token 0: 4/2 - 2*0.5 - 0.25; token 1: -4*2 - 0.5 - 0.25; token 2 untouched; 3: 1/2-0.75
         assert_eq!(l, vec![0.75, -8.75, 1.0, -0.25]);
         // Only the last `penalty_last_n` tokens count.
-        let s = Sampler::new(SamplingParams { presence_penalty: 1.0, penalty_last_n: 1, ..params(1.0) });
+        let s = Sampler::new(SamplingParams {
+            presence_penalty: 1.0,
+            penalty_last_n: 1,
+            ..params(1.0)
+        });
         let mut l = vec![0.0, 0.0];
         s.apply_penalties(&mut l, &[0, 1]);
         assert_eq!(l, vec![0.0, -1.0]);
@@ -276,9 +329,18 @@ mod tests {
     fn repetition_penalty_lowers_a_repeated_tokens_share() {
         let n = 50_000;
         let base = frequencies(params(1.0), &LOGITS, n)[0];
-        let mut s = Sampler::new(SamplingParams { repetition_penalty: 1.5, ..params(1.0) });
-        let hits = (0..n).filter(|_| s.sample(&mut LOGITS.to_vec(), &[0]) == 0).count() as f64 / n as f64;
+        let mut s = Sampler::new(SamplingParams {
+            repetition_penalty: 1.5,
+            ..params(1.0)
+        });
+        let hits = (0..n)
+            .filter(|_| s.sample(&mut LOGITS.to_vec(), &[0]) == 0)
+            .count() as f64
+            / n as f64;
         let want = softmax(&[2.0 / 1.5, 1.0, 0.5, 0.0, -1.0, -3.0], 1.0)[0];
-        assert!(hits < base && (hits - want).abs() < 0.01, "{hits} vs {want} (base {base})");
+        assert!(
+            hits < base && (hits - want).abs() < 0.01,
+            "{hits} vs {want} (base {base})"
+        );
     }
 }

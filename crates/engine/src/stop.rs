@@ -19,13 +19,21 @@ pub enum StopOutcome {
 
 impl StopMatcher {
     pub fn new(stops: &[String]) -> StopMatcher {
-        StopMatcher { stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(), held: String::new() }
+        StopMatcher {
+            stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
+            held: String::new(),
+        }
     }
 
     pub fn push(&mut self, text: &str) -> StopOutcome {
         self.held.push_str(text);
         // The earliest stop string wins.
-        if let Some(at) = self.stops.iter().filter_map(|s| self.held.find(s.as_str())).min() {
+        if let Some(at) = self
+            .stops
+            .iter()
+            .filter_map(|s| self.held.find(s.as_str()))
+            .min()
+        {
             let out = self.held[..at].to_string();
             self.held.clear();
             return StopOutcome::Stopped(out);
@@ -84,12 +92,18 @@ mod tests {
 
     #[test]
     fn stop_split_across_pieces_is_never_emitted() {
-        assert_eq!(run(&["\n\nPatient"], &["BP 120/80.", "\n", "\nPat", "ient:"]), ("BP 120/80.".into(), true));
+        assert_eq!(
+            run(&["\n\nPatient"], &["BP 120/80.", "\n", "\nPat", "ient:"]),
+            ("BP 120/80.".into(), true)
+        );
     }
 
     #[test]
     fn false_start_is_released() {
-        assert_eq!(run(&["STOP"], &["ST", "ART", " now"]), ("START now".into(), false));
+        assert_eq!(
+            run(&["STOP"], &["ST", "ART", " now"]),
+            ("START now".into(), false)
+        );
         // Held text comes out at the end when nothing matched.
         assert_eq!(run(&["STOP"], &["go ST"]), ("go ST".into(), false));
     }
@@ -97,7 +111,10 @@ mod tests {
     #[test]
     fn earliest_of_several_stops_wins_and_unicode_is_safe() {
         assert_eq!(run(&["β", "ab"], &["xxabyβ"]), ("xx".into(), true));
-        assert_eq!(run(&["mg/kg"], &["5 m", "g/", "kg q8h"]), ("5 ".into(), true));
+        assert_eq!(
+            run(&["mg/kg"], &["5 m", "g/", "kg q8h"]),
+            ("5 ".into(), true)
+        );
         assert_eq!(run(&["🙂!"], &["ok 🙂", "?"]), ("ok 🙂?".into(), false));
     }
 

@@ -31,14 +31,33 @@ pub fn attention(
     shape: &AttnShape,
     out: &mut [f32],
 ) {
-    let AttnShape { n_head, n_kv_head, head_dim: hd, scale, window } = *shape;
-    assert!(n_head % n_kv_head == 0, "attention: n_head must be a multiple of n_kv_head");
+    let AttnShape {
+        n_head,
+        n_kv_head,
+        head_dim: hd,
+        scale,
+        window,
+    } = *shape;
+    assert!(
+        n_head % n_kv_head == 0,
+        "attention: n_head must be a multiple of n_kv_head"
+    );
     let row = n_head * hd;
     let n_tok = q.len() / row;
     let kv_row = n_kv_head * hd;
-    assert!(q.len() == n_tok * row && out.len() == q.len(), "attention: q/out shape mismatch");
-    assert!(k_cache.len() >= (start_pos + n_tok) * kv_row, "attention: cache shorter than the queries");
-    assert_eq!(k_cache.len(), v_cache.len(), "attention: K and V caches differ");
+    assert!(
+        q.len() == n_tok * row && out.len() == q.len(),
+        "attention: q/out shape mismatch"
+    );
+    assert!(
+        k_cache.len() >= (start_pos + n_tok) * kv_row,
+        "attention: cache shorter than the queries"
+    );
+    assert_eq!(
+        k_cache.len(),
+        v_cache.len(),
+        "attention: K and V caches differ"
+    );
     let group = n_head / n_kv_head;
     let mut q16 = vec![0.0f32; hd];
     let mut scores = Vec::new();
@@ -96,13 +115,16 @@ mod tests {
             let pos = start + t;
             for h in 0..nh {
                 let kvh = h / (nh / nkv);
-                let visible: Vec<usize> =
-                    (0..=pos).filter(|&j| s.window.is_none_or(|w| pos - j < w)).collect();
+                let visible: Vec<usize> = (0..=pos)
+                    .filter(|&j| s.window.is_none_or(|w| pos - j < w))
+                    .collect();
                 let logits: Vec<f64> = visible
                     .iter()
                     .map(|&j| {
                         (0..hd)
-                            .map(|d| q[(t * nh + h) * hd + d] as f64 * k[(j * nkv + kvh) * hd + d] as f64)
+                            .map(|d| {
+                                q[(t * nh + h) * hd + d] as f64 * k[(j * nkv + kvh) * hd + d] as f64
+                            })
                             .sum::<f64>()
                             * s.scale as f64
                     })
@@ -122,7 +144,9 @@ mod tests {
     }
 
     fn lcg(seed: &mut u64) -> f32 {
-        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        *seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((*seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 
@@ -141,15 +165,26 @@ mod tests {
             let r = |x: f32| f16::from_f32(x).to_f32();
             let k: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
             let v: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
-            let q: Vec<f32> = (0..n_tok * nh * hd).map(|_| r(lcg(&mut seed) * 2.0)).collect();
-            let shape = AttnShape { n_head: nh, n_kv_head: nkv, head_dim: hd, scale: 0.5, window };
+            let q: Vec<f32> = (0..n_tok * nh * hd)
+                .map(|_| r(lcg(&mut seed) * 2.0))
+                .collect();
+            let shape = AttnShape {
+                n_head: nh,
+                n_kv_head: nkv,
+                head_dim: hd,
+                scale: 0.5,
+                window,
+            };
             let k16: Vec<f16> = k.iter().map(|&x| f16::from_f32(x)).collect();
             let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
             let mut out = vec![0.0; q.len()];
             attention(&q, &k16, &v16, start, &shape, &mut out);
             let want = naive(&q, &k, &v, start, &shape);
             for (a, b) in out.iter().zip(&want) {
-                assert!((a - b).abs() < 2e-3, "{a} vs {b} for {nh}/{nkv}/{hd} window {window:?}");
+                assert!(
+                    (a - b).abs() < 2e-3,
+                    "{a} vs {b} for {nh}/{nkv}/{hd} window {window:?}"
+                );
             }
         }
     }

@@ -25,7 +25,10 @@ pub fn rope_inplace(
     freq_scale: f32,
     layout: RopeLayout,
 ) {
-    assert!(rope_dim <= head_dim && rope_dim % 2 == 0, "rope: bad rope_dim");
+    assert!(
+        rope_dim <= head_dim && rope_dim % 2 == 0,
+        "rope: bad rope_dim"
+    );
     assert_eq!(x.len() % (n_head * head_dim), 0, "rope: shape mismatch");
     let theta_scale = base.powf(-2.0 / rope_dim as f32);
     let half = rope_dim / 2;

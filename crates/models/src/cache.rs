@@ -26,7 +26,11 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(n_layer: usize, max_len: usize) -> KvCache {
-        KvCache { layers: vec![LayerCache::default(); n_layer], len: 0, max_len }
+        KvCache {
+            layers: vec![LayerCache::default(); n_layer],
+            len: 0,
+            max_len,
+        }
     }
 
     /// Tokens already in the cache (the position of the next token).

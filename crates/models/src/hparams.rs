@@ -60,7 +60,9 @@ pub struct SlidingWindow {
 impl HParams {
     /// Whether layer `il` attends only to the last `window` positions.
     pub fn layer_window(&self, il: usize) -> Option<usize> {
-        self.sliding_window.filter(|w| il % w.pattern < w.pattern - 1).map(|w| w.size)
+        self.sliding_window
+            .filter(|w| il % w.pattern < w.pattern - 1)
+            .map(|w| w.size)
     }
 
     pub fn layer_rope_base(&self, il: usize) -> f32 {
@@ -93,16 +95,30 @@ impl HParams {
             None => n_head,
         };
         if n_head % n_head_kv != 0 {
-            return Err(invalid(&format!("{p}.attention.head_count_kv"), n_head_kv, "must divide head_count"));
+            return Err(invalid(
+                &format!("{p}.attention.head_count_kv"),
+                n_head_kv,
+                "must divide head_count",
+            ));
         }
         let head_dim = match gguf.get_u64(&format!("{p}.attention.key_length"))? {
             Some(v) => bounded(&format!("{p}.attention.key_length"), v, 2, 4096)?,
             None if n_embd % n_head == 0 => n_embd / n_head,
-            None => return Err(invalid(&format!("{p}.embedding_length"), n_embd, "not divisible by head_count")),
+            None => {
+                return Err(invalid(
+                    &format!("{p}.embedding_length"),
+                    n_embd,
+                    "not divisible by head_count",
+                ))
+            }
         };
         if let Some(v) = gguf.get_u64(&format!("{p}.attention.value_length"))? {
             if v as usize != head_dim {
-                return Err(invalid(&format!("{p}.attention.value_length"), v, "must equal key_length"));
+                return Err(invalid(
+                    &format!("{p}.attention.value_length"),
+                    v,
+                    "must equal key_length",
+                ));
             }
         }
         let rope_dim = match gguf.get_u64(&format!("{p}.rope.dimension_count"))? {
@@ -110,7 +126,11 @@ impl HParams {
             None => head_dim,
         };
         if head_dim % 2 != 0 || rope_dim % 2 != 0 {
-            return Err(invalid(&format!("{p}.rope.dimension_count"), rope_dim, "head and rope dims must be even"));
+            return Err(invalid(
+                &format!("{p}.rope.dimension_count"),
+                rope_dim,
+                "head and rope dims must be even",
+            ));
         }
         let context_length = count("context_length", 1 << 24)?;
         let rms_eps = positive(gguf, &format!("{p}.attention.layer_norm_rms_epsilon"), None)?;
@@ -122,7 +142,13 @@ impl HParams {
         let rope_freq_scale = match gguf.get_str(&format!("{p}.rope.scaling.type"))? {
             None | Some("none") => 1.0,
             Some("linear") => 1.0 / positive(gguf, &format!("{p}.rope.scaling.factor"), Some(1.0))?,
-            Some(other) => return Err(invalid(&format!("{p}.rope.scaling.type"), other, "only linear RoPE scaling is implemented")),
+            Some(other) => {
+                return Err(invalid(
+                    &format!("{p}.rope.scaling.type"),
+                    other,
+                    "only linear RoPE scaling is implemented",
+                ))
+            }
         };
         let (sliding_window, rope_base_local) = match arch {
             Arch::Llama => (None, rope_base),
@@ -154,7 +180,11 @@ impl HParams {
 }
 
 fn invalid(key: &str, value: impl ToString, reason: &str) -> GgufError {
-    GgufError::InvalidValue { key: key.to_string(), value: value.to_string(), reason: reason.to_string() }
+    GgufError::InvalidValue {
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
 }
 
 fn bounded(key: &str, v: u64, min: u64, max: u64) -> Result<usize, GgufError> {

@@ -36,7 +36,10 @@ impl Attention {
         let p = format!("blk.{il}");
         let (d, hd) = (hp.n_embd, hp.head_dim);
         let qk_norm = if with_qk_norm {
-            Some((w.f32_vec(&format!("{p}.attn_q_norm.weight"), hd)?, w.f32_vec(&format!("{p}.attn_k_norm.weight"), hd)?))
+            Some((
+                w.f32_vec(&format!("{p}.attn_q_norm.weight"), hd)?,
+                w.f32_vec(&format!("{p}.attn_k_norm.weight"), hd)?,
+            ))
         } else {
             None
         };
@@ -56,7 +59,11 @@ impl Attention {
             },
             rope_dim: hp.rope_dim,
             rope_base: hp.layer_rope_base(il),
-            rope_freq_scale: if window.is_some() { 1.0 } else { hp.rope_freq_scale },
+            rope_freq_scale: if window.is_some() {
+                1.0
+            } else {
+                hp.rope_freq_scale
+            },
             rope_layout,
             eps: hp.rms_eps,
         })
@@ -64,7 +71,12 @@ impl Attention {
 
     /// `x` is the normalised input `[n_tok][n_embd]` of tokens at `start_pos..`; their keys and
     /// values are appended to `cache`.
-    pub fn forward(&self, x: &[f32], start_pos: usize, cache: &mut LayerCache) -> Result<Vec<f32>, ModelError> {
+    pub fn forward(
+        &self,
+        x: &[f32],
+        start_pos: usize,
+        cache: &mut LayerCache,
+    ) -> Result<Vec<f32>, ModelError> {
         let s = &self.shape;
         let mut q = self.wq.forward(x)?;
         let mut k = self.wk.forward(x)?;
@@ -74,7 +86,16 @@ impl Attention {
             rms_norm_inplace(&mut k, kn, self.eps);
         }
         let rope = |t: &mut [f32], n_head: usize| {
-            rope_inplace(t, n_head, s.head_dim, self.rope_dim, start_pos, self.rope_base, self.rope_freq_scale, self.rope_layout)
+            rope_inplace(
+                t,
+                n_head,
+                s.head_dim,
+                self.rope_dim,
+                start_pos,
+                self.rope_base,
+                self.rope_freq_scale,
+                self.rope_layout,
+            )
         };
         rope(&mut q, s.n_head);
         rope(&mut k, s.n_kv_head);
@@ -100,7 +121,12 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    pub fn load(w: &WeightLoader, hp: &HParams, il: usize, act: Activation) -> Result<FeedForward, ModelError> {
+    pub fn load(
+        w: &WeightLoader,
+        hp: &HParams,
+        il: usize,
+        act: Activation,
+    ) -> Result<FeedForward, ModelError> {
         let p = format!("blk.{il}");
         Ok(FeedForward {
             gate: w.linear(&format!("{p}.ffn_gate.weight"), hp.n_embd, hp.n_ff)?,

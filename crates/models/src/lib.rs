@@ -34,13 +34,20 @@ pub enum ModelError {
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
     #[error("tensor {name:?} has type {ggml_type}, which Ward cannot compute with yet")]
-    UnsupportedTensorType { name: String, ggml_type: &'static str },
+    UnsupportedTensorType {
+        name: String,
+        ggml_type: &'static str,
+    },
     #[error("token id {token} is outside the {n_vocab}-token vocabulary")]
     TokenOutOfRange { token: u32, n_vocab: usize },
     #[error("no tokens to process")]
     EmptyInput,
     #[error("context full: {have} tokens in the cache + {adding} new exceeds the limit of {max}")]
-    ContextFull { have: usize, adding: usize, max: usize },
+    ContextFull {
+        have: usize,
+        adding: usize,
+        max: usize,
+    },
     #[error("compute error: {0}")]
     Candle(#[from] candle_core::Error),
 }
@@ -64,7 +71,10 @@ impl LoadedModel {
             return Err(gguf::GgufError::InvalidValue {
                 key: "tokenizer.ggml.tokens".into(),
                 value: tokenizer.vocab().len().to_string(),
-                reason: format!("vocabulary size differs from the embedding table's {}", model.n_vocab()),
+                reason: format!(
+                    "vocabulary size differs from the embedding table's {}",
+                    model.n_vocab()
+                ),
             }
             .into());
         }
@@ -72,11 +82,20 @@ impl LoadedModel {
             Some(t) => Some(t),
             None => gguf.get_str("tokenizer.chat_template")?,
         };
-        let token_text = |id: Option<u32>| id.and_then(|i| tokenizer.vocab().text(i)).unwrap_or("").to_string();
+        let token_text = |id: Option<u32>| {
+            id.and_then(|i| tokenizer.vocab().text(i))
+                .unwrap_or("")
+                .to_string()
+        };
         let template = source
             .map(|s| ChatTemplate::new(s, &token_text(tokenizer.bos), &token_text(tokenizer.eos)))
             .transpose()?;
-        Ok(LoadedModel { path: path.to_path_buf(), model, tokenizer, template })
+        Ok(LoadedModel {
+            path: path.to_path_buf(),
+            model,
+            tokenizer,
+            template,
+        })
     }
 
     /// Token ids of a chat conversation rendered through the template, ready for generation.

@@ -8,7 +8,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid registry {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("no models/registry.toml found (looked in $WARD_MODELS_DIR, the current directory and beside the executable)")]
@@ -70,9 +73,14 @@ pub struct Resolved {
 impl Registry {
     pub fn load(dir: &Path) -> Result<Registry, RegistryError> {
         let path = dir.join("registry.toml");
-        let text = std::fs::read_to_string(&path).map_err(|source| RegistryError::Io { path: path.clone(), source })?;
-        let mut reg: Registry =
-            toml::from_str(&text).map_err(|e| RegistryError::Parse { path: path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| RegistryError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let mut reg: Registry = toml::from_str(&text).map_err(|e| RegistryError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         reg.dir = dir.to_path_buf();
         Ok(reg)
     }
@@ -105,19 +113,38 @@ impl Registry {
         if let Some(entry) = self.entry(name) {
             let path = self.dir.join(&entry.file);
             if !path.is_file() {
-                return Err(RegistryError::NotDownloaded { name: name.to_string(), path });
+                return Err(RegistryError::NotDownloaded {
+                    name: name.to_string(),
+                    path,
+                });
             }
             let template_override = match &entry.chat_template {
                 Some(rel) => {
                     let p = self.dir.join(rel);
-                    Some(std::fs::read_to_string(&p).map_err(|source| RegistryError::Io { path: p, source })?)
+                    Some(
+                        std::fs::read_to_string(&p)
+                            .map_err(|source| RegistryError::Io { path: p, source })?,
+                    )
                 }
                 None => None,
             };
-            return Ok(Resolved { name: name.to_string(), path, entry: Some(entry.clone()), template_override });
+            return Ok(Resolved {
+                name: name.to_string(),
+                path,
+                entry: Some(entry.clone()),
+                template_override,
+            });
         }
-        let known = self.models.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(", ");
-        Err(RegistryError::UnknownModel { name: name.to_string(), known })
+        let known = self
+            .models
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(RegistryError::UnknownModel {
+            name: name.to_string(),
+            known,
+        })
     }
 }
 
@@ -126,8 +153,16 @@ pub fn resolve_model(arg: Option<&str>) -> Result<Resolved, RegistryError> {
     if let Some(a) = arg {
         let p = Path::new(a);
         if p.is_file() || a.ends_with(".gguf") {
-            let name = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| a.to_string());
-            return Ok(Resolved { name, path: p.to_path_buf(), entry: None, template_override: None });
+            let name = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| a.to_string());
+            return Ok(Resolved {
+                name,
+                path: p.to_path_buf(),
+                entry: None,
+                template_override: None,
+            });
         }
     }
     Registry::load(&Registry::find_dir()?)?.resolve(arg)

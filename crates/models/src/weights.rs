@@ -12,10 +12,18 @@ pub struct WeightLoader<'a> {
 
 impl<'a> WeightLoader<'a> {
     pub fn info(&self, name: &str, expected: &[usize]) -> Result<&'a TensorInfo, ModelError> {
-        let info = self.gguf.tensor_info(name).ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
+        let info = self
+            .gguf
+            .tensor_info(name)
+            .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
         let want: Vec<u64> = expected.iter().map(|&d| d as u64).collect();
         if info.dims != want {
-            return Err(GgufError::WrongShape { name: name.to_string(), expected: want, found: info.dims.clone() }.into());
+            return Err(GgufError::WrongShape {
+                name: name.to_string(),
+                expected: want,
+                found: info.dims.clone(),
+            }
+            .into());
         }
         Ok(info)
     }
@@ -27,10 +35,11 @@ impl<'a> WeightLoader<'a> {
     /// A tensor in candle's quantized form. `expected` is in GGUF order (row length first).
     pub fn qtensor(&self, name: &str, expected: &[usize]) -> Result<QTensor, ModelError> {
         let info = self.info(name, expected)?;
-        let dtype = candle_dtype(info.ggml_type.id).ok_or_else(|| ModelError::UnsupportedTensorType {
-            name: name.to_string(),
-            ggml_type: info.ggml_type.name,
-        })?;
+        let dtype =
+            candle_dtype(info.ggml_type.id).ok_or_else(|| ModelError::UnsupportedTensorType {
+                name: name.to_string(),
+                ggml_type: info.ggml_type.name,
+            })?;
         let bytes = self.gguf.tensor_bytes(info);
         // candle reinterprets the bytes as blocks; copy when the file's alignment does not
         // guarantee the alignment of the block type.
@@ -86,9 +95,13 @@ impl AlignedBytes {
     fn copy_of(bytes: &[u8]) -> AlignedBytes {
         let mut words = vec![0u64; bytes.len().div_ceil(8)];
         // SAFETY: `words` owns at least `bytes.len()` bytes and u8 has no alignment requirement.
-        let dst = unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
+        let dst =
+            unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), bytes.len()) };
         dst.copy_from_slice(bytes);
-        AlignedBytes { words, len: bytes.len() }
+        AlignedBytes {
+            words,
+            len: bytes.len(),
+        }
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -107,7 +120,11 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(w: QTensor, in_dim: usize, out_dim: usize) -> Result<Linear, ModelError> {
-        Ok(Linear { w: QMatMul::from_qtensor(w)?, in_dim, out_dim })
+        Ok(Linear {
+            w: QMatMul::from_qtensor(w)?,
+            in_dim,
+            out_dim,
+        })
     }
 
     /// `x` is `[n_tok][in_dim]`; returns `[n_tok][out_dim]`.
@@ -136,10 +153,17 @@ impl Embedding {
     pub fn lookup(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
         let n_vocab = self.n_vocab();
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= n_vocab) {
-            return Err(ModelError::TokenOutOfRange { token: bad, n_vocab });
+            return Err(ModelError::TokenOutOfRange {
+                token: bad,
+                n_vocab,
+            });
         }
         let ids = Tensor::from_slice(tokens, tokens.len(), &Device::Cpu)?;
-        Ok(self.table.embedding(&ids)?.flatten_all()?.to_vec1::<f32>()?)
+        Ok(self
+            .table
+            .embedding(&ids)?
+            .flatten_all()?
+            .to_vec1::<f32>()?)
     }
 
     pub fn qtensor(&self) -> &QTensor {

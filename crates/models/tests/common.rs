@@ -10,7 +10,11 @@ pub fn root() -> PathBuf {
 /// A test model fetched by scripts/fetch-models.sh; a missing file fails the test loudly.
 pub fn model_path(file: &str) -> PathBuf {
     let p = root().join("models").join(file);
-    assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh", p.display());
+    assert!(
+        p.is_file(),
+        "{} is missing: run scripts/fetch-models.sh",
+        p.display()
+    );
     p
 }
 

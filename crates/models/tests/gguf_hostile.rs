@@ -11,7 +11,9 @@ fn f32_tensor(name: &str, dims: &[u64]) -> TensorToWrite {
         name: name.into(),
         dims: dims.to_vec(),
         ggml_type: GgmlType::from_name("F32").unwrap(),
-        data: (0..n).flat_map(|i| (i as f32 * 0.01).to_le_bytes()).collect(),
+        data: (0..n)
+            .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
+            .collect(),
     }
 }
 
@@ -20,7 +22,10 @@ fn valid_file() -> Vec<u8> {
         &[
             ("general.architecture", Value::String("llama".into())),
             ("general.alignment", Value::U32(32)),
-            ("tokenizer.ggml.tokens", Value::Array(Array::String(vec!["a".into(), "b".into(), "c".into()]))),
+            (
+                "tokenizer.ggml.tokens",
+                Value::Array(Array::String(vec!["a".into(), "b".into(), "c".into()])),
+            ),
             ("llama.block_count", Value::U32(1)),
         ],
         &[f32_tensor("first", &[8, 2]), f32_tensor("second", &[4])],
@@ -50,12 +55,19 @@ fn truncation_at_every_offset_is_an_error() {
     let bytes = valid_file();
     let h = parse(&bytes).unwrap();
     // Past the end of the last tensor only alignment padding is cut, which is harmless.
-    let data_end = h.tensors.iter().map(|t| h.data_offset + t.offset + t.n_bytes).max().unwrap() as usize;
+    let data_end = h
+        .tensors
+        .iter()
+        .map(|t| h.data_offset + t.offset + t.n_bytes)
+        .max()
+        .unwrap() as usize;
     assert!(parse(&bytes[..data_end]).is_ok());
     for len in 0..data_end {
         match parse(&bytes[..len]) {
             Err(
-                GgufError::Truncated { .. } | GgufError::CountTooLarge { .. } | GgufError::TensorOutOfBounds { .. },
+                GgufError::Truncated { .. }
+                | GgufError::CountTooLarge { .. }
+                | GgufError::TensorOutOfBounds { .. },
             ) => {}
             other => panic!("truncated at {len}: unexpected {other:?}"),
         }
@@ -94,15 +106,27 @@ fn huge_counts_are_rejected_before_allocating() {
 }
 
 fn with_alignment(a: u32) -> Vec<u8> {
-    write_gguf(&[("general.alignment", Value::U32(a))], &[f32_tensor("t", &[8])])
+    write_gguf(
+        &[("general.alignment", Value::U32(a))],
+        &[f32_tensor("t", &[8])],
+    )
 }
 
 #[test]
 fn bad_alignment() {
-    assert!(matches!(parse(&with_alignment(0)), Err(GgufError::BadAlignment(0))));
-    assert!(matches!(parse(&with_alignment(24)), Err(GgufError::BadAlignment(24))));
+    assert!(matches!(
+        parse(&with_alignment(0)),
+        Err(GgufError::BadAlignment(0))
+    ));
+    assert!(matches!(
+        parse(&with_alignment(24)),
+        Err(GgufError::BadAlignment(24))
+    ));
     let wrong_type = write_gguf(&[("general.alignment", Value::String("32".into()))], &[]);
-    assert!(matches!(parse(&wrong_type), Err(GgufError::WrongType { .. })));
+    assert!(matches!(
+        parse(&wrong_type),
+        Err(GgufError::WrongType { .. })
+    ));
 }
 
 /// Offset of the `offset` field of tensor `name` in the directory.
@@ -116,16 +140,27 @@ fn out_of_range_misaligned_and_overlapping_tensors() {
     let at = tensor_offset_field(&b, "second", 1);
     let mut far = b.clone();
     far[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
-    assert!(matches!(parse(&far), Err(GgufError::TensorOutOfBounds { name, .. }) if name == "second"));
+    assert!(
+        matches!(parse(&far), Err(GgufError::TensorOutOfBounds { name, .. }) if name == "second")
+    );
     let mut wrap = b.clone();
     wrap[at..at + 8].copy_from_slice(&(u64::MAX - 31).to_le_bytes());
-    assert!(matches!(parse(&wrap), Err(GgufError::TensorOutOfBounds { .. })));
+    assert!(matches!(
+        parse(&wrap),
+        Err(GgufError::TensorOutOfBounds { .. })
+    ));
     let mut misaligned = b.clone();
     misaligned[at..at + 8].copy_from_slice(&4u64.to_le_bytes());
-    assert!(matches!(parse(&misaligned), Err(GgufError::MisalignedTensor { .. })));
+    assert!(matches!(
+        parse(&misaligned),
+        Err(GgufError::MisalignedTensor { .. })
+    ));
     let mut overlap = b.clone();
     overlap[at..at + 8].copy_from_slice(&32u64.to_le_bytes());
-    assert!(matches!(parse(&overlap), Err(GgufError::OverlappingTensors(..))));
+    assert!(matches!(
+        parse(&overlap),
+        Err(GgufError::OverlappingTensors(..))
+    ));
 }
 
 #[test]
@@ -135,7 +170,10 @@ fn bad_shapes_and_types() {
     // n_dims = 9
     let mut many = b.clone();
     many[name_at..name_at + 4].copy_from_slice(&9u32.to_le_bytes());
-    assert!(matches!(parse(&many), Err(GgufError::BadDims { n_dims: 9, .. })));
+    assert!(matches!(
+        parse(&many),
+        Err(GgufError::BadDims { n_dims: 9, .. })
+    ));
     // dims whose product overflows
     let mut huge = b.clone();
     huge[name_at + 4..name_at + 12].copy_from_slice(&(1u64 << 62).to_le_bytes());
@@ -148,11 +186,19 @@ fn bad_shapes_and_types() {
     // unknown tensor type
     let mut ty = b.clone();
     ty[name_at + 20..name_at + 24].copy_from_slice(&77u32.to_le_bytes());
-    assert!(matches!(parse(&ty), Err(GgufError::UnknownTensorType { raw: 77, .. })));
+    assert!(matches!(
+        parse(&ty),
+        Err(GgufError::UnknownTensorType { raw: 77, .. })
+    ));
     // Q8_0 with a row length that is not a whole number of 32-element blocks
     let q = write_gguf(
         &[],
-        &[TensorToWrite { name: "q".into(), dims: vec![33], ggml_type: GgmlType::from_name("Q8_0").unwrap(), data: vec![0; 68] }],
+        &[TensorToWrite {
+            name: "q".into(),
+            dims: vec![33],
+            ggml_type: GgmlType::from_name("Q8_0").unwrap(),
+            data: vec![0; 68],
+        }],
     );
     assert!(matches!(parse(&q), Err(GgufError::NotWholeBlocks { .. })));
     // duplicate tensor names
@@ -166,7 +212,10 @@ fn bad_metadata_values() {
     let key = find(&b, b"general.architecture") + "general.architecture".len();
     let mut ty = b.clone();
     ty[key..key + 4].copy_from_slice(&42u32.to_le_bytes());
-    assert!(matches!(parse(&ty), Err(GgufError::UnknownValueType { raw: 42, .. })));
+    assert!(matches!(
+        parse(&ty),
+        Err(GgufError::UnknownValueType { raw: 42, .. })
+    ));
     let mut utf = b.clone();
     utf[key + 12] = 0xFF;
     assert!(matches!(parse(&utf), Err(GgufError::InvalidUtf8 { .. })));
@@ -185,7 +234,10 @@ fn bad_metadata_values() {
     let mut boolean = boolean;
     let at = find(&boolean, b"flag") + 4 + 4;
     boolean[at] = 2;
-    assert!(matches!(parse(&boolean), Err(GgufError::InvalidBool { byte: 2, .. })));
+    assert!(matches!(
+        parse(&boolean),
+        Err(GgufError::InvalidBool { byte: 2, .. })
+    ));
     let dup = write_gguf(&[("k", Value::U8(1)), ("k", Value::U8(2))], &[]);
     assert!(matches!(parse(&dup), Err(GgufError::DuplicateKey(_))));
 }
@@ -211,16 +263,41 @@ fn llama_meta() -> Vec<(&'static str, Value)> {
 fn hyper_parameters_are_validated() {
     let hp = hparams_of(llama_meta()).unwrap();
     assert_eq!((hp.head_dim, hp.rope_dim, hp.n_head_kv), (16, 16, 2));
-    let without = |key: &str| llama_meta().into_iter().filter(|(k, _)| *k != key).collect::<Vec<_>>();
-    assert!(matches!(hparams_of(without("llama.block_count")), Err(GgufError::MissingKey(k)) if k == "llama.block_count"));
+    let without = |key: &str| {
+        llama_meta()
+            .into_iter()
+            .filter(|(k, _)| *k != key)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        matches!(hparams_of(without("llama.block_count")), Err(GgufError::MissingKey(k)) if k == "llama.block_count")
+    );
     let set = |key: &str, v: Value| {
         let mut m = without(key);
         m.push((Box::leak(key.to_string().into_boxed_str()), v));
         hparams_of(m)
     };
-    assert!(matches!(set("llama.attention.head_count_kv", Value::U32(3)), Err(GgufError::InvalidValue { .. })));
-    assert!(matches!(set("llama.block_count", Value::U32(0)), Err(GgufError::InvalidValue { .. })));
-    assert!(matches!(set("llama.block_count", Value::String("2".into())), Err(GgufError::WrongType { .. })));
-    assert!(matches!(set("llama.attention.layer_norm_rms_epsilon", Value::F32(f32::NAN)), Err(GgufError::InvalidValue { .. })));
-    assert!(matches!(set("general.architecture", Value::String("mamba".into())), Err(GgufError::InvalidValue { .. })));
+    assert!(matches!(
+        set("llama.attention.head_count_kv", Value::U32(3)),
+        Err(GgufError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        set("llama.block_count", Value::U32(0)),
+        Err(GgufError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        set("llama.block_count", Value::String("2".into())),
+        Err(GgufError::WrongType { .. })
+    ));
+    assert!(matches!(
+        set(
+            "llama.attention.layer_norm_rms_epsilon",
+            Value::F32(f32::NAN)
+        ),
+        Err(GgufError::InvalidValue { .. })
+    ));
+    assert!(matches!(
+        set("general.architecture", Value::String("mamba".into())),
+        Err(GgufError::InvalidValue { .. })
+    ));
 }

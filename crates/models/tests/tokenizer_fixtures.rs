@@ -13,7 +13,11 @@ fn check(model: &str, fixture_name: &str) {
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 30, "need at least 30 fixture strings");
     let ids_of = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as u32)
+            .collect()
     };
     let mut failures = Vec::new();
     for case in cases {
@@ -26,7 +30,9 @@ fn check(model: &str, fixture_name: &str) {
         }
         let got_special = tok.encode(text, true);
         if got_special != want_special {
-            failures.push(format!("{text:?} (with BOS/EOS): ward {got_special:?} llama.cpp {want_special:?}"));
+            failures.push(format!(
+                "{text:?} (with BOS/EOS): ward {got_special:?} llama.cpp {want_special:?}"
+            ));
         }
         // Decoding is the exact inverse (special-token texts included).
         assert_eq!(tok.decode(&want, true), text, "decode of {want:?}");
@@ -38,9 +44,19 @@ fn check(model: &str, fixture_name: &str) {
             streamed.push_str(&dec.push(&tok, id));
         }
         streamed.push_str(&dec.finish());
-        assert_eq!(streamed, tok.decode(&want, false), "streamed decode of {text:?}");
+        assert_eq!(
+            streamed,
+            tok.decode(&want, false),
+            "streamed decode of {text:?}"
+        );
     }
-    assert!(failures.is_empty(), "{} of {} strings differ:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} strings differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -61,7 +77,10 @@ fn partial_utf8_is_held_until_complete() {
     assert!(ids.len() > 1, "expected the emoji to span tokens: {ids:?}");
     let mut dec = StreamDecoder::new();
     let pieces: Vec<String> = ids.iter().map(|&id| dec.push(&tok, id)).collect();
-    assert!(pieces[..pieces.len() - 1].iter().all(|p| p.is_empty()), "{pieces:?}");
+    assert!(
+        pieces[..pieces.len() - 1].iter().all(|p| p.is_empty()),
+        "{pieces:?}"
+    );
     assert_eq!(pieces.last().unwrap(), "🩺");
     // A stream cut in the middle of the character ends in a replacement character.
     let mut dec = StreamDecoder::new();

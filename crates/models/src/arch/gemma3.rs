@@ -55,14 +55,21 @@ impl CausalLm for Gemma3 {
         self.head.embed.n_vocab()
     }
 
-    fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Logits, ModelError> {
+    fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        n_logits: usize,
+    ) -> Result<Logits, ModelError> {
         let mut x = self.head.start(tokens, cache)?;
         let scale = (self.hp.n_embd as f32).sqrt();
         x.iter_mut().for_each(|v| *v *= scale);
         let eps = self.hp.rms_eps;
         let pos = cache.len();
         for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let attn = b.attn.forward(&normed(&x, &b.attn_norm, eps), pos, layer_cache)?;
+            let attn = b
+                .attn
+                .forward(&normed(&x, &b.attn_norm, eps), pos, layer_cache)?;
             add_inplace(&mut x, &normed(&attn, &b.attn_post_norm, eps));
             let ffn = b.ffn.forward(&normed(&x, &b.ffn_norm, eps))?;
             add_inplace(&mut x, &normed(&ffn, &b.ffn_post_norm, eps));

@@ -48,12 +48,19 @@ impl CausalLm for Llama {
         self.head.embed.n_vocab()
     }
 
-    fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Logits, ModelError> {
+    fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        n_logits: usize,
+    ) -> Result<Logits, ModelError> {
         let mut x = self.head.start(tokens, cache)?;
         let eps = self.hp.rms_eps;
         let pos = cache.len();
         for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let attn = b.attn.forward(&normed(&x, &b.attn_norm, eps), pos, layer_cache)?;
+            let attn = b
+                .attn
+                .forward(&normed(&x, &b.attn_norm, eps), pos, layer_cache)?;
             add_inplace(&mut x, &attn);
             let ffn = b.ffn.forward(&normed(&x, &b.ffn_norm, eps))?;
             add_inplace(&mut x, &ffn);

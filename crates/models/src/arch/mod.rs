@@ -44,7 +44,12 @@ pub trait CausalLm: Send {
 
     /// Run `tokens` at the positions after those already in `cache`, append them to it, and
     /// return logits for the last `n_logits` of them (1 for generation, more for scoring).
-    fn forward(&self, tokens: &[u32], cache: &mut KvCache, n_logits: usize) -> Result<Logits, ModelError>;
+    fn forward(
+        &self,
+        tokens: &[u32],
+        cache: &mut KvCache,
+        n_logits: usize,
+    ) -> Result<Logits, ModelError>;
 }
 
 /// Load the architecture named by `general.architecture`.
@@ -69,10 +74,17 @@ pub(crate) struct Head {
 impl Head {
     pub fn load(w: &WeightLoader, hp: &HParams) -> Result<Head, ModelError> {
         let d = hp.n_embd;
-        let embd_info = w.gguf.tensor_info("token_embd.weight").ok_or_else(|| crate::gguf::GgufError::MissingTensor("token_embd.weight".into()))?;
+        let embd_info = w
+            .gguf
+            .tensor_info("token_embd.weight")
+            .ok_or_else(|| crate::gguf::GgufError::MissingTensor("token_embd.weight".into()))?;
         let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
         let embed = Embedding::new(w.qtensor("token_embd.weight", &[d, n_vocab])?, d);
-        let output_name = if w.has("output.weight") { "output.weight" } else { "token_embd.weight" };
+        let output_name = if w.has("output.weight") {
+            "output.weight"
+        } else {
+            "token_embd.weight"
+        };
         Ok(Head {
             embed,
             norm: w.f32_vec("output_norm.weight", d)?,
@@ -87,17 +99,30 @@ impl Head {
             return Err(ModelError::EmptyInput);
         }
         if cache.len() + tokens.len() > cache.max_len() {
-            return Err(ModelError::ContextFull { have: cache.len(), adding: tokens.len(), max: cache.max_len() });
+            return Err(ModelError::ContextFull {
+                have: cache.len(),
+                adding: tokens.len(),
+                max: cache.max_len(),
+            });
         }
         self.embed.lookup(tokens)
     }
 
     /// Final norm and output projection of the last `n_logits` rows of `x`.
-    pub fn finish(&self, x: &[f32], n_tok: usize, n_logits: usize, cache: &mut KvCache) -> Result<Logits, ModelError> {
+    pub fn finish(
+        &self,
+        x: &[f32],
+        n_tok: usize,
+        n_logits: usize,
+        cache: &mut KvCache,
+    ) -> Result<Logits, ModelError> {
         cache.advance(n_tok);
         let n_logits = n_logits.clamp(1, n_tok);
         let d = self.embed.dim;
         let tail = normed(&x[(n_tok - n_logits) * d..], &self.norm, self.eps);
-        Ok(Logits { n_vocab: self.output.out_dim, data: self.output.forward(&tail)? })
+        Ok(Logits {
+            n_vocab: self.output.out_dim,
+            data: self.output.forward(&tail)?,
+        })
     }
 }

@@ -15,15 +15,24 @@ pub use value::{Array, Value, ValueType};
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("file is truncated: {what} runs past the end of the file (at byte {offset})")]
     Truncated { what: String, offset: u64 },
     #[error("not a GGUF file: magic bytes are {0:02x?}, expected \"GGUF\"")]
     BadMagic([u8; 4]),
     #[error("unsupported GGUF version {0} (supported: 2 and 3)")]
     UnsupportedVersion(u32),
-    #[error("{what}: count {count} at byte {offset} is larger than the rest of the file could hold")]
-    CountTooLarge { what: String, count: u64, offset: u64 },
+    #[error(
+        "{what}: count {count} at byte {offset} is larger than the rest of the file could hold"
+    )]
+    CountTooLarge {
+        what: String,
+        count: u64,
+        offset: u64,
+    },
     #[error("{what}: string at byte {offset} is not valid UTF-8")]
     InvalidUtf8 { what: String, offset: u64 },
     #[error("{what}: unknown metadata value type {raw} at byte {offset}")]
@@ -41,27 +50,52 @@ pub enum GgufError {
     #[error("tensor {name:?} has unknown ggml type {raw}")]
     UnknownTensorType { name: String, raw: u32 },
     #[error("tensor {name:?} offset {offset} is not a multiple of the alignment {alignment}")]
-    MisalignedTensor { name: String, offset: u64, alignment: u64 },
+    MisalignedTensor {
+        name: String,
+        offset: u64,
+        alignment: u64,
+    },
     #[error("tensor {name:?} has invalid shape {dims:?} (zero or overflowing element count)")]
     BadShape { name: String, dims: Vec<u64> },
     #[error("tensor {name:?}: row length {ne0} is not a whole number of {ggml_type} blocks")]
-    NotWholeBlocks { name: String, ggml_type: &'static str, ne0: u64 },
+    NotWholeBlocks {
+        name: String,
+        ggml_type: &'static str,
+        ne0: u64,
+    },
     #[error("tensor {0:?} appears twice")]
     DuplicateTensor(String),
     #[error("tensor {name:?} (offset {offset}, {n_bytes} bytes) lies outside the {data_len}-byte data section")]
-    TensorOutOfBounds { name: String, offset: u64, n_bytes: u64, data_len: u64 },
+    TensorOutOfBounds {
+        name: String,
+        offset: u64,
+        n_bytes: u64,
+        data_len: u64,
+    },
     #[error("tensors {0:?} and {1:?} overlap")]
     OverlappingTensors(String, String),
     #[error("required metadata key {0:?} is missing")]
     MissingKey(String),
     #[error("metadata {key} has type {found}, expected {expected}")]
-    WrongType { key: String, expected: &'static str, found: &'static str },
+    WrongType {
+        key: String,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("metadata {key} = {value} is invalid: {reason}")]
-    InvalidValue { key: String, value: String, reason: String },
+    InvalidValue {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("required tensor {0:?} is missing")]
     MissingTensor(String),
     #[error("tensor {name:?} has shape {found:?}, expected {expected:?}")]
-    WrongShape { name: String, expected: Vec<u64>, found: Vec<u64> },
+    WrongShape {
+        name: String,
+        expected: Vec<u64>,
+        found: Vec<u64>,
+    },
 }
 
 /// Storage behind a GGUF file: a read-only memory map, or bytes owned in memory (tests).
@@ -78,19 +112,28 @@ pub struct GgufFile {
 
 impl GgufFile {
     pub fn open(path: &Path) -> Result<GgufFile, GgufError> {
-        let io = |source| GgufError::Io { path: path.to_path_buf(), source };
+        let io = |source| GgufError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the map is read-only and private to this process. Ward never writes model files;
         // an external writer truncating the file underneath would be an operator error that
         // the OS reports as SIGBUS, which is the same contract llama.cpp and candle accept.
         let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         let header = parse(&mmap)?;
-        Ok(GgufFile { bytes: Bytes::Mapped(mmap), header })
+        Ok(GgufFile {
+            bytes: Bytes::Mapped(mmap),
+            header,
+        })
     }
 
     pub fn from_bytes(bytes: Vec<u8>) -> Result<GgufFile, GgufError> {
         let header = parse(&bytes)?;
-        Ok(GgufFile { bytes: Bytes::Owned(bytes), header })
+        Ok(GgufFile {
+            bytes: Bytes::Owned(bytes),
+            header,
+        })
     }
 
     fn all_bytes(&self) -> &[u8] {
@@ -119,7 +162,8 @@ impl GgufFile {
     }
 
     pub fn require(&self, key: &str) -> Result<&Value, GgufError> {
-        self.get(key).ok_or_else(|| GgufError::MissingKey(key.to_string()))
+        self.get(key)
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     pub fn get_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
@@ -131,17 +175,22 @@ impl GgufFile {
     }
 
     pub fn require_str(&self, key: &str) -> Result<&str, GgufError> {
-        self.get_str(key)?.ok_or_else(|| GgufError::MissingKey(key.to_string()))
+        self.get_str(key)?
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     pub fn get_u64(&self, key: &str) -> Result<Option<u64>, GgufError> {
         self.get(key)
-            .map(|v| v.as_u64().ok_or_else(|| wrong_type(key, "unsigned integer", v)))
+            .map(|v| {
+                v.as_u64()
+                    .ok_or_else(|| wrong_type(key, "unsigned integer", v))
+            })
             .transpose()
     }
 
     pub fn require_u64(&self, key: &str) -> Result<u64, GgufError> {
-        self.get_u64(key)?.ok_or_else(|| GgufError::MissingKey(key.to_string()))
+        self.get_u64(key)?
+            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
     }
 
     pub fn get_f64(&self, key: &str) -> Result<Option<f64>, GgufError> {
@@ -168,5 +217,9 @@ impl GgufFile {
 }
 
 fn wrong_type(key: &str, expected: &'static str, found: &Value) -> GgufError {
-    GgufError::WrongType { key: key.to_string(), expected, found: found.type_name() }
+    GgufError::WrongType {
+        key: key.to_string(),
+        expected,
+        found: found.type_name(),
+    }
 }

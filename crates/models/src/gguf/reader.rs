@@ -57,7 +57,10 @@ impl<'a> Cursor<'a> {
 
     fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], GgufError> {
         if n > self.remaining() {
-            return Err(GgufError::Truncated { what: what.to_string(), offset: self.pos as u64 });
+            return Err(GgufError::Truncated {
+                what: what.to_string(),
+                offset: self.pos as u64,
+            });
         }
         let s = &self.bytes[self.pos..self.pos + n];
         self.pos += n;
@@ -86,7 +89,11 @@ impl<'a> Cursor<'a> {
         let n = self.u64(what)?;
         let fits = (self.remaining() / min_elem_bytes.max(1)) as u64;
         if n > fits {
-            return Err(GgufError::CountTooLarge { what: what.to_string(), count: n, offset: at });
+            return Err(GgufError::CountTooLarge {
+                what: what.to_string(),
+                count: n,
+                offset: at,
+            });
         }
         Ok(n as usize)
     }
@@ -95,14 +102,20 @@ impl<'a> Cursor<'a> {
         let at = self.pos as u64;
         let len = self.count(what, 1)?;
         let bytes = self.take(len, what)?;
-        String::from_utf8(bytes.to_vec())
-            .map_err(|_| GgufError::InvalidUtf8 { what: what.to_string(), offset: at })
+        String::from_utf8(bytes.to_vec()).map_err(|_| GgufError::InvalidUtf8 {
+            what: what.to_string(),
+            offset: at,
+        })
     }
 
     fn value_type(&mut self, what: &str) -> Result<ValueType, GgufError> {
         let at = self.pos as u64;
         let raw = self.u32(what)?;
-        ValueType::from_u32(raw).ok_or(GgufError::UnknownValueType { what: what.to_string(), raw, offset: at })
+        ValueType::from_u32(raw).ok_or(GgufError::UnknownValueType {
+            what: what.to_string(),
+            raw,
+            offset: at,
+        })
     }
 
     fn value(&mut self, ty: ValueType, key: &str) -> Result<Value, GgufError> {
@@ -122,7 +135,13 @@ impl<'a> Cursor<'a> {
                 match self.array::<1>(key)?[0] {
                     0 => Value::Bool(false),
                     1 => Value::Bool(true),
-                    b => return Err(GgufError::InvalidBool { key: key.to_string(), byte: b, offset: at }),
+                    b => {
+                        return Err(GgufError::InvalidBool {
+                            key: key.to_string(),
+                            byte: b,
+                            offset: at,
+                        })
+                    }
                 }
             }
             ValueType::String => Value::String(self.string(key)?),
@@ -134,10 +153,16 @@ impl<'a> Cursor<'a> {
     fn array_value(&mut self, key: &str) -> Result<Array, GgufError> {
         let elem = self.value_type(key)?;
         if elem == ValueType::Array {
-            return Err(GgufError::NestedArray { key: key.to_string() });
+            return Err(GgufError::NestedArray {
+                key: key.to_string(),
+            });
         }
         // A string element is at least its 8-byte length.
-        let min = if elem == ValueType::String { 8 } else { elem.fixed_size() };
+        let min = if elem == ValueType::String {
+            8
+        } else {
+            elem.fixed_size()
+        };
         let n = self.count(key, min)?;
         macro_rules! fixed {
             ($variant:ident, $ty:ty) => {{
@@ -237,35 +262,62 @@ pub fn parse(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
         }
         let raw_type = c.u32(&name)?;
         let ggml_type =
-            GgmlType::from_id(raw_type).ok_or_else(|| GgufError::UnknownTensorType { name: name.clone(), raw: raw_type })?;
+            GgmlType::from_id(raw_type).ok_or_else(|| GgufError::UnknownTensorType {
+                name: name.clone(),
+                raw: raw_type,
+            })?;
         let offset = c.u64(&name)?;
         if offset % alignment != 0 {
-            return Err(GgufError::MisalignedTensor { name, offset, alignment });
+            return Err(GgufError::MisalignedTensor {
+                name,
+                offset,
+                alignment,
+            });
         }
         let n_elements = dims
             .iter()
             .try_fold(1u64, |acc, &d| acc.checked_mul(d))
             .filter(|&n| n > 0 && n <= i64::MAX as u64)
-            .ok_or_else(|| GgufError::BadShape { name: name.clone(), dims: dims.clone() })?;
-        let n_bytes = ggml_type.byte_size(dims[0], n_elements).ok_or_else(|| GgufError::NotWholeBlocks {
-            name: name.clone(),
-            ggml_type: ggml_type.name,
-            ne0: dims[0],
-        })?;
+            .ok_or_else(|| GgufError::BadShape {
+                name: name.clone(),
+                dims: dims.clone(),
+            })?;
+        let n_bytes =
+            ggml_type
+                .byte_size(dims[0], n_elements)
+                .ok_or_else(|| GgufError::NotWholeBlocks {
+                    name: name.clone(),
+                    ggml_type: ggml_type.name,
+                    ne0: dims[0],
+                })?;
         if !names.insert(name.clone()) {
             return Err(GgufError::DuplicateTensor(name));
         }
-        tensors.push(TensorInfo { name, dims, ggml_type, offset, n_bytes });
+        tensors.push(TensorInfo {
+            name,
+            dims,
+            ggml_type,
+            offset,
+            n_bytes,
+        });
     }
 
     let data_offset = (c.pos as u64).div_ceil(alignment) * alignment;
-    let data_len = (bytes.len() as u64).checked_sub(data_offset).ok_or(GgufError::Truncated {
-        what: "tensor data section".into(),
-        offset: bytes.len() as u64,
-    })?;
+    let data_len = (bytes.len() as u64)
+        .checked_sub(data_offset)
+        .ok_or(GgufError::Truncated {
+            what: "tensor data section".into(),
+            offset: bytes.len() as u64,
+        })?;
     check_tensor_extents(&tensors, data_len)?;
 
-    Ok(GgufHeader { version, metadata, tensors, alignment, data_offset })
+    Ok(GgufHeader {
+        version,
+        metadata,
+        tensors,
+        alignment,
+        data_offset,
+    })
 }
 
 /// Every tensor must lie inside the data section and no two may share bytes.
@@ -285,7 +337,10 @@ fn check_tensor_extents(tensors: &[TensorInfo], data_len: u64) -> Result<(), Ggu
     by_offset.sort_by_key(|t| t.offset);
     for pair in by_offset.windows(2) {
         if pair[0].offset + pair[0].n_bytes > pair[1].offset {
-            return Err(GgufError::OverlappingTensors(pair[0].name.clone(), pair[1].name.clone()));
+            return Err(GgufError::OverlappingTensors(
+                pair[0].name.clone(),
+                pair[1].name.clone(),
+            ));
         }
     }
     Ok(())

@@ -13,7 +13,12 @@ pub struct GgmlType {
 }
 
 const fn t(id: u32, name: &'static str, block_size: u64, type_size: u64) -> GgmlType {
-    GgmlType { id, name, block_size, type_size }
+    GgmlType {
+        id,
+        name,
+        block_size,
+        type_size,
+    }
 }
 
 /// Every type llama.cpp's GGUF files may contain (ids 4, 5 and 31-33 were removed upstream).
@@ -55,7 +60,10 @@ impl GgmlType {
     }
 
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        TYPES.iter().copied().find(|t| t.name.eq_ignore_ascii_case(name))
+        TYPES
+            .iter()
+            .copied()
+            .find(|t| t.name.eq_ignore_ascii_case(name))
     }
 
     /// Bytes needed for a row-major tensor of `n_elements` whose first dimension is `ne0`,

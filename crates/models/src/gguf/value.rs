@@ -190,7 +190,9 @@ impl Value {
     /// A short human-readable rendering (arrays summarised) for `ward inspect`.
     pub fn summary(&self) -> String {
         match self {
-            Value::String(s) if s.len() > 80 => format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(80)], s.len()),
+            Value::String(s) if s.len() > 80 => {
+                format!("{:?}… ({} bytes)", &s[..s.floor_char_boundary(80)], s.len())
+            }
             Value::String(s) => format!("{s:?}"),
             Value::Array(a) => format!("[{}; {}]", a.elem_type_name(), a.len()),
             Value::U8(v) => v.to_string(),

@@ -65,16 +65,27 @@ fn put_array(out: &mut Vec<u8>, a: &Array) {
     match a {
         Array::U8(v) => each!(ValueType::U8, v, |o: &mut Vec<u8>, x: &u8| o.push(*x)),
         Array::I8(v) => each!(ValueType::I8, v, |o: &mut Vec<u8>, x: &i8| o.push(*x as u8)),
-        Array::U16(v) => each!(ValueType::U16, v, |o: &mut Vec<u8>, x: &u16| o.extend_from_slice(&x.to_le_bytes())),
-        Array::I16(v) => each!(ValueType::I16, v, |o: &mut Vec<u8>, x: &i16| o.extend_from_slice(&x.to_le_bytes())),
-        Array::U32(v) => each!(ValueType::U32, v, |o: &mut Vec<u8>, x: &u32| o.extend_from_slice(&x.to_le_bytes())),
-        Array::I32(v) => each!(ValueType::I32, v, |o: &mut Vec<u8>, x: &i32| o.extend_from_slice(&x.to_le_bytes())),
-        Array::F32(v) => each!(ValueType::F32, v, |o: &mut Vec<u8>, x: &f32| o.extend_from_slice(&x.to_le_bytes())),
-        Array::Bool(v) => each!(ValueType::Bool, v, |o: &mut Vec<u8>, x: &bool| o.push(u8::from(*x))),
-        Array::String(v) => each!(ValueType::String, v, |o: &mut Vec<u8>, x: &String| put_str(o, x)),
-        Array::U64(v) => each!(ValueType::U64, v, |o: &mut Vec<u8>, x: &u64| o.extend_from_slice(&x.to_le_bytes())),
-        Array::I64(v) => each!(ValueType::I64, v, |o: &mut Vec<u8>, x: &i64| o.extend_from_slice(&x.to_le_bytes())),
-        Array::F64(v) => each!(ValueType::F64, v, |o: &mut Vec<u8>, x: &f64| o.extend_from_slice(&x.to_le_bytes())),
+        Array::U16(v) => each!(ValueType::U16, v, |o: &mut Vec<u8>, x: &u16| o
+            .extend_from_slice(&x.to_le_bytes())),
+        Array::I16(v) => each!(ValueType::I16, v, |o: &mut Vec<u8>, x: &i16| o
+            .extend_from_slice(&x.to_le_bytes())),
+        Array::U32(v) => each!(ValueType::U32, v, |o: &mut Vec<u8>, x: &u32| o
+            .extend_from_slice(&x.to_le_bytes())),
+        Array::I32(v) => each!(ValueType::I32, v, |o: &mut Vec<u8>, x: &i32| o
+            .extend_from_slice(&x.to_le_bytes())),
+        Array::F32(v) => each!(ValueType::F32, v, |o: &mut Vec<u8>, x: &f32| o
+            .extend_from_slice(&x.to_le_bytes())),
+        Array::Bool(v) => each!(ValueType::Bool, v, |o: &mut Vec<u8>, x: &bool| o
+            .push(u8::from(*x))),
+        Array::String(v) => each!(ValueType::String, v, |o: &mut Vec<u8>, x: &String| put_str(
+            o, x
+        )),
+        Array::U64(v) => each!(ValueType::U64, v, |o: &mut Vec<u8>, x: &u64| o
+            .extend_from_slice(&x.to_le_bytes())),
+        Array::I64(v) => each!(ValueType::I64, v, |o: &mut Vec<u8>, x: &i64| o
+            .extend_from_slice(&x.to_le_bytes())),
+        Array::F64(v) => each!(ValueType::F64, v, |o: &mut Vec<u8>, x: &f64| o
+            .extend_from_slice(&x.to_le_bytes())),
     }
 }
 

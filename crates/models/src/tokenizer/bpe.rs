@@ -19,11 +19,14 @@ pub enum PreTokenizer {
 impl PreTokenizer {
     pub fn from_name(pre: &str) -> Result<PreTokenizer, TokenizerError> {
         match pre {
-            "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "gpt-4o-mini" | "roberta-bpe" => Ok(PreTokenizer::Gpt2),
-            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone" | "minerva-7b" => {
-                Ok(PreTokenizer::DigitsThenGpt2)
+            "gpt-2" | "gpt2" | "phi-2" | "jina-es" | "jina-de" | "gpt-4o-mini" | "roberta-bpe" => {
+                Ok(PreTokenizer::Gpt2)
             }
-            other => Err(TokenizerError::Unsupported(format!("BPE pre-tokenizer {other:?}"))),
+            "smollm" | "starcoder" | "refact" | "command-r" | "codeshell" | "exaone"
+            | "minerva-7b" => Ok(PreTokenizer::DigitsThenGpt2),
+            other => Err(TokenizerError::Unsupported(format!(
+                "BPE pre-tokenizer {other:?}"
+            ))),
         }
     }
 
@@ -32,7 +35,10 @@ impl PreTokenizer {
         let chars: Vec<char> = text.chars().collect();
         let mut spans = vec![0..chars.len()];
         if self == PreTokenizer::DigitsThenGpt2 {
-            spans = spans.into_iter().flat_map(|s| split_digits(&chars, s)).collect();
+            spans = spans
+                .into_iter()
+                .flat_map(|s| split_digits(&chars, s))
+                .collect();
         }
         spans
             .into_iter()
@@ -134,7 +140,8 @@ pub fn byte_to_char_table() -> [char; 256] {
     let mut table = ['\0'; 256];
     let mut n = 0u32;
     for b in 0..256u32 {
-        let printable = (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
+        let printable =
+            (0x21..=0x7E).contains(&b) || (0xA1..=0xAC).contains(&b) || (0xAE..=0xFF).contains(&b);
         table[b as usize] = if printable {
             char::from_u32(b).expect("latin-1")
         } else {
@@ -157,9 +164,13 @@ impl Merges {
             // llama.cpp looks for the separating space from the second byte on.
             let sep = m.bytes().skip(1).position(|b| b == b' ').map(|p| p + 1);
             let Some(sep) = sep else {
-                return Err(TokenizerError::Invalid(format!("merge #{i} has no separating space")));
+                return Err(TokenizerError::Invalid(format!(
+                    "merge #{i} has no separating space"
+                )));
             };
-            ranks.entry((m[..sep].to_string(), m[sep + 1..].to_string())).or_insert(i as u32);
+            ranks
+                .entry((m[..sep].to_string(), m[sep + 1..].to_string()))
+                .or_insert(i as u32);
         }
         Ok(Merges { ranks })
     }
@@ -169,7 +180,9 @@ impl Merges {
     pub fn apply(&self, word: &str) -> Vec<String> {
         let mut pieces: Vec<String> = word.chars().map(String::from).collect();
         // Linked list over `pieces`; merged-away entries become empty.
-        let mut next: Vec<Option<usize>> = (0..pieces.len()).map(|i| (i + 1 < pieces.len()).then_some(i + 1)).collect();
+        let mut next: Vec<Option<usize>> = (0..pieces.len())
+            .map(|i| (i + 1 < pieces.len()).then_some(i + 1))
+            .collect();
         let mut prev: Vec<Option<usize>> = (0..pieces.len()).map(|i| i.checked_sub(1)).collect();
         let mut queue = BinaryHeap::new();
         let push = |queue: &mut BinaryHeap<_>, pieces: &[String], l: usize, r: usize| {
@@ -182,7 +195,10 @@ impl Merges {
         }
         while let Some(Reverse((_, l, r, text))) = queue.pop() {
             // Skip pairs made stale by an earlier merge on either side.
-            if pieces[l].is_empty() || pieces[r].is_empty() || pieces[l].len() + pieces[r].len() != text.len() {
+            if pieces[l].is_empty()
+                || pieces[r].is_empty()
+                || pieces[l].len() + pieces[r].len() != text.len()
+            {
                 continue;
             }
             if !(text.starts_with(pieces[l].as_str()) && text.ends_with(pieces[r].as_str())) {

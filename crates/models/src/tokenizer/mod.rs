@@ -83,7 +83,8 @@ impl Vocab {
 
     /// SentencePiece byte-fallback token for one byte.
     fn byte_token(&self, b: u8) -> Option<u32> {
-        self.id(&format!("<0x{b:02X}>")).or_else(|| std::str::from_utf8(&[b]).ok().and_then(|s| self.id(s)))
+        self.id(&format!("<0x{b:02X}>"))
+            .or_else(|| std::str::from_utf8(&[b]).ok().and_then(|s| self.id(s)))
     }
 }
 
@@ -96,7 +97,12 @@ pub enum TokenizerKind {
 }
 
 enum Model {
-    Bpe { pre: bpe::PreTokenizer, merges: bpe::Merges, byte_chars: [char; 256], char_bytes: HashMap<char, u8> },
+    Bpe {
+        pre: bpe::PreTokenizer,
+        merges: bpe::Merges,
+        byte_chars: [char; 256],
+        char_bytes: HashMap<char, u8>,
+    },
     Spm,
 }
 
@@ -126,44 +132,84 @@ impl Tokenizer {
         let model_name = gguf.require_str("tokenizer.ggml.model")?;
         let texts = match gguf.get_array("tokenizer.ggml.tokens")? {
             Some(Array::String(v)) if !v.is_empty() => v.clone(),
-            _ => return Err(TokenizerError::Invalid("tokenizer.ggml.tokens must be a non-empty string array".into())),
+            _ => {
+                return Err(TokenizerError::Invalid(
+                    "tokenizer.ggml.tokens must be a non-empty string array".into(),
+                ))
+            }
         };
         let n = texts.len();
         let types = match gguf.get_array("tokenizer.ggml.token_type")? {
-            Some(Array::I32(v)) if v.len() == n => v.iter().map(|&t| TokenType::from_i32(t)).collect(),
+            Some(Array::I32(v)) if v.len() == n => {
+                v.iter().map(|&t| TokenType::from_i32(t)).collect()
+            }
             None => vec![TokenType::Normal; n],
-            _ => return Err(TokenizerError::Invalid(format!("tokenizer.ggml.token_type must be {n} i32 values"))),
+            _ => {
+                return Err(TokenizerError::Invalid(format!(
+                    "tokenizer.ggml.token_type must be {n} i32 values"
+                )))
+            }
         };
         let scores = match gguf.get_array("tokenizer.ggml.scores")? {
             Some(Array::F32(v)) if v.len() == n => v.clone(),
             None => Vec::new(),
-            _ => return Err(TokenizerError::Invalid(format!("tokenizer.ggml.scores must be {n} f32 values"))),
+            _ => {
+                return Err(TokenizerError::Invalid(format!(
+                    "tokenizer.ggml.scores must be {n} f32 values"
+                )))
+            }
         };
         let mut ids = HashMap::with_capacity(n);
         for (i, t) in texts.iter().enumerate() {
             // On duplicate texts the first id wins, as in llama.cpp's token_to_id.
             ids.entry(t.clone()).or_insert(i as u32);
         }
-        let vocab = Vocab { texts, types, scores, ids };
+        let vocab = Vocab {
+            texts,
+            types,
+            scores,
+            ids,
+        };
 
         let model = match model_name {
             "gpt2" => {
-                let pre = bpe::PreTokenizer::from_name(gguf.get_str("tokenizer.ggml.pre")?.unwrap_or("gpt2"))?;
+                let pre = bpe::PreTokenizer::from_name(
+                    gguf.get_str("tokenizer.ggml.pre")?.unwrap_or("gpt2"),
+                )?;
                 let merges = match gguf.get_array("tokenizer.ggml.merges")? {
                     Some(Array::String(m)) => bpe::Merges::new(m)?,
-                    _ => return Err(TokenizerError::Invalid("gpt2 tokenizer needs tokenizer.ggml.merges".into())),
+                    _ => {
+                        return Err(TokenizerError::Invalid(
+                            "gpt2 tokenizer needs tokenizer.ggml.merges".into(),
+                        ))
+                    }
                 };
                 let byte_chars = bpe::byte_to_char_table();
-                let char_bytes = byte_chars.iter().enumerate().map(|(b, &c)| (c, b as u8)).collect();
-                Model::Bpe { pre, merges, byte_chars, char_bytes }
+                let char_bytes = byte_chars
+                    .iter()
+                    .enumerate()
+                    .map(|(b, &c)| (c, b as u8))
+                    .collect();
+                Model::Bpe {
+                    pre,
+                    merges,
+                    byte_chars,
+                    char_bytes,
+                }
             }
             "llama" => {
                 if vocab.scores.is_empty() {
-                    return Err(TokenizerError::Invalid("llama tokenizer needs tokenizer.ggml.scores".into()));
+                    return Err(TokenizerError::Invalid(
+                        "llama tokenizer needs tokenizer.ggml.scores".into(),
+                    ));
                 }
                 Model::Spm
             }
-            other => return Err(TokenizerError::Unsupported(format!("tokenizer.ggml.model = {other:?}"))),
+            other => {
+                return Err(TokenizerError::Unsupported(format!(
+                    "tokenizer.ggml.model = {other:?}"
+                )))
+            }
         };
         let kind_defaults_bos = matches!(model, Model::Spm);
 
@@ -171,33 +217,70 @@ impl Tokenizer {
             match gguf.get_u64(key)? {
                 None => Ok(None),
                 Some(id) if (id as usize) < n => Ok(Some(id as u32)),
-                Some(id) => Err(TokenizerError::Invalid(format!("{key} = {id} is outside the {n}-token vocabulary"))),
+                Some(id) => Err(TokenizerError::Invalid(format!(
+                    "{key} = {id} is outside the {n}-token vocabulary"
+                ))),
             }
         };
         let bos = token_id("tokenizer.ggml.bos_token_id")?;
         let eos = token_id("tokenizer.ggml.eos_token_id")?;
-        let mut end_of_generation: Vec<u32> = eos.into_iter().chain(token_id("tokenizer.ggml.eot_token_id")?).collect();
-        for text in ["<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|end_of_text|>", "<EOT>"] {
-            end_of_generation.extend(vocab.id(text).filter(|&id| vocab.types[id as usize] == TokenType::Control));
+        let mut end_of_generation: Vec<u32> = eos
+            .into_iter()
+            .chain(token_id("tokenizer.ggml.eot_token_id")?)
+            .collect();
+        for text in [
+            "<|eot_id|>",
+            "<|im_end|>",
+            "<|end|>",
+            "<end_of_turn>",
+            "<|endoftext|>",
+            "<|end_of_text|>",
+            "<EOT>",
+        ] {
+            end_of_generation.extend(
+                vocab
+                    .id(text)
+                    .filter(|&id| vocab.types[id as usize] == TokenType::Control),
+            );
         }
         end_of_generation.sort_unstable();
         end_of_generation.dedup();
-        let add_bos = gguf.get_bool("tokenizer.ggml.add_bos_token")?.unwrap_or(kind_defaults_bos);
-        let add_eos = gguf.get_bool("tokenizer.ggml.add_eos_token")?.unwrap_or(false);
-        let add_space_prefix = gguf.get_bool("tokenizer.ggml.add_space_prefix")?.unwrap_or(kind_defaults_bos);
+        let add_bos = gguf
+            .get_bool("tokenizer.ggml.add_bos_token")?
+            .unwrap_or(kind_defaults_bos);
+        let add_eos = gguf
+            .get_bool("tokenizer.ggml.add_eos_token")?
+            .unwrap_or(false);
+        let add_space_prefix = gguf
+            .get_bool("tokenizer.ggml.add_space_prefix")?
+            .unwrap_or(kind_defaults_bos);
         if add_bos && bos.is_none() {
-            return Err(TokenizerError::Invalid("add_bos_token is set but bos_token_id is missing".into()));
+            return Err(TokenizerError::Invalid(
+                "add_bos_token is set but bos_token_id is missing".into(),
+            ));
         }
 
         let mut specials: Vec<u32> = (0..n as u32)
             .filter(|&id| {
-                matches!(vocab.types[id as usize], TokenType::Control | TokenType::UserDefined | TokenType::Unknown)
-                    && !vocab.texts[id as usize].is_empty()
+                matches!(
+                    vocab.types[id as usize],
+                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
+                ) && !vocab.texts[id as usize].is_empty()
             })
             .collect();
         specials.sort_by_key(|&id| std::cmp::Reverse(vocab.texts[id as usize].len()));
 
-        Ok(Tokenizer { vocab, model, specials, bos, eos, end_of_generation, add_bos, add_eos, add_space_prefix })
+        Ok(Tokenizer {
+            vocab,
+            model,
+            specials,
+            bos,
+            eos,
+            end_of_generation,
+            add_bos,
+            add_eos,
+            add_space_prefix,
+        })
     }
 
     pub fn kind(&self) -> TokenizerKind {
@@ -249,11 +332,20 @@ impl Tokenizer {
     fn encode_text(&self, text: &str, prev_special: bool, out: &mut Vec<u32>) {
         match &self.model {
             Model::Spm => {
-                let prefix = if self.add_space_prefix && prev_special { " " } else { "" };
+                let prefix = if self.add_space_prefix && prev_special {
+                    " "
+                } else {
+                    ""
+                };
                 let escaped = format!("{prefix}{text}").replace(' ', "\u{2581}");
                 spm::tokenize(&self.vocab, &escaped, out);
             }
-            Model::Bpe { pre, merges, byte_chars, .. } => {
+            Model::Bpe {
+                pre,
+                merges,
+                byte_chars,
+                ..
+            } => {
                 for word in pre.split(text) {
                     let encoded: String = word.bytes().map(|b| byte_chars[b as usize]).collect();
                     for piece in merges.apply(&encoded) {
@@ -261,7 +353,11 @@ impl Tokenizer {
                             Some(id) => out.push(id),
                             // Unreachable with a complete byte-level vocabulary; llama.cpp then
                             // tries each byte of the piece on its own.
-                            None => out.extend(piece.chars().filter_map(|c| self.vocab.id(c.encode_utf8(&mut [0; 4])))),
+                            None => out.extend(
+                                piece
+                                    .chars()
+                                    .filter_map(|c| self.vocab.id(c.encode_utf8(&mut [0; 4]))),
+                            ),
                         }
                     }
                 }
@@ -307,7 +403,9 @@ impl Tokenizer {
         };
         match ty {
             TokenType::Control | TokenType::Unknown if !with_special => Vec::new(),
-            TokenType::Control | TokenType::Unknown | TokenType::UserDefined => text.as_bytes().to_vec(),
+            TokenType::Control | TokenType::Unknown | TokenType::UserDefined => {
+                text.as_bytes().to_vec()
+            }
             TokenType::Unused => Vec::new(),
             TokenType::Byte => parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
             TokenType::Normal => match &self.model {
@@ -328,7 +426,10 @@ impl Tokenizer {
 
     /// Text for a sequence of tokens (invalid UTF-8 is replaced, as at the end of a stream).
     pub fn decode(&self, ids: &[u32], with_special: bool) -> String {
-        let bytes: Vec<u8> = ids.iter().flat_map(|&id| self.token_bytes(id, with_special)).collect();
+        let bytes: Vec<u8> = ids
+            .iter()
+            .flat_map(|&id| self.token_bytes(id, with_special))
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
 }

@@ -44,7 +44,12 @@ pub fn tokenize(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
     let mut symbols: Vec<Symbol> = Vec::new();
     for (start, c) in text.char_indices() {
         let i = symbols.len();
-        symbols.push(Symbol { start, len: c.len_utf8(), prev: i.checked_sub(1), next: None });
+        symbols.push(Symbol {
+            start,
+            len: c.len_utf8(),
+            prev: i.checked_sub(1),
+            next: None,
+        });
         if i > 0 {
             symbols[i - 1].next = Some(i);
         }
@@ -54,14 +59,20 @@ pub fn tokenize(vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
     }
     let mut queue = BinaryHeap::new();
     let mut rev_merge: HashMap<&str, (usize, usize)> = HashMap::new();
-    let mut try_add = |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], l: Option<usize>, r: Option<usize>| {
-        let (Some(l), Some(r)) = (l, r) else { return };
-        let piece = &text[symbols[l].start..symbols[l].start + symbols[l].len + symbols[r].len];
-        if let Some(id) = vocab.id(piece) {
-            queue.push(Bigram { score: vocab.score(id), left: l, right: r, size: piece.len() });
-            rev_merge.insert(piece, (l, r));
-        }
-    };
+    let mut try_add =
+        |queue: &mut BinaryHeap<Bigram>, symbols: &[Symbol], l: Option<usize>, r: Option<usize>| {
+            let (Some(l), Some(r)) = (l, r) else { return };
+            let piece = &text[symbols[l].start..symbols[l].start + symbols[l].len + symbols[r].len];
+            if let Some(id) = vocab.id(piece) {
+                queue.push(Bigram {
+                    score: vocab.score(id),
+                    left: l,
+                    right: r,
+                    size: piece.len(),
+                });
+                rev_merge.insert(piece, (l, r));
+            }
+        };
     for i in 1..symbols.len() {
         try_add(&mut queue, &symbols, Some(i - 1), Some(i));
     }

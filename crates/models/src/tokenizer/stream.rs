@@ -37,7 +37,9 @@ impl StreamDecoder {
                 }
                 Err(e) => {
                     let valid = e.valid_up_to();
-                    out.push_str(std::str::from_utf8(&self.pending[..valid]).expect("checked prefix"));
+                    out.push_str(
+                        std::str::from_utf8(&self.pending[..valid]).expect("checked prefix"),
+                    );
                     match e.error_len() {
                         // An unfinished character at the end: wait for the next token.
                         None => {

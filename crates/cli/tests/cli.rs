@@ -1,0 +1,128 @@
+//! The `ward` binary as a user runs it.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn ward(args: &[&str]) -> Output {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(args)
+        .current_dir(root)
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+#[test]
+fn run_prints_only_generated_text_on_stdout() {
+    let args = ["run", "--prompt", "Fever is", "--max-tokens", "12"];
+    let a = ward(&args);
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    let out = text(&a.stdout);
+    assert!(!out.trim().is_empty());
+    assert!(!out.contains("ward:"), "log text on stdout: {out:?}");
+    assert!(text(&a.stderr).contains("smollm2-135m-instruct"));
+    // Greedy by default: the same command prints the same text.
+    assert_eq!(text(&ward(&args).stdout), out);
+}
+
+#[test]
+fn run_with_seed_is_reproducible_and_chat_uses_the_template() {
+    let args = [
+        "run",
+        "--chat",
+        "--prompt",
+        "Name one antibiotic.",
+        "--max-tokens",
+        "16",
+        "--temperature",
+        "0.8",
+        "--seed",
+        "3",
+    ];
+    let a = ward(&args);
+    assert!(a.status.success(), "{}", text(&a.stderr));
+    assert_eq!(text(&ward(&args).stdout), text(&a.stdout));
+    let gemma = ward(&[
+        "run",
+        "--model",
+        "gemma-3-270m",
+        "--chat",
+        "--prompt",
+        "hi",
+        "--max-tokens",
+        "4",
+    ]);
+    assert!(!gemma.status.success());
+    assert!(
+        text(&gemma.stderr).contains("no chat template"),
+        "{}",
+        text(&gemma.stderr)
+    );
+}
+
+#[test]
+fn inspect_describes_the_model() {
+    let o = ward(&["inspect", "models/gemma-3-270m-q4_k_m.gguf"]);
+    assert!(o.status.success());
+    let out = text(&o.stdout);
+    for needle in [
+        "architecture: gemma3",
+        "sliding window 512",
+        "tensors: 236",
+        "Q8_0",
+        "tokenizer: Spm, 262144 tokens",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    let o = ward(&["inspect", "models/SmolLM2-135M-Instruct.Q4_1.gguf"]);
+    assert!(text(&o.stdout).contains("<|im_start|>"));
+}
+
+#[test]
+fn bad_inputs_give_clear_errors() {
+    let garbage =
+        std::env::temp_dir().join(format!("ward-cli-garbage-{}.gguf", std::process::id()));
+    std::fs::write(&garbage, b"definitely not a model file").unwrap();
+    let o = ward(&["inspect", garbage.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("not a GGUF file"),
+        "{}",
+        text(&o.stderr)
+    );
+    let o = ward(&["run", "--model", garbage.to_str().unwrap(), "--prompt", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    std::fs::remove_file(&garbage).unwrap();
+    let o = ward(&["run", "--model", "no-such-model", "--prompt", "x"]);
+    assert!(
+        text(&o.stderr).contains("unknown model")
+            && text(&o.stderr).contains("smollm2-135m-instruct")
+    );
+}
+
+#[test]
+fn bench_json_is_one_line() {
+    let o = ward(&[
+        "bench",
+        "--prompt-tokens",
+        "16",
+        "--gen-tokens",
+        "4",
+        "--threads",
+        "2",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let out = text(&o.stdout);
+    assert_eq!(out.lines().count(), 1);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["threads"], 2);
+    assert!(
+        v["prefill_tok_s"].as_f64().unwrap() > 0.0 && v["decode_tok_s"].as_f64().unwrap() > 0.0
+    );
+    assert!(v["model"].as_str().unwrap().contains("SmolLM2"));
+}

@@ -1,0 +1,159 @@
+//! Small random-weight GGUF models written by the test itself: both architectures load through
+//! the same path as real files, a prompt run in one batch gives the same logits as the same
+//! prompt fed one token at a time (KV cache, RoPE positions and sliding windows agree), and a
+//! wrongly shaped tensor is refused with an error naming it.
+
+use ward_models::gguf::writer::{write_gguf, TensorToWrite};
+use ward_models::gguf::{Array, GgmlType, Value};
+use ward_models::{LoadedModel, ModelError};
+
+const D: u64 = 32;
+const FF: u64 = 64;
+const HEADS: u32 = 4;
+const KV_HEADS: u32 = 2;
+const HD: u64 = 8;
+const VOCAB: u64 = 256;
+
+struct Rand(u64);
+impl Rand {
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+}
+
+fn tensor(r: &mut Rand, name: &str, dims: &[u64], scale: f32, offset: f32) -> TensorToWrite {
+    let n: u64 = dims.iter().product();
+    TensorToWrite {
+        name: name.into(),
+        dims: dims.to_vec(),
+        ggml_type: GgmlType::from_name("F32").unwrap(),
+        data: (0..n)
+            .flat_map(|_| (offset + scale * r.next()).to_le_bytes())
+            .collect(),
+    }
+}
+
+fn write_model(arch: &str, n_layer: u32, bad_shape: bool) -> std::path::PathBuf {
+    let mut r = Rand(arch.len() as u64);
+    let p = |k: &str| format!("{arch}.{k}");
+    let keys: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), Value::String(arch.into())),
+        (p("block_count"), Value::U32(n_layer)),
+        (p("embedding_length"), Value::U32(D as u32)),
+        (p("feed_forward_length"), Value::U32(FF as u32)),
+        (p("attention.head_count"), Value::U32(HEADS)),
+        (p("attention.head_count_kv"), Value::U32(KV_HEADS)),
+        (p("attention.key_length"), Value::U32(HD as u32)),
+        (p("context_length"), Value::U32(64)),
+        (p("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
+        (p("attention.sliding_window"), Value::U32(4)),
+        ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("gpt2".into())),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(Array::String(
+                (0..VOCAB).map(|i| format!("<t{i}>")).collect(),
+            )),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(Array::String(vec![])),
+        ),
+    ];
+    let meta: Vec<(&str, Value)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    let mut ts = vec![
+        tensor(&mut r, "token_embd.weight", &[D, VOCAB], 1.0, 0.0),
+        tensor(&mut r, "output_norm.weight", &[D], 0.1, 1.0),
+    ];
+    let kv = KV_HEADS as u64 * HD;
+    for il in 0..n_layer {
+        let b = |n: &str| format!("blk.{il}.{n}.weight");
+        let q_rows = if bad_shape && il == 1 { D + 1 } else { D };
+        ts.push(tensor(&mut r, &b("attn_norm"), &[D], 0.1, 1.0));
+        ts.push(tensor(&mut r, &b("attn_q"), &[D, q_rows], 0.5, 0.0));
+        ts.push(tensor(&mut r, &b("attn_k"), &[D, kv], 0.5, 0.0));
+        ts.push(tensor(&mut r, &b("attn_v"), &[D, kv], 0.5, 0.0));
+        ts.push(tensor(&mut r, &b("attn_output"), &[D, D], 0.5, 0.0));
+        ts.push(tensor(&mut r, &b("ffn_norm"), &[D], 0.1, 1.0));
+        ts.push(tensor(&mut r, &b("ffn_gate"), &[D, FF], 0.5, 0.0));
+        ts.push(tensor(&mut r, &b("ffn_up"), &[D, FF], 0.5, 0.0));
+        ts.push(tensor(&mut r, &b("ffn_down"), &[FF, D], 0.5, 0.0));
+        if arch == "gemma3" {
+            ts.push(tensor(&mut r, &b("attn_q_norm"), &[HD], 0.1, 1.0));
+            ts.push(tensor(&mut r, &b("attn_k_norm"), &[HD], 0.1, 1.0));
+            ts.push(tensor(&mut r, &b("post_attention_norm"), &[D], 0.1, 1.0));
+            ts.push(tensor(&mut r, &b("post_ffw_norm"), &[D], 0.1, 1.0));
+        }
+    }
+    let path = std::env::temp_dir().join(format!(
+        "ward-random-{arch}-{bad_shape}-{}.gguf",
+        std::process::id()
+    ));
+    std::fs::write(&path, write_gguf(&meta, &ts)).unwrap();
+    path
+}
+
+fn batch_equals_incremental(arch: &str, n_layer: u32) {
+    let path = write_model(arch, n_layer, false);
+    let lm = LoadedModel::load(&path, None).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let tokens: Vec<u32> = (0..13).map(|i| (i * 37 % VOCAB) as u32).collect();
+    let mut cache = lm.model.new_cache(64);
+    let batch = lm.model.forward(&tokens, &mut cache, tokens.len()).unwrap();
+    let mut cache = lm.model.new_cache(64);
+    for (i, &t) in tokens.iter().enumerate() {
+        let one = lm.model.forward(&[t], &mut cache, 1).unwrap();
+        for (a, b) in one.row(0).iter().zip(batch.row(i)) {
+            assert!(
+                (a - b).abs() < 1e-3 * (1.0 + b.abs()),
+                "{arch} position {i}: {a} vs {b}"
+            );
+        }
+    }
+    assert_eq!(cache.len(), tokens.len());
+}
+
+#[test]
+fn llama_batch_equals_incremental() {
+    batch_equals_incremental("llama", 2);
+}
+
+#[test]
+fn gemma3_batch_equals_incremental_across_the_window() {
+    // Six layers: five sliding-window layers (window 4, shorter than the 13-token prompt) and
+    // one global layer.
+    batch_equals_incremental("gemma3", 6);
+}
+
+#[test]
+fn wrong_tensor_shape_is_named() {
+    let path = write_model("llama", 2, true);
+    let err = LoadedModel::load(&path, None).err().unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(&err, ModelError::Gguf(_)), "{err}");
+    assert!(err.to_string().contains("blk.1.attn_q.weight"), "{err}");
+}
+
+#[test]
+fn context_limit_and_token_range_are_checked() {
+    let path = write_model("llama", 1, false);
+    let lm = LoadedModel::load(&path, None).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let mut cache = lm.model.new_cache(4);
+    assert!(matches!(
+        lm.model.forward(&[1, 2, 3, 4, 5], &mut cache, 1),
+        Err(ModelError::ContextFull { .. })
+    ));
+    assert!(matches!(
+        lm.model.forward(&[VOCAB as u32], &mut cache, 1),
+        Err(ModelError::TokenOutOfRange { .. })
+    ));
+    assert!(matches!(
+        lm.model.forward(&[], &mut cache, 1),
+        Err(ModelError::EmptyInput)
+    ));
+}
