@@ -40,13 +40,19 @@ def tokenize(llm, text, add_special):
     return llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
 
 
+def last_logits(llm):
+    """Logits of the last evaluated token, read from the llama.cpp context itself."""
+    ptr = llm._ctx.get_logits_ith(-1)
+    return np.ctypeslib.as_array(ptr, shape=(llm.n_vocab(),)).astype(np.float32)
+
+
 def continuation(llm, prompt_ids):
     """llama.cpp's greedy continuation, one token at a time, with top-5 logits at each step."""
     llm.reset()
     llm.eval(prompt_ids)
     cont, tops = [], []
     for _ in range(N_CONT):
-        logits = np.array(llm.scores[llm.n_tokens - 1], dtype=np.float32)
+        logits = last_logits(llm)
         order = np.argsort(-logits, kind="stable")[:TOP]
         tops.append([[int(i), float(logits[i])] for i in order])
         tok = int(order[0])

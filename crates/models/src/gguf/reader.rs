@@ -196,6 +196,15 @@ impl<'a> Cursor<'a> {
                 Array::Bool(out)
             }
             ValueType::String => {
+                // Each `String` takes 24 bytes in memory against at least 8 on disk: keep even
+                // this one allocation no larger than the file.
+                if n.saturating_mul(std::mem::size_of::<String>()) > self.bytes.len() {
+                    return Err(GgufError::CountTooLarge {
+                        what: key.to_string(),
+                        count: n as u64,
+                        offset: self.pos as u64,
+                    });
+                }
                 let mut out = Vec::with_capacity(n);
                 for _ in 0..n {
                     out.push(self.string(key)?);
@@ -248,8 +257,10 @@ pub fn parse(bytes: &[u8]) -> Result<GgufHeader, GgufError> {
         return Err(GgufError::BadAlignment(alignment));
     }
 
-    let mut tensors = Vec::with_capacity(n_tensors);
-    let mut names = HashSet::with_capacity(n_tensors);
+    // Grow the directory as entries parse instead of trusting the count for one big reservation.
+    let mut tensors =
+        Vec::with_capacity(n_tensors.min(bytes.len() / std::mem::size_of::<TensorInfo>()));
+    let mut names = HashSet::with_capacity(tensors.capacity());
     for i in 0..n_tensors {
         let name = c.string(&format!("tensor #{i} name"))?;
         let n_dims = c.u32(&name)?;

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Ward and llama.cpp on the same GGUF with the same thread count, interleaved over several
+# rounds, with Ward/llama.cpp ratios of the medians.
+#   scripts/bench-vs-llamacpp.sh [--rounds N] [--threads N] [--prompt-tokens N] [--gen-tokens N] [MODEL...]
+# MODEL is a registry name (default: both test models). llama.cpp comes from the reference venv
+# that scripts/reference/make-fixtures.sh builds.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+rounds=3 threads=2 pp=512 tg=128 models=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --rounds) rounds=$2; shift 2 ;;
+    --threads) threads=$2; shift 2 ;;
+    --prompt-tokens) pp=$2; shift 2 ;;
+    --gen-tokens) tg=$2; shift 2 ;;
+    *) models+=("$1"); shift ;;
+  esac
+done
+[ ${#models[@]} -gt 0 ] || models=(smollm2-135m-instruct gemma-3-270m)
+venv="${WARD_REFERENCE_VENV:-$root/.venv-reference}"
+[ -x "$venv/bin/python" ] || { echo "no llama.cpp venv at $venv: run scripts/reference/make-fixtures.sh" >&2; exit 1; }
+scripts/fetch-models.sh >&2
+cargo build --release --quiet --bin ward
+out=$(mktemp)
+for m in "${models[@]}"; do
+  file=$(python3 -c "import tomllib,sys; r=tomllib.load(open('models/registry.toml','rb')); print([e['file'] for e in r['model'] if e['name']==sys.argv[1]][0])" "$m")
+  for r in $(seq "$rounds"); do
+    target/release/ward bench --model "$m" --threads "$threads" --prompt-tokens "$pp" --gen-tokens "$tg" --json 2>/dev/null \
+      | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['engine']='ward'; print(json.dumps(d))" | tee -a "$out"
+    "$venv/bin/python" scripts/reference/bench_llamacpp.py "models/$file" --threads "$threads" \
+      --prompt-tokens "$pp" --gen-tokens "$tg" | tee -a "$out"
+  done
+done
+python3 - "$out" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"\n{'model':40} {'metric':8} {'ward':>9} {'llama.cpp':>10} {'ratio':>7}")
+for model in dict.fromkeys(r["model"] for r in rows):
+    for metric in ("prefill_tok_s", "decode_tok_s"):
+        med = {e: statistics.median(r[metric] for r in rows if r["model"] == model and r["engine"] == e)
+               for e in ("ward", "llama.cpp")}
+        print(f"{model:40} {metric[:7]:8} {med['ward']:9.1f} {med['llama.cpp']:10.1f} {med['ward']/med['llama.cpp']:7.2f}x")
+PY
+rm -f "$out"
