@@ -21,7 +21,8 @@ llm = Llama(model_path=a.model, n_ctx=a.prompt_tokens + a.gen_tokens + 8, n_batc
             n_threads=a.threads, n_threads_batch=a.threads, verbose=False)
 rng = random.Random(1234)
 n_vocab = llm.n_vocab()
-normal = [i for i in range(n_vocab) if not llm._model.token_get_attr(i) & ~1]  # NORMAL attribute only
+# llama_token_attr: NORMAL = 1 << 2; skip unknown, unused, control, user-defined and byte tokens.
+normal = [i for i in range(n_vocab) if llm._model.token_get_attr(i) & 4 and not llm._model.token_get_attr(i) & 0b111011]
 prompt = [rng.choice(normal) for _ in range(a.prompt_tokens)]
 t0 = time.perf_counter()
 llm.eval(prompt)

@@ -1,6 +1,8 @@
 //! Malformed and hostile GGUF files give errors naming the problem: never a panic, never a huge
 //! allocation.
 
+mod common;
+
 use ward_models::gguf::writer::{write_gguf, TensorToWrite};
 use ward_models::gguf::{parse, Array, GgmlType, GgufError, GgufFile, Value};
 use ward_models::HParams;
@@ -300,4 +302,42 @@ fn hyper_parameters_are_validated() {
         set("general.architecture", Value::String("mamba".into())),
         Err(GgufError::InvalidValue { .. })
     ));
+}
+
+#[test]
+fn truncated_real_model_is_an_error_at_every_cut() {
+    let bytes = std::fs::read(common::model_path(common::SMOLLM2)).unwrap();
+    let h = parse(&bytes).unwrap();
+    let header_end = h.data_offset as usize;
+    let cuts = [
+        0,
+        3,
+        4,
+        8,
+        23,
+        24,
+        100,
+        1_000,
+        100_000,
+        header_end / 2,
+        header_end - 1,
+        header_end,
+        header_end + 4096,
+    ];
+    let cuts = cuts.into_iter().chain([bytes.len() / 2, bytes.len() - 1]);
+    for len in cuts {
+        let err = parse(&bytes[..len])
+            .err()
+            .unwrap_or_else(|| panic!("cut at {len} parsed"));
+        assert!(!err.to_string().is_empty());
+        assert!(
+            matches!(
+                err,
+                GgufError::Truncated { .. }
+                    | GgufError::CountTooLarge { .. }
+                    | GgufError::TensorOutOfBounds { .. }
+            ),
+            "cut at {len}: {err}"
+        );
+    }
 }
