@@ -5,7 +5,7 @@
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
     let n = weight.len();
     assert!(
-        n > 0 && x.len() % n == 0 && out.len() == x.len(),
+        n > 0 && x.len().is_multiple_of(n) && out.len() == x.len(),
         "rms_norm: shape mismatch"
     );
     for (row, out_row) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
@@ -21,7 +21,10 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
 /// In-place variant.
 pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
-    assert!(n > 0 && x.len() % n == 0, "rms_norm: shape mismatch");
+    assert!(
+        n > 0 && x.len().is_multiple_of(n),
+        "rms_norm: shape mismatch"
+    );
     for row in x.chunks_exact_mut(n) {
         let sum: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
         let mean = (sum / n as f64) as f32;

@@ -26,7 +26,7 @@ pub fn rope_inplace(
     layout: RopeLayout,
 ) {
     assert!(
-        rope_dim <= head_dim && rope_dim % 2 == 0,
+        rope_dim <= head_dim && rope_dim.is_multiple_of(2),
         "rope: bad rope_dim"
     );
     assert_eq!(x.len() % (n_head * head_dim), 0, "rope: shape mismatch");

@@ -44,7 +44,7 @@ impl<'a> WeightLoader<'a> {
         // candle reinterprets the bytes as blocks; copy when the file's alignment does not
         // guarantee the alignment of the block type.
         let aligned;
-        let bytes = if (bytes.as_ptr() as usize) % 8 == 0 {
+        let bytes = if (bytes.as_ptr() as usize).is_multiple_of(8) {
             bytes
         } else {
             aligned = AlignedBytes::copy_of(bytes);

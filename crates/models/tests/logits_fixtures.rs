@@ -6,7 +6,8 @@
 //! * Ward's argmax is among llama.cpp's top 5;
 //! * each of llama.cpp's top-5 logits is within the model's `max_logit_diff` of Ward's logit for
 //!   that token, and their mean absolute difference is below `max_mean_diff`;
-//! and where llama.cpp's top-1 leads its top-2 by at least 0.25, Ward picks the same token at
+//!
+//! And where llama.cpp's top-1 leads its top-2 by at least 0.25, Ward picks the same token at
 //! >= 97 % of positions.
 //!
 //! Why these bounds: llama.cpp is not bit-stable against itself. Replaying these same fixtures

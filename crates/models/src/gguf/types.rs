@@ -69,7 +69,7 @@ impl GgmlType {
     /// Bytes needed for a row-major tensor of `n_elements` whose first dimension is `ne0`,
     /// or `None` when the row length is not a whole number of blocks or the size overflows.
     pub fn byte_size(&self, ne0: u64, n_elements: u64) -> Option<u64> {
-        if ne0 % self.block_size != 0 {
+        if !ne0.is_multiple_of(self.block_size) {
             return None;
         }
         (n_elements / self.block_size).checked_mul(self.type_size)

@@ -33,13 +33,10 @@ impl PreTokenizer {
     /// Split `text` into words (as char slices of the input).
     pub fn split(self, text: &str) -> Vec<String> {
         let chars: Vec<char> = text.chars().collect();
-        let mut spans = vec![0..chars.len()];
-        if self == PreTokenizer::DigitsThenGpt2 {
-            spans = spans
-                .into_iter()
-                .flat_map(|s| split_digits(&chars, s))
-                .collect();
-        }
+        let spans = match self {
+            PreTokenizer::Gpt2 => std::iter::once(0..chars.len()).collect(),
+            PreTokenizer::DigitsThenGpt2 => split_digits(&chars, 0..chars.len()),
+        };
         spans
             .into_iter()
             .flat_map(|s| split_gpt2(&chars, s))
@@ -104,17 +101,14 @@ fn split_gpt2(chars: &[char], span: Span) -> Vec<Span> {
         }
         let lead = if c == ' ' { cls(pos + 1) } else { cls(pos) };
         let skip_space = usize::from(c == ' ');
-        match lead {
-            // ' ?\p{L}+', ' ?\p{N}+' and ' ?[^\s\p{L}\p{N}]+'
-            Some(k @ (Class::Letter | Class::Number | Class::Other)) => {
-                pos += skip_space;
-                while cls(pos) == Some(k) {
-                    pos += 1;
-                }
-                add(pos, &mut out);
-                continue;
+        // ' ?\p{L}+', ' ?\p{N}+' and ' ?[^\s\p{L}\p{N}]+'
+        if let Some(k @ (Class::Letter | Class::Number | Class::Other)) = lead {
+            pos += skip_space;
+            while cls(pos) == Some(k) {
+                pos += 1;
             }
-            _ => {}
+            add(pos, &mut out);
+            continue;
         }
         let mut n_ws = 0;
         while cls(pos + n_ws) == Some(Class::Whitespace) {

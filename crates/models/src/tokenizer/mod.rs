@@ -97,13 +97,16 @@ pub enum TokenizerKind {
 }
 
 enum Model {
-    Bpe {
-        pre: bpe::PreTokenizer,
-        merges: bpe::Merges,
-        byte_chars: [char; 256],
-        char_bytes: HashMap<char, u8>,
-    },
+    Bpe(Box<ByteLevelBpe>),
     Spm,
+}
+
+struct ByteLevelBpe {
+    pre: bpe::PreTokenizer,
+    merges: bpe::Merges,
+    /// GPT-2's byte → printable code point map, and its inverse for decoding.
+    byte_chars: [char; 256],
+    char_bytes: HashMap<char, u8>,
 }
 
 pub struct Tokenizer {
@@ -190,12 +193,12 @@ impl Tokenizer {
                     .enumerate()
                     .map(|(b, &c)| (c, b as u8))
                     .collect();
-                Model::Bpe {
+                Model::Bpe(Box::new(ByteLevelBpe {
                     pre,
                     merges,
                     byte_chars,
                     char_bytes,
-                }
+                }))
             }
             "llama" => {
                 if vocab.scores.is_empty() {
@@ -285,7 +288,7 @@ impl Tokenizer {
 
     pub fn kind(&self) -> TokenizerKind {
         match self.model {
-            Model::Bpe { .. } => TokenizerKind::Bpe,
+            Model::Bpe(_) => TokenizerKind::Bpe,
             Model::Spm => TokenizerKind::Spm,
         }
     }
@@ -340,15 +343,11 @@ impl Tokenizer {
                 let escaped = format!("{prefix}{text}").replace(' ', "\u{2581}");
                 spm::tokenize(&self.vocab, &escaped, out);
             }
-            Model::Bpe {
-                pre,
-                merges,
-                byte_chars,
-                ..
-            } => {
-                for word in pre.split(text) {
-                    let encoded: String = word.bytes().map(|b| byte_chars[b as usize]).collect();
-                    for piece in merges.apply(&encoded) {
+            Model::Bpe(bpe) => {
+                for word in bpe.pre.split(text) {
+                    let encoded: String =
+                        word.bytes().map(|b| bpe.byte_chars[b as usize]).collect();
+                    for piece in bpe.merges.apply(&encoded) {
                         match self.vocab.id(&piece) {
                             Some(id) => out.push(id),
                             // Unreachable with a complete byte-level vocabulary; llama.cpp then
@@ -410,10 +409,10 @@ impl Tokenizer {
             TokenType::Byte => parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
             TokenType::Normal => match &self.model {
                 Model::Spm => text.replace('\u{2581}', " ").into_bytes(),
-                Model::Bpe { char_bytes, .. } => {
+                Model::Bpe(bpe) => {
                     let mut out = Vec::with_capacity(text.len());
                     for c in text.chars() {
-                        match char_bytes.get(&c) {
+                        match bpe.char_bytes.get(&c) {
                             Some(&b) => out.push(b),
                             None => out.extend_from_slice(c.encode_utf8(&mut [0; 4]).as_bytes()),
                         }
