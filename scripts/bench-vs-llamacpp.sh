@@ -40,6 +40,6 @@ for model in dict.fromkeys(r["model"] for r in rows):
     for metric in ("prefill_tok_s", "decode_tok_s"):
         med = {e: statistics.median(r[metric] for r in rows if r["model"] == model and r["engine"] == e)
                for e in ("ward", "llama.cpp")}
-        print(f"{model:40} {metric[:7]:8} {med['ward']:9.1f} {med['llama.cpp']:10.1f} {med['ward']/med['llama.cpp']:7.2f}x")
+        print(f"{model:40} {metric.removesuffix('_tok_s'):8} {med['ward']:9.1f} {med['llama.cpp']:10.1f} {med['ward']/med['llama.cpp']:7.2f}x")
 PY
 rm -f "$out"

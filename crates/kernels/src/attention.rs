@@ -5,6 +5,7 @@
 //! the causal limit and the window are loop bounds.
 
 use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -59,45 +60,59 @@ pub fn attention(
         "attention: K and V caches differ"
     );
     let group = n_head / n_kv_head;
-    let mut q16 = vec![0.0f32; hd];
-    let mut scores = Vec::new();
-    let mut acc = vec![0.0f32; hd];
+    // Per KV head: the group's queries (f16-rounded), their scores, and one K or V row in f32.
+    // Each cached row is converted once for all the query heads that share it.
+    let mut q16 = vec![0.0f32; group * hd];
+    let mut scores: Vec<f32> = Vec::new();
+    let mut row_f32 = vec![0.0f32; hd];
+    let mut acc = vec![0.0f32; group * hd];
     for t in 0..n_tok {
         let pos = start_pos + t;
         let first = match window {
             Some(w) => (pos + 1).saturating_sub(w),
             None => 0,
         };
-        for h in 0..n_head {
-            let kvh = h / group;
-            let qh = &q[t * row + h * hd..t * row + (h + 1) * hd];
-            for (d, &s) in q16.iter_mut().zip(qh) {
+        let n_vis = pos + 1 - first;
+        for kvh in 0..n_kv_head {
+            let heads = t * row + kvh * group * hd..t * row + (kvh + 1) * group * hd;
+            for (d, &s) in q16.iter_mut().zip(&q[heads.clone()]) {
                 *d = f16::from_f32(s).to_f32();
             }
+            let cached = |cache: &[f16], j: usize, dst: &mut [f32]| {
+                cache[j * kv_row + kvh * hd..j * kv_row + (kvh + 1) * hd].convert_to_f32_slice(dst);
+            };
             scores.clear();
-            let mut max = f32::NEG_INFINITY;
-            for j in first..=pos {
-                let k = &k_cache[j * kv_row + kvh * hd..j * kv_row + (kvh + 1) * hd];
-                let dot: f32 = q16.iter().zip(k).map(|(&a, &b)| a * b.to_f32()).sum();
-                let s = dot * scale;
-                max = max.max(s);
-                scores.push(s);
-            }
-            let mut sum = 0.0f32;
-            for s in scores.iter_mut() {
-                *s = (*s - max).exp();
-                sum += *s;
-            }
-            let inv = 1.0 / sum;
-            acc.fill(0.0);
-            for (j, &s) in (first..=pos).zip(scores.iter()) {
-                let p = f16::from_f32(s * inv).to_f32();
-                let v = &v_cache[j * kv_row + kvh * hd..j * kv_row + (kvh + 1) * hd];
-                for (a, &vv) in acc.iter_mut().zip(v) {
-                    *a += p * vv.to_f32();
+            scores.resize(group * n_vis, 0.0);
+            for (jj, j) in (first..=pos).enumerate() {
+                cached(k_cache, j, &mut row_f32);
+                for (g, qg) in q16.chunks_exact(hd).enumerate() {
+                    let dot: f32 = qg.iter().zip(&row_f32).map(|(&a, &b)| a * b).sum();
+                    scores[g * n_vis + jj] = dot * scale;
                 }
             }
-            out[t * row + h * hd..t * row + (h + 1) * hd].copy_from_slice(&acc);
+            for sg in scores.chunks_exact_mut(n_vis) {
+                let max = sg.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0.0f32;
+                for s in sg.iter_mut() {
+                    *s = (*s - max).exp();
+                    sum += *s;
+                }
+                let inv = 1.0 / sum;
+                for s in sg.iter_mut() {
+                    *s = f16::from_f32(*s * inv).to_f32();
+                }
+            }
+            acc.fill(0.0);
+            for (jj, j) in (first..=pos).enumerate() {
+                cached(v_cache, j, &mut row_f32);
+                for (g, ag) in acc.chunks_exact_mut(hd).enumerate() {
+                    let p = scores[g * n_vis + jj];
+                    for (a, &v) in ag.iter_mut().zip(&row_f32) {
+                        *a += p * v;
+                    }
+                }
+            }
+            out[heads].copy_from_slice(&acc);
         }
     }
 }
