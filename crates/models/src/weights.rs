@@ -1,6 +1,8 @@
 //! Turning GGUF tensors into compute-ready weights, with shape checks.
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
+use std::sync::Arc;
+
 use candle_core::{Device, Module, Tensor};
 
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
@@ -61,7 +63,11 @@ impl<'a> WeightLoader<'a> {
     }
 
     pub fn linear(&self, name: &str, in_dim: usize, out_dim: usize) -> Result<Linear, ModelError> {
-        Linear::new(self.qtensor(name, &[in_dim, out_dim])?, in_dim, out_dim)
+        Linear::new(
+            Arc::new(self.qtensor(name, &[in_dim, out_dim])?),
+            in_dim,
+            out_dim,
+        )
     }
 }
 
@@ -119,9 +125,9 @@ pub struct Linear {
 }
 
 impl Linear {
-    pub fn new(w: QTensor, in_dim: usize, out_dim: usize) -> Result<Linear, ModelError> {
+    pub fn new(w: Arc<QTensor>, in_dim: usize, out_dim: usize) -> Result<Linear, ModelError> {
         Ok(Linear {
-            w: QMatMul::from_qtensor(w)?,
+            w: QMatMul::from_arc(w)?,
             in_dim,
             out_dim,
         })
@@ -137,12 +143,12 @@ impl Linear {
 
 /// Token embeddings kept quantized; only the looked-up rows are dequantized.
 pub struct Embedding {
-    table: QTensor,
+    table: Arc<QTensor>,
     pub dim: usize,
 }
 
 impl Embedding {
-    pub fn new(table: QTensor, dim: usize) -> Embedding {
+    pub fn new(table: Arc<QTensor>, dim: usize) -> Embedding {
         Embedding { table, dim }
     }
 
@@ -166,7 +172,8 @@ impl Embedding {
             .to_vec1::<f32>()?)
     }
 
-    pub fn qtensor(&self) -> &QTensor {
-        &self.table
+    /// The table itself, to share as a tied output projection.
+    pub fn table(&self) -> Arc<QTensor> {
+        self.table.clone()
     }
 }

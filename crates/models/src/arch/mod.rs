@@ -4,6 +4,8 @@
 mod gemma3;
 mod llama;
 
+use std::sync::Arc;
+
 use crate::cache::KvCache;
 use crate::gguf::GgufFile;
 use crate::layers::normed;
@@ -79,16 +81,17 @@ impl Head {
             .tensor_info("token_embd.weight")
             .ok_or_else(|| crate::gguf::GgufError::MissingTensor("token_embd.weight".into()))?;
         let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
-        let embed = Embedding::new(w.qtensor("token_embd.weight", &[d, n_vocab])?, d);
-        let output_name = if w.has("output.weight") {
-            "output.weight"
+        let embed = Embedding::new(Arc::new(w.qtensor("token_embd.weight", &[d, n_vocab])?), d);
+        // Tied output projection (no `output.weight`): share the embedding table, not a copy.
+        let output = if w.has("output.weight") {
+            w.linear("output.weight", d, n_vocab)?
         } else {
-            "token_embd.weight"
+            Linear::new(embed.table(), d, n_vocab)?
         };
         Ok(Head {
             embed,
             norm: w.f32_vec("output_norm.weight", d)?,
-            output: w.linear(output_name, d, n_vocab)?,
+            output,
             eps: hp.rms_eps,
         })
     }

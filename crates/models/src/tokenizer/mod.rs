@@ -133,8 +133,19 @@ enum Fragment<'a> {
 impl Tokenizer {
     pub fn from_gguf(gguf: &GgufFile) -> Result<Tokenizer, TokenizerError> {
         let model_name = gguf.require_str("tokenizer.ggml.model")?;
-        let texts = match gguf.get_array("tokenizer.ggml.tokens")? {
-            Some(Array::String(v)) if !v.is_empty() => v.clone(),
+        let texts: Vec<String> = match gguf.get_array("tokenizer.ggml.tokens")? {
+            // llama.cpp names empty token texts so that they stay distinct.
+            Some(Array::String(v)) if !v.is_empty() => v
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    if t.is_empty() {
+                        format!("[EMPTY_{i}]")
+                    } else {
+                        t.clone()
+                    }
+                })
+                .collect(),
             _ => {
                 return Err(TokenizerError::Invalid(
                     "tokenizer.ggml.tokens must be a non-empty string array".into(),
@@ -164,8 +175,8 @@ impl Tokenizer {
         };
         let mut ids = HashMap::with_capacity(n);
         for (i, t) in texts.iter().enumerate() {
-            // On duplicate texts the first id wins, as in llama.cpp's token_to_id.
-            ids.entry(t.clone()).or_insert(i as u32);
+            // On duplicate texts the last id wins, as in llama.cpp's token_to_id.
+            ids.insert(t.clone(), i as u32);
         }
         let vocab = Vocab {
             texts,
@@ -268,7 +279,7 @@ impl Tokenizer {
                 matches!(
                     vocab.types[id as usize],
                     TokenType::Control | TokenType::UserDefined | TokenType::Unknown
-                ) && !vocab.texts[id as usize].is_empty()
+                )
             })
             .collect();
         specials.sort_by_key(|&id| std::cmp::Reverse(vocab.texts[id as usize].len()));
