@@ -9,14 +9,7 @@ use ward_models::HParams;
 
 fn f32_tensor(name: &str, dims: &[u64]) -> TensorToWrite {
     let n: u64 = dims.iter().product();
-    TensorToWrite {
-        name: name.into(),
-        dims: dims.to_vec(),
-        ggml_type: GgmlType::from_name("F32").unwrap(),
-        data: (0..n)
-            .flat_map(|i| (i as f32 * 0.01).to_le_bytes())
-            .collect(),
-    }
+    TensorToWrite::f32(name, dims, (0..n).map(|i| i as f32 * 0.01))
 }
 
 fn valid_file() -> Vec<u8> {

@@ -4,7 +4,7 @@
 //! wrongly shaped tensor is refused with an error naming it.
 
 use ward_models::gguf::writer::{write_gguf, TensorToWrite};
-use ward_models::gguf::{Array, GgmlType, Value};
+use ward_models::gguf::{Array, Value};
 use ward_models::{LoadedModel, ModelError};
 
 const D: u64 = 32;
@@ -27,14 +27,7 @@ impl Rand {
 
 fn tensor(r: &mut Rand, name: &str, dims: &[u64], scale: f32, offset: f32) -> TensorToWrite {
     let n: u64 = dims.iter().product();
-    TensorToWrite {
-        name: name.into(),
-        dims: dims.to_vec(),
-        ggml_type: GgmlType::from_name("F32").unwrap(),
-        data: (0..n)
-            .flat_map(|_| (offset + scale * r.next()).to_le_bytes())
-            .collect(),
-    }
+    TensorToWrite::f32(name, dims, (0..n).map(|_| offset + scale * r.next()))
 }
 
 fn write_model(arch: &str, n_layer: u32, bad_shape: bool) -> std::path::PathBuf {

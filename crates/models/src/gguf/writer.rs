@@ -11,6 +11,18 @@ pub struct TensorToWrite {
     pub data: Vec<u8>,
 }
 
+impl TensorToWrite {
+    /// An F32 tensor holding `values` (row-major, `dims[0]` contiguous).
+    pub fn f32(name: &str, dims: &[u64], values: impl IntoIterator<Item = f32>) -> TensorToWrite {
+        TensorToWrite {
+            name: name.into(),
+            dims: dims.to_vec(),
+            ggml_type: GgmlType::from_name("F32").expect("F32 is a ggml type"),
+            data: values.into_iter().flat_map(f32::to_le_bytes).collect(),
+        }
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u64).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
