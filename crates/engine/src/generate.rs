@@ -52,8 +52,9 @@ pub fn generate(
     let mut sampler = Sampler::new(params.sampling.clone());
     let mut stop = StopMatcher::new(&params.stop);
     let mut decoder = StreamDecoder::new();
+    // Prompt followed by the generated tokens: what the penalties look at.
     let mut history = prompt.to_vec();
-    let mut tokens = Vec::new();
+    let n_generated = |h: &[u32]| h.len() - prompt.len();
 
     let t0 = Instant::now();
     let mut logits = lm.model.forward(prompt, &mut cache, 1)?.data;
@@ -61,9 +62,8 @@ pub fn generate(
     let t1 = Instant::now();
     let mut finish = FinishReason::Length;
     let mut stopped_by_string = false;
-    while tokens.len() < params.max_tokens {
+    while n_generated(&history) < params.max_tokens {
         let next = sampler.sample(&mut logits, &history);
-        tokens.push(next);
         history.push(next);
         if lm.tokenizer.is_end_of_generation(next) {
             finish = FinishReason::Stop;
@@ -79,7 +79,7 @@ pub fn generate(
                 break;
             }
         }
-        if tokens.len() < params.max_tokens {
+        if n_generated(&history) < params.max_tokens {
             logits = lm.model.forward(&[next], &mut cache, 1)?.data;
         }
     }
@@ -92,7 +92,7 @@ pub fn generate(
     }
     Ok(GenerationStats {
         prompt_tokens: prompt.len(),
-        tokens,
+        tokens: history.split_off(prompt.len()),
         finish,
         prefill_time,
         decode_time: t1.elapsed(),

@@ -1,24 +1,7 @@
 //! RMSNorm.
 
-/// `out = x / sqrt(mean(x²) + eps) * weight` for each row of `x` (rows of `weight.len()`).
-/// The sum of squares is accumulated in f64, as ggml does.
-pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
-    let n = weight.len();
-    assert!(
-        n > 0 && x.len().is_multiple_of(n) && out.len() == x.len(),
-        "rms_norm: shape mismatch"
-    );
-    for (row, out_row) in x.chunks_exact(n).zip(out.chunks_exact_mut(n)) {
-        let sum: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-        let mean = (sum / n as f64) as f32;
-        let scale = 1.0 / (mean + eps).sqrt();
-        for ((o, &v), &w) in out_row.iter_mut().zip(row).zip(weight) {
-            *o = v * scale * w;
-        }
-    }
-}
-
-/// In-place variant.
+/// `x = x / sqrt(mean(x²) + eps) * weight` for each row of `x` (rows of `weight.len()`), in
+/// place. The sum of squares is accumulated in f64, as ggml does.
 pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
     assert!(
@@ -40,15 +23,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unit_rows_stay_unit() {
-        let x = [1.0f32, -1.0, 1.0, -1.0, 2.0, 2.0, 2.0, 2.0];
-        let w = [1.0f32; 4];
-        let mut out = [0.0f32; 8];
-        rms_norm(&x, &w, 0.0, &mut out);
-        assert_eq!(&out[..4], &[1.0, -1.0, 1.0, -1.0]);
-        assert_eq!(&out[4..], &[1.0, 1.0, 1.0, 1.0]);
-        let mut y = x;
-        rms_norm_inplace(&mut y, &w, 0.0);
-        assert_eq!(y, out);
+    fn unit_rows_stay_unit_and_weights_scale() {
+        let mut x = [1.0f32, -1.0, 1.0, -1.0, 2.0, 2.0, 2.0, 2.0];
+        rms_norm_inplace(&mut x, &[1.0; 4], 0.0);
+        assert_eq!(x, [1.0, -1.0, 1.0, -1.0, 1.0, 1.0, 1.0, 1.0]);
+        let mut y = [3.0f32, 4.0];
+        rms_norm_inplace(&mut y, &[2.0, 0.5], 0.0);
+        // rms = sqrt((9 + 16) / 2)
+        let rms = 12.5f32.sqrt();
+        assert_eq!(y, [3.0 / rms * 2.0, 4.0 / rms * 0.5]);
     }
 }

@@ -49,12 +49,4 @@ impl KvCache {
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
     }
-
-    pub fn clear(&mut self) {
-        for l in &mut self.layers {
-            l.k.clear();
-            l.v.clear();
-        }
-        self.len = 0;
-    }
 }

@@ -17,13 +17,6 @@ impl Arch {
             _ => None,
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Arch::Llama => "llama",
-            Arch::Gemma3 => "gemma3",
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -161,11 +161,6 @@ impl GgufFile {
         self.header.metadata.get(key)
     }
 
-    pub fn require(&self, key: &str) -> Result<&Value, GgufError> {
-        self.get(key)
-            .ok_or_else(|| GgufError::MissingKey(key.to_string()))
-    }
-
     pub fn get_str(&self, key: &str) -> Result<Option<&str>, GgufError> {
         match self.get(key) {
             None => Ok(None),

@@ -27,12 +27,6 @@ pub struct TensorInfo {
     pub n_bytes: u64,
 }
 
-impl TensorInfo {
-    pub fn n_elements(&self) -> u64 {
-        self.dims.iter().product()
-    }
-}
-
 /// The parsed header of a GGUF file: metadata, tensor directory and where the data starts.
 #[derive(Debug, Clone)]
 pub struct GgufHeader {
@@ -98,6 +92,19 @@ impl<'a> Cursor<'a> {
         Ok(n as usize)
     }
 
+    fn bool(&mut self, key: &str) -> Result<bool, GgufError> {
+        let at = self.pos as u64;
+        match self.array::<1>(key)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            byte => Err(GgufError::InvalidBool {
+                key: key.to_string(),
+                byte,
+                offset: at,
+            }),
+        }
+    }
+
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
         let at = self.pos as u64;
         let len = self.count(what, 1)?;
@@ -130,20 +137,7 @@ impl<'a> Cursor<'a> {
             ValueType::U64 => Value::U64(self.u64(key)?),
             ValueType::I64 => Value::I64(i64::from_le_bytes(self.array(key)?)),
             ValueType::F64 => Value::F64(f64::from_le_bytes(self.array(key)?)),
-            ValueType::Bool => {
-                let at = self.pos as u64;
-                match self.array::<1>(key)?[0] {
-                    0 => Value::Bool(false),
-                    1 => Value::Bool(true),
-                    b => {
-                        return Err(GgufError::InvalidBool {
-                            key: key.to_string(),
-                            byte: b,
-                            offset: at,
-                        })
-                    }
-                }
-            }
+            ValueType::Bool => Value::Bool(self.bool(key)?),
             ValueType::String => Value::String(self.string(key)?),
             ValueType::Array => Value::Array(self.array_value(key)?),
         };
@@ -186,14 +180,7 @@ impl<'a> Cursor<'a> {
             ValueType::I64 => fixed!(I64, i64),
             ValueType::F64 => fixed!(F64, f64),
             ValueType::Bool => {
-                let mut out = Vec::with_capacity(n);
-                for _ in 0..n {
-                    match self.value(ValueType::Bool, key)? {
-                        Value::Bool(b) => out.push(b),
-                        _ => unreachable!("bool value"),
-                    }
-                }
-                Array::Bool(out)
+                Array::Bool((0..n).map(|_| self.bool(key)).collect::<Result<_, _>>()?)
             }
             ValueType::String => {
                 // Each `String` takes 24 bytes in memory against at least 8 on disk: keep even

@@ -313,10 +313,6 @@ impl Tokenizer {
         self.end_of_generation.contains(&id)
     }
 
-    pub fn end_of_generation(&self) -> &[u32] {
-        &self.end_of_generation
-    }
-
     /// Token ids for `text`. Special-token texts in the input become their tokens (as the
     /// llama.cpp server does); `add_special` adds BOS/EOS as the model's metadata asks.
     pub fn encode(&self, text: &str, add_special: bool) -> Vec<u32> {
