@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: fetch and verify the test models, then build and
-# run every test (unit, hostile-file, tokenizer/template/logit fixtures, engine and CLI) with
-# optimised code, since several tests run the real models. Ends with one "N passed, N failed"
-# line summing all test binaries.
+# run every Rust test (unit, hostile-file, tokenizer/template/logit fixtures, engine, server and
+# CLI) with optimised code, since several tests run the real models; then the API tests, which
+# drive the real `ward serve` with the official `openai` Python package and raw HTTP (their
+# packages go into .venv-test). Ends with one "N passed, N failed" line summing everything.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/fetch-models.sh
+
+api_tests=crates/server/tests/api
+venv="$root/.venv-test"
+if ! cmp -s "$api_tests/requirements.txt" "$venv/requirements.txt"; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$api_tests/requirements.txt"
+  cp "$api_tests/requirements.txt" "$venv/requirements.txt"
+fi
+
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
 cargo test --release --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+cargo build --release -p ward 2>&1 | tail -1
+WARD_BIN="$root/target/release/ward" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$api_tests" 2>&1 | tee -a "$log"
+api_status=${PIPESTATUS[0]}
 set -e
-awk '/^test result:/ { passed += $4; failed += $6 } END { printf "%d passed, %d failed\n", passed, failed }' "$log"
-exit "$status"
+awk '/^test result:/ { passed += $4; failed += $6 }
+     /^[0-9]+ (passed|failed)/ && / in [0-9.]+s/ {
+       for (i = 1; i < NF; i++) { n = $(i + 1); sub(/,$/, "", n)
+         if (n == "passed") passed += $i; if (n == "failed" || n == "errors" || n == "error") failed += $i } }
+     END { printf "%d passed, %d failed\n", passed, failed }' "$log"
+[ "$status" -eq 0 ] && [ "$api_status" -eq 0 ]

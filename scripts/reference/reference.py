@@ -61,6 +61,12 @@ def continuation(llm, prompt_ids):
     return cont, tops
 
 
+def token_texts(llm, ids):
+    """Each token's own text as llama.cpp detokenizes it (specials as ""), for tests that
+    compare generated text token by token; bytes of a partial character become U+FFFD."""
+    return [llm.detokenize([t]).decode("utf-8", errors="replace") for t in ids]
+
+
 def render(template, messages, add_generation_prompt, bos, eos):
     def raise_exception(msg):
         raise jinja2.exceptions.TemplateError(msg)
@@ -91,7 +97,8 @@ def main():
         cases = []
         for text, ids in prompts:
             cont, tops = continuation(llm, ids)
-            cases.append({"prompt": text, "prompt_ids": ids, "continuation": cont, "top5": tops})
+            cases.append({"prompt": text, "prompt_ids": ids, "continuation": cont,
+                          "continuation_text": token_texts(llm, cont), "top5": tops})
             print(f"{name}: {len(ids)} prompt tokens -> {llm.detokenize(cont)!r}", file=sys.stderr)
         with open(os.path.join(OUT, f"logits-{name}.json"), "w") as f:
             json.dump({"model": os.path.basename(path), "llama_cpp_python": __import__("llama_cpp").__version__,

@@ -1,9 +1,10 @@
-//! ward: the command-line entry point (run, inspect, bench; serve and the rest come later).
+//! ward: the command-line entry point (serve, run, inspect, bench).
 //! The only crate with clap and logging set-up; logs go to stderr, generated text to stdout.
 
 mod bench;
 mod inspect;
 mod run;
+mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -16,6 +17,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the OpenAI-compatible API (chat, completions, models) over one model.
+    Serve(serve::ServeArgs),
     /// Generate a continuation of a prompt and print it as it is produced.
     Run(run::RunArgs),
     /// Describe a GGUF file: architecture, hyper-parameters, tensors, tokenizer, template.
@@ -33,9 +36,24 @@ pub fn set_threads(threads: Option<usize>) {
     }
 }
 
+/// Logs to stderr; `WARD_LOG` (tracing's filter syntax) overrides the default level.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: journald and log files get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+}
+
 fn main() {
     let cli = Cli::parse();
+    init_logging();
     let result = match cli.command {
+        Command::Serve(a) => serve::serve(a),
         Command::Run(a) => run::run(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Bench(a) => bench::bench(a),

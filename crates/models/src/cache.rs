@@ -46,6 +46,20 @@ impl KvCache {
         self.max_len
     }
 
+    /// Forget every position from `len` on, keeping the first `len` (a reusable prefix).
+    pub fn truncate(&mut self, len: usize) {
+        if len >= self.len {
+            return;
+        }
+        for layer in &mut self.layers {
+            // Both vectors hold `self.len` rows of the same width.
+            let row = layer.k.len() / self.len;
+            layer.k.truncate(len * row);
+            layer.v.truncate(len * row);
+        }
+        self.len = len;
+    }
+
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;
     }

@@ -33,7 +33,7 @@ impl Logits {
 }
 
 /// A decoder-only language model.
-pub trait CausalLm: Send {
+pub trait CausalLm: Send + Sync {
     fn hparams(&self) -> &HParams;
 
     fn n_vocab(&self) -> usize;

@@ -1,0 +1,152 @@
+//! The seam between the HTTP server and whatever runs the model: requests in, a stream of
+//! events out. The server sees only the [`Engine`] trait and these types, so the one-sequence
+//! engine thread of today can be replaced by a batching scheduler without touching it, and the
+//! server's own tests can run against a mock.
+
+use tokio::sync::mpsc;
+
+use crate::generate::FinishReason;
+use crate::sampler::SamplingParams;
+use ward_models::ChatMessage;
+
+/// What the client asked to continue.
+#[derive(Clone)]
+pub enum Prompt {
+    /// Plain text; BOS is added as the model's metadata says (completions).
+    Text(String),
+    /// Token ids, used as given (completions with a token-array prompt).
+    Tokens(Vec<u32>),
+    /// A conversation, rendered through the model's chat template with the generation prompt.
+    Chat(Vec<ChatMessage>),
+}
+
+impl std::fmt::Debug for Prompt {
+    // Prompts are patient data: never printed, only measured.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Prompt::Text(t) => write!(f, "Text(<{} bytes>)", t.len()),
+            Prompt::Tokens(t) => write!(f, "Tokens(<{} tokens>)", t.len()),
+            Prompt::Chat(m) => write!(f, "Chat(<{} messages>)", m.len()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// Names the request in the engine's log lines (the server's request id).
+    pub id: String,
+    pub prompt: Prompt,
+    /// `None`: as many as the context leaves room for.
+    pub max_tokens: Option<usize>,
+    pub sampling: SamplingParams,
+    pub stop: Vec<String>,
+}
+
+/// What the server needs to know about the model being served.
+#[derive(Debug, Clone)]
+pub struct ModelInfo {
+    /// The name clients put in `"model"`.
+    pub id: String,
+    pub context_length: usize,
+    pub has_chat_template: bool,
+    /// Identifies the engine build and model file, for OpenAI's `system_fingerprint`.
+    pub fingerprint: String,
+    /// Unix time the model was loaded.
+    pub created: u64,
+}
+
+/// Why a request was not accepted. Each maps to one HTTP status in the server.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("the request queue is full ({capacity} waiting); retry later")]
+    QueueFull { capacity: usize },
+    #[error(
+        "this model's maximum context length is {context_length} tokens; the request has \
+         {prompt_tokens} prompt tokens and asks for {max_tokens} more"
+    )]
+    ContextLengthExceeded {
+        prompt_tokens: usize,
+        max_tokens: usize,
+        context_length: usize,
+    },
+    #[error("this model has no chat template; use /v1/completions")]
+    NoChatTemplate,
+    /// The prompt cannot be run (empty, token ids out of range, template refused it).
+    #[error("{message}")]
+    InvalidPrompt {
+        message: String,
+        param: &'static str,
+    },
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+}
+
+/// One step of a request's progress.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Newly final output text (never empty).
+    Text(String),
+    /// The last event of a successful request.
+    Finished(Usage),
+    /// The last event of a request that failed inside the engine.
+    Failed(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub finish: FinishReason,
+    pub prompt_tokens: usize,
+    /// Prompt tokens whose keys and values were reused from an earlier request.
+    pub cached_tokens: usize,
+    pub completion_tokens: usize,
+}
+
+/// The receiving end of a request's events. Dropping it cancels the request: the engine
+/// notices before its next step and moves on.
+pub struct EventStream {
+    pub prompt_tokens: usize,
+    rx: mpsc::UnboundedReceiver<Event>,
+}
+
+/// The engine's end of a request's events.
+pub struct EventSender(mpsc::UnboundedSender<Event>);
+
+impl EventStream {
+    pub fn channel(prompt_tokens: usize) -> (EventSender, EventStream) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (EventSender(tx), EventStream { prompt_tokens, rx })
+    }
+
+    /// The next event; `None` once the engine has dropped its end (after the last event).
+    pub async fn next(&mut self) -> Option<Event> {
+        self.rx.recv().await
+    }
+
+    /// [`EventStream::next`] for callers outside an async runtime (the CLI, tests).
+    pub fn next_blocking(&mut self) -> Option<Event> {
+        self.rx.blocking_recv()
+    }
+}
+
+impl EventSender {
+    /// Send an event; false when the client is gone.
+    pub fn send(&self, event: Event) -> bool {
+        self.0.send(event).is_ok()
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// Something that runs generation requests for one model.
+pub trait Engine: Send + Sync + 'static {
+    fn info(&self) -> &ModelInfo;
+
+    /// Validate and queue a request. Errors come back at once (before any queueing), so the
+    /// server can answer them with a 4xx instead of starting a stream.
+    fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError>;
+
+    /// Requests accepted but not yet started.
+    fn queue_depth(&self) -> usize;
+}

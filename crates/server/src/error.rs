@@ -1,0 +1,180 @@
+//! Every error the API returns, in OpenAI's shape
+//! `{"error": {"message", "type", "param", "code"}}`, with its HTTP status decided here and
+//! nowhere else. Messages name the parameter and the rule, never echo the client's text back
+//! (request bodies may hold patient data).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+use ward_engine::SubmitError;
+
+/// Seconds a client is asked to wait when the queue is full.
+const RETRY_AFTER_SECS: u64 = 1;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub message: String,
+    pub kind: &'static str,
+    pub param: Option<String>,
+    pub code: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            status,
+            message: message.into(),
+            kind,
+            param: None,
+            code: None,
+        }
+    }
+
+    pub fn with_code(mut self, code: &'static str) -> ApiError {
+        self.code = Some(code);
+        self
+    }
+
+    /// 400 for a request parameter that is missing, of the wrong type or out of range.
+    pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> ApiError {
+        let mut e = ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message);
+        e.param = Some(param.into());
+        e.with_code("invalid_value")
+    }
+
+    /// 400 for a body that is not valid JSON (or not an object).
+    pub fn malformed(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+            .with_code("invalid_json")
+    }
+
+    pub fn model_not_found(model: &str, served: &str) -> ApiError {
+        // The requested name is echoed only when it is short and plain: a model name, not text.
+        let shown = if model.len() <= 64 && model.chars().all(|c| c.is_ascii_graphic()) {
+            format!("'{model}'")
+        } else {
+            "the requested model".into()
+        };
+        let mut e = ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            format!("{shown} does not exist here; this server serves '{served}'"),
+        );
+        e.param = Some("model".into());
+        e.with_code("model_not_found")
+    }
+
+    pub fn route_not_found() -> ApiError {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "no such route; see /v1/models, /v1/chat/completions, /v1/completions",
+        )
+        .with_code("not_found")
+    }
+
+    pub fn method_not_allowed() -> ApiError {
+        ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "this route does not accept that method",
+        )
+        .with_code("method_not_allowed")
+    }
+
+    pub fn body_too_large(limit: usize) -> ApiError {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            format!("the request body is larger than this server's limit of {limit} bytes"),
+        )
+        .with_code("request_too_large")
+    }
+
+    pub fn unreadable_body() -> ApiError {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "the request body could not be read completely",
+        )
+        .with_code("invalid_body")
+    }
+
+    pub fn body_timeout() -> ApiError {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "invalid_request_error",
+            "the request body did not arrive within the body timeout",
+        )
+        .with_code("body_timeout")
+    }
+
+    pub fn not_ready() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the model is still loading; retry when /ready answers 200",
+        )
+        .with_code("model_loading")
+    }
+
+    /// A failure inside the engine: the client did nothing wrong.
+    pub fn engine(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
+            .with_code("engine_error")
+    }
+
+    /// The `error` object alone, for an error sent inside an event stream.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"error": {
+            "message": self.message,
+            "type": self.kind,
+            "param": self.param,
+            "code": self.code,
+        }})
+    }
+}
+
+impl ApiError {
+    /// A request the engine refused; `prompt_param` names where the prompt was (`messages` for
+    /// chat, `prompt` for completions).
+    pub fn from_submit(e: SubmitError, prompt_param: &'static str) -> ApiError {
+        let message = e.to_string();
+        match e {
+            SubmitError::QueueFull { .. } => {
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+                    .with_code("queue_full")
+            }
+            SubmitError::ContextLengthExceeded { .. } => {
+                let mut e = ApiError::invalid_param(prompt_param, message);
+                e.code = Some("context_length_exceeded");
+                e
+            }
+            SubmitError::NoChatTemplate => {
+                ApiError::invalid_param(prompt_param, message).with_code("chat_template_missing")
+            }
+            SubmitError::InvalidPrompt { param, .. } => ApiError::invalid_param(param, message),
+            SubmitError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
+                    .with_code("shutting_down")
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}

@@ -1,0 +1,4 @@
+//! OpenAI's wire format: request bodies in, response bodies and stream chunks out.
+
+pub mod request;
+pub mod response;

@@ -1,0 +1,453 @@
+//! OpenAI request bodies for `/v1/chat/completions` and `/v1/completions`: parsed with the
+//! failing parameter's path, then validated into the engine's `GenerateRequest`. One body type
+//! serves both endpoints (they share almost every field); each endpoint checks its own.
+//!
+//! Parameters Ward does not implement yet are refused with a 400 naming them rather than
+//! silently ignored, because ignoring them would change the answer the caller relies on.
+
+use serde::Deserialize;
+use serde_json::Value;
+use ward_engine::{ChatMessage, GenerateRequest, Prompt, SamplingParams};
+
+use crate::error::ApiError;
+
+/// Most stop strings a request may give, and their longest length in bytes.
+const MAX_STOPS: usize = 16;
+const MAX_STOP_LEN: usize = 256;
+/// Most choices a request may ask for (`n`). One sequence per request for now.
+pub const MAX_N: i64 = 1;
+
+#[derive(Deserialize, Default)]
+pub struct RequestBody {
+    pub model: Option<String>,
+    messages: Option<Vec<WireMessage>>,
+    prompt: Option<WirePrompt>,
+    pub stream: Option<bool>,
+    stream_options: Option<StreamOptions>,
+    max_tokens: Option<i64>,
+    max_completion_tokens: Option<i64>,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<i64>,
+    min_p: Option<f64>,
+    repetition_penalty: Option<f64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+    seed: Option<i64>,
+    stop: Option<Stop>,
+    n: Option<i64>,
+    // Accepted for compatibility but only in their "off" form for now (see `refuse_unsupported`).
+    logprobs: Option<Value>,
+    top_logprobs: Option<Value>,
+    logit_bias: Option<Value>,
+    response_format: Option<Value>,
+    tools: Option<Value>,
+    tool_choice: Option<Value>,
+    echo: Option<bool>,
+    suffix: Option<String>,
+    best_of: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct WireMessage {
+    role: String,
+    content: Option<Content>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<ContentPart>),
+}
+
+#[derive(Deserialize)]
+struct ContentPart {
+    #[serde(rename = "type")]
+    kind: String,
+    text: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum WirePrompt {
+    Text(String),
+    Tokens(Vec<u32>),
+    TextBatch(Vec<String>),
+    TokenBatch(Vec<Vec<u32>>),
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    include_usage: Option<bool>,
+}
+
+/// What a route needs beyond the engine request.
+pub struct Validated {
+    pub request: GenerateRequest,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+/// Parse a JSON body, naming the parameter that does not fit. Error messages describe the
+/// expected type but never quote the value sent.
+pub fn parse_body(bytes: &[u8]) -> Result<RequestBody, ApiError> {
+    // serde would also read a struct from an array, positionally: only objects are requests.
+    if bytes.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::malformed("the body must be a JSON object"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let body: RequestBody = match serde_path_to_error::deserialize(&mut de) {
+        Ok(body) => body,
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            return Err(if inner.is_data() {
+                data_error(&path, &inner)
+            } else {
+                ApiError::malformed(format!("the body is not valid JSON: {}", syntax(&inner)))
+            });
+        }
+    };
+    de.end()
+        .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {}", syntax(&e))))?;
+    Ok(body)
+}
+
+fn syntax(e: &serde_json::Error) -> String {
+    // Syntax errors carry no input text, only what was expected and where.
+    e.to_string()
+}
+
+fn data_error(path: &str, e: &serde_json::Error) -> ApiError {
+    let text = e.to_string();
+    let text = text
+        .rsplit_once(" at line ")
+        .map_or(text.as_str(), |(t, _)| t);
+    if let Some(field) = text
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+    {
+        let param = if path == "." {
+            field.to_string()
+        } else {
+            format!("{path}.{field}")
+        };
+        return ApiError::invalid_param(param.clone(), format!("'{param}' is required"));
+    }
+    if path == "." {
+        return ApiError::malformed("the body must be a JSON object");
+    }
+    // serde says "invalid type: string \"<value>\", expected f64"; keep only what was expected.
+    let expected = match text.rsplit_once(", expected ") {
+        Some((_, exp)) if !exp.contains("untagged enum") => exp.to_string(),
+        _ => describe_untagged(path),
+    };
+    ApiError::invalid_param(
+        path,
+        format!("'{path}' has the wrong type: expected {expected}"),
+    )
+}
+
+fn describe_untagged(path: &str) -> String {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    match last {
+        "prompt" => "a string, an array of strings, or an array of token ids".into(),
+        "stop" => "a string or an array of strings".into(),
+        _ if last.starts_with("content") => "a string or an array of content parts".into(),
+        _ => "a value of another type".into(),
+    }
+}
+
+impl RequestBody {
+    /// Check a chat request and turn it into an engine request.
+    pub fn into_chat(self) -> Result<Validated, ApiError> {
+        let messages = self
+            .messages
+            .as_deref()
+            .ok_or_else(|| ApiError::invalid_param("messages", "'messages' is required"))?;
+        if self.prompt.is_some() {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "chat completions take 'messages', not 'prompt'",
+            ));
+        }
+        let messages = chat_messages(messages)?;
+        // The newer name wins; without either, the reply may fill the context.
+        let max_tokens = match (self.max_completion_tokens, self.max_tokens) {
+            (Some(v), _) => Some(("max_completion_tokens", v)),
+            (None, Some(v)) => Some(("max_tokens", v)),
+            (None, None) => None,
+        };
+        self.validate(Prompt::Chat(messages), max_tokens)
+    }
+
+    /// Check a completions request and turn it into an engine request.
+    pub fn into_completion(mut self) -> Result<Validated, ApiError> {
+        if self.messages.is_some() {
+            return Err(ApiError::invalid_param(
+                "messages",
+                "completions take 'prompt', not 'messages'",
+            ));
+        }
+        let prompt = match self.prompt.take() {
+            None => return Err(ApiError::invalid_param("prompt", "'prompt' is required")),
+            Some(WirePrompt::Text(t)) => Prompt::Text(t),
+            Some(WirePrompt::Tokens(t)) => Prompt::Tokens(t),
+            Some(WirePrompt::TextBatch(mut v)) if v.len() == 1 => Prompt::Text(v.remove(0)),
+            Some(WirePrompt::TokenBatch(mut v)) if v.len() == 1 => Prompt::Tokens(v.remove(0)),
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "prompt",
+                    "give one prompt per request (a string or one array of token ids)",
+                ))
+            }
+        };
+        if self.echo == Some(true) {
+            return Err(unsupported("echo"));
+        }
+        if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+            return Err(unsupported("suffix"));
+        }
+        if self.best_of.is_some_and(|b| b != 1) {
+            return Err(ApiError::invalid_param(
+                "best_of",
+                "'best_of' must be 1 (or left out)",
+            ));
+        }
+        // 16 is OpenAI's default for completions.
+        self.validate(prompt, Some(("max_tokens", self.max_tokens.unwrap_or(16))))
+    }
+
+    fn validate(
+        &self,
+        prompt: Prompt,
+        max_tokens: Option<(&str, i64)>,
+    ) -> Result<Validated, ApiError> {
+        self.refuse_unsupported()?;
+        let max_tokens = max_tokens
+            .map(|(param, v)| positive(param, v))
+            .transpose()?;
+        let stream = self.stream.unwrap_or(false);
+        if self.stream_options.is_some() && !stream {
+            return Err(ApiError::invalid_param(
+                "stream_options",
+                "'stream_options' is only allowed when 'stream' is true",
+            ));
+        }
+        let include_usage = self
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        match self.n {
+            None | Some(1) => {}
+            Some(n) if n < 1 => {
+                return Err(ApiError::invalid_param("n", "'n' must be at least 1"));
+            }
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "n",
+                    format!(
+                        "'n' is too large: this server returns at most {MAX_N} choice per request"
+                    ),
+                ));
+            }
+        }
+        Ok(Validated {
+            request: GenerateRequest {
+                // Set by the route, which knows the request id.
+                id: String::new(),
+                prompt,
+                max_tokens,
+                sampling: self.sampling()?,
+                stop: self.stops()?,
+            },
+            stream,
+            include_usage,
+        })
+    }
+
+    fn sampling(&self) -> Result<SamplingParams, ApiError> {
+        let d = SamplingParams::default();
+        let temperature = in_range("temperature", self.temperature, 0.0, 2.0)?;
+        let top_p = self.top_p.unwrap_or(1.0);
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            return Err(ApiError::invalid_param(
+                "top_p",
+                "'top_p' must be greater than 0 and at most 1",
+            ));
+        }
+        let top_k = match self.top_k {
+            None | Some(-1) => 0,
+            Some(k) if k >= 0 => k as usize,
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "top_k",
+                    "'top_k' must be -1 or 0 (off) or a positive count",
+                ))
+            }
+        };
+        let repetition_penalty = self.repetition_penalty.unwrap_or(1.0);
+        if !(repetition_penalty > 0.0 && repetition_penalty <= 10.0) {
+            return Err(ApiError::invalid_param(
+                "repetition_penalty",
+                "'repetition_penalty' must be greater than 0 and at most 10",
+            ));
+        }
+        Ok(SamplingParams {
+            temperature: temperature.unwrap_or(1.0) as f32,
+            top_k,
+            top_p: top_p as f32,
+            min_p: in_range("min_p", self.min_p, 0.0, 1.0)?.unwrap_or(0.0) as f32,
+            repetition_penalty: repetition_penalty as f32,
+            frequency_penalty: in_range("frequency_penalty", self.frequency_penalty, -2.0, 2.0)?
+                .unwrap_or(0.0) as f32,
+            presence_penalty: in_range("presence_penalty", self.presence_penalty, -2.0, 2.0)?
+                .unwrap_or(0.0) as f32,
+            // Any integer is a valid seed; negative ones keep their bits.
+            seed: self.seed.map(|s| s as u64),
+            ..d
+        })
+    }
+
+    fn stops(&self) -> Result<Vec<String>, ApiError> {
+        let stops = match &self.stop {
+            None => Vec::new(),
+            Some(Stop::One(s)) => vec![s.clone()],
+            Some(Stop::Many(v)) => v.clone(),
+        };
+        if stops.len() > MAX_STOPS {
+            return Err(ApiError::invalid_param(
+                "stop",
+                format!("'stop' takes at most {MAX_STOPS} strings"),
+            ));
+        }
+        if stops.iter().any(|s| s.len() > MAX_STOP_LEN) {
+            return Err(ApiError::invalid_param(
+                "stop",
+                format!("each 'stop' string must be at most {MAX_STOP_LEN} bytes"),
+            ));
+        }
+        Ok(stops)
+    }
+
+    fn refuse_unsupported(&self) -> Result<(), ApiError> {
+        let on = |v: &Option<Value>| match v {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Object(m)) => !m.is_empty(),
+            Some(Value::Array(a)) => !a.is_empty(),
+            Some(_) => true,
+        };
+        for (name, value) in [
+            ("logprobs", &self.logprobs),
+            ("top_logprobs", &self.top_logprobs),
+            ("logit_bias", &self.logit_bias),
+            ("tools", &self.tools),
+        ] {
+            if on(value) {
+                return Err(unsupported(name));
+            }
+        }
+        if let Some(format) = &self.response_format {
+            if format.get("type").and_then(Value::as_str) != Some("text") {
+                return Err(unsupported("response_format"));
+            }
+        }
+        match &self.tool_choice {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) if s == "none" || s == "auto" => {}
+            Some(_) => return Err(unsupported("tool_choice")),
+        }
+        Ok(())
+    }
+}
+
+fn unsupported(param: &str) -> ApiError {
+    ApiError::invalid_param(
+        param,
+        format!("'{param}' is not supported by this server yet; leave it out"),
+    )
+    .with_code("unsupported_parameter")
+}
+
+fn positive(param: &str, v: i64) -> Result<usize, ApiError> {
+    if v <= 0 {
+        return Err(ApiError::invalid_param(
+            param,
+            format!("'{param}' must be at least 1"),
+        ));
+    }
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
+}
+
+fn in_range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f64>, ApiError> {
+    match v {
+        Some(x) if !(lo..=hi).contains(&x) => Err(ApiError::invalid_param(
+            param,
+            format!("'{param}' must be between {lo} and {hi}"),
+        )),
+        _ => Ok(v),
+    }
+}
+
+fn chat_messages(messages: &[WireMessage]) -> Result<Vec<ChatMessage>, ApiError> {
+    if messages.is_empty() {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "'messages' must hold at least one message",
+        ));
+    }
+    messages
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let role = match m.role.as_str() {
+                // Newer OpenAI models call the system role "developer"; templates know "system".
+                "developer" => "system",
+                r @ ("system" | "user" | "assistant" | "tool") => r,
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        format!("messages[{i}].role"),
+                        "role must be one of system, developer, user, assistant, tool",
+                    ))
+                }
+            };
+            let content = match &m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t.clone(),
+                Some(Content::Parts(parts)) => text_parts(parts, i)?,
+            };
+            Ok(ChatMessage::new(role, &content))
+        })
+        .collect()
+}
+
+fn text_parts(parts: &[ContentPart], i: usize) -> Result<String, ApiError> {
+    let mut text = String::new();
+    for (j, part) in parts.iter().enumerate() {
+        match (part.kind.as_str(), &part.text) {
+            ("text", Some(t)) => text.push_str(t),
+            ("text", None) => {
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].content[{j}].text"),
+                    "a text part needs 'text'",
+                ))
+            }
+            _ => {
+                return Err(ApiError::invalid_param(
+                    format!("messages[{i}].content[{j}].type"),
+                    "only text content parts are supported by this model",
+                ))
+            }
+        }
+    }
+    Ok(text)
+}

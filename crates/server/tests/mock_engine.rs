@@ -1,0 +1,441 @@
+//! The server's routes, validation, errors and stream format against a mock engine (the same
+//! `Engine` trait the real one implements), without a network or a model.
+
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use ward_engine::{
+    Engine, Event, EventSender, EventStream, FinishReason, GenerateRequest, ModelInfo, Prompt,
+    SubmitError, Usage,
+};
+use ward_server::{router, App, ServerConfig};
+
+/// Answers every request with `pieces`, or refuses it with what `refuse` makes.
+struct MockEngine {
+    info: ModelInfo,
+    pieces: Vec<&'static str>,
+    refuse: Option<fn() -> SubmitError>,
+    seen: Mutex<Vec<GenerateRequest>>,
+    senders: Mutex<Vec<EventSender>>,
+}
+
+impl MockEngine {
+    fn new(pieces: Vec<&'static str>) -> MockEngine {
+        MockEngine {
+            info: ModelInfo {
+                id: "mock-model".into(),
+                context_length: 64,
+                has_chat_template: true,
+                fingerprint: "fp_mock".into(),
+                created: 1_700_000_000,
+            },
+            pieces,
+            refuse: None,
+            seen: Mutex::new(Vec::new()),
+            senders: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl Engine for MockEngine {
+    fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
+        if let Some(refuse) = self.refuse {
+            return Err(refuse());
+        }
+        let prompt_tokens = match &request.prompt {
+            Prompt::Tokens(t) => t.len(),
+            _ => 5,
+        };
+        self.seen.lock().unwrap().push(request);
+        let (tx, rx) = EventStream::channel(prompt_tokens);
+        for p in &self.pieces {
+            tx.send(Event::Text(p.to_string()));
+        }
+        tx.send(Event::Finished(Usage {
+            finish: FinishReason::Length,
+            prompt_tokens,
+            cached_tokens: 0,
+            completion_tokens: self.pieces.len(),
+        }));
+        // Kept so a test can see whether the receiver was dropped.
+        self.senders.lock().unwrap().push(tx);
+        Ok(rx)
+    }
+
+    fn queue_depth(&self) -> usize {
+        0
+    }
+}
+
+fn app_with(engine: Option<Arc<MockEngine>>, config: ServerConfig) -> axum::Router {
+    let app = App::new(config);
+    if let Some(e) = engine {
+        app.set_engine(e);
+    }
+    router(app)
+}
+
+async fn send(
+    app: axum::Router,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> (StatusCode, Value, Vec<(String, String)>) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    let status = response.status();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    let text = String::from_utf8(bytes.to_vec()).unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value, headers)
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn chat_body(extra: Value) -> String {
+    let mut body = json!({"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    body.to_string()
+}
+
+async fn chat(engine: Arc<MockEngine>, extra: Value) -> (StatusCode, Value, Vec<(String, String)>) {
+    let app = app_with(Some(engine), ServerConfig::default());
+    send(app, "POST", "/v1/chat/completions", &chat_body(extra)).await
+}
+
+/// Asserts an OpenAI-style error and returns its `error` object.
+fn error_of(status: StatusCode, body: &Value, want: StatusCode) -> Value {
+    assert_eq!(status, want, "{body}");
+    let e = body["error"].clone();
+    assert!(e["message"].is_string() && e["type"].is_string(), "{body}");
+    assert!(
+        e.get("param").is_some() && e.get("code").is_some(),
+        "{body}"
+    );
+    e
+}
+
+#[tokio::test]
+async fn chat_completion_has_openai_shape() {
+    let engine = Arc::new(MockEngine::new(vec!["Hel", "lo"]));
+    let (status, body, headers) = chat(
+        engine.clone(),
+        json!({"temperature": 0.5, "seed": 7, "stop": "x"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let rid = header(&headers, "x-request-id").expect("request id header");
+    assert_eq!(body["id"], format!("chatcmpl-{rid}"));
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(body["model"], "mock-model");
+    assert_eq!(body["system_fingerprint"], "fp_mock");
+    assert!(body["created"].as_u64().unwrap() > 1_600_000_000);
+    assert_eq!(
+        body["choices"][0]["message"],
+        json!({"role": "assistant", "content": "Hello"})
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "length");
+    assert_eq!(body["usage"]["prompt_tokens"], 5);
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+    assert_eq!(body["usage"]["total_tokens"], 7);
+    let seen = engine.seen.lock().unwrap();
+    assert_eq!(seen[0].sampling.temperature, 0.5);
+    assert_eq!(seen[0].sampling.seed, Some(7));
+    assert_eq!(seen[0].stop, vec!["x".to_string()]);
+    assert_eq!(
+        seen[0].max_tokens, None,
+        "chat without max_tokens may fill the context"
+    );
+}
+
+#[tokio::test]
+async fn completion_defaults_to_sixteen_tokens_and_takes_token_prompts() {
+    let engine = Arc::new(MockEngine::new(vec!["a"]));
+    let app = app_with(Some(engine.clone()), ServerConfig::default());
+    let (status, body, _) = send(
+        app,
+        "POST",
+        "/v1/completions",
+        &json!({"model": "mock-model", "prompt": [1, 2, 3]}).to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["object"], "text_completion");
+    assert!(body["id"].as_str().unwrap().starts_with("cmpl-"));
+    assert_eq!(body["choices"][0]["text"], "a");
+    assert_eq!(body["usage"]["prompt_tokens"], 3);
+    let seen = engine.seen.lock().unwrap();
+    assert_eq!(seen[0].max_tokens, Some(16));
+    assert!(matches!(&seen[0].prompt, Prompt::Tokens(t) if t == &[1, 2, 3]));
+}
+
+#[tokio::test]
+async fn chat_stream_sends_role_text_finish_usage_and_done() {
+    let engine = Arc::new(MockEngine::new(vec!["Hel", "lo"]));
+    let (status, body, headers) = chat(
+        engine,
+        json!({"stream": true, "stream_options": {"include_usage": true}}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(header(&headers, "content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = body.as_str().unwrap();
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(events.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert_eq!(chunks.len(), 5, "{text}");
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    assert_eq!(chunks[1]["choices"][0]["delta"]["content"], "Hel");
+    assert_eq!(chunks[2]["choices"][0]["delta"]["content"], "lo");
+    assert_eq!(chunks[3]["choices"][0]["finish_reason"], "length");
+    assert!(chunks[..4]
+        .iter()
+        .all(|c| c["usage"].is_null() && c["object"] == "chat.completion.chunk"));
+    assert_eq!(chunks[4]["choices"], json!([]));
+    assert_eq!(chunks[4]["usage"]["completion_tokens"], 2);
+    let ids: std::collections::HashSet<_> = chunks.iter().map(|c| c["id"].clone()).collect();
+    assert_eq!(ids.len(), 1, "one id for the whole stream");
+}
+
+#[tokio::test]
+async fn bad_parameters_get_400_naming_them_without_echoing_values() {
+    let cases = [
+        (json!({"temperature": -0.1}), "temperature"),
+        (json!({"temperature": "SECRET-PATIENT"}), "temperature"),
+        (json!({"top_p": 0}), "top_p"),
+        (json!({"top_p": 1.5}), "top_p"),
+        (json!({"max_tokens": 0}), "max_tokens"),
+        (json!({"max_tokens": -3}), "max_tokens"),
+        (json!({"max_completion_tokens": 0}), "max_completion_tokens"),
+        (json!({"n": 5}), "n"),
+        (json!({"n": 0}), "n"),
+        (json!({"presence_penalty": 3}), "presence_penalty"),
+        (json!({"stop": vec!["a"; 17]}), "stop"),
+        (json!({"stop": 5}), "stop"),
+        (json!({"stream": "yes"}), "stream"),
+        (
+            json!({"stream_options": {"include_usage": true}}),
+            "stream_options",
+        ),
+        (json!({"logit_bias": {"5": 10}}), "logit_bias"),
+        (json!({"messages": []}), "messages"),
+        (
+            json!({"messages": [{"role": "wizard", "content": "x"}]}),
+            "messages[0].role",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": 7}]}),
+            "messages[0].content",
+        ),
+        (
+            json!({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}),
+            "messages[0].content[0].type",
+        ),
+    ];
+    for (extra, param) in cases {
+        let engine = Arc::new(MockEngine::new(vec!["x"]));
+        let (status, body, _) = chat(engine.clone(), extra.clone()).await;
+        let e = error_of(status, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(e["param"], param, "{extra} → {body}");
+        assert!(!body.to_string().contains("SECRET-PATIENT"), "{body}");
+        assert!(
+            engine.seen.lock().unwrap().is_empty(),
+            "{extra} reached the engine"
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_and_missing_fields() {
+    let engine = Arc::new(MockEngine::new(vec!["x"]));
+    for (body, code, param) in [
+        ("{\"model\": ", "invalid_json", Value::Null),
+        ("[1, 2]", "invalid_json", Value::Null),
+        ("{} trailing", "invalid_json", Value::Null),
+        (
+            "{\"model\": \"mock-model\"}",
+            "invalid_value",
+            json!("messages"),
+        ),
+        (
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+            "invalid_value",
+            json!("model"),
+        ),
+        (
+            "{\"model\": \"mock-model\", \"messages\": [{\"content\": \"x\"}]}",
+            "invalid_value",
+            json!("messages[0].role"),
+        ),
+    ] {
+        let app = app_with(Some(engine.clone()), ServerConfig::default());
+        let (status, resp, _) = send(app, "POST", "/v1/chat/completions", body).await;
+        let e = error_of(status, &resp, StatusCode::BAD_REQUEST);
+        assert_eq!(e["code"], code, "{body} → {resp}");
+        assert_eq!(e["param"], param, "{body} → {resp}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_model_route_and_method_are_json_errors() {
+    let engine = Arc::new(MockEngine::new(vec!["x"]));
+    let (status, body, _) = chat(engine.clone(), json!({"model": "gpt-4"})).await;
+    let e = error_of(status, &body, StatusCode::NOT_FOUND);
+    assert_eq!(e["code"], "model_not_found");
+    let app = app_with(Some(engine.clone()), ServerConfig::default());
+    let (status, body, headers) = send(app, "GET", "/v1/nothing", "").await;
+    error_of(status, &body, StatusCode::NOT_FOUND);
+    assert!(header(&headers, "x-request-id").is_some());
+    let app = app_with(Some(engine), ServerConfig::default());
+    let (status, body, _) = send(app, "GET", "/v1/chat/completions", "").await;
+    error_of(status, &body, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_413() {
+    let engine = Arc::new(MockEngine::new(vec!["x"]));
+    let config = ServerConfig {
+        max_body_bytes: 100,
+        ..ServerConfig::default()
+    };
+    let app = app_with(Some(engine), config);
+    let big = chat_body(json!({"user": "y".repeat(200)}));
+    let (status, body, _) = send(app, "POST", "/v1/chat/completions", &big).await;
+    let e = error_of(status, &body, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(e["code"], "request_too_large");
+}
+
+#[tokio::test]
+async fn engine_refusals_map_to_status_codes() {
+    let cases: [(fn() -> SubmitError, StatusCode, &str); 4] = [
+        (
+            || SubmitError::QueueFull { capacity: 1 },
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+        ),
+        (
+            || SubmitError::ContextLengthExceeded {
+                prompt_tokens: 60,
+                max_tokens: 10,
+                context_length: 64,
+            },
+            StatusCode::BAD_REQUEST,
+            "context_length_exceeded",
+        ),
+        (
+            || SubmitError::NoChatTemplate,
+            StatusCode::BAD_REQUEST,
+            "chat_template_missing",
+        ),
+        (
+            || SubmitError::ShuttingDown,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+        ),
+    ];
+    for (refuse, want, code) in cases {
+        let mut engine = MockEngine::new(vec!["x"]);
+        engine.refuse = Some(refuse);
+        let (status, body, headers) = chat(Arc::new(engine), json!({})).await;
+        let e = error_of(status, &body, want);
+        assert_eq!(e["code"], code);
+        if want == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(header(&headers, "retry-after"), Some("1"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn before_the_model_loads_health_is_up_and_the_rest_is_503() {
+    let app = app_with(None, ServerConfig::default());
+    let (status, _, _) = send(app.clone(), "GET", "/health", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(app.clone(), "GET", "/ready", "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let (status, body, headers) =
+        send(app, "POST", "/v1/chat/completions", &chat_body(json!({}))).await;
+    error_of(status, &body, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(header(&headers, "retry-after").is_some());
+}
+
+#[tokio::test]
+async fn models_lists_the_served_model() {
+    let engine = Arc::new(MockEngine::new(vec![]));
+    let app = app_with(Some(engine), ServerConfig::default());
+    let (status, body, _) = send(app.clone(), "GET", "/v1/models", "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["data"][0]["id"], "mock-model");
+    assert_eq!(body["data"][0]["object"], "model");
+    let (status, _, _) = send(app.clone(), "GET", "/v1/models/mock-model", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = send(app, "GET", "/v1/models/other", "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn a_caller_request_id_is_kept_and_a_hostile_one_replaced() {
+    let engine = Arc::new(MockEngine::new(vec![]));
+    for (sent, kept) in [("ehr-plugin.42", true), ("bad id\twith spaces", false)] {
+        let app = app_with(Some(engine.clone()), ServerConfig::default());
+        let request = Request::builder()
+            .uri("/health")
+            .header("x-request-id", sent)
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        let got = response.headers()["x-request-id"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(got == sent, kept, "{got}");
+    }
+}
+
+#[tokio::test]
+async fn dropping_a_stream_cancels_it_for_the_engine() {
+    let engine = Arc::new(MockEngine::new(vec!["a", "b"]));
+    let app = app_with(Some(engine.clone()), ServerConfig::default());
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/chat/completions")
+        .body(Body::from(chat_body(json!({"stream": true}))))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert!(!engine.senders.lock().unwrap()[0].is_cancelled());
+    drop(response);
+    assert!(engine.senders.lock().unwrap()[0].is_cancelled());
+}
