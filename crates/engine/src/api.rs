@@ -31,7 +31,7 @@ impl std::fmt::Debug for Prompt {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct GenerateRequest {
     /// Names the request in the engine's log lines (the server's request id).
     pub id: String,
@@ -40,6 +40,19 @@ pub struct GenerateRequest {
     pub max_tokens: Option<usize>,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+}
+
+impl std::fmt::Debug for GenerateRequest {
+    // Stop strings are request text too: counted, not shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GenerateRequest")
+            .field("id", &self.id)
+            .field("prompt", &self.prompt)
+            .field("max_tokens", &self.max_tokens)
+            .field("sampling", &self.sampling)
+            .field("stop", &format_args!("<{} strings>", self.stop.len()))
+            .finish()
+    }
 }
 
 /// What the server needs to know about the model being served.
@@ -149,4 +162,32 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Requests accepted but not yet started.
     fn queue_depth(&self) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_never_shows_request_text() {
+        let secret = "Jane Doe, MRN 4411";
+        for prompt in [
+            Prompt::Text(secret.into()),
+            Prompt::Chat(vec![ChatMessage::new("user", secret)]),
+        ] {
+            let request = GenerateRequest {
+                id: "r1".into(),
+                prompt,
+                max_tokens: Some(3),
+                sampling: SamplingParams::default(),
+                stop: vec![secret.into()],
+            };
+            let shown = format!("{request:?}");
+            assert!(
+                !shown.contains("Jane") && !shown.contains("4411"),
+                "{shown}"
+            );
+            assert!(shown.contains("r1"));
+        }
+    }
 }

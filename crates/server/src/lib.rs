@@ -15,7 +15,7 @@ mod routes;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use error::ApiError;
+use error::ApiError;
 pub use http::serve;
 pub use routes::router;
 use ward_engine::Engine;

@@ -29,7 +29,13 @@ pub async fn tag_and_log(mut request: Request, next: Next) -> Response {
     let method = request.method().clone();
     let route = known_route(request.uri().path());
     let start = Instant::now();
+    let mut guard = Unanswered {
+        id: &id,
+        route,
+        answered: false,
+    };
     let mut response = next.run(request).await;
+    guard.answered = true;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
@@ -42,6 +48,22 @@ pub async fn tag_and_log(mut request: Request, next: Next) -> Response {
         "request"
     );
     response
+}
+
+/// Logs a request whose client closed the connection before the response was ready (the
+/// handler's future is then dropped, and with it this guard).
+struct Unanswered<'a> {
+    id: &'a str,
+    route: &'static str,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            tracing::info!(request_id = %self.id, route = self.route, "client left before the response");
+        }
+    }
 }
 
 fn is_plain_id(v: &str) -> bool {

@@ -341,7 +341,8 @@ async fn body_over_the_limit_is_413() {
 
 #[tokio::test]
 async fn engine_refusals_map_to_status_codes() {
-    let cases: [(fn() -> SubmitError, StatusCode, &str); 4] = [
+    type Case = (fn() -> SubmitError, StatusCode, &'static str);
+    let cases: [Case; 4] = [
         (
             || SubmitError::QueueFull { capacity: 1 },
             StatusCode::TOO_MANY_REQUESTS,

@@ -15,14 +15,15 @@ use crate::error::ApiError;
 const MAX_STOPS: usize = 16;
 const MAX_STOP_LEN: usize = 256;
 /// Most choices a request may ask for (`n`). One sequence per request for now.
-pub const MAX_N: i64 = 1;
+const MAX_N: i64 = 1;
 
-#[derive(Deserialize, Default)]
+/// Deliberately without `Debug`: it holds the prompt, which must never reach a log.
+#[derive(Deserialize)]
 pub struct RequestBody {
     pub model: Option<String>,
     messages: Option<Vec<WireMessage>>,
     prompt: Option<WirePrompt>,
-    pub stream: Option<bool>,
+    stream: Option<bool>,
     stream_options: Option<StreamOptions>,
     max_tokens: Option<i64>,
     max_completion_tokens: Option<i64>,

@@ -222,6 +222,22 @@ def test_a_client_leaving_mid_stream_stops_its_generation(server):
     assert_still_serving(server)
 
 
+def test_a_client_leaving_before_a_whole_answer_stops_its_generation(server):
+    host, port = urllib.parse.urlsplit(server.url).netloc.split(":")
+    body = json.dumps({"model": MODEL, "prompt": COUNTING, "max_tokens": 400, "temperature": 0}).encode()
+    rid = f"leaver-{time.monotonic_ns()}"
+    with socket.create_connection((host, int(port)), timeout=60) as s:
+        s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nx-request-id: {rid}\r\n"
+                  f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        wait_until(lambda: queue_depth(server) == 0, "the request to start")
+        time.sleep(1)
+    m = wait_until(lambda: re.search(rf"request_id={rid} .*completion_tokens=(\d+) finish=Cancelled",
+                                     server.log_text()), "the engine to log the cancellation")
+    assert int(m.group(1)) < 400
+    assert re.search(rf"client left before the response request_id={rid} ", server.log_text())
+    assert_still_serving(server)
+
+
 def test_a_full_queue_is_429_with_retry_after(server):
     # --max-queue 2: one running and two waiting fill it.
     running = send_stream(server)
