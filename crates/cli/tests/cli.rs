@@ -126,3 +126,24 @@ fn bench_json_is_one_line() {
     );
     assert!(v["model"].as_str().unwrap().contains("SmolLM2"));
 }
+
+#[test]
+fn serve_refuses_a_taken_port_and_an_unknown_model_with_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = ward(&["serve", "--port", &port]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("binding 127.0.0.1:") && err.contains(&port),
+        "{err}"
+    );
+
+    let out = ward(&["serve", "--port", "0", "--model", "no-such-model"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no-such-model"),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -133,6 +133,8 @@ impl Engine for EngineHandle {
 
 /// Counts and timings only: the text stays out of the log.
 fn log_stats(id: &str, stats: &GenerationStats) {
+    // The first token comes from the prefill's logits; decoding makes the rest.
+    let decoded = stats.tokens.len().saturating_sub(1);
     let decode_s = stats.decode_time.as_secs_f64();
     tracing::info!(
         request_id = %id,
@@ -141,7 +143,7 @@ fn log_stats(id: &str, stats: &GenerationStats) {
         completion_tokens = stats.tokens.len(),
         finish = ?stats.finish,
         prefill_ms = stats.prefill_time.as_millis() as u64,
-        decode_tok_s = format_args!("{:.1}", stats.tokens.len() as f64 / decode_s.max(1e-9)),
+        decode_tok_s = format_args!("{:.1}", decoded as f64 / decode_s.max(1e-9)),
         "generated"
     );
 }

@@ -249,11 +249,10 @@ impl RequestBody {
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
         match self.n {
-            None | Some(1) => {}
             Some(n) if n < 1 => {
                 return Err(ApiError::invalid_param("n", "'n' must be at least 1"));
             }
-            Some(_) => {
+            Some(n) if n > MAX_N => {
                 return Err(ApiError::invalid_param(
                     "n",
                     format!(
@@ -261,6 +260,7 @@ impl RequestBody {
                     ),
                 ));
             }
+            _ => {}
         }
         Ok(Validated {
             request: GenerateRequest {
