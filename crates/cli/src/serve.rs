@@ -65,7 +65,15 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let listener = TcpListener::bind((a.host.as_str(), a.port))
             .await
             .with_context(|| format!("binding {}:{}", a.host, a.port))?;
-        let url = format!("http://{}", listener.local_addr()?);
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(
+                %addr,
+                "listening beyond this machine with no API keys: anyone who can reach this \
+                 port can use the model (put Ward behind an authenticating proxy)"
+            );
+        }
+        let url = format!("http://{addr}");
         let app = App::new(config.clone());
         tracing::info!(model = %resolved.name, %url, "loading model; /health answers meanwhile");
         let name = resolved.name.clone();
