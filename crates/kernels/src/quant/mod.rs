@@ -2,9 +2,9 @@
 //! bytes: the activations are quantized once per row to the weight type's 8-bit partner (as
 //! llama.cpp does), then each output is an integer dot product per block scaled in f32.
 //!
-//! Every weight type has a scalar reference (`scalar.rs`) and, where the CPU has AVX2 and FMA,
-//! a SIMD tier (`avx2.rs`) chosen at run time; `WARD_KERNEL_TIER=scalar` forces the reference
-//! so tests (and suspicious users) can compare tiers on the same machine.
+//! Every weight type has a scalar reference (`scalar.rs`) and, where the CPU has AVX2, FMA and
+//! F16C, a SIMD tier (`avx2.rs`) chosen at run time; `WARD_KERNEL_TIER=scalar` forces the
+//! reference so tests (and suspicious users) can compare tiers on the same machine.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
@@ -45,15 +45,6 @@ impl WeightType {
             WeightType::Q4_1 => 36,
             // Q8_0: f16 d, 32 signed bytes.
             WeightType::Q8_0 => 34,
-        }
-    }
-
-    /// The type with this ggml type id, if Ward has kernels for it.
-    pub fn from_ggml_id(id: u32) -> Option<WeightType> {
-        match id {
-            3 => Some(WeightType::Q4_1),
-            8 => Some(WeightType::Q8_0),
-            _ => None,
         }
     }
 }
