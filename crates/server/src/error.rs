@@ -120,7 +120,8 @@ impl ApiError {
         .with_code("model_loading")
     }
 
-    /// A failure inside the engine: the client did nothing wrong.
+    /// A failure inside the engine: the client did nothing wrong. The engine has logged it; its
+    /// messages describe shapes and limits, never text.
     pub fn engine(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", message)
             .with_code("engine_error")
@@ -148,9 +149,7 @@ impl ApiError {
                     .with_code("queue_full")
             }
             SubmitError::ContextLengthExceeded { .. } => {
-                let mut e = ApiError::invalid_param(prompt_param, message);
-                e.code = Some("context_length_exceeded");
-                e
+                ApiError::invalid_param(prompt_param, message).with_code("context_length_exceeded")
             }
             SubmitError::NoChatTemplate => {
                 ApiError::invalid_param(prompt_param, message).with_code("chat_template_missing")

@@ -116,8 +116,8 @@ async fn collect(mut events: EventStream) -> Result<(String, Usage), ApiError> {
         match events.next().await {
             Some(Event::Text(t)) => text.push_str(&t),
             Some(Event::Finished(usage)) => return Ok((text, usage)),
-            Some(Event::Failed(message)) => return Err(engine_failed(message)),
-            None => return Err(engine_failed("the engine stopped".into())),
+            Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
+            None => return Err(ApiError::engine("the engine stopped")),
         }
     }
 }
@@ -143,11 +143,11 @@ fn event_stream(
                     break;
                 }
                 Some(Event::Failed(message)) => {
-                    yield data(engine_failed(message).body());
+                    yield data(ApiError::engine(message).body());
                     break;
                 }
                 None => {
-                    yield data(engine_failed("the engine stopped".into()).body());
+                    yield data(ApiError::engine("the engine stopped").body());
                     break;
                 }
             }
@@ -155,9 +155,4 @@ fn event_stream(
         yield Ok(SseEvent::default().data("[DONE]"));
     };
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
-}
-
-fn engine_failed(message: String) -> ApiError {
-    // The engine has logged it; its messages describe shapes and limits, never text.
-    ApiError::engine(message)
 }

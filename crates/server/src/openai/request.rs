@@ -113,18 +113,17 @@ pub fn parse_body(bytes: &[u8]) -> Result<RequestBody, ApiError> {
             return Err(if inner.is_data() {
                 data_error(&path, &inner)
             } else {
-                ApiError::malformed(format!("the body is not valid JSON: {}", syntax(&inner)))
+                not_json(&inner)
             });
         }
     };
-    de.end()
-        .map_err(|e| ApiError::malformed(format!("the body is not valid JSON: {}", syntax(&e))))?;
+    de.end().map_err(|e| not_json(&e))?;
     Ok(body)
 }
 
-fn syntax(e: &serde_json::Error) -> String {
+fn not_json(e: &serde_json::Error) -> ApiError {
     // Syntax errors carry no input text, only what was expected and where.
-    e.to_string()
+    ApiError::malformed(format!("the body is not valid JSON: {e}"))
 }
 
 fn data_error(path: &str, e: &serde_json::Error) -> ApiError {
