@@ -57,7 +57,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let decode = t1.elapsed().as_secs_f64();
     let prefill_tok_s = a.prompt_tokens as f64 / prefill;
     let decode_tok_s = a.gen_tokens as f64 / decode;
-    let threads = candle_core::utils::get_num_threads();
+    let threads = ward_kernels::pool::global().threads();
     let model = lm
         .path
         .file_name()

@@ -27,12 +27,11 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// Size candle's CPU thread pools; must run before the first tensor operation.
+/// Size the kernels' worker pool (default: the physical cores this process may use); must run
+/// before the model does any work.
 pub fn set_threads(threads: Option<usize>) {
     if let Some(n) = threads.filter(|&n| n > 0) {
-        // Single-threaded at this point: no other thread reads the environment yet.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+        ward_kernels::pool::configure(n);
     }
 }
 

@@ -1,10 +1,11 @@
-//! The quantized matmul on random data: the scalar reference against exact f64 arithmetic on
-//! the quantized blocks, every SIMD tier the machine has against the same, and the parallel
-//! matmul against row-by-row dot products and plain float maths — over odd shapes and token
-//! counts.
+//! The weight-format kernels on random data, for every type: every tier the machine has
+//! against exact f64 arithmetic on the dequantized blocks (the reference definition), and the
+//! parallel matmul against row-by-row dot products and plain float maths — over odd shapes,
+//! tails and token counts.
 
 use ward_kernels::quant::{
-    avx2_available, matmul, quantize_q8_0, quantize_q8_1, vec_dot, QuantMatrix, Tier, WeightType,
+    avx2_available, dequantize_activations, dequantize_row, matmul, quantize_activations, vec_dot,
+    ActivationType, QuantMatrix, Tier, WeightType,
 };
 
 /// A small deterministic generator (xorshift), so failures reproduce.
@@ -25,92 +26,86 @@ impl Rng {
     }
 }
 
-fn f16(v: f32) -> [u8; 2] {
-    half::f16::from_f32(v).to_le_bytes()
+/// Where each type keeps its f16 scales (d, and the minimum's scale for types that have one),
+/// as byte offsets in a block; everything else in a block may hold any bits.
+fn f16_fields(ty: WeightType) -> &'static [usize] {
+    use WeightType::*;
+    match ty {
+        F32 | F16 | BF16 => &[],
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+    }
 }
 
-fn f16_at(b: &[u8], at: usize) -> f64 {
-    f64::from(half::f16::from_le_bytes([b[at], b[at + 1]]).to_f32())
-}
-
-const TYPES: [WeightType; 2] = [WeightType::Q4_1, WeightType::Q8_0];
-
-/// Random weight blocks as a quantizer would write them.
+/// Random blocks as a quantizer could write them: random bits, with sane scales.
 fn random_weights(ty: WeightType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    for _ in 0..rows * cols / 32 {
+    let blocks = rows * cols / ty.block_len();
+    let mut bytes = Vec::with_capacity(blocks * ty.block_bytes());
+    for _ in 0..blocks {
+        let start = bytes.len();
         match ty {
-            WeightType::Q4_1 => {
-                bytes.extend(f16(0.001 + 0.05 * rng.unit()));
-                bytes.extend(f16(-0.4 * rng.unit()));
-                bytes.extend((0..16).map(|_| rng.next() as u8));
+            WeightType::F32 => bytes.extend((rng.normal_ish() * 0.1).to_le_bytes()),
+            WeightType::F16 => {
+                bytes.extend(half::f16::from_f32(rng.normal_ish() * 0.1).to_le_bytes())
             }
-            WeightType::Q8_0 => {
-                bytes.extend(f16(0.0005 + 0.01 * rng.unit()));
-                // -127..=127, as quantizers write them.
-                bytes.extend((0..32).map(|_| ((rng.next() % 255) as i32 - 127) as i8 as u8));
+            WeightType::BF16 => {
+                bytes.extend(half::bf16::from_f32(rng.normal_ish() * 0.1).to_le_bytes())
+            }
+            _ => bytes.extend((0..ty.block_bytes()).map(|_| rng.next() as u8)),
+        }
+        for (i, &at) in f16_fields(ty).iter().enumerate() {
+            // The first is the scale, the second the minimum (or its scale), smaller and any sign.
+            let v = if i == 0 {
+                0.0005 + 0.01 * rng.unit()
+            } else {
+                0.01 * rng.normal_ish()
+            };
+            bytes[start + at..start + at + 2]
+                .copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+        }
+        if ty == WeightType::Q8_0 {
+            // Quantizers write −127..=127.
+            for q in &mut bytes[start + 2..start + 34] {
+                if *q == 0x80 {
+                    *q = 0x81;
+                }
             }
         }
     }
     bytes
 }
 
-/// Dequantized weights of one row.
-fn dequantize(ty: WeightType, row: &[u8]) -> Vec<f64> {
-    let mut out = Vec::new();
-    for b in row.chunks_exact(ty.block_bytes()) {
-        match ty {
-            WeightType::Q4_1 => {
-                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
-                out.extend(b[4..].iter().map(|&q| d * f64::from(q & 15) + m));
-                out.extend(b[4..].iter().map(|&q| d * f64::from(q >> 4) + m));
-            }
-            WeightType::Q8_0 => {
-                out.extend(b[2..].iter().map(|&q| f16_at(b, 0) * f64::from(q as i8)))
-            }
-        }
-    }
-    out
+fn floats(ty: WeightType, row: &[u8]) -> Vec<f64> {
+    let mut out = vec![0.0f32; row.len() / ty.block_bytes() * ty.block_len()];
+    dequantize_row(ty, row, &mut out);
+    out.into_iter().map(f64::from).collect()
 }
 
-fn quantize_activations(ty: WeightType, x: &[f32]) -> Vec<u8> {
+fn activations(ty: WeightType, x: &[f32]) -> (Vec<u8>, Vec<f64>) {
+    let at = ty.activation_type();
     let mut q = Vec::new();
-    match ty {
-        WeightType::Q4_1 => quantize_q8_1(x, &mut q),
-        WeightType::Q8_0 => quantize_q8_0(x, &mut q),
-    }
-    q
+    quantize_activations(at, x, &mut q);
+    let mut back = vec![0.0f32; x.len()];
+    dequantize_activations(at, &q, &mut back);
+    (q, back.into_iter().map(f64::from).collect())
 }
 
-/// The exact value of what the kernels compute, in f64: Q8_1's stored sum s stands in for
-/// Σ d·q when adding the weights' minimum, as in llama.cpp.
-fn exact_dot(ty: WeightType, w: &[u8], a: &[u8]) -> f64 {
-    let act_bytes = ty.activation_block_bytes();
-    let mut sum = 0.0;
-    for (wb, ab) in w
-        .chunks_exact(ty.block_bytes())
-        .zip(a.chunks_exact(act_bytes))
-    {
-        let qa = &ab[act_bytes - 32..];
-        let da = f16_at(ab, 0);
-        let d = f16_at(wb, 0);
-        let isum: i64 = match ty {
-            WeightType::Q4_1 => (0..16)
-                .map(|j| {
-                    i64::from(wb[4 + j] & 15) * i64::from(qa[j] as i8)
-                        + i64::from(wb[4 + j] >> 4) * i64::from(qa[16 + j] as i8)
-                })
-                .sum(),
-            WeightType::Q8_0 => (0..32)
-                .map(|j| i64::from(wb[2 + j] as i8) * i64::from(qa[j] as i8))
-                .sum(),
-        };
-        sum += d * da * isum as f64;
-        if ty == WeightType::Q4_1 {
-            sum += f16_at(wb, 2) * f16_at(ab, 2);
-        }
+/// How far an f32 computation may be from the exact value: a few ulps of the sum of magnitudes,
+/// plus, for Q4_1/Q5_1, the f16 rounding of the activation sums they use for the minimum.
+fn tolerance(ty: WeightType, w: &[f64], a: &[f64], a_bytes: &[u8]) -> f64 {
+    let magnitude: f64 = w.iter().zip(a).map(|(w, a)| (w * a).abs()).sum();
+    let mut tol = 2e-5 * magnitude + 1e-6;
+    if matches!(ty, WeightType::Q4_1 | WeightType::Q5_1) {
+        let sum_terms: f64 = a_bytes
+            .chunks_exact(36)
+            .map(|b| f64::from(half::f16::from_le_bytes([b[2], b[3]]).to_f32()).abs())
+            .sum();
+        tol += 0.02 * sum_terms / 1024.0 * 2.0;
     }
-    sum
+    tol
 }
 
 fn tiers() -> Vec<Tier> {
@@ -121,23 +116,74 @@ fn tiers() -> Vec<Tier> {
     t
 }
 
+/// Row lengths: one block, several, model sizes, and (for the float types) tails.
+fn col_cases(ty: WeightType) -> Vec<usize> {
+    let bl = ty.block_len().max(32);
+    let mut cols = vec![bl, 2 * bl, 3 * bl, 9 * bl];
+    if ty.block_len() == 1 {
+        cols.extend([1, 7, 13, 100, 577]);
+    } else if bl == 32 {
+        cols.extend([576, 1568]);
+    } else {
+        cols.push(2048);
+    }
+    cols
+}
+
 #[test]
-fn every_tier_matches_exact_arithmetic() {
+fn every_tier_of_every_type_matches_exact_arithmetic() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    for ty in TYPES {
-        for cols in [32, 64, 96, 576, 1536 + 32, 2048] {
-            let w = random_weights(ty, 1, cols, &mut rng);
-            let x: Vec<f32> = (0..cols).map(|_| rng.normal_ish()).collect();
-            let a = quantize_activations(ty, &x);
-            let exact = exact_dot(ty, &w, &a);
-            // f32 products and sums: a few ulps of the sum of magnitudes.
-            let magnitude: f64 = dequantize(ty, &w).iter().map(|v| v.abs()).sum::<f64>() * 3.0;
-            for tier in tiers() {
-                let got = f64::from(vec_dot(ty, tier, &w, &a));
-                assert!(
-                    (got - exact).abs() <= 1e-5 * magnitude + 1e-6,
-                    "{ty:?} {tier:?} cols {cols}: {got} vs {exact}"
-                );
+    for ty in WeightType::ALL {
+        for cols in col_cases(ty) {
+            for _ in 0..4 {
+                let w = random_weights(ty, 1, cols, &mut rng);
+                let x: Vec<f32> = (0..cols).map(|_| rng.normal_ish()).collect();
+                let (a, a_floats) = activations(ty, &x);
+                let wf = floats(ty, &w);
+                let exact: f64 = wf.iter().zip(&a_floats).map(|(w, a)| w * a).sum();
+                let tol = tolerance(ty, &wf, &a_floats, &a);
+                for tier in tiers() {
+                    let got = f64::from(vec_dot(ty, tier, &w, &a));
+                    assert!(
+                        (got - exact).abs() <= tol,
+                        "{ty:?} {tier:?} cols {cols}: {got} vs {exact} (tolerance {tol})"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn extreme_values_do_not_overflow_the_integer_sums() {
+    // Every quantized value at its largest magnitude, activations all at the extreme: the i16
+    // pair sums of `maddubs` are where an overflow would show.
+    let mut rng = Rng(7);
+    for ty in WeightType::ALL.into_iter().filter(|t| t.block_len() > 1) {
+        let cols = 512;
+        for fill in [0x00u8, 0xff, 0x77, 0x88] {
+            let mut w = random_weights(ty, 1, cols, &mut rng);
+            let block = ty.block_bytes();
+            let fields = f16_fields(ty);
+            for (i, b) in w.iter_mut().enumerate() {
+                let at = i % block;
+                if !fields.iter().any(|&f| at == f || at == f + 1) {
+                    *b = fill;
+                }
+            }
+            for sign in [1.0f32, -1.0] {
+                let x = vec![sign; cols];
+                let (a, a_floats) = activations(ty, &x);
+                let wf = floats(ty, &w);
+                let exact: f64 = wf.iter().zip(&a_floats).map(|(w, a)| w * a).sum();
+                let tol = tolerance(ty, &wf, &a_floats, &a);
+                for tier in tiers() {
+                    let got = f64::from(vec_dot(ty, tier, &w, &a));
+                    assert!(
+                        (got - exact).abs() <= tol,
+                        "{ty:?} {tier:?} fill {fill:#x} sign {sign}: {got} vs {exact}"
+                    );
+                }
             }
         }
     }
@@ -146,14 +192,10 @@ fn every_tier_matches_exact_arithmetic() {
 #[test]
 fn matmul_equals_row_by_row_dots_and_approximates_float_math() {
     let mut rng = Rng(42);
-    for ty in TYPES {
-        for (rows, cols, n) in [
-            (1, 32, 1),
-            (7, 96, 3),
-            (33, 576, 1),
-            (65, 160, 5),
-            (100, 64, 2),
-        ] {
+    for ty in WeightType::ALL {
+        let bl = ty.block_len().max(32);
+        for (rows, blocks, n) in [(1, 1, 1), (7, 3, 3), (33, 2, 1), (65, 5, 5), (100, 2, 2)] {
+            let cols = blocks * bl;
             let bytes = random_weights(ty, rows, cols, &mut rng);
             let w = QuantMatrix::new(ty, bytes.clone(), rows, cols).unwrap();
             let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
@@ -162,21 +204,20 @@ fn matmul_equals_row_by_row_dots_and_approximates_float_math() {
             let row_bytes = bytes.len() / rows;
             for t in 0..n {
                 let xs = &x[t * cols..][..cols];
-                let a = quantize_activations(ty, xs);
+                let (a, a_floats) = activations(ty, xs);
                 for r in 0..rows {
                     let wr = &bytes[r * row_bytes..][..row_bytes];
-                    let got = f64::from(y[t * rows + r]);
-                    let deq = dequantize(ty, wr);
-                    let magnitude: f64 = deq.iter().map(|v| v.abs()).sum();
-                    let exact = exact_dot(ty, wr, &a);
+                    let got = y[t * rows + r];
+                    // Bit-identical to the single dot product: no row depends on the others.
+                    assert_eq!(got, vec_dot(ty, ward_kernels::quant::tier(), wr, &a));
+                    let wf = floats(ty, wr);
+                    let exact: f64 = wf.iter().zip(&a_floats).map(|(w, a)| w * a).sum();
+                    assert!((f64::from(got) - exact).abs() <= tolerance(ty, &wf, &a_floats, &a));
+                    // Against unquantized activations only the rounding of x differs.
+                    let magnitude: f64 = wf.iter().map(|v| v.abs()).sum();
+                    let float: f64 = wf.iter().zip(xs).map(|(w, &x)| w * f64::from(x)).sum();
                     assert!(
-                        (got - exact).abs() <= 3e-5 * magnitude + 1e-6,
-                        "{ty:?} {rows}x{cols} token {t} row {r}: {got} vs {exact}"
-                    );
-                    // Against unquantized activations only the 8-bit rounding of x differs.
-                    let float: f64 = deq.iter().zip(xs).map(|(w, &x)| w * f64::from(x)).sum();
-                    assert!(
-                        (got - float).abs() <= 0.02 * magnitude + 1e-3,
+                        (f64::from(got) - float).abs() <= 0.02 * magnitude + 1e-3,
                         "{ty:?} {got} vs float {float}"
                     );
                 }
@@ -186,9 +227,19 @@ fn matmul_equals_row_by_row_dots_and_approximates_float_math() {
 }
 
 #[test]
+fn activation_formats_match_the_weight_types() {
+    assert_eq!(WeightType::Q4_1.activation_type(), ActivationType::Q8_1);
+    assert_eq!(WeightType::Q6_K.activation_type(), ActivationType::Q8_K);
+    assert_eq!(WeightType::Q5_0.activation_type(), ActivationType::Q8_0);
+    assert_eq!(WeightType::BF16.activation_type(), ActivationType::BF16);
+}
+
+#[test]
 fn malformed_matrices_are_refused() {
     assert!(QuantMatrix::new(WeightType::Q8_0, vec![0; 34], 1, 33).is_err());
     assert!(QuantMatrix::new(WeightType::Q8_0, vec![0; 33], 1, 32).is_err());
+    assert!(QuantMatrix::new(WeightType::Q4_K, vec![0; 144], 1, 128).is_err());
     assert!(QuantMatrix::new(WeightType::Q4_1, vec![0; 40], 2, 32).is_ok());
     assert!(QuantMatrix::new(WeightType::Q4_1, vec![0; 40], usize::MAX, 32).is_err());
+    assert!(QuantMatrix::new(WeightType::F32, vec![0; 0], 0, 0).is_err());
 }

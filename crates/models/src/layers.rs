@@ -71,16 +71,11 @@ impl Attention {
 
     /// `x` is the normalised input `[n_tok][n_embd]` of tokens at `start_pos..`; their keys and
     /// values are appended to `cache`.
-    pub fn forward(
-        &self,
-        x: &[f32],
-        start_pos: usize,
-        cache: &mut LayerCache,
-    ) -> Result<Vec<f32>, ModelError> {
+    pub fn forward(&self, x: &[f32], start_pos: usize, cache: &mut LayerCache) -> Vec<f32> {
         let s = &self.shape;
-        let mut q = self.wq.forward(x)?;
-        let mut k = self.wk.forward(x)?;
-        let v = self.wv.forward(x)?;
+        let mut q = self.wq.forward(x);
+        let mut k = self.wk.forward(x);
+        let v = self.wv.forward(x);
         if let Some((qn, kn)) = &self.qk_norm {
             rms_norm_inplace(&mut q, qn, self.eps);
             rms_norm_inplace(&mut k, kn, self.eps);
@@ -136,9 +131,9 @@ impl FeedForward {
         })
     }
 
-    pub fn forward(&self, x: &[f32]) -> Result<Vec<f32>, ModelError> {
-        let mut g = self.gate.forward(x)?;
-        let u = self.up.forward(x)?;
+    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+        let mut g = self.gate.forward(x);
+        let u = self.up.forward(x);
         match self.act {
             Activation::Silu => silu_mul(&mut g, &u),
             Activation::Gelu => gelu_mul(&mut g, &u),

@@ -48,8 +48,8 @@ pub enum ModelError {
         adding: usize,
         max: usize,
     },
-    #[error("compute error: {0}")]
-    Candle(#[from] candle_core::Error),
+    #[error("tensor {name:?}: {reason}")]
+    BadTensor { name: String, reason: String },
 }
 
 /// A model ready to run: weights, tokenizer and chat template, from one GGUF file.

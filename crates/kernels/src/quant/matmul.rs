@@ -1,13 +1,9 @@
-//! `y = x · Wᵀ` for a quantized weight matrix: activations quantized once per row, outputs
-//! computed in parallel over chunks of weight rows (each weight row is read once for all the
-//! activation rows, so prefill reads the weights once per call, not once per token).
+//! `y = x · Wᵀ` for a weight matrix in any of the formats: activations converted once per row,
+//! outputs computed on the kernel pool over chunks of weight rows (each weight row is read once
+//! for all the activation rows, so prefill reads the weights once per call, not once per token).
 
-use rayon::prelude::*;
-
-use super::{quantize_q8_0, quantize_q8_1, tier, vec_dot, WeightType, BLOCK};
-
-/// Weight rows handed to one task: enough work to outweigh scheduling, small enough to balance.
-const ROWS_PER_TASK: usize = 32;
+use super::{dequantize_row, quantize_activations, tier, vec_dot, WeightType};
+use crate::pool;
 
 /// A `rows × cols` weight matrix in one of the block formats, rows stored one after another
 /// (GGUF's layout).
@@ -16,19 +12,19 @@ pub struct QuantMatrix {
     bytes: Vec<u8>,
     rows: usize,
     cols: usize,
+    row_bytes: usize,
 }
 
 impl QuantMatrix {
     /// Checks that `bytes` holds exactly `rows` rows of `cols` values.
     pub fn new(ty: WeightType, bytes: Vec<u8>, rows: usize, cols: usize) -> Result<Self, String> {
-        if cols == 0 || !cols.is_multiple_of(BLOCK) {
-            return Err(format!(
-                "row length {cols} is not a positive multiple of {BLOCK}"
-            ));
-        }
-        let expected = rows
-            .checked_mul(cols / BLOCK * ty.block_bytes())
-            .ok_or("matrix size overflows")?;
+        let row_bytes = ty.row_bytes(cols).filter(|_| cols > 0).ok_or_else(|| {
+            format!(
+                "row length {cols} is not a positive multiple of {ty:?}'s block of {}",
+                ty.block_len()
+            )
+        })?;
+        let expected = rows.checked_mul(row_bytes).ok_or("matrix size overflows")?;
         if bytes.len() != expected {
             return Err(format!(
                 "{rows}×{cols} {ty:?} needs {expected} bytes, got {}",
@@ -40,6 +36,7 @@ impl QuantMatrix {
             bytes,
             rows,
             cols,
+            row_bytes,
         })
     }
 
@@ -47,8 +44,21 @@ impl QuantMatrix {
         self.ty
     }
 
-    fn row_bytes(&self) -> usize {
-        self.cols / BLOCK * self.ty.block_bytes()
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row `r` as floats (embedding lookups). Panics if `r` is out of range.
+    pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
+        dequantize_row(
+            self.ty,
+            &self.bytes[r * self.row_bytes..][..self.row_bytes],
+            out,
+        );
     }
 }
 
@@ -56,33 +66,30 @@ impl QuantMatrix {
 pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
     assert!(x.len().is_multiple_of(w.cols), "activation length");
     let n = x.len() / w.cols;
-    let act_row = w.cols / BLOCK * w.ty.activation_block_bytes();
+    let act_type = w.ty.activation_type();
+    let act_row = w.cols / act_type.block_len() * act_type.block_bytes();
     let mut acts = Vec::with_capacity(n * act_row);
     let mut row = Vec::with_capacity(act_row);
     for xs in x.chunks_exact(w.cols) {
-        match w.ty {
-            WeightType::Q4_1 => quantize_q8_1(xs, &mut row),
-            WeightType::Q8_0 => quantize_q8_0(xs, &mut row),
-        }
+        quantize_activations(act_type, xs, &mut row);
         acts.extend_from_slice(&row);
     }
     let tier = tier();
-    let row_bytes = w.row_bytes();
-    // Computed as [rows][n] so each task owns a contiguous piece, then transposed (a no-op for
+    let pool = pool::global();
+    // Enough chunks per thread that a thread slowed by a neighbour is balanced by the others.
+    let chunk_rows = w.rows.div_ceil(pool.threads() * 8).max(16);
+    // Computed as [rows][n] so each chunk is a contiguous piece, then transposed (a no-op for
     // the single row of a decode step).
     let mut by_weight_row = vec![0.0f32; w.rows * n];
-    by_weight_row
-        .par_chunks_mut(ROWS_PER_TASK * n)
-        .enumerate()
-        .for_each(|(task, out)| {
-            let first = task * ROWS_PER_TASK;
-            for (i, outs) in out.chunks_exact_mut(n).enumerate() {
-                let wr = &w.bytes[(first + i) * row_bytes..][..row_bytes];
-                for (o, a) in outs.iter_mut().zip(acts.chunks_exact(act_row)) {
-                    *o = vec_dot(w.ty, tier, wr, a);
-                }
+    pool.for_each_chunk(&mut by_weight_row, chunk_rows * n, |offset, out| {
+        let first = offset / n;
+        for (i, outs) in out.chunks_exact_mut(n).enumerate() {
+            let wr = &w.bytes[(first + i) * w.row_bytes..][..w.row_bytes];
+            for (o, a) in outs.iter_mut().zip(acts.chunks_exact(act_row)) {
+                *o = vec_dot(w.ty, tier, wr, a);
             }
-        });
+        }
+    });
     if n == 1 {
         return by_weight_row;
     }

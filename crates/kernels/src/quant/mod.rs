@@ -1,50 +1,167 @@
-//! Quantized matrix × vector products over GGUF's block formats, read straight from the file's
-//! bytes: the activations are quantized once per row to the weight type's 8-bit partner (as
-//! llama.cpp does), then each output is an integer dot product per block scaled in f32.
+//! Matrix × vector products over GGUF's weight formats, read straight from the file's bytes:
+//! the activations are converted once per row to the weight type's partner format (as
+//! llama.cpp does: Q8_0, Q8_1 or Q8_K for quantized weights, f16/bf16/f32 for float ones), then
+//! each output is a dot product of the two — integer sums per block, scaled in f32.
 //!
-//! Every weight type has a scalar reference (`scalar.rs`) and, where the CPU has AVX2, FMA and
-//! F16C, a SIMD tier (`avx2.rs`) chosen at run time; `WARD_KERNEL_TIER=scalar` forces the
-//! reference so tests (and suspicious users) can compare tiers on the same machine.
+//! `dequant.rs` defines every format (the plain reference, ggml's layout), `scalar.rs` the
+//! reference dot products built on it, and `avx2.rs` the SIMD tier (AVX2 + FMA + F16C), chosen
+//! at run time; `WARD_KERNEL_TIER=scalar` forces the reference so tests (and suspicious users)
+//! can compare tiers on the same machine.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+mod dequant;
 mod matmul;
 mod scalar;
 
 use std::sync::OnceLock;
 
-pub use activations::{quantize_q8_0, quantize_q8_1};
+pub use activations::quantize_activations;
+pub use dequant::{dequantize_activations, dequantize_row};
 pub use matmul::{matmul, QuantMatrix};
 
-/// Values per block of every type here.
-pub const BLOCK: usize = 32;
+/// Values per super-block of the K-quants (and per block of Q8_K).
+pub const QK_K: usize = 256;
 
-/// The weight block types Ward computes with itself (others stay on candle for now).
+/// The weight formats Ward computes with: every type the supported models use.
+#[allow(non_camel_case_types)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightType {
-    /// f16 scale d, f16 minimum m, 16 bytes of 4-bit values: x = d·q + m.
+    F32,
+    F16,
+    BF16,
+    /// f16 d, 16 bytes of 4-bit q: x = d·(q − 8).
+    Q4_0,
+    /// f16 d, f16 m, 16 bytes of 4-bit q: x = d·q + m.
     Q4_1,
-    /// f16 scale d, 32 signed bytes: x = d·q.
+    /// f16 d, 32 high bits, 16 bytes of low nibbles: x = d·(q − 16).
+    Q5_0,
+    /// f16 d, f16 m, 32 high bits, 16 bytes of low nibbles: x = d·q + m.
+    Q5_1,
+    /// f16 d, 32 signed bytes: x = d·q.
     Q8_0,
+    /// 256 values: 16 sub-blocks with 4-bit scale and min, 2-bit q, f16 d and dmin.
+    Q2_K,
+    /// 256 values: 16 sub-blocks with 6-bit scales, 3-bit q (2 low bits + a high-bit mask).
+    Q3_K,
+    /// 256 values: 8 sub-blocks with 6-bit scale and min, 4-bit q.
+    Q4_K,
+    /// 256 values: 8 sub-blocks with 6-bit scale and min, 5-bit q.
+    Q5_K,
+    /// 256 values: 16 sub-blocks with 8-bit scales, 6-bit q.
+    Q6_K,
 }
 
 impl WeightType {
-    /// Bytes per block of 32 weights.
-    pub fn block_bytes(self) -> usize {
+    /// The type for a GGML type id, where Ward supports it.
+    pub fn from_ggml_id(id: u32) -> Option<WeightType> {
+        use WeightType::*;
+        Some(match id {
+            0 => F32,
+            1 => F16,
+            2 => Q4_0,
+            3 => Q4_1,
+            6 => Q5_0,
+            7 => Q5_1,
+            8 => Q8_0,
+            10 => Q2_K,
+            11 => Q3_K,
+            12 => Q4_K,
+            13 => Q5_K,
+            14 => Q6_K,
+            30 => BF16,
+            _ => return None,
+        })
+    }
+
+    /// Values per block.
+    pub fn block_len(self) -> usize {
+        use WeightType::*;
         match self {
-            WeightType::Q4_1 => 20,
-            WeightType::Q8_0 => 34,
+            F32 | F16 | BF16 => 1,
+            Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 => 32,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => QK_K,
         }
     }
 
-    /// Bytes per block of the 8-bit activation type this weight type multiplies with.
-    pub fn activation_block_bytes(self) -> usize {
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        use WeightType::*;
         match self {
-            // Q8_1: f16 d, f16 s = d·Σq, 32 signed bytes.
-            WeightType::Q4_1 => 36,
-            // Q8_0: f16 d, 32 signed bytes.
-            WeightType::Q8_0 => 34,
+            F32 => 4,
+            F16 | BF16 => 2,
+            Q4_0 => 18,
+            Q4_1 => 20,
+            Q5_0 => 22,
+            Q5_1 => 24,
+            Q8_0 => 34,
+            Q2_K => 84,
+            Q3_K => 110,
+            Q4_K => 144,
+            Q5_K => 176,
+            Q6_K => 210,
+        }
+    }
+
+    /// The format the activations are converted to before a dot product with this type.
+    pub fn activation_type(self) -> ActivationType {
+        use WeightType::*;
+        match self {
+            F32 => ActivationType::F32,
+            F16 => ActivationType::F16,
+            BF16 => ActivationType::BF16,
+            Q4_0 | Q5_0 | Q8_0 => ActivationType::Q8_0,
+            Q4_1 | Q5_1 => ActivationType::Q8_1,
+            Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => ActivationType::Q8_K,
+        }
+    }
+
+    /// Bytes of one row of `cols` values, or None if `cols` is not a whole number of blocks.
+    pub fn row_bytes(self, cols: usize) -> Option<usize> {
+        cols.is_multiple_of(self.block_len())
+            .then(|| cols / self.block_len() * self.block_bytes())
+    }
+
+    pub const ALL: [WeightType; 13] = {
+        use WeightType::*;
+        [
+            F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K,
+        ]
+    };
+}
+
+/// The activation formats the dot products take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[allow(non_camel_case_types)]
+pub enum ActivationType {
+    F32,
+    F16,
+    BF16,
+    /// f16 d, 32 i8.
+    Q8_0,
+    /// f16 d, f16 s = d·Σq, 32 i8: the sum lets Q4_1/Q5_1 add their minimum in one step.
+    Q8_1,
+    /// f32 d, 256 i8, 16 i16 sums of 16 values: the sums serve the K-quants' minimums.
+    Q8_K,
+}
+
+impl ActivationType {
+    pub fn block_len(self) -> usize {
+        match self {
+            ActivationType::F32 | ActivationType::F16 | ActivationType::BF16 => 1,
+            ActivationType::Q8_0 | ActivationType::Q8_1 => 32,
+            ActivationType::Q8_K => QK_K,
+        }
+    }
+
+    pub fn block_bytes(self) -> usize {
+        match self {
+            ActivationType::F32 => 4,
+            ActivationType::F16 | ActivationType::BF16 => 2,
+            ActivationType::Q8_0 => 34,
+            ActivationType::Q8_1 => 36,
+            ActivationType::Q8_K => 4 + QK_K + 2 * QK_K / 16,
         }
     }
 }
@@ -87,13 +204,22 @@ pub fn avx2_available() -> bool {
     })
 }
 
-/// Dot product of one weight row with one quantized activation row, on `tier` (the scalar
-/// reference where the CPU lacks the tier asked for).
+/// Dot product of one weight row with one activation row (converted by `quantize_activations`
+/// for this weight type), on `tier` (the scalar reference where the CPU lacks the tier).
+///
+/// Panics if the activation row is shorter than the weight row.
 pub fn vec_dot(ty: WeightType, tier: Tier, w: &[u8], a: &[u8]) -> f32 {
+    let blocks = w.len() / ty.block_bytes();
+    let act = ty.activation_type();
+    let act_blocks = blocks * ty.block_len() / act.block_len();
+    assert!(
+        a.len() >= act_blocks * act.block_bytes(),
+        "activation row shorter than the weight row"
+    );
     match tier {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2, FMA and F16C.
-        Tier::Avx2 if avx2_available() => unsafe { avx2::vec_dot(ty, w, a) },
+        // SAFETY: the CPU has AVX2, FMA and F16C; the assert above covers the bytes read.
+        Tier::Avx2 if avx2_available() => unsafe { avx2::vec_dot(ty, w, a, blocks) },
         _ => scalar::vec_dot(ty, w, a),
     }
 }

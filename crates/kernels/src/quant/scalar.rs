@@ -1,40 +1,27 @@
-//! The reference dot products: plain loops, the definition the SIMD tiers are tested against.
+//! The reference dot product: both rows turned back into floats block by block (`dequant.rs`)
+//! and multiplied in plain loops. It is the definition the SIMD tiers are tested against, and
+//! the fallback on CPUs without them.
 
-use super::{f16_at, WeightType, BLOCK};
+use super::{dequantize_activations, dequantize_row, WeightType, QK_K};
 
 pub fn vec_dot(ty: WeightType, w: &[u8], a: &[u8]) -> f32 {
-    match ty {
-        WeightType::Q4_1 => q4_1_q8_1(w, a),
-        WeightType::Q8_0 => q8_0_q8_0(w, a),
-    }
-}
-
-fn q4_1_q8_1(w: &[u8], a: &[u8]) -> f32 {
+    let act = ty.activation_type();
+    // One weight block is a whole number of activation blocks (at most 256 values).
+    let values = ty.block_len();
+    let act_bytes = values / act.block_len() * act.block_bytes();
+    let (mut wf, mut af) = ([0.0f32; QK_K], [0.0f32; QK_K]);
     let mut sum = 0.0f32;
-    for (wb, ab) in w.chunks_exact(20).zip(a.chunks_exact(36)) {
-        let (d, m) = (f16_at(wb, 0), f16_at(wb, 2));
-        let (da, sa) = (f16_at(ab, 0), f16_at(ab, 2));
-        let q = &ab[4..4 + BLOCK];
-        let mut isum = 0i32;
-        for j in 0..BLOCK / 2 {
-            let byte = wb[4 + j];
-            isum += i32::from(byte & 0x0f) * i32::from(q[j] as i8);
-            isum += i32::from(byte >> 4) * i32::from(q[j + BLOCK / 2] as i8);
-        }
-        sum += d * da * isum as f32 + m * sa;
-    }
-    sum
-}
-
-fn q8_0_q8_0(w: &[u8], a: &[u8]) -> f32 {
-    let mut sum = 0.0f32;
-    for (wb, ab) in w.chunks_exact(34).zip(a.chunks_exact(34)) {
-        let isum: i32 = wb[2..34]
+    for (wb, ab) in w
+        .chunks_exact(ty.block_bytes())
+        .zip(a.chunks_exact(act_bytes))
+    {
+        dequantize_row(ty, wb, &mut wf[..values]);
+        dequantize_activations(act, ab, &mut af[..values]);
+        sum += wf[..values]
             .iter()
-            .zip(&ab[2..34])
-            .map(|(&x, &y)| i32::from(x as i8) * i32::from(y as i8))
-            .sum();
-        sum += f16_at(wb, 0) * f16_at(ab, 0) * isum as f32;
+            .zip(&af[..values])
+            .map(|(x, y)| x * y)
+            .sum::<f32>();
     }
     sum
 }

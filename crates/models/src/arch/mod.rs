@@ -81,12 +81,12 @@ impl Head {
             .tensor_info("token_embd.weight")
             .ok_or_else(|| crate::gguf::GgufError::MissingTensor("token_embd.weight".into()))?;
         let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
-        let embed = Embedding::new(Arc::new(w.qtensor("token_embd.weight", &[d, n_vocab])?), d);
+        let embed = Embedding::new(Arc::new(w.matrix("token_embd.weight", d, n_vocab)?));
         // Tied output projection (no `output.weight`): share the embedding table, not a copy.
         let output = if w.has("output.weight") {
             w.linear("output.weight", d, n_vocab)?
         } else {
-            Linear::new(embed.table(), d, n_vocab)?
+            Linear::new(embed.table())
         };
         Ok(Head {
             embed,
@@ -125,7 +125,7 @@ impl Head {
         let tail = normed(&x[(n_tok - n_logits) * d..], &self.norm, self.eps);
         Ok(Logits {
             n_vocab: self.output.out_dim,
-            data: self.output.forward(&tail)?,
+            data: self.output.forward(&tail),
         })
     }
 }

@@ -1,0 +1,351 @@
+//! A persistent worker pool for the kernels: one thread per core, started once, woken by a spin
+//! on an epoch counter (a decode step hands out a few hundred small jobs per token, so the
+//! microseconds a condvar wake costs would add up), falling back to sleeping on a condvar when
+//! no work has come for a while so an idle server burns no CPU.
+//!
+//! `run(f)` calls `f(i)` once for every thread index `i` in `0..threads()` — index 0 on the
+//! calling thread — and returns when all have finished. Work is split by the caller (usually
+//! through `for_each_chunk`), so results never depend on which thread computed what.
+
+use std::cell::UnsafeCell;
+use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, TryLockError};
+use std::thread::JoinHandle;
+
+/// Spins before a worker goes to sleep: long enough to bridge the gap between the matmuls of
+/// one decode step (tens of microseconds), short enough not to matter when idle.
+const SPINS_BEFORE_SLEEP: u32 = 1 << 16;
+
+type Job = dyn Fn(usize) + Sync;
+
+struct Shared {
+    /// The current job, valid while `remaining > 0` for the epoch that published it.
+    job: UnsafeCell<Option<&'static Job>>,
+    epoch: AtomicU64,
+    remaining: AtomicUsize,
+    panicked: AtomicBool,
+    stop: AtomicBool,
+    sleepers: AtomicUsize,
+    sleep_lock: Mutex<()>,
+    wake: Condvar,
+}
+
+// SAFETY: `job` is written only by the thread holding `Pool::running`, before it publishes a new
+// epoch (SeqCst), and read by workers only after they observe that epoch and before they
+// decrement `remaining`; the writer waits for `remaining == 0` before writing again.
+unsafe impl Sync for Shared {}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    /// Held by the thread whose job is running; a second caller runs its job serially instead.
+    running: Mutex<()>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    /// A pool of `threads` threads in all: the caller and `threads - 1` workers.
+    pub fn new(threads: usize) -> Pool {
+        let shared = Arc::new(Shared {
+            job: UnsafeCell::new(None),
+            epoch: AtomicU64::new(0),
+            remaining: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            sleepers: AtomicUsize::new(0),
+            sleep_lock: Mutex::new(()),
+            wake: Condvar::new(),
+        });
+        let workers = (1..threads.max(1))
+            .map(|index| {
+                let shared = shared.clone();
+                std::thread::Builder::new()
+                    .name(format!("ward-kernel-{index}"))
+                    .spawn(move || worker(&shared, index))
+                    .expect("could not start a kernel thread")
+            })
+            .collect();
+        Pool {
+            shared,
+            running: Mutex::new(()),
+            workers,
+        }
+    }
+
+    pub fn threads(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Call `f(i)` for every `i` in `0..threads()`, in parallel, and wait for all of them. If the
+    /// pool is already running a job (another caller, or `f` itself calling `run`), the calls
+    /// are made one after another on this thread instead.
+    pub fn run(&self, f: &(dyn Fn(usize) + Sync)) {
+        let n = self.threads();
+        let _guard = match self.running.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => {
+                (0..n).for_each(f);
+                return;
+            }
+        };
+        if n == 1 {
+            f(0);
+            return;
+        }
+        let s = &*self.shared;
+        // SAFETY: we hold `running` and the previous job has finished (`remaining` was 0 when
+        // its `run` returned); the lifetime is erased only until this function returns, and it
+        // returns only after every worker has finished with `f` (below, even if `f` panics).
+        unsafe {
+            *s.job.get() = Some(std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static Job>(f));
+        }
+        s.remaining.store(n - 1, Ordering::SeqCst);
+        s.epoch.fetch_add(1, Ordering::SeqCst);
+        if s.sleepers.load(Ordering::SeqCst) > 0 {
+            drop(s.sleep_lock.lock().unwrap_or_else(|p| p.into_inner()));
+            s.wake.notify_all();
+        }
+        let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        while s.remaining.load(Ordering::Acquire) > 0 {
+            std::hint::spin_loop();
+        }
+        let worker_panicked = s.panicked.swap(false, Ordering::SeqCst);
+        if let Err(payload) = mine {
+            resume_unwind(payload);
+        }
+        if worker_panicked {
+            panic!("a kernel thread panicked");
+        }
+    }
+
+    /// Cut `data` into chunks of `chunk_len` elements (the last may be shorter) and call
+    /// `f(offset, chunk)` for each, spread over the pool's threads; threads take the next chunk
+    /// as they finish one, so a core slowed by a neighbour does not hold up the rest.
+    pub fn for_each_chunk<T: Send>(
+        &self,
+        data: &mut [T],
+        chunk_len: usize,
+        f: impl Fn(usize, &mut [T]) + Sync,
+    ) {
+        let chunk_len = chunk_len.max(1);
+        let len = data.len();
+        let n_chunks = len.div_ceil(chunk_len);
+        let next = AtomicUsize::new(0);
+        let base = SendPtr(data.as_mut_ptr());
+        self.run(&|_| loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            let start = c * chunk_len;
+            let end = (start + chunk_len).min(len);
+            // SAFETY: each chunk index is taken by exactly one thread, so the ranges handed out
+            // are disjoint and inside `data`, which `run` keeps borrowed until all are done.
+            let chunk =
+                unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
+            f(start, chunk);
+        });
+    }
+}
+
+struct SendPtr<T>(*mut T);
+
+impl<T> SendPtr<T> {
+    fn get(&self) -> *mut T {
+        self.0
+    }
+}
+
+// SAFETY: used only to hand disjoint sub-slices of a `&mut [T: Send]` to other threads.
+unsafe impl<T: Send> Sync for SendPtr<T> {}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let s = &*self.shared;
+        s.stop.store(true, Ordering::SeqCst);
+        s.epoch.fetch_add(1, Ordering::SeqCst);
+        drop(s.sleep_lock.lock().unwrap_or_else(|p| p.into_inner()));
+        s.wake.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker(s: &Shared, index: usize) {
+    let mut seen = 0u64;
+    loop {
+        seen = wait_for_epoch(s, seen);
+        if s.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        // SAFETY: the epoch we observed was published after `job` was written, and the writer
+        // waits for our decrement of `remaining` before changing it.
+        let job = unsafe { (*s.job.get()).expect("a job is published with its epoch") };
+        if catch_unwind(AssertUnwindSafe(|| job(index))).is_err() {
+            s.panicked.store(true, Ordering::SeqCst);
+        }
+        s.remaining.fetch_sub(1, Ordering::Release);
+    }
+}
+
+/// Spin, then sleep, until the epoch moves past `seen`; returns the new epoch.
+fn wait_for_epoch(s: &Shared, seen: u64) -> u64 {
+    for _ in 0..SPINS_BEFORE_SLEEP {
+        let e = s.epoch.load(Ordering::Acquire);
+        if e != seen {
+            return e;
+        }
+        std::hint::spin_loop();
+    }
+    let mut guard = s.sleep_lock.lock().unwrap_or_else(|p| p.into_inner());
+    s.sleepers.fetch_add(1, Ordering::SeqCst);
+    let epoch = loop {
+        let e = s.epoch.load(Ordering::SeqCst);
+        if e != seen {
+            break e;
+        }
+        guard = s.wake.wait(guard).unwrap_or_else(|p| p.into_inner());
+    };
+    s.sleepers.fetch_sub(1, Ordering::SeqCst);
+    epoch
+}
+
+static GLOBAL: OnceLock<Pool> = OnceLock::new();
+
+/// Size the shared pool used by the kernels. Takes effect only before the first kernel call;
+/// returns false if the pool was already started (with the size it has).
+pub fn configure(threads: usize) -> bool {
+    let mut fresh = false;
+    GLOBAL.get_or_init(|| {
+        fresh = true;
+        Pool::new(threads)
+    });
+    fresh
+}
+
+/// The shared pool: sized by `configure`, else by the cores the process may use.
+pub fn global() -> &'static Pool {
+    GLOBAL.get_or_init(|| Pool::new(default_threads()))
+}
+
+/// One thread per physical core this process may use: the CPUs std reports (affinity and cgroup
+/// limits applied), fewer where hyper-threads share a core — two threads on one core's integer
+/// units only get in each other's way.
+pub fn default_threads() -> usize {
+    let allowed = std::thread::available_parallelism().map_or(1, |n| n.get());
+    physical_cores()
+        .map_or(allowed, |cores| cores.min(allowed))
+        .max(1)
+}
+
+/// Distinct (package, core) pairs in /proc/cpuinfo, where the system has one.
+fn physical_cores() -> Option<usize> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let mut cores = std::collections::HashSet::new();
+    let mut package = None;
+    for line in info.lines() {
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        match key.trim() {
+            "physical id" => package = Some(value.trim().to_string()),
+            "core id" => {
+                cores.insert((package.clone(), value.trim().to_string()));
+            }
+            _ => {}
+        }
+    }
+    (!cores.is_empty()).then_some(cores.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_index_runs_once_per_job() {
+        let pool = Pool::new(3);
+        for _ in 0..1000 {
+            let hits: Vec<AtomicUsize> = (0..3).map(|_| AtomicUsize::new(0)).collect();
+            pool.run(&|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            });
+            assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+        }
+    }
+
+    #[test]
+    fn chunks_cover_the_data_once() {
+        let pool = Pool::new(4);
+        let mut data = vec![0u32; 1003];
+        pool.for_each_chunk(&mut data, 10, |offset, chunk| {
+            for (i, v) in chunk.iter_mut().enumerate() {
+                *v += (offset + i) as u32 + 1;
+            }
+        });
+        assert!(data.iter().enumerate().all(|(i, &v)| v == i as u32 + 1));
+    }
+
+    #[test]
+    fn workers_wake_after_sleeping() {
+        let pool = Pool::new(2);
+        let count = AtomicUsize::new(0);
+        pool.run(&|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        pool.run(&|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 4);
+    }
+
+    #[test]
+    fn a_panic_reaches_the_caller_and_the_pool_still_works() {
+        let pool = Pool::new(2);
+        let r = catch_unwind(AssertUnwindSafe(|| {
+            pool.run(&|i| {
+                if i == 1 {
+                    panic!("boom");
+                }
+            })
+        }));
+        assert!(r.is_err());
+        let count = AtomicUsize::new(0);
+        pool.run(&|_| {
+            count.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn nested_and_concurrent_calls_run_serially() {
+        let pool = Arc::new(Pool::new(2));
+        let count = AtomicUsize::new(0);
+        pool.run(&|_| {
+            pool.run(&|_| {
+                count.fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert_eq!(count.load(Ordering::Relaxed), 4);
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let pool = pool.clone();
+                std::thread::spawn(move || {
+                    let mut data = vec![0u8; 500];
+                    for _ in 0..200 {
+                        pool.for_each_chunk(&mut data, 7, |_, c| {
+                            c.iter_mut().for_each(|v| *v += 1)
+                        });
+                    }
+                    assert!(data.iter().all(|&v| v == 200));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+    }
+}
