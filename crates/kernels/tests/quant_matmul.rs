@@ -1,11 +1,12 @@
 //! The weight-format kernels on random data, for every type: every tier the machine has
 //! against exact f64 arithmetic on the dequantized blocks (the reference definition), and the
-//! parallel matmul against row-by-row dot products and plain float maths — over odd shapes,
-//! tails and token counts.
+//! parallel matmul in every layout (GGUF's rows, 8-row tiles) against the same and plain float
+//! maths — over odd shapes, tails and token counts, with each token's outputs independent of the
+//! others in the batch.
 
 use ward_kernels::quant::{
     avx2_available, dequantize_activations, dequantize_row, matmul, quantize_activations, vec_dot,
-    ActivationType, QuantMatrix, Tier, WeightType,
+    ActivationType, Layout, QuantMatrix, Tier, WeightType,
 };
 
 /// A small deterministic generator (xorshift), so failures reproduce.
@@ -189,37 +190,67 @@ fn extreme_values_do_not_overflow_the_integer_sums() {
     }
 }
 
+/// Every layout this machine can run `ty` in.
+fn layouts(ty: WeightType) -> Vec<Layout> {
+    let mut l = vec![Layout::Rows];
+    if QuantMatrix::with_layout(
+        ty,
+        vec![0; ty.block_bytes() * 32 / ty.block_len()],
+        1,
+        32,
+        Layout::Interleaved8,
+    )
+    .is_ok()
+    {
+        l.push(Layout::Interleaved8);
+    }
+    l
+}
+
 #[test]
-fn matmul_equals_row_by_row_dots_and_approximates_float_math() {
+fn matmul_in_every_layout_matches_exact_arithmetic_and_float_math() {
     let mut rng = Rng(42);
     for ty in WeightType::ALL {
         let bl = ty.block_len().max(32);
         for (rows, blocks, n) in [(1, 1, 1), (7, 3, 3), (33, 2, 1), (65, 5, 5), (100, 2, 2)] {
             let cols = blocks * bl;
             let bytes = random_weights(ty, rows, cols, &mut rng);
-            let w = QuantMatrix::new(ty, bytes.clone(), rows, cols).unwrap();
             let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
-            let y = matmul(&w, &x);
-            assert_eq!(y.len(), n * rows);
-            let row_bytes = bytes.len() / rows;
-            for t in 0..n {
-                let xs = &x[t * cols..][..cols];
-                let (a, a_floats) = activations(ty, xs);
-                for r in 0..rows {
-                    let wr = &bytes[r * row_bytes..][..row_bytes];
-                    let got = y[t * rows + r];
-                    // Bit-identical to the single dot product: no row depends on the others.
-                    assert_eq!(got, vec_dot(ty, ward_kernels::quant::tier(), wr, &a));
-                    let wf = floats(ty, wr);
-                    let exact: f64 = wf.iter().zip(&a_floats).map(|(w, a)| w * a).sum();
-                    assert!((f64::from(got) - exact).abs() <= tolerance(ty, &wf, &a_floats, &a));
-                    // Against unquantized activations only the rounding of x differs.
-                    let magnitude: f64 = wf.iter().map(|v| v.abs()).sum();
-                    let float: f64 = wf.iter().zip(xs).map(|(w, &x)| w * f64::from(x)).sum();
-                    assert!(
-                        (f64::from(got) - float).abs() <= 0.02 * magnitude + 1e-3,
-                        "{ty:?} {got} vs float {float}"
-                    );
+            for layout in layouts(ty) {
+                let w = QuantMatrix::with_layout(ty, bytes.clone(), rows, cols, layout).unwrap();
+                let y = matmul(&w, &x);
+                assert_eq!(y.len(), n * rows);
+                let row_bytes = bytes.len() / rows;
+                for t in 0..n {
+                    let xs = &x[t * cols..][..cols];
+                    // Batch invariance: a token's outputs do not depend on the others.
+                    assert_eq!(matmul(&w, xs), y[t * rows..][..rows], "{ty:?} {layout:?}");
+                    let (a, a_floats) = activations(ty, xs);
+                    for r in 0..rows {
+                        let wr = &bytes[r * row_bytes..][..row_bytes];
+                        let got = f64::from(y[t * rows + r]);
+                        let wf = floats(ty, wr);
+                        let exact: f64 = wf.iter().zip(&a_floats).map(|(w, a)| w * a).sum();
+                        let tol = tolerance(ty, &wf, &a_floats, &a);
+                        assert!(
+                            (got - exact).abs() <= tol,
+                            "{ty:?} {layout:?} {rows}x{cols} token {t} row {r}: {got} vs {exact}"
+                        );
+                        // Against unquantized activations only the rounding of x differs.
+                        let magnitude: f64 = wf.iter().map(|v| v.abs()).sum();
+                        let float: f64 = wf.iter().zip(xs).map(|(w, &x)| w * f64::from(x)).sum();
+                        assert!(
+                            (got - float).abs() <= 0.02 * magnitude + 1e-3,
+                            "{ty:?} {got} vs float {float}"
+                        );
+                    }
+                }
+                // Rows come back out of any layout as they went in.
+                let mut back = vec![0.0f32; cols];
+                for r in [0, rows / 2, rows - 1] {
+                    w.dequantize_row(r, &mut back);
+                    let want = floats(ty, &bytes[r * row_bytes..][..row_bytes]);
+                    assert!(back.iter().zip(&want).all(|(a, b)| f64::from(*a) == *b));
                 }
             }
         }

@@ -2,22 +2,55 @@
 //! outputs computed on the kernel pool over chunks of weight rows (each weight row is read once
 //! for all the activation rows, so prefill reads the weights once per call, not once per token).
 
-use super::{dequantize_row, quantize_activations, tier, vec_dot, WeightType};
+use super::interleave::{self, GROUP};
+use super::{
+    avx2_available, dequantize_row, quantize_activations, tier, vec_dot, Tier, WeightType,
+};
 use crate::pool;
 
-/// A `rows × cols` weight matrix in one of the block formats, rows stored one after another
-/// (GGUF's layout).
+/// A `rows × cols` weight matrix in one of the block formats.
 pub struct QuantMatrix {
     ty: WeightType,
     bytes: Vec<u8>,
     rows: usize,
     cols: usize,
     row_bytes: usize,
+    layout: Layout,
+}
+
+/// How the blocks are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// GGUF's: each row's blocks one after another.
+    Rows,
+    /// Tiles of 8 rows (`interleave.rs`), for the SIMD tier.
+    Interleaved8,
 }
 
 impl QuantMatrix {
-    /// Checks that `bytes` holds exactly `rows` rows of `cols` values.
+    /// Checks that `bytes` holds exactly `rows` rows of `cols` values (GGUF's layout), and
+    /// stores them in the layout this machine's tier reads fastest.
     pub fn new(ty: WeightType, bytes: Vec<u8>, rows: usize, cols: usize) -> Result<Self, String> {
+        let layout = if tier() == Tier::Avx2 && interleave::supported(ty) {
+            Layout::Interleaved8
+        } else {
+            Layout::Rows
+        };
+        Self::with_layout(ty, bytes, rows, cols, layout)
+    }
+
+    /// The same with the layout chosen by the caller (tests compare them); the interleaved
+    /// layout is refused where this machine lacks the SIMD tier or the type has none.
+    pub fn with_layout(
+        ty: WeightType,
+        bytes: Vec<u8>,
+        rows: usize,
+        cols: usize,
+        layout: Layout,
+    ) -> Result<Self, String> {
+        if layout == Layout::Interleaved8 && !(avx2_available() && interleave::supported(ty)) {
+            return Err(format!("no interleaved {ty:?} kernel on this machine"));
+        }
         let row_bytes = ty.row_bytes(cols).filter(|_| cols > 0).ok_or_else(|| {
             format!(
                 "row length {cols} is not a positive multiple of {ty:?}'s block of {}",
@@ -31,13 +64,23 @@ impl QuantMatrix {
                 bytes.len()
             ));
         }
+        let blocks = cols / ty.block_len();
+        let bytes = match layout {
+            Layout::Rows => bytes,
+            Layout::Interleaved8 => interleave::interleave(ty, &bytes, rows, blocks),
+        };
         Ok(QuantMatrix {
             ty,
             bytes,
             rows,
             cols,
             row_bytes,
+            layout,
         })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     pub fn weight_type(&self) -> WeightType {
@@ -54,11 +97,23 @@ impl QuantMatrix {
 
     /// Row `r` as floats (embedding lookups). Panics if `r` is out of range.
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
-        dequantize_row(
-            self.ty,
-            &self.bytes[r * self.row_bytes..][..self.row_bytes],
-            out,
-        );
+        assert!(r < self.rows, "row {r} of {}", self.rows);
+        match self.layout {
+            Layout::Rows => dequantize_row(
+                self.ty,
+                &self.bytes[r * self.row_bytes..][..self.row_bytes],
+                out,
+            ),
+            Layout::Interleaved8 => {
+                let mut row = vec![0u8; self.row_bytes];
+                interleave::row_of(self.ty, &self.bytes, self.blocks(), r, &mut row);
+                dequantize_row(self.ty, &row, out);
+            }
+        }
+    }
+
+    fn blocks(&self) -> usize {
+        self.cols / self.ty.block_len()
     }
 }
 
@@ -74,14 +129,27 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
         quantize_activations(act_type, xs, &mut row);
         acts.extend_from_slice(&row);
     }
+    match w.layout {
+        Layout::Rows => rows_matmul(w, &acts, n, act_row),
+        Layout::Interleaved8 => interleaved_matmul(w, &acts, n, act_row),
+    }
+}
+
+/// Chunks of weight rows per thread: enough that a thread slowed by a neighbour is balanced by
+/// the others, a multiple of the tile height.
+fn chunk_rows(rows: usize) -> usize {
+    let threads = pool::global().threads();
+    rows.div_ceil(threads * 8)
+        .next_multiple_of(GROUP)
+        .max(2 * GROUP)
+}
+
+fn rows_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
     let tier = tier();
-    let pool = pool::global();
-    // Enough chunks per thread that a thread slowed by a neighbour is balanced by the others.
-    let chunk_rows = w.rows.div_ceil(pool.threads() * 8).max(16);
     // Computed as [rows][n] so each chunk is a contiguous piece, then transposed (a no-op for
     // the single row of a decode step).
     let mut by_weight_row = vec![0.0f32; w.rows * n];
-    pool.for_each_chunk(&mut by_weight_row, chunk_rows * n, |offset, out| {
+    pool::global().for_each_chunk(&mut by_weight_row, chunk_rows(w.rows) * n, |offset, out| {
         let first = offset / n;
         for (i, outs) in out.chunks_exact_mut(n).enumerate() {
             let wr = &w.bytes[(first + i) * w.row_bytes..][..w.row_bytes];
@@ -90,13 +158,58 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
             }
         }
     });
+    transpose(by_weight_row, w.rows, n)
+}
+
+fn interleaved_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
+    let groups = w.rows.div_ceil(GROUP);
+    let group_bytes = w.blocks() * GROUP * w.ty.block_bytes();
+    // [group][token][8]: a chunk of groups is one contiguous piece.
+    let mut by_group = vec![0.0f32; groups * n * GROUP];
+    let chunk_groups = chunk_rows(w.rows) / GROUP;
+    pool::global().for_each_chunk(&mut by_group, chunk_groups * n * GROUP, |offset, out| {
+        let first = offset / (n * GROUP);
+        for (i, outs) in out.chunks_exact_mut(n * GROUP).enumerate() {
+            let tiles = &w.bytes[(first + i) * group_bytes..][..group_bytes];
+            for (o, a) in outs.chunks_exact_mut(GROUP).zip(acts.chunks_exact(act_row)) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: the interleaved layout is chosen only where the CPU has the AVX2 tier;
+                // `tiles` is one group and `a` one activation row of this matrix.
+                unsafe {
+                    super::avx2_x8::gemv_x8(w.ty, tiles, a, w.blocks(), o.try_into().unwrap());
+                }
+            }
+        }
+    });
+    untile(by_group, w.rows, n)
+}
+
+/// `[rows][n]` as `[n][rows]`.
+fn transpose(by_row: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
     if n == 1 {
-        return by_weight_row;
+        return by_row;
     }
-    let mut y = vec![0.0f32; n * w.rows];
-    for (r, outs) in by_weight_row.chunks_exact(n).enumerate() {
+    let mut y = vec![0.0f32; n * rows];
+    for (r, outs) in by_row.chunks_exact(n).enumerate() {
         for (t, &v) in outs.iter().enumerate() {
-            y[t * w.rows + r] = v;
+            y[t * rows + r] = v;
+        }
+    }
+    y
+}
+
+/// `[group][n][8]` as `[n][rows]`, dropping the padding rows of the last group.
+fn untile(mut by_group: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
+    if n == 1 {
+        by_group.truncate(rows);
+        return by_group;
+    }
+    let mut y = vec![0.0f32; n * rows];
+    for (g, group) in by_group.chunks_exact(n * GROUP).enumerate() {
+        for (t, outs) in group.chunks_exact(GROUP).enumerate() {
+            for (j, &v) in outs.iter().enumerate().take(rows.saturating_sub(g * GROUP)) {
+                y[t * rows + g * GROUP + j] = v;
+            }
         }
     }
     y

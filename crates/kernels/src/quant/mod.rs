@@ -11,7 +11,10 @@
 mod activations;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx2_x8;
 mod dequant;
+mod interleave;
 mod matmul;
 mod scalar;
 
@@ -19,7 +22,7 @@ use std::sync::OnceLock;
 
 pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
-pub use matmul::{matmul, QuantMatrix};
+pub use matmul::{matmul, Layout, QuantMatrix};
 
 /// Values per super-block of the K-quants (and per block of Q8_K).
 pub const QK_K: usize = 256;
