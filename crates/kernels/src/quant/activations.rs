@@ -35,13 +35,21 @@ pub fn quantize_activations(ty: ActivationType, x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+/// `x` rounded to the nearest integer, ties to even, for |x| < 2²²: adding 1.5·2²³ leaves the
+/// integer in the low mantissa bits (the FPU's default rounding does the tie-break). ggml's own
+/// trick; unlike `f32::round_ties_even` it needs no libm call on a baseline x86-64 build.
+fn round_half_even(x: f32) -> i32 {
+    let shifted = x + 12_582_912.0;
+    (shifted.to_bits() & 0x007f_ffff) as i32 - 0x0040_0000
+}
+
 fn quantize_block_32(x: &[f32]) -> (f32, [i8; 32]) {
     let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if amax != 0.0 { 127.0 / amax } else { 0.0 };
     let mut q = [0i8; 32];
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = (v * id).round_ties_even() as i8;
+        *q = round_half_even(v * id) as i8;
     }
     (d, q)
 }
@@ -63,7 +71,7 @@ fn quantize_block_k(x: &[f32], out: &mut Vec<u8>) {
     let iscale = -127.0 / max;
     let mut q = [0i8; QK_K];
     for (q, &v) in q.iter_mut().zip(x) {
-        *q = ((iscale * v).round_ties_even() as i32).min(127) as i8;
+        *q = round_half_even(iscale * v).min(127) as i8;
     }
     out.extend((1.0 / iscale).to_le_bytes());
     out.extend(q.iter().map(|&v| v as u8));
@@ -106,6 +114,22 @@ mod tests {
                 // Half a step, plus the f16 rounding of the Q8 scales (times up to 127).
                 assert!((a - b).abs() <= step * 0.6 + 1e-6, "{ty:?}: {a} vs {b}");
             }
+        }
+    }
+
+    #[test]
+    fn rounding_is_half_to_even() {
+        for (x, want) in [
+            (0.5, 0),
+            (1.5, 2),
+            (2.5, 2),
+            (-0.5, 0),
+            (-1.5, -2),
+            (126.7, 127),
+            (-127.0, -127),
+            (3.49, 3),
+        ] {
+            assert_eq!(round_half_even(x), want, "{x}");
         }
     }
 

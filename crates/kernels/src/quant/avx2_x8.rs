@@ -8,27 +8,62 @@ use std::arch::x86_64::*;
 use super::interleave::tile_layout;
 use super::WeightType;
 
-/// The 8 dot products of a group's `blocks` tiles with activation row `a`, into `out`.
+/// The 8 dot products of a group's `blocks` tiles with each of up to 4 activation rows
+/// (`acts`, one after another, `act_row` bytes each), into `out` (`[row][8]`). The weights are
+/// unpacked once for all the rows; each row's arithmetic is exactly that of a single-row call,
+/// so results do not depend on which rows were computed together.
 ///
 /// # Safety
-/// The CPU must support AVX2, FMA and F16C; `tiles` must hold `blocks` tiles of `ty` and `a`
-/// the activation blocks for them.
+/// The CPU must support AVX2, FMA and F16C; `tiles` must hold `blocks` tiles of `ty` and each
+/// activation row the activation blocks for them.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub unsafe fn gemv_x8(ty: WeightType, tiles: &[u8], a: &[u8], blocks: usize, out: &mut [f32; 8]) {
-    let (t, a) = (tiles.as_ptr(), a.as_ptr());
+pub unsafe fn gemm_x8(
+    ty: WeightType,
+    tiles: &[u8],
+    acts: &[u8],
+    act_row: usize,
+    blocks: usize,
+    out: &mut [f32],
+) {
+    let n = acts.len() / act_row;
+    assert!((1..=4).contains(&n) && out.len() == 8 * n);
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match n {
+            1 => run::<1>(ty, tiles, acts, act_row, blocks, out),
+            2 => run::<2>(ty, tiles, acts, act_row, blocks, out),
+            3 => run::<3>(ty, tiles, acts, act_row, blocks, out),
+            _ => run::<4>(ty, tiles, acts, act_row, blocks, out),
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn run<const T: usize>(
+    ty: WeightType,
+    tiles: &[u8],
+    acts: &[u8],
+    act_row: usize,
+    blocks: usize,
+    out: &mut [f32],
+) {
+    let t = tiles.as_ptr();
+    let a: [*const u8; T] = std::array::from_fn(|i| acts[i * act_row..].as_ptr());
     // SAFETY: forwarded from the caller.
     let acc = unsafe {
         match ty {
-            WeightType::Q4_0 => q4_0(t, a, blocks),
-            WeightType::Q4_1 => q4_1(t, a, blocks),
-            WeightType::Q5_0 => q5_0(t, a, blocks),
-            WeightType::Q5_1 => q5_1(t, a, blocks),
-            WeightType::Q8_0 => q8_0(t, a, blocks),
+            WeightType::Q4_0 => q4_0::<T>(t, a, blocks),
+            WeightType::Q4_1 => q4_1::<T>(t, a, blocks),
+            WeightType::Q5_0 => q5_0::<T>(t, a, blocks),
+            WeightType::Q5_1 => q5_1::<T>(t, a, blocks),
+            WeightType::Q8_0 => q8_0::<T>(t, a, blocks),
             _ => unreachable!("{ty:?} has no interleaved layout"),
         }
     };
-    // SAFETY: `out` holds 8 floats.
-    unsafe { _mm256_storeu_ps(out.as_mut_ptr(), acc) }
+    for (acc, o) in acc.iter().zip(out.chunks_exact_mut(8)) {
+        // SAFETY: each chunk holds 8 floats.
+        unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *acc) }
+    }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -83,114 +118,146 @@ fn maddubs_signed(x: __m256i, y: __m256i) -> __m256i {
     _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x))
 }
 
-/// Sums of i16 pairs as i32 lanes, as f32.
+/// The i16 pair sums of one tile of a 4-bit format against each row's activation block (values
+/// at `qa[i]`): `values` is applied to each unpacked register (to add fifth bits or an offset)
+/// before the products. Sums stay within i16 when |value| ≤ 16 (8 · 2 · 16 · 127 = 32512).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn pairs_to_f32(v: __m256i) -> __m256 {
-    _mm256_cvtepi32_ps(_mm256_madd_epi16(v, _mm256_set1_epi16(1)))
-}
-
-/// The i16 pair sums of one tile of a 4-bit format against its activation block: `values` is
-/// applied to each unpacked register (to add fifth bits or an offset) before the product. Sums
-/// stay within i16 when |value| ≤ 16 (at most 8 · 2 · 16 · 127 = 32512).
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn nibble_tile_sums(
+unsafe fn nibble_tile_sums<const T: usize>(
     qs: *const u8,
-    qa: *const u8,
+    qa: [*const u8; T],
     signed: bool,
     mut values: impl FnMut(usize, __m256i) -> __m256i,
-) -> __m256i {
+) -> [__m256i; T] {
     let low = _mm256_set1_epi8(0x0f);
-    let mut sum = _mm256_setzero_si256();
+    let mut sums = [_mm256_setzero_si256(); T];
     for k in 0..4 {
-        // SAFETY: vector k of the tile and activation bytes 8k..8k+8.
+        // SAFETY: vector k of the tile and activation bytes 8k..8k+8 of each row.
         unsafe {
             let v = load(qs.add(32 * k));
             let lo = values(2 * k, _mm256_and_si256(v, low));
             let hi = values(2 * k + 1, _mm256_and_si256(_mm256_srli_epi16(v, 4), low));
-            let (ya, yb) = (broadcast4(qa.add(8 * k)), broadcast4(qa.add(8 * k + 4)));
-            let (pa, pb) = if signed {
-                (maddubs_signed(lo, ya), maddubs_signed(hi, yb))
-            } else {
-                (_mm256_maddubs_epi16(lo, ya), _mm256_maddubs_epi16(hi, yb))
-            };
-            sum = _mm256_add_epi16(sum, _mm256_add_epi16(pa, pb));
+            for (sum, qa) in sums.iter_mut().zip(qa) {
+                let (ya, yb) = (broadcast4(qa.add(8 * k)), broadcast4(qa.add(8 * k + 4)));
+                let (pa, pb) = if signed {
+                    (maddubs_signed(lo, ya), maddubs_signed(hi, yb))
+                } else {
+                    (_mm256_maddubs_epi16(lo, ya), _mm256_maddubs_epi16(hi, yb))
+                };
+                *sum = _mm256_add_epi16(*sum, _mm256_add_epi16(pa, pb));
+            }
         }
     }
-    sum
+    sums
+}
+
+/// `acc[i] += d8 · scale(a[i]) · sums[i]` for i32 `sums`, the same float steps for every row.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_into<const T: usize>(
+    acc: &mut [__m256; T],
+    d8: __m256,
+    a: [*const u8; T],
+    sums: [__m256i; T],
+) {
+    for ((acc, a), sums) in acc.iter_mut().zip(a).zip(sums) {
+        // SAFETY: each row's activation block starts with its f16 scale.
+        let d = _mm256_mul_ps(d8, _mm256_set1_ps(unsafe { f16(a) }));
+        *acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), *acc);
+    }
+}
+
+/// `acc[i] += m8 · s(a[i])`: the minimum of Q4_1/Q5_1 times the row's Q8_1 sum.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn add_minimums<const T: usize>(acc: &mut [__m256; T], m8: __m256, a: [*const u8; T]) {
+    for (acc, a) in acc.iter_mut().zip(a) {
+        // SAFETY: a Q8_1 block keeps s at byte 2.
+        *acc = _mm256_fmadd_ps(m8, _mm256_set1_ps(unsafe { f16(a.add(2)) }), *acc);
+    }
+}
+
+/// The i16 pair sums of each row widened to i32.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn widen<const T: usize>(sums: [__m256i; T]) -> [__m256i; T] {
+    sums.map(|s| _mm256_madd_epi16(s, _mm256_set1_epi16(1)))
+}
+
+/// Each row's activation pointers advanced to block `b`.
+fn at<const T: usize>(a: [*const u8; T], b: usize, block: usize) -> [*const u8; T] {
+    a.map(|p| p.wrapping_add(b * block))
+}
+
+fn offset<const T: usize>(a: [*const u8; T], by: usize) -> [*const u8; T] {
+    a.map(|p| p.wrapping_add(by))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_0(t: *const u8, a: *const u8, blocks: usize) -> __m256 {
+unsafe fn q4_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let l = tile_layout(WeightType::Q4_0);
     let eight = _mm256_set1_epi8(8);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
-        // SAFETY: tile b (144 bytes) and activation block b (34 bytes).
+        // SAFETY: tile b (144 bytes) and activation block b (34 bytes) of each row.
         unsafe {
-            let (tb, ab) = (t.add(b * 144), a.add(b * 34));
-            let sums = nibble_tile_sums(tb.add(l.values), ab.add(2), true, |_, v| {
+            let (tb, ab) = (t.add(b * 144), at(a, b, 34));
+            let sums = nibble_tile_sums(tb.add(l.values), offset(ab, 2), true, |_, v| {
                 _mm256_sub_epi8(v, eight)
             });
-            let d = _mm256_mul_ps(f16x8(tb), _mm256_set1_ps(f16(ab)));
-            acc = _mm256_fmadd_ps(d, pairs_to_f32(sums), acc);
+            scale_into(&mut acc, f16x8(tb), ab, widen(sums));
         }
     }
     acc
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q4_1(t: *const u8, a: *const u8, blocks: usize) -> __m256 {
+unsafe fn q4_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let l = tile_layout(WeightType::Q4_1);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
-        // SAFETY: tile b (160 bytes) and activation block b (36 bytes).
+        // SAFETY: tile b (160 bytes) and activation block b (36 bytes) of each row.
         unsafe {
-            let (tb, ab) = (t.add(b * 160), a.add(b * 36));
-            let sums = nibble_tile_sums(tb.add(l.values), ab.add(4), false, |_, v| v);
-            let d = _mm256_mul_ps(f16x8(tb), _mm256_set1_ps(f16(ab)));
-            acc = _mm256_fmadd_ps(d, pairs_to_f32(sums), acc);
-            acc = _mm256_fmadd_ps(f16x8(tb.add(l.min)), _mm256_set1_ps(f16(ab.add(2))), acc);
+            let (tb, ab) = (t.add(b * 160), at(a, b, 36));
+            let sums = nibble_tile_sums(tb.add(l.values), offset(ab, 4), false, |_, v| v);
+            scale_into(&mut acc, f16x8(tb), ab, widen(sums));
+            add_minimums(&mut acc, f16x8(tb.add(l.min)), ab);
         }
     }
     acc
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_0(t: *const u8, a: *const u8, blocks: usize) -> __m256 {
+unsafe fn q5_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let l = tile_layout(WeightType::Q5_0);
     let minus_16 = _mm256_set1_epi8(-16);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
-        // SAFETY: tile b (176 bytes) and activation block b (34 bytes).
+        // SAFETY: tile b (176 bytes) and activation block b (34 bytes) of each row.
         unsafe {
-            let (tb, ab) = (t.add(b * 176), a.add(b * 34));
+            let (tb, ab) = (t.add(b * 176), at(a, b, 34));
             let masks = tb.add(l.high_bits);
             // q − 16: the nibble where the fifth bit is set, nibble | 0xf0 (nibble − 16) where
             // it is not.
-            let sums = nibble_tile_sums(tb.add(l.values), ab.add(2), true, |reg, v| {
+            let sums = nibble_tile_sums(tb.add(l.values), offset(ab, 2), true, |reg, v| {
                 let set = bits_as(masks.add(4 * reg), minus_16);
                 _mm256_or_si256(v, _mm256_xor_si256(set, minus_16))
             });
-            let d = _mm256_mul_ps(f16x8(tb), _mm256_set1_ps(f16(ab)));
-            acc = _mm256_fmadd_ps(d, pairs_to_f32(sums), acc);
+            scale_into(&mut acc, f16x8(tb), ab, widen(sums));
         }
     }
     acc
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q5_1(t: *const u8, a: *const u8, blocks: usize) -> __m256 {
+unsafe fn q5_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let l = tile_layout(WeightType::Q5_1);
     let sixteen = _mm256_set1_epi8(16);
     let low = _mm256_set1_epi8(0x0f);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
-        // SAFETY: tile b (192 bytes) and activation block b (36 bytes).
+        // SAFETY: tile b (192 bytes) and activation block b (36 bytes) of each row.
         unsafe {
-            let (tb, ab) = (t.add(b * 192), a.add(b * 36));
-            let (masks, qs, qa) = (tb.add(l.high_bits), tb.add(l.values), ab.add(4));
+            let (tb, ab) = (t.add(b * 192), at(a, b, 36));
+            let (masks, qs, qa) = (tb.add(l.high_bits), tb.add(l.values), offset(ab, 4));
             // Values up to 31 would overflow i16 over a whole tile: widen every vector.
-            let mut sums = _mm256_setzero_si256();
+            let mut sums = [_mm256_setzero_si256(); T];
             for k in 0..4 {
                 let v = load(qs.add(32 * k));
                 let lo =
@@ -199,38 +266,43 @@ unsafe fn q5_1(t: *const u8, a: *const u8, blocks: usize) -> __m256 {
                     _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
                     bits_as(masks.add(8 * k + 4), sixteen),
                 );
-                let p = _mm256_add_epi16(
-                    _mm256_maddubs_epi16(lo, broadcast4(qa.add(8 * k))),
-                    _mm256_maddubs_epi16(hi, broadcast4(qa.add(8 * k + 4))),
-                );
-                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                for (sum, qa) in sums.iter_mut().zip(qa) {
+                    let p = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(lo, broadcast4(qa.add(8 * k))),
+                        _mm256_maddubs_epi16(hi, broadcast4(qa.add(8 * k + 4))),
+                    );
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+                }
             }
-            let d = _mm256_mul_ps(f16x8(tb), _mm256_set1_ps(f16(ab)));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
-            acc = _mm256_fmadd_ps(f16x8(tb.add(l.min)), _mm256_set1_ps(f16(ab.add(2))), acc);
+            scale_into(&mut acc, f16x8(tb), ab, sums);
+            add_minimums(&mut acc, f16x8(tb.add(l.min)), ab);
         }
     }
     acc
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn q8_0(t: *const u8, a: *const u8, blocks: usize) -> __m256 {
+unsafe fn q8_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let l = tile_layout(WeightType::Q8_0);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = _mm256_setzero_ps();
+    let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
-        // SAFETY: tile b (272 bytes) and activation block b (34 bytes).
+        // SAFETY: tile b (272 bytes) and activation block b (34 bytes) of each row.
         unsafe {
-            let (tb, ab) = (t.add(b * 272), a.add(b * 34));
-            let (qs, qa) = (tb.add(l.values), ab.add(2));
+            let (tb, ab) = (t.add(b * 272), at(a, b, 34));
+            let (qs, qa) = (tb.add(l.values), offset(ab, 2));
             // Products of two signed bytes reach 2 · 127² in i16: widen each vector's sums.
-            let mut sums = _mm256_setzero_si256();
+            let mut sums = [_mm256_setzero_si256(); T];
             for k in 0..8 {
-                let p = maddubs_signed(load(qs.add(32 * k)), broadcast4(qa.add(4 * k)));
-                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(p, ones));
+                let w = load(qs.add(32 * k));
+                let (magnitude, sign) = (_mm256_sign_epi8(w, w), w);
+                for (sum, qa) in sums.iter_mut().zip(qa) {
+                    let y = _mm256_sign_epi8(broadcast4(qa.add(4 * k)), sign);
+                    let p = _mm256_maddubs_epi16(magnitude, y);
+                    *sum = _mm256_add_epi32(*sum, _mm256_madd_epi16(p, ones));
+                }
             }
-            let d = _mm256_mul_ps(f16x8(tb), _mm256_set1_ps(f16(ab)));
-            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sums), acc);
+            scale_into(&mut acc, f16x8(tb), ab, sums);
         }
     }
     acc

@@ -171,12 +171,13 @@ fn interleaved_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) ->
         let first = offset / (n * GROUP);
         for (i, outs) in out.chunks_exact_mut(n * GROUP).enumerate() {
             let tiles = &w.bytes[(first + i) * group_bytes..][..group_bytes];
-            for (o, a) in outs.chunks_exact_mut(GROUP).zip(acts.chunks_exact(act_row)) {
+            // Up to 4 tokens share each unpacked tile.
+            for (o, a) in outs.chunks_mut(4 * GROUP).zip(acts.chunks(4 * act_row)) {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the interleaved layout is chosen only where the CPU has the AVX2 tier;
-                // `tiles` is one group and `a` one activation row of this matrix.
+                // `tiles` is one group and `a` whole activation rows of this matrix.
                 unsafe {
-                    super::avx2_x8::gemv_x8(w.ty, tiles, a, w.blocks(), o.try_into().unwrap());
+                    super::avx2_x8::gemm_x8(w.ty, tiles, a, act_row, w.blocks(), o);
                 }
             }
         }
