@@ -58,6 +58,16 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let prefill_tok_s = a.prompt_tokens as f64 / prefill;
     let decode_tok_s = a.gen_tokens as f64 / decode;
     let threads = ward_kernels::pool::global().threads();
+    // Decode reads every weight once per token (the embedding table too where the output
+    // projection is tied to it), so bandwidth / weight bytes bounds decode speed.
+    let weight_bytes: u64 = ward_models::gguf::GgufFile::open(&lm.path)?
+        .header
+        .tensors
+        .iter()
+        .map(|t| t.n_bytes)
+        .sum();
+    let bandwidth = ward_kernels::probe::read_bandwidth_gb_s(1 << 30, 3);
+    let decode_limit = bandwidth * 1e9 / weight_bytes as f64;
     let model = lm
         .path
         .file_name()
@@ -67,7 +77,9 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({"model": model, "threads": threads, "prompt_tokens": a.prompt_tokens,
-                "gen_tokens": a.gen_tokens, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s})
+                "gen_tokens": a.gen_tokens, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
+                "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth,
+                "decode_fraction_of_bandwidth_limit": decode_tok_s / decode_limit})
         );
     } else {
         println!("model {model}, {threads} threads");
@@ -78,6 +90,12 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         println!(
             "decode:  {} tokens in {decode:.2}s = {decode_tok_s:.1} tok/s",
             a.gen_tokens
+        );
+        println!(
+            "memory:  {bandwidth:.1} GB/s read, {:.1} MB of weights per token: decode limit \
+             {decode_limit:.0} tok/s, reached {:.0} %",
+            weight_bytes as f64 / 1e6,
+            100.0 * decode_tok_s / decode_limit
         );
     }
     Ok(())

@@ -8,5 +8,6 @@ pub mod activation;
 pub mod attention;
 pub mod norm;
 pub mod pool;
+pub mod probe;
 pub mod quant;
 pub mod rope;

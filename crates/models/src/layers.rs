@@ -6,15 +6,13 @@ use ward_kernels::norm::rms_norm_inplace;
 use ward_kernels::rope::{rope_inplace, RopeLayout};
 
 use crate::cache::LayerCache;
-use crate::weights::{Linear, WeightLoader};
+use crate::weights::{Linear, Projections, WeightLoader};
 use crate::{HParams, ModelError};
 
 /// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,
 /// cache append, attention and output projection.
 pub struct Attention {
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    qkv: Projections,
     wo: Linear,
     qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     shape: AttnShape,
@@ -45,9 +43,11 @@ impl Attention {
         };
         let window = hp.layer_window(il);
         Ok(Attention {
-            wq: w.linear(&format!("{p}.attn_q.weight"), d, hp.n_head * hd)?,
-            wk: w.linear(&format!("{p}.attn_k.weight"), d, hp.n_head_kv * hd)?,
-            wv: w.linear(&format!("{p}.attn_v.weight"), d, hp.n_head_kv * hd)?,
+            qkv: w.projections(
+                &["q", "k", "v"].map(|t| format!("{p}.attn_{t}.weight")),
+                d,
+                &[hp.n_head * hd, hp.n_head_kv * hd, hp.n_head_kv * hd],
+            )?,
             wo: w.linear(&format!("{p}.attn_output.weight"), hp.n_head * hd, d)?,
             qk_norm,
             shape: AttnShape {
@@ -73,9 +73,8 @@ impl Attention {
     /// values are appended to `cache`.
     pub fn forward(&self, x: &[f32], start_pos: usize, cache: &mut LayerCache) -> Vec<f32> {
         let s = &self.shape;
-        let mut q = self.wq.forward(x);
-        let mut k = self.wk.forward(x);
-        let v = self.wv.forward(x);
+        let [mut q, mut k, v]: [Vec<f32>; 3] =
+            self.qkv.forward(x).try_into().expect("three projections");
         if let Some((qn, kn)) = &self.qk_norm {
             rms_norm_inplace(&mut q, qn, self.eps);
             rms_norm_inplace(&mut k, kn, self.eps);
@@ -109,8 +108,7 @@ pub enum Activation {
 
 /// Gated feed-forward: `down(act(gate(x)) * up(x))`.
 pub struct FeedForward {
-    gate: Linear,
-    up: Linear,
+    gate_up: Projections,
     down: Linear,
     act: Activation,
 }
@@ -124,16 +122,19 @@ impl FeedForward {
     ) -> Result<FeedForward, ModelError> {
         let p = format!("blk.{il}");
         Ok(FeedForward {
-            gate: w.linear(&format!("{p}.ffn_gate.weight"), hp.n_embd, hp.n_ff)?,
-            up: w.linear(&format!("{p}.ffn_up.weight"), hp.n_embd, hp.n_ff)?,
+            gate_up: w.projections(
+                &["gate", "up"].map(|t| format!("{p}.ffn_{t}.weight")),
+                hp.n_embd,
+                &[hp.n_ff, hp.n_ff],
+            )?,
             down: w.linear(&format!("{p}.ffn_down.weight"), hp.n_ff, hp.n_embd)?,
             act,
         })
     }
 
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let mut g = self.gate.forward(x);
-        let u = self.up.forward(x);
+        let [mut g, u]: [Vec<f32>; 2] =
+            self.gate_up.forward(x).try_into().expect("two projections");
         match self.act {
             Activation::Silu => silu_mul(&mut g, &u),
             Activation::Gelu => gelu_mul(&mut g, &u),

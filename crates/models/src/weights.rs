@@ -51,6 +51,48 @@ impl<'a> WeightLoader<'a> {
         Ok(Linear::new(Arc::new(self.matrix(name, in_dim, out_dim)?)))
     }
 
+    /// Projections of one input (`names[i]` with `out_dims[i]` outputs), fused into one matrix
+    /// when the file stores them in the same format.
+    pub fn projections(
+        &self,
+        names: &[String],
+        in_dim: usize,
+        out_dims: &[usize],
+    ) -> Result<Projections, ModelError> {
+        let infos = names
+            .iter()
+            .zip(out_dims)
+            .map(|(n, &o)| self.info(n, &[in_dim, o]))
+            .collect::<Result<Vec<_>, _>>()?;
+        let same_type = infos
+            .iter()
+            .all(|i| i.ggml_type.id == infos[0].ggml_type.id);
+        if !same_type {
+            let parts = names
+                .iter()
+                .zip(out_dims)
+                .map(|(n, &o)| self.linear(n, in_dim, o))
+                .collect::<Result<_, _>>()?;
+            return Ok(Projections::Separate(parts));
+        }
+        let ty = weight_type(&names[0], infos[0])?;
+        let bytes: Vec<u8> = infos
+            .iter()
+            .flat_map(|i| self.gguf.tensor_bytes(i))
+            .copied()
+            .collect();
+        let rows = out_dims.iter().sum();
+        let m =
+            QuantMatrix::new(ty, bytes, rows, in_dim).map_err(|reason| ModelError::BadTensor {
+                name: names.join("+"),
+                reason,
+            })?;
+        Ok(Projections::Fused {
+            all: Linear::new(Arc::new(m)),
+            out_dims: out_dims.to_vec(),
+        })
+    }
+
     fn load(
         &self,
         name: &str,
@@ -59,18 +101,20 @@ impl<'a> WeightLoader<'a> {
         rows: usize,
     ) -> Result<QuantMatrix, ModelError> {
         let info = self.info(name, dims)?;
-        let ty = WeightType::from_ggml_id(info.ggml_type.id).ok_or_else(|| {
-            ModelError::UnsupportedTensorType {
-                name: name.to_string(),
-                ggml_type: info.ggml_type.name,
-            }
-        })?;
+        let ty = weight_type(name, info)?;
         let bytes = self.gguf.tensor_bytes(info).to_vec();
         QuantMatrix::new(ty, bytes, rows, cols).map_err(|reason| ModelError::BadTensor {
             name: name.to_string(),
             reason,
         })
     }
+}
+
+fn weight_type(name: &str, info: &TensorInfo) -> Result<WeightType, ModelError> {
+    WeightType::from_ggml_id(info.ggml_type.id).ok_or_else(|| ModelError::UnsupportedTensorType {
+        name: name.to_string(),
+        ggml_type: info.ggml_type.name,
+    })
 }
 
 /// `y = x · Wᵀ`; quantized weights convert the activations to their 8-bit partner format
@@ -90,6 +134,37 @@ impl Linear {
     /// `x` is `[n_tok][in_dim]`; returns `[n_tok][out_dim]`.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
         matmul(&self.w, x)
+    }
+}
+
+/// Several projections of the same input (Q/K/V, gate/up): one matrix where they share a
+/// format, so the input is converted once and the pool is woken once for all of them.
+pub enum Projections {
+    Fused { all: Linear, out_dims: Vec<usize> },
+    Separate(Vec<Linear>),
+}
+
+impl Projections {
+    /// `x` is `[n_tok][in_dim]`; returns each projection's `[n_tok][out_dim]`.
+    pub fn forward(&self, x: &[f32]) -> Vec<Vec<f32>> {
+        match self {
+            Projections::Separate(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+            Projections::Fused { all, out_dims } => {
+                let y = all.forward(x);
+                let mut parts: Vec<Vec<f32>> = out_dims
+                    .iter()
+                    .map(|&d| Vec::with_capacity(d * y.len() / all.out_dim))
+                    .collect();
+                for row in y.chunks_exact(all.out_dim) {
+                    let mut at = 0;
+                    for (part, &d) in parts.iter_mut().zip(out_dims) {
+                        part.extend_from_slice(&row[at..at + d]);
+                        at += d;
+                    }
+                }
+                parts
+            }
+        }
     }
 }
 

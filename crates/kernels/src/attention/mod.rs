@@ -49,7 +49,7 @@ pub fn attention(
 ) {
     let s = *shape;
     assert!(
-        s.n_kv_head > 0 && s.n_head % s.n_kv_head == 0,
+        s.n_kv_head > 0 && s.n_head.is_multiple_of(s.n_kv_head),
         "attention: n_head must be a multiple of n_kv_head"
     );
     let row = s.n_head * s.head_dim;
@@ -77,7 +77,10 @@ pub fn attention(
         v_cache,
         shape: s,
     };
-    if n_tok * s.n_kv_head >= 2 * pool.threads() {
+    // Split over (token, KV head) pairs when there are enough of them or each is short (one
+    // chunk of positions); else over the positions of each pair in turn.
+    let longest = s.window.unwrap_or(usize::MAX).min(start_pos + n_tok);
+    if n_tok * s.n_kv_head >= 2 * pool.threads() || longest <= KV_CHUNK {
         // Each (token, KV head) pair owns its group's slice of `out`.
         pool.for_each_chunk(out, group_len, |offset, o| {
             job(offset / group_len).run(o, false)
