@@ -108,19 +108,18 @@ impl<'a> Task<'a> {
         let (hd, group) = (s.head_dim, s.n_head / s.n_kv_head);
         let first = s.window.map_or(0, |w| (self.pos + 1).saturating_sub(w));
         let n_vis = self.pos + 1 - first;
-        let kv_row = s.n_kv_head * hd;
-        let cached =
-            |cache: &'a [f16], j: usize| &cache[(first + j) * kv_row + self.kv_head * hd..][..hd];
+        let rows = |cache| rows::Rows {
+            cache,
+            stride: s.n_kv_head * hd,
+            offset: self.kv_head * hd,
+            head_dim: hd,
+        };
+        let (k, v) = (rows(self.k_cache), rows(self.v_cache));
         let q16: Vec<f32> = self.q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
         // Scores `[position][head]`, so a chunk of positions is one contiguous piece.
         let mut scores = vec![0.0f32; n_vis * group];
         let score_chunk = |offset: usize, sc: &mut [f32]| {
-            for (i, per_head) in sc.chunks_exact_mut(group).enumerate() {
-                let k = cached(self.k_cache, offset / group + i);
-                for (g, out) in per_head.iter_mut().enumerate() {
-                    *out = rows::dot_f16(&q16[g * hd..][..hd], k) * s.scale;
-                }
-            }
+            rows::scores(&q16, &k, first + offset / group, s.scale, sc);
         };
         if parallel {
             pool::global().for_each_chunk(&mut scores, KV_CHUNK * group, score_chunk);
@@ -134,12 +133,12 @@ impl<'a> Task<'a> {
         let sum_chunk = |offset: usize, acc: &mut [f32]| {
             let c = offset / (group * hd);
             let js = c * KV_CHUNK..((c + 1) * KV_CHUNK).min(n_vis);
-            for j in js {
-                let v = cached(self.v_cache, j);
-                for (g, acc) in acc.chunks_exact_mut(hd).enumerate() {
-                    rows::axpy_f16(acc, scores[j * group + g], v);
-                }
-            }
+            rows::weighted_sum(
+                &scores[js.start * group..js.end * group],
+                &v,
+                first + js.start,
+                acc,
+            );
         };
         if parallel && n_chunks > 1 {
             pool::global().for_each_chunk(&mut partial, group * hd, sum_chunk);

@@ -1,32 +1,76 @@
-//! The two row operations attention spends its time in, on f16 cache rows: a dot product with
-//! a query and a scaled add into an accumulator. AVX2 + F16C where the CPU has it (the tier of
-//! `quant::tier`), plain loops otherwise.
+//! The two loops attention spends its time in, over f16 cache rows shared by a group of query
+//! heads: the scores `q_g·k_j` and the weighted sum `Σ_j p_jg·v_j`. Each cached row is loaded
+//! and converted once for all the heads of its group. AVX2 + F16C where the CPU has it (the tier
+//! of `quant::tier`) and the head size is a multiple of 8; plain loops otherwise.
 
 use half::f16;
 
 use crate::quant::{tier, Tier};
 
-/// `Σ q[i]·k[i]`.
-pub fn dot_f16(q: &[f32], k: &[f16]) -> f32 {
-    assert_eq!(q.len(), k.len());
-    #[cfg(target_arch = "x86_64")]
-    if tier() == Tier::Avx2 {
-        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
-        return unsafe { avx2::dot_f16(q, k) };
-    }
-    q.iter().zip(k).map(|(&a, &b)| a * b.to_f32()).sum()
+/// Where one KV head's rows sit in a cache laid out `[position][kv_head][head_dim]`.
+#[derive(Clone, Copy)]
+pub struct Rows<'a> {
+    pub cache: &'a [f16],
+    /// Elements from one position to the next.
+    pub stride: usize,
+    /// The head's offset within a position, and its length.
+    pub offset: usize,
+    pub head_dim: usize,
 }
 
-/// `acc[i] += p·v[i]`.
-pub fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
-    assert_eq!(acc.len(), v.len());
-    #[cfg(target_arch = "x86_64")]
-    if tier() == Tier::Avx2 {
-        // SAFETY: as above.
-        return unsafe { avx2::axpy_f16(acc, p, v) };
+impl Rows<'_> {
+    fn row(&self, j: usize) -> &[f16] {
+        &self.cache[j * self.stride + self.offset..][..self.head_dim]
     }
-    for (a, &b) in acc.iter_mut().zip(v) {
-        *a += p * b.to_f32();
+}
+
+/// Heads in a group the SIMD path keeps in registers (one compiled loop per group size).
+const MAX_GROUP: usize = 8;
+
+fn simd(rows: &Rows, group: usize) -> bool {
+    tier() == Tier::Avx2 && rows.head_dim.is_multiple_of(8) && group <= MAX_GROUP
+}
+
+/// `out[i·group + g] = scale · q[g]·k[first + i]` for `i` in `0..out.len() / group`; `q` is
+/// `[group][head_dim]`.
+pub fn scores(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
+    let hd = k.head_dim;
+    let group = q.len() / hd;
+    #[cfg(target_arch = "x86_64")]
+    if simd(k, group) {
+        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+        return unsafe { avx2::scores(q, k, first, scale, out) };
+    }
+    for (i, per_head) in out.chunks_exact_mut(group).enumerate() {
+        let row = k.row(first + i);
+        for (o, qg) in per_head.iter_mut().zip(q.chunks_exact(hd)) {
+            *o = qg
+                .iter()
+                .zip(row)
+                .map(|(&a, &b)| a * b.to_f32())
+                .sum::<f32>()
+                * scale;
+        }
+    }
+}
+
+/// `acc[g] += Σ_i p[i·group + g] · v[first + i]` for `i` in `0..p.len() / group`; `acc` is
+/// `[group][head_dim]`.
+pub fn weighted_sum(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+    let hd = v.head_dim;
+    let group = acc.len() / hd;
+    #[cfg(target_arch = "x86_64")]
+    if simd(v, group) {
+        // SAFETY: as above.
+        return unsafe { avx2::weighted_sum(p, v, first, acc) };
+    }
+    for (i, weights) in p.chunks_exact(group).enumerate() {
+        let row = v.row(first + i);
+        for (a, &w) in acc.chunks_exact_mut(hd).zip(weights) {
+            for (a, &x) in a.iter_mut().zip(row) {
+                *a += w * x.to_f32();
+            }
+        }
     }
 }
 
@@ -34,48 +78,103 @@ pub fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use half::f16;
+    use super::Rows;
 
-    /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; the slices have equal lengths.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn dot_f16(q: &[f32], k: &[f16]) -> f32 {
-        let n = q.len();
-        let main = n - n % 8;
-        let mut acc = _mm256_setzero_ps();
-        for i in (0..main).step_by(8) {
-            // SAFETY: i + 8 <= n on both sides.
-            unsafe {
-                let kv = _mm256_cvtph_ps(_mm_loadu_si128(k.as_ptr().add(i).cast()));
-                acc = _mm256_fmadd_ps(_mm256_loadu_ps(q.as_ptr().add(i)), kv, acc);
+    /// Calls `$f::<G>` for the runtime group size `G` in 1..=8 (`MAX_GROUP`), so each size
+    /// gets a loop whose accumulators live in registers.
+    macro_rules! for_group {
+        ($group:expr, $f:ident($($arg:expr),*)) => {
+            match $group {
+                1 => $f::<1>($($arg),*),
+                2 => $f::<2>($($arg),*),
+                3 => $f::<3>($($arg),*),
+                4 => $f::<4>($($arg),*),
+                5 => $f::<5>($($arg),*),
+                6 => $f::<6>($($arg),*),
+                7 => $f::<7>($($arg),*),
+                _ => $f::<8>($($arg),*),
             }
-        }
-        let s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+        };
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let mut sum = _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-        for i in main..n {
-            sum += q[i] * k[i].to_f32();
-        }
-        sum
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+    }
+
+    /// Eight f16 as f32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(p: *const half::f16) -> __m256 {
+        // SAFETY: the caller points at eight readable values.
+        unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
     }
 
     /// # Safety
-    /// As `dot_f16`.
+    /// The CPU must support AVX2, FMA and F16C; `head_dim` is a multiple of 8 and the group at
+    /// most `MAX_GROUP`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn axpy_f16(acc: &mut [f32], p: f32, v: &[f16]) {
-        let n = acc.len();
-        let main = n - n % 8;
-        let pv = _mm256_set1_ps(p);
-        for i in (0..main).step_by(8) {
-            // SAFETY: i + 8 <= n on both sides.
-            unsafe {
-                let vv = _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(i).cast()));
-                let a = acc.as_mut_ptr().add(i);
-                _mm256_storeu_ps(a, _mm256_fmadd_ps(pv, vv, _mm256_loadu_ps(a)));
+    pub unsafe fn scores(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
+        // SAFETY: forwarded.
+        unsafe { for_group!(q.len() / k.head_dim, scores_g(q, k, first, scale, out)) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn scores_g<const G: usize>(
+        q: &[f32],
+        k: &Rows,
+        first: usize,
+        scale: f32,
+        out: &mut [f32],
+    ) {
+        let hd = k.head_dim;
+        for (i, per_head) in out.chunks_exact_mut(G).enumerate() {
+            let row = k.row(first + i);
+            let mut acc = [_mm256_setzero_ps(); G];
+            for d in (0..hd).step_by(8) {
+                // SAFETY: d + 8 <= hd for the row and for each head of `q`.
+                unsafe {
+                    let kv = load8(row.as_ptr().add(d));
+                    for (g, acc) in acc.iter_mut().enumerate() {
+                        let qv = _mm256_loadu_ps(q.as_ptr().add(g * hd + d));
+                        *acc = _mm256_fmadd_ps(qv, kv, *acc);
+                    }
+                }
+            }
+            for (o, acc) in per_head.iter_mut().zip(acc) {
+                *o = hsum(acc) * scale;
             }
         }
-        for i in main..n {
-            acc[i] += p * v[i].to_f32();
+    }
+
+    /// # Safety
+    /// As `scores`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn weighted_sum(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+        // SAFETY: forwarded.
+        unsafe { for_group!(acc.len() / v.head_dim, weighted_sum_g(p, v, first, acc)) }
+    }
+
+    /// Eight columns at a time, down all the positions, with the group's sums in registers.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum_g<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+        let hd = v.head_dim;
+        for d in (0..hd).step_by(8) {
+            // SAFETY: d + 8 <= hd for each row and each head of `acc`.
+            unsafe {
+                let mut sums: [__m256; G] =
+                    std::array::from_fn(|g| _mm256_loadu_ps(acc.as_ptr().add(g * hd + d)));
+                for (i, weights) in p.chunks_exact(G).enumerate() {
+                    let vv = load8(v.row(first + i).as_ptr().add(d));
+                    for (sum, &w) in sums.iter_mut().zip(weights) {
+                        *sum = _mm256_fmadd_ps(_mm256_set1_ps(w), vv, *sum);
+                    }
+                }
+                for (g, sum) in sums.into_iter().enumerate() {
+                    _mm256_storeu_ps(acc.as_mut_ptr().add(g * hd + d), sum);
+                }
+            }
         }
     }
 }

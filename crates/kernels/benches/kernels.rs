@@ -1,0 +1,84 @@
+//! Kernel throughput: each weight format's matmul (bytes of weights per second; the decode
+//! shape is one token, the prefill shape 64) and attention at growing contexts.
+//!
+//!   cargo bench -p ward-kernels [-- FILTER]
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use half::f16;
+use ward_kernels::attention::{attention, AttnShape};
+use ward_kernels::quant::{matmul, QuantMatrix, WeightType};
+
+/// Random bytes with sane f16 scales: enough for timing (the values do not change the work).
+fn weights(ty: WeightType, rows: usize, cols: usize) -> QuantMatrix {
+    let n = ty.row_bytes(cols).unwrap() * rows;
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut bytes: Vec<u8> = (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    // A small positive f16 (0x1400 ≈ 0.001) in every pair of bytes that could be a scale keeps
+    // the arithmetic finite; the kernels do the same work whatever the values.
+    if ty.block_len() == 1 || matches!(ty, WeightType::F32) {
+        bytes
+            .chunks_exact_mut(2)
+            .for_each(|c| c.copy_from_slice(&[0x00, 0x14]));
+    }
+    QuantMatrix::new(ty, bytes, rows, cols).unwrap()
+}
+
+fn matmuls(c: &mut Criterion) {
+    // A Llama-7B-sized projection row count would take minutes; 2048 × 2048 reads 2–16 MB,
+    // beyond the caches of a small server, as decode does.
+    let (rows, cols) = (2048, 2048);
+    for tokens in [1, 64] {
+        let mut g = c.benchmark_group(format!("matmul/{tokens}-token"));
+        for ty in WeightType::ALL {
+            let w = weights(ty, rows, cols);
+            let x: Vec<f32> = (0..tokens * cols)
+                .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
+                .collect();
+            g.throughput(Throughput::Bytes(
+                ty.row_bytes(cols).unwrap() as u64 * rows as u64,
+            ));
+            g.bench_function(BenchmarkId::from_parameter(format!("{ty:?}")), |b| {
+                b.iter(|| matmul(&w, &x))
+            });
+        }
+        g.finish();
+    }
+}
+
+fn attentions(c: &mut Criterion) {
+    // SmolLM2's heads: 9 query heads over 3 KV heads of 64.
+    let shape = AttnShape {
+        n_head: 9,
+        n_kv_head: 3,
+        head_dim: 64,
+        scale: 0.125,
+        window: None,
+    };
+    let mut g = c.benchmark_group("attention/decode");
+    for ctx in [512usize, 4096, 16384] {
+        let kv: Vec<f16> = (0..ctx * 3 * 64)
+            .map(|i| f16::from_f32(((i % 13) as f32 - 6.0) * 0.05))
+            .collect();
+        let q: Vec<f32> = (0..9 * 64).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+        let mut out = vec![0.0f32; q.len()];
+        g.throughput(Throughput::Bytes((2 * kv.len() * 2) as u64));
+        g.bench_function(BenchmarkId::from_parameter(ctx), |b| {
+            b.iter(|| attention(&q, &kv, &kv, ctx - 1, &shape, &mut out))
+        });
+    }
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20);
+    targets = matmuls, attentions
+}
+criterion_main!(benches);
