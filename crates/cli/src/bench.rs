@@ -15,6 +15,7 @@ pub struct BenchArgs {
     prompt_tokens: usize,
     #[arg(long, default_value_t = 128)]
     gen_tokens: usize,
+    /// Threads for the model's maths (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
     /// Print one JSON line instead of text.

@@ -40,6 +40,7 @@ pub struct RunArgs {
     /// Wrap the prompt as one user message through the model's chat template.
     #[arg(long)]
     chat: bool,
+    /// Threads for the model's maths (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
 }

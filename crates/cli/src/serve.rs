@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// Port to listen on (0 picks a free one; the URL printed says which).
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Threads for the model's maths (default: all cores).
+    /// Threads for the model's maths (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
     /// Requests that may wait behind the running one before new ones get 429.
