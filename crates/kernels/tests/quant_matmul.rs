@@ -192,16 +192,10 @@ fn extreme_values_do_not_overflow_the_integer_sums() {
 
 /// Every layout this machine can run `ty` in.
 fn layouts(ty: WeightType) -> Vec<Layout> {
+    let cols = ty.block_len().max(32);
+    let one_row = vec![0; ty.row_bytes(cols).unwrap()];
     let mut l = vec![Layout::Rows];
-    if QuantMatrix::with_layout(
-        ty,
-        vec![0; ty.block_bytes() * 32 / ty.block_len()],
-        1,
-        32,
-        Layout::Interleaved8,
-    )
-    .is_ok()
-    {
+    if QuantMatrix::with_layout(ty, one_row, 1, cols, Layout::Interleaved8).is_ok() {
         l.push(Layout::Interleaved8);
     }
     l
@@ -254,6 +248,15 @@ fn matmul_in_every_layout_matches_exact_arithmetic_and_float_math() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn the_interleaved_formats_are_covered_where_the_machine_has_them() {
+    use WeightType::*;
+    let expected = if avx2_available() { 2 } else { 1 };
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K] {
+        assert_eq!(layouts(ty).len(), expected, "{ty:?}");
     }
 }
 

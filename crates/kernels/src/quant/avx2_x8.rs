@@ -6,6 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::interleave::tile_layout;
+use super::interleave_k::{q4_k as k4, q6_k as k6, Q4_K_TILE, Q6_K_TILE};
 use super::WeightType;
 
 /// The 8 dot products of a group's `blocks` tiles with each of up to 4 activation rows
@@ -57,6 +58,8 @@ unsafe fn run<const T: usize>(
             WeightType::Q5_0 => q5_0::<T>(t, a, blocks),
             WeightType::Q5_1 => q5_1::<T>(t, a, blocks),
             WeightType::Q8_0 => q8_0::<T>(t, a, blocks),
+            WeightType::Q4_K => q4_k::<T>(t, a, blocks),
+            WeightType::Q6_K => q6_k::<T>(t, a, blocks),
             _ => unreachable!("{ty:?} has no interleaved layout"),
         }
     };
@@ -306,4 +309,162 @@ unsafe fn q8_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
         }
     }
     acc
+}
+
+// K-quants: one tile is one super-block of 8 rows; activations are Q8_K (f32 d at 0, 256 i8 at
+// 4, 16 i16 sums of 16 values at 260).
+
+const Q8K: usize = 292;
+
+/// Eight per-row bytes (one sub-block's scales) as i32 lanes, zero- or sign-extended.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn bytes8(p: *const u8, signed: bool) -> __m256i {
+    // SAFETY: the caller points at eight readable bytes.
+    let v = unsafe { _mm_loadl_epi64(p.cast()) };
+    if signed {
+        _mm256_cvtepi8_epi32(v)
+    } else {
+        _mm256_cvtepu8_epi32(v)
+    }
+}
+
+/// An i32 lane value copied into both of its i16 halves, to `madd` with i16 pair sums.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn both_halves(v: __m256i) -> __m256i {
+    _mm256_or_si256(
+        _mm256_and_si256(v, _mm256_set1_epi32(0xffff)),
+        _mm256_slli_epi32(v, 16),
+    )
+}
+
+/// Sum of the Q8_K block sums `first..first + n` of one row.
+unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
+    (first..first + n)
+        // SAFETY: the caller points at a Q8_K block.
+        .map(|g| i32::from(unsafe { a.add(260 + 2 * g).cast::<i16>().read_unaligned() }))
+        .sum()
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
+    let low = _mm256_set1_epi8(0x0f);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..blocks {
+        // SAFETY: tile b and one Q8_K block per row.
+        unsafe {
+            let (tb, ab) = (t.add(b * Q4_K_TILE), at(a, b, Q8K));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            let mut mins = [_mm256_setzero_si256(); T];
+            for s in 0..8 {
+                let scale = both_halves(bytes8(tb.add(k4::SCALES + 8 * s), false));
+                let min = bytes8(tb.add(k4::MINS + 8 * s), false);
+                // Four vectors of 8 values per row: at most 8 · 2 · 15 · 127 in i16.
+                let mut sum16 = [_mm256_setzero_si256(); T];
+                for k in 0..4 {
+                    let v = load(tb.add(k4::VALUES + 32 * (4 * s + k)));
+                    let (lo, hi) = (
+                        _mm256_and_si256(v, low),
+                        _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
+                    );
+                    for (sum, ab) in sum16.iter_mut().zip(ab) {
+                        let qa = ab.add(4 + 32 * s + 8 * k);
+                        let p = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(lo, broadcast4(qa)),
+                            _mm256_maddubs_epi16(hi, broadcast4(qa.add(4))),
+                        );
+                        *sum = _mm256_add_epi16(*sum, p);
+                    }
+                }
+                for i in 0..T {
+                    sumi[i] = _mm256_add_epi32(sumi[i], _mm256_madd_epi16(sum16[i], scale));
+                    let group_sum = _mm256_set1_epi32(bsums(ab[i], 2 * s, 2));
+                    mins[i] = _mm256_add_epi32(mins[i], _mm256_mullo_epi32(min, group_sum));
+                }
+            }
+            let (d8, dmin8) = (f16x8(tb), f16x8(tb.add(k4::DMIN)));
+            for i in 0..T {
+                let da = _mm256_set1_ps(f32_at(ab[i]));
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+                acc[i] = _mm256_fnmadd_ps(
+                    _mm256_mul_ps(dmin8, da),
+                    _mm256_cvtepi32_ps(mins[i]),
+                    acc[i],
+                );
+            }
+        }
+    }
+    acc
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q6_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
+    let low = _mm256_set1_epi8(0x0f);
+    let three = _mm256_set1_epi8(3);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..blocks {
+        // SAFETY: tile b and one Q8_K block per row.
+        unsafe {
+            let (tb, ab) = (t.add(b * Q6_K_TILE), at(a, b, Q8K));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for s in 0..16 {
+                let scale32 = bytes8(tb.add(k6::SCALES + 8 * s), true);
+                let scale = both_halves(scale32);
+                let high = load(tb.add(k6::HIGH + 32 * s));
+                let (v0, v1) = (
+                    load(tb.add(k6::LOW + 64 * s)),
+                    load(tb.add(k6::LOW + 64 * s + 32)),
+                );
+                let with_high = |nibbles: __m256i, shift: i32| {
+                    let bits = match shift {
+                        0 => high,
+                        2 => _mm256_srli_epi16(high, 2),
+                        4 => _mm256_srli_epi16(high, 4),
+                        _ => _mm256_srli_epi16(high, 6),
+                    };
+                    _mm256_or_si256(nibbles, _mm256_slli_epi16(_mm256_and_si256(bits, three), 4))
+                };
+                // The 16 values of sub-block s: four registers of 4 values per row, 0..64.
+                let regs = [
+                    with_high(_mm256_and_si256(v0, low), 0),
+                    with_high(_mm256_and_si256(_mm256_srli_epi16(v0, 4), low), 2),
+                    with_high(_mm256_and_si256(v1, low), 4),
+                    with_high(_mm256_and_si256(_mm256_srli_epi16(v1, 4), low), 6),
+                ];
+                for i in 0..T {
+                    let qa = ab[i].add(4 + 16 * s);
+                    // Two products per i16 sum at most: 2 · 2 · 63 · 127 fits.
+                    let p01 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(regs[0], broadcast4(qa)),
+                        _mm256_maddubs_epi16(regs[1], broadcast4(qa.add(4))),
+                    );
+                    let p23 = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(regs[2], broadcast4(qa.add(8))),
+                        _mm256_maddubs_epi16(regs[3], broadcast4(qa.add(12))),
+                    );
+                    let dot = _mm256_add_epi32(
+                        _mm256_madd_epi16(p01, scale),
+                        _mm256_madd_epi16(p23, scale),
+                    );
+                    // Values are stored plus 32: take 32 · scale · Σa back off.
+                    let offset =
+                        _mm256_mullo_epi32(scale32, _mm256_set1_epi32(32 * bsums(ab[i], s, 1)));
+                    sumi[i] = _mm256_add_epi32(sumi[i], _mm256_sub_epi32(dot, offset));
+                }
+            }
+            let d8 = f16x8(tb);
+            for i in 0..T {
+                let da = _mm256_set1_ps(f32_at(ab[i]));
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+            }
+        }
+    }
+    acc
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn f32_at(p: *const u8) -> f32 {
+    // SAFETY: the caller points at four readable bytes.
+    unsafe { p.cast::<f32>().read_unaligned() }
 }

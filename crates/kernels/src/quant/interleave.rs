@@ -13,9 +13,10 @@
 //!   vector k holds values 8k + p in its low nibbles and 8k + 4 + p in its high ones (4 vectors);
 //!   for Q8_0, vector k holds value 4k + p (8 vectors).
 //!
-//! Matrices are padded with zero rows to a multiple of 8 (their outputs are dropped).
+//! The K-quants' tiles are described in `interleave_k.rs`. Matrices are padded with zero rows
+//! to a multiple of 8 (their outputs are dropped).
 
-use super::WeightType;
+use super::{interleave_k, WeightType};
 
 /// Rows per tile.
 pub const GROUP: usize = 8;
@@ -23,7 +24,35 @@ pub const GROUP: usize = 8;
 /// Whether `ty` has an interleaved layout.
 pub fn supported(ty: WeightType) -> bool {
     use WeightType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0)
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K)
+}
+
+/// Bytes of one tile (8 rows of one block): the blocks' own bytes, plus 32 for Q4_K, whose
+/// 6-bit scales are unpacked to bytes.
+pub fn tile_bytes(ty: WeightType) -> usize {
+    match ty {
+        WeightType::Q4_K => interleave_k::Q4_K_TILE,
+        WeightType::Q6_K => interleave_k::Q6_K_TILE,
+        _ => GROUP * ty.block_bytes(),
+    }
+}
+
+/// Block `block` (GGUF's bytes) into row `j` of `tile`, which starts zeroed.
+fn put_block(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
+    match ty {
+        WeightType::Q4_K => interleave_k::put_q4_k(block, j, tile),
+        WeightType::Q6_K => interleave_k::put_q6_k(block, j, tile),
+        _ => put_row(ty, tile_layout(ty), &split(ty, block), j, tile),
+    }
+}
+
+/// Row `j` of `tile` back into GGUF's bytes.
+fn get_block(ty: WeightType, tile: &[u8], j: usize, block: &mut [u8]) {
+    match ty {
+        WeightType::Q4_K => interleave_k::get_q4_k(tile, j, block),
+        WeightType::Q6_K => interleave_k::get_q6_k(tile, j, block),
+        _ => join(ty, &get_row(ty, tile_layout(ty), tile, j), block),
+    }
 }
 
 /// Where the parts of a tile start.
@@ -117,17 +146,15 @@ fn join(ty: WeightType, p: &Parts, b: &mut [u8]) {
 pub fn interleave(ty: WeightType, bytes: &[u8], rows: usize, blocks: usize) -> Vec<u8> {
     let bb = ty.block_bytes();
     let groups = rows.div_ceil(GROUP);
-    let layout = tile_layout(ty);
-    let mut out = vec![0u8; groups * blocks * GROUP * bb];
-    for (t, tile) in out.chunks_exact_mut(GROUP * bb).enumerate() {
+    let mut out = vec![0u8; groups * blocks * tile_bytes(ty)];
+    for (t, tile) in out.chunks_exact_mut(tile_bytes(ty)).enumerate() {
         let (g, b) = (t / blocks, t % blocks);
         for j in 0..GROUP {
             let r = g * GROUP + j;
             if r >= rows {
                 break;
             }
-            let p = split(ty, &bytes[(r * blocks + b) * bb..][..bb]);
-            put_row(ty, layout, &p, j, tile);
+            put_block(ty, &bytes[(r * blocks + b) * bb..][..bb], j, tile);
         }
     }
     out
@@ -196,12 +223,10 @@ fn get_row(ty: WeightType, l: TileLayout, tile: &[u8], j: usize) -> Parts {
 
 /// Row `r` of an interleaved matrix back in GGUF's layout, into `out` (one row of bytes).
 pub fn row_of(ty: WeightType, tiles: &[u8], blocks: usize, r: usize, out: &mut [u8]) {
-    let bb = ty.block_bytes();
-    let layout = tile_layout(ty);
+    let tb = tile_bytes(ty);
     let (g, j) = (r / GROUP, r % GROUP);
-    for (b, block) in out.chunks_exact_mut(bb).enumerate() {
-        let tile = &tiles[(g * blocks + b) * GROUP * bb..][..GROUP * bb];
-        join(ty, &get_row(ty, layout, tile, j), block);
+    for (b, block) in out.chunks_exact_mut(ty.block_bytes()).enumerate() {
+        get_block(ty, &tiles[(g * blocks + b) * tb..][..tb], j, block);
     }
 }
 
@@ -224,7 +249,7 @@ mod tests {
                 .map(|_| byte())
                 .collect();
             let tiles = interleave(ty, &bytes, rows, blocks);
-            assert_eq!(tiles.len(), 16 * blocks * ty.block_bytes());
+            assert_eq!(tiles.len(), 2 * blocks * tile_bytes(ty));
             let row_bytes = blocks * ty.block_bytes();
             let mut row = vec![0u8; row_bytes];
             for r in 0..rows {

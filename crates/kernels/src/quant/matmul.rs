@@ -163,7 +163,7 @@ fn rows_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f3
 
 fn interleaved_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
     let groups = w.rows.div_ceil(GROUP);
-    let group_bytes = w.blocks() * GROUP * w.ty.block_bytes();
+    let group_bytes = w.blocks() * interleave::tile_bytes(w.ty);
     // [group][token][8]: a chunk of groups is one contiguous piece.
     let mut by_group = vec![0.0f32; groups * n * GROUP];
     let chunk_groups = chunk_rows(w.rows) / GROUP;

@@ -15,6 +15,7 @@ mod avx2;
 mod avx2_x8;
 mod dequant;
 mod interleave;
+mod interleave_k;
 mod matmul;
 mod scalar;
 

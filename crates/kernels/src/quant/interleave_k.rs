@@ -1,0 +1,137 @@
+//! 8-row tiles of the K-quants Ward interleaves (Q4_K, Q6_K): one super-block (256 values) of
+//! each of 8 rows. Scales are unpacked to one byte per (sub-block, row), so a sub-block's 8
+//! scales load as one 8-byte vector; the values use the 32-value formats' arrangement (byte
+//! 4j + p of a vector belongs to row j; low nibbles one group of 4 values, high nibbles the
+//! next).
+//!
+//! Q4_K tile (1184 bytes): d 8×f16 @0, dmin 8×f16 @16, scales [8 sub][8 rows] u8 @32,
+//! mins [8][8] u8 @96, 32 value vectors @160 (vector 4s + k: values 32s + 8k + p low,
+//! 32s + 8k + 4 + p high).
+//!
+//! Q6_K tile (1680 bytes): d 8×f16 @0, scales [16 sub][8 rows] i8 @16, 32 vectors of low
+//! nibbles @144 (vector v: group 2v low, group 2v + 1 high, a group being 4 values), 16 vectors
+//! of high bit pairs @1168 (vector s, for sub-block s = vectors 2s and 2s + 1: bits 0–1 the low
+//! register of 2s, 2–3 its high register, 4–5 and 6–7 those of 2s + 1).
+
+use super::dequant::scale_min_k4;
+
+pub const Q4_K_TILE: usize = 1184;
+pub const Q6_K_TILE: usize = 1680;
+
+pub mod q4_k {
+    pub const DMIN: usize = 16;
+    pub const SCALES: usize = 32;
+    pub const MINS: usize = 96;
+    pub const VALUES: usize = 160;
+}
+
+pub mod q6_k {
+    pub const SCALES: usize = 16;
+    pub const LOW: usize = 144;
+    pub const HIGH: usize = 1168;
+}
+
+/// Value i (0..256) of a Q4_K block: 4 bits.
+fn q4_k_value(b: &[u8], i: usize) -> u8 {
+    let (c, l) = (i / 64, i % 64);
+    let q = b[16 + 32 * c + l % 32];
+    if l < 32 {
+        q & 0x0f
+    } else {
+        q >> 4
+    }
+}
+
+pub fn put_q4_k(b: &[u8], j: usize, tile: &mut [u8]) {
+    tile[2 * j..2 * j + 2].copy_from_slice(&b[0..2]);
+    tile[q4_k::DMIN + 2 * j..][..2].copy_from_slice(&b[2..4]);
+    for s in 0..8 {
+        let (sc, m) = scale_min_k4(s, &b[4..16]);
+        tile[q4_k::SCALES + 8 * s + j] = sc;
+        tile[q4_k::MINS + 8 * s + j] = m;
+        for k in 0..4 {
+            for p in 0..4 {
+                let lo = q4_k_value(b, 32 * s + 8 * k + p);
+                let hi = q4_k_value(b, 32 * s + 8 * k + 4 + p);
+                tile[q4_k::VALUES + 32 * (4 * s + k) + 4 * j + p] = lo | (hi << 4);
+            }
+        }
+    }
+}
+
+pub fn get_q4_k(tile: &[u8], j: usize, b: &mut [u8]) {
+    b[0..2].copy_from_slice(&tile[2 * j..2 * j + 2]);
+    b[2..4].copy_from_slice(&tile[q4_k::DMIN + 2 * j..][..2]);
+    let sc: [u8; 8] = std::array::from_fn(|s| tile[q4_k::SCALES + 8 * s + j]);
+    let m: [u8; 8] = std::array::from_fn(|s| tile[q4_k::MINS + 8 * s + j]);
+    // The inverse of `scale_min_k4`: six bits each, the top two of sub-blocks 4..8 in the top
+    // bits of bytes 0..8.
+    for i in 0..4 {
+        b[4 + i] = sc[i] | ((sc[i + 4] >> 4) << 6);
+        b[8 + i] = m[i] | ((m[i + 4] >> 4) << 6);
+        b[12 + i] = (sc[i + 4] & 0x0f) | ((m[i + 4] & 0x0f) << 4);
+    }
+    b[16..144].fill(0);
+    for s in 0..8 {
+        for k in 0..4 {
+            for p in 0..4 {
+                let byte = tile[q4_k::VALUES + 32 * (4 * s + k) + 4 * j + p];
+                for (i, v) in [
+                    (32 * s + 8 * k + p, byte & 0x0f),
+                    (32 * s + 8 * k + 4 + p, byte >> 4),
+                ] {
+                    let (c, l) = (i / 64, i % 64);
+                    b[16 + 32 * c + l % 32] |= if l < 32 { v } else { v << 4 };
+                }
+            }
+        }
+    }
+}
+
+/// Where value i (0..256) of a Q6_K block keeps its low nibble (byte, shift) and its high bits
+/// (byte, shift).
+fn q6_k_bits(i: usize) -> ((usize, u32), (usize, u32)) {
+    let (h, l) = (i / 128, i % 128);
+    let (k, ll) = (l / 32, l % 32);
+    let low = (64 * h + ll + (k & 1) * 32, if k < 2 { 0 } else { 4 });
+    let high = (128 + 32 * h + ll, 2 * k as u32);
+    (low, high)
+}
+
+/// Where value i of row j sits in a Q6_K tile: (byte of its low nibble, shift), (byte of its
+/// high bits, shift).
+fn q6_k_tile_bits(i: usize, j: usize) -> ((usize, u32), (usize, u32)) {
+    let (group, p) = (i / 4, i % 4);
+    let (v, reg) = (group / 2, group % 2);
+    let low = (q6_k::LOW + 32 * v + 4 * j + p, 4 * reg as u32);
+    let field = 2 * (v % 2) + reg;
+    let high = (q6_k::HIGH + 32 * (v / 2) + 4 * j + p, 2 * field as u32);
+    (low, high)
+}
+
+pub fn put_q6_k(b: &[u8], j: usize, tile: &mut [u8]) {
+    tile[2 * j..2 * j + 2].copy_from_slice(&b[208..210]);
+    for s in 0..16 {
+        tile[q6_k::SCALES + 8 * s + j] = b[192 + s];
+    }
+    for i in 0..256 {
+        let ((lb, ls), (hb, hs)) = q6_k_bits(i);
+        let ((tl, tls), (th, ths)) = q6_k_tile_bits(i, j);
+        tile[tl] |= ((b[lb] >> ls) & 0x0f) << tls;
+        tile[th] |= ((b[hb] >> hs) & 3) << ths;
+    }
+}
+
+pub fn get_q6_k(tile: &[u8], j: usize, b: &mut [u8]) {
+    b[208..210].copy_from_slice(&tile[2 * j..2 * j + 2]);
+    for s in 0..16 {
+        b[192 + s] = tile[q6_k::SCALES + 8 * s + j];
+    }
+    b[..192].fill(0);
+    for i in 0..256 {
+        let ((lb, ls), (hb, hs)) = q6_k_bits(i);
+        let ((tl, tls), (th, ths)) = q6_k_tile_bits(i, j);
+        b[lb] |= ((tile[tl] >> tls) & 0x0f) << ls;
+        b[hb] |= ((tile[th] >> ths) & 3) << hs;
+    }
+}
