@@ -79,6 +79,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::Rows;
+    use crate::quant::avx2::hsum;
 
     /// Calls `$f::<G>` for the runtime group size `G` in 1..=8 (`MAX_GROUP`), so each size
     /// gets a loop whose accumulators live in registers.
@@ -95,13 +96,6 @@ mod avx2 {
                 _ => $f::<8>($($arg),*),
             }
         };
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
     }
 
     /// Eight f16 as f32.

@@ -38,26 +38,26 @@ pub unsafe fn vec_dot(ty: WeightType, w: &[u8], a: &[u8], blocks: usize) -> f32 
 // Small helpers. All read unaligned memory the caller vouches for.
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16(p: *const u8) -> f32 {
+pub(crate) unsafe fn f16(p: *const u8) -> f32 {
     // SAFETY: the caller points at two readable bytes.
     let bits = unsafe { p.cast::<u16>().read_unaligned() };
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f32_at(p: *const u8) -> f32 {
+pub(crate) unsafe fn f32_at(p: *const u8) -> f32 {
     // SAFETY: the caller points at four readable bytes.
     unsafe { p.cast::<f32>().read_unaligned() }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load(p: *const u8) -> __m256i {
+pub(crate) unsafe fn load(p: *const u8) -> __m256i {
     // SAFETY: the caller points at 32 readable bytes.
     unsafe { _mm256_loadu_si256(p.cast()) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
-fn hsum(v: __m256) -> f32 {
+pub(crate) fn hsum(v: __m256) -> f32 {
     let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
@@ -83,7 +83,7 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 
 /// The 32 bits at `p` as 32 bytes, 0xff where the bit is set.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+pub(crate) unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
     // SAFETY: the caller points at four readable bytes.
     let bits = unsafe { p.cast::<i32>().read_unaligned() };
     // Byte i gets source byte i / 8, then every bit but bit i % 8 is forced on.

@@ -5,6 +5,7 @@
 
 use std::arch::x86_64::*;
 
+use super::avx2::{bits_to_bytes, f16, f32_at, load};
 use super::interleave::tile_layout;
 use super::interleave_k::{q4_k as k4, q6_k as k6, Q4_K_TILE, Q6_K_TILE};
 use super::WeightType;
@@ -69,24 +70,11 @@ unsafe fn run<const T: usize>(
     }
 }
 
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load(p: *const u8) -> __m256i {
-    // SAFETY: the caller points at 32 readable bytes.
-    unsafe { _mm256_loadu_si256(p.cast()) }
-}
-
 /// Eight f16 as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn f16x8(p: *const u8) -> __m256 {
     // SAFETY: the caller points at 16 readable bytes.
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16(p: *const u8) -> f32 {
-    // SAFETY: the caller points at two readable bytes.
-    let bits = unsafe { p.cast::<u16>().read_unaligned() };
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
 }
 
 /// Four activation bytes in every lane.
@@ -99,20 +87,8 @@ unsafe fn broadcast4(p: *const u8) -> __m256i {
 /// The 32 bits at `p` as 32 bytes, `value` where the bit is set and 0 elsewhere.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn bits_as(p: *const u8, value: __m256i) -> __m256i {
-    // SAFETY: the caller points at four readable bytes.
-    let bits = unsafe { p.cast::<i32>().read_unaligned() };
-    let spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(bits),
-        _mm256_set_epi64x(
-            0x0303_0303_0303_0303,
-            0x0202_0202_0202_0202,
-            0x0101_0101_0101_0101,
-            0,
-        ),
-    );
-    let others = _mm256_set1_epi64x(0x7fbf_dfef_f7fb_fdfe);
-    let set = _mm256_cmpeq_epi8(_mm256_or_si256(spread, others), _mm256_set1_epi64x(-1));
-    _mm256_and_si256(set, value)
+    // SAFETY: forwarded.
+    _mm256_and_si256(unsafe { bits_to_bytes(p) }, value)
 }
 
 /// `maddubs` of signed `x` with `y`: |x| unsigned, x's sign moved onto y.
@@ -461,10 +437,4 @@ unsafe fn q6_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
         }
     }
     acc
-}
-
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f32_at(p: *const u8) -> f32 {
-    // SAFETY: the caller points at four readable bytes.
-    unsafe { p.cast::<f32>().read_unaligned() }
 }

@@ -84,21 +84,26 @@ struct Parts {
     q: [u8; 32],
 }
 
+/// Where a 4- or 5-bit block keeps its nibbles and its fifth bits; None for Q8_0's plain bytes.
+fn packed_at(ty: WeightType) -> Option<(usize, Option<usize>)> {
+    match ty {
+        WeightType::Q4_0 => Some((2, None)),
+        WeightType::Q4_1 => Some((4, None)),
+        WeightType::Q5_0 => Some((6, Some(2))),
+        WeightType::Q5_1 => Some((8, Some(4))),
+        _ => None,
+    }
+}
+
 fn split(ty: WeightType, b: &[u8]) -> Parts {
     let mut p = Parts {
         d: [b[0], b[1]],
         m: [0; 2],
         q: [0; 32],
     };
-    let (nibbles_at, high_bits_at) = match ty {
-        WeightType::Q4_0 => (2, None),
-        WeightType::Q4_1 => (4, None),
-        WeightType::Q5_0 => (6, Some(2)),
-        WeightType::Q5_1 => (8, Some(4)),
-        _ => {
-            p.q.copy_from_slice(&b[2..34]);
-            return p;
-        }
+    let Some((nibbles_at, high_bits_at)) = packed_at(ty) else {
+        p.q.copy_from_slice(&b[2..34]);
+        return p;
     };
     if matches!(ty, WeightType::Q4_1 | WeightType::Q5_1) {
         p.m = [b[2], b[3]];
@@ -117,15 +122,9 @@ fn split(ty: WeightType, b: &[u8]) -> Parts {
 
 fn join(ty: WeightType, p: &Parts, b: &mut [u8]) {
     b[..2].copy_from_slice(&p.d);
-    let (nibbles_at, high_bits_at) = match ty {
-        WeightType::Q4_0 => (2, None),
-        WeightType::Q4_1 => (4, None),
-        WeightType::Q5_0 => (6, Some(2)),
-        WeightType::Q5_1 => (8, Some(4)),
-        _ => {
-            b[2..34].copy_from_slice(&p.q);
-            return;
-        }
+    let Some((nibbles_at, high_bits_at)) = packed_at(ty) else {
+        b[2..34].copy_from_slice(&p.q);
+        return;
     };
     if matches!(ty, WeightType::Q4_1 | WeightType::Q5_1) {
         b[2..4].copy_from_slice(&p.m);

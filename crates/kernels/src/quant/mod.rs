@@ -10,7 +10,7 @@
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
-mod avx2;
+pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_x8;
 mod dequant;
