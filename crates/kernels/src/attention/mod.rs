@@ -5,20 +5,27 @@
 //! of a group are computed together, so each cached K/V row is read once for them. No T×T mask
 //! is built: the causal limit and the window are loop bounds.
 //!
-//! Work is spread over the kernel pool: over (token, KV head) pairs when there are enough of
-//! them (prefill), else over chunks of the cached positions (decode). Either way the arithmetic
-//! is the same — scores per position, one softmax over the row, V summed per fixed chunk of
-//! `KV_CHUNK` positions and the chunk sums added in order — so a token's result does not
-//! depend on how the work was split or what else was in the batch.
+//! The visible positions of each (token, KV head) pair are cut into chunks of `KV_CHUNK`
+//! counted from the first visible one. A chunk is computed in two passes (see `softmax.rs`):
+//! its scores, their maximum and `exp(s - m)` with their sum; then, once the row's maximum and
+//! sum are known from all its chunks, its normalised weights and their weighted sum of V. The
+//! rows' chunk sums are added in order. Work is spread over the kernel pool by (token, KV head)
+//! pairs when there are enough of them (prefill), else by (pair, chunk) (decode), each pass in
+//! one dispatch. The arithmetic is the same either way, so a token's result does not depend on
+//! how the work was split or what else was in the batch: decode of a token equals its prefill
+//! row bit for bit.
 //!
-//! Matching llama.cpp's CPU path, the query is rounded to f16 before `q·k` and the softmax
-//! weights are rounded to f16 before they multiply V; sums are in f32.
+//! Matching llama.cpp's CPU path, the query is rounded to f16 before `q·k` and the normalised
+//! softmax weights are rounded to f16 before they multiply V; sums are in f32.
+
+use std::cell::RefCell;
 
 use half::f16;
 
 use crate::pool;
 
 mod rows;
+mod softmax;
 
 #[derive(Debug, Clone, Copy)]
 pub struct AttnShape {
@@ -31,9 +38,18 @@ pub struct AttnShape {
     pub window: Option<usize>,
 }
 
-/// Cached positions summed together before their sum joins the total (the unit of the decode
-/// split, fixed so results do not depend on the thread count).
-const KV_CHUNK: usize = 256;
+/// Positions whose scores are computed together (the unit of the decode split, fixed so results
+/// do not depend on the thread count). Small enough that a decode step at a few hundred
+/// positions has a chunk per thread, and that a chunk's rows stay in L1 between passes.
+const KV_CHUNK: usize = 128;
+
+thread_local! {
+    /// Per-thread working memory (the rounded query; a pair's chunks in prefill), kept between
+    /// calls so the decode loop does not allocate.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    /// The calling thread's chunks of a decode split.
+    static CHUNKS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Attention for `n_tok` query tokens at positions `start_pos..start_pos + n_tok`, whose keys and
 /// values (with all earlier ones) are already in `k_cache`/`v_cache`.
@@ -68,32 +84,87 @@ pub fn attention(
         "attention: K and V caches differ"
     );
     let group_len = s.n_head / s.n_kv_head * s.head_dim;
-    let pool = pool::global();
-    let job = |task: usize| Task {
-        q: &q[task * group_len..][..group_len],
-        pos: start_pos + task / s.n_kv_head,
-        kv_head: task % s.n_kv_head,
+    let pair = |p: usize| Pair {
+        q: &q[p * group_len..][..group_len],
+        pos: start_pos + p / s.n_kv_head,
+        kv_head: p % s.n_kv_head,
         k_cache,
         v_cache,
         shape: s,
     };
-    // Split over (token, KV head) pairs when there are enough of them or each is short (one
-    // chunk of positions); else over the positions of each pair in turn.
+    let pool = pool::global();
+    let n_pairs = n_tok * s.n_kv_head;
+    let chunk_len = pair(0).chunk_len();
     let longest = s.window.unwrap_or(usize::MAX).min(start_pos + n_tok);
-    if n_tok * s.n_kv_head >= 2 * pool.threads() || longest <= KV_CHUNK {
-        // Each (token, KV head) pair owns its group's slice of `out`.
+    if n_pairs >= 2 * pool.threads() || longest <= KV_CHUNK {
+        // Each pair owns its group's slice of `out` and runs both passes of its chunks.
         pool.for_each_chunk(out, group_len, |offset, o| {
-            job(offset / group_len).run(o, false)
+            let p = pair(offset / group_len);
+            SCRATCH.with_borrow_mut(|scratch| {
+                let (chunks, q16) = grow(scratch, p.n_chunks() * chunk_len + group_len)
+                    .split_at_mut(p.n_chunks() * chunk_len);
+                for (c, chunk) in chunks.chunks_exact_mut(chunk_len).enumerate() {
+                    p.exps(c, chunk, q16);
+                }
+                p.normalize(chunks);
+                for (c, chunk) in chunks.chunks_exact_mut(chunk_len).enumerate() {
+                    p.weighted_sum(c, chunk);
+                }
+                p.sum(chunks, o);
+            });
         });
-    } else {
-        for (task, o) in out.chunks_exact_mut(group_len).enumerate() {
-            job(task).run(o, true);
-        }
+        return;
     }
+    // Few pairs over long contexts (decode): every (pair, chunk) is a task, each pass one
+    // dispatch. Task t is chunk t - (chunks of the pairs before) of the first pair where that fits.
+    let locate = |mut task: usize| {
+        (0..n_pairs)
+            .map(pair)
+            .find_map(|p| match task.checked_sub(p.n_chunks()) {
+                Some(rest) => {
+                    task = rest;
+                    None
+                }
+                None => Some((p, task)),
+            })
+            .expect("task within the chunks of the pairs")
+    };
+    let n_tasks: usize = (0..n_pairs).map(|p| pair(p).n_chunks()).sum();
+    CHUNKS.with_borrow_mut(|chunks| {
+        let chunks = grow(chunks, n_tasks * chunk_len);
+        pool.for_each_chunk(chunks, chunk_len, |offset, chunk| {
+            let (p, c) = locate(offset / chunk_len);
+            SCRATCH.with_borrow_mut(|q16| p.exps(c, chunk, grow(q16, group_len)));
+        });
+        let mut rest = &mut chunks[..];
+        for p in (0..n_pairs).map(pair) {
+            let (mine, others) = rest.split_at_mut(p.n_chunks() * chunk_len);
+            p.normalize(mine);
+            rest = others;
+        }
+        pool.for_each_chunk(chunks, chunk_len, |offset, chunk| {
+            let (p, c) = locate(offset / chunk_len);
+            p.weighted_sum(c, chunk);
+        });
+        let mut rest = &chunks[..];
+        for (p, o) in (0..n_pairs).map(pair).zip(out.chunks_exact_mut(group_len)) {
+            let (mine, others) = rest.split_at(p.n_chunks() * chunk_len);
+            p.sum(mine, o);
+            rest = others;
+        }
+    });
+}
+
+/// `buf` at least `len` long, returned as a slice of exactly `len`.
+fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
 }
 
 /// One query token's heads of one KV group.
-struct Task<'a> {
+struct Pair<'a> {
     q: &'a [f32],
     pos: usize,
     kv_head: usize,
@@ -102,77 +173,120 @@ struct Task<'a> {
     shape: AttnShape,
 }
 
-impl<'a> Task<'a> {
-    fn run(&self, out: &mut [f32], parallel: bool) {
-        let s = &self.shape;
-        let (hd, group) = (s.head_dim, s.n_head / s.n_kv_head);
-        let first = s.window.map_or(0, |w| (self.pos + 1).saturating_sub(w));
-        let n_vis = self.pos + 1 - first;
-        let rows = |cache| rows::Rows {
+/// The parts of one chunk's working memory, `[m; group][l; group][scores; KV_CHUNK * group]
+/// [acc; group * head_dim]`: the chunk's maximum score and sum of exponentials (after
+/// `normalize`, the factor of its weights), its scores (then weights), its sum of V.
+struct Chunk<'c> {
+    m: &'c mut [f32],
+    l: &'c mut [f32],
+    scores: &'c mut [f32],
+    acc: &'c mut [f32],
+}
+
+impl Pair<'_> {
+    fn group(&self) -> usize {
+        self.shape.n_head / self.shape.n_kv_head
+    }
+
+    fn first_visible(&self) -> usize {
+        self.shape
+            .window
+            .map_or(0, |w| (self.pos + 1).saturating_sub(w))
+    }
+
+    fn n_chunks(&self) -> usize {
+        (self.pos + 1 - self.first_visible()).div_ceil(KV_CHUNK)
+    }
+
+    /// First position and number of positions of chunk `c`.
+    fn span(&self, c: usize) -> (usize, usize) {
+        let first = self.first_visible() + c * KV_CHUNK;
+        (first, KV_CHUNK.min(self.pos + 1 - first))
+    }
+
+    fn chunk_len(&self) -> usize {
+        self.group() * (2 + KV_CHUNK + self.shape.head_dim)
+    }
+
+    fn split<'c>(&self, c: usize, chunk: &'c mut [f32]) -> Chunk<'c> {
+        let group = self.group();
+        let (m, rest) = chunk.split_at_mut(group);
+        let (l, rest) = rest.split_at_mut(group);
+        let (scores, acc) = rest.split_at_mut(KV_CHUNK * group);
+        Chunk {
+            m,
+            l,
+            scores: &mut scores[..self.span(c).1 * group],
+            acc,
+        }
+    }
+
+    fn rows<'c>(&self, cache: &'c [f16]) -> rows::Rows<'c> {
+        let hd = self.shape.head_dim;
+        rows::Rows {
             cache,
-            stride: s.n_kv_head * hd,
+            stride: self.shape.n_kv_head * hd,
             offset: self.kv_head * hd,
             head_dim: hd,
-        };
-        let (k, v) = (rows(self.k_cache), rows(self.v_cache));
-        let q16: Vec<f32> = self.q.iter().map(|&x| f16::from_f32(x).to_f32()).collect();
-        // Scores `[position][head]`, so a chunk of positions is one contiguous piece.
-        let mut scores = vec![0.0f32; n_vis * group];
-        let score_chunk = |offset: usize, sc: &mut [f32]| {
-            rows::scores(&q16, &k, first + offset / group, s.scale, sc);
-        };
-        if parallel {
-            pool::global().for_each_chunk(&mut scores, KV_CHUNK * group, score_chunk);
-        } else {
-            score_chunk(0, &mut scores);
         }
-        softmax_columns(&mut scores, group);
-        // V summed per chunk of positions, then the chunk sums added in order.
-        let n_chunks = n_vis.div_ceil(KV_CHUNK);
-        let mut partial = vec![0.0f32; n_chunks * group * hd];
-        let sum_chunk = |offset: usize, acc: &mut [f32]| {
-            let c = offset / (group * hd);
-            let js = c * KV_CHUNK..((c + 1) * KV_CHUNK).min(n_vis);
-            rows::weighted_sum(
-                &scores[js.start * group..js.end * group],
-                &v,
-                first + js.start,
-                acc,
-            );
-        };
-        if parallel && n_chunks > 1 {
-            pool::global().for_each_chunk(&mut partial, group * hd, sum_chunk);
-        } else {
-            for (c, acc) in partial.chunks_exact_mut(group * hd).enumerate() {
-                sum_chunk(c * group * hd, acc);
+    }
+
+    /// First pass of chunk `c`: scores, their maximum, exponentials and their sum.
+    fn exps(&self, c: usize, chunk: &mut [f32], q16: &mut [f32]) {
+        for (r, &x) in q16.iter_mut().zip(self.q) {
+            *r = f16::from_f32(x).to_f32();
+        }
+        let first = self.span(c).0;
+        let ch = self.split(c, chunk);
+        rows::scores(
+            q16,
+            &self.rows(self.k_cache),
+            first,
+            self.shape.scale,
+            ch.scores,
+        );
+        softmax::exps(ch.scores, self.group(), ch.m, ch.l);
+    }
+
+    /// Between the passes: each chunk's `m` becomes the factor `exp(m - m_row) / l_row` of its
+    /// exponentials, for every head of the group.
+    fn normalize(&self, chunks: &mut [f32]) {
+        let (group, len) = (self.group(), self.chunk_len());
+        for g in 0..group {
+            let row_max = chunks
+                .chunks_exact(len)
+                .fold(f32::NEG_INFINITY, |m, ch| m.max(ch[g]));
+            for ch in chunks.chunks_exact_mut(len) {
+                ch[g] = softmax::exp(ch[g] - row_max);
             }
-        }
-        out.fill(0.0);
-        for chunk in partial.chunks_exact(group * hd) {
-            for (o, &p) in out.iter_mut().zip(chunk) {
-                *o += p;
+            let row_sum: f32 = chunks
+                .chunks_exact(len)
+                .map(|ch| ch[g] * ch[group + g])
+                .sum();
+            let inv = 1.0 / row_sum;
+            for ch in chunks.chunks_exact_mut(len) {
+                ch[g] *= inv;
             }
         }
     }
-}
 
-/// Softmax down each of the `group` columns of `scores` (`[position][group]`), the weights
-/// rounded to f16 as llama.cpp multiplies them with V in f16.
-fn softmax_columns(scores: &mut [f32], group: usize) {
-    for g in 0..group {
-        let max = scores
-            .iter()
-            .skip(g)
-            .step_by(group)
-            .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-        let mut sum = 0.0f32;
-        for v in scores.iter_mut().skip(g).step_by(group) {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        let inv = 1.0 / sum;
-        for v in scores.iter_mut().skip(g).step_by(group) {
-            *v = f16::from_f32(*v * inv).to_f32();
+    /// Second pass of chunk `c`: the weights rounded, and their sum of V rows.
+    fn weighted_sum(&self, c: usize, chunk: &mut [f32]) {
+        let first = self.span(c).0;
+        let ch = self.split(c, chunk);
+        softmax::round_weights(ch.scores, self.group(), ch.m);
+        ch.acc.fill(0.0);
+        rows::weighted_sum(ch.scores, &self.rows(self.v_cache), first, ch.acc);
+    }
+
+    /// The chunks' sums of V, added in order, into the group's output.
+    fn sum(&self, chunks: &[f32], out: &mut [f32]) {
+        let acc_at = 2 * self.group() + KV_CHUNK * self.group();
+        out.fill(0.0);
+        for ch in chunks.chunks_exact(self.chunk_len()) {
+            for (o, &a) in out.iter_mut().zip(&ch[acc_at..]) {
+                *o += a;
+            }
         }
     }
 }
@@ -289,9 +403,9 @@ mod tests {
             for (a, b) in prefill.iter().zip(&want) {
                 assert!((a - b).abs() < 2e-3, "{a} vs {b} window {window:?}");
             }
-            // Single tokens: split over chunks of positions; the same bits.
+            // Single tokens: split over (pair, chunk) tasks; the same bits.
             let row = nh * hd;
-            for pos in [0, 255, 256, 511, 599] {
+            for pos in [0, 127, 128, 255, 256, 511, 599] {
                 let cache = (pos + 1) * nkv * hd;
                 let mut one = vec![0.0; row];
                 let qs = &q[pos * row..][..row];

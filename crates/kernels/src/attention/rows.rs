@@ -114,6 +114,8 @@ mod avx2 {
         unsafe { for_group!(q.len() / k.head_dim, scores_g(q, k, first, scale, out)) }
     }
 
+    /// Each position's `G` dot products are left as vectors and reduced eight at a time (the
+    /// order of `out`), one horizontal-add tree for eight results instead of one per result.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn scores_g<const G: usize>(
         q: &[f32],
@@ -123,7 +125,9 @@ mod avx2 {
         out: &mut [f32],
     ) {
         let hd = k.head_dim;
-        for (i, per_head) in out.chunks_exact_mut(G).enumerate() {
+        let mut pending = [_mm256_setzero_ps(); 16];
+        let (mut n_pending, mut written) = (0, 0);
+        for i in 0..out.len() / G {
             let row = k.row(first + i);
             let mut acc = [_mm256_setzero_ps(); G];
             for d in (0..hd).step_by(8) {
@@ -136,10 +140,36 @@ mod avx2 {
                     }
                 }
             }
-            for (o, acc) in per_head.iter_mut().zip(acc) {
-                *o = hsum(acc) * scale;
+            pending[n_pending..n_pending + G].copy_from_slice(&acc);
+            n_pending += G;
+            if n_pending >= 8 {
+                let sums = _mm256_mul_ps(sum8(&pending), _mm256_set1_ps(scale));
+                // SAFETY: `written + 8` values have been computed, so they fit in `out`.
+                unsafe { _mm256_storeu_ps(out.as_mut_ptr().add(written), sums) };
+                written += 8;
+                n_pending -= 8;
+                pending.copy_within(8..8 + n_pending, 0);
             }
         }
+        for (o, acc) in out[written..].iter_mut().zip(&pending[..n_pending]) {
+            *o = hsum(*acc) * scale;
+        }
+    }
+
+    /// The horizontal sums of the first eight vectors, as one vector.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn sum8(a: &[__m256]) -> __m256 {
+        let t0 = _mm256_hadd_ps(a[0], a[1]);
+        let t1 = _mm256_hadd_ps(a[2], a[3]);
+        let t2 = _mm256_hadd_ps(a[4], a[5]);
+        let t3 = _mm256_hadd_ps(a[6], a[7]);
+        // Per 128-bit half: [a0, a1, a2, a3] and [a4 .. a7], low halves then high halves.
+        let u0 = _mm256_hadd_ps(t0, t1);
+        let u1 = _mm256_hadd_ps(t2, t3);
+        _mm256_add_ps(
+            _mm256_permute2f128_ps(u0, u1, 0x20),
+            _mm256_permute2f128_ps(u0, u1, 0x31),
+        )
     }
 
     /// # Safety

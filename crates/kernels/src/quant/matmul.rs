@@ -123,12 +123,17 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
     let n = x.len() / w.cols;
     let act_type = w.ty.activation_type();
     let act_row = w.cols / act_type.block_len() * act_type.block_bytes();
-    let mut acts = Vec::with_capacity(n * act_row);
-    let mut row = Vec::with_capacity(act_row);
-    for xs in x.chunks_exact(w.cols) {
-        quantize_activations(act_type, xs, &mut row);
-        acts.extend_from_slice(&row);
-    }
+    // Rows converted on the pool (a prefill has hundreds); each thread reuses one row buffer.
+    let mut acts = vec![0u8; n * act_row];
+    let rows_per_chunk = n.div_ceil(4 * pool::global().threads());
+    pool::global().for_each_chunk(&mut acts, rows_per_chunk * act_row, |offset, chunk| {
+        let mut row = Vec::with_capacity(act_row);
+        let first = offset / act_row;
+        for (i, out) in chunk.chunks_exact_mut(act_row).enumerate() {
+            quantize_activations(act_type, &x[(first + i) * w.cols..][..w.cols], &mut row);
+            out.copy_from_slice(&row);
+        }
+    });
     match w.layout {
         Layout::Rows => rows_matmul(w, &acts, n, act_row),
         Layout::Interleaved8 => interleaved_matmul(w, &acts, n, act_row),
@@ -190,13 +195,7 @@ fn transpose(by_row: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
     if n == 1 {
         return by_row;
     }
-    let mut y = vec![0.0f32; n * rows];
-    for (r, outs) in by_row.chunks_exact(n).enumerate() {
-        for (t, &v) in outs.iter().enumerate() {
-            y[t * rows + r] = v;
-        }
-    }
-    y
+    gather(rows, n, |t, r| by_row[r * n + t])
 }
 
 /// `[group][n][8]` as `[n][rows]`, dropping the padding rows of the last group.
@@ -205,13 +204,17 @@ fn untile(mut by_group: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
         by_group.truncate(rows);
         return by_group;
     }
+    gather(rows, n, |t, r| by_group[((r / GROUP) * n + t) * GROUP + r % GROUP])
+}
+
+/// The `[n][rows]` matrix whose element (t, r) is `at(t, r)`, filled on the pool by tokens.
+fn gather(rows: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
     let mut y = vec![0.0f32; n * rows];
-    for (g, group) in by_group.chunks_exact(n * GROUP).enumerate() {
-        for (t, outs) in group.chunks_exact(GROUP).enumerate() {
-            for (j, &v) in outs.iter().enumerate().take(rows.saturating_sub(g * GROUP)) {
-                y[t * rows + g * GROUP + j] = v;
-            }
+    pool::global().for_each_chunk(&mut y, rows, |offset, out| {
+        let t = offset / rows;
+        for (r, o) in out.iter_mut().enumerate() {
+            *o = at(t, r);
         }
-    }
+    });
     y
 }

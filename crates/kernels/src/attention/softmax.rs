@@ -1,0 +1,204 @@
+//! The softmax of attention rows cut into chunks of positions, in two passes per chunk:
+//! `exps` takes the chunk's maximum score `m` and replaces the scores by `exp(s - m)` with their
+//! sum `l`; once every chunk of the row is done, `round_weights` scales them by
+//! `exp(m - m_row) / l_row` and rounds them to f16 — the normalised weights rounded as
+//! llama.cpp rounds them before multiplying them with V in f16.
+//!
+//! `exp` is a polynomial evaluated with the same fused multiply-adds in the scalar and the AVX2
+//! code, so both give the same bits and a result never depends on which path ran.
+
+use half::f16;
+
+use crate::quant::{tier, Tier};
+
+/// Scores below the maximum by more than this have weight 0 after f16 rounding anyway; the
+/// clamp keeps `2^n` a normal float.
+const MIN_EXPONENT: f32 = -87.0;
+const LOG2_E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split so that `n * LN2_HI` is exact for the `n` that occur.
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Cephes' minimax polynomial for `(e^r - 1 - r) / r²` on `[-ln2/2, ln2/2]`.
+const POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    5.000_000_1e-1,
+];
+
+/// `e^x` for `x <= 0` (within 2 ulp; 0 below `MIN_EXPONENT`'s range is not needed here).
+pub fn exp(x: f32) -> f32 {
+    let x = x.max(MIN_EXPONENT);
+    let n = (x * LOG2_E).round_ties_even();
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
+    let p = POLY[1..].iter().fold(POLY[0], |p, &c| p.mul_add(r, c));
+    let e = p.mul_add(r * r, r) + 1.0;
+    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// For each of the `group` columns of `scores` (`[position][group]`): `m[g]` = its maximum,
+/// the column replaced by `exp(s - m[g])`, `l[g]` = their sum.
+pub fn exps(scores: &mut [f32], group: usize, m: &mut [f32], l: &mut [f32]) {
+    m.fill(f32::NEG_INFINITY);
+    for row in scores.chunks_exact(group) {
+        for (m, &s) in m.iter_mut().zip(row) {
+            *m = m.max(s);
+        }
+    }
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if tier() == Tier::Avx2 && group <= 8 {
+        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+        done = unsafe { avx2::exps(scores, m) };
+    }
+    for (i, s) in scores.iter_mut().enumerate().skip(done) {
+        *s = exp(*s - m[i % group]);
+    }
+    l.fill(0.0);
+    for row in scores.chunks_exact(group) {
+        for (l, &e) in l.iter_mut().zip(row) {
+            *l += e;
+        }
+    }
+}
+
+/// Each column `g` of `exps` (`[position][group]`) multiplied by `factor[g]` and rounded to f16.
+pub fn round_weights(exps: &mut [f32], group: usize, factor: &[f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if tier() == Tier::Avx2 && group <= 8 {
+        // SAFETY: as above.
+        done = unsafe { avx2::round_weights(exps, factor) };
+    }
+    for (i, e) in exps.iter_mut().enumerate().skip(done) {
+        *e = f16::from_f32(*e * factor[i % group]).to_f32();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::*;
+
+    /// `exp` eight at a time, the same operations in the same order.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn exp8(x: __m256) -> __m256 {
+        let x = _mm256_max_ps(x, _mm256_set1_ps(MIN_EXPONENT));
+        let n = _mm256_round_ps(
+            _mm256_mul_ps(x, _mm256_set1_ps(LOG2_E)),
+            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
+        );
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
+        let p = POLY[1..].iter().fold(_mm256_set1_ps(POLY[0]), |p, &c| {
+            _mm256_fmadd_ps(p, r, _mm256_set1_ps(c))
+        });
+        let e = _mm256_add_ps(
+            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
+            _mm256_set1_ps(1.0),
+        );
+        let pow2 = _mm256_slli_epi32(
+            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
+            23,
+        );
+        _mm256_mul_ps(e, _mm256_castsi256_ps(pow2))
+    }
+
+    /// Lane j of the vector at offset o of a `[position][group]` array belongs to column
+    /// (o + j) % group: the per-column values repeated, to be read from offset o % group.
+    fn repeated(per_column: &[f32]) -> [f32; 16] {
+        std::array::from_fn(|i| per_column[i % per_column.len()])
+    }
+
+    /// `f` on each whole vector of `x` with the matching lanes of `per_column`; returns how
+    /// many values were done.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn map_columns(
+        x: &mut [f32],
+        per_column: &[f32],
+        f: impl Fn(__m256, __m256) -> __m256,
+    ) -> usize {
+        let repeated = repeated(per_column);
+        let group = per_column.len();
+        let whole = x.len() / 8 * 8;
+        for o in (0..whole).step_by(8) {
+            // SAFETY: o + 8 <= x.len() and o % group + 8 <= 16.
+            unsafe {
+                let p = x.as_mut_ptr().add(o);
+                let c = _mm256_loadu_ps(repeated.as_ptr().add(o % group));
+                _mm256_storeu_ps(p, f(_mm256_loadu_ps(p), c));
+            }
+        }
+        whole
+    }
+
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C; `m.len()` (the group) is at most 8.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn exps(scores: &mut [f32], m: &[f32]) -> usize {
+        map_columns(scores, m, |s, m| exp8(_mm256_sub_ps(s, m)))
+    }
+
+    /// # Safety
+    /// As `exps`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn round_weights(exps: &mut [f32], factor: &[f32]) -> usize {
+        map_columns(exps, factor, |e, f| {
+            let w = _mm256_mul_ps(e, f);
+            _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_close_to_libm_over_the_range_used() {
+        let mut x = 0.0f32;
+        while x > -100.0 {
+            let (got, want) = (exp(x), f64::from(x).exp());
+            let tolerance = 3.0 * f64::from(f32::EPSILON) * want + 1e-37;
+            assert!(
+                (f64::from(got) - want).abs() <= tolerance,
+                "exp({x}) = {got}, want {want}"
+            );
+            x -= 0.013;
+        }
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn vector_and_scalar_paths_agree_bit_for_bit() {
+        for group in 1..=9 {
+            let n = 37 * group;
+            let scores: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.05)
+                .collect();
+            let (mut m, mut l) = (vec![0.0; group], vec![0.0; group]);
+            let mut e = scores.clone();
+            exps(&mut e, group, &mut m, &mut l);
+            for g in 0..group {
+                let column = || scores.iter().skip(g).step_by(group);
+                assert_eq!(m[g], column().fold(f32::MIN, |a, &b| a.max(b)));
+                let sum: f32 = column().map(|&s| exp(s - m[g])).sum();
+                assert_eq!(l[g].to_bits(), sum.to_bits());
+            }
+            let factor: Vec<f32> = l.iter().map(|l| 1.0 / l).collect();
+            let mut w = e.clone();
+            round_weights(&mut w, group, &factor);
+            for (i, &w) in w.iter().enumerate() {
+                let want = f16::from_f32(exp(scores[i] - m[i % group]) * factor[i % group]);
+                assert_eq!(
+                    w.to_bits(),
+                    want.to_f32().to_bits(),
+                    "group {group} index {i}"
+                );
+            }
+        }
+    }
+}
