@@ -25,7 +25,7 @@ const POLY: [f32; 6] = [
     8.333_452e-3,
     4.166_579_6e-2,
     1.666_666_5e-1,
-    5.000_000_1e-1,
+    0.5,
 ];
 
 /// `e^x` for `x <= 0` (within 2 ulp; 0 below `MIN_EXPONENT`'s range is not needed here).
