@@ -233,9 +233,7 @@ impl Pair<'_> {
 
     /// First pass of chunk `c`: scores, their maximum, exponentials and their sum.
     fn exps(&self, c: usize, chunk: &mut [f32], q16: &mut [f32]) {
-        for (r, &x) in q16.iter_mut().zip(self.q) {
-            *r = f16::from_f32(x).to_f32();
-        }
+        rows::round_to_f16(self.q, q16);
         let first = self.span(c).0;
         let ch = self.split(c, chunk);
         rows::scores(
@@ -348,6 +346,10 @@ mod tests {
             (6, 2, 6, 10, 9, Some(4usize)),
             (2, 2, 4, 0, 13, Some(1)),
             (8, 4, 10, 20, 1, Some(7)),
+            // Head sizes for each width of the SIMD weighted sum (4, 2 and 1 vectors a pass).
+            (2, 1, 64, 130, 3, None),
+            (12, 2, 48, 5, 4, None),
+            (8, 1, 32, 140, 2, Some(135)),
         ] {
             let total = start + n_tok;
             // Round inputs to f16 so the comparison isolates the algorithm from input rounding.
@@ -381,8 +383,12 @@ mod tests {
     #[test]
     fn long_contexts_match_naive_and_decode_equals_prefill_bit_for_bit() {
         let mut seed = 11u64;
-        let (nh, nkv, hd, total) = (6usize, 2usize, 24usize, 600usize);
-        for window in [None, Some(300)] {
+        let total = 600usize;
+        for (nh, nkv, hd, window) in [
+            (6usize, 2usize, 24usize, None),
+            (6, 2, 24, Some(300)),
+            (9, 3, 64, None),
+        ] {
             let shape = AttnShape {
                 n_head: nh,
                 n_kv_head: nkv,

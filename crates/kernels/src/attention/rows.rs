@@ -22,6 +22,16 @@ impl Rows<'_> {
     fn row(&self, j: usize) -> &[f16] {
         &self.cache[j * self.stride + self.offset..][..self.head_dim]
     }
+
+    /// A pointer to row `first`, having checked that rows `first..first + n` are in the cache
+    /// (the SIMD loops step from one to the next by `stride`).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn first_of(&self, first: usize, n: usize) -> *const f16 {
+        if n > 0 {
+            let _ = self.row(first + n - 1);
+        }
+        self.cache[first * self.stride + self.offset..].as_ptr()
+    }
 }
 
 /// Heads in a group the SIMD path keeps in registers (one compiled loop per group size).
@@ -29,6 +39,19 @@ const MAX_GROUP: usize = 8;
 
 fn simd(rows: &Rows, group: usize) -> bool {
     tier() == Tier::Avx2 && rows.head_dim.is_multiple_of(8) && group <= MAX_GROUP
+}
+
+/// `out[i] = x[i]` rounded to f16 (the query, as llama.cpp converts it for `q·k`).
+pub fn round_to_f16(x: &[f32], out: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if tier() == Tier::Avx2 {
+        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+        done = unsafe { avx2::round_to_f16(x, out) };
+    }
+    for (o, &x) in out.iter_mut().zip(x).skip(done) {
+        *o = f16::from_f32(x).to_f32();
+    }
 }
 
 /// `out[i·group + g] = scale · q[g]·k[first + i]` for `i` in `0..out.len() / group`; `q` is
@@ -105,43 +128,65 @@ mod avx2 {
         unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
     }
 
+    /// The whole vectors of `round_to_f16`; returns how many values were done.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn round_to_f16(x: &[f32], out: &mut [f32]) -> usize {
+        let whole = x.len().min(out.len()) / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: i + 8 <= both lengths.
+            unsafe {
+                let h = _mm256_cvtps_ph(
+                    _mm256_loadu_ps(x.as_ptr().add(i)),
+                    _MM_FROUND_TO_NEAREST_INT,
+                );
+                _mm256_storeu_ps(out.as_mut_ptr().add(i), _mm256_cvtph_ps(h));
+            }
+        }
+        whole
+    }
+
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; `head_dim` is a multiple of 8 and the group at
     /// most `MAX_GROUP`.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn scores(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
         // SAFETY: forwarded.
-        unsafe { for_group!(q.len() / k.head_dim, scores_g(q, k, first, scale, out)) }
+        // Positions per step: enough for about eight independent sums, at most 12 registers.
+        unsafe {
+            match q.len() / k.head_dim {
+                1 => scores_gp::<1, 8>(q, k, first, scale, out),
+                2 => scores_gp::<2, 4>(q, k, first, scale, out),
+                3 => scores_gp::<3, 3>(q, k, first, scale, out),
+                4 => scores_gp::<4, 2>(q, k, first, scale, out),
+                5 => scores_gp::<5, 2>(q, k, first, scale, out),
+                6 => scores_gp::<6, 2>(q, k, first, scale, out),
+                7 => scores_gp::<7, 1>(q, k, first, scale, out),
+                _ => scores_gp::<8, 1>(q, k, first, scale, out),
+            }
+        }
     }
 
     /// Each position's `G` dot products are left as vectors and reduced eight at a time (the
     /// order of `out`), one horizontal-add tree for eight results instead of one per result.
+    /// `P` positions are computed together so that `P·G` independent sums hide the latency of
+    /// the fused multiply-adds; every dot product is summed in the same order whatever `P`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn scores_g<const G: usize>(
+    unsafe fn scores_gp<const G: usize, const P: usize>(
         q: &[f32],
         k: &Rows,
         first: usize,
         scale: f32,
         out: &mut [f32],
     ) {
-        let hd = k.head_dim;
+        let n = out.len() / G;
         let mut pending = [_mm256_setzero_ps(); 16];
         let (mut n_pending, mut written) = (0, 0);
-        for i in 0..out.len() / G {
-            let row = k.row(first + i);
-            let mut acc = [_mm256_setzero_ps(); G];
-            for d in (0..hd).step_by(8) {
-                // SAFETY: d + 8 <= hd for the row and for each head of `q`.
-                unsafe {
-                    let kv = load8(row.as_ptr().add(d));
-                    for (g, acc) in acc.iter_mut().enumerate() {
-                        let qv = _mm256_loadu_ps(q.as_ptr().add(g * hd + d));
-                        *acc = _mm256_fmadd_ps(qv, kv, *acc);
-                    }
-                }
-            }
-            pending[n_pending..n_pending + G].copy_from_slice(&acc);
-            n_pending += G;
+        let mut push = |acc: &[__m256]| {
+            pending[n_pending..n_pending + acc.len()].copy_from_slice(acc);
+            n_pending += acc.len();
             if n_pending >= 8 {
                 let sums = _mm256_mul_ps(sum8(&pending), _mm256_set1_ps(scale));
                 // SAFETY: `written + 8` values have been computed, so they fit in `out`.
@@ -150,10 +195,51 @@ mod avx2 {
                 n_pending -= 8;
                 pending.copy_within(8..8 + n_pending, 0);
             }
+        };
+        let rows = k.first_of(first, n);
+        let mut i = 0;
+        while i + P <= n {
+            // SAFETY: rows i..i + P are among the n that `first_of` checked.
+            let acc = unsafe { dots::<G, P>(q, rows.wrapping_add(i * k.stride), k) };
+            acc.iter().for_each(|a| push(a));
+            i += P;
+        }
+        while i < n {
+            // SAFETY: row i is among the n that `first_of` checked.
+            let acc = unsafe { dots::<G, 1>(q, rows.wrapping_add(i * k.stride), k) };
+            push(&acc[0]);
+            i += 1;
         }
         for (o, acc) in out[written..].iter_mut().zip(&pending[..n_pending]) {
             *o = hsum(*acc) * scale;
         }
+    }
+
+    /// `q_g · row_p` as vectors of partial sums for `P` consecutive rows from `row`.
+    ///
+    /// # Safety
+    /// As `scores`, and the `P` rows are in the cache.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn dots<const G: usize, const P: usize>(
+        q: &[f32],
+        row: *const half::f16,
+        k: &Rows,
+    ) -> [[__m256; G]; P] {
+        let hd = k.head_dim;
+        let mut acc = [[_mm256_setzero_ps(); G]; P];
+        for d in (0..hd).step_by(8) {
+            // SAFETY: d + 8 <= hd for each row and each head of `q`.
+            unsafe {
+                for (p, acc) in acc.iter_mut().enumerate() {
+                    let kv = load8(row.add(p * k.stride + d));
+                    for (g, acc) in acc.iter_mut().enumerate() {
+                        let qv = _mm256_loadu_ps(q.as_ptr().add(g * hd + d));
+                        *acc = _mm256_fmadd_ps(qv, kv, *acc);
+                    }
+                }
+            }
+        }
+        acc
     }
 
     /// The horizontal sums of the first eight vectors, as one vector.
@@ -176,27 +262,90 @@ mod avx2 {
     /// As `scores`.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn weighted_sum(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+        let group = acc.len() / v.head_dim;
+        // Vectors of columns summed per pass over the rows: as many as divide the head and keep
+        // the group's sums and weights in registers (G·C + G + 1 of the 16, with one to spare:
+        // a spilled sum costs more than another pass).
+        let wide = (14 / group).saturating_sub(1).max(1);
+        let columns = [8, 4, 2, 1]
+            .into_iter()
+            .find(|&c| c <= wide && (v.head_dim / 8).is_multiple_of(c))
+            .unwrap_or(1);
         // SAFETY: forwarded.
-        unsafe { for_group!(acc.len() / v.head_dim, weighted_sum_g(p, v, first, acc)) }
+        unsafe {
+            match columns {
+                8 => for_group!(group, weighted_sum_8(p, v, first, acc)),
+                4 => for_group!(group, weighted_sum_4(p, v, first, acc)),
+                2 => for_group!(group, weighted_sum_2(p, v, first, acc)),
+                _ => for_group!(group, weighted_sum_1(p, v, first, acc)),
+            }
+        }
     }
 
-    /// Eight columns at a time, down all the positions, with the group's sums in registers.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum_g<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+    unsafe fn weighted_sum_8<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+        // SAFETY: forwarded; 64 divides the head.
+        unsafe { weighted_sum_gc::<G, 8>(p, v, first, acc) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum_4<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+        // SAFETY: forwarded; 32 divides the head.
+        unsafe { weighted_sum_gc::<G, 4>(p, v, first, acc) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum_2<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+        // SAFETY: forwarded; 16 divides the head.
+        unsafe { weighted_sum_gc::<G, 2>(p, v, first, acc) }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum_1<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+        // SAFETY: forwarded.
+        unsafe { weighted_sum_gc::<G, 1>(p, v, first, acc) }
+    }
+
+    /// `8 * C` columns at a time, down all the positions, with the group's sums in registers:
+    /// each row's columns are converted once for the whole group, each weight broadcast once
+    /// for all `C` vectors. Every column is summed over the positions in order, whatever `C`.
+    ///
+    /// # Safety
+    /// As `scores`, and `8 * C` divides the head.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn weighted_sum_gc<const G: usize, const C: usize>(
+        p: &[f32],
+        v: &Rows,
+        first: usize,
+        acc: &mut [f32],
+    ) {
         let hd = v.head_dim;
-        for d in (0..hd).step_by(8) {
-            // SAFETY: d + 8 <= hd for each row and each head of `acc`.
+        let n = p.len() / G;
+        let rows = v.first_of(first, n);
+        for d in (0..hd).step_by(8 * C) {
+            // SAFETY: d + 8 * C <= hd for each row (one of the n rows `first_of` checked) and
+            // each head of `acc`.
             unsafe {
-                let mut sums: [__m256; G] =
-                    std::array::from_fn(|g| _mm256_loadu_ps(acc.as_ptr().add(g * hd + d)));
-                for (i, weights) in p.chunks_exact(G).enumerate() {
-                    let vv = load8(v.row(first + i).as_ptr().add(d));
-                    for (sum, &w) in sums.iter_mut().zip(weights) {
-                        *sum = _mm256_fmadd_ps(_mm256_set1_ps(w), vv, *sum);
+                let base = acc.as_mut_ptr();
+                let at = |g: usize, c: usize| base.add(g * hd + d + 8 * c);
+                let mut sums: [[__m256; C]; G] =
+                    std::array::from_fn(|g| std::array::from_fn(|c| _mm256_loadu_ps(at(g, c))));
+                let mut row = rows;
+                for weights in p.chunks_exact(G) {
+                    let w: [__m256; G] = std::array::from_fn(|g| _mm256_set1_ps(weights[g]));
+                    // One vector of the row live at a time: G + G·C + 1 registers.
+                    for c in 0..C {
+                        let vv = load8(row.add(d + 8 * c));
+                        for (sums, &w) in sums.iter_mut().zip(&w) {
+                            sums[c] = _mm256_fmadd_ps(w, vv, sums[c]);
+                        }
                     }
+                    row = row.wrapping_add(v.stride);
                 }
-                for (g, sum) in sums.into_iter().enumerate() {
-                    _mm256_storeu_ps(acc.as_mut_ptr().add(g * hd + d), sum);
+                for (g, sums) in sums.iter().enumerate() {
+                    for (c, &sum) in sums.iter().enumerate() {
+                        _mm256_storeu_ps(at(g, c), sum);
+                    }
                 }
             }
         }

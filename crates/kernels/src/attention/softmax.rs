@@ -41,26 +41,19 @@ pub fn exp(x: f32) -> f32 {
 /// For each of the `group` columns of `scores` (`[position][group]`): `m[g]` = its maximum,
 /// the column replaced by `exp(s - m[g])`, `l[g]` = their sum.
 pub fn exps(scores: &mut [f32], group: usize, m: &mut [f32], l: &mut [f32]) {
-    m.fill(f32::NEG_INFINITY);
-    for row in scores.chunks_exact(group) {
-        for (m, &s) in m.iter_mut().zip(row) {
-            *m = m.max(s);
-        }
-    }
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if tier() == Tier::Avx2 && group <= 8 {
         // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
-        done = unsafe { avx2::exps(scores, m) };
+        return unsafe { avx2::exps(scores, m, l) };
     }
-    for (i, s) in scores.iter_mut().enumerate().skip(done) {
-        *s = exp(*s - m[i % group]);
+    m.fill(f32::NEG_INFINITY);
+    for (i, &s) in scores.iter().enumerate() {
+        m[i % group] = m[i % group].max(s);
     }
     l.fill(0.0);
-    for row in scores.chunks_exact(group) {
-        for (l, &e) in l.iter_mut().zip(row) {
-            *l += e;
-        }
+    for (i, s) in scores.iter_mut().enumerate() {
+        *s = exp(*s - m[i % group]);
+        l[i % group] += *s;
     }
 }
 
@@ -119,7 +112,7 @@ mod avx2 {
     fn map_columns(
         x: &mut [f32],
         per_column: &[f32],
-        f: impl Fn(__m256, __m256) -> __m256,
+        mut f: impl FnMut(__m256, __m256) -> __m256,
     ) -> usize {
         let repeated = repeated(per_column);
         let group = per_column.len();
@@ -135,11 +128,63 @@ mod avx2 {
         whole
     }
 
+    /// `exps` with vector maxima and sums. Lane j of the vector at offset o belongs to column
+    /// (o + j) % group, so vectors `period` apart have the same columns in the same lanes: each
+    /// of `period` accumulators takes every `period`-th vector, and their lanes are folded into
+    /// the columns at the end.
+    ///
     /// # Safety
     /// The CPU must support AVX2, FMA and F16C; `m.len()` (the group) is at most 8.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn exps(scores: &mut [f32], m: &[f32]) -> usize {
-        map_columns(scores, m, |s, m| exp8(_mm256_sub_ps(s, m)))
+    pub unsafe fn exps(scores: &mut [f32], m: &mut [f32], l: &mut [f32]) {
+        let group = m.len();
+        let period = group / gcd(8, group);
+        let whole = scores.len() / 8 * 8;
+        let fold = |acc: &[__m256], out: &mut [f32], f: fn(f32, f32) -> f32| {
+            for (k, &v) in acc[..period].iter().enumerate() {
+                let mut lanes = [0.0f32; 8];
+                // SAFETY: eight floats.
+                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+                for (j, &x) in lanes.iter().enumerate() {
+                    let c = (8 * k + j) % group;
+                    out[c] = f(out[c], x);
+                }
+            }
+        };
+        let mut acc = [_mm256_set1_ps(f32::NEG_INFINITY); 8];
+        let mut k = 0;
+        for o in (0..whole).step_by(8) {
+            // SAFETY: o + 8 <= scores.len().
+            acc[k] = _mm256_max_ps(acc[k], unsafe { _mm256_loadu_ps(scores.as_ptr().add(o)) });
+            k = if k + 1 == period { 0 } else { k + 1 };
+        }
+        m.fill(f32::NEG_INFINITY);
+        fold(&acc, m, f32::max);
+        for (i, &s) in scores.iter().enumerate().skip(whole) {
+            m[i % group] = m[i % group].max(s);
+        }
+        let mut acc = [_mm256_setzero_ps(); 8];
+        k = 0;
+        let done = map_columns(scores, m, |s, m| {
+            let e = exp8(_mm256_sub_ps(s, m));
+            acc[k] = _mm256_add_ps(acc[k], e);
+            k = if k + 1 == period { 0 } else { k + 1 };
+            e
+        });
+        l.fill(0.0);
+        fold(&acc, l, |a, b| a + b);
+        for (i, s) in scores.iter_mut().enumerate().skip(done) {
+            *s = exp(*s - m[i % group]);
+            l[i % group] += *s;
+        }
+    }
+
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 {
+            a
+        } else {
+            gcd(b, a % b)
+        }
     }
 
     /// # Safety
@@ -185,8 +230,12 @@ mod tests {
             for g in 0..group {
                 let column = || scores.iter().skip(g).step_by(group);
                 assert_eq!(m[g], column().fold(f32::MIN, |a, &b| a.max(b)));
+                // Summed in another order by the vector path.
                 let sum: f32 = column().map(|&s| exp(s - m[g])).sum();
-                assert_eq!(l[g].to_bits(), sum.to_bits());
+                assert!((l[g] - sum).abs() <= 1e-6 * sum, "{} vs {sum}", l[g]);
+                for (&e, &s) in e.iter().skip(g).step_by(group).zip(column()) {
+                    assert_eq!(e.to_bits(), exp(s - m[g]).to_bits());
+                }
             }
             let factor: Vec<f32> = l.iter().map(|l| 1.0 / l).collect();
             let mut w = e.clone();

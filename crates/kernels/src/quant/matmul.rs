@@ -204,7 +204,9 @@ fn untile(mut by_group: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
         by_group.truncate(rows);
         return by_group;
     }
-    gather(rows, n, |t, r| by_group[((r / GROUP) * n + t) * GROUP + r % GROUP])
+    gather(rows, n, |t, r| {
+        by_group[((r / GROUP) * n + t) * GROUP + r % GROUP]
+    })
 }
 
 /// The `[n][rows]` matrix whose element (t, r) is `at(t, r)`, filled on the pool by tokens.
