@@ -8,6 +8,8 @@
 //! through `for_each_chunk`), so results never depend on which thread computed what.
 
 use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::ops::Range;
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, TryLockError};
@@ -119,46 +121,76 @@ impl Pool {
         }
     }
 
+    /// Cut `0..len` into ranges of `chunk_len` (the last may be shorter) and call `f(range)` for
+    /// each, spread over the pool's threads; threads take the next range as they finish one, so
+    /// a core slowed by a neighbour does not hold up the rest.
+    pub fn for_each_range(&self, len: usize, chunk_len: usize, f: impl Fn(Range<usize>) + Sync) {
+        let chunk_len = chunk_len.max(1);
+        let n_chunks = len.div_ceil(chunk_len);
+        if n_chunks <= 1 {
+            // Not worth waking anyone (a decode step's small vectors).
+            return f(0..len);
+        }
+        let next = AtomicUsize::new(0);
+        self.run(&|_| loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= n_chunks {
+                break;
+            }
+            f(c * chunk_len..((c + 1) * chunk_len).min(len));
+        });
+    }
+
     /// Cut `data` into chunks of `chunk_len` elements (the last may be shorter) and call
-    /// `f(offset, chunk)` for each, spread over the pool's threads; threads take the next chunk
-    /// as they finish one, so a core slowed by a neighbour does not hold up the rest.
+    /// `f(offset, chunk)` for each, spread over the pool's threads as `for_each_range` does.
     pub fn for_each_chunk<T: Send>(
         &self,
         data: &mut [T],
         chunk_len: usize,
         f: impl Fn(usize, &mut [T]) + Sync,
     ) {
-        let chunk_len = chunk_len.max(1);
-        let len = data.len();
-        let n_chunks = len.div_ceil(chunk_len);
-        let next = AtomicUsize::new(0);
-        let base = SendPtr(data.as_mut_ptr());
-        self.run(&|_| loop {
-            let c = next.fetch_add(1, Ordering::Relaxed);
-            if c >= n_chunks {
-                break;
-            }
-            let start = c * chunk_len;
-            let end = (start + chunk_len).min(len);
-            // SAFETY: each chunk index is taken by exactly one thread, so the ranges handed out
-            // are disjoint and inside `data`, which `run` keeps borrowed until all are done.
-            let chunk =
-                unsafe { std::slice::from_raw_parts_mut(base.get().add(start), end - start) };
-            f(start, chunk);
+        let out = Disjoint::new(data);
+        self.for_each_range(out.len, chunk_len, |range| {
+            // SAFETY: each range is handed to exactly one thread.
+            f(range.start, unsafe { out.slice(range) })
         });
     }
 }
 
-struct SendPtr<T>(*mut T);
-
-impl<T> SendPtr<T> {
-    fn get(&self) -> *mut T {
-        self.0
-    }
+/// A mutable slice that the pool's threads write at disjoint places (each output row of a
+/// matmul by the thread that computed it), without handing each thread a sub-slice.
+pub struct Disjoint<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _borrow: PhantomData<&'a mut [T]>,
 }
 
-// SAFETY: used only to hand disjoint sub-slices of a `&mut [T: Send]` to other threads.
-unsafe impl<T: Send> Sync for SendPtr<T> {}
+// SAFETY: only hands out access to disjoint parts of a `&mut [T: Send]` (see `slice`).
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    pub fn new(data: &'a mut [T]) -> Self {
+        Disjoint {
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// The elements in `range`. Panics if it is out of bounds.
+    ///
+    /// # Safety
+    /// No two live results may overlap (the caller gives each thread its own ranges).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice(&self, range: Range<usize>) -> &mut [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "range out of bounds"
+        );
+        // SAFETY: in bounds of the borrowed slice; exclusive by the caller's promise.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
+    }
+}
 
 impl Drop for Pool {
     fn drop(&mut self) {

@@ -6,7 +6,7 @@ use super::interleave::{self, GROUP};
 use super::{
     avx2_available, dequantize_row, quantize_activations, tier, vec_dot, Tier, WeightType,
 };
-use crate::pool;
+use crate::pool::{self, Disjoint};
 
 /// A `rows × cols` weight matrix in one of the block formats.
 pub struct QuantMatrix {
@@ -125,7 +125,7 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
     let act_row = w.cols / act_type.block_len() * act_type.block_bytes();
     // Rows converted on the pool (a prefill has hundreds); each thread reuses one row buffer.
     let mut acts = vec![0u8; n * act_row];
-    let rows_per_chunk = n.div_ceil(4 * pool::global().threads());
+    let rows_per_chunk = n.div_ceil(4 * pool::global().threads()).max(2);
     pool::global().for_each_chunk(&mut acts, rows_per_chunk * act_row, |offset, chunk| {
         let mut row = Vec::with_capacity(act_row);
         let first = offset / act_row;
@@ -140,82 +140,60 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
     }
 }
 
-/// Chunks of weight rows per thread: enough that a thread slowed by a neighbour is balanced by
-/// the others, a multiple of the tile height.
+/// Weight rows per chunk: about 32 chunks per thread, so that a thread slowed by a neighbour is
+/// balanced by the others and the last chunk leaves little waiting (the output projection of a
+/// large vocabulary is hundreds of megabytes); a multiple of the tile height.
 fn chunk_rows(rows: usize) -> usize {
     let threads = pool::global().threads();
-    rows.div_ceil(threads * 8)
+    rows.div_ceil(threads * 32)
         .next_multiple_of(GROUP)
         .max(2 * GROUP)
 }
 
 fn rows_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
     let tier = tier();
-    // Computed as [rows][n] so each chunk is a contiguous piece, then transposed (a no-op for
-    // the single row of a decode step).
-    let mut by_weight_row = vec![0.0f32; w.rows * n];
-    pool::global().for_each_chunk(&mut by_weight_row, chunk_rows(w.rows) * n, |offset, out| {
-        let first = offset / n;
-        for (i, outs) in out.chunks_exact_mut(n).enumerate() {
-            let wr = &w.bytes[(first + i) * w.row_bytes..][..w.row_bytes];
-            for (o, a) in outs.iter_mut().zip(acts.chunks_exact(act_row)) {
-                *o = vec_dot(w.ty, tier, wr, a);
+    let mut y = vec![0.0f32; n * w.rows];
+    let out = Disjoint::new(&mut y);
+    pool::global().for_each_range(w.rows, chunk_rows(w.rows), |rows| {
+        for r in rows {
+            let wr = &w.bytes[r * w.row_bytes..][..w.row_bytes];
+            for (t, a) in acts.chunks_exact(act_row).enumerate() {
+                // SAFETY: element (t, r) belongs to weight row r, which only this range has.
+                unsafe {
+                    out.slice(t * w.rows + r..t * w.rows + r + 1)[0] = vec_dot(w.ty, tier, wr, a)
+                };
             }
         }
     });
-    transpose(by_weight_row, w.rows, n)
+    y
 }
 
 fn interleaved_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
-    let groups = w.rows.div_ceil(GROUP);
     let group_bytes = w.blocks() * interleave::tile_bytes(w.ty);
-    // [group][token][8]: a chunk of groups is one contiguous piece.
-    let mut by_group = vec![0.0f32; groups * n * GROUP];
+    let mut y = vec![0.0f32; n * w.rows];
+    let out = Disjoint::new(&mut y);
     let chunk_groups = chunk_rows(w.rows) / GROUP;
-    pool::global().for_each_chunk(&mut by_group, chunk_groups * n * GROUP, |offset, out| {
-        let first = offset / (n * GROUP);
-        for (i, outs) in out.chunks_exact_mut(n * GROUP).enumerate() {
-            let tiles = &w.bytes[(first + i) * group_bytes..][..group_bytes];
+    pool::global().for_each_range(w.rows.div_ceil(GROUP), chunk_groups, |groups| {
+        let mut tile_out = [0.0f32; 4 * GROUP];
+        for g in groups {
+            let tiles = &w.bytes[g * group_bytes..][..group_bytes];
+            let first_row = g * GROUP;
+            let valid = GROUP.min(w.rows - first_row);
             // Up to 4 tokens share each unpacked tile.
-            for (o, a) in outs.chunks_mut(4 * GROUP).zip(acts.chunks(4 * act_row)) {
+            for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
+                let o = &mut tile_out[..(n - t0).min(4) * GROUP];
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: the interleaved layout is chosen only where the CPU has the AVX2 tier;
                 // `tiles` is one group and `a` whole activation rows of this matrix.
                 unsafe {
                     super::avx2_x8::gemm_x8(w.ty, tiles, a, act_row, w.blocks(), o);
                 }
+                for (t, o) in o.chunks_exact(GROUP).enumerate() {
+                    let at = (t0 + t) * w.rows + first_row;
+                    // SAFETY: these rows of the output belong to group g, which only this range has.
+                    unsafe { out.slice(at..at + valid) }.copy_from_slice(&o[..valid]);
+                }
             }
-        }
-    });
-    untile(by_group, w.rows, n)
-}
-
-/// `[rows][n]` as `[n][rows]`.
-fn transpose(by_row: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
-    if n == 1 {
-        return by_row;
-    }
-    gather(rows, n, |t, r| by_row[r * n + t])
-}
-
-/// `[group][n][8]` as `[n][rows]`, dropping the padding rows of the last group.
-fn untile(mut by_group: Vec<f32>, rows: usize, n: usize) -> Vec<f32> {
-    if n == 1 {
-        by_group.truncate(rows);
-        return by_group;
-    }
-    gather(rows, n, |t, r| {
-        by_group[((r / GROUP) * n + t) * GROUP + r % GROUP]
-    })
-}
-
-/// The `[n][rows]` matrix whose element (t, r) is `at(t, r)`, filled on the pool by tokens.
-fn gather(rows: usize, n: usize, at: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0.0f32; n * rows];
-    pool::global().for_each_chunk(&mut y, rows, |offset, out| {
-        let t = offset / rows;
-        for (r, o) in out.iter_mut().enumerate() {
-            *o = at(t, r);
         }
     });
     y
