@@ -142,19 +142,22 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
 
 /// Weight rows per chunk: about 32 chunks per thread, so that a thread slowed by a neighbour is
 /// balanced by the others and the last chunk leaves little waiting (the output projection of a
-/// large vocabulary is hundreds of megabytes); a multiple of the tile height.
-fn chunk_rows(rows: usize) -> usize {
+/// large vocabulary is hundreds of megabytes), but at least 32 KiB of weights, so that handing
+/// out a chunk (an atomic shared by the cores) stays cheap beside reading it; a multiple of the
+/// tile height.
+fn chunk_rows(w: &QuantMatrix) -> usize {
     let threads = pool::global().threads();
-    rows.div_ceil(threads * 32)
+    w.rows
+        .div_ceil(threads * 32)
+        .max((32 << 10) / w.row_bytes)
         .next_multiple_of(GROUP)
-        .max(2 * GROUP)
 }
 
 fn rows_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
     let tier = tier();
     let mut y = vec![0.0f32; n * w.rows];
     let out = Disjoint::new(&mut y);
-    pool::global().for_each_range(w.rows, chunk_rows(w.rows), |rows| {
+    pool::global().for_each_range(w.rows, chunk_rows(w), |rows| {
         for r in rows {
             let wr = &w.bytes[r * w.row_bytes..][..w.row_bytes];
             for (t, a) in acts.chunks_exact(act_row).enumerate() {
@@ -172,13 +175,24 @@ fn interleaved_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) ->
     let group_bytes = w.blocks() * interleave::tile_bytes(w.ty);
     let mut y = vec![0.0f32; n * w.rows];
     let out = Disjoint::new(&mut y);
-    let chunk_groups = chunk_rows(w.rows) / GROUP;
+    let chunk_groups = chunk_rows(w) / GROUP;
     pool::global().for_each_range(w.rows.div_ceil(GROUP), chunk_groups, |groups| {
         let mut tile_out = [0.0f32; 4 * GROUP];
         for g in groups {
             let tiles = &w.bytes[g * group_bytes..][..group_bytes];
             let first_row = g * GROUP;
             let valid = GROUP.min(w.rows - first_row);
+            if n == 1 && valid == GROUP {
+                // A decode step: the group's outputs are eight consecutive values of `y`.
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: as below; these rows of the output belong to group g, which only this
+                // range has.
+                unsafe {
+                    let o = out.slice(first_row..first_row + GROUP);
+                    super::avx2_x8::gemm_x8(w.ty, tiles, acts, act_row, w.blocks(), o);
+                }
+                continue;
+            }
             // Up to 4 tokens share each unpacked tile.
             for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
                 let o = &mut tile_out[..(n - t0).min(4) * GROUP];
