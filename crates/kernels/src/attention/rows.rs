@@ -121,6 +121,21 @@ mod avx2 {
         };
     }
 
+    /// Rows ahead of the one being read whose cache lines are requested early: the KV cache
+    /// of a decode step comes from memory (the weights streamed through the caches since the
+    /// layer's last step), and a head's rows are strided, which the hardware prefetchers
+    /// follow late.
+    const AHEAD: usize = 32;
+
+    /// Ask for the cache lines of a row of `head_dim` values. A hint: an address past the cache
+    /// is not read (prefetches never fault).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn prefetch_row(row: *const half::f16, head_dim: usize) {
+        for line in (0..head_dim * 2).step_by(64) {
+            _mm_prefetch::<_MM_HINT_T0>(row.cast::<i8>().wrapping_add(line));
+        }
+    }
+
     /// Eight f16 as f32.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load8(p: *const half::f16) -> __m256 {
@@ -226,6 +241,9 @@ mod avx2 {
         k: &Rows,
     ) -> [[__m256; G]; P] {
         let hd = k.head_dim;
+        for p in 0..P {
+            prefetch_row(row.wrapping_add((p + AHEAD) * k.stride), hd);
+        }
         let mut acc = [[_mm256_setzero_ps(); G]; P];
         for d in (0..hd).step_by(8) {
             // SAFETY: d + 8 <= hd for each row and each head of `q`.
@@ -332,6 +350,9 @@ mod avx2 {
                     std::array::from_fn(|g| std::array::from_fn(|c| _mm256_loadu_ps(at(g, c))));
                 let mut row = rows;
                 for weights in p.chunks_exact(G) {
+                    if d == 0 {
+                        prefetch_row(row.wrapping_add(AHEAD * v.stride), hd);
+                    }
                     let w: [__m256; G] = std::array::from_fn(|g| _mm256_set1_ps(weights[g]));
                     // One vector of the row live at a time: G + G·C + 1 registers.
                     for c in 0..C {
