@@ -1,5 +1,7 @@
 //! Rotary position embeddings, in the two layouts ggml knows.
 
+use crate::pool;
+
 /// Which elements of a head form a rotated pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RopeLayout {
@@ -32,25 +34,31 @@ pub fn rope_inplace(
     assert_eq!(x.len() % (n_head * head_dim), 0, "rope: shape mismatch");
     let theta_scale = base.powf(-2.0 / rope_dim as f32);
     let half = rope_dim / 2;
-    let mut cos_sin = vec![(0.0f32, 0.0f32); half];
-    for (t, token) in x.chunks_exact_mut(n_head * head_dim).enumerate() {
-        let mut theta = (start_pos + t) as f32 * freq_scale;
-        for cs in cos_sin.iter_mut() {
-            *cs = (theta.cos(), theta.sin());
-            theta *= theta_scale;
-        }
-        for head in token.chunks_exact_mut(head_dim) {
-            for (i, &(c, s)) in cos_sin.iter().enumerate() {
-                let (a, b) = match layout {
-                    RopeLayout::Interleaved => (2 * i, 2 * i + 1),
-                    RopeLayout::Halves => (i, i + half),
-                };
-                let (x0, x1) = (head[a], head[b]);
-                head[a] = x0 * c - x1 * s;
-                head[b] = x0 * s + x1 * c;
+    let token_len = n_head * head_dim;
+    // Tokens spread over the pool: a prefill's sines and cosines are most of the work.
+    let tokens = x.len() / token_len;
+    let per_chunk = tokens.div_ceil(4 * pool::global().threads()).max(4);
+    pool::global().for_each_chunk(x, per_chunk * token_len, |offset, chunk| {
+        let mut cos_sin = vec![(0.0f32, 0.0f32); half];
+        for (t, token) in chunk.chunks_exact_mut(token_len).enumerate() {
+            let mut theta = (start_pos + offset / token_len + t) as f32 * freq_scale;
+            for cs in cos_sin.iter_mut() {
+                *cs = (theta.cos(), theta.sin());
+                theta *= theta_scale;
+            }
+            for head in token.chunks_exact_mut(head_dim) {
+                for (i, &(c, s)) in cos_sin.iter().enumerate() {
+                    let (a, b) = match layout {
+                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                        RopeLayout::Halves => (i, i + half),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    head[a] = x0 * c - x1 * s;
+                    head[b] = x0 * s + x1 * c;
+                }
             }
         }
-    }
+    });
 }
 
 #[cfg(test)]
