@@ -52,6 +52,25 @@ fn matmuls(c: &mut Criterion) {
     }
 }
 
+/// Gemma 3's tied output projection (262144 × 640 Q8_0, 178 MB): one decode token, the weights
+/// streamed from memory, against `ward bench`'s bandwidth probe.
+fn vocab_projection(c: &mut Criterion) {
+    let (rows, cols) = (262_144, 640);
+    let w = weights(WeightType::Q8_0, rows, cols);
+    let x: Vec<f32> = (0..cols).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect();
+    let mut g = c.benchmark_group("matmul/vocab-projection");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(
+        WeightType::Q8_0.row_bytes(cols).unwrap() as u64 * rows as u64,
+    ));
+    g.bench_function("Q8_0", |b| b.iter(|| matmul(&w, &x)));
+    g.finish();
+    println!(
+        "read bandwidth probe: {:.1} GB/s",
+        ward_kernels::probe::read_bandwidth_gb_s(1 << 30, 3)
+    );
+}
+
 fn attentions(c: &mut Criterion) {
     // SmolLM2's heads: 9 query heads over 3 KV heads of 64.
     let shape = AttnShape {
@@ -79,6 +98,6 @@ fn attentions(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = matmuls, attentions
+    targets = matmuls, vocab_projection, attentions
 }
 criterion_main!(benches);
