@@ -7,7 +7,7 @@ use std::arch::x86_64::*;
 
 use super::avx2::{bits_to_bytes, f16, f32_at, load};
 use super::interleave::tile_layout;
-use super::interleave_k::{q4_k as k4, q6_k as k6, Q4_K_TILE, Q6_K_TILE};
+use super::interleave_k::{q4_k as k4, q5_k as k5, q6_k as k6, Q4_K_TILE, Q5_K_TILE, Q6_K_TILE};
 use super::WeightType;
 
 /// The 8 dot products of a group's `blocks` tiles with each of up to 4 activation rows
@@ -60,6 +60,7 @@ unsafe fn run<const T: usize>(
             WeightType::Q5_1 => q5_1::<T>(t, a, blocks),
             WeightType::Q8_0 => q8_0::<T>(t, a, blocks),
             WeightType::Q4_K => q4_k::<T>(t, a, blocks),
+            WeightType::Q5_K => q5_k::<T>(t, a, blocks),
             WeightType::Q6_K => q6_k::<T>(t, a, blocks),
             _ => unreachable!("{ty:?} has no interleaved layout"),
         }
@@ -353,6 +354,74 @@ unsafe fn q4_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                 }
                 for i in 0..T {
                     sumi[i] = _mm256_add_epi32(sumi[i], _mm256_madd_epi16(sum16[i], scale));
+                    let group_sum = _mm256_set1_epi32(bsums(ab[i], 2 * s, 2));
+                    mins[i] = _mm256_add_epi32(mins[i], _mm256_mullo_epi32(min, group_sum));
+                }
+            }
+            let (d8, dmin8) = (f16x8(tb), f16x8(tb.add(k4::DMIN)));
+            for i in 0..T {
+                let da = _mm256_set1_ps(f32_at(ab[i]));
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+                acc[i] = _mm256_fnmadd_ps(
+                    _mm256_mul_ps(dmin8, da),
+                    _mm256_cvtepi32_ps(mins[i]),
+                    acc[i],
+                );
+            }
+        }
+    }
+    acc
+}
+
+/// Q4_K's arithmetic with each nibble's fifth bit (0 or 16) added from the bit vectors.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q5_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
+    let low = _mm256_set1_epi8(0x0f);
+    let sixteen = _mm256_set1_epi8(16);
+    // Bit r of a fifth-bit byte belongs to register r of the sub-block (2k low, 2k + 1 high).
+    let bit: [__m256i; 8] = std::array::from_fn(|r| _mm256_set1_epi8(1 << r));
+    let fifth = |h: __m256i, r: usize| {
+        _mm256_and_si256(
+            _mm256_cmpeq_epi8(_mm256_and_si256(h, bit[r]), bit[r]),
+            sixteen,
+        )
+    };
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..blocks {
+        // SAFETY: tile b and one Q8_K block per row.
+        unsafe {
+            let (tb, ab) = (t.add(b * Q5_K_TILE), at(a, b, Q8K));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            let mut mins = [_mm256_setzero_si256(); T];
+            for s in 0..8 {
+                let scale = both_halves(bytes8(tb.add(k4::SCALES + 8 * s), false));
+                let min = bytes8(tb.add(k4::MINS + 8 * s), false);
+                let high = load(tb.add(k5::HIGH + 32 * s));
+                // Two vectors of 8 values per row at a time: at most 4 · 2 · 31 · 127 in i16.
+                for half in 0..2 {
+                    let mut sum16 = [_mm256_setzero_si256(); T];
+                    for k in 2 * half..2 * half + 2 {
+                        let v = load(tb.add(k4::VALUES + 32 * (4 * s + k)));
+                        let lo = _mm256_or_si256(_mm256_and_si256(v, low), fifth(high, 2 * k));
+                        let hi = _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
+                            fifth(high, 2 * k + 1),
+                        );
+                        for (sum, ab) in sum16.iter_mut().zip(ab) {
+                            let qa = ab.add(4 + 32 * s + 8 * k);
+                            let p = _mm256_add_epi16(
+                                _mm256_maddubs_epi16(lo, broadcast4(qa)),
+                                _mm256_maddubs_epi16(hi, broadcast4(qa.add(4))),
+                            );
+                            *sum = _mm256_add_epi16(*sum, p);
+                        }
+                    }
+                    for (sumi, sum16) in sumi.iter_mut().zip(sum16) {
+                        *sumi = _mm256_add_epi32(*sumi, _mm256_madd_epi16(sum16, scale));
+                    }
+                }
+                for i in 0..T {
                     let group_sum = _mm256_set1_epi32(bsums(ab[i], 2 * s, 2));
                     mins[i] = _mm256_add_epi32(mins[i], _mm256_mullo_epi32(min, group_sum));
                 }

@@ -24,14 +24,15 @@ pub const GROUP: usize = 8;
 /// Whether `ty` has an interleaved layout.
 pub fn supported(ty: WeightType) -> bool {
     use WeightType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q6_K)
+    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
 }
 
-/// Bytes of one tile (8 rows of one block): the blocks' own bytes, plus 32 for Q4_K, whose
-/// 6-bit scales are unpacked to bytes.
+/// Bytes of one tile (8 rows of one block): the blocks' own bytes, plus 32 for Q4_K and Q5_K,
+/// whose 6-bit scales are unpacked to bytes.
 pub fn tile_bytes(ty: WeightType) -> usize {
     match ty {
         WeightType::Q4_K => interleave_k::Q4_K_TILE,
+        WeightType::Q5_K => interleave_k::Q5_K_TILE,
         WeightType::Q6_K => interleave_k::Q6_K_TILE,
         _ => GROUP * ty.block_bytes(),
     }
@@ -41,6 +42,7 @@ pub fn tile_bytes(ty: WeightType) -> usize {
 fn put_block(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
     match ty {
         WeightType::Q4_K => interleave_k::put_q4_k(block, j, tile),
+        WeightType::Q5_K => interleave_k::put_q5_k(block, j, tile),
         WeightType::Q6_K => interleave_k::put_q6_k(block, j, tile),
         _ => put_row(ty, tile_layout(ty), &split(ty, block), j, tile),
     }
@@ -50,6 +52,7 @@ fn put_block(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
 fn get_block(ty: WeightType, tile: &[u8], j: usize, block: &mut [u8]) {
     match ty {
         WeightType::Q4_K => interleave_k::get_q4_k(tile, j, block),
+        WeightType::Q5_K => interleave_k::get_q5_k(tile, j, block),
         WeightType::Q6_K => interleave_k::get_q6_k(tile, j, block),
         _ => join(ty, &get_row(ty, tile_layout(ty), tile, j), block),
     }

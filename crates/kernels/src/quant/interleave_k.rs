@@ -1,4 +1,4 @@
-//! 8-row tiles of the K-quants Ward interleaves (Q4_K, Q6_K): one super-block (256 values) of
+//! 8-row tiles of the K-quants Ward interleaves (Q4_K, Q5_K, Q6_K): one super-block (256 values) of
 //! each of 8 rows. Scales are unpacked to one byte per (sub-block, row), so a sub-block's 8
 //! scales load as one 8-byte vector; the values use the 32-value formats' arrangement (byte
 //! 4j + p of a vector belongs to row j; low nibbles one group of 4 values, high nibbles the
@@ -8,6 +8,10 @@
 //! mins [8][8] u8 @96, 32 value vectors @160 (vector 4s + k: values 32s + 8k + p low,
 //! 32s + 8k + 4 + p high).
 //!
+//! Q5_K tile (1440 bytes): Q4_K's tile, then 8 vectors of fifth bits @1184 (vector s for
+//! sub-block s: bit 2k of byte 4j + p is the fifth bit of the low nibble of value vector 4s + k
+//! at that byte, bit 2k + 1 that of its high nibble).
+//!
 //! Q6_K tile (1680 bytes): d 8×f16 @0, scales [16 sub][8 rows] i8 @16, 32 vectors of low
 //! nibbles @144 (vector v: group 2v low, group 2v + 1 high, a group being 4 values), 16 vectors
 //! of high bit pairs @1168 (vector s, for sub-block s = vectors 2s and 2s + 1: bits 0–1 the low
@@ -16,6 +20,7 @@
 use super::dequant::scale_min_k4;
 
 pub const Q4_K_TILE: usize = 1184;
+pub const Q5_K_TILE: usize = 1440;
 pub const Q6_K_TILE: usize = 1680;
 
 pub mod q4_k {
@@ -25,24 +30,40 @@ pub mod q4_k {
     pub const VALUES: usize = 160;
 }
 
+/// Q5_K's tile is Q4_K's (same offsets) with the fifth bits after it.
+pub mod q5_k {
+    pub const HIGH: usize = 1184;
+}
+
 pub mod q6_k {
     pub const SCALES: usize = 16;
     pub const LOW: usize = 144;
     pub const HIGH: usize = 1168;
 }
 
-/// Value i (0..256) of a Q4_K block: 4 bits.
-fn q4_k_value(b: &[u8], i: usize) -> u8 {
+/// Value i (0..256) of a Q4_K block (nibbles at 16) or a Q5_K block (nibbles at 48, fifth bits
+/// at 16): 4 or 5 bits.
+fn q45_k_value(b: &[u8], five_bit: bool, i: usize) -> u8 {
     let (c, l) = (i / 64, i % 64);
-    let q = b[16 + 32 * c + l % 32];
-    if l < 32 {
-        q & 0x0f
+    let q = b[if five_bit { 48 } else { 16 } + 32 * c + l % 32];
+    let nibble = if l < 32 { q & 0x0f } else { q >> 4 };
+    let fifth = if five_bit {
+        (b[16 + i % 32] >> (i / 32)) & 1
     } else {
-        q >> 4
-    }
+        0
+    };
+    nibble | (fifth << 4)
 }
 
 pub fn put_q4_k(b: &[u8], j: usize, tile: &mut [u8]) {
+    put_q45_k(b, false, j, tile);
+}
+
+pub fn put_q5_k(b: &[u8], j: usize, tile: &mut [u8]) {
+    put_q45_k(b, true, j, tile);
+}
+
+fn put_q45_k(b: &[u8], five_bit: bool, j: usize, tile: &mut [u8]) {
     tile[2 * j..2 * j + 2].copy_from_slice(&b[0..2]);
     tile[q4_k::DMIN + 2 * j..][..2].copy_from_slice(&b[2..4]);
     for s in 0..8 {
@@ -51,9 +72,35 @@ pub fn put_q4_k(b: &[u8], j: usize, tile: &mut [u8]) {
         tile[q4_k::MINS + 8 * s + j] = m;
         for k in 0..4 {
             for p in 0..4 {
-                let lo = q4_k_value(b, 32 * s + 8 * k + p);
-                let hi = q4_k_value(b, 32 * s + 8 * k + 4 + p);
-                tile[q4_k::VALUES + 32 * (4 * s + k) + 4 * j + p] = lo | (hi << 4);
+                let lo = q45_k_value(b, five_bit, 32 * s + 8 * k + p);
+                let hi = q45_k_value(b, five_bit, 32 * s + 8 * k + 4 + p);
+                tile[q4_k::VALUES + 32 * (4 * s + k) + 4 * j + p] = (lo & 0x0f) | (hi << 4);
+                if five_bit {
+                    tile[q5_k::HIGH + 32 * s + 4 * j + p] |=
+                        ((lo >> 4) << (2 * k)) | ((hi >> 4) << (2 * k + 1));
+                }
+            }
+        }
+    }
+}
+
+pub fn get_q5_k(tile: &[u8], j: usize, b: &mut [u8]) {
+    // The Q4_K part with the nibbles at 48 instead of 16, then the fifth bits.
+    let mut q4 = [0u8; 144];
+    get_q4_k(tile, j, &mut q4);
+    b[..16].copy_from_slice(&q4[..16]);
+    b[48..176].copy_from_slice(&q4[16..144]);
+    b[16..48].fill(0);
+    for s in 0..8 {
+        for k in 0..4 {
+            for p in 0..4 {
+                let bits = tile[q5_k::HIGH + 32 * s + 4 * j + p];
+                for (i, bit) in [
+                    (32 * s + 8 * k + p, (bits >> (2 * k)) & 1),
+                    (32 * s + 8 * k + 4 + p, (bits >> (2 * k + 1)) & 1),
+                ] {
+                    b[16 + i % 32] |= bit << (i / 32);
+                }
             }
         }
     }
