@@ -83,7 +83,7 @@ unsafe fn nibbles(p: *const u8) -> __m256i {
 
 /// The 32 bits at `p` as 32 bytes, 0xff where the bit is set.
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(crate) unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
+unsafe fn bits_to_bytes(p: *const u8) -> __m256i {
     // SAFETY: the caller points at four readable bytes.
     let bits = unsafe { p.cast::<i32>().read_unaligned() };
     // Byte i gets source byte i / 8, then every bit but bit i % 8 is forced on.

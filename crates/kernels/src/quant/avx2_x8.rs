@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::{bits_to_bytes, f16, f32_at, load};
+use super::avx2::{f16, f32_at, load};
 use super::interleave::tile_layout;
 use super::interleave_k::{q4_k as k4, q5_k as k5, q6_k as k6, Q4_K_TILE, Q5_K_TILE, Q6_K_TILE};
 use super::WeightType;
@@ -85,11 +85,15 @@ unsafe fn broadcast4(p: *const u8) -> __m256i {
     _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
 }
 
-/// The 32 bits at `p` as 32 bytes, `value` where the bit is set and 0 elsewhere.
+/// 16 in the bytes of register `r` whose fifth bit is set, 0 elsewhere: bit r of each byte of a
+/// fifth-bit vector belongs to register r of the values it goes with (see `interleave.rs`).
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn bits_as(p: *const u8, value: __m256i) -> __m256i {
-    // SAFETY: forwarded.
-    _mm256_and_si256(unsafe { bits_to_bytes(p) }, value)
+fn fifth_bits(high: __m256i, r: usize) -> __m256i {
+    let bit = _mm256_set1_epi8(1 << r);
+    _mm256_and_si256(
+        _mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit),
+        _mm256_set1_epi8(16),
+    )
 }
 
 /// `maddubs` of signed `x` with `y`: |x| unsigned, x's sign moved onto y.
@@ -212,12 +216,10 @@ unsafe fn q5_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
         // SAFETY: tile b (176 bytes) and activation block b (34 bytes) of each row.
         unsafe {
             let (tb, ab) = (t.add(b * 176), at(a, b, 34));
-            let masks = tb.add(l.high_bits);
-            // q − 16: the nibble where the fifth bit is set, nibble | 0xf0 (nibble − 16) where
-            // it is not.
+            let high = load(tb.add(l.high_bits));
+            // q − 16, with q the nibble and its fifth bit.
             let sums = nibble_tile_sums(tb.add(l.values), offset(ab, 2), true, |reg, v| {
-                let set = bits_as(masks.add(4 * reg), minus_16);
-                _mm256_or_si256(v, _mm256_xor_si256(set, minus_16))
+                _mm256_add_epi8(_mm256_or_si256(v, fifth_bits(high, reg)), minus_16)
             });
             scale_into(&mut acc, f16x8(tb), ab, widen(sums));
         }
@@ -228,23 +230,21 @@ unsafe fn q5_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let l = tile_layout(WeightType::Q5_1);
-    let sixteen = _mm256_set1_epi8(16);
     let low = _mm256_set1_epi8(0x0f);
     let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
         // SAFETY: tile b (192 bytes) and activation block b (36 bytes) of each row.
         unsafe {
             let (tb, ab) = (t.add(b * 192), at(a, b, 36));
-            let (masks, qs, qa) = (tb.add(l.high_bits), tb.add(l.values), offset(ab, 4));
+            let (high, qs, qa) = (load(tb.add(l.high_bits)), tb.add(l.values), offset(ab, 4));
             // Values up to 31 would overflow i16 over a whole tile: widen every vector.
             let mut sums = [_mm256_setzero_si256(); T];
             for k in 0..4 {
                 let v = load(qs.add(32 * k));
-                let lo =
-                    _mm256_or_si256(_mm256_and_si256(v, low), bits_as(masks.add(8 * k), sixteen));
+                let lo = _mm256_or_si256(_mm256_and_si256(v, low), fifth_bits(high, 2 * k));
                 let hi = _mm256_or_si256(
                     _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
-                    bits_as(masks.add(8 * k + 4), sixteen),
+                    fifth_bits(high, 2 * k + 1),
                 );
                 for (sum, qa) in sums.iter_mut().zip(qa) {
                     let p = _mm256_add_epi16(
@@ -378,15 +378,6 @@ unsafe fn q4_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let low = _mm256_set1_epi8(0x0f);
-    let sixteen = _mm256_set1_epi8(16);
-    // Bit r of a fifth-bit byte belongs to register r of the sub-block (2k low, 2k + 1 high).
-    let bit: [__m256i; 8] = std::array::from_fn(|r| _mm256_set1_epi8(1 << r));
-    let fifth = |h: __m256i, r: usize| {
-        _mm256_and_si256(
-            _mm256_cmpeq_epi8(_mm256_and_si256(h, bit[r]), bit[r]),
-            sixteen,
-        )
-    };
     let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
         // SAFETY: tile b and one Q8_K block per row.
@@ -403,10 +394,10 @@ unsafe fn q5_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                     let mut sum16 = [_mm256_setzero_si256(); T];
                     for k in 2 * half..2 * half + 2 {
                         let v = load(tb.add(k4::VALUES + 32 * (4 * s + k)));
-                        let lo = _mm256_or_si256(_mm256_and_si256(v, low), fifth(high, 2 * k));
+                        let lo = _mm256_or_si256(_mm256_and_si256(v, low), fifth_bits(high, 2 * k));
                         let hi = _mm256_or_si256(
                             _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
-                            fifth(high, 2 * k + 1),
+                            fifth_bits(high, 2 * k + 1),
                         );
                         for (sum, ab) in sum16.iter_mut().zip(ab) {
                             let qa = ab.add(4 + 32 * s + 8 * k);

@@ -7,8 +7,9 @@
 //! blocks, rearranged:
 //!
 //! - `d`: 8 × f16 (row j at 2j), then for Q4_1/Q5_1 `m`: 8 × f16;
-//! - for Q5_0/Q5_1, 4 × (two u32 masks): the fifth bits matching the two registers each
-//!   4-bit vector below unpacks to (bit 4j + p ↔ byte 4j + p);
+//! - for Q5_0/Q5_1, one 32-byte vector of fifth bits: bit 2k of byte 4j + p is the fifth bit of
+//!   the low nibble of value vector k at that byte, bit 2k + 1 that of its high nibble (so one
+//!   load, an `and` and a compare give each unpacked register its fifth bits);
 //! - the values as 32-byte vectors whose byte 4j + p belongs to row j: for the 4-bit formats,
 //!   vector k holds values 8k + p in its low nibbles and 8k + 4 + p in its high ones (4 vectors);
 //!   for Q8_0, vector k holds value 4k + p (8 vectors).
@@ -180,10 +181,8 @@ fn put_row(ty: WeightType, l: TileLayout, p: &Parts, j: usize, tile: &mut [u8]) 
             let (lo, hi) = (p.q[8 * k + q], p.q[8 * k + 4 + q]);
             tile[l.values + 32 * k + 4 * j + q] = (lo & 0x0f) | ((hi & 0x0f) << 4);
             if l.values > l.high_bits {
-                let masks = l.high_bits + 8 * k;
-                let bit = 4 * j + q;
-                tile[masks + bit / 8] |= ((lo >> 4) & 1) << (bit % 8);
-                tile[masks + 4 + bit / 8] |= ((hi >> 4) & 1) << (bit % 8);
+                tile[l.high_bits + 4 * j + q] |=
+                    ((lo >> 4) << (2 * k)) | ((hi >> 4) << (2 * k + 1));
             }
         }
     }
@@ -211,10 +210,9 @@ fn get_row(ty: WeightType, l: TileLayout, tile: &[u8], j: usize) -> Parts {
             let byte = tile[l.values + 32 * k + 4 * j + q];
             let (mut lo, mut hi) = (byte & 0x0f, byte >> 4);
             if l.values > l.high_bits {
-                let masks = l.high_bits + 8 * k;
-                let bit = 4 * j + q;
-                lo |= ((tile[masks + bit / 8] >> (bit % 8)) & 1) << 4;
-                hi |= ((tile[masks + 4 + bit / 8] >> (bit % 8)) & 1) << 4;
+                let bits = tile[l.high_bits + 4 * j + q];
+                lo |= ((bits >> (2 * k)) & 1) << 4;
+                hi |= ((bits >> (2 * k + 1)) & 1) << 4;
             }
             p.q[8 * k + q] = lo;
             p.q[8 * k + 4 + q] = hi;
