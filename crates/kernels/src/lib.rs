@@ -6,6 +6,7 @@
 
 pub mod activation;
 pub mod attention;
+pub mod exp;
 pub mod norm;
 pub mod pool;
 pub mod probe;

@@ -3,40 +3,11 @@
 //! sum `l`; once every chunk of the row is done, `round_weights` scales them by
 //! `exp(m - m_row) / l_row` and rounds them to f16 — the normalised weights rounded as
 //! llama.cpp rounds them before multiplying them with V in f16.
-//!
-//! `exp` is a polynomial evaluated with the same fused multiply-adds in the scalar and the AVX2
-//! code, so both give the same bits and a result never depends on which path ran.
 
 use half::f16;
 
+pub use crate::exp::exp;
 use crate::quant::{tier, Tier};
-
-/// Scores below the maximum by more than this have weight 0 after f16 rounding anyway; the
-/// clamp keeps `2^n` a normal float.
-const MIN_EXPONENT: f32 = -87.0;
-const LOG2_E: f32 = std::f32::consts::LOG2_E;
-/// ln 2 split so that `n * LN2_HI` is exact for the `n` that occur.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
-/// Cephes' minimax polynomial for `(e^r - 1 - r) / r²` on `[-ln2/2, ln2/2]`.
-const POLY: [f32; 6] = [
-    1.987_569_1e-4,
-    1.398_199_9e-3,
-    8.333_452e-3,
-    4.166_579_6e-2,
-    1.666_666_5e-1,
-    0.5,
-];
-
-/// `e^x` for `x <= 0` (within 2 ulp; 0 below `MIN_EXPONENT`'s range is not needed here).
-pub fn exp(x: f32) -> f32 {
-    let x = x.max(MIN_EXPONENT);
-    let n = (x * LOG2_E).round_ties_even();
-    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
-    let p = POLY[1..].iter().fold(POLY[0], |p, &c| p.mul_add(r, c));
-    let e = p.mul_add(r * r, r) + 1.0;
-    e * f32::from_bits(((n as i32 + 127) as u32) << 23)
-}
 
 /// For each of the `group` columns of `scores` (`[position][group]`): `m[g]` = its maximum,
 /// the column replaced by `exp(s - m[g])`, `l[g]` = their sum.
@@ -75,30 +46,7 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::*;
-
-    /// `exp` eight at a time, the same operations in the same order.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn exp8(x: __m256) -> __m256 {
-        let x = _mm256_max_ps(x, _mm256_set1_ps(MIN_EXPONENT));
-        let n = _mm256_round_ps(
-            _mm256_mul_ps(x, _mm256_set1_ps(LOG2_E)),
-            _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC,
-        );
-        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x);
-        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), r);
-        let p = POLY[1..].iter().fold(_mm256_set1_ps(POLY[0]), |p, &c| {
-            _mm256_fmadd_ps(p, r, _mm256_set1_ps(c))
-        });
-        let e = _mm256_add_ps(
-            _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r),
-            _mm256_set1_ps(1.0),
-        );
-        let pow2 = _mm256_slli_epi32(
-            _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)),
-            23,
-        );
-        _mm256_mul_ps(e, _mm256_castsi256_ps(pow2))
-    }
+    use crate::exp::avx2::exp8;
 
     /// Lane j of the vector at offset o of a `[position][group]` array belongs to column
     /// (o + j) % group: the per-column values repeated, to be read from offset o % group.
@@ -201,21 +149,6 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn exp_is_close_to_libm_over_the_range_used() {
-        let mut x = 0.0f32;
-        while x > -100.0 {
-            let (got, want) = (exp(x), f64::from(x).exp());
-            let tolerance = 3.0 * f64::from(f32::EPSILON) * want + 1e-37;
-            assert!(
-                (f64::from(got) - want).abs() <= tolerance,
-                "exp({x}) = {got}, want {want}"
-            );
-            x -= 0.013;
-        }
-        assert_eq!(exp(0.0), 1.0);
-    }
 
     #[test]
     fn vector_and_scalar_paths_agree_bit_for_bit() {
