@@ -324,81 +324,55 @@ unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
 
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
-    let low = _mm256_set1_epi8(0x0f);
-    let mut acc = [_mm256_setzero_ps(); T];
-    for b in 0..blocks {
-        // SAFETY: tile b and one Q8_K block per row.
-        unsafe {
-            let (tb, ab) = (t.add(b * Q4_K_TILE), at(a, b, Q8K));
-            let mut sumi = [_mm256_setzero_si256(); T];
-            let mut mins = [_mm256_setzero_si256(); T];
-            for s in 0..8 {
-                let scale = both_halves(bytes8(tb.add(k4::SCALES + 8 * s), false));
-                let min = bytes8(tb.add(k4::MINS + 8 * s), false);
-                // Four vectors of 8 values per row: at most 8 · 2 · 15 · 127 in i16.
-                let mut sum16 = [_mm256_setzero_si256(); T];
-                for k in 0..4 {
-                    let v = load(tb.add(k4::VALUES + 32 * (4 * s + k)));
-                    let (lo, hi) = (
-                        _mm256_and_si256(v, low),
-                        _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
-                    );
-                    for (sum, ab) in sum16.iter_mut().zip(ab) {
-                        let qa = ab.add(4 + 32 * s + 8 * k);
-                        let p = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(lo, broadcast4(qa)),
-                            _mm256_maddubs_epi16(hi, broadcast4(qa.add(4))),
-                        );
-                        *sum = _mm256_add_epi16(*sum, p);
-                    }
-                }
-                for i in 0..T {
-                    sumi[i] = _mm256_add_epi32(sumi[i], _mm256_madd_epi16(sum16[i], scale));
-                    let group_sum = _mm256_set1_epi32(bsums(ab[i], 2 * s, 2));
-                    mins[i] = _mm256_add_epi32(mins[i], _mm256_mullo_epi32(min, group_sum));
-                }
-            }
-            let (d8, dmin8) = (f16x8(tb), f16x8(tb.add(k4::DMIN)));
-            for i in 0..T {
-                let da = _mm256_set1_ps(f32_at(ab[i]));
-                acc[i] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
-                acc[i] = _mm256_fnmadd_ps(
-                    _mm256_mul_ps(dmin8, da),
-                    _mm256_cvtepi32_ps(mins[i]),
-                    acc[i],
-                );
-            }
-        }
-    }
-    acc
+    // SAFETY: forwarded.
+    unsafe { q45_k::<T, false>(t, a, blocks) }
 }
 
-/// Q4_K's arithmetic with each nibble's fifth bit (0 or 16) added from the bit vectors.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q5_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
+    // SAFETY: forwarded.
+    unsafe { q45_k::<T, true>(t, a, blocks) }
+}
+
+/// Q4_K, or with `FIVE` Q5_K: Q4_K's arithmetic with each nibble's fifth bit (0 or 16) added
+/// from the sub-block's bit vector.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q45_k<const T: usize, const FIVE: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [__m256; T] {
+    let tile = if FIVE { Q5_K_TILE } else { Q4_K_TILE };
+    // Value vectors summed in i16 before widening: 4 · 2 · 15 · 127 or 2 · 2 · 31 · 127 at most.
+    let per_sum = if FIVE { 2 } else { 4 };
     let low = _mm256_set1_epi8(0x0f);
     let mut acc = [_mm256_setzero_ps(); T];
     for b in 0..blocks {
         // SAFETY: tile b and one Q8_K block per row.
         unsafe {
-            let (tb, ab) = (t.add(b * Q5_K_TILE), at(a, b, Q8K));
+            let (tb, ab) = (t.add(b * tile), at(a, b, Q8K));
             let mut sumi = [_mm256_setzero_si256(); T];
             let mut mins = [_mm256_setzero_si256(); T];
             for s in 0..8 {
                 let scale = both_halves(bytes8(tb.add(k4::SCALES + 8 * s), false));
                 let min = bytes8(tb.add(k4::MINS + 8 * s), false);
-                let high = load(tb.add(k5::HIGH + 32 * s));
-                // Two vectors of 8 values per row at a time: at most 4 · 2 · 31 · 127 in i16.
-                for half in 0..2 {
+                let high = if FIVE {
+                    load(tb.add(k5::HIGH + 32 * s))
+                } else {
+                    _mm256_setzero_si256()
+                };
+                for first in (0..4).step_by(per_sum) {
                     let mut sum16 = [_mm256_setzero_si256(); T];
-                    for k in 2 * half..2 * half + 2 {
+                    for k in first..first + per_sum {
                         let v = load(tb.add(k4::VALUES + 32 * (4 * s + k)));
-                        let lo = _mm256_or_si256(_mm256_and_si256(v, low), fifth_bits(high, 2 * k));
-                        let hi = _mm256_or_si256(
+                        let (mut lo, mut hi) = (
+                            _mm256_and_si256(v, low),
                             _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
-                            fifth_bits(high, 2 * k + 1),
                         );
+                        if FIVE {
+                            lo = _mm256_or_si256(lo, fifth_bits(high, 2 * k));
+                            hi = _mm256_or_si256(hi, fifth_bits(high, 2 * k + 1));
+                        }
                         for (sum, ab) in sum16.iter_mut().zip(ab) {
                             let qa = ab.add(4 + 32 * s + 8 * k);
                             let p = _mm256_add_epi16(
