@@ -128,8 +128,11 @@ impl Pool {
         let chunk_len = chunk_len.max(1);
         let n_chunks = len.div_ceil(chunk_len);
         if n_chunks <= 1 {
-            // Not worth waking anyone (a decode step's small vectors).
-            return f(0..len);
+            // Nothing to do, or not worth waking anyone (a decode step's small vectors).
+            if len > 0 {
+                f(0..len);
+            }
+            return;
         }
         let next = AtomicUsize::new(0);
         self.run(&|_| loop {
@@ -318,6 +321,20 @@ mod tests {
             }
         });
         assert!(data.iter().enumerate().all(|(i, &v)| v == i as u32 + 1));
+        // Ranges: every index once, a single range inline, an empty one never called.
+        let hits: Vec<AtomicUsize> = (0..1003).map(|_| AtomicUsize::new(0)).collect();
+        pool.for_each_range(1003, 7, |r| {
+            r.for_each(|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        pool.for_each_range(1003, 5000, |r| {
+            r.for_each(|i| {
+                hits[i].fetch_add(1, Ordering::Relaxed);
+            })
+        });
+        assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 2));
+        pool.for_each_range(0, 4, |_| panic!("called for nothing"));
     }
 
     #[test]

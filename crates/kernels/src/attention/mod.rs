@@ -84,6 +84,9 @@ pub fn attention(
         "attention: K and V caches differ"
     );
     let group_len = s.n_head / s.n_kv_head * s.head_dim;
+    if n_tok == 0 {
+        return;
+    }
     let pair = |p: usize| Pair {
         q: &q[p * group_len..][..group_len],
         pos: start_pos + p / s.n_kv_head,
@@ -370,6 +373,7 @@ mod tests {
             let v16: Vec<f16> = v.iter().map(|&x| f16::from_f32(x)).collect();
             let mut out = vec![0.0; q.len()];
             attention(&q, &k16, &v16, start, &shape, &mut out);
+            attention(&[], &k16, &v16, start, &shape, &mut []);
             let want = naive(&q, &k, &v, start, &shape);
             for (a, b) in out.iter().zip(&want) {
                 assert!(
