@@ -1,5 +1,6 @@
-//! Gated activations of the feed-forward block: `act(gate) * up`, element by element, spread
-//! over the kernel pool (a prefill's gate is hundreds of thousands of values).
+//! Gated activations of the feed-forward block: `act(gate) * up`, element by element, applied
+//! by the gate/up matmul's threads to the outputs they computed (`quant::matmul_gated`), or
+//! spread over the kernel pool on their own.
 
 use std::sync::OnceLock;
 
@@ -11,31 +12,50 @@ use crate::pool;
 /// Elements per pool chunk: large enough to amortise the hand-out.
 const CHUNK: usize = 4096;
 
-/// `f(gate_chunk, up_chunk)` over matching chunks of `gate` and `up`, in parallel.
-fn gated(gate: &mut [f32], up: &[f32], f: impl Fn(&mut [f32], &[f32]) + Sync) {
-    assert_eq!(gate.len(), up.len(), "gated activation: shape mismatch");
-    pool::global().for_each_chunk(gate, CHUNK, |offset, gate| {
-        f(gate, &up[offset..][..gate.len()])
-    });
+/// The gate's activation in a gated feed-forward block: `gate = act(gate) * up`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// SiLU (SwiGLU, Llama).
+    Silu,
+    /// tanh-approximated GELU (GeGLU, Gemma).
+    Gelu,
 }
 
-/// SiLU-gated (SwiGLU, Llama): `gate = silu(gate) * up`, with `crate::exp` (eight at a time
-/// where the CPU has AVX2, the same bits either way).
-pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    gated(gate, up, |gate, up| {
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if crate::quant::tier() == crate::quant::Tier::Avx2 {
-            // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
-            done = unsafe { avx2_silu_mul(gate, up) };
+impl Activation {
+    /// `gate = act(gate) * up` on this thread (a matmul's threads apply it to the outputs they
+    /// computed).
+    pub fn apply(self, gate: &mut [f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "gated activation: shape mismatch");
+        match self {
+            Activation::Silu => silu(gate, up),
+            Activation::Gelu => gelu(gate, up),
         }
-        for (g, &u) in gate.iter_mut().zip(up).skip(done) {
-            *g = *g / (1.0 + exp(-*g)) * u;
-        }
-    });
+    }
+
+    /// The same spread over the kernel pool.
+    pub fn apply_parallel(self, gate: &mut [f32], up: &[f32]) {
+        assert_eq!(gate.len(), up.len(), "gated activation: shape mismatch");
+        pool::global().for_each_chunk(gate, CHUNK, |offset, gate| {
+            self.apply(gate, &up[offset..][..gate.len()])
+        });
+    }
 }
 
-/// The whole vectors of `silu_mul`; returns how many values were done.
+/// SiLU-gated: `gate = silu(gate) * up`, with `crate::exp` (eight at a time where the CPU has
+/// AVX2, the same bits either way).
+fn silu(gate: &mut [f32], up: &[f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::tier() == crate::quant::Tier::Avx2 {
+        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+        done = unsafe { avx2_silu_mul(gate, up) };
+    }
+    for (g, &u) in gate.iter_mut().zip(up).skip(done) {
+        *g = *g / (1.0 + exp(-*g)) * u;
+    }
+}
+
+/// The whole vectors of `silu`; returns how many values were done.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn avx2_silu_mul(gate: &mut [f32], up: &[f32]) -> usize {
@@ -61,33 +81,36 @@ pub fn gelu_tanh(x: f32) -> f32 {
     0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
 }
 
-/// GELU-gated (GeGLU, Gemma): `gate = gelu(gate) * up`. Inside (-10, 10) the GELU is taken at
-/// the input rounded to f16 and rounded to f16 again, like ggml's CPU lookup table, so that
-/// Ward's numbers track llama.cpp's.
-/// The rounding makes it a function of 65536 inputs, tabulated once.
-pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
-    static TABLE: OnceLock<Vec<f32>> = OnceLock::new();
+/// GELU-gated: `gate = gelu(gate) * up`. Inside (-10, 10) the GELU is taken at the input
+/// rounded to f16 and rounded to f16 again, like ggml's CPU lookup table, so that Ward's numbers
+/// track llama.cpp's. The rounding makes it a function of 65536 inputs, tabulated once as f16
+/// (128 KiB, of which the 37 K entries inside (-10, 10) are read: it stays in a core's L2 while
+/// the weights stream past).
+fn gelu(gate: &mut [f32], up: &[f32]) {
+    static TABLE: OnceLock<Vec<u16>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
         (0..=u16::MAX)
-            .map(|bits| f16::from_f32(gelu_tanh(f16::from_bits(bits).to_f32())).to_f32())
+            .map(|bits| f16::from_f32(gelu_tanh(f16::from_bits(bits).to_f32())).to_bits())
             .collect()
     });
-    gated(gate, up, |gate, up| {
-        let mut bits = [0u16; 8];
-        for (g, u) in gate.chunks_mut(8).zip(up.chunks(8)) {
-            f16_bits(g, &mut bits);
-            for ((x, &u), &b) in g.iter_mut().zip(u).zip(&bits) {
-                let act = if *x <= -10.0 {
-                    0.0
-                } else if *x >= 10.0 {
-                    *x
-                } else {
-                    table[usize::from(b)]
-                };
-                *x = act * u;
-            }
+    let (mut bits, mut acts) = ([0u16; 8], [0.0f32; 8]);
+    for (g, u) in gate.chunks_mut(8).zip(up.chunks(8)) {
+        f16_bits(g, &mut bits);
+        for b in bits.iter_mut() {
+            *b = table[usize::from(*b)];
         }
-    });
+        f16_values(&bits, &mut acts);
+        for ((x, &u), &act) in g.iter_mut().zip(u).zip(&acts) {
+            let act = if *x <= -10.0 {
+                0.0
+            } else if *x >= 10.0 {
+                *x
+            } else {
+                act
+            };
+            *x = act * u;
+        }
+    }
 }
 
 /// Up to eight values rounded to f16, as bit patterns (with F16C, eight in one instruction).
@@ -95,7 +118,7 @@ fn f16_bits(x: &[f32], out: &mut [u16; 8]) {
     #[cfg(target_arch = "x86_64")]
     if x.len() == 8 && crate::quant::tier() == crate::quant::Tier::Avx2 {
         // SAFETY: the AVX2 tier is chosen only where the CPU has F16C; eight values each way.
-        unsafe { avx2_f16_bits(x, out) };
+        unsafe { avx2::f16_bits(x, out) };
         return;
     }
     for (o, &x) in out.iter_mut().zip(x) {
@@ -103,14 +126,43 @@ fn f16_bits(x: &[f32], out: &mut [u16; 8]) {
     }
 }
 
+/// Eight f16 bit patterns as floats.
+fn f16_values(bits: &[u16; 8], out: &mut [f32; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::quant::tier() == crate::quant::Tier::Avx2 {
+        // SAFETY: as above.
+        unsafe { avx2::f16_values(bits, out) };
+        return;
+    }
+    for (o, &b) in out.iter_mut().zip(bits) {
+        *o = f16::from_bits(b).to_f32();
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn avx2_f16_bits(x: &[f32], out: &mut [u16; 8]) {
+mod avx2 {
     use std::arch::x86_64::*;
-    // SAFETY: eight floats in, eight u16 out (checked by the caller).
-    unsafe {
-        let h = _mm256_cvtps_ph(_mm256_loadu_ps(x.as_ptr()), _MM_FROUND_TO_NEAREST_INT);
-        _mm_storeu_si128(out.as_mut_ptr().cast(), h);
+
+    /// # Safety
+    /// The CPU must support F16C; `x` holds eight values.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16_bits(x: &[f32], out: &mut [u16; 8]) {
+        // SAFETY: eight floats in, eight u16 out.
+        unsafe {
+            let h = _mm256_cvtps_ph(_mm256_loadu_ps(x.as_ptr()), _MM_FROUND_TO_NEAREST_INT);
+            _mm_storeu_si128(out.as_mut_ptr().cast(), h);
+        }
+    }
+
+    /// # Safety
+    /// The CPU must support F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn f16_values(bits: &[u16; 8], out: &mut [f32; 8]) {
+        // SAFETY: eight u16 in, eight floats out.
+        unsafe {
+            let v = _mm256_cvtph_ps(_mm_loadu_si128(bits.as_ptr().cast()));
+            _mm256_storeu_ps(out.as_mut_ptr(), v);
+        }
     }
 }
 
@@ -123,7 +175,7 @@ mod tests {
         assert!((gelu_tanh(1.0) - 0.841_192).abs() < 1e-5);
         assert_eq!(gelu_tanh(0.0), 0.0);
         let mut g = [1.0f32, -20.0, 20.0];
-        gelu_mul(&mut g, &[2.0, 2.0, 2.0]);
+        Activation::Gelu.apply_parallel(&mut g, &[2.0, 2.0, 2.0]);
         assert!((g[0] - 2.0 * 0.841_192).abs() < 2e-3);
         assert_eq!(g[1], 0.0);
         assert_eq!(g[2], 40.0);
@@ -132,12 +184,12 @@ mod tests {
     #[test]
     fn silu_matches_definition() {
         let mut g = [0.0f32, 2.0];
-        silu_mul(&mut g, &[3.0, 1.0]);
+        Activation::Silu.apply_parallel(&mut g, &[3.0, 1.0]);
         assert_eq!(g[0], 0.0);
         assert!((g[1] - 2.0 / (1.0 + (-2.0f32).exp())).abs() < 1e-6);
         // Far below zero the gate closes instead of overflowing.
         let mut g = [-200.0f32, 200.0];
-        silu_mul(&mut g, &[1.0, 1.0]);
+        Activation::Silu.apply_parallel(&mut g, &[1.0, 1.0]);
         assert!(g[0].abs() < 1e-30 && g[1] == 200.0, "{g:?}");
     }
 
@@ -149,7 +201,7 @@ mod tests {
             .collect();
         let up: Vec<f32> = (0..n).map(|i| (i % 5) as f32 - 2.0).collect();
         let mut g = x.clone();
-        gelu_mul(&mut g, &up);
+        Activation::Gelu.apply_parallel(&mut g, &up);
         for ((&g, &x), &u) in g.iter().zip(&x).zip(&up) {
             let act = if x <= -10.0 {
                 0.0
@@ -161,7 +213,7 @@ mod tests {
             assert_eq!(g, act * u, "gelu at {x}");
         }
         let mut g = x.clone();
-        silu_mul(&mut g, &up);
+        Activation::Silu.apply_parallel(&mut g, &up);
         for ((&g, &x), &u) in g.iter().zip(&x).zip(&up) {
             assert_eq!(g, x / (1.0 + exp(-x)) * u, "silu at {x}");
             let libm = x / (1.0 + (-x).exp()) * u;

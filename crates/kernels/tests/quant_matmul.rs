@@ -4,9 +4,10 @@
 //! maths — over odd shapes, tails and token counts, with each token's outputs independent of the
 //! others in the batch.
 
+use ward_kernels::activation::Activation;
 use ward_kernels::quant::{
-    avx2_available, dequantize_activations, dequantize_row, matmul, quantize_activations, vec_dot,
-    ActivationType, Layout, QuantMatrix, Tier, WeightType,
+    avx2_available, dequantize_activations, dequantize_row, matmul, matmul_gated, pair_groups,
+    quantize_activations, vec_dot, ActivationType, Layout, QuantMatrix, Tier, WeightType,
 };
 
 /// A small deterministic generator (xorshift), so failures reproduce.
@@ -245,6 +246,32 @@ fn matmul_in_every_layout_matches_exact_arithmetic_and_float_math() {
                     w.dequantize_row(r, &mut back);
                     let want = floats(ty, &bytes[r * row_bytes..][..row_bytes]);
                     assert!(back.iter().zip(&want).all(|(a, b)| f64::from(*a) == *b));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn the_gated_matmul_equals_two_matmuls_and_the_activation() {
+    let mut rng = Rng(7);
+    for ty in WeightType::ALL {
+        let cols = 2 * ty.block_len().max(32);
+        for (out_rows, n) in [(8, 1), (24, 3), (40, 6)] {
+            let gate = random_weights(ty, out_rows, cols, &mut rng);
+            let up = random_weights(ty, out_rows, cols, &mut rng);
+            let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
+            let row_bytes = gate.len() / out_rows;
+            for layout in layouts(ty) {
+                let m =
+                    |b: Vec<u8>, rows| QuantMatrix::with_layout(ty, b, rows, cols, layout).unwrap();
+                let paired = m(pair_groups(&gate, &up, row_bytes), 2 * out_rows);
+                let (g, u) = (m(gate.clone(), out_rows), m(up.clone(), out_rows));
+                for act in [Activation::Silu, Activation::Gelu] {
+                    let mut want = matmul(&g, &x);
+                    act.apply_parallel(&mut want, &matmul(&u, &x));
+                    let got = matmul_gated(&paired, &x, act);
+                    assert_eq!(got, want, "{ty:?} {layout:?} {act:?} {out_rows}×{n}");
                 }
             }
         }

@@ -1,12 +1,11 @@
 //! Building blocks shared by the architectures: attention with RoPE and KV cache, gated FFN.
 
-use ward_kernels::activation::{gelu_mul, silu_mul};
 use ward_kernels::attention::{attention, AttnShape};
 use ward_kernels::norm::rms_norm_inplace;
 use ward_kernels::rope::{rope_inplace, RopeLayout};
 
 use crate::cache::LayerCache;
-use crate::weights::{Linear, Projections, WeightLoader};
+use crate::weights::{GateUp, Linear, Projections, WeightLoader};
 use crate::{HParams, ModelError};
 
 /// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,
@@ -100,15 +99,11 @@ impl Attention {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-pub enum Activation {
-    Silu,
-    Gelu,
-}
+pub use ward_kernels::activation::Activation;
 
 /// Gated feed-forward: `down(act(gate(x)) * up(x))`.
 pub struct FeedForward {
-    gate_up: Projections,
+    gate_up: GateUp,
     down: Linear,
     act: Activation,
 }
@@ -122,10 +117,11 @@ impl FeedForward {
     ) -> Result<FeedForward, ModelError> {
         let p = format!("blk.{il}");
         Ok(FeedForward {
-            gate_up: w.projections(
-                &["gate", "up"].map(|t| format!("{p}.ffn_{t}.weight")),
+            gate_up: w.gate_up(
+                &format!("{p}.ffn_gate.weight"),
+                &format!("{p}.ffn_up.weight"),
                 hp.n_embd,
-                &[hp.n_ff, hp.n_ff],
+                hp.n_ff,
             )?,
             down: w.linear(&format!("{p}.ffn_down.weight"), hp.n_ff, hp.n_embd)?,
             act,
@@ -133,13 +129,7 @@ impl FeedForward {
     }
 
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        let [mut g, u]: [Vec<f32>; 2] =
-            self.gate_up.forward(x).try_into().expect("two projections");
-        match self.act {
-            Activation::Silu => silu_mul(&mut g, &u),
-            Activation::Gelu => gelu_mul(&mut g, &u),
-        }
-        self.down.forward(&g)
+        self.down.forward(&self.gate_up.forward(x, self.act))
     }
 }
 

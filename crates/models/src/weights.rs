@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use ward_kernels::quant::{matmul, QuantMatrix, WeightType};
+use ward_kernels::activation::Activation;
+use ward_kernels::quant::{matmul, matmul_gated, pair_groups, QuantMatrix, WeightType};
 
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::ModelError;
@@ -93,6 +94,38 @@ impl<'a> WeightLoader<'a> {
         })
     }
 
+    /// The gate and up projections of a gated feed-forward block (`n_ff` outputs each), as one
+    /// matrix of paired row groups where the file stores them in the same format and `n_ff` is a
+    /// whole number of groups, so the activation is applied as the outputs are computed.
+    pub fn gate_up(
+        &self,
+        gate: &str,
+        up: &str,
+        in_dim: usize,
+        n_ff: usize,
+    ) -> Result<GateUp, ModelError> {
+        let (gi, ui) = (
+            self.info(gate, &[in_dim, n_ff])?,
+            self.info(up, &[in_dim, n_ff])?,
+        );
+        if gi.ggml_type.id != ui.ggml_type.id || !n_ff.is_multiple_of(8) {
+            return Ok(GateUp::Separate {
+                gate: self.linear(gate, in_dim, n_ff)?,
+                up: self.linear(up, in_dim, n_ff)?,
+            });
+        }
+        let ty = weight_type(gate, gi)?;
+        let (g, u) = (self.gguf.tensor_bytes(gi), self.gguf.tensor_bytes(ui));
+        let bytes = pair_groups(g, u, g.len() / n_ff);
+        let m = QuantMatrix::new(ty, bytes, 2 * n_ff, in_dim).map_err(|reason| {
+            ModelError::BadTensor {
+                name: format!("{gate}+{up}"),
+                reason,
+            }
+        })?;
+        Ok(GateUp::Paired(m))
+    }
+
     fn load(
         &self,
         name: &str,
@@ -137,7 +170,7 @@ impl Linear {
     }
 }
 
-/// Several projections of the same input (Q/K/V, gate/up): one matrix where they share a
+/// Several projections of the same input (Q/K/V): one matrix where they share a
 /// format, so the input is converted once and the pool is woken once for all of them.
 pub enum Projections {
     Fused { all: Linear, out_dims: Vec<usize> },
@@ -163,6 +196,30 @@ impl Projections {
                     }
                 }
                 parts
+            }
+        }
+    }
+}
+
+/// The first half of a gated feed-forward block, `act(x · Gᵀ) ⊙ (x · Uᵀ)`.
+pub enum GateUp {
+    /// One matrix of paired row groups (`matmul_gated`): one pass, one pool wake-up.
+    Paired(QuantMatrix),
+    Separate {
+        gate: Linear,
+        up: Linear,
+    },
+}
+
+impl GateUp {
+    /// `x` is `[n_tok][in_dim]`; returns `[n_tok][n_ff]`.
+    pub fn forward(&self, x: &[f32], act: Activation) -> Vec<f32> {
+        match self {
+            GateUp::Paired(m) => matmul_gated(m, x, act),
+            GateUp::Separate { gate, up } => {
+                let mut g = gate.forward(x);
+                act.apply_parallel(&mut g, &up.forward(x));
+                g
             }
         }
     }

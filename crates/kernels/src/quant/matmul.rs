@@ -6,6 +6,7 @@ use super::interleave::{self, GROUP};
 use super::{
     avx2_available, dequantize_row, quantize_activations, tier, vec_dot, Tier, WeightType,
 };
+use crate::activation::Activation;
 use crate::pool::{self, Disjoint};
 
 /// A `rows × cols` weight matrix in one of the block formats.
@@ -119,11 +120,104 @@ impl QuantMatrix {
 
 /// `x` is `[n][cols]` row-major; returns `[n][rows]`.
 pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
+    let (acts, n) = quantize(w, x);
+    if n == 0 {
+        return Vec::new();
+    }
+    let act_row = acts.len() / n;
+    let mut y = vec![0.0f32; n * w.rows];
+    let out = Disjoint::new(&mut y);
+    let groups = w.rows.div_ceil(GROUP);
+    pool::global().for_each_range(groups, chunk_rows(w) / GROUP, |groups| {
+        let mut o = [0.0f32; 4 * GROUP];
+        for g in groups {
+            let first_row = g * GROUP;
+            let valid = GROUP.min(w.rows - first_row);
+            if n == 1 && valid == GROUP {
+                // A decode step: the group's outputs are eight consecutive values of `y`.
+                // SAFETY: these rows of the output belong to group g, which only this range has.
+                group_outputs(w, g, &acts, act_row, unsafe {
+                    out.slice(first_row..first_row + GROUP)
+                });
+                continue;
+            }
+            // Up to 4 tokens share each unpacked tile.
+            for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
+                let o = &mut o[..(n - t0).min(4) * GROUP];
+                group_outputs(w, g, a, act_row, o);
+                for (t, o) in o.chunks_exact(GROUP).enumerate() {
+                    let at = (t0 + t) * w.rows + first_row;
+                    // SAFETY: as above.
+                    unsafe { out.slice(at..at + valid) }.copy_from_slice(&o[..valid]);
+                }
+            }
+        }
+    });
+    y
+}
+
+/// The gated feed-forward's first half, `act(x · Gᵀ) ⊙ (x · Uᵀ)`, for a matrix whose rows are
+/// the gate's and the up projection's in alternating groups of 8 (`GROUP` gate rows, then the
+/// up rows of the same outputs; see `pair_groups`). The activation is applied by the thread
+/// that computed each group, so the gate and up values are never written out. `x` is
+/// `[n][cols]`; returns `[n][rows / 2]`.
+pub fn matmul_gated(w: &QuantMatrix, x: &[f32], act: Activation) -> Vec<f32> {
+    assert!(
+        w.rows.is_multiple_of(2 * GROUP),
+        "gated matmul: rows must be pairs of {GROUP}-row groups"
+    );
+    let (acts, n) = quantize(w, x);
+    if n == 0 {
+        return Vec::new();
+    }
+    let act_row = acts.len() / n;
+    let out_rows = w.rows / 2;
+    let mut y = vec![0.0f32; n * out_rows];
+    let out = Disjoint::new(&mut y);
+    let chunk_pairs = (chunk_rows(w) / (2 * GROUP)).max(1);
+    pool::global().for_each_range(out_rows / GROUP, chunk_pairs, |pairs| {
+        let (mut gate, mut up) = ([0.0f32; 4 * GROUP], [0.0f32; 4 * GROUP]);
+        for p in pairs {
+            for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
+                let len = (n - t0).min(4) * GROUP;
+                let (gate, up) = (&mut gate[..len], &mut up[..len]);
+                group_outputs(w, 2 * p, a, act_row, gate);
+                group_outputs(w, 2 * p + 1, a, act_row, up);
+                act.apply(gate, up);
+                for (t, g) in gate.chunks_exact(GROUP).enumerate() {
+                    let at = (t0 + t) * out_rows + p * GROUP;
+                    // SAFETY: these outputs belong to pair p, which only this range has.
+                    unsafe { out.slice(at..at + GROUP) }.copy_from_slice(g);
+                }
+            }
+        }
+    });
+    y
+}
+
+/// The rows of `gate` and `up` (GGUF's layout, `rows` each of `row_bytes`) in the order
+/// `matmul_gated` reads: 8 gate rows, the same 8 up rows, and so on.
+pub fn pair_groups(gate: &[u8], up: &[u8], row_bytes: usize) -> Vec<u8> {
+    assert_eq!(
+        gate.len(),
+        up.len(),
+        "pair_groups: gate and up differ in size"
+    );
+    let group = GROUP * row_bytes;
+    gate.chunks(group)
+        .zip(up.chunks(group))
+        .flat_map(|(g, u)| g.iter().chain(u))
+        .copied()
+        .collect()
+}
+
+/// The activation rows of `x` in `w`'s partner format, converted on the pool (a prefill has
+/// hundreds; each thread reuses one row buffer), and how many there are.
+fn quantize(w: &QuantMatrix, x: &[f32]) -> (Vec<u8>, usize) {
     assert!(x.len().is_multiple_of(w.cols), "activation length");
     let n = x.len() / w.cols;
     let act_type = w.ty.activation_type();
     let act_row = w.cols / act_type.block_len() * act_type.block_bytes();
-    // Rows converted on the pool (a prefill has hundreds); each thread reuses one row buffer.
     let mut acts = vec![0u8; n * act_row];
     let rows_per_chunk = n.div_ceil(4 * pool::global().threads()).max(2);
     pool::global().for_each_chunk(&mut acts, rows_per_chunk * act_row, |offset, chunk| {
@@ -134,10 +228,7 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
             out.copy_from_slice(&row);
         }
     });
-    match w.layout {
-        Layout::Rows => rows_matmul(w, &acts, n, act_row),
-        Layout::Interleaved8 => interleaved_matmul(w, &acts, n, act_row),
-    }
+    (acts, n)
 }
 
 /// Weight rows per chunk: about 32 chunks per thread, so that a thread slowed by a neighbour is
@@ -153,62 +244,34 @@ fn chunk_rows(w: &QuantMatrix) -> usize {
         .next_multiple_of(GROUP)
 }
 
-fn rows_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
-    let tier = tier();
-    let mut y = vec![0.0f32; n * w.rows];
-    let out = Disjoint::new(&mut y);
-    pool::global().for_each_range(w.rows, chunk_rows(w), |rows| {
-        for r in rows {
-            let wr = &w.bytes[r * w.row_bytes..][..w.row_bytes];
-            for (t, a) in acts.chunks_exact(act_row).enumerate() {
-                // SAFETY: element (t, r) belongs to weight row r, which only this range has.
-                unsafe {
-                    out.slice(t * w.rows + r..t * w.rows + r + 1)[0] = vec_dot(w.ty, tier, wr, a)
-                };
-            }
-        }
-    });
-    y
-}
-
-fn interleaved_matmul(w: &QuantMatrix, acts: &[u8], n: usize, act_row: usize) -> Vec<f32> {
-    let group_bytes = w.blocks() * interleave::tile_bytes(w.ty);
-    let mut y = vec![0.0f32; n * w.rows];
-    let out = Disjoint::new(&mut y);
-    let chunk_groups = chunk_rows(w) / GROUP;
-    pool::global().for_each_range(w.rows.div_ceil(GROUP), chunk_groups, |groups| {
-        let mut tile_out = [0.0f32; 4 * GROUP];
-        for g in groups {
+/// The outputs of row group `g` (rows `8g..8g + 8`; 0 for rows past the matrix) for each of
+/// the up to 4 activation rows in `acts`, into `out` as `[token][8]`.
+fn group_outputs(w: &QuantMatrix, g: usize, acts: &[u8], act_row: usize, out: &mut [f32]) {
+    match w.layout {
+        Layout::Interleaved8 => {
+            let group_bytes = w.blocks() * interleave::tile_bytes(w.ty);
             let tiles = &w.bytes[g * group_bytes..][..group_bytes];
-            let first_row = g * GROUP;
-            let valid = GROUP.min(w.rows - first_row);
-            if n == 1 && valid == GROUP {
-                // A decode step: the group's outputs are eight consecutive values of `y`.
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: as below; these rows of the output belong to group g, which only this
-                // range has.
-                unsafe {
-                    let o = out.slice(first_row..first_row + GROUP);
-                    super::avx2_x8::gemm_x8(w.ty, tiles, acts, act_row, w.blocks(), o);
-                }
-                continue;
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the interleaved layout is chosen only where the CPU has the AVX2 tier;
+            // `tiles` is one group and `acts` whole activation rows of this matrix.
+            unsafe {
+                super::avx2_x8::gemm_x8(w.ty, tiles, acts, act_row, w.blocks(), out);
             }
-            // Up to 4 tokens share each unpacked tile.
-            for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
-                let o = &mut tile_out[..(n - t0).min(4) * GROUP];
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: the interleaved layout is chosen only where the CPU has the AVX2 tier;
-                // `tiles` is one group and `a` whole activation rows of this matrix.
-                unsafe {
-                    super::avx2_x8::gemm_x8(w.ty, tiles, a, act_row, w.blocks(), o);
-                }
-                for (t, o) in o.chunks_exact(GROUP).enumerate() {
-                    let at = (t0 + t) * w.rows + first_row;
-                    // SAFETY: these rows of the output belong to group g, which only this range has.
-                    unsafe { out.slice(at..at + valid) }.copy_from_slice(&o[..valid]);
+            #[cfg(not(target_arch = "x86_64"))]
+            unreachable!("no interleaved layout on this architecture: {tiles:p}");
+        }
+        Layout::Rows => {
+            let tier = tier();
+            for (a, o) in acts.chunks_exact(act_row).zip(out.chunks_exact_mut(GROUP)) {
+                for (j, o) in o.iter_mut().enumerate() {
+                    let r = g * GROUP + j;
+                    *o = if r < w.rows {
+                        vec_dot(w.ty, tier, &w.bytes[r * w.row_bytes..][..w.row_bytes], a)
+                    } else {
+                        0.0
+                    };
                 }
             }
         }
-    });
-    y
+    }
 }
