@@ -1,6 +1,6 @@
 //! Rotary position embeddings, in the two layouts ggml knows.
 
-use crate::pool;
+use crate::pool::{self, Disjoint};
 
 /// Which elements of a head form a rotated pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -11,66 +11,146 @@ pub enum RopeLayout {
     Halves,
 }
 
-/// Rotate each head of `x` (laid out `[token][head][head_dim]`) in place; token `t` sits at
-/// position `start_pos + t`. Only the first `rope_dim` dimensions of each head rotate. The angle
-/// is computed as ggml does, `theta_i = pos * scale * base^(-2i/rope_dim)` with the power built
-/// by repeated f32 multiplication, so that Ward's rotations equal llama.cpp's bit for bit where
-/// the libm agrees.
-#[allow(clippy::too_many_arguments)]
-pub fn rope_inplace(
-    x: &mut [f32],
-    n_head: usize,
-    head_dim: usize,
-    rope_dim: usize,
-    start_pos: usize,
-    base: f32,
-    freq_scale: f32,
-    layout: RopeLayout,
-) {
-    assert!(
-        rope_dim <= head_dim && rope_dim.is_multiple_of(2),
-        "rope: bad rope_dim"
-    );
-    assert_eq!(x.len() % (n_head * head_dim), 0, "rope: shape mismatch");
-    let theta_scale = base.powf(-2.0 / rope_dim as f32);
-    let half = rope_dim / 2;
-    let token_len = n_head * head_dim;
-    // Tokens spread over the pool: a prefill's sines and cosines are most of the work.
-    let tokens = x.len() / token_len;
-    let per_chunk = tokens.div_ceil(4 * pool::global().threads()).max(4);
-    pool::global().for_each_chunk(x, per_chunk * token_len, |offset, chunk| {
-        let mut cos_sin = vec![(0.0f32, 0.0f32); half];
-        for (t, token) in chunk.chunks_exact_mut(token_len).enumerate() {
-            let mut theta = (start_pos + offset / token_len + t) as f32 * freq_scale;
-            for cs in cos_sin.iter_mut() {
-                *cs = (theta.cos(), theta.sin());
-                theta *= theta_scale;
-            }
-            for head in token.chunks_exact_mut(head_dim) {
-                for (i, &(c, s)) in cos_sin.iter().enumerate() {
-                    let (a, b) = match layout {
-                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
-                        RopeLayout::Halves => (i, i + half),
-                    };
-                    let (x0, x1) = (head[a], head[b]);
-                    head[a] = x0 * c - x1 * s;
-                    head[b] = x0 * s + x1 * c;
+/// One layer's rotary embedding. The angle is computed as ggml does,
+/// `theta_i = pos * freq_scale * base^(-2i/rope_dim)` with the power built by repeated f32
+/// multiplication, so that Ward's rotations equal llama.cpp's bit for bit where the libm agrees.
+/// Only the first `rope_dim` dimensions of each head rotate.
+#[derive(Debug, Clone, Copy)]
+pub struct Rope {
+    pub head_dim: usize,
+    pub rope_dim: usize,
+    pub base: f32,
+    pub freq_scale: f32,
+    pub layout: RopeLayout,
+}
+
+impl Rope {
+    /// Rotate each head of `x` (laid out `[token][head][head_dim]`) in place; token `t` sits at
+    /// position `start_pos + t`.
+    pub fn rotate(&self, x: &mut [f32], n_head: usize, start_pos: usize) {
+        let mut none: [half::f16; 0] = [];
+        self.rotate_into(x, n_head, &[], 0, &mut none, start_pos);
+    }
+
+    /// Rotate the queries `q` (`[token][n_head][head_dim]`) in place and the keys `k`
+    /// (`[token][n_kv_head][head_dim]`) into `k_out` as f16 (their place in the KV cache): one
+    /// pass, each token's sines and cosines computed once for both.
+    pub fn rotate_into(
+        &self,
+        q: &mut [f32],
+        n_head: usize,
+        k: &[f32],
+        n_kv_head: usize,
+        k_out: &mut [half::f16],
+        start_pos: usize,
+    ) {
+        let (hd, half) = (self.head_dim, self.rope_dim / 2);
+        assert!(
+            self.rope_dim <= hd && self.rope_dim.is_multiple_of(2),
+            "rope: bad rope_dim"
+        );
+        let (q_len, k_len) = (n_head * hd, n_kv_head * hd);
+        let tokens = q.len() / q_len.max(1);
+        assert!(
+            q.len() == tokens * q_len && k.len() == tokens * k_len && k_out.len() == k.len(),
+            "rope: shape mismatch"
+        );
+        let theta_scale = self.base.powf(-2.0 / self.rope_dim as f32);
+        let pair = |i: usize| match self.layout {
+            RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+            RopeLayout::Halves => (i, i + half),
+        };
+        let (q_out, k_dst) = (Disjoint::new(q), Disjoint::new(k_out));
+        // Tokens spread over the pool: a prefill's sines and cosines are most of the work.
+        let per_chunk = tokens.div_ceil(4 * pool::global().threads()).max(4);
+        pool::global().for_each_range(tokens, per_chunk, |range| {
+            let mut cos_sin = vec![(0.0f32, 0.0f32); half];
+            for t in range {
+                let mut theta = (start_pos + t) as f32 * self.freq_scale;
+                for cs in cos_sin.iter_mut() {
+                    *cs = (theta.cos(), theta.sin());
+                    theta *= theta_scale;
+                }
+                // SAFETY: token t's rows belong to this range only.
+                let q = unsafe { q_out.slice(t * q_len..(t + 1) * q_len) };
+                for head in q.chunks_exact_mut(hd) {
+                    for (i, &(c, s)) in cos_sin.iter().enumerate() {
+                        let (a, b) = pair(i);
+                        let (x0, x1) = (head[a], head[b]);
+                        head[a] = x0 * c - x1 * s;
+                        head[b] = x0 * s + x1 * c;
+                    }
+                }
+                if k_len == 0 {
+                    continue;
+                }
+                let src = &k[t * k_len..(t + 1) * k_len];
+                // SAFETY: as above.
+                let dst = unsafe { k_dst.slice(t * k_len..(t + 1) * k_len) };
+                for (head, out) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd)) {
+                    for (o, &x) in out.iter_mut().zip(head).skip(self.rope_dim) {
+                        *o = half::f16::from_f32(x);
+                    }
+                    for (i, &(c, s)) in cos_sin.iter().enumerate() {
+                        let (a, b) = pair(i);
+                        let (x0, x1) = (head[a], head[b]);
+                        out[a] = half::f16::from_f32(x0 * c - x1 * s);
+                        out[b] = half::f16::from_f32(x0 * s + x1 * c);
+                    }
                 }
             }
-        }
-    });
+        });
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rope(head_dim: usize, base: f32, layout: RopeLayout) -> Rope {
+        Rope {
+            head_dim,
+            rope_dim: head_dim,
+            base,
+            freq_scale: 1.0,
+            layout,
+        }
+    }
+
+    #[test]
+    fn keys_rotated_into_the_cache_equal_keys_rotated_then_rounded() {
+        for layout in [RopeLayout::Interleaved, RopeLayout::Halves] {
+            let r = Rope {
+                head_dim: 16,
+                rope_dim: 12,
+                base: 500.0,
+                freq_scale: 0.5,
+                layout,
+            };
+            let (tokens, n_head, n_kv) = (37, 4, 2);
+            let q: Vec<f32> = (0..tokens * n_head * 16)
+                .map(|i| (i as f32 * 0.37).sin())
+                .collect();
+            let k: Vec<f32> = (0..tokens * n_kv * 16)
+                .map(|i| (i as f32 * 0.11).cos())
+                .collect();
+            let (mut q_fused, mut k16) = (q.clone(), vec![half::f16::ZERO; k.len()]);
+            r.rotate_into(&mut q_fused, n_head, &k, n_kv, &mut k16, 5);
+            let (mut q_alone, mut k_alone) = (q.clone(), k.clone());
+            r.rotate(&mut q_alone, n_head, 5);
+            r.rotate(&mut k_alone, n_kv, 5);
+            assert_eq!(q_fused, q_alone);
+            let want: Vec<half::f16> = k_alone.iter().map(|&x| half::f16::from_f32(x)).collect();
+            assert_eq!(k16, want);
+        }
+    }
+
     #[test]
     fn position_zero_is_identity() {
         let orig: Vec<f32> = (0..16).map(|i| i as f32).collect();
         for layout in [RopeLayout::Interleaved, RopeLayout::Halves] {
             let mut x = orig.clone();
-            rope_inplace(&mut x, 2, 8, 8, 0, 10_000.0, 1.0, layout);
+            rope(8, 10_000.0, layout).rotate(&mut x, 2, 0);
             assert_eq!(x, orig);
         }
     }
@@ -82,8 +162,8 @@ mod tests {
         let k: Vec<f32> = (0..8).map(|i| (i as f32 * 1.3).cos()).collect();
         let dot_at = |pq: usize, pk: usize| {
             let (mut a, mut b) = (q.clone(), k.clone());
-            rope_inplace(&mut a, 1, 8, 8, pq, 100.0, 1.0, RopeLayout::Halves);
-            rope_inplace(&mut b, 1, 8, 8, pk, 100.0, 1.0, RopeLayout::Halves);
+            rope(8, 100.0, RopeLayout::Halves).rotate(&mut a, 1, pq);
+            rope(8, 100.0, RopeLayout::Halves).rotate(&mut b, 1, pk);
             a.iter().zip(&b).map(|(x, y)| x * y).sum::<f32>()
         };
         assert!((dot_at(5, 2) - dot_at(13, 10)).abs() < 1e-4);

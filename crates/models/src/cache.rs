@@ -10,10 +10,13 @@ pub struct LayerCache {
 }
 
 impl LayerCache {
-    /// Append `[n_tok][kv_head][head_dim]` keys and values, rounding to f16.
-    pub fn append(&mut self, k: &[f32], v: &[f32]) {
-        self.k.extend(k.iter().map(|&x| f16::from_f32(x)));
-        self.v.extend(v.iter().map(|&x| f16::from_f32(x)));
+    /// Room for `len` more values of keys and of values (`[n_tok][kv_head][head_dim]`), to be
+    /// written in place: the new parts of `k` and `v`.
+    pub fn extend(&mut self, len: usize) -> (&mut [f16], &mut [f16]) {
+        let at = self.k.len();
+        self.k.resize(at + len, f16::ZERO);
+        self.v.resize(at + len, f16::ZERO);
+        (&mut self.k[at..], &mut self.v[at..])
     }
 }
 

@@ -1,8 +1,9 @@
 //! Building blocks shared by the architectures: attention with RoPE and KV cache, gated FFN.
 
+use half::f16;
 use ward_kernels::attention::{attention, AttnShape};
 use ward_kernels::norm::rms_norm_inplace;
-use ward_kernels::rope::{rope_inplace, RopeLayout};
+use ward_kernels::rope::{Rope, RopeLayout};
 
 use crate::cache::LayerCache;
 use crate::weights::{GateUp, Linear, Projections, WeightLoader};
@@ -15,10 +16,7 @@ pub struct Attention {
     wo: Linear,
     qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     shape: AttnShape,
-    rope_dim: usize,
-    rope_base: f32,
-    rope_freq_scale: f32,
-    rope_layout: RopeLayout,
+    rope: Rope,
     eps: f32,
 }
 
@@ -56,14 +54,17 @@ impl Attention {
                 scale: hp.attn_scale,
                 window,
             },
-            rope_dim: hp.rope_dim,
-            rope_base: hp.layer_rope_base(il),
-            rope_freq_scale: if window.is_some() {
-                1.0
-            } else {
-                hp.rope_freq_scale
+            rope: Rope {
+                head_dim: hd,
+                rope_dim: hp.rope_dim,
+                base: hp.layer_rope_base(il),
+                freq_scale: if window.is_some() {
+                    1.0
+                } else {
+                    hp.rope_freq_scale
+                },
+                layout: rope_layout,
             },
-            rope_layout,
             eps: hp.rms_eps,
         })
     }
@@ -78,21 +79,13 @@ impl Attention {
             rms_norm_inplace(&mut q, qn, self.eps);
             rms_norm_inplace(&mut k, kn, self.eps);
         }
-        let rope = |t: &mut [f32], n_head: usize| {
-            rope_inplace(
-                t,
-                n_head,
-                s.head_dim,
-                self.rope_dim,
-                start_pos,
-                self.rope_base,
-                self.rope_freq_scale,
-                self.rope_layout,
-            )
-        };
-        rope(&mut q, s.n_head);
-        rope(&mut k, s.n_kv_head);
-        cache.append(&k, &v);
+        // The keys go into the cache rotated and rounded in one pass; the values rounded.
+        let (k_cache, v_cache) = cache.extend(k.len());
+        self.rope
+            .rotate_into(&mut q, s.n_head, &k, s.n_kv_head, k_cache, start_pos);
+        for (c, &x) in v_cache.iter_mut().zip(&v) {
+            *c = f16::from_f32(x);
+        }
         let mut out = vec![0.0f32; q.len()];
         attention(&q, &cache.k, &cache.v, start_pos, s, &mut out);
         self.wo.forward(&out)
