@@ -2,26 +2,40 @@
 
 use crate::pool;
 
-/// `x = x / sqrt(mean(x²) + eps) * weight` for each row of `x` (rows of `weight.len()`), in
-/// place. The sum of squares is accumulated in f64, as ggml does.
+/// An RMSNorm: `x / sqrt(mean(x²) + eps) * weight`, the sum of squares accumulated in f64 as
+/// ggml does.
+#[derive(Debug, Clone, Copy)]
+pub struct RmsNorm<'a> {
+    pub weight: &'a [f32],
+    pub eps: f32,
+}
+
+impl RmsNorm<'_> {
+    /// One row of `weight.len()` values, in place.
+    pub fn apply(&self, row: &mut [f32]) {
+        let n = row.len();
+        let sum: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
+        let mean = (sum / n as f64) as f32;
+        let scale = 1.0 / (mean + self.eps).sqrt();
+        for (v, &w) in row.iter_mut().zip(self.weight) {
+            *v = *v * scale * w;
+        }
+    }
+}
+
+/// `RmsNorm { weight, eps }` on each row of `x` (rows of `weight.len()`), in place.
 pub fn rms_norm_inplace(x: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
     assert!(
         n > 0 && x.len().is_multiple_of(n),
         "rms_norm: shape mismatch"
     );
+    let norm = RmsNorm { weight, eps };
     // Rows spread over the pool (a prefill normalises hundreds; one row runs inline).
     let rows = x.len() / n;
     let per_chunk = rows.div_ceil(4 * pool::global().threads()).max(8);
     pool::global().for_each_chunk(x, per_chunk * n, |_, rows| {
-        for row in rows.chunks_exact_mut(n) {
-            let sum: f64 = row.iter().map(|&v| f64::from(v) * f64::from(v)).sum();
-            let mean = (sum / n as f64) as f32;
-            let scale = 1.0 / (mean + eps).sqrt();
-            for (v, &w) in row.iter_mut().zip(weight) {
-                *v = *v * scale * w;
-            }
-        }
+        rows.chunks_exact_mut(n).for_each(|row| norm.apply(row));
     });
 }
 

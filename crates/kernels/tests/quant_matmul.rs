@@ -5,9 +5,11 @@
 //! others in the batch.
 
 use ward_kernels::activation::Activation;
+use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::quant::{
-    avx2_available, dequantize_activations, dequantize_row, matmul, matmul_gated, pair_groups,
-    quantize_activations, vec_dot, ActivationType, Layout, QuantMatrix, Tier, WeightType,
+    avx2_available, dequantize_activations, dequantize_row, matmul, matmul_gated, matmul_normed,
+    pair_groups, quantize_activations, vec_dot, ActivationType, Layout, QuantMatrix, Tier,
+    WeightType,
 };
 
 /// A small deterministic generator (xorshift), so failures reproduce.
@@ -270,10 +272,35 @@ fn the_gated_matmul_equals_two_matmuls_and_the_activation() {
                 for act in [Activation::Silu, Activation::Gelu] {
                     let mut want = matmul(&g, &x);
                     act.apply_parallel(&mut want, &matmul(&u, &x));
-                    let got = matmul_gated(&paired, &x, act);
+                    let got = matmul_gated(&paired, &x, None, act);
                     assert_eq!(got, want, "{ty:?} {layout:?} {act:?} {out_rows}×{n}");
                 }
             }
+        }
+    }
+}
+
+#[test]
+fn a_norm_applied_while_converting_equals_the_norm_applied_first() {
+    let mut rng = Rng(9);
+    for ty in WeightType::ALL {
+        let cols = 2 * ty.block_len().max(32);
+        let (rows, n) = (16, 5);
+        let bytes = random_weights(ty, rows, cols, &mut rng);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
+        let weight: Vec<f32> = (0..cols).map(|_| 1.0 + rng.normal_ish()).collect();
+        let norm = RmsNorm {
+            weight: &weight,
+            eps: 1e-6,
+        };
+        let mut normed = x.clone();
+        rms_norm_inplace(&mut normed, &weight, 1e-6);
+        for layout in layouts(ty) {
+            let w = QuantMatrix::with_layout(ty, bytes.clone(), rows, cols, layout).unwrap();
+            let got = matmul_normed(&w, &x, Some(norm));
+            assert_eq!(got, matmul(&w, &normed), "{ty:?} {layout:?}");
+            let gated = matmul_gated(&w, &x, Some(norm), Activation::Silu);
+            assert_eq!(gated, matmul_gated(&w, &normed, None, Activation::Silu));
         }
     }
 }

@@ -2,7 +2,7 @@
 
 use half::f16;
 use ward_kernels::attention::{attention, AttnShape};
-use ward_kernels::norm::rms_norm_inplace;
+use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::rope::{Rope, RopeLayout};
 
 use crate::cache::LayerCache;
@@ -12,6 +12,8 @@ use crate::{HParams, ModelError};
 /// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,
 /// cache append, attention and output projection.
 pub struct Attention {
+    /// The input norm, applied as the input is converted for the Q/K/V matmul.
+    norm: Vec<f32>,
     qkv: Projections,
     wo: Linear,
     qk_norm: Option<(Vec<f32>, Vec<f32>)>,
@@ -40,6 +42,7 @@ impl Attention {
         };
         let window = hp.layer_window(il);
         Ok(Attention {
+            norm: w.f32_vec(&format!("{p}.attn_norm.weight"), d)?,
             qkv: w.projections(
                 &["q", "k", "v"].map(|t| format!("{p}.attn_{t}.weight")),
                 d,
@@ -69,12 +72,19 @@ impl Attention {
         })
     }
 
-    /// `x` is the normalised input `[n_tok][n_embd]` of tokens at `start_pos..`; their keys and
-    /// values are appended to `cache`.
+    /// `x` is the block's input `[n_tok][n_embd]` (before the attention norm) of tokens at
+    /// `start_pos..`; their keys and values are appended to `cache`.
     pub fn forward(&self, x: &[f32], start_pos: usize, cache: &mut LayerCache) -> Vec<f32> {
         let s = &self.shape;
-        let [mut q, mut k, v]: [Vec<f32>; 3] =
-            self.qkv.forward(x).try_into().expect("three projections");
+        let norm = RmsNorm {
+            weight: &self.norm,
+            eps: self.eps,
+        };
+        let [mut q, mut k, v]: [Vec<f32>; 3] = self
+            .qkv
+            .forward(x, norm)
+            .try_into()
+            .expect("three projections");
         if let Some((qn, kn)) = &self.qk_norm {
             rms_norm_inplace(&mut q, qn, self.eps);
             rms_norm_inplace(&mut k, kn, self.eps);
@@ -96,6 +106,9 @@ pub use ward_kernels::activation::Activation;
 
 /// Gated feed-forward: `down(act(gate(x)) * up(x))`.
 pub struct FeedForward {
+    /// The input norm, applied as the input is converted for the gate/up matmul.
+    norm: Vec<f32>,
+    eps: f32,
     gate_up: GateUp,
     down: Linear,
     act: Activation,
@@ -110,6 +123,8 @@ impl FeedForward {
     ) -> Result<FeedForward, ModelError> {
         let p = format!("blk.{il}");
         Ok(FeedForward {
+            norm: w.f32_vec(&format!("{p}.ffn_norm.weight"), hp.n_embd)?,
+            eps: hp.rms_eps,
             gate_up: w.gate_up(
                 &format!("{p}.ffn_gate.weight"),
                 &format!("{p}.ffn_up.weight"),
@@ -121,8 +136,13 @@ impl FeedForward {
         })
     }
 
+    /// `x` is the block's input before the FFN norm.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        self.down.forward(&self.gate_up.forward(x, self.act))
+        let norm = RmsNorm {
+            weight: &self.norm,
+            eps: self.eps,
+        };
+        self.down.forward(&self.gate_up.forward(x, norm, self.act))
     }
 }
 

@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use ward_kernels::activation::Activation;
-use ward_kernels::quant::{matmul, matmul_gated, pair_groups, QuantMatrix, WeightType};
+use ward_kernels::norm::RmsNorm;
+use ward_kernels::quant::{matmul_gated, matmul_normed, pair_groups, QuantMatrix, WeightType};
 
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::ModelError;
@@ -166,7 +167,12 @@ impl Linear {
 
     /// `x` is `[n_tok][in_dim]`; returns `[n_tok][out_dim]`.
     pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        matmul(&self.w, x)
+        matmul_normed(&self.w, x, None)
+    }
+
+    /// The same of `x` normalised by `norm` (fused into the activation conversion).
+    pub fn forward_normed(&self, x: &[f32], norm: RmsNorm) -> Vec<f32> {
+        matmul_normed(&self.w, x, Some(norm))
     }
 }
 
@@ -178,12 +184,15 @@ pub enum Projections {
 }
 
 impl Projections {
-    /// `x` is `[n_tok][in_dim]`; returns each projection's `[n_tok][out_dim]`.
-    pub fn forward(&self, x: &[f32]) -> Vec<Vec<f32>> {
+    /// `x` is `[n_tok][in_dim]`, normalised by `norm`; returns each projection's
+    /// `[n_tok][out_dim]`.
+    pub fn forward(&self, x: &[f32], norm: RmsNorm) -> Vec<Vec<f32>> {
         match self {
-            Projections::Separate(parts) => parts.iter().map(|p| p.forward(x)).collect(),
+            Projections::Separate(parts) => {
+                parts.iter().map(|p| p.forward_normed(x, norm)).collect()
+            }
             Projections::Fused { all, out_dims } => {
-                let y = all.forward(x);
+                let y = all.forward_normed(x, norm);
                 let mut parts: Vec<Vec<f32>> = out_dims
                     .iter()
                     .map(|&d| Vec::with_capacity(d * y.len() / all.out_dim))
@@ -212,13 +221,13 @@ pub enum GateUp {
 }
 
 impl GateUp {
-    /// `x` is `[n_tok][in_dim]`; returns `[n_tok][n_ff]`.
-    pub fn forward(&self, x: &[f32], act: Activation) -> Vec<f32> {
+    /// `x` is `[n_tok][in_dim]`, normalised by `norm`; returns `[n_tok][n_ff]`.
+    pub fn forward(&self, x: &[f32], norm: RmsNorm, act: Activation) -> Vec<f32> {
         match self {
-            GateUp::Paired(m) => matmul_gated(m, x, act),
+            GateUp::Paired(m) => matmul_gated(m, x, Some(norm), act),
             GateUp::Separate { gate, up } => {
-                let mut g = gate.forward(x);
-                act.apply_parallel(&mut g, &up.forward(x));
+                let mut g = gate.forward_normed(x, norm);
+                act.apply_parallel(&mut g, &up.forward_normed(x, norm));
                 g
             }
         }

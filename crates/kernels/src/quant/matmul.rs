@@ -7,6 +7,7 @@ use super::{
     avx2_available, dequantize_row, quantize_activations, tier, vec_dot, Tier, WeightType,
 };
 use crate::activation::Activation;
+use crate::norm::RmsNorm;
 use crate::pool::{self, Disjoint};
 
 /// A `rows × cols` weight matrix in one of the block formats.
@@ -120,7 +121,14 @@ impl QuantMatrix {
 
 /// `x` is `[n][cols]` row-major; returns `[n][rows]`.
 pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
-    let (acts, n) = quantize(w, x);
+    matmul_normed(w, x, None)
+}
+
+/// `matmul` of `x` with each row first passed through `norm` (a layer's input norm), applied
+/// as the rows are converted to the activation format, so the normalised input is never
+/// written out.
+pub fn matmul_normed(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>) -> Vec<f32> {
+    let (acts, n) = quantize(w, x, norm);
     if n == 0 {
         return Vec::new();
     }
@@ -160,13 +168,18 @@ pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
 /// the gate's and the up projection's in alternating groups of 8 (`GROUP` gate rows, then the
 /// up rows of the same outputs; see `pair_groups`). The activation is applied by the thread
 /// that computed each group, so the gate and up values are never written out. `x` is
-/// `[n][cols]`; returns `[n][rows / 2]`.
-pub fn matmul_gated(w: &QuantMatrix, x: &[f32], act: Activation) -> Vec<f32> {
+/// `[n][cols]`, normalised by `norm` as in `matmul_normed`; returns `[n][rows / 2]`.
+pub fn matmul_gated(
+    w: &QuantMatrix,
+    x: &[f32],
+    norm: Option<RmsNorm>,
+    act: Activation,
+) -> Vec<f32> {
     assert!(
         w.rows.is_multiple_of(2 * GROUP),
         "gated matmul: rows must be pairs of {GROUP}-row groups"
     );
-    let (acts, n) = quantize(w, x);
+    let (acts, n) = quantize(w, x, norm);
     if n == 0 {
         return Vec::new();
     }
@@ -211,9 +224,10 @@ pub fn pair_groups(gate: &[u8], up: &[u8], row_bytes: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The activation rows of `x` in `w`'s partner format, converted on the pool (a prefill has
-/// hundreds; each thread reuses one row buffer), and how many there are.
-fn quantize(w: &QuantMatrix, x: &[f32]) -> (Vec<u8>, usize) {
+/// The activation rows of `x` (normalised by `norm` first) in `w`'s partner format, converted
+/// on the pool (a prefill has hundreds; each thread reuses its row buffers), and how many there
+/// are.
+fn quantize(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>) -> (Vec<u8>, usize) {
     assert!(x.len().is_multiple_of(w.cols), "activation length");
     let n = x.len() / w.cols;
     let act_type = w.ty.activation_type();
@@ -221,10 +235,16 @@ fn quantize(w: &QuantMatrix, x: &[f32]) -> (Vec<u8>, usize) {
     let mut acts = vec![0u8; n * act_row];
     let rows_per_chunk = n.div_ceil(4 * pool::global().threads()).max(2);
     pool::global().for_each_chunk(&mut acts, rows_per_chunk * act_row, |offset, chunk| {
-        let mut row = Vec::with_capacity(act_row);
+        let (mut row, mut normed) = (Vec::with_capacity(act_row), vec![0.0f32; w.cols]);
         let first = offset / act_row;
         for (i, out) in chunk.chunks_exact_mut(act_row).enumerate() {
-            quantize_activations(act_type, &x[(first + i) * w.cols..][..w.cols], &mut row);
+            let mut xs = &x[(first + i) * w.cols..][..w.cols];
+            if let Some(norm) = &norm {
+                normed.copy_from_slice(xs);
+                norm.apply(&mut normed);
+                xs = &normed;
+            }
+            quantize_activations(act_type, xs, &mut row);
             out.copy_from_slice(&row);
         }
     });

@@ -23,7 +23,7 @@ use std::sync::OnceLock;
 
 pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
-pub use matmul::{matmul, matmul_gated, pair_groups, Layout, QuantMatrix};
+pub use matmul::{matmul, matmul_gated, matmul_normed, pair_groups, Layout, QuantMatrix};
 
 /// Values per super-block of the K-quants (and per block of Q8_K).
 pub const QK_K: usize = 256;

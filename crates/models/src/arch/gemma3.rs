@@ -11,10 +11,8 @@ use crate::weights::WeightLoader;
 use crate::{HParams, ModelError};
 
 struct Block {
-    attn_norm: Vec<f32>,
     attn: Attention,
     attn_post_norm: Vec<f32>,
-    ffn_norm: Vec<f32>,
     ffn: FeedForward,
     ffn_post_norm: Vec<f32>,
 }
@@ -33,10 +31,8 @@ impl Gemma3 {
         let blocks = (0..hp.n_layer)
             .map(|il| {
                 Ok(Block {
-                    attn_norm: norm(il, "attn_norm")?,
                     attn: Attention::load(w, &hp, il, RopeLayout::Halves, true)?,
                     attn_post_norm: norm(il, "post_attention_norm")?,
-                    ffn_norm: norm(il, "ffn_norm")?,
                     ffn: FeedForward::load(w, &hp, il, Activation::Gelu)?,
                     ffn_post_norm: norm(il, "post_ffw_norm")?,
                 })
@@ -67,11 +63,9 @@ impl CausalLm for Gemma3 {
         let eps = self.hp.rms_eps;
         let pos = cache.len();
         for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let attn = b
-                .attn
-                .forward(&normed(&x, &b.attn_norm, eps), pos, layer_cache);
+            let attn = b.attn.forward(&x, pos, layer_cache);
             add_inplace(&mut x, &normed(&attn, &b.attn_post_norm, eps));
-            let ffn = b.ffn.forward(&normed(&x, &b.ffn_norm, eps));
+            let ffn = b.ffn.forward(&x);
             add_inplace(&mut x, &normed(&ffn, &b.ffn_post_norm, eps));
         }
         self.head.finish(&x, tokens.len(), n_logits, cache)

@@ -5,14 +5,12 @@ use ward_kernels::rope::RopeLayout;
 
 use super::{CausalLm, Head, Logits};
 use crate::cache::KvCache;
-use crate::layers::{add_inplace, normed, Activation, Attention, FeedForward};
+use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
 use crate::{HParams, ModelError};
 
 struct Block {
-    attn_norm: Vec<f32>,
     attn: Attention,
-    ffn_norm: Vec<f32>,
     ffn: FeedForward,
 }
 
@@ -28,9 +26,7 @@ impl Llama {
         let blocks = (0..hp.n_layer)
             .map(|il| {
                 Ok(Block {
-                    attn_norm: w.f32_vec(&format!("blk.{il}.attn_norm.weight"), hp.n_embd)?,
                     attn: Attention::load(w, &hp, il, RopeLayout::Interleaved, false)?,
-                    ffn_norm: w.f32_vec(&format!("blk.{il}.ffn_norm.weight"), hp.n_embd)?,
                     ffn: FeedForward::load(w, &hp, il, Activation::Silu)?,
                 })
             })
@@ -55,14 +51,11 @@ impl CausalLm for Llama {
         n_logits: usize,
     ) -> Result<Logits, ModelError> {
         let mut x = self.head.start(tokens, cache)?;
-        let eps = self.hp.rms_eps;
         let pos = cache.len();
         for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let attn = b
-                .attn
-                .forward(&normed(&x, &b.attn_norm, eps), pos, layer_cache);
+            let attn = b.attn.forward(&x, pos, layer_cache);
             add_inplace(&mut x, &attn);
-            let ffn = b.ffn.forward(&normed(&x, &b.ffn_norm, eps));
+            let ffn = b.ffn.forward(&x);
             add_inplace(&mut x, &ffn);
         }
         self.head.finish(&x, tokens.len(), n_logits, cache)

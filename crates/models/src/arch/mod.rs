@@ -6,9 +6,10 @@ mod llama;
 
 use std::sync::Arc;
 
+use ward_kernels::norm::RmsNorm;
+
 use crate::cache::KvCache;
 use crate::gguf::GgufFile;
-use crate::layers::normed;
 use crate::weights::{Embedding, Linear, WeightLoader};
 use crate::{Arch, HParams, ModelError};
 
@@ -122,10 +123,15 @@ impl Head {
         cache.advance(n_tok);
         let n_logits = n_logits.clamp(1, n_tok);
         let d = self.embed.dim;
-        let tail = normed(&x[(n_tok - n_logits) * d..], &self.norm, self.eps);
+        let norm = RmsNorm {
+            weight: &self.norm,
+            eps: self.eps,
+        };
         Ok(Logits {
             n_vocab: self.output.out_dim,
-            data: self.output.forward(&tail),
+            data: self
+                .output
+                .forward_normed(&x[(n_tok - n_logits) * d..], norm),
         })
     }
 }
