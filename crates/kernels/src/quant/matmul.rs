@@ -208,7 +208,7 @@ pub fn matmul_gated(
     y
 }
 
-/// The rows of `gate` and `up` (GGUF's layout, `rows` each of `row_bytes`) in the order
+/// The rows of `gate` and `up` (GGUF's layout, `row_bytes` each) in the order
 /// `matmul_gated` reads: 8 gate rows, the same 8 up rows, and so on.
 pub fn pair_groups(gate: &[u8], up: &[u8], row_bytes: usize) -> Vec<u8> {
     assert_eq!(
@@ -235,7 +235,8 @@ fn quantize(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>) -> (Vec<u8>, usiz
     let mut acts = vec![0u8; n * act_row];
     let rows_per_chunk = n.div_ceil(4 * pool::global().threads()).max(2);
     pool::global().for_each_chunk(&mut acts, rows_per_chunk * act_row, |offset, chunk| {
-        let (mut row, mut normed) = (Vec::with_capacity(act_row), vec![0.0f32; w.cols]);
+        let mut row = Vec::with_capacity(act_row);
+        let mut normed = vec![0.0f32; if norm.is_some() { w.cols } else { 0 }];
         let first = offset / act_row;
         for (i, out) in chunk.chunks_exact_mut(act_row).enumerate() {
             let mut xs = &x[(first + i) * w.cols..][..w.cols];
