@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ward and llama.cpp on the same GGUF with the same thread count, interleaved over several
-# rounds, with Ward/llama.cpp ratios of the medians.
+# rounds, with Ward/llama.cpp ratios of the medians and the median (range) of per-round ratios.
 #   scripts/bench-vs-llamacpp.sh [--rounds N] [--threads N] [--prompt-tokens N] [--gen-tokens N] [MODEL...]
 # MODEL is a registry name (default: both test models). llama.cpp comes from the reference venv
 # that scripts/reference/make-fixtures.sh builds.
@@ -35,11 +35,17 @@ done
 python3 - "$out" <<'PY'
 import json, statistics, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-print(f"\n{'model':40} {'metric':8} {'ward':>9} {'llama.cpp':>10} {'ratio':>7}")
+# Each round runs Ward and llama.cpp back to back, so the ratio within a round shares the
+# machine's state (a shared VM's bandwidth moves by tens of percent); its median and range say
+# more than the ratio of the two medians alone.
+print(f"\n{'model':40} {'metric':8} {'ward':>9} {'llama.cpp':>10} {'ratio':>7}   {'per-round ratio: median (range)':>32}")
 for model in dict.fromkeys(r["model"] for r in rows):
     for metric in ("prefill_tok_s", "decode_tok_s"):
-        med = {e: statistics.median(r[metric] for r in rows if r["model"] == model and r["engine"] == e)
-               for e in ("ward", "llama.cpp")}
-        print(f"{model:40} {metric.removesuffix('_tok_s'):8} {med['ward']:9.1f} {med['llama.cpp']:10.1f} {med['ward']/med['llama.cpp']:7.2f}x")
+        by = {e: [r[metric] for r in rows if r["model"] == model and r["engine"] == e]
+              for e in ("ward", "llama.cpp")}
+        med = {e: statistics.median(v) for e, v in by.items()}
+        rounds = [w / l for w, l in zip(by["ward"], by["llama.cpp"])]
+        print(f"{model:40} {metric.removesuffix('_tok_s'):8} {med['ward']:9.1f} {med['llama.cpp']:10.1f} "
+              f"{med['ward']/med['llama.cpp']:7.2f}x   {statistics.median(rounds):.2f}x ({min(rounds):.2f}-{max(rounds):.2f})")
 PY
 rm -f "$out"
