@@ -48,30 +48,11 @@ fn silu(gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::quant::tier() == crate::quant::Tier::Avx2 {
         // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
-        done = unsafe { avx2_silu_mul(gate, up) };
+        done = unsafe { avx2::silu(gate, up) };
     }
     for (g, &u) in gate.iter_mut().zip(up).skip(done) {
         *g = *g / (1.0 + exp(-*g)) * u;
     }
-}
-
-/// The whole vectors of `silu`; returns how many values were done.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn avx2_silu_mul(gate: &mut [f32], up: &[f32]) -> usize {
-    use std::arch::x86_64::*;
-    let whole = gate.len() / 8 * 8;
-    for i in (0..whole).step_by(8) {
-        // SAFETY: i + 8 <= the length of both.
-        unsafe {
-            let g = _mm256_loadu_ps(gate.as_ptr().add(i));
-            let e = crate::exp::avx2::exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
-            let silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0), e));
-            let out = _mm256_mul_ps(silu, _mm256_loadu_ps(up.as_ptr().add(i)));
-            _mm256_storeu_ps(gate.as_mut_ptr().add(i), out);
-        }
-    }
-    whole
 }
 
 /// tanh-approximated GELU.
@@ -142,6 +123,26 @@ fn f16_values(bits: &[u16; 8], out: &mut [f32; 8]) {
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
+
+    /// The whole vectors of `silu`; returns how many values were done.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn silu(gate: &mut [f32], up: &[f32]) -> usize {
+        let whole = gate.len() / 8 * 8;
+        for i in (0..whole).step_by(8) {
+            // SAFETY: i + 8 <= the length of both.
+            unsafe {
+                let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+                let e = crate::exp::avx2::exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+                let silu = _mm256_div_ps(g, _mm256_add_ps(_mm256_set1_ps(1.0), e));
+                let out = _mm256_mul_ps(silu, _mm256_loadu_ps(up.as_ptr().add(i)));
+                _mm256_storeu_ps(gate.as_mut_ptr().add(i), out);
+            }
+        }
+        whole
+    }
 
     /// # Safety
     /// The CPU must support F16C; `x` holds eight values.

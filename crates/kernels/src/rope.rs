@@ -56,9 +56,14 @@ impl Rope {
             "rope: shape mismatch"
         );
         let theta_scale = self.base.powf(-2.0 / self.rope_dim as f32);
-        let pair = |i: usize| match self.layout {
-            RopeLayout::Interleaved => (2 * i, 2 * i + 1),
-            RopeLayout::Halves => (i, i + half),
+        // Pair i of a head, rotated by (cos, sin): its two places and their new values.
+        let turn = |head: &[f32], i: usize, (c, s): (f32, f32)| {
+            let (a, b) = match self.layout {
+                RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                RopeLayout::Halves => (i, i + half),
+            };
+            let (x0, x1) = (head[a], head[b]);
+            ((a, x0 * c - x1 * s), (b, x0 * s + x1 * c))
         };
         let (q_out, k_dst) = (Disjoint::new(q), Disjoint::new(k_out));
         // Tokens spread over the pool: a prefill's sines and cosines are most of the work.
@@ -74,11 +79,9 @@ impl Rope {
                 // SAFETY: token t's rows belong to this range only.
                 let q = unsafe { q_out.slice(t * q_len..(t + 1) * q_len) };
                 for head in q.chunks_exact_mut(hd) {
-                    for (i, &(c, s)) in cos_sin.iter().enumerate() {
-                        let (a, b) = pair(i);
-                        let (x0, x1) = (head[a], head[b]);
-                        head[a] = x0 * c - x1 * s;
-                        head[b] = x0 * s + x1 * c;
+                    for (i, &cs) in cos_sin.iter().enumerate() {
+                        let ((a, ya), (b, yb)) = turn(head, i, cs);
+                        (head[a], head[b]) = (ya, yb);
                     }
                 }
                 if k_len == 0 {
@@ -91,11 +94,9 @@ impl Rope {
                     for (o, &x) in out.iter_mut().zip(head).skip(self.rope_dim) {
                         *o = half::f16::from_f32(x);
                     }
-                    for (i, &(c, s)) in cos_sin.iter().enumerate() {
-                        let (a, b) = pair(i);
-                        let (x0, x1) = (head[a], head[b]);
-                        out[a] = half::f16::from_f32(x0 * c - x1 * s);
-                        out[b] = half::f16::from_f32(x0 * s + x1 * c);
+                    for (i, &cs) in cos_sin.iter().enumerate() {
+                        let ((a, ya), (b, yb)) = turn(head, i, cs);
+                        (out[a], out[b]) = (half::f16::from_f32(ya), half::f16::from_f32(yb));
                     }
                 }
             }

@@ -22,6 +22,7 @@ use std::cell::RefCell;
 
 use half::f16;
 
+use crate::exp::exp;
 use crate::pool;
 
 mod rows;
@@ -258,7 +259,7 @@ impl Pair<'_> {
                 .chunks_exact(len)
                 .fold(f32::NEG_INFINITY, |m, ch| m.max(ch[g]));
             for ch in chunks.chunks_exact_mut(len) {
-                ch[g] = softmax::exp(ch[g] - row_max);
+                ch[g] = exp(ch[g] - row_max);
             }
             let row_sum: f32 = chunks
                 .chunks_exact(len)

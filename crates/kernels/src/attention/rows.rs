@@ -104,19 +104,19 @@ mod avx2 {
     use super::Rows;
     use crate::quant::avx2::hsum;
 
-    /// Calls `$f::<G>` for the runtime group size `G` in 1..=8 (`MAX_GROUP`), so each size
+    /// Calls `$f::<G, C>` for the runtime group size `G` in 1..=8 (`MAX_GROUP`), so each size
     /// gets a loop whose accumulators live in registers.
     macro_rules! for_group {
-        ($group:expr, $f:ident($($arg:expr),*)) => {
+        ($group:expr, $f:ident::<_, $c:literal>($($arg:expr),*)) => {
             match $group {
-                1 => $f::<1>($($arg),*),
-                2 => $f::<2>($($arg),*),
-                3 => $f::<3>($($arg),*),
-                4 => $f::<4>($($arg),*),
-                5 => $f::<5>($($arg),*),
-                6 => $f::<6>($($arg),*),
-                7 => $f::<7>($($arg),*),
-                _ => $f::<8>($($arg),*),
+                1 => $f::<1, $c>($($arg),*),
+                2 => $f::<2, $c>($($arg),*),
+                3 => $f::<3, $c>($($arg),*),
+                4 => $f::<4, $c>($($arg),*),
+                5 => $f::<5, $c>($($arg),*),
+                6 => $f::<6, $c>($($arg),*),
+                7 => $f::<7, $c>($($arg),*),
+                _ => $f::<8, $c>($($arg),*),
             }
         };
     }
@@ -289,39 +289,15 @@ mod avx2 {
             .into_iter()
             .find(|&c| c <= wide && (v.head_dim / 8).is_multiple_of(c))
             .unwrap_or(1);
-        // SAFETY: forwarded.
+        // SAFETY: forwarded; `8 * columns` divides the head.
         unsafe {
             match columns {
-                8 => for_group!(group, weighted_sum_8(p, v, first, acc)),
-                4 => for_group!(group, weighted_sum_4(p, v, first, acc)),
-                2 => for_group!(group, weighted_sum_2(p, v, first, acc)),
-                _ => for_group!(group, weighted_sum_1(p, v, first, acc)),
+                8 => for_group!(group, weighted_sum_gc::<_, 8>(p, v, first, acc)),
+                4 => for_group!(group, weighted_sum_gc::<_, 4>(p, v, first, acc)),
+                2 => for_group!(group, weighted_sum_gc::<_, 2>(p, v, first, acc)),
+                _ => for_group!(group, weighted_sum_gc::<_, 1>(p, v, first, acc)),
             }
         }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum_8<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
-        // SAFETY: forwarded; 64 divides the head.
-        unsafe { weighted_sum_gc::<G, 8>(p, v, first, acc) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum_4<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
-        // SAFETY: forwarded; 32 divides the head.
-        unsafe { weighted_sum_gc::<G, 4>(p, v, first, acc) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum_2<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
-        // SAFETY: forwarded; 16 divides the head.
-        unsafe { weighted_sum_gc::<G, 2>(p, v, first, acc) }
-    }
-
-    #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn weighted_sum_1<const G: usize>(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
-        // SAFETY: forwarded.
-        unsafe { weighted_sum_gc::<G, 1>(p, v, first, acc) }
     }
 
     /// `8 * C` columns at a time, down all the positions, with the group's sums in registers:

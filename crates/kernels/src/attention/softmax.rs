@@ -6,7 +6,7 @@
 
 use half::f16;
 
-pub use crate::exp::exp;
+use crate::exp::exp;
 use crate::quant::{tier, Tier};
 
 /// For each of the `group` columns of `scores` (`[position][group]`): `m[g]` = its maximum,
