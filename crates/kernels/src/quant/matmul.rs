@@ -2,6 +2,8 @@
 //! outputs computed on the kernel pool over chunks of weight rows (each weight row is read once
 //! for all the activation rows, so prefill reads the weights once per call, not once per token).
 
+use std::cell::{Cell, RefCell};
+
 use super::interleave::{self, GROUP};
 use super::{
     avx2_available, dequantize_row, quantize_activations, tier, vec_dot, Tier, WeightType,
@@ -106,11 +108,11 @@ impl QuantMatrix {
                 &self.bytes[r * self.row_bytes..][..self.row_bytes],
                 out,
             ),
-            Layout::Interleaved8 => {
-                let mut row = vec![0u8; self.row_bytes];
-                interleave::row_of(self.ty, &self.bytes, self.blocks(), r, &mut row);
-                dequantize_row(self.ty, &row, out);
-            }
+            Layout::Interleaved8 => ROW.with_borrow_mut(|(_, row)| {
+                row.resize(self.row_bytes, 0);
+                interleave::row_of(self.ty, &self.bytes, self.blocks(), r, row);
+                dequantize_row(self.ty, row, out);
+            }),
         }
     }
 
@@ -121,91 +123,95 @@ impl QuantMatrix {
 
 /// `x` is `[n][cols]` row-major; returns `[n][rows]`.
 pub fn matmul(w: &QuantMatrix, x: &[f32]) -> Vec<f32> {
-    matmul_normed(w, x, None)
+    let mut y = vec![0.0f32; x.len() / w.cols * w.rows];
+    matmul_normed(w, x, None, &mut y);
+    y
 }
 
-/// `matmul` of `x` with each row first passed through `norm` (a layer's input norm), applied
-/// as the rows are converted to the activation format, so the normalised input is never
-/// written out.
-pub fn matmul_normed(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>) -> Vec<f32> {
-    let (acts, n) = quantize(w, x, norm);
-    if n == 0 {
-        return Vec::new();
-    }
-    let act_row = acts.len() / n;
-    let mut y = vec![0.0f32; n * w.rows];
-    let out = Disjoint::new(&mut y);
-    let groups = w.rows.div_ceil(GROUP);
-    pool::global().for_each_range(groups, chunk_rows(w) / GROUP, |groups| {
-        let mut o = [0.0f32; 4 * GROUP];
-        for g in groups {
-            let first_row = g * GROUP;
-            let valid = GROUP.min(w.rows - first_row);
-            if n == 1 && valid == GROUP {
-                // A decode step: the group's outputs are eight consecutive values of `y`.
-                // SAFETY: these rows of the output belong to group g, which only this range has.
-                group_outputs(w, g, &acts, act_row, unsafe {
-                    out.slice(first_row..first_row + GROUP)
-                });
-                continue;
-            }
-            // Up to 4 tokens share each unpacked tile.
-            for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
-                let o = &mut o[..(n - t0).min(4) * GROUP];
-                group_outputs(w, g, a, act_row, o);
-                for (t, o) in o.chunks_exact(GROUP).enumerate() {
-                    let at = (t0 + t) * w.rows + first_row;
-                    // SAFETY: as above.
-                    unsafe { out.slice(at..at + valid) }.copy_from_slice(&o[..valid]);
+/// `matmul` into `y` (`[n][rows]`), with each row of `x` first passed through `norm` (a
+/// layer's input norm), applied as the rows are converted to the activation format, so the
+/// normalised input is never written out.
+pub fn matmul_normed(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>, y: &mut [f32]) {
+    with_activations(w, x, norm, |acts, n| {
+        assert_eq!(y.len(), n * w.rows, "matmul: output length");
+        if n == 0 {
+            return;
+        }
+        let act_row = acts.len() / n;
+        let out = Disjoint::new(y);
+        let groups = w.rows.div_ceil(GROUP);
+        pool::global().for_each_range(groups, chunk_rows(w) / GROUP, |groups| {
+            let mut o = [0.0f32; 4 * GROUP];
+            for g in groups {
+                let first_row = g * GROUP;
+                let valid = GROUP.min(w.rows - first_row);
+                if n == 1 && valid == GROUP {
+                    // A decode step: the group's outputs are eight consecutive values of `y`.
+                    // SAFETY: these rows of the output belong to group g, which only this range
+                    // has.
+                    group_outputs(w, g, acts, act_row, unsafe {
+                        out.slice(first_row..first_row + GROUP)
+                    });
+                    continue;
+                }
+                // Up to 4 tokens share each unpacked tile.
+                for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
+                    let o = &mut o[..(n - t0).min(4) * GROUP];
+                    group_outputs(w, g, a, act_row, o);
+                    for (t, o) in o.chunks_exact(GROUP).enumerate() {
+                        let at = (t0 + t) * w.rows + first_row;
+                        // SAFETY: as above.
+                        unsafe { out.slice(at..at + valid) }.copy_from_slice(&o[..valid]);
+                    }
                 }
             }
-        }
-    });
-    y
+        });
+    })
 }
 
 /// The gated feed-forward's first half, `act(x · Gᵀ) ⊙ (x · Uᵀ)`, for a matrix whose rows are
 /// the gate's and the up projection's in alternating groups of 8 (`GROUP` gate rows, then the
 /// up rows of the same outputs; see `pair_groups`). The activation is applied by the thread
 /// that computed each group, so the gate and up values are never written out. `x` is
-/// `[n][cols]`, normalised by `norm` as in `matmul_normed`; returns `[n][rows / 2]`.
+/// `[n][cols]`, normalised by `norm` as in `matmul_normed`; `y` is `[n][rows / 2]`.
 pub fn matmul_gated(
     w: &QuantMatrix,
     x: &[f32],
     norm: Option<RmsNorm>,
     act: Activation,
-) -> Vec<f32> {
+    y: &mut [f32],
+) {
     assert!(
         w.rows.is_multiple_of(2 * GROUP),
         "gated matmul: rows must be pairs of {GROUP}-row groups"
     );
-    let (acts, n) = quantize(w, x, norm);
-    if n == 0 {
-        return Vec::new();
-    }
-    let act_row = acts.len() / n;
-    let out_rows = w.rows / 2;
-    let mut y = vec![0.0f32; n * out_rows];
-    let out = Disjoint::new(&mut y);
-    let chunk_pairs = (chunk_rows(w) / (2 * GROUP)).max(1);
-    pool::global().for_each_range(out_rows / GROUP, chunk_pairs, |pairs| {
-        let (mut gate, mut up) = ([0.0f32; 4 * GROUP], [0.0f32; 4 * GROUP]);
-        for p in pairs {
-            for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
-                let len = (n - t0).min(4) * GROUP;
-                let (gate, up) = (&mut gate[..len], &mut up[..len]);
-                group_outputs(w, 2 * p, a, act_row, gate);
-                group_outputs(w, 2 * p + 1, a, act_row, up);
-                act.apply(gate, up);
-                for (t, g) in gate.chunks_exact(GROUP).enumerate() {
-                    let at = (t0 + t) * out_rows + p * GROUP;
-                    // SAFETY: these outputs belong to pair p, which only this range has.
-                    unsafe { out.slice(at..at + GROUP) }.copy_from_slice(g);
+    with_activations(w, x, norm, |acts, n| {
+        let out_rows = w.rows / 2;
+        assert_eq!(y.len(), n * out_rows, "gated matmul: output length");
+        if n == 0 {
+            return;
+        }
+        let act_row = acts.len() / n;
+        let out = Disjoint::new(y);
+        let chunk_pairs = (chunk_rows(w) / (2 * GROUP)).max(1);
+        pool::global().for_each_range(out_rows / GROUP, chunk_pairs, |pairs| {
+            let (mut gate, mut up) = ([0.0f32; 4 * GROUP], [0.0f32; 4 * GROUP]);
+            for p in pairs {
+                for (t0, a) in (0..n).step_by(4).zip(acts.chunks(4 * act_row)) {
+                    let len = (n - t0).min(4) * GROUP;
+                    let (gate, up) = (&mut gate[..len], &mut up[..len]);
+                    group_outputs(w, 2 * p, a, act_row, gate);
+                    group_outputs(w, 2 * p + 1, a, act_row, up);
+                    act.apply(gate, up);
+                    for (t, g) in gate.chunks_exact(GROUP).enumerate() {
+                        let at = (t0 + t) * out_rows + p * GROUP;
+                        // SAFETY: these outputs belong to pair p, which only this range has.
+                        unsafe { out.slice(at..at + GROUP) }.copy_from_slice(g);
+                    }
                 }
             }
-        }
-    });
-    y
+        });
+    })
 }
 
 /// The rows of `gate` and `up` (GGUF's layout, `row_bytes` each) in the order
@@ -224,32 +230,48 @@ pub fn pair_groups(gate: &[u8], up: &[u8], row_bytes: usize) -> Vec<u8> {
         .collect()
 }
 
-/// The activation rows of `x` (normalised by `norm` first) in `w`'s partner format, converted
-/// on the pool (a prefill has hundreds; each thread reuses its row buffers), and how many there
-/// are.
-fn quantize(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>) -> (Vec<u8>, usize) {
+thread_local! {
+    /// The converted activation rows of the matmul this thread is running, kept from one call
+    /// to the next so that a decode step allocates nothing.
+    static ACTS: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// A pool thread's buffers for converting one row: the normalised row and its conversion.
+    static ROW: RefCell<(Vec<f32>, Vec<u8>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+}
+
+/// Calls `f` with the activation rows of `x` (normalised by `norm` first) in `w`'s partner
+/// format, converted on the pool (a prefill has hundreds), and how many there are.
+fn with_activations(
+    w: &QuantMatrix,
+    x: &[f32],
+    norm: Option<RmsNorm>,
+    f: impl FnOnce(&[u8], usize),
+) {
     assert!(x.len().is_multiple_of(w.cols), "activation length");
     let n = x.len() / w.cols;
     let act_type = w.ty.activation_type();
     let act_row = w.cols / act_type.block_len() * act_type.block_bytes();
-    let mut acts = vec![0u8; n * act_row];
+    // Taken rather than borrowed: a matmul that somehow ran inside `f` would get a fresh buffer.
+    let mut acts = ACTS.take();
+    acts.resize(n * act_row, 0);
     let rows_per_chunk = n.div_ceil(4 * pool::global().threads()).max(2);
     pool::global().for_each_chunk(&mut acts, rows_per_chunk * act_row, |offset, chunk| {
-        let mut row = Vec::with_capacity(act_row);
-        let mut normed = vec![0.0f32; if norm.is_some() { w.cols } else { 0 }];
-        let first = offset / act_row;
-        for (i, out) in chunk.chunks_exact_mut(act_row).enumerate() {
-            let mut xs = &x[(first + i) * w.cols..][..w.cols];
-            if let Some(norm) = &norm {
-                normed.copy_from_slice(xs);
-                norm.apply(&mut normed);
-                xs = &normed;
+        ROW.with_borrow_mut(|(normed, row)| {
+            let first = offset / act_row;
+            for (i, out) in chunk.chunks_exact_mut(act_row).enumerate() {
+                let mut xs = &x[(first + i) * w.cols..][..w.cols];
+                if let Some(norm) = &norm {
+                    normed.clear();
+                    normed.extend_from_slice(xs);
+                    norm.apply(normed);
+                    xs = normed;
+                }
+                quantize_activations(act_type, xs, row);
+                out.copy_from_slice(row);
             }
-            quantize_activations(act_type, xs, &mut row);
-            out.copy_from_slice(&row);
-        }
+        })
     });
-    (acts, n)
+    f(&acts, n);
+    ACTS.set(acts);
 }
 
 /// Weight rows per chunk: about 32 chunks per thread, so that a thread slowed by a neighbour is
