@@ -46,13 +46,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         "prompt + generated tokens exceed the model's context of {}",
         cache.max_len()
     );
+    let mut ws = ward_models::Workspace::default();
     let t0 = Instant::now();
-    let logits = lm.model.forward(&prompt, &mut cache, 1)?;
+    let logits = lm.model.forward(&prompt, &mut cache, 1, &mut ws)?;
     let prefill = t0.elapsed().as_secs_f64();
     let mut next = argmax(logits.last());
     let t1 = Instant::now();
     for _ in 0..a.gen_tokens {
-        let logits = lm.model.forward(&[next], &mut cache, 1)?;
+        let logits = lm.model.forward(&[next], &mut cache, 1, &mut ws)?;
         next = argmax(logits.last());
     }
     let decode = t1.elapsed().as_secs_f64();

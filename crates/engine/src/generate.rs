@@ -4,7 +4,7 @@
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use ward_models::{KvCache, LoadedModel, ModelError, StreamDecoder};
+use ward_models::{KvCache, LoadedModel, ModelError, StreamDecoder, Workspace};
 
 use crate::sampler::{Sampler, SamplingParams};
 use crate::stop::{StopMatcher, StopOutcome};
@@ -45,6 +45,7 @@ pub struct GenerationStats {
 pub struct Session {
     cache: KvCache,
     tokens: Vec<u32>,
+    workspace: Workspace,
 }
 
 impl Session {
@@ -52,6 +53,7 @@ impl Session {
         Session {
             cache: lm.model.new_cache(usize::MAX),
             tokens: Vec::new(),
+            workspace: Workspace::default(),
         }
     }
 
@@ -70,15 +72,21 @@ impl Session {
         common
     }
 
-    fn forward(&mut self, lm: &LoadedModel, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
-        match lm.model.forward(tokens, &mut self.cache, 1) {
+    /// Run `tokens`; the logits of the last one, in the session's workspace.
+    fn forward(&mut self, lm: &LoadedModel, tokens: &[u32]) -> Result<&mut [f32], ModelError> {
+        match lm
+            .model
+            .forward(tokens, &mut self.cache, 1, &mut self.workspace)
+        {
             Ok(logits) => {
                 self.tokens.extend_from_slice(tokens);
                 Ok(logits.data)
             }
             Err(e) => {
-                // The cache may hold part of this step: start afresh next time.
-                self.clear();
+                // The cache may hold part of this step: start afresh next time. (`clear`, but
+                // field by field: the workspace is still lent to the logits.)
+                self.cache.truncate(0);
+                self.tokens.clear();
                 Err(e)
             }
         }
@@ -136,7 +144,7 @@ pub fn generate_in(
     let mut finish = FinishReason::Length;
     let mut stopped_by_string = false;
     while n_generated(&history) < params.max_tokens {
-        let next = sampler.sample(&mut logits, &history);
+        let next = sampler.sample(logits, &history);
         history.push(next);
         if lm.tokenizer.is_end_of_generation(next) {
             finish = FinishReason::Stop;

@@ -1,5 +1,7 @@
 //! Rotary position embeddings, in the two layouts ggml knows.
 
+use std::cell::RefCell;
+
 use crate::pool::{self, Disjoint};
 
 /// Which elements of a head form a rotated pair.
@@ -22,6 +24,11 @@ pub struct Rope {
     pub base: f32,
     pub freq_scale: f32,
     pub layout: RopeLayout,
+}
+
+thread_local! {
+    /// A token's cosines and sines, per thread, kept so that a decode step allocates nothing.
+    static COS_SIN: RefCell<Vec<(f32, f32)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl Rope {
@@ -69,37 +76,39 @@ impl Rope {
         // Tokens spread over the pool: a prefill's sines and cosines are most of the work.
         let per_chunk = tokens.div_ceil(4 * pool::global().threads()).max(4);
         pool::global().for_each_range(tokens, per_chunk, |range| {
-            let mut cos_sin = vec![(0.0f32, 0.0f32); half];
-            for t in range {
-                let mut theta = (start_pos + t) as f32 * self.freq_scale;
-                for cs in cos_sin.iter_mut() {
-                    *cs = (theta.cos(), theta.sin());
-                    theta *= theta_scale;
-                }
-                // SAFETY: token t's rows belong to this range only.
-                let q = unsafe { q_out.slice(t * q_len..(t + 1) * q_len) };
-                for head in q.chunks_exact_mut(hd) {
-                    for (i, &cs) in cos_sin.iter().enumerate() {
-                        let ((a, ya), (b, yb)) = turn(head, i, cs);
-                        (head[a], head[b]) = (ya, yb);
+            COS_SIN.with_borrow_mut(|cos_sin| {
+                cos_sin.resize(half, (0.0, 0.0));
+                for t in range {
+                    let mut theta = (start_pos + t) as f32 * self.freq_scale;
+                    for cs in cos_sin.iter_mut() {
+                        *cs = (theta.cos(), theta.sin());
+                        theta *= theta_scale;
+                    }
+                    // SAFETY: token t's rows belong to this range only.
+                    let q = unsafe { q_out.slice(t * q_len..(t + 1) * q_len) };
+                    for head in q.chunks_exact_mut(hd) {
+                        for (i, &cs) in cos_sin.iter().enumerate() {
+                            let ((a, ya), (b, yb)) = turn(head, i, cs);
+                            (head[a], head[b]) = (ya, yb);
+                        }
+                    }
+                    if k_len == 0 {
+                        continue;
+                    }
+                    let src = &k[t * k_len..(t + 1) * k_len];
+                    // SAFETY: as above.
+                    let dst = unsafe { k_dst.slice(t * k_len..(t + 1) * k_len) };
+                    for (head, out) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd)) {
+                        for (o, &x) in out.iter_mut().zip(head).skip(self.rope_dim) {
+                            *o = half::f16::from_f32(x);
+                        }
+                        for (i, &cs) in cos_sin.iter().enumerate() {
+                            let ((a, ya), (b, yb)) = turn(head, i, cs);
+                            (out[a], out[b]) = (half::f16::from_f32(ya), half::f16::from_f32(yb));
+                        }
                     }
                 }
-                if k_len == 0 {
-                    continue;
-                }
-                let src = &k[t * k_len..(t + 1) * k_len];
-                // SAFETY: as above.
-                let dst = unsafe { k_dst.slice(t * k_len..(t + 1) * k_len) };
-                for (head, out) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd)) {
-                    for (o, &x) in out.iter_mut().zip(head).skip(self.rope_dim) {
-                        *o = half::f16::from_f32(x);
-                    }
-                    for (i, &cs) in cos_sin.iter().enumerate() {
-                        let ((a, ya), (b, yb)) = turn(head, i, cs);
-                        (out[a], out[b]) = (half::f16::from_f32(ya), half::f16::from_f32(yb));
-                    }
-                }
-            }
+            })
         });
     }
 }

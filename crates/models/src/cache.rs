@@ -9,13 +9,24 @@ pub struct LayerCache {
     pub v: Vec<f16>,
 }
 
+/// The cache grows by this many positions at a time: memory follows the context actually
+/// used, and a decode step reallocates at most once every this many tokens (not at every
+/// doubling of a vector, which for a long context means copying hundreds of megabytes at once).
+pub const GROW_POSITIONS: usize = 256;
+
 impl LayerCache {
-    /// Room for `len` more values of keys and of values (`[n_tok][kv_head][head_dim]`), to be
-    /// written in place: the new parts of `k` and `v`.
-    pub fn extend(&mut self, len: usize) -> (&mut [f16], &mut [f16]) {
+    /// Room for `n_tok` more positions of `row` values (`[kv_head][head_dim]`) of keys and of
+    /// values, to be written in place: the new parts of `k` and `v`.
+    pub fn extend(&mut self, n_tok: usize, row: usize) -> (&mut [f16], &mut [f16]) {
         let at = self.k.len();
-        self.k.resize(at + len, f16::ZERO);
-        self.v.resize(at + len, f16::ZERO);
+        let len = at + n_tok * row;
+        if len > self.k.capacity() {
+            let room = len.div_ceil(row).next_multiple_of(GROW_POSITIONS) * row;
+            self.k.reserve_exact(room - at);
+            self.v.reserve_exact(room - at);
+        }
+        self.k.resize(len, f16::ZERO);
+        self.v.resize(len, f16::ZERO);
         (&mut self.k[at..], &mut self.v[at..])
     }
 }

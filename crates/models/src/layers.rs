@@ -7,6 +7,7 @@ use ward_kernels::rope::{Rope, RopeLayout};
 
 use crate::cache::LayerCache;
 use crate::weights::{GateUp, Linear, Projections, WeightLoader};
+use crate::workspace::{sized, LayerScratch};
 use crate::{HParams, ModelError};
 
 /// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,
@@ -73,32 +74,44 @@ impl Attention {
     }
 
     /// `x` is the block's input `[n_tok][n_embd]` (before the attention norm) of tokens at
-    /// `start_pos..`; their keys and values are appended to `cache`.
-    pub fn forward(&self, x: &[f32], start_pos: usize, cache: &mut LayerCache) -> Vec<f32> {
-        let s = &self.shape;
+    /// `start_pos..`; their keys and values are appended to `cache`, the output goes to `out`.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        start_pos: usize,
+        cache: &mut LayerCache,
+        s: &mut LayerScratch,
+        out: &mut [f32],
+    ) {
+        let shape = &self.shape;
+        let n_tok = x.len() / self.wo.out_dim;
+        let q_len = n_tok * shape.n_head * shape.head_dim;
+        let kv_len = n_tok * shape.n_kv_head * shape.head_dim;
         let norm = RmsNorm {
             weight: &self.norm,
             eps: self.eps,
         };
-        let [mut q, mut k, v]: [Vec<f32>; 3] = self
-            .qkv
-            .forward(x, norm)
-            .try_into()
-            .expect("three projections");
+        let (q, k, v) = (
+            sized(&mut s.q, q_len),
+            sized(&mut s.k, kv_len),
+            sized(&mut s.v, kv_len),
+        );
+        self.qkv
+            .forward(x, norm, &mut s.qkv, &mut [&mut *q, &mut *k, &mut *v]);
         if let Some((qn, kn)) = &self.qk_norm {
-            rms_norm_inplace(&mut q, qn, self.eps);
-            rms_norm_inplace(&mut k, kn, self.eps);
+            rms_norm_inplace(q, qn, self.eps);
+            rms_norm_inplace(k, kn, self.eps);
         }
         // The keys go into the cache rotated and rounded in one pass; the values rounded.
-        let (k_cache, v_cache) = cache.extend(k.len());
+        let (k_cache, v_cache) = cache.extend(n_tok, shape.n_kv_head * shape.head_dim);
         self.rope
-            .rotate_into(&mut q, s.n_head, &k, s.n_kv_head, k_cache, start_pos);
-        for (c, &x) in v_cache.iter_mut().zip(&v) {
+            .rotate_into(q, shape.n_head, k, shape.n_kv_head, k_cache, start_pos);
+        for (c, &x) in v_cache.iter_mut().zip(&*v) {
             *c = f16::from_f32(x);
         }
-        let mut out = vec![0.0f32; q.len()];
-        attention(&q, &cache.k, &cache.v, start_pos, s, &mut out);
-        self.wo.forward(&out)
+        let attn = sized(&mut s.attn, q_len);
+        attention(q, &cache.k, &cache.v, start_pos, shape, attn);
+        self.wo.forward(attn, out);
     }
 }
 
@@ -136,21 +149,17 @@ impl FeedForward {
         })
     }
 
-    /// `x` is the block's input before the FFN norm.
-    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
+    /// `x` is the block's input before the FFN norm; the output goes to `out`.
+    pub fn forward(&self, x: &[f32], s: &mut LayerScratch, out: &mut [f32]) {
         let norm = RmsNorm {
             weight: &self.norm,
             eps: self.eps,
         };
-        self.down.forward(&self.gate_up.forward(x, norm, self.act))
+        let n_tok = x.len() / self.down.out_dim;
+        let hidden = sized(&mut s.hidden, n_tok * self.down.in_dim);
+        self.gate_up.forward(x, norm, self.act, hidden, &mut s.up);
+        self.down.forward(hidden, out);
     }
-}
-
-/// An RMSNorm weight applied to a copy of `x`.
-pub fn normed(x: &[f32], weight: &[f32], eps: f32) -> Vec<f32> {
-    let mut y = x.to_vec();
-    rms_norm_inplace(&mut y, weight, eps);
-    y
 }
 
 pub fn add_inplace(acc: &mut [f32], x: &[f32]) {

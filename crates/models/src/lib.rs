@@ -2,7 +2,7 @@
 //!
 //! Owns GGUF reading and validation, typed hyper-parameters, the tokenizer and chat template
 //! described by the file, the model registry, shared layers and one file per architecture
-//! behind the [`CausalLm`] trait. Depends on candle (quantized matmuls) and ward-kernels; must
+//! behind the [`CausalLm`] trait. Depends on ward-kernels (all the arithmetic); must
 //! not depend on the engine, server or CLI.
 
 pub mod arch;
@@ -14,6 +14,7 @@ pub mod registry;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;
+pub mod workspace;
 
 use std::path::{Path, PathBuf};
 
@@ -22,6 +23,7 @@ pub use cache::KvCache;
 pub use hparams::{Arch, HParams};
 pub use template::{ChatMessage, ChatTemplate, TemplateError};
 pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+pub use workspace::Workspace;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {

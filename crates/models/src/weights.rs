@@ -8,6 +8,7 @@ use ward_kernels::norm::RmsNorm;
 use ward_kernels::quant::{matmul_gated, matmul_normed, pair_groups, QuantMatrix, WeightType};
 
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
+use crate::workspace::sized;
 use crate::ModelError;
 
 pub struct WeightLoader<'a> {
@@ -165,14 +166,14 @@ impl Linear {
         Linear { w, in_dim, out_dim }
     }
 
-    /// `x` is `[n_tok][in_dim]`; returns `[n_tok][out_dim]`.
-    pub fn forward(&self, x: &[f32]) -> Vec<f32> {
-        matmul_normed(&self.w, x, None)
+    /// `x` is `[n_tok][in_dim]`, `y` `[n_tok][out_dim]`.
+    pub fn forward(&self, x: &[f32], y: &mut [f32]) {
+        matmul_normed(&self.w, x, None, y)
     }
 
     /// The same of `x` normalised by `norm` (fused into the activation conversion).
-    pub fn forward_normed(&self, x: &[f32], norm: RmsNorm) -> Vec<f32> {
-        matmul_normed(&self.w, x, Some(norm))
+    pub fn forward_normed(&self, x: &[f32], norm: RmsNorm, y: &mut [f32]) {
+        matmul_normed(&self.w, x, Some(norm), y)
     }
 }
 
@@ -184,27 +185,26 @@ pub enum Projections {
 }
 
 impl Projections {
-    /// `x` is `[n_tok][in_dim]`, normalised by `norm`; returns each projection's
-    /// `[n_tok][out_dim]`.
-    pub fn forward(&self, x: &[f32], norm: RmsNorm) -> Vec<Vec<f32>> {
+    /// `x` is `[n_tok][in_dim]`, normalised by `norm`; `outs[i]` receives projection i's
+    /// `[n_tok][out_dim]`. `fused` holds the fused matrix's output on its way to `outs`.
+    pub fn forward(&self, x: &[f32], norm: RmsNorm, fused: &mut Vec<f32>, outs: &mut [&mut [f32]]) {
         match self {
             Projections::Separate(parts) => {
-                parts.iter().map(|p| p.forward_normed(x, norm)).collect()
+                for (p, out) in parts.iter().zip(outs) {
+                    p.forward_normed(x, norm, out);
+                }
             }
             Projections::Fused { all, out_dims } => {
-                let y = all.forward_normed(x, norm);
-                let mut parts: Vec<Vec<f32>> = out_dims
-                    .iter()
-                    .map(|&d| Vec::with_capacity(d * y.len() / all.out_dim))
-                    .collect();
-                for row in y.chunks_exact(all.out_dim) {
+                let n_tok = x.len() / all.in_dim;
+                let y = sized(fused, n_tok * all.out_dim);
+                all.forward_normed(x, norm, y);
+                for (t, row) in y.chunks_exact(all.out_dim).enumerate() {
                     let mut at = 0;
-                    for (part, &d) in parts.iter_mut().zip(out_dims) {
-                        part.extend_from_slice(&row[at..at + d]);
+                    for (out, &d) in outs.iter_mut().zip(out_dims) {
+                        out[t * d..][..d].copy_from_slice(&row[at..at + d]);
                         at += d;
                     }
                 }
-                parts
             }
         }
     }
@@ -221,14 +221,23 @@ pub enum GateUp {
 }
 
 impl GateUp {
-    /// `x` is `[n_tok][in_dim]`, normalised by `norm`; returns `[n_tok][n_ff]`.
-    pub fn forward(&self, x: &[f32], norm: RmsNorm, act: Activation) -> Vec<f32> {
+    /// `x` is `[n_tok][in_dim]`, normalised by `norm`; `y` is `[n_tok][n_ff]`; `up` holds the
+    /// up projection where it is a matrix of its own.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        norm: RmsNorm,
+        act: Activation,
+        y: &mut [f32],
+        up: &mut Vec<f32>,
+    ) {
         match self {
-            GateUp::Paired(m) => matmul_gated(m, x, Some(norm), act),
-            GateUp::Separate { gate, up } => {
-                let mut g = gate.forward_normed(x, norm);
-                act.apply_parallel(&mut g, &up.forward_normed(x, norm));
-                g
+            GateUp::Paired(m) => matmul_gated(m, x, Some(norm), act, y),
+            GateUp::Separate { gate, up: up_proj } => {
+                gate.forward_normed(x, norm, y);
+                let up = sized(up, y.len());
+                up_proj.forward_normed(x, norm, up);
+                act.apply_parallel(y, up);
             }
         }
     }
@@ -250,16 +259,17 @@ impl Embedding {
         self.table.rows()
     }
 
-    pub fn lookup(&self, tokens: &[u32]) -> Result<Vec<f32>, ModelError> {
+    /// The rows of `tokens`, into `out` (`[n_tok][dim]`).
+    pub fn lookup(&self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), ModelError> {
         let n_vocab = self.n_vocab();
-        let mut out = vec![0.0; tokens.len() * self.dim];
+        let out = sized(out, tokens.len() * self.dim);
         for (&t, row) in tokens.iter().zip(out.chunks_exact_mut(self.dim)) {
             if t as usize >= n_vocab {
                 return Err(ModelError::TokenOutOfRange { token: t, n_vocab });
             }
             self.table.dequantize_row(t as usize, row);
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The table itself, to share as a tied output projection.

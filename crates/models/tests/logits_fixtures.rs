@@ -22,7 +22,7 @@
 mod common;
 
 use common::{fixture, model_path, GEMMA3, SMOLLM2};
-use ward_models::LoadedModel;
+use ward_models::{LoadedModel, Workspace};
 
 const MARGIN: f32 = 0.6;
 const CLEAR_LEAD: f32 = 0.25;
@@ -44,6 +44,7 @@ fn check(model: &str, fixture_name: &str, max_logit_diff: f32, max_mean_diff: f3
     let (mut positions, mut clear, mut clear_agree, mut exact) = (0usize, 0usize, 0usize, 0usize);
     let (mut worst_margin, mut worst_logit, mut sum_diff) = (0.0f32, 0.0f32, 0.0f64);
     let mut failures = Vec::new();
+    let mut ws = Workspace::default();
     for (ci, case) in cases.iter().enumerate() {
         let prompt = ids(&case["prompt_ids"]);
         let cont = ids(&case["continuation"]);
@@ -54,7 +55,10 @@ fn check(model: &str, fixture_name: &str, max_logit_diff: f32, max_mean_diff: f3
             .copied()
             .collect();
         let mut cache = lm.model.new_cache(tokens.len());
-        let logits = lm.model.forward(&tokens, &mut cache, cont.len()).unwrap();
+        let logits = lm
+            .model
+            .forward(&tokens, &mut cache, cont.len(), &mut ws)
+            .unwrap();
         for (i, &want) in cont.iter().enumerate() {
             let row = logits.row(i);
             let ref_top: Vec<(u32, f32)> = top5[i]

@@ -5,7 +5,7 @@
 
 use ward_models::gguf::writer::{write_gguf, TensorToWrite};
 use ward_models::gguf::{Array, Value};
-use ward_models::{LoadedModel, ModelError};
+use ward_models::{LoadedModel, ModelError, Workspace};
 
 const D: u64 = 32;
 const FF: u64 = 64;
@@ -95,11 +95,15 @@ fn batch_equals_incremental(arch: &str, n_layer: u32) {
     let lm = LoadedModel::load(&path, None).unwrap();
     std::fs::remove_file(&path).unwrap();
     let tokens: Vec<u32> = (0..13).map(|i| (i * 37 % VOCAB) as u32).collect();
+    let (mut batch_ws, mut ws) = (Workspace::default(), Workspace::default());
     let mut cache = lm.model.new_cache(64);
-    let batch = lm.model.forward(&tokens, &mut cache, tokens.len()).unwrap();
+    let batch = lm
+        .model
+        .forward(&tokens, &mut cache, tokens.len(), &mut batch_ws)
+        .unwrap();
     let mut cache = lm.model.new_cache(64);
     for (i, &t) in tokens.iter().enumerate() {
-        let one = lm.model.forward(&[t], &mut cache, 1).unwrap();
+        let one = lm.model.forward(&[t], &mut cache, 1, &mut ws).unwrap();
         for (a, b) in one.row(0).iter().zip(batch.row(i)) {
             assert!(
                 (a - b).abs() < 1e-3 * (1.0 + b.abs()),
@@ -137,16 +141,17 @@ fn context_limit_and_token_range_are_checked() {
     let lm = LoadedModel::load(&path, None).unwrap();
     std::fs::remove_file(&path).unwrap();
     let mut cache = lm.model.new_cache(4);
+    let ws = &mut Workspace::default();
     assert!(matches!(
-        lm.model.forward(&[1, 2, 3, 4, 5], &mut cache, 1),
+        lm.model.forward(&[1, 2, 3, 4, 5], &mut cache, 1, ws),
         Err(ModelError::ContextFull { .. })
     ));
     assert!(matches!(
-        lm.model.forward(&[VOCAB as u32], &mut cache, 1),
+        lm.model.forward(&[VOCAB as u32], &mut cache, 1, ws),
         Err(ModelError::TokenOutOfRange { .. })
     ));
     assert!(matches!(
-        lm.model.forward(&[], &mut cache, 1),
+        lm.model.forward(&[], &mut cache, 1, ws),
         Err(ModelError::EmptyInput)
     ));
 }

@@ -6,8 +6,11 @@ use ward_kernels::rope::RopeLayout;
 
 use super::{CausalLm, Head, Logits};
 use crate::cache::KvCache;
-use crate::layers::{add_inplace, normed, Activation, Attention, FeedForward};
+use ward_kernels::norm::rms_norm_inplace;
+
+use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
+use crate::workspace::{sized, Workspace};
 use crate::{HParams, ModelError};
 
 struct Block {
@@ -51,23 +54,27 @@ impl CausalLm for Gemma3 {
         self.head.embed.n_vocab()
     }
 
-    fn forward(
+    fn forward<'w>(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         n_logits: usize,
-    ) -> Result<Logits, ModelError> {
-        let mut x = self.head.start(tokens, cache)?;
+        ws: &'w mut Workspace,
+    ) -> Result<Logits<'w>, ModelError> {
+        self.head.start(tokens, cache, &mut ws.x)?;
         let scale = (self.hp.n_embd as f32).sqrt();
-        x.iter_mut().for_each(|v| *v *= scale);
+        ws.x.iter_mut().for_each(|v| *v *= scale);
         let eps = self.hp.rms_eps;
         let pos = cache.len();
+        let out = sized(&mut ws.out, ws.x.len());
         for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let attn = b.attn.forward(&x, pos, layer_cache);
-            add_inplace(&mut x, &normed(&attn, &b.attn_post_norm, eps));
-            let ffn = b.ffn.forward(&x);
-            add_inplace(&mut x, &normed(&ffn, &b.ffn_post_norm, eps));
+            b.attn.forward(&ws.x, pos, layer_cache, &mut ws.layer, out);
+            rms_norm_inplace(out, &b.attn_post_norm, eps);
+            add_inplace(&mut ws.x, out);
+            b.ffn.forward(&ws.x, &mut ws.layer, out);
+            rms_norm_inplace(out, &b.ffn_post_norm, eps);
+            add_inplace(&mut ws.x, out);
         }
-        self.head.finish(&x, tokens.len(), n_logits, cache)
+        Ok(self.head.finish(tokens.len(), n_logits, cache, ws))
     }
 }

@@ -7,6 +7,7 @@ use super::{CausalLm, Head, Logits};
 use crate::cache::KvCache;
 use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
+use crate::workspace::{sized, Workspace};
 use crate::{HParams, ModelError};
 
 struct Block {
@@ -44,20 +45,22 @@ impl CausalLm for Llama {
         self.head.embed.n_vocab()
     }
 
-    fn forward(
+    fn forward<'w>(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         n_logits: usize,
-    ) -> Result<Logits, ModelError> {
-        let mut x = self.head.start(tokens, cache)?;
+        ws: &'w mut Workspace,
+    ) -> Result<Logits<'w>, ModelError> {
+        self.head.start(tokens, cache, &mut ws.x)?;
         let pos = cache.len();
+        let out = sized(&mut ws.out, ws.x.len());
         for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            let attn = b.attn.forward(&x, pos, layer_cache);
-            add_inplace(&mut x, &attn);
-            let ffn = b.ffn.forward(&x);
-            add_inplace(&mut x, &ffn);
+            b.attn.forward(&ws.x, pos, layer_cache, &mut ws.layer, out);
+            add_inplace(&mut ws.x, out);
+            b.ffn.forward(&ws.x, &mut ws.layer, out);
+            add_inplace(&mut ws.x, out);
         }
-        self.head.finish(&x, tokens.len(), n_logits, cache)
+        Ok(self.head.finish(tokens.len(), n_logits, cache, ws))
     }
 }

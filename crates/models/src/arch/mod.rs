@@ -11,15 +11,17 @@ use ward_kernels::norm::RmsNorm;
 use crate::cache::KvCache;
 use crate::gguf::GgufFile;
 use crate::weights::{Embedding, Linear, WeightLoader};
+use crate::workspace::{sized, Workspace};
 use crate::{Arch, HParams, ModelError};
 
-/// Logits for some positions of a forward pass, row-major `[rows][n_vocab]`.
-pub struct Logits {
+/// Logits for some positions of a forward pass, row-major `[rows][n_vocab]`, in the
+/// workspace of the pass (a sampler may change them in place).
+pub struct Logits<'w> {
     pub n_vocab: usize,
-    pub data: Vec<f32>,
+    pub data: &'w mut [f32],
 }
 
-impl Logits {
+impl Logits<'_> {
     pub fn rows(&self) -> usize {
         self.data.len() / self.n_vocab
     }
@@ -47,12 +49,15 @@ pub trait CausalLm: Send + Sync {
 
     /// Run `tokens` at the positions after those already in `cache`, append them to it, and
     /// return logits for the last `n_logits` of them (1 for generation, more for scoring).
-    fn forward(
+    /// Every intermediate lives in `ws`, so a decode step with a warm workspace allocates
+    /// nothing.
+    fn forward<'w>(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         n_logits: usize,
-    ) -> Result<Logits, ModelError>;
+        ws: &'w mut Workspace,
+    ) -> Result<Logits<'w>, ModelError>;
 }
 
 /// Load the architecture named by `general.architecture`.
@@ -97,8 +102,13 @@ impl Head {
         })
     }
 
-    /// Check that the tokens fit the cache, and embed them.
-    pub fn start(&self, tokens: &[u32], cache: &KvCache) -> Result<Vec<f32>, ModelError> {
+    /// Check that the tokens fit the cache, and embed them into `x`.
+    pub fn start(
+        &self,
+        tokens: &[u32],
+        cache: &KvCache,
+        x: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         if tokens.is_empty() {
             return Err(ModelError::EmptyInput);
         }
@@ -109,29 +119,27 @@ impl Head {
                 max: cache.max_len(),
             });
         }
-        self.embed.lookup(tokens)
+        self.embed.lookup(tokens, x)
     }
 
-    /// Final norm and output projection of the last `n_logits` rows of `x`.
-    pub fn finish(
+    /// Final norm and output projection of the last `n_logits` rows of the residual stream.
+    pub fn finish<'w>(
         &self,
-        x: &[f32],
         n_tok: usize,
         n_logits: usize,
         cache: &mut KvCache,
-    ) -> Result<Logits, ModelError> {
+        ws: &'w mut Workspace,
+    ) -> Logits<'w> {
         cache.advance(n_tok);
         let n_logits = n_logits.clamp(1, n_tok);
-        let d = self.embed.dim;
+        let (d, n_vocab) = (self.embed.dim, self.output.out_dim);
         let norm = RmsNorm {
             weight: &self.norm,
             eps: self.eps,
         };
-        Ok(Logits {
-            n_vocab: self.output.out_dim,
-            data: self
-                .output
-                .forward_normed(&x[(n_tok - n_logits) * d..], norm),
-        })
+        let data = sized(&mut ws.logits, n_logits * n_vocab);
+        self.output
+            .forward_normed(&ws.x[(n_tok - n_logits) * d..], norm, data);
+        Logits { n_vocab, data }
     }
 }
