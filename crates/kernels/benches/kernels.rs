@@ -6,10 +6,21 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
 use ward_kernels::attention::{attention, AttnShape};
-use ward_kernels::quant::{matmul, QuantMatrix, WeightType};
+use ward_kernels::quant::{matmul, Layout, QuantMatrix, WeightType};
 
 /// Random bytes with sane f16 scales: enough for timing (the values do not change the work).
 fn weights(ty: WeightType, rows: usize, cols: usize) -> QuantMatrix {
+    weights_in(
+        ty,
+        rows,
+        cols,
+        QuantMatrix::new(ty, vec![0; ty.row_bytes(cols).unwrap()], 1, cols)
+            .unwrap()
+            .layout(),
+    )
+}
+
+fn weights_in(ty: WeightType, rows: usize, cols: usize, layout: Layout) -> QuantMatrix {
     let n = ty.row_bytes(cols).unwrap() * rows;
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut bytes: Vec<u8> = (0..n)
@@ -27,7 +38,7 @@ fn weights(ty: WeightType, rows: usize, cols: usize) -> QuantMatrix {
             .chunks_exact_mut(2)
             .for_each(|c| c.copy_from_slice(&[0x00, 0x14]));
     }
-    QuantMatrix::new(ty, bytes, rows, cols).unwrap()
+    QuantMatrix::with_layout(ty, bytes, rows, cols, layout).unwrap()
 }
 
 fn matmuls(c: &mut Criterion) {
@@ -36,17 +47,25 @@ fn matmuls(c: &mut Criterion) {
     let (rows, cols) = (2048, 2048);
     for tokens in [1, 64] {
         let mut g = c.benchmark_group(format!("matmul/{tokens}-token"));
+        let x: Vec<f32> = (0..tokens * cols)
+            .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
+            .collect();
         for ty in WeightType::ALL {
-            let w = weights(ty, rows, cols);
-            let x: Vec<f32> = (0..tokens * cols)
-                .map(|i| ((i % 17) as f32 - 8.0) * 0.1)
-                .collect();
             g.throughput(Throughput::Bytes(
                 ty.row_bytes(cols).unwrap() as u64 * rows as u64,
             ));
-            g.bench_function(BenchmarkId::from_parameter(format!("{ty:?}")), |b| {
-                b.iter(|| matmul(&w, &x))
-            });
+            // GGUF's row layout beside the tiles, where this machine has them.
+            let best = weights(ty, rows, cols);
+            let mut runs = vec![best];
+            if runs[0].layout() != Layout::Rows {
+                runs.push(weights_in(ty, rows, cols, Layout::Rows));
+            }
+            for w in &runs {
+                let id = format!("{ty:?}/{:?}", w.layout());
+                g.bench_function(BenchmarkId::from_parameter(id), |b| {
+                    b.iter(|| matmul(w, &x))
+                });
+            }
         }
         g.finish();
     }

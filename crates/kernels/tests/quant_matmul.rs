@@ -317,7 +317,7 @@ fn a_norm_applied_while_converting_equals_the_norm_applied_first() {
 fn the_interleaved_formats_are_covered_where_the_machine_has_them() {
     use WeightType::*;
     let expected = if avx2_available() { 2 } else { 1 };
-    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K] {
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
         assert_eq!(layouts(ty).len(), expected, "{ty:?}");
     }
 }

@@ -7,7 +7,10 @@ use std::arch::x86_64::*;
 
 use super::avx2::{f16, f32_at, load};
 use super::interleave::tile_layout;
-use super::interleave_k::{q4_k as k4, q5_k as k5, q6_k as k6, Q4_K_TILE, Q5_K_TILE, Q6_K_TILE};
+use super::interleave_k::{
+    q2_k as k2, q3_k as k3, q4_k as k4, q5_k as k5, q6_k as k6, Q2_K_TILE, Q3_K_TILE, Q4_K_TILE,
+    Q5_K_TILE, Q6_K_TILE,
+};
 use super::WeightType;
 
 /// The 8 dot products of a group's `blocks` tiles with each of up to 4 activation rows
@@ -59,6 +62,8 @@ unsafe fn run<const T: usize>(
             WeightType::Q5_0 => q5_0::<T>(t, a, blocks),
             WeightType::Q5_1 => q5_1::<T>(t, a, blocks),
             WeightType::Q8_0 => q8_0::<T>(t, a, blocks),
+            WeightType::Q2_K => q2_k::<T>(t, a, blocks),
+            WeightType::Q3_K => q3_k::<T>(t, a, blocks),
             WeightType::Q4_K => q4_k::<T>(t, a, blocks),
             WeightType::Q5_K => q5_k::<T>(t, a, blocks),
             WeightType::Q6_K => q6_k::<T>(t, a, blocks),
@@ -85,15 +90,52 @@ unsafe fn broadcast4(p: *const u8) -> __m256i {
     _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
 }
 
-/// 16 in the bytes of register `r` whose fifth bit is set, 0 elsewhere: bit r of each byte of a
-/// fifth-bit vector belongs to register r of the values it goes with (see `interleave.rs`).
+/// `value` in the bytes of register `r` whose bit is set in a bit-plane vector, 0 elsewhere:
+/// bit r of each byte of such a vector belongs to register r of the values it goes with (the
+/// fifth bits of Q5_0/Q5_1/Q5_K, worth 16, and the third bits of Q3_K, worth 4).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fifth_bits(high: __m256i, r: usize) -> __m256i {
+fn plane_bits(high: __m256i, r: usize, value: i8) -> __m256i {
     let bit = _mm256_set1_epi8(1 << r);
     _mm256_and_si256(
         _mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit),
-        _mm256_set1_epi8(16),
+        _mm256_set1_epi8(value),
     )
+}
+
+/// Fifth bits: 16 where set.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn fifth_bits(high: __m256i, r: usize) -> __m256i {
+    plane_bits(high, r, 16)
+}
+
+/// Register r (0..4) of a vector of 2-bit values: bits 2r..2r + 2 of each byte.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn crumbs(v: __m256i, r: usize) -> __m256i {
+    let shifted = match r {
+        0 => v,
+        1 => _mm256_srli_epi16(v, 2),
+        2 => _mm256_srli_epi16(v, 4),
+        _ => _mm256_srli_epi16(v, 6),
+    };
+    _mm256_and_si256(shifted, _mm256_set1_epi8(3))
+}
+
+/// Σ over the four registers of a 16-value sub-block of `maddubs(regs[r], a[4r..4r + 4])`:
+/// lane j holds row j's pair sums of the sub-block (|sum| ≤ 4 · 2 · 7 · 127, within i16).
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn sub_block_sums(regs: &[__m256i; 4], qa: *const u8) -> __m256i {
+    // SAFETY: the caller points at the sub-block's 16 activation bytes.
+    unsafe {
+        let p01 = _mm256_add_epi16(
+            _mm256_maddubs_epi16(regs[0], broadcast4(qa)),
+            _mm256_maddubs_epi16(regs[1], broadcast4(qa.add(4))),
+        );
+        let p23 = _mm256_add_epi16(
+            _mm256_maddubs_epi16(regs[2], broadcast4(qa.add(8))),
+            _mm256_maddubs_epi16(regs[3], broadcast4(qa.add(12))),
+        );
+        _mm256_add_epi16(p01, p23)
+    }
 }
 
 /// `maddubs` of signed `x` with `y`: |x| unsigned, x's sign moved onto y.
@@ -320,6 +362,82 @@ unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
         // SAFETY: the caller points at a Q8_K block.
         .map(|g| i32::from(unsafe { a.add(260 + 2 * g).cast::<i16>().read_unaligned() }))
         .sum()
+}
+
+/// Q2_K: x = d·scale·q − dmin·min per 16-value sub-block, q in 0..4.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q2_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..blocks {
+        // SAFETY: tile b and one Q8_K block per row.
+        unsafe {
+            let (tb, ab) = (t.add(b * Q2_K_TILE), at(a, b, Q8K));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            let mut mins = [_mm256_setzero_si256(); T];
+            for s in 0..16 {
+                let packed = bytes8(tb.add(k2::SCALES + 8 * s), false);
+                let scale = both_halves(_mm256_and_si256(packed, _mm256_set1_epi32(0x0f)));
+                let min = _mm256_srli_epi32(packed, 4);
+                let v = load(tb.add(k2::VALUES + 32 * s));
+                let regs = [0, 1, 2, 3].map(|r| crumbs(v, r));
+                for i in 0..T {
+                    let sums = sub_block_sums(&regs, ab[i].add(4 + 16 * s));
+                    sumi[i] = _mm256_add_epi32(sumi[i], _mm256_madd_epi16(sums, scale));
+                    let block_sum = _mm256_set1_epi32(bsums(ab[i], s, 1));
+                    mins[i] = _mm256_add_epi32(mins[i], _mm256_mullo_epi32(min, block_sum));
+                }
+            }
+            let (d8, dmin8) = (f16x8(tb), f16x8(tb.add(k2::DMIN)));
+            for i in 0..T {
+                let da = _mm256_set1_ps(f32_at(ab[i]));
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+                acc[i] = _mm256_fnmadd_ps(
+                    _mm256_mul_ps(dmin8, da),
+                    _mm256_cvtepi32_ps(mins[i]),
+                    acc[i],
+                );
+            }
+        }
+    }
+    acc
+}
+
+/// Q3_K: x = d·scale·(q − 4) per 16-value sub-block, q the two low bits plus 4 for a set high
+/// bit; the − 4 is taken off through the block sums (4 · scale · Σa), as Q6_K takes off 32.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q3_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
+    let mut acc = [_mm256_setzero_ps(); T];
+    for b in 0..blocks {
+        // SAFETY: tile b and one Q8_K block per row.
+        unsafe {
+            let (tb, ab) = (t.add(b * Q3_K_TILE), at(a, b, Q8K));
+            let mut sumi = [_mm256_setzero_si256(); T];
+            for s in 0..16 {
+                let stored = bytes8(tb.add(k3::SCALES + 8 * s), false);
+                let scale32 = _mm256_sub_epi32(stored, _mm256_set1_epi32(32));
+                let scale = both_halves(scale32);
+                let v = load(tb.add(k3::LOW + 32 * s));
+                let high = load(tb.add(k3::HIGH + 32 * (s / 2)));
+                let regs = [0, 1, 2, 3]
+                    .map(|r| _mm256_or_si256(crumbs(v, r), plane_bits(high, 4 * (s % 2) + r, 4)));
+                for i in 0..T {
+                    let sums = sub_block_sums(&regs, ab[i].add(4 + 16 * s));
+                    let offset =
+                        _mm256_mullo_epi32(scale32, _mm256_set1_epi32(4 * bsums(ab[i], s, 1)));
+                    let dot = _mm256_madd_epi16(sums, scale);
+                    sumi[i] = _mm256_add_epi32(sumi[i], _mm256_sub_epi32(dot, offset));
+                }
+            }
+            let d8 = f16x8(tb);
+            for i in 0..T {
+                let da = _mm256_set1_ps(f32_at(ab[i]));
+                acc[i] =
+                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+            }
+        }
+    }
+    acc
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]

@@ -25,13 +25,18 @@ pub const GROUP: usize = 8;
 /// Whether `ty` has an interleaved layout.
 pub fn supported(ty: WeightType) -> bool {
     use WeightType::*;
-    matches!(ty, Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q4_K | Q5_K | Q6_K)
+    matches!(
+        ty,
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
+    )
 }
 
-/// Bytes of one tile (8 rows of one block): the blocks' own bytes, plus 32 for Q4_K and Q5_K,
-/// whose 6-bit scales are unpacked to bytes.
+/// Bytes of one tile (8 rows of one block): the blocks' own bytes, plus 32 for Q3_K, Q4_K and
+/// Q5_K, whose 6-bit scales are unpacked to bytes.
 pub fn tile_bytes(ty: WeightType) -> usize {
     match ty {
+        WeightType::Q2_K => interleave_k::Q2_K_TILE,
+        WeightType::Q3_K => interleave_k::Q3_K_TILE,
         WeightType::Q4_K => interleave_k::Q4_K_TILE,
         WeightType::Q5_K => interleave_k::Q5_K_TILE,
         WeightType::Q6_K => interleave_k::Q6_K_TILE,
@@ -42,6 +47,8 @@ pub fn tile_bytes(ty: WeightType) -> usize {
 /// Block `block` (GGUF's bytes) into row `j` of `tile`, which starts zeroed.
 fn put_block(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
     match ty {
+        WeightType::Q2_K => interleave_k::put_q2_k(block, j, tile),
+        WeightType::Q3_K => interleave_k::put_q3_k(block, j, tile),
         WeightType::Q4_K => interleave_k::put_q4_k(block, j, tile),
         WeightType::Q5_K => interleave_k::put_q5_k(block, j, tile),
         WeightType::Q6_K => interleave_k::put_q6_k(block, j, tile),
@@ -52,6 +59,8 @@ fn put_block(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
 /// Row `j` of `tile` back into GGUF's bytes.
 fn get_block(ty: WeightType, tile: &[u8], j: usize, block: &mut [u8]) {
     match ty {
+        WeightType::Q2_K => interleave_k::get_q2_k(tile, j, block),
+        WeightType::Q3_K => interleave_k::get_q3_k(tile, j, block),
         WeightType::Q4_K => interleave_k::get_q4_k(tile, j, block),
         WeightType::Q5_K => interleave_k::get_q5_k(tile, j, block),
         WeightType::Q6_K => interleave_k::get_q6_k(tile, j, block),

@@ -1,5 +1,4 @@
-//! 8-row tiles of the K-quants Ward interleaves (Q4_K, Q5_K, Q6_K): one super-block (256 values) of
-//! each of 8 rows. Scales are unpacked to one byte per (sub-block, row), so a sub-block's 8
+//! 8-row tiles of the K-quants: one super-block (256 values) of each of 8 rows. Scales are unpacked to one byte per (sub-block, row), so a sub-block's 8
 //! scales load as one 8-byte vector; the values use the 32-value formats' arrangement (byte
 //! 4j + p of a vector belongs to row j; low nibbles one group of 4 values, high nibbles the
 //! next).
@@ -12,16 +11,28 @@
 //! sub-block s: bit 2k of byte 4j + p is the fifth bit of the low nibble of value vector 4s + k
 //! at that byte, bit 2k + 1 that of its high nibble).
 //!
+//! Q2_K tile (672 bytes, the blocks' own size): d 8×f16 @0, dmin 8×f16 @16, scales [16 sub][8
+//! rows] u8 @32 (GGUF's bytes: scale in the low nibble, min in the high), 16 vectors of 2-bit
+//! values @160 (vector s for sub-block s: bits 2r..2r + 2 of byte 4j + p are value 16s + 4r + p
+//! of row j, so register r unpacks with one shift and mask).
+//!
+//! Q3_K tile (912 bytes): d 8×f16 @0, scales [16 sub][8 rows] u8 @16 (unpacked, still plus 32 as
+//! in the file, so that a zero tile is a zero block), the
+//! low two bits as Q2_K's 16 vectors @144, 8 vectors of high bits @656 (vector t for sub-blocks
+//! 2t and 2t + 1: bit 4u + r of byte 4j + p is the high bit of value 16(2t + u) + 4r + p).
+//!
 //! Q6_K tile (1680 bytes): d 8×f16 @0, scales [16 sub][8 rows] i8 @16, 32 vectors of low
 //! nibbles @144 (vector v: group 2v low, group 2v + 1 high, a group being 4 values), 16 vectors
 //! of high bit pairs @1168 (vector s, for sub-block s = vectors 2s and 2s + 1: bits 0–1 the low
 //! register of 2s, 2–3 its high register, 4–5 and 6–7 those of 2s + 1).
 
-use super::dequant::scale_min_k4;
+use super::dequant::{q3_k_scales, scale_min_k4};
 
 pub const Q4_K_TILE: usize = 1184;
 pub const Q5_K_TILE: usize = 1440;
 pub const Q6_K_TILE: usize = 1680;
+pub const Q2_K_TILE: usize = 672;
+pub const Q3_K_TILE: usize = 912;
 
 pub mod q4_k {
     pub const DMIN: usize = 16;
@@ -33,6 +44,18 @@ pub mod q4_k {
 /// Q5_K's tile is Q4_K's (same offsets) with the fifth bits after it.
 pub mod q5_k {
     pub const HIGH: usize = 1184;
+}
+
+pub mod q2_k {
+    pub const DMIN: usize = 16;
+    pub const SCALES: usize = 32;
+    pub const VALUES: usize = 160;
+}
+
+pub mod q3_k {
+    pub const SCALES: usize = 16;
+    pub const LOW: usize = 144;
+    pub const HIGH: usize = 656;
 }
 
 pub mod q6_k {
@@ -180,5 +203,84 @@ pub fn get_q6_k(tile: &[u8], j: usize, b: &mut [u8]) {
         let ((tl, tls), (th, ths)) = q6_k_tile_bits(i, j);
         b[lb] |= ((tile[tl] >> tls) & 0x0f) << ls;
         b[hb] |= ((tile[th] >> ths) & 3) << hs;
+    }
+}
+
+/// Where value i (0..256) of a Q2_K/Q3_K block keeps its two low bits: (byte of the 64 bytes of
+/// 2-bit values, shift). Q3_K's high bit is bit i / 32 of byte i % 32 of its mask.
+fn q23_k_low_bits(i: usize) -> (usize, u32) {
+    (32 * (i / 128) + i % 32, 2 * (i % 128 / 32) as u32)
+}
+
+/// Where value i of row j sits in the 2-bit vectors of a Q2_K/Q3_K tile (relative to them):
+/// (byte, shift).
+fn q23_k_tile_low_bits(i: usize, j: usize) -> (usize, u32) {
+    let (s, r, p) = (i / 16, i % 16 / 4, i % 4);
+    (32 * s + 4 * j + p, 2 * r as u32)
+}
+
+/// Where the high bit of value i of row j sits in a Q3_K tile's high-bit vectors: (byte, bit).
+fn q3_k_tile_high_bit(i: usize, j: usize) -> (usize, u32) {
+    let (s, r, p) = (i / 16, i % 16 / 4, i % 4);
+    (32 * (s / 2) + 4 * j + p, (4 * (s % 2) + r) as u32)
+}
+
+pub fn put_q2_k(b: &[u8], j: usize, tile: &mut [u8]) {
+    tile[2 * j..2 * j + 2].copy_from_slice(&b[80..82]);
+    tile[q2_k::DMIN + 2 * j..][..2].copy_from_slice(&b[82..84]);
+    for s in 0..16 {
+        tile[q2_k::SCALES + 8 * s + j] = b[s];
+    }
+    for i in 0..256 {
+        let (lb, ls) = q23_k_low_bits(i);
+        let (tb, ts) = q23_k_tile_low_bits(i, j);
+        tile[q2_k::VALUES + tb] |= ((b[16 + lb] >> ls) & 3) << ts;
+    }
+}
+
+pub fn get_q2_k(tile: &[u8], j: usize, b: &mut [u8]) {
+    b[80..82].copy_from_slice(&tile[2 * j..2 * j + 2]);
+    b[82..84].copy_from_slice(&tile[q2_k::DMIN + 2 * j..][..2]);
+    for s in 0..16 {
+        b[s] = tile[q2_k::SCALES + 8 * s + j];
+    }
+    b[16..80].fill(0);
+    for i in 0..256 {
+        let (lb, ls) = q23_k_low_bits(i);
+        let (tb, ts) = q23_k_tile_low_bits(i, j);
+        b[16 + lb] |= ((tile[q2_k::VALUES + tb] >> ts) & 3) << ls;
+    }
+}
+
+pub fn put_q3_k(b: &[u8], j: usize, tile: &mut [u8]) {
+    tile[2 * j..2 * j + 2].copy_from_slice(&b[108..110]);
+    for (s, sc) in q3_k_scales(&b[96..108]).into_iter().enumerate() {
+        tile[q3_k::SCALES + 8 * s + j] = (sc + 32) as u8;
+    }
+    for i in 0..256 {
+        let (lb, ls) = q23_k_low_bits(i);
+        let (tb, ts) = q23_k_tile_low_bits(i, j);
+        tile[q3_k::LOW + tb] |= ((b[32 + lb] >> ls) & 3) << ts;
+        let (hb, hs) = q3_k_tile_high_bit(i, j);
+        tile[q3_k::HIGH + hb] |= ((b[i % 32] >> (i / 32)) & 1) << hs;
+    }
+}
+
+pub fn get_q3_k(tile: &[u8], j: usize, b: &mut [u8]) {
+    b[108..110].copy_from_slice(&tile[2 * j..2 * j + 2]);
+    b[..108].fill(0);
+    // The inverse of `q3_k_scales`: the low four bits of scale s in byte s % 8 (high nibble
+    // for s ≥ 8), its top two bits in byte 8 + s % 4 at bit 2·(s / 4).
+    for s in 0..16 {
+        let u = tile[q3_k::SCALES + 8 * s + j];
+        b[96 + s % 8] |= (u & 0x0f) << (4 * (s / 8));
+        b[104 + s % 4] |= (u >> 4) << (2 * (s / 4));
+    }
+    for i in 0..256 {
+        let (lb, ls) = q23_k_low_bits(i);
+        let (tb, ts) = q23_k_tile_low_bits(i, j);
+        b[32 + lb] |= ((tile[q3_k::LOW + tb] >> ts) & 3) << ls;
+        let (hb, hs) = q3_k_tile_high_bit(i, j);
+        b[i % 32] |= ((tile[q3_k::HIGH + hb] >> hs) & 1) << (i / 32);
     }
 }
