@@ -8,8 +8,8 @@ use ward_kernels::activation::Activation;
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::quant::{
     avx2_available, dequantize_activations, dequantize_row, matmul, matmul_gated, matmul_normed,
-    pair_groups, quantize_activations, vec_dot, ActivationType, Layout, QuantMatrix, Tier,
-    WeightType,
+    neon_available, pair_groups, quantize_activations, vec_dot, ActivationType, Layout,
+    QuantMatrix, Tier, WeightType,
 };
 
 /// `matmul_gated` into a new vector.
@@ -123,6 +123,9 @@ fn tiers() -> Vec<Tier> {
     let mut t = vec![Tier::Scalar];
     if avx2_available() {
         t.push(Tier::Avx2);
+    }
+    if neon_available() {
+        t.push(Tier::Neon);
     }
     t
 }

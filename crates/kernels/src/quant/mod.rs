@@ -4,9 +4,11 @@
 //! each output is a dot product of the two — integer sums per block, scaled in f32.
 //!
 //! `dequant.rs` defines every format (the plain reference, ggml's layout), `scalar.rs` the
-//! reference dot products built on it, and `avx2.rs` the SIMD tier (AVX2 + FMA + F16C), chosen
-//! at run time; `WARD_KERNEL_TIER=scalar` forces the reference so tests (and suspicious users)
-//! can compare tiers on the same machine.
+//! reference dot products built on it, and the SIMD tiers: `avx2.rs` (AVX2 + FMA + F16C) on
+//! x86-64, chosen at run time, and `neon.rs` on aarch64, where NEON is always there. On aarch64
+//! matrices keep GGUF's row layout (the 8-row tiles are AVX2's), so `vec_dot` is the hot path.
+//! `WARD_KERNEL_TIER=scalar` forces the reference so tests (and suspicious users) can compare
+//! tiers on the same machine.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
@@ -17,6 +19,10 @@ mod dequant;
 mod interleave;
 mod interleave_k;
 mod matmul;
+// The NEON tier reads the file's little-endian bytes as wider lanes, so big-endian aarch64
+// keeps the scalar reference.
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+mod neon;
 mod scalar;
 
 use std::sync::OnceLock;
@@ -175,6 +181,7 @@ impl ActivationType {
 pub enum Tier {
     Scalar,
     Avx2,
+    Neon,
 }
 
 /// The best tier this CPU supports, unless `WARD_KERNEL_TIER=scalar` asks for the reference.
@@ -183,8 +190,12 @@ pub fn tier() -> Tier {
     static TIER: OnceLock<Tier> = OnceLock::new();
     *TIER.get_or_init(|| {
         let forced_scalar = std::env::var("WARD_KERNEL_TIER").is_ok_and(|v| v == "scalar");
-        if !forced_scalar && avx2_available() {
+        if forced_scalar {
+            Tier::Scalar
+        } else if avx2_available() {
             Tier::Avx2
+        } else if neon_available() {
+            Tier::Neon
         } else {
             Tier::Scalar
         }
@@ -208,6 +219,12 @@ pub fn avx2_available() -> bool {
     })
 }
 
+/// Whether the NEON tier is built for this target: every (little-endian) aarch64 CPU has NEON,
+/// so there is nothing to detect.
+pub fn neon_available() -> bool {
+    cfg!(all(target_arch = "aarch64", target_endian = "little"))
+}
+
 /// Dot product of one weight row with one activation row (converted by `quantize_activations`
 /// for this weight type), on `tier` (the scalar reference where the CPU lacks the tier).
 ///
@@ -224,6 +241,9 @@ pub fn vec_dot(ty: WeightType, tier: Tier, w: &[u8], a: &[u8]) -> f32 {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the CPU has AVX2, FMA and F16C; the assert above covers the bytes read.
         Tier::Avx2 if avx2_available() => unsafe { avx2::vec_dot(ty, w, a, blocks) },
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        // SAFETY: NEON is part of the target; the assert above covers the bytes read.
+        Tier::Neon if neon_available() => unsafe { neon::vec_dot(ty, w, a, blocks) },
         _ => scalar::vec_dot(ty, w, a),
     }
 }
