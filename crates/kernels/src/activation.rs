@@ -44,12 +44,15 @@ impl Activation {
 /// SiLU-gated: `gate = silu(gate) * up`, with `crate::exp` (eight at a time where the CPU has
 /// AVX2, the same bits either way).
 fn silu(gate: &mut [f32], up: &[f32]) {
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if crate::quant::tier() == crate::quant::Tier::Avx2 {
+    let done = if crate::quant::tier() == crate::quant::Tier::Avx2 {
         // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
-        done = unsafe { avx2::silu(gate, up) };
-    }
+        unsafe { avx2::silu(gate, up) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
     for (g, &u) in gate.iter_mut().zip(up).skip(done) {
         *g = *g / (1.0 + exp(-*g)) * u;
     }

@@ -317,6 +317,15 @@ fn a_norm_applied_while_converting_equals_the_norm_applied_first() {
 }
 
 #[test]
+fn aarch64_has_the_neon_tier() {
+    // A tier that silently became unavailable would leave every test above on the reference.
+    assert_eq!(
+        cfg!(all(target_arch = "aarch64", target_endian = "little")),
+        neon_available()
+    );
+}
+
+#[test]
 fn the_interleaved_formats_are_covered_where_the_machine_has_them() {
     use WeightType::*;
     let expected = if avx2_available() { 2 } else { 1 };

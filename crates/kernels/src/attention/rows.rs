@@ -5,6 +5,7 @@
 
 use half::f16;
 
+#[cfg(target_arch = "x86_64")]
 use crate::quant::{tier, Tier};
 
 /// Where one KV head's rows sit in a cache laid out `[position][kv_head][head_dim]`.
@@ -35,20 +36,25 @@ impl Rows<'_> {
 }
 
 /// Heads in a group the SIMD path keeps in registers (one compiled loop per group size).
+#[cfg(target_arch = "x86_64")]
 const MAX_GROUP: usize = 8;
 
+#[cfg(target_arch = "x86_64")]
 fn simd(rows: &Rows, group: usize) -> bool {
     tier() == Tier::Avx2 && rows.head_dim.is_multiple_of(8) && group <= MAX_GROUP
 }
 
 /// `out[i] = x[i]` rounded to f16 (the query, as llama.cpp converts it for `q·k`).
 pub fn round_to_f16(x: &[f32], out: &mut [f32]) {
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if tier() == Tier::Avx2 {
+    let done = if tier() == Tier::Avx2 {
         // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
-        done = unsafe { avx2::round_to_f16(x, out) };
-    }
+        unsafe { avx2::round_to_f16(x, out) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
     for (o, &x) in out.iter_mut().zip(x).skip(done) {
         *o = f16::from_f32(x).to_f32();
     }

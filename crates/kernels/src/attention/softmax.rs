@@ -7,6 +7,7 @@
 use half::f16;
 
 use crate::exp::exp;
+#[cfg(target_arch = "x86_64")]
 use crate::quant::{tier, Tier};
 
 /// For each of the `group` columns of `scores` (`[position][group]`): `m[g]` = its maximum,
@@ -30,12 +31,15 @@ pub fn exps(scores: &mut [f32], group: usize, m: &mut [f32], l: &mut [f32]) {
 
 /// Each column `g` of `exps` (`[position][group]`) multiplied by `factor[g]` and rounded to f16.
 pub fn round_weights(exps: &mut [f32], group: usize, factor: &[f32]) {
-    let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if tier() == Tier::Avx2 && group <= 8 {
+    let done = if tier() == Tier::Avx2 && group <= 8 {
         // SAFETY: as above.
-        done = unsafe { avx2::round_weights(exps, factor) };
-    }
+        unsafe { avx2::round_weights(exps, factor) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let done = 0;
     for (i, e) in exps.iter_mut().enumerate().skip(done) {
         *e = f16::from_f32(*e * factor[i % group]).to_f32();
     }
