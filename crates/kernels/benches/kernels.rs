@@ -112,6 +112,35 @@ fn attentions(c: &mut Criterion) {
         });
     }
     g.finish();
+
+    // The same from memory, as in a real decode step, where the weights have pushed the KV
+    // cache out of the caches since the layer's last step: a 64 MB matmul between calls
+    // (untimed; on the pool, which it leaves awake as a decode step's matmuls do).
+    let mut g = c.benchmark_group("attention/decode-from-memory");
+    let flush = weights(WeightType::Q8_0, 32768, 1920);
+    let flush_x = vec![0.5f32; 1920];
+    for ctx in [640usize, 4096] {
+        let k: Vec<f16> = (0..ctx * 3 * 64)
+            .map(|i| f16::from_f32(((i % 13) as f32 - 6.0) * 0.05))
+            .collect();
+        let v = k.clone();
+        let q: Vec<f32> = (0..9 * 64).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
+        let mut out = vec![0.0f32; q.len()];
+        g.throughput(Throughput::Bytes((2 * k.len() * 2) as u64));
+        g.bench_function(BenchmarkId::from_parameter(ctx), |b| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    std::hint::black_box(matmul(&flush, &flush_x));
+                    let t = std::time::Instant::now();
+                    attention(&q, &k, &v, ctx - 1, &shape, &mut out);
+                    total += t.elapsed();
+                }
+                total
+            })
+        });
+    }
+    g.finish();
 }
 
 criterion_group! {
