@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
-use ward_kernels::attention::{attention, AttnShape};
+use ward_kernels::attention::{attention, kv_cache_len, AttnShape};
 use ward_kernels::quant::{matmul, Layout, QuantMatrix, WeightType};
 
 /// Random bytes with sane f16 scales: enough for timing (the values do not change the work).
@@ -101,12 +101,12 @@ fn attentions(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("attention/decode");
     for ctx in [512usize, 4096, 16384] {
-        let kv: Vec<f16> = (0..ctx * 3 * 64)
+        let kv: Vec<f16> = (0..kv_cache_len(ctx, 3, 64))
             .map(|i| f16::from_f32(((i % 13) as f32 - 6.0) * 0.05))
             .collect();
         let q: Vec<f32> = (0..9 * 64).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
         let mut out = vec![0.0f32; q.len()];
-        g.throughput(Throughput::Bytes((2 * kv.len() * 2) as u64));
+        g.throughput(Throughput::Bytes((2 * ctx * 3 * 64 * 2) as u64));
         g.bench_function(BenchmarkId::from_parameter(ctx), |b| {
             b.iter(|| attention(&q, &kv, &kv, ctx - 1, &shape, &mut out))
         });
@@ -120,13 +120,13 @@ fn attentions(c: &mut Criterion) {
     let flush = weights(WeightType::Q8_0, 32768, 1920);
     let flush_x = vec![0.5f32; 1920];
     for ctx in [640usize, 4096] {
-        let k: Vec<f16> = (0..ctx * 3 * 64)
+        let k: Vec<f16> = (0..kv_cache_len(ctx, 3, 64))
             .map(|i| f16::from_f32(((i % 13) as f32 - 6.0) * 0.05))
             .collect();
         let v = k.clone();
         let q: Vec<f32> = (0..9 * 64).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
         let mut out = vec![0.0f32; q.len()];
-        g.throughput(Throughput::Bytes((2 * k.len() * 2) as u64));
+        g.throughput(Throughput::Bytes((2 * ctx * 3 * 64 * 2) as u64));
         g.bench_function(BenchmarkId::from_parameter(ctx), |b| {
             b.iter_custom(|iters| {
                 let mut total = std::time::Duration::ZERO;

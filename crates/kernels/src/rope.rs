@@ -35,20 +35,18 @@ impl Rope {
     /// Rotate each head of `x` (laid out `[token][head][head_dim]`) in place; token `t` sits at
     /// position `start_pos + t`.
     pub fn rotate(&self, x: &mut [f32], n_head: usize, start_pos: usize) {
-        let mut none: [half::f16; 0] = [];
-        self.rotate_into(x, n_head, &[], 0, &mut none, start_pos);
+        self.rotate_both(x, n_head, &mut [], 0, start_pos);
     }
 
-    /// Rotate the queries `q` (`[token][n_head][head_dim]`) in place and the keys `k`
-    /// (`[token][n_kv_head][head_dim]`) into `k_out` as f16 (their place in the KV cache): one
-    /// pass, each token's sines and cosines computed once for both.
-    pub fn rotate_into(
+    /// Rotate the queries `q` (`[token][n_head][head_dim]`) and the keys `k`
+    /// (`[token][n_kv_head][head_dim]`) in place: one pass, each token's sines and cosines
+    /// computed once for both.
+    pub fn rotate_both(
         &self,
         q: &mut [f32],
         n_head: usize,
-        k: &[f32],
+        k: &mut [f32],
         n_kv_head: usize,
-        k_out: &mut [half::f16],
         start_pos: usize,
     ) {
         let (hd, half) = (self.head_dim, self.rope_dim / 2);
@@ -59,20 +57,24 @@ impl Rope {
         let (q_len, k_len) = (n_head * hd, n_kv_head * hd);
         let tokens = q.len() / q_len.max(1);
         assert!(
-            q.len() == tokens * q_len && k.len() == tokens * k_len && k_out.len() == k.len(),
+            q.len() == tokens * q_len && k.len() == tokens * k_len,
             "rope: shape mismatch"
         );
         let theta_scale = self.base.powf(-2.0 / self.rope_dim as f32);
-        // Pair i of a head, rotated by (cos, sin): its two places and their new values.
-        let turn = |head: &[f32], i: usize, (c, s): (f32, f32)| {
-            let (a, b) = match self.layout {
-                RopeLayout::Interleaved => (2 * i, 2 * i + 1),
-                RopeLayout::Halves => (i, i + half),
-            };
-            let (x0, x1) = (head[a], head[b]);
-            ((a, x0 * c - x1 * s), (b, x0 * s + x1 * c))
+        // Pair i of every head of `x`, rotated by (cos, sin).
+        let turn = |x: &mut [f32], cos_sin: &[(f32, f32)]| {
+            for head in x.chunks_exact_mut(hd) {
+                for (i, &(c, s)) in cos_sin.iter().enumerate() {
+                    let (a, b) = match self.layout {
+                        RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                        RopeLayout::Halves => (i, i + half),
+                    };
+                    let (x0, x1) = (head[a], head[b]);
+                    (head[a], head[b]) = (x0 * c - x1 * s, x0 * s + x1 * c);
+                }
+            }
         };
-        let (q_out, k_dst) = (Disjoint::new(q), Disjoint::new(k_out));
+        let (q_out, k_out) = (Disjoint::new(q), Disjoint::new(k));
         // Tokens spread over the pool: a prefill's sines and cosines are most of the work.
         let per_chunk = tokens.div_ceil(4 * pool::global().threads()).max(4);
         pool::global().for_each_range(tokens, per_chunk, |range| {
@@ -85,27 +87,9 @@ impl Rope {
                         theta *= theta_scale;
                     }
                     // SAFETY: token t's rows belong to this range only.
-                    let q = unsafe { q_out.slice(t * q_len..(t + 1) * q_len) };
-                    for head in q.chunks_exact_mut(hd) {
-                        for (i, &cs) in cos_sin.iter().enumerate() {
-                            let ((a, ya), (b, yb)) = turn(head, i, cs);
-                            (head[a], head[b]) = (ya, yb);
-                        }
-                    }
-                    if k_len == 0 {
-                        continue;
-                    }
-                    let src = &k[t * k_len..(t + 1) * k_len];
-                    // SAFETY: as above.
-                    let dst = unsafe { k_dst.slice(t * k_len..(t + 1) * k_len) };
-                    for (head, out) in src.chunks_exact(hd).zip(dst.chunks_exact_mut(hd)) {
-                        for (o, &x) in out.iter_mut().zip(head).skip(self.rope_dim) {
-                            *o = half::f16::from_f32(x);
-                        }
-                        for (i, &cs) in cos_sin.iter().enumerate() {
-                            let ((a, ya), (b, yb)) = turn(head, i, cs);
-                            (out[a], out[b]) = (half::f16::from_f32(ya), half::f16::from_f32(yb));
-                        }
+                    unsafe {
+                        turn(q_out.slice(t * q_len..(t + 1) * q_len), cos_sin);
+                        turn(k_out.slice(t * k_len..(t + 1) * k_len), cos_sin);
                     }
                 }
             })
@@ -128,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn keys_rotated_into_the_cache_equal_keys_rotated_then_rounded() {
+    fn rotating_queries_and_keys_together_equals_rotating_each() {
         for layout in [RopeLayout::Interleaved, RopeLayout::Halves] {
             let r = Rope {
                 head_dim: 16,
@@ -144,14 +128,13 @@ mod tests {
             let k: Vec<f32> = (0..tokens * n_kv * 16)
                 .map(|i| (i as f32 * 0.11).cos())
                 .collect();
-            let (mut q_fused, mut k16) = (q.clone(), vec![half::f16::ZERO; k.len()]);
-            r.rotate_into(&mut q_fused, n_head, &k, n_kv, &mut k16, 5);
+            let (mut q_both, mut k_both) = (q.clone(), k.clone());
+            r.rotate_both(&mut q_both, n_head, &mut k_both, n_kv, 5);
             let (mut q_alone, mut k_alone) = (q.clone(), k.clone());
             r.rotate(&mut q_alone, n_head, 5);
             r.rotate(&mut k_alone, n_kv, 5);
-            assert_eq!(q_fused, q_alone);
-            let want: Vec<half::f16> = k_alone.iter().map(|&x| half::f16::from_f32(x)).collect();
-            assert_eq!(k16, want);
+            assert_eq!(q_both, q_alone);
+            assert_eq!(k_both, k_alone);
         }
     }
 

@@ -1,33 +1,40 @@
 //! Per-sequence KV cache: F16 keys and values per layer, written in place as tokens arrive.
 
 use half::f16;
+use ward_kernels::attention::{kv_cache_len, write_kv};
 
-/// One layer's cache, laid out `[position][kv_head][head_dim]` (what the attention kernel reads).
+/// One layer's cache, in the attention kernel's layout: blocks of `KV_BLOCK` positions, each
+/// `[kv_head][position][head_dim]`.
 #[derive(Default, Clone)]
 pub struct LayerCache {
     pub k: Vec<f16>,
     pub v: Vec<f16>,
 }
 
-/// The cache grows by this many positions at a time: memory follows the context actually
-/// used, and a decode step reallocates at most once every this many tokens (not at every
-/// doubling of a vector, which for a long context means copying hundreds of megabytes at once).
-pub const GROW_POSITIONS: usize = 256;
-
 impl LayerCache {
-    /// Room for `n_tok` more positions of `row` values (`[kv_head][head_dim]`) of keys and of
-    /// values, to be written in place: the new parts of `k` and `v`.
-    pub fn extend(&mut self, n_tok: usize, row: usize) -> (&mut [f16], &mut [f16]) {
-        let at = self.k.len();
-        let len = at + n_tok * row;
-        if len > self.k.capacity() {
-            let room = len.div_ceil(row).next_multiple_of(GROW_POSITIONS) * row;
-            self.k.reserve_exact(room - at);
-            self.v.reserve_exact(room - at);
+    /// The keys and values of tokens at positions `start_pos..` (`[n_tok][n_kv_head]
+    /// [head_dim]`), rounded to f16 into their places. The cache grows by whole blocks, and by
+    /// an eighth of its size at least, so a long context is copied a bounded number of times.
+    pub fn write(
+        &mut self,
+        start_pos: usize,
+        k: &[f32],
+        v: &[f32],
+        n_kv_head: usize,
+        head_dim: usize,
+    ) {
+        let n_tok = k.len() / (n_kv_head * head_dim);
+        let len = kv_cache_len(start_pos + n_tok, n_kv_head, head_dim);
+        if len > self.k.len() {
+            let block = kv_cache_len(1, n_kv_head, head_dim);
+            let room = len.max((self.k.len() + self.k.len() / 8).next_multiple_of(block));
+            for x in [&mut self.k, &mut self.v] {
+                x.reserve_exact(room - x.len());
+                x.resize(len, f16::ZERO);
+            }
         }
-        self.k.resize(len, f16::ZERO);
-        self.v.resize(len, f16::ZERO);
-        (&mut self.k[at..], &mut self.v[at..])
+        write_kv(&mut self.k, k, start_pos, n_kv_head, head_dim);
+        write_kv(&mut self.v, v, start_pos, n_kv_head, head_dim);
     }
 }
 
@@ -60,18 +67,11 @@ impl KvCache {
         self.max_len
     }
 
-    /// Forget every position from `len` on, keeping the first `len` (a reusable prefix).
+    /// Forget every position from `len` on, keeping the first `len` (a reusable prefix). The
+    /// memory stays, for the positions that will be written there next (attention reads only
+    /// positions that have been written since).
     pub fn truncate(&mut self, len: usize) {
-        if len >= self.len {
-            return;
-        }
-        for layer in &mut self.layers {
-            // Both vectors hold `self.len` rows of the same width.
-            let row = layer.k.len() / self.len;
-            layer.k.truncate(len * row);
-            layer.v.truncate(len * row);
-        }
-        self.len = len;
+        self.len = self.len.min(len);
     }
 
     pub(crate) fn advance(&mut self, n: usize) {

@@ -1,6 +1,5 @@
 //! Building blocks shared by the architectures: attention with RoPE and KV cache, gated FFN.
 
-use half::f16;
 use ward_kernels::attention::{attention, AttnShape};
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::rope::{Rope, RopeLayout};
@@ -102,13 +101,9 @@ impl Attention {
             rms_norm_inplace(q, qn, self.eps);
             rms_norm_inplace(k, kn, self.eps);
         }
-        // The keys go into the cache rotated and rounded in one pass; the values rounded.
-        let (k_cache, v_cache) = cache.extend(n_tok, shape.n_kv_head * shape.head_dim);
         self.rope
-            .rotate_into(q, shape.n_head, k, shape.n_kv_head, k_cache, start_pos);
-        for (c, &x) in v_cache.iter_mut().zip(&*v) {
-            *c = f16::from_f32(x);
-        }
+            .rotate_both(q, shape.n_head, k, shape.n_kv_head, start_pos);
+        cache.write(start_pos, k, v, shape.n_kv_head, shape.head_dim);
         let attn = sized(&mut s.attn, q_len);
         attention(q, &cache.k, &cache.v, start_pos, shape, attn);
         self.wo.forward(attn, out);

@@ -5,34 +5,47 @@
 
 use half::f16;
 
+use super::{kv_row_at, KV_BLOCK};
+
 #[cfg(target_arch = "x86_64")]
 use crate::quant::{tier, Tier};
 
-/// Where one KV head's rows sit in a cache laid out `[position][kv_head][head_dim]`.
+/// One KV head's rows in a cache of blocks (see `KV_BLOCK`): contiguous within a block.
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
     pub cache: &'a [f16],
-    /// Elements from one position to the next.
-    pub stride: usize,
-    /// The head's offset within a position, and its length.
-    pub offset: usize,
+    pub kv_head: usize,
+    pub n_kv_head: usize,
     pub head_dim: usize,
 }
 
 impl Rows<'_> {
     fn row(&self, j: usize) -> &[f16] {
-        &self.cache[j * self.stride + self.offset..][..self.head_dim]
+        &self.cache[kv_row_at(j, self.kv_head, self.n_kv_head, self.head_dim)..][..self.head_dim]
     }
 
-    /// A pointer to row `first`, having checked that rows `first..first + n` are in the cache
-    /// (the SIMD loops step from one to the next by `stride`).
+    /// A pointer to row `first` of a run of `n` rows within one block, having checked that they
+    /// are in the cache (the SIMD loops step from one to the next by `head_dim`).
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    fn first_of(&self, first: usize, n: usize) -> *const f16 {
+    fn run(&self, first: usize, n: usize) -> *const f16 {
+        debug_assert!(n == 0 || first / KV_BLOCK == (first + n - 1) / KV_BLOCK);
         if n > 0 {
             let _ = self.row(first + n - 1);
         }
-        self.cache[first * self.stride + self.offset..].as_ptr()
+        self.cache[kv_row_at(first, self.kv_head, self.n_kv_head, self.head_dim)..].as_ptr()
     }
+}
+
+/// Rows `first..first + n` as runs `(first, n)` that do not cross a block boundary.
+fn runs(mut first: usize, mut n: usize) -> impl Iterator<Item = (usize, usize)> {
+    std::iter::from_fn(move || {
+        (n > 0).then(|| {
+            let len = n.min(KV_BLOCK - first % KV_BLOCK);
+            let run = (first, len);
+            (first, n) = (first + len, n - len);
+            run
+        })
+    })
 }
 
 /// Heads in a group the SIMD path keeps in registers (one compiled loop per group size).
@@ -63,6 +76,17 @@ pub fn round_to_f16(x: &[f32], out: &mut [f32]) {
 /// `out[i·group + g] = scale · q[g]·k[first + i]` for `i` in `0..out.len() / group`; `q` is
 /// `[group][head_dim]`.
 pub fn scores(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
+    let group = q.len() / k.head_dim;
+    let mut rest = out;
+    for (first, n) in runs(first, rest.len() / group) {
+        let (out, others) = std::mem::take(&mut rest).split_at_mut(n * group);
+        scores_run(q, k, first, scale, out);
+        rest = others;
+    }
+}
+
+/// `scores` of rows within one block.
+fn scores_run(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
     let hd = k.head_dim;
     let group = q.len() / hd;
     #[cfg(target_arch = "x86_64")]
@@ -84,8 +108,18 @@ pub fn scores(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
 }
 
 /// `acc[g] += Σ_i p[i·group + g] · v[first + i]` for `i` in `0..p.len() / group`; `acc` is
-/// `[group][head_dim]`.
+/// `[group][head_dim]`. Each column is summed over the positions in order, across blocks too.
 pub fn weighted_sum(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
+    let group = acc.len() / v.head_dim;
+    let mut done = 0;
+    for (first, n) in runs(first, p.len() / group) {
+        weighted_sum_run(&p[done * group..][..n * group], v, first, acc);
+        done += n;
+    }
+}
+
+/// `weighted_sum` of rows within one block.
+fn weighted_sum_run(p: &[f32], v: &Rows, first: usize, acc: &mut [f32]) {
     let hd = v.head_dim;
     let group = acc.len() / hd;
     #[cfg(target_arch = "x86_64")]
@@ -127,18 +161,22 @@ mod avx2 {
         };
     }
 
-    /// Rows ahead of the one being read whose cache lines are requested early: the KV cache
-    /// of a decode step comes from memory (the weights streamed through the caches since the
-    /// layer's last step), and a head's rows are strided, which the hardware prefetchers
-    /// follow late.
-    const AHEAD: usize = 32;
+    /// How far ahead of the row being read its successors' cache lines are requested: the KV
+    /// cache of a decode step comes from memory (the weights streamed through the caches since
+    /// the layer's last step), and a chunk's rows are too short a stream for the hardware
+    /// prefetchers to reach full speed on their own. Half the L1 cache: of 4, 8, 16 and 32 KiB
+    /// tried in `attention/decode-from-memory`, 16 was as fast as any (within the noise of a
+    /// shared machine) at 640 and 4096 positions.
+    const AHEAD_BYTES: usize = 16 << 10;
 
-    /// Ask for the cache lines of a row of `head_dim` values. A hint: an address past the cache
-    /// is not read (prefetches never fault).
+    /// Ask for the cache lines of the row `AHEAD_BYTES` after `row` (rows of `head_dim` values,
+    /// one after another). A hint: an address past the cache is not read (prefetches never
+    /// fault).
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn prefetch_row(row: *const half::f16, head_dim: usize) {
+    fn prefetch_ahead(row: *const half::f16, head_dim: usize) {
+        let ahead = row.cast::<i8>().wrapping_add(AHEAD_BYTES);
         for line in (0..head_dim * 2).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(row.cast::<i8>().wrapping_add(line));
+            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
         }
     }
 
@@ -217,17 +255,17 @@ mod avx2 {
                 pending.copy_within(8..8 + n_pending, 0);
             }
         };
-        let rows = k.first_of(first, n);
+        let rows = k.run(first, n);
         let mut i = 0;
         while i + P <= n {
-            // SAFETY: rows i..i + P are among the n that `first_of` checked.
-            let acc = unsafe { dots::<G, P>(q, rows.wrapping_add(i * k.stride), k) };
+            // SAFETY: rows i..i + P are among the n that `run` checked.
+            let acc = unsafe { dots::<G, P>(q, rows.wrapping_add(i * k.head_dim), k) };
             acc.iter().for_each(|a| push(a));
             i += P;
         }
         while i < n {
-            // SAFETY: row i is among the n that `first_of` checked.
-            let acc = unsafe { dots::<G, 1>(q, rows.wrapping_add(i * k.stride), k) };
+            // SAFETY: row i is among the n that `run` checked.
+            let acc = unsafe { dots::<G, 1>(q, rows.wrapping_add(i * k.head_dim), k) };
             push(&acc[0]);
             i += 1;
         }
@@ -248,14 +286,14 @@ mod avx2 {
     ) -> [[__m256; G]; P] {
         let hd = k.head_dim;
         for p in 0..P {
-            prefetch_row(row.wrapping_add((p + AHEAD) * k.stride), hd);
+            prefetch_ahead(row.wrapping_add(p * hd), hd);
         }
         let mut acc = [[_mm256_setzero_ps(); G]; P];
         for d in (0..hd).step_by(8) {
             // SAFETY: d + 8 <= hd for each row and each head of `q`.
             unsafe {
                 for (p, acc) in acc.iter_mut().enumerate() {
-                    let kv = load8(row.add(p * k.stride + d));
+                    let kv = load8(row.add(p * hd + d));
                     for (g, acc) in acc.iter_mut().enumerate() {
                         let qv = _mm256_loadu_ps(q.as_ptr().add(g * hd + d));
                         *acc = _mm256_fmadd_ps(qv, kv, *acc);
@@ -321,9 +359,9 @@ mod avx2 {
     ) {
         let hd = v.head_dim;
         let n = p.len() / G;
-        let rows = v.first_of(first, n);
+        let rows = v.run(first, n);
         for d in (0..hd).step_by(8 * C) {
-            // SAFETY: d + 8 * C <= hd for each row (one of the n rows `first_of` checked) and
+            // SAFETY: d + 8 * C <= hd for each row (one of the n rows `run` checked) and
             // each head of `acc`.
             unsafe {
                 let base = acc.as_mut_ptr();
@@ -333,7 +371,7 @@ mod avx2 {
                 let mut row = rows;
                 for weights in p.chunks_exact(G) {
                     if d == 0 {
-                        prefetch_row(row.wrapping_add(AHEAD * v.stride), hd);
+                        prefetch_ahead(row, hd);
                     }
                     let w: [__m256; G] = std::array::from_fn(|g| _mm256_set1_ps(weights[g]));
                     // One vector of the row live at a time: G + G·C + 1 registers.
@@ -343,7 +381,7 @@ mod avx2 {
                             sums[c] = _mm256_fmadd_ps(w, vv, sums[c]);
                         }
                     }
-                    row = row.wrapping_add(v.stride);
+                    row = row.wrapping_add(hd);
                 }
                 for (g, sums) in sums.iter().enumerate() {
                     for (c, &sum) in sums.iter().enumerate() {
