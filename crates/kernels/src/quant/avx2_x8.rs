@@ -364,6 +364,27 @@ unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
         .sum()
 }
 
+/// The end of a K-quant super-block: `acc[i] += d8·da·sumi[i]`, then `− dmin8·da·mins[i]` for
+/// the formats with minimums, where `da` is row i's Q8_K scale.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scale_super_block<const T: usize>(
+    acc: &mut [__m256; T],
+    d8: __m256,
+    ab: [*const u8; T],
+    sumi: [__m256i; T],
+    minimums: Option<(__m256, [__m256i; T])>,
+) {
+    for i in 0..T {
+        // SAFETY: each row's Q8_K block starts with its f32 scale.
+        let da = _mm256_set1_ps(unsafe { f32_at(ab[i]) });
+        acc[i] = _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
+        if let Some((dmin8, mins)) = minimums {
+            let m = _mm256_cvtepi32_ps(mins[i]);
+            acc[i] = _mm256_fnmadd_ps(_mm256_mul_ps(dmin8, da), m, acc[i]);
+        }
+    }
+}
+
 /// Q2_K: x = d·scale·q − dmin·min per 16-value sub-block, q in 0..4.
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q2_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
@@ -387,17 +408,8 @@ unsafe fn q2_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                     mins[i] = _mm256_add_epi32(mins[i], _mm256_mullo_epi32(min, block_sum));
                 }
             }
-            let (d8, dmin8) = (f16x8(tb), f16x8(tb.add(k2::DMIN)));
-            for i in 0..T {
-                let da = _mm256_set1_ps(f32_at(ab[i]));
-                acc[i] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
-                acc[i] = _mm256_fnmadd_ps(
-                    _mm256_mul_ps(dmin8, da),
-                    _mm256_cvtepi32_ps(mins[i]),
-                    acc[i],
-                );
-            }
+            let dmin8 = f16x8(tb.add(k2::DMIN));
+            scale_super_block(&mut acc, f16x8(tb), ab, sumi, Some((dmin8, mins)));
         }
     }
     acc
@@ -429,12 +441,7 @@ unsafe fn q3_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                     sumi[i] = _mm256_add_epi32(sumi[i], _mm256_sub_epi32(dot, offset));
                 }
             }
-            let d8 = f16x8(tb);
-            for i in 0..T {
-                let da = _mm256_set1_ps(f32_at(ab[i]));
-                acc[i] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
-            }
+            scale_super_block(&mut acc, f16x8(tb), ab, sumi, None);
         }
     }
     acc
@@ -509,17 +516,8 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                     mins[i] = _mm256_add_epi32(mins[i], _mm256_mullo_epi32(min, group_sum));
                 }
             }
-            let (d8, dmin8) = (f16x8(tb), f16x8(tb.add(k4::DMIN)));
-            for i in 0..T {
-                let da = _mm256_set1_ps(f32_at(ab[i]));
-                acc[i] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
-                acc[i] = _mm256_fnmadd_ps(
-                    _mm256_mul_ps(dmin8, da),
-                    _mm256_cvtepi32_ps(mins[i]),
-                    acc[i],
-                );
-            }
+            let dmin8 = f16x8(tb.add(k4::DMIN));
+            scale_super_block(&mut acc, f16x8(tb), ab, sumi, Some((dmin8, mins)));
         }
     }
     acc
@@ -580,12 +578,7 @@ unsafe fn q6_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                     sumi[i] = _mm256_add_epi32(sumi[i], _mm256_sub_epi32(dot, offset));
                 }
             }
-            let d8 = f16x8(tb);
-            for i in 0..T {
-                let da = _mm256_set1_ps(f32_at(ab[i]));
-                acc[i] =
-                    _mm256_fmadd_ps(_mm256_mul_ps(d8, da), _mm256_cvtepi32_ps(sumi[i]), acc[i]);
-            }
+            scale_super_block(&mut acc, f16x8(tb), ab, sumi, None);
         }
     }
     acc
