@@ -4,7 +4,7 @@ use ward_kernels::attention::{attention, AttnShape};
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::rope::{Rope, RopeLayout};
 
-use crate::cache::LayerCache;
+use crate::arch::BatchItem;
 use crate::weights::{GateUp, Linear, Projections, WeightLoader};
 use crate::workspace::{sized, LayerScratch};
 use crate::{HParams, ModelError};
@@ -72,28 +72,32 @@ impl Attention {
         })
     }
 
-    /// `x` is the block's input `[n_tok][n_embd]` (before the attention norm) of tokens at
-    /// `start_pos..`; their keys and values are appended to `cache`, the output goes to `out`.
+    /// `x` is the block's input `[n_tok][n_embd]` (before the attention norm): the tokens of
+    /// `batch`'s items one after another, each item's at the positions after those in its
+    /// cache. Their keys and values go into layer `il` of each item's cache; the output goes to
+    /// `out`.
     pub fn forward(
         &self,
         x: &[f32],
-        start_pos: usize,
-        cache: &mut LayerCache,
+        batch: &mut [BatchItem<'_>],
+        il: usize,
         s: &mut LayerScratch,
         out: &mut [f32],
     ) {
         let shape = &self.shape;
         let n_tok = x.len() / self.wo.out_dim;
-        let q_len = n_tok * shape.n_head * shape.head_dim;
-        let kv_len = n_tok * shape.n_kv_head * shape.head_dim;
+        let (q_row, kv_row) = (
+            shape.n_head * shape.head_dim,
+            shape.n_kv_head * shape.head_dim,
+        );
         let norm = RmsNorm {
             weight: &self.norm,
             eps: self.eps,
         };
         let (q, k, v) = (
-            sized(&mut s.q, q_len),
-            sized(&mut s.k, kv_len),
-            sized(&mut s.v, kv_len),
+            sized(&mut s.q, n_tok * q_row),
+            sized(&mut s.k, n_tok * kv_row),
+            sized(&mut s.v, n_tok * kv_row),
         );
         self.qkv
             .forward(x, norm, &mut s.qkv, &mut [&mut *q, &mut *k, &mut *v]);
@@ -101,11 +105,21 @@ impl Attention {
             rms_norm_inplace(q, qn, self.eps);
             rms_norm_inplace(k, kn, self.eps);
         }
-        self.rope
-            .rotate_both(q, shape.n_head, k, shape.n_kv_head, start_pos);
-        cache.write(start_pos, k, v, shape.n_kv_head, shape.head_dim);
-        let attn = sized(&mut s.attn, q_len);
-        attention(q, &cache.k, &cache.v, start_pos, shape, attn);
+        let attn = sized(&mut s.attn, n_tok * q_row);
+        let mut t0 = 0;
+        for item in batch.iter_mut() {
+            let (n, start_pos) = (item.tokens.len(), item.cache.len());
+            let q = &mut q[t0 * q_row..][..n * q_row];
+            let k = &mut k[t0 * kv_row..][..n * kv_row];
+            self.rope
+                .rotate_both(q, shape.n_head, k, shape.n_kv_head, start_pos);
+            let cache = &mut item.cache.layers[il];
+            let v = &v[t0 * kv_row..][..n * kv_row];
+            cache.write(start_pos, k, v, shape.n_kv_head, shape.head_dim);
+            let attn = &mut attn[t0 * q_row..][..n * q_row];
+            attention(q, &cache.k, &cache.v, start_pos, shape, attn);
+            t0 += n;
+        }
         self.wo.forward(attn, out);
     }
 }

@@ -18,7 +18,7 @@ pub mod workspace;
 
 use std::path::{Path, PathBuf};
 
-pub use arch::{CausalLm, Logits};
+pub use arch::{BatchItem, CausalLm, Logits};
 pub use cache::KvCache;
 pub use hparams::{Arch, HParams};
 pub use template::{ChatMessage, ChatTemplate, TemplateError};

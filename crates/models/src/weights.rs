@@ -260,9 +260,8 @@ impl Embedding {
     }
 
     /// The rows of `tokens`, into `out` (`[n_tok][dim]`).
-    pub fn lookup(&self, tokens: &[u32], out: &mut Vec<f32>) -> Result<(), ModelError> {
+    pub fn lookup(&self, tokens: &[u32], out: &mut [f32]) -> Result<(), ModelError> {
         let n_vocab = self.n_vocab();
-        let out = sized(out, tokens.len() * self.dim);
         for (&t, row) in tokens.iter().zip(out.chunks_exact_mut(self.dim)) {
             if t as usize >= n_vocab {
                 return Err(ModelError::TokenOutOfRange { token: t, n_vocab });

@@ -4,8 +4,7 @@
 
 use ward_kernels::rope::RopeLayout;
 
-use super::{CausalLm, Head, Logits};
-use crate::cache::KvCache;
+use super::{BatchItem, CausalLm, Head, Logits};
 use ward_kernels::norm::rms_norm_inplace;
 
 use crate::layers::{add_inplace, Activation, Attention, FeedForward};
@@ -54,27 +53,24 @@ impl CausalLm for Gemma3 {
         self.head.embed.n_vocab()
     }
 
-    fn forward<'w>(
+    fn forward_batch<'w>(
         &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        n_logits: usize,
+        batch: &mut [BatchItem<'_>],
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError> {
-        self.head.start(tokens, cache, &mut ws.x)?;
+        self.head.start(batch, &mut ws.x)?;
         let scale = (self.hp.n_embd as f32).sqrt();
         ws.x.iter_mut().for_each(|v| *v *= scale);
         let eps = self.hp.rms_eps;
-        let pos = cache.len();
         let out = sized(&mut ws.out, ws.x.len());
-        for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            b.attn.forward(&ws.x, pos, layer_cache, &mut ws.layer, out);
+        for (il, b) in self.blocks.iter().enumerate() {
+            b.attn.forward(&ws.x, batch, il, &mut ws.layer, out);
             rms_norm_inplace(out, &b.attn_post_norm, eps);
             add_inplace(&mut ws.x, out);
             b.ffn.forward(&ws.x, &mut ws.layer, out);
             rms_norm_inplace(out, &b.ffn_post_norm, eps);
             add_inplace(&mut ws.x, out);
         }
-        Ok(self.head.finish(tokens.len(), n_logits, cache, ws))
+        Ok(self.head.finish(batch, ws))
     }
 }

@@ -3,8 +3,7 @@
 
 use ward_kernels::rope::RopeLayout;
 
-use super::{CausalLm, Head, Logits};
-use crate::cache::KvCache;
+use super::{BatchItem, CausalLm, Head, Logits};
 use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
 use crate::workspace::{sized, Workspace};
@@ -45,22 +44,19 @@ impl CausalLm for Llama {
         self.head.embed.n_vocab()
     }
 
-    fn forward<'w>(
+    fn forward_batch<'w>(
         &self,
-        tokens: &[u32],
-        cache: &mut KvCache,
-        n_logits: usize,
+        batch: &mut [BatchItem<'_>],
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError> {
-        self.head.start(tokens, cache, &mut ws.x)?;
-        let pos = cache.len();
+        self.head.start(batch, &mut ws.x)?;
         let out = sized(&mut ws.out, ws.x.len());
-        for (b, layer_cache) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            b.attn.forward(&ws.x, pos, layer_cache, &mut ws.layer, out);
+        for (il, b) in self.blocks.iter().enumerate() {
+            b.attn.forward(&ws.x, batch, il, &mut ws.layer, out);
             add_inplace(&mut ws.x, out);
             b.ffn.forward(&ws.x, &mut ws.layer, out);
             add_inplace(&mut ws.x, out);
         }
-        Ok(self.head.finish(tokens.len(), n_logits, cache, ws))
+        Ok(self.head.finish(batch, ws))
     }
 }

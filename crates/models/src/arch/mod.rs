@@ -47,17 +47,49 @@ pub trait CausalLm: Send + Sync {
         KvCache::new(hp.n_layer, max_len.min(hp.context_length))
     }
 
+    /// Run several sequences' new tokens in one pass: the matmuls read the weights once for
+    /// all of them, and every token is computed exactly as it would be alone, so each
+    /// sequence's logits equal a `forward` of it alone, bit for bit. The logits are each item's
+    /// rows, in the batch's order. Nothing changes if an item is refused (empty, past its
+    /// cache's limit, a token outside the vocabulary). Every intermediate lives in `ws`, so a
+    /// decode step with a warm workspace allocates nothing.
+    fn forward_batch<'w>(
+        &self,
+        batch: &mut [BatchItem<'_>],
+        ws: &'w mut Workspace,
+    ) -> Result<Logits<'w>, ModelError>;
+
     /// Run `tokens` at the positions after those already in `cache`, append them to it, and
     /// return logits for the last `n_logits` of them (1 for generation, more for scoring).
-    /// Every intermediate lives in `ws`, so a decode step with a warm workspace allocates
-    /// nothing.
     fn forward<'w>(
         &self,
         tokens: &[u32],
         cache: &mut KvCache,
         n_logits: usize,
         ws: &'w mut Workspace,
-    ) -> Result<Logits<'w>, ModelError>;
+    ) -> Result<Logits<'w>, ModelError> {
+        let item = BatchItem {
+            tokens,
+            cache,
+            n_logits,
+        };
+        self.forward_batch(&mut [item], ws)
+    }
+}
+
+/// One sequence's part of a batched forward pass: its new tokens, which go at the positions
+/// after those already in its cache, and how many logits it wants (for its last tokens; at
+/// least 1, at most one per token).
+pub struct BatchItem<'a> {
+    pub tokens: &'a [u32],
+    pub cache: &'a mut KvCache,
+    pub n_logits: usize,
+}
+
+impl BatchItem<'_> {
+    fn n_logits(&self) -> usize {
+        self.n_logits.clamp(1, self.tokens.len())
+    }
 }
 
 /// Load the architecture named by `general.architecture`.
@@ -102,44 +134,54 @@ impl Head {
         })
     }
 
-    /// Check that the tokens fit the cache, and embed them into `x`.
-    pub fn start(
-        &self,
-        tokens: &[u32],
-        cache: &KvCache,
-        x: &mut Vec<f32>,
-    ) -> Result<(), ModelError> {
-        if tokens.is_empty() {
-            return Err(ModelError::EmptyInput);
+    /// Check that every item's tokens fit its cache, and embed them all into `x`, one item
+    /// after another.
+    pub fn start(&self, batch: &[BatchItem<'_>], x: &mut Vec<f32>) -> Result<(), ModelError> {
+        for item in batch {
+            let cache = &item.cache;
+            if item.tokens.is_empty() {
+                return Err(ModelError::EmptyInput);
+            }
+            if cache.len() + item.tokens.len() > cache.max_len() {
+                return Err(ModelError::ContextFull {
+                    have: cache.len(),
+                    adding: item.tokens.len(),
+                    max: cache.max_len(),
+                });
+            }
         }
-        if cache.len() + tokens.len() > cache.max_len() {
-            return Err(ModelError::ContextFull {
-                have: cache.len(),
-                adding: tokens.len(),
-                max: cache.max_len(),
-            });
+        let d = self.embed.dim;
+        let n_tok: usize = batch.iter().map(|i| i.tokens.len()).sum();
+        let mut rest = sized(x, n_tok * d);
+        for item in batch {
+            let (mine, others) = rest.split_at_mut(item.tokens.len() * d);
+            self.embed.lookup(item.tokens, mine)?;
+            rest = others;
         }
-        self.embed.lookup(tokens, x)
+        Ok(())
     }
 
-    /// Final norm and output projection of the last `n_logits` rows of the residual stream.
-    pub fn finish<'w>(
-        &self,
-        n_tok: usize,
-        n_logits: usize,
-        cache: &mut KvCache,
-        ws: &'w mut Workspace,
-    ) -> Logits<'w> {
-        cache.advance(n_tok);
-        let n_logits = n_logits.clamp(1, n_tok);
+    /// Final norm and output projection of each item's last rows of the residual stream; the
+    /// caches now hold the batch's tokens.
+    pub fn finish<'w>(&self, batch: &mut [BatchItem<'_>], ws: &'w mut Workspace) -> Logits<'w> {
         let (d, n_vocab) = (self.embed.dim, self.output.out_dim);
+        // The rows that want logits, gathered so the vocabulary is read once for all of them.
+        let n_rows: usize = batch.iter().map(|i| i.n_logits()).sum();
+        let rows = sized(&mut ws.out, n_rows * d);
+        let (mut at, mut row) = (0, 0);
+        for item in batch.iter_mut() {
+            let (n_tok, n_logits) = (item.tokens.len(), item.n_logits());
+            let src = &ws.x[(at + n_tok - n_logits) * d..][..n_logits * d];
+            rows[row * d..][..n_logits * d].copy_from_slice(src);
+            item.cache.advance(n_tok);
+            (at, row) = (at + n_tok, row + n_logits);
+        }
         let norm = RmsNorm {
             weight: &self.norm,
             eps: self.eps,
         };
-        let data = sized(&mut ws.logits, n_logits * n_vocab);
-        self.output
-            .forward_normed(&ws.x[(n_tok - n_logits) * d..], norm, data);
+        let data = sized(&mut ws.logits, n_rows * n_vocab);
+        self.output.forward_normed(rows, norm, data);
         Logits { n_vocab, data }
     }
 }
