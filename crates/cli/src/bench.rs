@@ -6,6 +6,7 @@ use clap::Args;
 use ward_engine::rng::Rng;
 use ward_engine::sampler::argmax;
 use ward_models::tokenizer::TokenType;
+use ward_models::{BatchItem, KvCache, Workspace};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -18,6 +19,10 @@ pub struct BenchArgs {
     /// Threads for the model's maths (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Sequences run together, each with its own copy of the prompt: every step is one batched
+    /// forward pass, and the speeds are for all of them together.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
@@ -25,8 +30,8 @@ pub struct BenchArgs {
 
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
-        a.prompt_tokens > 0 && a.gen_tokens > 0,
-        "--prompt-tokens and --gen-tokens must be > 0"
+        a.prompt_tokens > 0 && a.gen_tokens > 0 && a.batch > 0,
+        "--prompt-tokens, --gen-tokens and --batch must be > 0"
     );
     crate::set_threads(a.threads);
     let lm = crate::run::load(a.model.as_deref())?;
@@ -40,25 +45,41 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         .map(|_| normal[(rng.next_u64() % normal.len() as u64) as usize])
         .collect();
 
-    let mut cache = lm.model.new_cache(a.prompt_tokens + a.gen_tokens);
+    let mut caches: Vec<KvCache> = (0..a.batch)
+        .map(|_| lm.model.new_cache(a.prompt_tokens + a.gen_tokens))
+        .collect();
     anyhow::ensure!(
-        cache.max_len() >= a.prompt_tokens + a.gen_tokens,
+        caches[0].max_len() >= a.prompt_tokens + a.gen_tokens,
         "prompt + generated tokens exceed the model's context of {}",
-        cache.max_len()
+        caches[0].max_len()
     );
-    let mut ws = ward_models::Workspace::default();
+    let mut ws = Workspace::default();
+    // One step for every sequence: `tokens[i]` into `caches[i]`; the next token of each.
+    let mut step = |tokens: &[&[u32]], caches: &mut [KvCache]| -> anyhow::Result<Vec<u32>> {
+        let mut batch: Vec<BatchItem> = tokens
+            .iter()
+            .zip(caches.iter_mut())
+            .map(|(tokens, cache)| BatchItem {
+                tokens,
+                cache,
+                n_logits: 1,
+            })
+            .collect();
+        let logits = lm.model.forward_batch(&mut batch, &mut ws)?;
+        Ok((0..tokens.len()).map(|i| argmax(logits.row(i))).collect())
+    };
     let t0 = Instant::now();
-    let logits = lm.model.forward(&prompt, &mut cache, 1, &mut ws)?;
+    let mut next = step(&vec![&prompt[..]; a.batch], &mut caches)?;
     let prefill = t0.elapsed().as_secs_f64();
-    let mut next = argmax(logits.last());
     let t1 = Instant::now();
     for _ in 0..a.gen_tokens {
-        let logits = lm.model.forward(&[next], &mut cache, 1, &mut ws)?;
-        next = argmax(logits.last());
+        let tokens: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
+        let tokens: Vec<&[u32]> = tokens.iter().map(|t| &t[..]).collect();
+        next = step(&tokens, &mut caches)?;
     }
     let decode = t1.elapsed().as_secs_f64();
-    let prefill_tok_s = a.prompt_tokens as f64 / prefill;
-    let decode_tok_s = a.gen_tokens as f64 / decode;
+    let prefill_tok_s = (a.batch * a.prompt_tokens) as f64 / prefill;
+    let decode_tok_s = (a.batch * a.gen_tokens) as f64 / decode;
     let threads = ward_kernels::pool::global().threads();
     // Decode reads every weight once per token (the embedding table too where the output
     // projection is tied to it), so bandwidth / weight bytes bounds decode speed.
@@ -70,6 +91,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         .sum();
     let bandwidth = ward_kernels::probe::read_bandwidth_gb_s(1 << 30, 3);
     let decode_limit = bandwidth * 1e9 / weight_bytes as f64;
+    // Weights are read once per step, whatever the batch.
+    let weight_fraction = decode_tok_s / a.batch as f64 / decode_limit;
     let model = lm
         .path
         .file_name()
@@ -78,26 +101,26 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"model": model, "threads": threads, "prompt_tokens": a.prompt_tokens,
+            serde_json::json!({"model": model, "threads": threads, "batch": a.batch, "prompt_tokens": a.prompt_tokens,
                 "gen_tokens": a.gen_tokens, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
                 "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth,
-                "decode_fraction_of_bandwidth_limit": decode_tok_s / decode_limit})
+                "decode_fraction_of_bandwidth_limit": weight_fraction})
         );
     } else {
-        println!("model {model}, {threads} threads");
+        println!("model {model}, {threads} threads, {} sequences", a.batch);
         println!(
             "prefill: {} tokens in {prefill:.2}s = {prefill_tok_s:.1} tok/s",
-            a.prompt_tokens
+            a.batch * a.prompt_tokens
         );
         println!(
             "decode:  {} tokens in {decode:.2}s = {decode_tok_s:.1} tok/s",
-            a.gen_tokens
+            a.batch * a.gen_tokens
         );
         println!(
-            "memory:  {bandwidth:.1} GB/s read, {:.1} MB of weights per token: decode limit \
-             {decode_limit:.0} tok/s, reached {:.0} %",
+            "memory:  {bandwidth:.1} GB/s read, {:.1} MB of weights per step: decode limit \
+             {decode_limit:.0} steps/s, reached {:.0} %",
             weight_bytes as f64 / 1e6,
-            100.0 * decode_tok_s / decode_limit
+            100.0 * weight_fraction
         );
     }
     Ok(())
