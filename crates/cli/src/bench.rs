@@ -73,8 +73,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let prefill = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     for _ in 0..a.gen_tokens {
-        let tokens: Vec<[u32; 1]> = next.iter().map(|&t| [t]).collect();
-        let tokens: Vec<&[u32]> = tokens.iter().map(|t| &t[..]).collect();
+        let tokens: Vec<&[u32]> = next.iter().map(std::slice::from_ref).collect();
         next = step(&tokens, &mut caches)?;
     }
     let decode = t1.elapsed().as_secs_f64();

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use ward_kernels::activation::Activation;
 use ward_kernels::norm::RmsNorm;
-use ward_kernels::quant::{matmul_gated, matmul_normed, pair_groups, QuantMatrix, WeightType};
+use ward_kernels::quant::{
+    matmul_gated, matmul_normed, pair_groups, QuantMatrix, WeightType, GROUP,
+};
 
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::workspace::sized;
@@ -110,7 +112,7 @@ impl<'a> WeightLoader<'a> {
             self.info(gate, &[in_dim, n_ff])?,
             self.info(up, &[in_dim, n_ff])?,
         );
-        if gi.ggml_type.id != ui.ggml_type.id || !n_ff.is_multiple_of(8) {
+        if gi.ggml_type.id != ui.ggml_type.id || !n_ff.is_multiple_of(GROUP) {
             return Ok(GateUp::Separate {
                 gate: self.linear(gate, in_dim, n_ff)?,
                 up: self.linear(up, in_dim, n_ff)?,

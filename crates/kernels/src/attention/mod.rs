@@ -3,8 +3,8 @@
 //! The cache is a sequence of blocks of `KV_BLOCK` positions, each `[kv_head][position]
 //! [head_dim]`, so one head's rows are contiguous within a block. Each query head `h` reads KV
 //! head `h / (n_head / n_kv_head)`; all the query heads of a group are computed together, so
-//! each cached K/V row is read once for them. No T×T mask
-//! is built: the causal limit and the window are loop bounds.
+//! each cached K/V row is read once for them. No T×T mask is built: the causal limit and the
+//! window are loop bounds.
 //!
 //! The visible positions of each (token, KV head) pair are cut into chunks of `KV_CHUNK`
 //! counted from the first visible one. A chunk is computed in two passes (see `softmax.rs`):

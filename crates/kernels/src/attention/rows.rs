@@ -77,11 +77,10 @@ pub fn round_to_f16(x: &[f32], out: &mut [f32]) {
 /// `[group][head_dim]`.
 pub fn scores(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
     let group = q.len() / k.head_dim;
-    let mut rest = out;
-    for (first, n) in runs(first, rest.len() / group) {
-        let (out, others) = std::mem::take(&mut rest).split_at_mut(n * group);
-        scores_run(q, k, first, scale, out);
-        rest = others;
+    let mut done = 0;
+    for (first, n) in runs(first, out.len() / group) {
+        scores_run(q, k, first, scale, &mut out[done * group..][..n * group]);
+        done += n;
     }
 }
 

@@ -19,7 +19,7 @@
 
 use super::{interleave_k, WeightType};
 
-/// Rows per tile.
+/// Rows per tile, and per group of the gate/up rows that `matmul_gated` pairs.
 pub const GROUP: usize = 8;
 
 /// Whether `ty` has an interleaved layout.

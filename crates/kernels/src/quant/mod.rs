@@ -29,6 +29,7 @@ use std::sync::OnceLock;
 
 pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
+pub use interleave::GROUP;
 pub use matmul::{matmul, matmul_gated, matmul_normed, pair_groups, Layout, QuantMatrix};
 
 /// Values per super-block of the K-quants (and per block of Q8_K).

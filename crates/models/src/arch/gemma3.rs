@@ -2,11 +2,10 @@
 //! well as before, GeGLU, and five sliding-window layers (RoPE base 10 000) for each global one.
 //! GGUF converters already add Gemma's `1 +` to every norm weight.
 
+use ward_kernels::norm::rms_norm_inplace;
 use ward_kernels::rope::RopeLayout;
 
 use super::{BatchItem, CausalLm, Head, Logits};
-use ward_kernels::norm::rms_norm_inplace;
-
 use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
 use crate::workspace::{sized, Workspace};
