@@ -6,7 +6,7 @@ use clap::Args;
 use ward_engine::rng::Rng;
 use ward_engine::sampler::argmax;
 use ward_models::tokenizer::TokenType;
-use ward_models::{BatchItem, KvCache, Workspace};
+use ward_models::{BatchItem, SeqKv, Workspace};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -45,36 +45,42 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         .map(|_| normal[(rng.next_u64() % normal.len() as u64) as usize])
         .collect();
 
-    let mut caches: Vec<KvCache> = (0..a.batch)
-        .map(|_| lm.model.new_cache(a.prompt_tokens + a.gen_tokens))
-        .collect();
+    let context = lm.model.hparams().context_length;
     anyhow::ensure!(
-        caches[0].max_len() >= a.prompt_tokens + a.gen_tokens,
-        "prompt + generated tokens exceed the model's context of {}",
-        caches[0].max_len()
+        context >= a.prompt_tokens + a.gen_tokens,
+        "prompt + generated tokens exceed the model's context of {context}"
     );
+    // Every sequence's cache in one pool, as the server keeps them.
+    let mut pool = lm.model.new_pool(0);
+    let mut seqs: Vec<SeqKv> = (0..a.batch)
+        .map(|_| {
+            let mut seq = SeqKv::new(context);
+            pool.append_blocks(&mut seq, a.prompt_tokens + a.gen_tokens);
+            seq
+        })
+        .collect();
     let mut ws = Workspace::default();
-    // One step for every sequence: `tokens[i]` into `caches[i]`; the next token of each.
-    let mut step = |tokens: &[&[u32]], caches: &mut [KvCache]| -> anyhow::Result<Vec<u32>> {
+    // One step for every sequence: `tokens[i]` into `seqs[i]`; the next token of each.
+    let mut step = |tokens: &[&[u32]], seqs: &mut [SeqKv]| -> anyhow::Result<Vec<u32>> {
         let mut batch: Vec<BatchItem> = tokens
             .iter()
-            .zip(caches.iter_mut())
-            .map(|(tokens, cache)| BatchItem {
+            .zip(seqs.iter_mut())
+            .map(|(tokens, seq)| BatchItem {
                 tokens,
-                cache,
+                seq,
                 n_logits: 1,
             })
             .collect();
-        let logits = lm.model.forward_batch(&mut batch, &mut ws)?;
+        let logits = lm.model.forward_batch(&mut batch, &mut pool, &mut ws)?;
         Ok((0..tokens.len()).map(|i| argmax(logits.row(i))).collect())
     };
     let t0 = Instant::now();
-    let mut next = step(&vec![&prompt[..]; a.batch], &mut caches)?;
+    let mut next = step(&vec![&prompt[..]; a.batch], &mut seqs)?;
     let prefill = t0.elapsed().as_secs_f64();
     let t1 = Instant::now();
     for _ in 0..a.gen_tokens {
         let tokens: Vec<&[u32]> = next.iter().map(std::slice::from_ref).collect();
-        next = step(&tokens, &mut caches)?;
+        next = step(&tokens, &mut seqs)?;
     }
     let decode = t1.elapsed().as_secs_f64();
     let prefill_tok_s = (a.batch * a.prompt_tokens) as f64 / prefill;

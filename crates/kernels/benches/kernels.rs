@@ -5,7 +5,7 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
-use ward_kernels::attention::{attention, kv_cache_len, AttnShape};
+use ward_kernels::attention::{attention, kv_block_len, kv_blocks_for, AttnShape, PagedKv};
 use ward_kernels::quant::{matmul, Layout, QuantMatrix, WeightType};
 
 /// Random bytes with sane f16 scales: enough for timing (the values do not change the work).
@@ -90,6 +90,17 @@ fn vocab_projection(c: &mut Criterion) {
     );
 }
 
+/// A pool holding `ctx` positions of SmolLM2's KV heads (3 of 64) and a table that visits its
+/// blocks out of order, as a pool shared by many sequences would hand them out.
+fn paged_cache(ctx: usize) -> (Vec<f16>, Vec<u32>) {
+    let n = kv_blocks_for(ctx) as u32;
+    let pool = (0..n as usize * kv_block_len(3, 64))
+        .map(|i| f16::from_f32(((i % 13) as f32 - 6.0) * 0.05))
+        .collect();
+    let table = (0..n).rev().collect();
+    (pool, table)
+}
+
 fn attentions(c: &mut Criterion) {
     // SmolLM2's heads: 9 query heads over 3 KV heads of 64.
     let shape = AttnShape {
@@ -101,14 +112,17 @@ fn attentions(c: &mut Criterion) {
     };
     let mut g = c.benchmark_group("attention/decode");
     for ctx in [512usize, 4096, 16384] {
-        let kv: Vec<f16> = (0..kv_cache_len(ctx, 3, 64))
-            .map(|i| f16::from_f32(((i % 13) as f32 - 6.0) * 0.05))
-            .collect();
+        let (kv, table) = paged_cache(ctx);
+        let kv = PagedKv {
+            k: &kv,
+            v: &kv,
+            table: &table,
+        };
         let q: Vec<f32> = (0..9 * 64).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
         let mut out = vec![0.0f32; q.len()];
         g.throughput(Throughput::Bytes((2 * ctx * 3 * 64 * 2) as u64));
         g.bench_function(BenchmarkId::from_parameter(ctx), |b| {
-            b.iter(|| attention(&q, &kv, &kv, ctx - 1, &shape, &mut out))
+            b.iter(|| attention(&q, kv, ctx - 1, &shape, &mut out))
         });
     }
     g.finish();
@@ -120,10 +134,13 @@ fn attentions(c: &mut Criterion) {
     let flush = weights(WeightType::Q8_0, 32768, 1920);
     let flush_x = vec![0.5f32; 1920];
     for ctx in [640usize, 4096] {
-        let k: Vec<f16> = (0..kv_cache_len(ctx, 3, 64))
-            .map(|i| f16::from_f32(((i % 13) as f32 - 6.0) * 0.05))
-            .collect();
+        let (k, table) = paged_cache(ctx);
         let v = k.clone();
+        let kv = PagedKv {
+            k: &k,
+            v: &v,
+            table: &table,
+        };
         let q: Vec<f32> = (0..9 * 64).map(|i| ((i % 7) as f32 - 3.0) * 0.1).collect();
         let mut out = vec![0.0f32; q.len()];
         g.throughput(Throughput::Bytes((2 * ctx * 3 * 64 * 2) as u64));
@@ -133,7 +150,7 @@ fn attentions(c: &mut Criterion) {
                 for _ in 0..iters {
                     std::hint::black_box(matmul(&flush, &flush_x));
                     let t = std::time::Instant::now();
-                    attention(&q, &k, &v, ctx - 1, &shape, &mut out);
+                    attention(&q, kv, ctx - 1, &shape, &mut out);
                     total += t.elapsed();
                 }
                 total

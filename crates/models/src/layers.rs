@@ -7,6 +7,7 @@ use ward_kernels::rope::{Rope, RopeLayout};
 use crate::arch::BatchItem;
 use crate::weights::{GateUp, Linear, Projections, WeightLoader};
 use crate::workspace::{sized, LayerScratch};
+use crate::cache::KvPool;
 use crate::{HParams, ModelError};
 
 /// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,
@@ -74,12 +75,13 @@ impl Attention {
 
     /// `x` is the block's input `[n_tok][n_embd]` (before the attention norm): the tokens of
     /// `batch`'s items one after another, each item's at the positions after those in its
-    /// cache. Their keys and values go into layer `il` of each item's cache; the output goes to
-    /// `out`.
+    /// cache. Their keys and values go into layer `il` of `pool`, in each item's blocks; the
+    /// output goes to `out`.
     pub fn forward(
         &self,
         x: &[f32],
         batch: &mut [BatchItem<'_>],
+        pool: &mut KvPool,
         il: usize,
         s: &mut LayerScratch,
         out: &mut [f32],
@@ -108,16 +110,15 @@ impl Attention {
         let attn = sized(&mut s.attn, n_tok * q_row);
         let mut t0 = 0;
         for item in batch.iter_mut() {
-            let (n, start_pos) = (item.tokens.len(), item.cache.len());
+            let (n, start_pos) = (item.tokens.len(), item.seq.len());
             let q = &mut q[t0 * q_row..][..n * q_row];
             let k = &mut k[t0 * kv_row..][..n * kv_row];
             self.rope
                 .rotate_both(q, shape.n_head, k, shape.n_kv_head, start_pos);
-            let cache = &mut item.cache.layers[il];
             let v = &v[t0 * kv_row..][..n * kv_row];
-            cache.write(start_pos, k, v, shape.n_kv_head, shape.head_dim);
+            pool.write(il, item.seq, start_pos, k, v);
             let attn = &mut attn[t0 * q_row..][..n * q_row];
-            attention(q, &cache.k, &cache.v, start_pos, shape, attn);
+            attention(q, pool.paged(il, item.seq), start_pos, shape, attn);
             t0 += n;
         }
         self.wo.forward(attn, out);

@@ -19,7 +19,7 @@ pub mod workspace;
 use std::path::{Path, PathBuf};
 
 pub use arch::{BatchItem, CausalLm, Logits};
-pub use cache::KvCache;
+pub use cache::{KvCache, KvPool, SeqKv};
 pub use hparams::{Arch, HParams};
 pub use template::{ChatMessage, ChatTemplate, TemplateError};
 pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
@@ -49,6 +49,15 @@ pub enum ModelError {
         have: usize,
         adding: usize,
         max: usize,
+    },
+    #[error(
+        "the KV cache's blocks do not hold {positions} positions ({blocks} blocks, of a pool \
+         of {pool})"
+    )]
+    KvBlocks {
+        positions: usize,
+        blocks: usize,
+        pool: usize,
     },
     #[error("tensor {name:?}: {reason}")]
     BadTensor { name: String, reason: String },

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{model_path, GEMMA3, SMOLLM2};
-use ward_models::{BatchItem, KvCache, LoadedModel, ModelError, Workspace};
+use ward_models::{BatchItem, KvCache, KvPool, LoadedModel, ModelError, SeqKv, Workspace};
 
 fn tokens(n: usize, seed: u32) -> Vec<u32> {
     (0..n as u32)
@@ -24,6 +24,22 @@ fn cache_with(lm: &LoadedModel, n: usize, seed: u32) -> KvCache {
             .unwrap();
     }
     cache
+}
+
+/// A sequence in the shared `pool` already holding `n` tokens, with blocks for `more`.
+fn seq_with(lm: &LoadedModel, pool: &mut KvPool, n: usize, more: usize, seed: u32) -> SeqKv {
+    let mut seq = SeqKv::new(2048);
+    pool.append_blocks(&mut seq, n + more);
+    if n > 0 {
+        let item = BatchItem {
+            tokens: &tokens(n, seed),
+            seq: &mut seq,
+            n_logits: 1,
+        };
+        let mut ws = Workspace::default();
+        lm.model.forward_batch(&mut [item], pool, &mut ws).unwrap();
+    }
+    seq
 }
 
 fn check(file: &str) {
@@ -44,23 +60,24 @@ fn check(file: &str) {
             .unwrap();
         alone.push(logits.data.to_vec());
     }
-    // Every order of the three in one batch.
+    // Every order of the three in one batch, their caches in one pool.
     for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
-        let mut caches: Vec<KvCache> = order
+        let mut pool = lm.model.new_pool(0);
+        let mut seqs: Vec<SeqKv> = order
             .iter()
-            .map(|&i| cache_with(&lm, cases[i].0, i as u32))
+            .map(|&i| seq_with(&lm, &mut pool, cases[i].0, cases[i].1, i as u32))
             .collect();
         let mut batch: Vec<BatchItem> = order
             .iter()
-            .zip(caches.iter_mut())
-            .map(|(&i, cache)| BatchItem {
+            .zip(seqs.iter_mut())
+            .map(|(&i, seq)| BatchItem {
                 tokens: &news[i],
-                cache,
+                seq,
                 n_logits: cases[i].2,
             })
             .collect();
         let mut ws = Workspace::default();
-        let logits = lm.model.forward_batch(&mut batch, &mut ws).unwrap();
+        let logits = lm.model.forward_batch(&mut batch, &mut pool, &mut ws).unwrap();
         let mut at = 0;
         for &i in &order {
             let want = &alone[i];
@@ -72,8 +89,8 @@ fn check(file: &str) {
             at += want.len();
         }
         assert_eq!(at, logits.data.len());
-        for (&i, cache) in order.iter().zip(&caches) {
-            assert_eq!(cache.len(), cases[i].0 + cases[i].1);
+        for (&i, seq) in order.iter().zip(&seqs) {
+            assert_eq!(seq.len(), cases[i].0 + cases[i].1);
         }
     }
 }
@@ -91,25 +108,34 @@ fn gemma3_batch_equals_each_sequence_alone() {
 #[test]
 fn a_refused_item_changes_no_cache() {
     let lm = LoadedModel::load(&model_path(SMOLLM2), None).unwrap();
-    let (mut a, mut b) = (cache_with(&lm, 3, 0), cache_with(&lm, 0, 1));
+    let mut pool = lm.model.new_pool(0);
+    let mut a = seq_with(&lm, &mut pool, 3, 4, 0);
     let n_vocab = lm.model.n_vocab() as u32;
-    let (good, bad) = (tokens(4, 2), vec![5, n_vocab]);
-    let mut batch = [
-        BatchItem {
-            tokens: &good,
-            cache: &mut a,
-            n_logits: 1,
-        },
-        BatchItem {
-            tokens: &bad,
-            cache: &mut b,
-            n_logits: 1,
-        },
-    ];
-    let err = lm
-        .model
-        .forward_batch(&mut batch, &mut Workspace::default())
-        .err();
-    assert!(matches!(err, Some(ModelError::TokenOutOfRange { .. })));
-    assert_eq!((a.len(), b.len()), (3, 0));
+    let good = tokens(4, 2);
+    for (bad, want_blocks) in [(vec![5, n_vocab], false), (tokens(2000, 3), true)] {
+        // The second item has blocks for 64 positions; the last case needs 2000.
+        let mut b = seq_with(&lm, &mut pool, 0, 64, 1);
+        let mut batch = [
+            BatchItem {
+                tokens: &good,
+                seq: &mut a,
+                n_logits: 1,
+            },
+            BatchItem {
+                tokens: &bad,
+                seq: &mut b,
+                n_logits: 1,
+            },
+        ];
+        let err = lm
+            .model
+            .forward_batch(&mut batch, &mut pool, &mut Workspace::default())
+            .err();
+        match err {
+            Some(ModelError::TokenOutOfRange { .. }) => assert!(!want_blocks),
+            Some(ModelError::KvBlocks { positions: 2000, .. }) => assert!(want_blocks),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!((a.len(), b.len()), (3, 0));
+    }
 }

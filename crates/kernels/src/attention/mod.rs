@@ -29,34 +29,61 @@ use crate::pool;
 mod rows;
 mod softmax;
 
-/// Positions per block of the KV cache. A block holds `[kv_head][KV_BLOCK][head_dim]`: a head's
-/// rows one after another, so a decode step reads each chunk of them as one stream that the
-/// hardware prefetchers follow (rows interleaved with the other heads' were read at a fifth of
-/// the memory's speed, `attention/decode-from-memory` in the benches). Caches grow a block at
-/// a time.
-pub const KV_BLOCK: usize = 256;
+/// Positions per block of the KV cache: the unit in which caches are allocated, shared between
+/// sequences (a prefix cache reuses whole blocks) and laid out for reading. A block holds
+/// `[kv_head][KV_BLOCK][head_dim]`: a head's rows one after another, so a decode step reads
+/// them as one stream (rows interleaved with the other heads' were read at a fifth of the
+/// memory's speed, `attention/decode-from-memory` in the benches). Small enough that sharing
+/// is fine-grained and a sequence wastes little of its last block; the rows further ahead, in
+/// whichever block they are, are prefetched by position (see `rows.rs`).
+pub const KV_BLOCK: usize = 64;
 
-/// Values (of keys, or of values) in a cache holding `positions` positions: whole blocks.
-pub fn kv_cache_len(positions: usize, n_kv_head: usize, head_dim: usize) -> usize {
-    positions.div_ceil(KV_BLOCK) * KV_BLOCK * n_kv_head * head_dim
+/// Values (of keys, or of values) in one block of a cache.
+pub fn kv_block_len(n_kv_head: usize, head_dim: usize) -> usize {
+    KV_BLOCK * n_kv_head * head_dim
 }
 
-/// Where the row of `kv_head` at `pos` starts in a cache.
-fn kv_row_at(pos: usize, kv_head: usize, n_kv_head: usize, head_dim: usize) -> usize {
-    ((pos / KV_BLOCK * n_kv_head + kv_head) * KV_BLOCK + pos % KV_BLOCK) * head_dim
+/// Blocks needed to hold `positions` positions.
+pub fn kv_blocks_for(positions: usize) -> usize {
+    positions.div_ceil(KV_BLOCK)
+}
+
+/// One layer's keys and values for one sequence, in a paged cache: `k` and `v` are pools of
+/// blocks (`kv_block_len` values each) shared by any number of sequences, and `table` lists
+/// the sequence's blocks in order, so position `p` is in block `table[p / KV_BLOCK]`.
+#[derive(Clone, Copy)]
+pub struct PagedKv<'a> {
+    pub k: &'a [f16],
+    pub v: &'a [f16],
+    pub table: &'a [u32],
+}
+
+/// Where the row of `kv_head` at `pos` starts in a pool, for a sequence with block `table`.
+fn kv_row_at(table: &[u32], pos: usize, kv_head: usize, n_kv_head: usize, head_dim: usize) -> usize {
+    let block = table[pos / KV_BLOCK] as usize;
+    ((block * n_kv_head + kv_head) * KV_BLOCK + pos % KV_BLOCK) * head_dim
 }
 
 /// `x` (`[n_tok][n_kv_head][head_dim]`, the keys or values of positions `start_pos..`) rounded
-/// to f16 into their places in `cache`, which must hold those positions (`kv_cache_len`).
-pub fn write_kv(cache: &mut [f16], x: &[f32], start_pos: usize, n_kv_head: usize, head_dim: usize) {
+/// to f16 into their places in `pool`, in the blocks `table` gives for them (it must cover
+/// those positions).
+pub fn write_kv(
+    pool: &mut [f16],
+    table: &[u32],
+    x: &[f32],
+    start_pos: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+) {
     for (i, row) in x.chunks_exact(head_dim).enumerate() {
         let at = kv_row_at(
+            table,
             start_pos + i / n_kv_head,
             i % n_kv_head,
             n_kv_head,
             head_dim,
         );
-        for (c, &v) in cache[at..at + head_dim].iter_mut().zip(row) {
+        for (c, &v) in pool[at..at + head_dim].iter_mut().zip(row) {
             *c = f16::from_f32(v);
         }
     }
@@ -87,13 +114,12 @@ thread_local! {
 }
 
 /// Attention for `n_tok` query tokens at positions `start_pos..start_pos + n_tok`, whose keys and
-/// values (with all earlier ones) are already in `k_cache`/`v_cache`.
+/// values (with all earlier ones) are already in `kv`.
 ///
 /// `q` is `[n_tok][n_head][head_dim]`, `out` the same shape.
 pub fn attention(
     q: &[f32],
-    k_cache: &[f16],
-    v_cache: &[f16],
+    kv: PagedKv,
     start_pos: usize,
     shape: &AttnShape,
     out: &mut [f32],
@@ -110,13 +136,14 @@ pub fn attention(
         "attention: q/out shape mismatch"
     );
     assert!(
-        k_cache.len() >= kv_cache_len(start_pos + n_tok, s.n_kv_head, s.head_dim),
-        "attention: cache shorter than the queries"
+        kv.table.len() >= kv_blocks_for(start_pos + n_tok),
+        "attention: block table shorter than the queries"
     );
-    assert_eq!(
-        k_cache.len(),
-        v_cache.len(),
-        "attention: K and V caches differ"
+    assert_eq!(kv.k.len(), kv.v.len(), "attention: K and V pools differ");
+    let n_blocks = kv.k.len() / kv_block_len(s.n_kv_head, s.head_dim);
+    assert!(
+        kv.table.iter().all(|&b| (b as usize) < n_blocks),
+        "attention: block table points outside the pool"
     );
     let group_len = s.n_head / s.n_kv_head * s.head_dim;
     if n_tok == 0 {
@@ -126,8 +153,7 @@ pub fn attention(
         q: &q[p * group_len..][..group_len],
         pos: start_pos + p / s.n_kv_head,
         kv_head: p % s.n_kv_head,
-        k_cache,
-        v_cache,
+        kv,
         shape: s,
     };
     let pool = pool::global();
@@ -206,8 +232,7 @@ struct Pair<'a> {
     q: &'a [f32],
     pos: usize,
     kv_head: usize,
-    k_cache: &'a [f16],
-    v_cache: &'a [f16],
+    kv: PagedKv<'a>,
     shape: AttnShape,
 }
 
@@ -221,7 +246,7 @@ struct Chunk<'c> {
     acc: &'c mut [f32],
 }
 
-impl Pair<'_> {
+impl<'a> Pair<'a> {
     fn group(&self) -> usize {
         self.shape.n_head / self.shape.n_kv_head
     }
@@ -259,13 +284,16 @@ impl Pair<'_> {
         }
     }
 
-    fn rows<'c>(&self, cache: &'c [f16]) -> rows::Rows<'c> {
-        let hd = self.shape.head_dim;
+    fn rows<'c>(&self, pool: &'c [f16]) -> rows::Rows<'c>
+    where
+        'a: 'c,
+    {
         rows::Rows {
-            cache,
+            pool,
+            table: self.kv.table,
             kv_head: self.kv_head,
             n_kv_head: self.shape.n_kv_head,
-            head_dim: hd,
+            head_dim: self.shape.head_dim,
         }
     }
 
@@ -276,7 +304,7 @@ impl Pair<'_> {
         let ch = self.split(c, chunk);
         rows::scores(
             q16,
-            &self.rows(self.k_cache),
+            &self.rows(self.kv.k),
             first,
             self.shape.scale,
             ch.scores,
@@ -312,7 +340,7 @@ impl Pair<'_> {
         let ch = self.split(c, chunk);
         softmax::round_weights(ch.scores, self.group(), ch.m);
         ch.acc.fill(0.0);
-        rows::weighted_sum(ch.scores, &self.rows(self.v_cache), first, ch.acc);
+        rows::weighted_sum(ch.scores, &self.rows(self.kv.v), first, ch.acc);
     }
 
     /// The chunks' sums of V, added in order, into the group's output.
@@ -368,11 +396,14 @@ mod tests {
         out
     }
 
-    /// `x` (`[position][kv_head][head_dim]`) as a cache of blocks.
-    fn blocked(x: &[f32], nkv: usize, hd: usize) -> Vec<f16> {
-        let mut cache = vec![f16::ZERO; kv_cache_len(x.len() / (nkv * hd), nkv, hd)];
-        write_kv(&mut cache, x, 0, nkv, hd);
-        cache
+    /// `x` (`[position][kv_head][head_dim]`) written into a pool of twice the blocks it needs,
+    /// in scattered blocks (the odd ones, last position first); returns the pool and the table.
+    fn paged(x: &[f32], nkv: usize, hd: usize) -> (Vec<f16>, Vec<u32>) {
+        let n = kv_blocks_for(x.len() / (nkv * hd));
+        let table: Vec<u32> = (0..n as u32).map(|i| 2 * (n as u32 - 1 - i) + 1).collect();
+        let mut pool = vec![f16::ZERO; 2 * n * kv_block_len(nkv, hd)];
+        write_kv(&mut pool, &table, x, 0, nkv, hd);
+        (pool, table)
     }
 
     fn lcg(seed: &mut u64) -> f32 {
@@ -411,10 +442,15 @@ mod tests {
                 scale: 0.5,
                 window,
             };
-            let (k16, v16) = (blocked(&k, nkv, hd), blocked(&v, nkv, hd));
+            let ((k16, table), (v16, _)) = (paged(&k, nkv, hd), paged(&v, nkv, hd));
+            let kv = PagedKv {
+                k: &k16,
+                v: &v16,
+                table: &table,
+            };
             let mut out = vec![0.0; q.len()];
-            attention(&q, &k16, &v16, start, &shape, &mut out);
-            attention(&[], &k16, &v16, start, &shape, &mut []);
+            attention(&q, kv, start, &shape, &mut out);
+            attention(&[], kv, start, &shape, &mut []);
             let want = naive(&q, &k, &v, start, &shape);
             for (a, b) in out.iter().zip(&want) {
                 assert!(
@@ -445,21 +481,26 @@ mod tests {
             let k: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
             let v: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
             let q: Vec<f32> = (0..total * nh * hd).map(|_| r(lcg(&mut seed))).collect();
-            let (k16, v16) = (blocked(&k, nkv, hd), blocked(&v, nkv, hd));
+            let ((k16, table), (v16, _)) = (paged(&k, nkv, hd), paged(&v, nkv, hd));
+            let kv = PagedKv {
+                k: &k16,
+                v: &v16,
+                table: &table,
+            };
             // The whole sequence at once: split over (token, KV head) pairs.
             let mut prefill = vec![0.0; q.len()];
-            attention(&q, &k16, &v16, 0, &shape, &mut prefill);
+            attention(&q, kv, 0, &shape, &mut prefill);
             let want = naive(&q, &k, &v, 0, &shape);
             for (a, b) in prefill.iter().zip(&want) {
                 assert!((a - b).abs() < 2e-3, "{a} vs {b} window {window:?}");
             }
             // Single tokens: split over (pair, chunk) tasks; the same bits.
             let row = nh * hd;
-            for pos in [0, 127, 128, 255, 256, 511, 599] {
-                let cache = kv_cache_len(pos + 1, nkv, hd);
+            for pos in [0, 63, 64, 127, 128, 255, 256, 511, 599] {
+                let table = &table[..kv_blocks_for(pos + 1)];
                 let mut one = vec![0.0; row];
                 let qs = &q[pos * row..][..row];
-                attention(qs, &k16[..cache], &v16[..cache], pos, &shape, &mut one);
+                attention(qs, PagedKv { table, ..kv }, pos, &shape, &mut one);
                 assert_eq!(one, prefill[pos * row..][..row], "position {pos}");
             }
         }

@@ -10,18 +10,33 @@ use super::{kv_row_at, KV_BLOCK};
 #[cfg(target_arch = "x86_64")]
 use crate::quant::{tier, Tier};
 
-/// One KV head's rows in a cache of blocks (see `KV_BLOCK`): contiguous within a block.
+/// One KV head's rows of a sequence in a paged cache (see `KV_BLOCK`): contiguous within a
+/// block, the blocks where the sequence's `table` says.
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
-    pub cache: &'a [f16],
+    pub pool: &'a [f16],
+    pub table: &'a [u32],
     pub kv_head: usize,
     pub n_kv_head: usize,
     pub head_dim: usize,
 }
 
 impl Rows<'_> {
+    fn at(&self, j: usize) -> usize {
+        kv_row_at(self.table, j, self.kv_head, self.n_kv_head, self.head_dim)
+    }
+
     fn row(&self, j: usize) -> &[f16] {
-        &self.cache[kv_row_at(j, self.kv_head, self.n_kv_head, self.head_dim)..][..self.head_dim]
+        &self.pool[self.at(j)..][..self.head_dim]
+    }
+
+    /// Where row `j` is, if the table reaches it: for prefetching only, so not checked
+    /// against the pool (a prefetch of any address is harmless).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    fn prefetch_address(&self, j: usize) -> Option<*const f16> {
+        let block = *self.table.get(j / KV_BLOCK)? as usize;
+        let at = ((block * self.n_kv_head + self.kv_head) * KV_BLOCK + j % KV_BLOCK) * self.head_dim;
+        Some(self.pool.as_ptr().wrapping_add(at))
     }
 
     /// A pointer to row `first` of a run of `n` rows within one block, having checked that they
@@ -32,7 +47,7 @@ impl Rows<'_> {
         if n > 0 {
             let _ = self.row(first + n - 1);
         }
-        self.cache[kv_row_at(first, self.kv_head, self.n_kv_head, self.head_dim)..].as_ptr()
+        self.pool[self.at(first)..].as_ptr()
     }
 }
 
@@ -160,22 +175,24 @@ mod avx2 {
         };
     }
 
-    /// How far ahead of the row being read its successors' cache lines are requested: the KV
-    /// cache of a decode step comes from memory (the weights streamed through the caches since
-    /// the layer's last step), and a chunk's rows are too short a stream for the hardware
-    /// prefetchers to reach full speed on their own. Half the L1 cache: of 4, 8, 16 and 32 KiB
-    /// tried in `attention/decode-from-memory`, 16 was as fast as any (within the noise of a
-    /// shared machine) at 640 and 4096 positions.
+    /// How far ahead of the row being read (in bytes of the head's rows) its successors' cache
+    /// lines are requested: the KV cache of a decode step comes from memory (the weights
+    /// streamed through the caches since the layer's last step), and a chunk's rows are too
+    /// short a stream for the hardware prefetchers to reach full speed on their own. Half the
+    /// L1 cache: of 4, 8, 16 and 32 KiB tried in `attention/decode-from-memory`, 16 was as fast
+    /// as any (within the noise of a shared machine) at 640 and 4096 positions.
     const AHEAD_BYTES: usize = 16 << 10;
 
-    /// Ask for the cache lines of the row `AHEAD_BYTES` after `row` (rows of `head_dim` values,
-    /// one after another). A hint: an address past the cache is not read (prefetches never
-    /// fault).
+    /// Ask for the cache lines of the row `AHEAD_BYTES` of rows after row `j`, in whichever
+    /// block it is. A hint: nothing is read (prefetches never fault).
     #[target_feature(enable = "avx2,fma,f16c")]
-    fn prefetch_ahead(row: *const half::f16, head_dim: usize) {
-        let ahead = row.cast::<i8>().wrapping_add(AHEAD_BYTES);
-        for line in (0..head_dim * 2).step_by(64) {
-            _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+    fn prefetch_ahead(rows: &Rows, j: usize) {
+        let hd = rows.head_dim;
+        if let Some(ahead) = rows.prefetch_address(j + AHEAD_BYTES / (2 * hd)) {
+            let ahead = ahead.cast::<i8>();
+            for line in (0..hd * 2).step_by(64) {
+                _mm_prefetch::<_MM_HINT_T0>(ahead.wrapping_add(line));
+            }
         }
     }
 
@@ -258,13 +275,13 @@ mod avx2 {
         let mut i = 0;
         while i + P <= n {
             // SAFETY: rows i..i + P are among the n that `run` checked.
-            let acc = unsafe { dots::<G, P>(q, rows.wrapping_add(i * k.head_dim), k) };
+            let acc = unsafe { dots::<G, P>(q, rows.wrapping_add(i * k.head_dim), k, first + i) };
             acc.iter().for_each(|a| push(a));
             i += P;
         }
         while i < n {
             // SAFETY: row i is among the n that `run` checked.
-            let acc = unsafe { dots::<G, 1>(q, rows.wrapping_add(i * k.head_dim), k) };
+            let acc = unsafe { dots::<G, 1>(q, rows.wrapping_add(i * k.head_dim), k, first + i) };
             push(&acc[0]);
             i += 1;
         }
@@ -273,7 +290,8 @@ mod avx2 {
         }
     }
 
-    /// `q_g · row_p` as vectors of partial sums for `P` consecutive rows from `row`.
+    /// `q_g · row_p` as vectors of partial sums for `P` consecutive rows from `row`, which is
+    /// row `j` of `k`.
     ///
     /// # Safety
     /// As `scores`, and the `P` rows are in the cache.
@@ -282,10 +300,11 @@ mod avx2 {
         q: &[f32],
         row: *const half::f16,
         k: &Rows,
+        j: usize,
     ) -> [[__m256; G]; P] {
         let hd = k.head_dim;
         for p in 0..P {
-            prefetch_ahead(row.wrapping_add(p * hd), hd);
+            prefetch_ahead(k, j + p);
         }
         let mut acc = [[_mm256_setzero_ps(); G]; P];
         for d in (0..hd).step_by(8) {
@@ -368,9 +387,9 @@ mod avx2 {
                 let mut sums: [[__m256; C]; G] =
                     std::array::from_fn(|g| std::array::from_fn(|c| _mm256_loadu_ps(at(g, c))));
                 let mut row = rows;
-                for weights in p.chunks_exact(G) {
+                for (i, weights) in p.chunks_exact(G).enumerate() {
                     if d == 0 {
-                        prefetch_ahead(row, hd);
+                        prefetch_ahead(v, first + i);
                     }
                     let w: [__m256; G] = std::array::from_fn(|g| _mm256_set1_ps(weights[g]));
                     // One vector of the row live at a time: G + G·C + 1 registers.

@@ -9,6 +9,7 @@ use super::{BatchItem, CausalLm, Head, Logits};
 use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
 use crate::workspace::{sized, Workspace};
+use crate::cache::KvPool;
 use crate::{HParams, ModelError};
 
 struct Block {
@@ -55,15 +56,16 @@ impl CausalLm for Gemma3 {
     fn forward_batch<'w>(
         &self,
         batch: &mut [BatchItem<'_>],
+        pool: &mut KvPool,
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError> {
-        self.head.start(batch, &mut ws.x)?;
+        self.head.start(batch, pool, &mut ws.x)?;
         let scale = (self.hp.n_embd as f32).sqrt();
         ws.x.iter_mut().for_each(|v| *v *= scale);
         let eps = self.hp.rms_eps;
         let out = sized(&mut ws.out, ws.x.len());
         for (il, b) in self.blocks.iter().enumerate() {
-            b.attn.forward(&ws.x, batch, il, &mut ws.layer, out);
+            b.attn.forward(&ws.x, batch, pool, il, &mut ws.layer, out);
             rms_norm_inplace(out, &b.attn_post_norm, eps);
             add_inplace(&mut ws.x, out);
             b.ffn.forward(&ws.x, &mut ws.layer, out);

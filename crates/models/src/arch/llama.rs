@@ -7,6 +7,7 @@ use super::{BatchItem, CausalLm, Head, Logits};
 use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
 use crate::workspace::{sized, Workspace};
+use crate::cache::KvPool;
 use crate::{HParams, ModelError};
 
 struct Block {
@@ -47,12 +48,13 @@ impl CausalLm for Llama {
     fn forward_batch<'w>(
         &self,
         batch: &mut [BatchItem<'_>],
+        pool: &mut KvPool,
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError> {
-        self.head.start(batch, &mut ws.x)?;
+        self.head.start(batch, pool, &mut ws.x)?;
         let out = sized(&mut ws.out, ws.x.len());
         for (il, b) in self.blocks.iter().enumerate() {
-            b.attn.forward(&ws.x, batch, il, &mut ws.layer, out);
+            b.attn.forward(&ws.x, batch, pool, il, &mut ws.layer, out);
             add_inplace(&mut ws.x, out);
             b.ffn.forward(&ws.x, &mut ws.layer, out);
             add_inplace(&mut ws.x, out);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ward_kernels::norm::RmsNorm;
 
-use crate::cache::KvCache;
+use crate::cache::{KvCache, KvPool, SeqKv};
 use crate::gguf::GgufFile;
 use crate::weights::{Embedding, Linear, WeightLoader};
 use crate::workspace::{sized, Workspace};
@@ -41,21 +41,41 @@ pub trait CausalLm: Send + Sync {
 
     fn n_vocab(&self) -> usize;
 
-    /// An empty cache for one sequence of at most `max_len` tokens.
+    /// An empty cache, with a pool of its own, for one sequence of at most `max_len` tokens.
     fn new_cache(&self, max_len: usize) -> KvCache {
         let hp = self.hparams();
-        KvCache::new(hp.n_layer, max_len.min(hp.context_length))
+        KvCache::new(
+            hp.n_layer,
+            hp.n_head_kv,
+            hp.head_dim,
+            max_len.min(hp.context_length),
+        )
+    }
+
+    /// An empty pool of `n_blocks` blocks for many sequences' caches.
+    fn new_pool(&self, n_blocks: usize) -> KvPool {
+        let hp = self.hparams();
+        KvPool::new(hp.n_layer, hp.n_head_kv, hp.head_dim, n_blocks)
+    }
+
+    /// Bytes of one block of a pool (all layers' keys and values).
+    fn kv_block_bytes(&self) -> usize {
+        let hp = self.hparams();
+        KvPool::block_bytes(hp.n_layer, hp.n_head_kv, hp.head_dim)
     }
 
     /// Run several sequences' new tokens in one pass: the matmuls read the weights once for
     /// all of them, and every token is computed exactly as it would be alone, so each
-    /// sequence's logits equal a `forward` of it alone, bit for bit. The logits are each item's
-    /// rows, in the batch's order. Nothing changes if an item is refused (empty, past its
-    /// cache's limit, a token outside the vocabulary). Every intermediate lives in `ws`, so a
-    /// decode step with a warm workspace allocates nothing.
+    /// sequence's logits equal a `forward` of it alone, bit for bit. Each item's keys and
+    /// values go into `pool`, in the blocks its table gives (which must already cover its new
+    /// positions). The logits are each item's rows, in the batch's order. Nothing changes if an
+    /// item is refused (empty, past its limit or its blocks, a token outside the vocabulary).
+    /// Every intermediate lives in `ws`, so a decode step with a warm workspace allocates
+    /// nothing.
     fn forward_batch<'w>(
         &self,
         batch: &mut [BatchItem<'_>],
+        pool: &mut KvPool,
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError>;
 
@@ -68,12 +88,13 @@ pub trait CausalLm: Send + Sync {
         n_logits: usize,
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError> {
+        cache.reserve(tokens.len());
         let item = BatchItem {
             tokens,
-            cache,
+            seq: &mut cache.seq,
             n_logits,
         };
-        self.forward_batch(&mut [item], ws)
+        self.forward_batch(&mut [item], &mut cache.pool, ws)
     }
 }
 
@@ -82,7 +103,7 @@ pub trait CausalLm: Send + Sync {
 /// least 1, at most one per token).
 pub struct BatchItem<'a> {
     pub tokens: &'a [u32],
-    pub cache: &'a mut KvCache,
+    pub seq: &'a mut SeqKv,
     pub n_logits: usize,
 }
 
@@ -136,17 +157,30 @@ impl Head {
 
     /// Check that every item's tokens fit its cache, and embed them all into `x`, one item
     /// after another.
-    pub fn start(&self, batch: &[BatchItem<'_>], x: &mut Vec<f32>) -> Result<(), ModelError> {
+    pub fn start(
+        &self,
+        batch: &[BatchItem<'_>],
+        pool: &KvPool,
+        x: &mut Vec<f32>,
+    ) -> Result<(), ModelError> {
         for item in batch {
-            let cache = &item.cache;
+            let seq = &item.seq;
             if item.tokens.is_empty() {
                 return Err(ModelError::EmptyInput);
             }
-            if cache.len() + item.tokens.len() > cache.max_len() {
+            let end = seq.len() + item.tokens.len();
+            if end > seq.max_len() {
                 return Err(ModelError::ContextFull {
-                    have: cache.len(),
+                    have: seq.len(),
                     adding: item.tokens.len(),
-                    max: cache.max_len(),
+                    max: seq.max_len(),
+                });
+            }
+            if end > seq.capacity() || seq.blocks.iter().any(|&b| b as usize >= pool.n_blocks()) {
+                return Err(ModelError::KvBlocks {
+                    positions: end,
+                    blocks: seq.blocks.len(),
+                    pool: pool.n_blocks(),
                 });
             }
         }
@@ -173,7 +207,7 @@ impl Head {
             let (n_tok, n_logits) = (item.tokens.len(), item.n_logits());
             let src = &ws.x[(at + n_tok - n_logits) * d..][..n_logits * d];
             rows[row * d..][..n_logits * d].copy_from_slice(src);
-            item.cache.advance(n_tok);
+            item.seq.advance(n_tok);
             (at, row) = (at + n_tok, row + n_logits);
         }
         let norm = RmsNorm {
