@@ -2,14 +2,17 @@
 
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use ward_engine::rng::Rng;
 use ward_engine::sampler::argmax;
 use ward_models::tokenizer::TokenType;
 use ward_models::{BatchItem, SeqKv, Workspace};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    serve: Option<BenchCommand>,
     #[arg(long)]
     model: Option<String>,
     #[arg(long, default_value_t = 512)]
@@ -28,7 +31,17 @@ pub struct BenchArgs {
     json: bool,
 }
 
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Load-test a running OpenAI-compatible server: aggregate tokens/s, time to first token
+    /// and inter-token latency at several numbers of concurrent streams.
+    Serve(crate::loadgen::LoadArgs),
+}
+
 pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
+    if let Some(BenchCommand::Serve(load)) = a.serve {
+        return crate::loadgen::load(load);
+    }
     anyhow::ensure!(
         a.prompt_tokens > 0 && a.gen_tokens > 0 && a.batch > 0,
         "--prompt-tokens, --gen-tokens and --batch must be > 0"

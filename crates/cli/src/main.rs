@@ -3,6 +3,7 @@
 
 mod bench;
 mod inspect;
+mod loadgen;
 mod run;
 mod serve;
 
@@ -23,7 +24,7 @@ enum Command {
     Run(run::RunArgs),
     /// Describe a GGUF file: architecture, hyper-parameters, tensors, tokenizer, template.
     Inspect(inspect::InspectArgs),
-    /// Measure prefill and decode speed.
+    /// Measure prefill and decode speed (`ward bench serve`: load-test a running server).
     Bench(bench::BenchArgs),
 }
 

@@ -89,6 +89,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
             ..SamplingParams::default()
         },
         stop: a.stop,
+        ..Default::default()
     };
     let mut stdout = std::io::stdout().lock();
     let mut write_err = None;

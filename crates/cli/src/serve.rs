@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
-use ward_engine::EngineHandle;
+use ward_engine::{EngineConfig, EngineHandle};
 use ward_models::registry::resolve_model;
 use ward_models::LoadedModel;
 use ward_server::{App, ServerConfig};
@@ -27,9 +27,24 @@ pub struct ServeArgs {
     /// Threads for the model's maths (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
-    /// Requests that may wait behind the running one before new ones get 429.
-    #[arg(long, default_value_t = 64)]
+    /// Requests that may wait for a place in the batch before new ones get 429.
+    #[arg(long, default_value_t = EngineConfig::default().max_queue)]
     max_queue: usize,
+    /// Memory for the KV cache of all sequences together, in MiB. It bounds the context the
+    /// server offers (a single sequence must fit) and how many long sequences run at once.
+    #[arg(long, default_value_t = EngineConfig::default().kv_cache_bytes >> 20)]
+    kv_cache_mb: usize,
+    /// Tokens in one forward pass: each running sequence's next token plus chunks of the
+    /// prompts being read. Smaller keeps other streams' token rate steadier while a long
+    /// prompt is read; larger reads prompts faster.
+    #[arg(long, default_value_t = EngineConfig::default().max_batch_tokens)]
+    max_batch_tokens: usize,
+    /// Sequences generating at once; more wait in the queue.
+    #[arg(long, default_value_t = EngineConfig::default().max_running)]
+    max_running: usize,
+    /// Seconds a generation request may take before it is ended with a 504 (0: no limit).
+    #[arg(long, default_value_t = 600)]
+    request_timeout: u64,
     /// Largest request body in bytes; larger ones get 413.
     #[arg(long, default_value_t = ServerConfig::default().max_body_bytes)]
     max_body: usize,
@@ -55,6 +70,13 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(a.header_timeout.max(1)),
         body_timeout: Duration::from_secs(a.body_timeout.max(1)),
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
+        request_timeout: (a.request_timeout > 0).then(|| Duration::from_secs(a.request_timeout)),
+    };
+    let engine_config = EngineConfig {
+        max_queue: a.max_queue,
+        kv_cache_bytes: a.kv_cache_mb << 20,
+        max_batch_tokens: a.max_batch_tokens,
+        max_running: a.max_running,
     };
     // The model's maths runs on its own threads; two are plenty for HTTP.
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -80,7 +102,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let load = tokio::task::spawn_blocking(move || {
             let lm = LoadedModel::load(&resolved.path, resolved.template_override.as_deref())
                 .with_context(|| format!("loading {}", resolved.path.display()))?;
-            EngineHandle::start(lm, &resolved.name, a.max_queue).context("starting the engine")
+            EngineHandle::start(lm, &resolved.name, engine_config).context("starting the engine")
         });
         let server_app = app.clone();
         let mut server = tokio::spawn(async move {

@@ -1,7 +1,6 @@
 //! The seam between the HTTP server and whatever runs the model: requests in, a stream of
-//! events out. The server sees only the [`Engine`] trait and these types, so the one-sequence
-//! engine thread of today can be replaced by a batching scheduler without touching it, and the
-//! server's own tests can run against a mock.
+//! events out. The server sees only the [`Engine`] trait and these types, so its own tests can
+//! run against a mock.
 
 use tokio::sync::mpsc;
 
@@ -40,6 +39,15 @@ pub struct GenerateRequest {
     pub max_tokens: Option<usize>,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// Tokens that end the sequence (besides the model's end-of-generation tokens).
+    pub stop_token_ids: Vec<u32>,
+    /// Generate past end-of-generation tokens, up to `max_tokens`.
+    pub ignore_eos: bool,
+    /// Prefix-cache entries are shared only between requests with the same salt (a tenant's
+    /// key or name), so one service cannot detect another's prompts by their speed.
+    pub cache_salt: String,
+    /// Give up (with [`Event::TimedOut`]) if not finished this long after submission.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for GenerateRequest {
@@ -51,7 +59,8 @@ impl std::fmt::Debug for GenerateRequest {
             .field("max_tokens", &self.max_tokens)
             .field("sampling", &self.sampling)
             .field("stop", &format_args!("<{} strings>", self.stop.len()))
-            .finish()
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
     }
 }
 
@@ -103,6 +112,8 @@ pub enum Event {
     Finished(Usage),
     /// The last event of a request that failed inside the engine.
     Failed(String),
+    /// The last event of a request whose deadline passed before it finished.
+    TimedOut,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +173,11 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Requests accepted but not yet started.
     fn queue_depth(&self) -> usize;
+
+    /// What the engine is holding now (sequences, KV blocks, prefix-cache hits).
+    fn load(&self) -> crate::SchedulerLoad {
+        crate::SchedulerLoad::default()
+    }
 }
 
 #[cfg(test)]
@@ -181,6 +197,10 @@ mod tests {
                 max_tokens: Some(3),
                 sampling: SamplingParams::default(),
                 stop: vec![secret.into()],
+                stop_token_ids: vec![],
+                ignore_eos: false,
+                cache_salt: secret.into(),
+                timeout: None,
             };
             let shown = format!("{request:?}");
             assert!(

@@ -1,19 +1,22 @@
 //! The generation loop for one sequence: prefill the prompt, then sample, detokenize (whole
 //! UTF-8 characters only), check stops, and hand text to the caller as it is produced.
 
-use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
-use ward_models::{KvCache, LoadedModel, ModelError, StreamDecoder, Workspace};
+use ward_models::{LoadedModel, ModelError, StreamDecoder, Workspace};
 
 use crate::sampler::{Sampler, SamplingParams};
 use crate::stop::{StopMatcher, StopOutcome};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct GenerateParams {
     pub max_tokens: usize,
     pub sampling: SamplingParams,
     pub stop: Vec<String>,
+    /// Tokens that end the sequence like the model's end-of-generation tokens do.
+    pub stop_token_ids: Vec<u32>,
+    /// Keep going past end-of-generation tokens (benchmarks want fixed lengths).
+    pub ignore_eos: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,12 +27,14 @@ pub enum FinishReason {
     Length,
     /// The caller asked to stop (its client went away).
     Cancelled,
+    /// The request's deadline passed (reported to the client as an error, not a finish).
+    TimedOut,
 }
 
 #[derive(Debug, Clone)]
 pub struct GenerationStats {
     pub prompt_tokens: usize,
-    /// Prompt tokens whose keys and values were reused from the previous request.
+    /// Prompt tokens whose keys and values were reused from an earlier request.
     pub cached_tokens: usize,
     /// Generated token ids (including a final end-of-generation token, if any).
     pub tokens: Vec<u32>,
@@ -38,88 +43,93 @@ pub struct GenerationStats {
     pub decode_time: Duration,
 }
 
-/// A KV cache and the tokens it holds, kept from one request to the next so that a prompt
-/// starting the same way (a conversation's history, a shared system prompt, a teacher-forced
-/// prefix) skips recomputing what is already there. Reuse gives the same numbers as a fresh
-/// prefill: every row is computed on its own, whatever else is in the batch.
-pub struct Session {
-    cache: KvCache,
-    tokens: Vec<u32>,
-    workspace: Workspace,
+/// What one sampled token did to a sequence.
+pub struct TokenStep {
+    pub token: u32,
+    /// Text that became final with this token (possibly empty).
+    pub text: String,
+    /// Set when this token ends the sequence.
+    pub finish: Option<FinishReason>,
 }
 
-impl Session {
-    pub fn new(lm: &LoadedModel) -> Session {
-        Session {
-            cache: lm.model.new_cache(usize::MAX),
-            tokens: Vec::new(),
-            workspace: Workspace::default(),
+/// A sequence's output side: the sampler (with its own seeded random state), the detokenizer
+/// (whole UTF-8 characters only) and the stop strings. Everything that decides its tokens is
+/// here or in its history, so a sequence's output does not depend on what it is batched with.
+pub struct Continuation {
+    sampler: Sampler,
+    stop: StopMatcher,
+    decoder: StreamDecoder,
+    max_tokens: usize,
+    stop_token_ids: Vec<u32>,
+    ignore_eos: bool,
+    generated: usize,
+}
+
+impl Continuation {
+    pub fn new(params: &GenerateParams) -> Continuation {
+        Continuation {
+            sampler: Sampler::new(params.sampling.clone()),
+            stop: StopMatcher::new(&params.stop),
+            decoder: StreamDecoder::new(),
+            max_tokens: params.max_tokens,
+            stop_token_ids: params.stop_token_ids.clone(),
+            ignore_eos: params.ignore_eos,
+            generated: 0,
         }
     }
 
-    /// Keep the longest cached prefix of `prompt` that still leaves one token to run (the
-    /// forward pass must produce logits), drop the rest; returns how many tokens are kept.
-    fn reuse_prefix(&mut self, prompt: &[u32]) -> usize {
-        let common = self
-            .tokens
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len().saturating_sub(1));
-        self.cache.truncate(common);
-        self.tokens.truncate(common);
-        common
+    /// Tokens sampled so far.
+    pub fn generated(&self) -> usize {
+        self.generated
     }
 
-    /// Run `tokens`; the logits of the last one, in the session's workspace.
-    fn forward(&mut self, lm: &LoadedModel, tokens: &[u32]) -> Result<&mut [f32], ModelError> {
-        match lm
-            .model
-            .forward(tokens, &mut self.cache, 1, &mut self.workspace)
+    /// Sample the next token from `logits` (changed in place by the penalties); `history` is
+    /// the prompt and the tokens sampled so far.
+    pub fn step(&mut self, lm: &LoadedModel, logits: &mut [f32], history: &[u32]) -> TokenStep {
+        let token = self.sampler.sample(logits, history);
+        self.generated += 1;
+        if (!self.ignore_eos && lm.tokenizer.is_end_of_generation(token))
+            || self.stop_token_ids.contains(&token)
         {
-            Ok(logits) => {
-                self.tokens.extend_from_slice(tokens);
-                Ok(logits.data)
+            let text = self.release_held_back();
+            return TokenStep {
+                token,
+                text,
+                finish: Some(FinishReason::Stop),
+            };
+        }
+        let piece = self.decoder.push(&lm.tokenizer, token);
+        let (text, finish) = match self.stop.push(&piece) {
+            StopOutcome::Stopped(t) => (t, Some(FinishReason::Stop)),
+            StopOutcome::Continue(t) if self.generated >= self.max_tokens => {
+                (t + &self.release_held_back(), Some(FinishReason::Length))
             }
-            Err(e) => {
-                // The cache may hold part of this step: start afresh next time. (`clear`, but
-                // field by field: the workspace is still lent to the logits.)
-                self.cache.truncate(0);
-                self.tokens.clear();
-                Err(e)
-            }
+            StopOutcome::Continue(t) => (t, None),
+        };
+        TokenStep {
+            token,
+            text,
+            finish,
         }
     }
 
-    pub fn clear(&mut self) {
-        self.cache.truncate(0);
-        self.tokens.clear();
+    /// At the end: text held back as an unfinished character or a possible stop string.
+    fn release_held_back(&mut self) -> String {
+        match self.stop.push(&self.decoder.finish()) {
+            StopOutcome::Continue(t) => t + &self.stop.finish(),
+            StopOutcome::Stopped(t) => t,
+        }
     }
 }
 
-/// Generate a continuation of `prompt` with a fresh cache; `on_text` receives each piece of text.
+/// Generate a continuation of `prompt` with a fresh cache of its own (the CLI's `ward run`; the
+/// server batches sequences in the engine thread instead); `on_text` receives each piece of
+/// text as it becomes final.
 pub fn generate(
     lm: &LoadedModel,
     prompt: &[u32],
     params: &GenerateParams,
     mut on_text: impl FnMut(&str),
-) -> Result<GenerationStats, ModelError> {
-    generate_in(lm, &mut Session::new(lm), prompt, params, |t| {
-        on_text(t);
-        ControlFlow::Continue(())
-    })
-}
-
-/// Generate a continuation of `prompt` in `session`, reusing its cached prefix. `on_text` is
-/// called once per generated token (with the text that became final, possibly empty) and may
-/// break to cancel; the loop then stops before the next forward pass.
-pub fn generate_in(
-    lm: &LoadedModel,
-    session: &mut Session,
-    prompt: &[u32],
-    params: &GenerateParams,
-    mut on_text: impl FnMut(&str) -> ControlFlow<()>,
 ) -> Result<GenerationStats, ModelError> {
     let max = lm.model.hparams().context_length;
     if prompt.len() + params.max_tokens > max {
@@ -129,56 +139,36 @@ pub fn generate_in(
             max,
         });
     }
-    let mut sampler = Sampler::new(params.sampling.clone());
-    let mut stop = StopMatcher::new(&params.stop);
-    let mut decoder = StreamDecoder::new();
+    if params.max_tokens == 0 {
+        return Err(ModelError::EmptyInput);
+    }
+    let mut cache = lm.model.new_cache(max);
+    let mut ws = Workspace::default();
+    let mut out = Continuation::new(params);
     // Prompt followed by the generated tokens: what the penalties look at.
     let mut history = prompt.to_vec();
-    let n_generated = |h: &[u32]| h.len() - prompt.len();
 
     let t0 = Instant::now();
-    let cached_tokens = session.reuse_prefix(prompt);
-    let mut logits = session.forward(lm, &prompt[cached_tokens..])?;
+    let mut logits = lm.model.forward(prompt, &mut cache, 1, &mut ws)?.data;
     let prefill_time = t0.elapsed();
     let t1 = Instant::now();
-    let mut finish = FinishReason::Length;
-    let mut stopped_by_string = false;
-    while n_generated(&history) < params.max_tokens {
-        let next = sampler.sample(logits, &history);
-        history.push(next);
-        if lm.tokenizer.is_end_of_generation(next) {
-            finish = FinishReason::Stop;
-            break;
+    let finish = loop {
+        let step = out.step(lm, logits, &history);
+        history.push(step.token);
+        if !step.text.is_empty() {
+            on_text(&step.text);
         }
-        let text = decoder.push(&lm.tokenizer, next);
-        let outcome = match stop.push(&text) {
-            StopOutcome::Continue(t) => on_text(&t),
-            StopOutcome::Stopped(t) => {
-                // The caller is told of the stop with this text; whether it wants more is moot.
-                let _ = on_text(&t);
-                finish = FinishReason::Stop;
-                stopped_by_string = true;
-                break;
-            }
-        };
-        if outcome.is_break() {
-            finish = FinishReason::Cancelled;
-            break;
+        if let Some(finish) = step.finish {
+            break finish;
         }
-        if n_generated(&history) < params.max_tokens {
-            logits = session.forward(lm, &[next])?;
-        }
-    }
-    if !stopped_by_string && finish != FinishReason::Cancelled {
-        // Release held-back text: an unfinished character, or text that never became a stop.
-        let _ = match stop.push(&decoder.finish()) {
-            StopOutcome::Continue(t) => on_text(&format!("{t}{}", stop.finish())),
-            StopOutcome::Stopped(t) => on_text(&t),
-        };
-    }
+        logits = lm
+            .model
+            .forward(&[step.token], &mut cache, 1, &mut ws)?
+            .data;
+    };
     Ok(GenerationStats {
         prompt_tokens: prompt.len(),
-        cached_tokens,
+        cached_tokens: 0,
         tokens: history.split_off(prompt.len()),
         finish,
         prefill_time,

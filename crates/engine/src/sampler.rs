@@ -27,6 +27,8 @@ pub struct SamplingParams {
     pub penalty_last_n: usize,
     /// Seed of the draw; `None` picks one at random.
     pub seed: Option<u64>,
+    /// Added to the logits of these tokens before anything else (OpenAI's `logit_bias`).
+    pub logit_bias: Vec<(u32, f32)>,
 }
 
 impl Default for SamplingParams {
@@ -41,6 +43,7 @@ impl Default for SamplingParams {
             presence_penalty: 0.0,
             penalty_last_n: 64,
             seed: None,
+            logit_bias: Vec::new(),
         }
     }
 }
@@ -57,6 +60,13 @@ impl SamplingParams {
 pub struct Sampler {
     params: SamplingParams,
     rng: Rng,
+    /// The candidates of the last draw, kept so a draw does not allocate.
+    scratch: Vec<(u32, f32)>,
+}
+
+/// Most likely first; the lower token id first on ties.
+fn likelier(a: &(u32, f32), b: &(u32, f32)) -> std::cmp::Ordering {
+    b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))
 }
 
 impl Sampler {
@@ -65,25 +75,36 @@ impl Sampler {
         Sampler {
             params,
             rng: Rng::seed(seed),
+            scratch: Vec::new(),
         }
     }
 
-    /// Pick the next token. `logits` is modified (penalties); `history` is prompt + output so far.
+    /// Pick the next token. `logits` is modified (bias, penalties); `history` is prompt +
+    /// output so far.
     pub fn sample(&mut self, logits: &mut [f32], history: &[u32]) -> u32 {
+        for &(t, b) in &self.params.logit_bias {
+            if let Some(l) = logits.get_mut(t as usize) {
+                *l += b;
+            }
+        }
         self.apply_penalties(logits, history);
         if self.params.temperature <= 0.0 {
             return argmax(logits);
         }
-        let probs = self.distribution(logits);
+        let mut cands = std::mem::take(&mut self.scratch);
+        self.truncated(logits, &mut cands);
         let r = self.rng.next_f64() as f32;
         let mut acc = 0.0f32;
-        for &(id, p) in &probs {
-            acc += p;
-            if r < acc {
-                return id;
-            }
-        }
-        probs.last().map_or_else(|| argmax(logits), |&(id, _)| id)
+        let picked = cands
+            .iter()
+            .find(|&&(_, p)| {
+                acc += p;
+                r < acc
+            })
+            .or(cands.last())
+            .map_or_else(|| argmax(logits), |&(id, _)| id);
+        self.scratch = cands;
+        picked
     }
 
     fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
@@ -111,20 +132,34 @@ impl Sampler {
 
     /// The truncated, normalised distribution as (token, probability), most likely first.
     pub fn distribution(&self, logits: &[f32]) -> Vec<(u32, f32)> {
+        let mut cands = Vec::new();
+        self.truncated(logits, &mut cands);
+        cands.sort_by(likelier);
+        cands
+    }
+
+    /// The truncated, normalised distribution into `cands`, in no particular order (but always
+    /// the same for the same logits). Sorting a whole vocabulary for every token would cost
+    /// milliseconds: top-k selects its k, top-p sorts only as many of the likeliest tokens as
+    /// its nucleus needs, and neither sorts when off.
+    fn truncated(&self, logits: &[f32], cands: &mut Vec<(u32, f32)>) {
         let p = &self.params;
-        let mut cands: Vec<(u32, f32)> = logits
-            .iter()
-            .enumerate()
-            .filter(|(_, l)| l.is_finite())
-            .map(|(i, &l)| (i as u32, l / p.temperature))
-            .collect();
-        cands.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
-        if p.top_k > 0 {
+        cands.clear();
+        cands.extend(
+            logits
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| l.is_finite())
+                .map(|(i, &l)| (i as u32, l / p.temperature)),
+        );
+        if p.top_k > 0 && p.top_k < cands.len() {
+            cands.select_nth_unstable_by(p.top_k - 1, likelier);
             cands.truncate(p.top_k);
         }
-        let Some(&(_, max)) = cands.first() else {
-            return cands;
-        };
+        let max = cands.iter().fold(f32::NEG_INFINITY, |m, c| m.max(c.1));
+        if cands.is_empty() {
+            return;
+        }
         let mut sum = 0.0f32;
         for c in cands.iter_mut() {
             c.1 = (c.1 - max).exp();
@@ -134,25 +169,36 @@ impl Sampler {
             c.1 /= sum;
         }
         if p.top_p < 1.0 {
-            let mut acc = 0.0f32;
-            let keep = cands
-                .iter()
-                .position(|c| {
+            let mut head = cands.len().min(64);
+            loop {
+                // The `head` likeliest, sorted, at the front.
+                if head < cands.len() {
+                    cands.select_nth_unstable_by(head - 1, likelier);
+                }
+                cands[..head].sort_unstable_by(likelier);
+                let mut acc = 0.0f32;
+                if let Some(i) = cands[..head].iter().position(|c| {
                     acc += c.1;
                     acc >= p.top_p
-                })
-                .map_or(cands.len(), |i| i + 1);
-            cands.truncate(keep);
+                }) {
+                    cands.truncate(i + 1);
+                    break;
+                }
+                if head == cands.len() {
+                    break;
+                }
+                head = (head * 4).min(cands.len());
+            }
         }
         if p.min_p > 0.0 {
-            let floor = cands[0].1 * p.min_p;
+            // The likeliest token's probability is exp(0) / sum.
+            let floor = p.min_p / sum;
             cands.retain(|c| c.1 >= floor);
         }
         let total: f32 = cands.iter().map(|c| c.1).sum();
         for c in cands.iter_mut() {
             c.1 /= total;
         }
-        cands
     }
 }
 
@@ -238,6 +284,83 @@ mod tests {
                 "temperature {t}: chi² {chi}, freq {freq:?} want {want:?}"
             );
         }
+    }
+
+    /// On a vocabulary-sized distribution, the partial sorts keep exactly the tokens a full
+    /// sort does, with the same probabilities.
+    #[test]
+    fn large_vocabularies_truncate_as_a_full_sort_would() {
+        let mut rng = Rng::seed(3);
+        let logits: Vec<f32> = (0..50_000).map(|_| rng.next_f64() as f32 * 12.0).collect();
+        for (top_k, top_p, min_p) in [
+            (0, 0.9, 0.0),
+            (0, 0.5, 0.0),
+            (40, 0.95, 0.05),
+            (0, 1.0, 0.2),
+        ] {
+            let p = SamplingParams {
+                top_k,
+                top_p,
+                min_p,
+                ..params(0.7)
+            };
+            let got = Sampler::new(p.clone()).distribution(&logits);
+            let total: f32 = got.iter().map(|c| c.1).sum();
+            assert!((total - 1.0).abs() < 1e-4);
+            // The reference: sort everything, then cut.
+            let mut all: Vec<(u32, f64)> = logits
+                .iter()
+                .enumerate()
+                .map(|(i, &l)| (i as u32, (l / 0.7) as f64))
+                .collect();
+            all.sort_by(|a, b| b.1.total_cmp(&a.1));
+            if top_k > 0 {
+                all.truncate(top_k);
+            }
+            let z: f64 = all.iter().map(|c| (c.1 - all[0].1).exp()).sum();
+            let probs: Vec<f64> = all.iter().map(|c| (c.1 - all[0].1).exp() / z).collect();
+            let mut acc = 0.0;
+            let mut keep = probs
+                .iter()
+                .position(|&q| {
+                    acc += q;
+                    acc >= top_p as f64
+                })
+                .map_or(probs.len(), |i| i + 1);
+            if top_p >= 1.0 {
+                keep = probs.len();
+            }
+            let kept: Vec<u32> = all[..keep]
+                .iter()
+                .zip(&probs)
+                .filter(|(_, &q)| q >= probs[0] * min_p as f64)
+                .map(|(c, _)| c.0)
+                .collect();
+            // The same tokens in the same order; where the nucleus ends may move by a token or
+            // two, as f32 sums in another order than this f64 reference meet top_p.
+            let got: Vec<u32> = got.iter().map(|c| c.0).collect();
+            let common = got.len().min(kept.len());
+            assert_eq!(got[..common], kept[..common], "{p:?}");
+            assert!(
+                got.len().abs_diff(kept.len()) <= 2 + kept.len() / 1000,
+                "{p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn logit_bias_moves_the_choice() {
+        let mut logits = vec![0.0, 3.0, 1.0];
+        let mut s = Sampler::new(SamplingParams {
+            logit_bias: vec![(2, 5.0), (0, -100.0), (99, 1.0)],
+            ..SamplingParams::greedy()
+        });
+        assert_eq!(s.sample(&mut logits, &[]), 2);
+        assert_eq!(
+            logits,
+            [-100.0, 3.0, 6.0],
+            "an id past the vocabulary is ignored"
+        );
     }
 
     #[test]

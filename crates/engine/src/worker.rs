@@ -1,26 +1,42 @@
-//! The engine thread: a dedicated OS thread owns the model's KV cache and runs one sequence at a
-//! time, first come first served, from a bounded queue. Prompt preparation (template,
-//! tokenization, context check) happens in `submit`, on the caller's thread, so bad requests
+//! The engine thread: a dedicated OS thread owns the model's KV pool and runs the batching
+//! scheduler, taking in new requests between steps. Prompt preparation (template,
+//! tokenization, length checks) happens in `submit`, on the caller's thread, so bad requests
 //! are refused at once instead of after waiting their turn.
 
-use std::ops::ControlFlow;
-use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use ward_models::cache::KV_BLOCK;
 use ward_models::{LoadedModel, ModelError};
 
-use crate::api::{
-    Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, SubmitError, Usage,
-};
-use crate::generate::{generate_in, FinishReason, GenerateParams, GenerationStats, Session};
+use crate::api::{Engine, EventStream, GenerateRequest, ModelInfo, Prompt, SubmitError};
+use crate::generate::GenerateParams;
+use crate::scheduler::{Job, Scheduler, SchedulerConfig, SchedulerLoad};
 
-struct Job {
-    id: String,
-    prompt: Vec<u32>,
-    params: GenerateParams,
-    events: EventSender,
+/// How the engine shares the machine between requests.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineConfig {
+    /// Requests accepted but not yet running before new ones are refused.
+    pub max_queue: usize,
+    /// Bytes for the KV cache of all sequences together.
+    pub kv_cache_bytes: usize,
+    /// Tokens in one forward pass (decode steps plus prompt chunks).
+    pub max_batch_tokens: usize,
+    /// Sequences running at once.
+    pub max_running: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            max_queue: 64,
+            kv_cache_bytes: 1 << 30,
+            max_batch_tokens: 256,
+            max_running: 64,
+        }
+    }
 }
 
 /// A cheap, cloneable handle to the engine thread.
@@ -28,29 +44,70 @@ struct Job {
 pub struct EngineHandle {
     lm: Arc<LoadedModel>,
     info: Arc<ModelInfo>,
-    queue: SyncSender<Job>,
-    capacity: usize,
-    waiting: Arc<AtomicUsize>,
+    jobs: Sender<Job>,
+    max_queue: usize,
+    shared: Arc<Shared>,
+}
+
+/// What the engine thread reports back.
+#[derive(Default)]
+struct Shared {
+    /// Jobs sent and not yet taken in by the scheduler.
+    in_channel: AtomicUsize,
+    /// The scheduler's state after its last step.
+    load: Mutex<SchedulerLoad>,
 }
 
 impl EngineHandle {
-    /// Start the engine thread for `lm`, served under the name `id`, with room for `max_queue`
-    /// requests waiting behind the running one. The thread ends when every handle is dropped.
-    pub fn start(lm: LoadedModel, id: &str, max_queue: usize) -> std::io::Result<Self> {
-        let info = model_info(&lm, id);
+    /// Start the engine thread for `lm`, served under the name `id`. The thread ends when every
+    /// handle is dropped and the requests in flight are done.
+    pub fn start(lm: LoadedModel, id: &str, config: EngineConfig) -> std::io::Result<Self> {
+        let invalid =
+            |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidInput, m.to_string());
+        if config.max_queue == 0 || config.max_running == 0 {
+            return Err(invalid(
+                "the queue and the running set need room for a request",
+            ));
+        }
+        if config.max_batch_tokens < config.max_running {
+            return Err(invalid(
+                "max_batch_tokens must be at least max_running (one token each)",
+            ));
+        }
+        let kv_blocks = config.kv_cache_bytes / lm.model.kv_block_bytes();
+        if kv_blocks < 2 {
+            return Err(invalid(&format!(
+                "the KV cache needs at least 2 blocks of {} bytes for this model",
+                lm.model.kv_block_bytes()
+            )));
+        }
+        // A sequence must fit the pool on its own (it can then always finish, preempting the
+        // others): the context the server offers is the smaller of the two.
+        let info = model_info(&lm, id, kv_blocks * KV_BLOCK);
         let lm = Arc::new(lm);
-        let (queue, jobs) = sync_channel(max_queue);
-        let waiting = Arc::new(AtomicUsize::new(0));
-        let (thread_lm, thread_waiting) = (lm.clone(), waiting.clone());
+        let (jobs, rx) = channel();
+        let shared = Arc::new(Shared::default());
+        let scheduler = SchedulerConfig {
+            kv_blocks,
+            max_batch_tokens: config.max_batch_tokens,
+            max_running: config.max_running,
+        };
+        let (thread_lm, thread_shared) = (lm.clone(), shared.clone());
         std::thread::Builder::new()
             .name("ward-engine".into())
-            .spawn(move || run(&thread_lm, jobs, &thread_waiting))?;
+            .spawn(move || run(&thread_lm, scheduler, rx, &thread_shared))?;
+        tracing::info!(
+            kv_blocks,
+            kv_positions = kv_blocks * KV_BLOCK,
+            kv_mib = kv_blocks * lm.model.kv_block_bytes() >> 20,
+            "KV cache"
+        );
         Ok(EngineHandle {
             lm,
             info: Arc::new(info),
-            queue,
-            capacity: max_queue,
-            waiting,
+            jobs,
+            max_queue: config.max_queue,
+            shared,
         })
     }
 
@@ -101,6 +158,26 @@ impl Engine for EngineHandle {
                 context_length,
             });
         }
+        if self.queue_depth() >= self.max_queue {
+            return Err(SubmitError::QueueFull {
+                capacity: self.max_queue,
+            });
+        }
+        let n_vocab = self.lm.model.n_vocab();
+        for (param, ids) in [
+            ("stop_token_ids", request.stop_token_ids.clone()),
+            (
+                "logit_bias",
+                request.sampling.logit_bias.iter().map(|b| b.0).collect(),
+            ),
+        ] {
+            if let Some(bad) = ids.iter().find(|&&id| id as usize >= n_vocab) {
+                return Err(SubmitError::InvalidPrompt {
+                    message: format!("token id {bad} is outside the {n_vocab}-token vocabulary"),
+                    param,
+                });
+            }
+        }
         let (events, stream) = EventStream::channel(prompt.len());
         let job = Job {
             id: request.id,
@@ -109,46 +186,33 @@ impl Engine for EngineHandle {
                 max_tokens,
                 sampling: request.sampling,
                 stop: request.stop,
+                stop_token_ids: request.stop_token_ids,
+                ignore_eos: request.ignore_eos,
             },
+            salt: request.cache_salt,
+            deadline: request.timeout.map(|t| Instant::now() + t),
             events,
         };
         // Counted before sending so the engine's decrement can never come first.
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.queue.try_send(job).map_err(|e| {
-            self.waiting.fetch_sub(1, Ordering::SeqCst);
-            match e {
-                TrySendError::Full(_) => SubmitError::QueueFull {
-                    capacity: self.capacity,
-                },
-                TrySendError::Disconnected(_) => SubmitError::ShuttingDown,
-            }
+        self.shared.in_channel.fetch_add(1, Ordering::SeqCst);
+        self.jobs.send(job).map_err(|_| {
+            self.shared.in_channel.fetch_sub(1, Ordering::SeqCst);
+            SubmitError::ShuttingDown
         })?;
         Ok(stream)
     }
 
     fn queue_depth(&self) -> usize {
-        self.waiting.load(Ordering::SeqCst)
+        self.shared.in_channel.load(Ordering::SeqCst) + self.load().waiting
+    }
+
+    /// The scheduler's state after its last step.
+    fn load(&self) -> SchedulerLoad {
+        *self.shared.load.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
-/// Counts and timings only: the text stays out of the log.
-fn log_stats(id: &str, stats: &GenerationStats) {
-    // The first token comes from the prefill's logits; decoding makes the rest.
-    let decoded = stats.tokens.len().saturating_sub(1);
-    let decode_s = stats.decode_time.as_secs_f64();
-    tracing::info!(
-        request_id = %id,
-        prompt_tokens = stats.prompt_tokens,
-        cached_tokens = stats.cached_tokens,
-        completion_tokens = stats.tokens.len(),
-        finish = ?stats.finish,
-        prefill_ms = stats.prefill_time.as_millis() as u64,
-        decode_tok_s = format_args!("{:.1}", decoded as f64 / decode_s.max(1e-9)),
-        "generated"
-    );
-}
-
-fn model_info(lm: &LoadedModel, id: &str) -> ModelInfo {
+fn model_info(lm: &LoadedModel, id: &str, kv_positions: usize) -> ModelInfo {
     // Changes whenever the engine version or the model file does (cheaply: no hashing of
     // gigabytes at start-up; #6's pinned sha256 is the strong identity).
     let file_len = std::fs::metadata(&lm.path).map(|m| m.len()).unwrap_or(0);
@@ -158,7 +222,7 @@ fn model_info(lm: &LoadedModel, id: &str) -> ModelInfo {
     });
     ModelInfo {
         id: id.to_string(),
-        context_length: lm.model.hparams().context_length,
+        context_length: lm.model.hparams().context_length.min(kv_positions),
         has_chat_template: lm.template.is_some(),
         fingerprint: format!("fp_{fnv:016x}"),
         created: std::time::SystemTime::now()
@@ -167,50 +231,33 @@ fn model_info(lm: &LoadedModel, id: &str) -> ModelInfo {
     }
 }
 
-fn run(lm: &LoadedModel, jobs: Receiver<Job>, waiting: &AtomicUsize) {
-    let mut session = Session::new(lm);
-    while let Ok(job) = jobs.recv() {
-        waiting.fetch_sub(1, Ordering::SeqCst);
-        if job.events.is_cancelled() {
-            continue; // the client left while waiting
+fn run(lm: &LoadedModel, config: SchedulerConfig, jobs: Receiver<Job>, shared: &Shared) {
+    let mut scheduler = Scheduler::new(lm, config);
+    let take = |scheduler: &mut Scheduler, job| {
+        shared.in_channel.fetch_sub(1, Ordering::SeqCst);
+        scheduler.add(job);
+    };
+    loop {
+        if scheduler.is_idle() {
+            // Nothing to do: sleep until a request comes (or every handle is gone).
+            match jobs.recv() {
+                Ok(job) => take(&mut scheduler, job),
+                Err(_) => return,
+            }
         }
-        // A bug in one request must not take the engine down for everyone: contain it, reset
-        // the cache it may have left half-written, and report it on that request only.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            generate_in(lm, &mut session, &job.prompt, &job.params, |text| {
-                if job.events.is_cancelled() {
-                    ControlFlow::Break(())
-                } else {
-                    if !text.is_empty() {
-                        job.events.send(Event::Text(text.to_string()));
-                    }
-                    ControlFlow::Continue(())
-                }
-            })
-        }));
-        let last = match result {
-            Ok(Ok(stats)) => {
-                log_stats(&job.id, &stats);
-                if stats.finish == FinishReason::Cancelled {
-                    continue;
-                }
-                Event::Finished(Usage {
-                    finish: stats.finish,
-                    prompt_tokens: stats.prompt_tokens,
-                    cached_tokens: stats.cached_tokens,
-                    completion_tokens: stats.tokens.len(),
-                })
+        while let Ok(job) = jobs.try_recv() {
+            take(&mut scheduler, job);
+        }
+        let ran = scheduler.step();
+        *shared.load.lock().unwrap_or_else(|e| e.into_inner()) = scheduler.load();
+        if !ran {
+            // Nothing could run (a client gone mid-queue, say): wait briefly for news rather
+            // than spin.
+            match jobs.recv_timeout(Duration::from_millis(5)) {
+                Ok(job) => take(&mut scheduler, job),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {}
             }
-            Ok(Err(e)) => {
-                tracing::error!(request_id = %job.id, error = %e, "generation failed");
-                Event::Failed(e.to_string())
-            }
-            Err(_) => {
-                tracing::error!(request_id = %job.id, "generation panicked; cache reset");
-                session.clear();
-                Event::Failed("internal error in the engine".into())
-            }
-        };
-        job.events.send(last);
+        }
     }
 }

@@ -1,13 +1,14 @@
-//! The engine thread and its session on the real SmolLM2 model: reusing the previous request's
-//! cache gives exactly a fresh run's tokens, cancellation stops generation, and `submit`
-//! refuses what cannot run before anything is queued.
+//! The engine thread on the real SmolLM2 model: what it streams equals a sequence generated
+//! alone, whatever else runs beside it (batch invariance), through chunked prefill, the prefix
+//! cache and preemption; a client that leaves frees its blocks within a step; full queues,
+//! deadlines and bad requests are refused or ended cleanly.
 
-use std::ops::ControlFlow;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use ward_engine::{
-    generate, generate_in, ChatMessage, Engine, EngineHandle, Event, FinishReason, GenerateParams,
-    GenerateRequest, Prompt, SamplingParams, Session, SubmitError,
+    generate, ChatMessage, Engine, EngineConfig, EngineHandle, Event, EventStream, FinishReason,
+    GenerateParams, GenerateRequest, Prompt, SamplingParams, SubmitError, Usage,
 };
 use ward_models::LoadedModel;
 
@@ -18,60 +19,12 @@ fn smollm2() -> LoadedModel {
     LoadedModel::load(&p, None).unwrap()
 }
 
-fn params(max_tokens: usize, seed: u64) -> GenerateParams {
-    GenerateParams {
-        max_tokens,
-        sampling: SamplingParams {
-            temperature: 0.8,
-            seed: Some(seed),
-            ..Default::default()
-        },
-        stop: vec![],
+fn sampling(seed: u64) -> SamplingParams {
+    SamplingParams {
+        temperature: 0.8,
+        seed: Some(seed),
+        ..Default::default()
     }
-}
-
-#[test]
-fn a_reused_session_gives_the_tokens_of_a_fresh_one() {
-    let lm = smollm2();
-    let a = lm
-        .tokenizer
-        .encode("The patient was admitted because of chest pain and", true);
-    let mut b = a.clone();
-    b.truncate(a.len() - 3);
-    b.extend(lm.tokenizer.encode(" shortness of breath, so", false));
-    let mut session = Session::new(&lm);
-    for (prompt, seed, expect_cached) in [(&a, 1, 0), (&b, 2, a.len() - 3), (&b, 3, b.len() - 1)] {
-        let fresh = generate(&lm, prompt, &params(12, seed), |_| {}).unwrap();
-        let reused = generate_in(&lm, &mut session, prompt, &params(12, seed), |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
-        assert_eq!(reused.tokens, fresh.tokens, "seed {seed}");
-        assert!(
-            reused.cached_tokens >= expect_cached,
-            "{} cached",
-            reused.cached_tokens
-        );
-        assert!(reused.cached_tokens < prompt.len());
-    }
-}
-
-#[test]
-fn breaking_out_of_the_callback_cancels() {
-    let lm = smollm2();
-    let prompt = lm.tokenizer.encode("1, 2, 3, 4, 5,", true);
-    let mut calls = 0;
-    let stats = generate_in(&lm, &mut Session::new(&lm), &prompt, &params(50, 0), |_| {
-        calls += 1;
-        if calls == 3 {
-            ControlFlow::Break(())
-        } else {
-            ControlFlow::Continue(())
-        }
-    })
-    .unwrap();
-    assert_eq!(stats.finish, FinishReason::Cancelled);
-    assert_eq!(stats.tokens.len(), 3);
 }
 
 fn request(prompt: Prompt, max_tokens: Option<usize>) -> GenerateRequest {
@@ -81,7 +34,260 @@ fn request(prompt: Prompt, max_tokens: Option<usize>) -> GenerateRequest {
         max_tokens,
         sampling: SamplingParams::greedy(),
         stop: vec![],
+        stop_token_ids: vec![],
+        ignore_eos: false,
+        cache_salt: String::new(),
+        timeout: None,
     }
+}
+
+/// The text and usage of a finished stream.
+fn collect(mut events: EventStream) -> (String, Usage) {
+    let mut text = String::new();
+    loop {
+        match events.next_blocking().expect("a last event") {
+            Event::Text(t) => text.push_str(&t),
+            Event::Finished(u) => {
+                assert!(
+                    events.next_blocking().is_none(),
+                    "nothing after the last event"
+                );
+                return (text, u);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+/// What `generate` gives for `prompt` alone, with a cache of its own.
+fn alone(lm: &LoadedModel, prompt: &[u32], max_tokens: usize, seed: u64) -> (String, usize) {
+    let params = GenerateParams {
+        max_tokens,
+        sampling: sampling(seed),
+        ..Default::default()
+    };
+    let mut text = String::new();
+    let stats = generate(lm, prompt, &params, |t| text.push_str(t)).unwrap();
+    (text, stats.tokens.len())
+}
+
+fn wait_for(engine: &EngineHandle, what: &str, done: impl Fn(&EngineHandle) -> bool) {
+    let t0 = Instant::now();
+    while !done(engine) {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Sixteen prompts of 3 to ~400 tokens; some share a long header (the prefix cache's case).
+fn prompts(lm: &LoadedModel) -> Vec<Vec<u32>> {
+    let header = "You are a careful clinical assistant. Answer briefly, cite guidelines, and \
+                  say when a question needs a clinician. "
+        .repeat(6);
+    (0..16)
+        .map(|i| {
+            let text = match i % 4 {
+                0 => format!("{header}Question {i}: what lowers blood pressure?"),
+                1 => format!("Patient {i} reports"),
+                2 => "The differential diagnosis of chest pain includes ".repeat(i / 2 + 1),
+                _ => format!("{i}, {}, {},", i + 1, i + 2),
+            };
+            lm.tokenizer.encode(&text, true)
+        })
+        .collect()
+}
+
+#[test]
+fn every_sequence_of_a_batch_equals_itself_alone_in_any_order() {
+    let lm = smollm2();
+    let prompts = prompts(&lm);
+    let max_tokens = 24;
+    let want: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| alone(&lm, p, max_tokens, 100 + i as u64))
+        .collect();
+    // Small steps so that long prompts are read in chunks between others' decode steps.
+    let config = EngineConfig {
+        max_batch_tokens: 64,
+        max_running: 16,
+        ..Default::default()
+    };
+    let engine = EngineHandle::start(lm, "smollm2", config).unwrap();
+    let forwards: Vec<usize> = (0..16).collect();
+    let backwards: Vec<usize> = (0..16).rev().collect();
+    let shuffled: Vec<usize> = (0..16).map(|i| i * 7 % 16).collect();
+    for order in [forwards, backwards, shuffled] {
+        let streams: Vec<(usize, EventStream)> = order
+            .iter()
+            .map(|&i| {
+                let mut r = request(Prompt::Tokens(prompts[i].clone()), Some(max_tokens));
+                r.sampling = sampling(100 + i as u64);
+                (i, engine.submit(r).unwrap())
+            })
+            .collect();
+        for (i, events) in streams {
+            let (text, usage) = collect(events);
+            assert_eq!(text, want[i].0, "sequence {i} in order {order:?}");
+            assert_eq!(usage.completion_tokens, want[i].1, "sequence {i}");
+        }
+    }
+    // The load is published after each step: the last one may still be finishing.
+    wait_for(&engine, "every block released", |e| {
+        e.load().kv_blocks_used == 0
+    });
+    let load = engine.load();
+    assert!(
+        load.prefix_hits > 0,
+        "the shared header was reused: {load:?}"
+    );
+}
+
+#[test]
+fn preempted_sequences_are_recomputed_to_the_same_tokens() {
+    let lm = smollm2();
+    let block_bytes = lm.model.kv_block_bytes();
+    let prompts: Vec<Vec<u32>> = (0..6)
+        .map(|i| {
+            lm.tokenizer
+                .encode(&format!("{i}, {}, {}, {},", i + 1, i + 2, i + 3), true)
+        })
+        .collect();
+    let max_tokens = 150;
+    let want: Vec<_> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| alone(&lm, p, max_tokens, i as u64))
+        .collect();
+    // Ten blocks (640 positions) for six sequences that grow to ~160 positions (3 blocks) each.
+    let config = EngineConfig {
+        kv_cache_bytes: 10 * block_bytes,
+        ..Default::default()
+    };
+    let engine = EngineHandle::start(lm, "smollm2", config).unwrap();
+    assert_eq!(
+        engine.info().context_length,
+        640,
+        "the pool bounds the context"
+    );
+    let streams: Vec<EventStream> = prompts
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let mut r = request(Prompt::Tokens(p.clone()), Some(max_tokens));
+            r.sampling = sampling(i as u64);
+            engine.submit(r).unwrap()
+        })
+        .collect();
+    for (i, events) in streams.into_iter().enumerate() {
+        let (text, usage) = collect(events);
+        assert_eq!(text, want[i].0, "sequence {i}");
+        assert_eq!(usage.completion_tokens, want[i].1);
+    }
+    wait_for(&engine, "every block released", |e| {
+        e.load().kv_blocks_used == 0
+    });
+    let load = engine.load();
+    assert!(load.preemptions > 0, "the pool was never short: {load:?}");
+}
+
+#[test]
+fn the_prefix_cache_reuses_blocks_within_a_tenant_only() {
+    let lm = smollm2();
+    let history = "Doctor: Tell me about the pain. Patient: It started in my chest. ".repeat(12);
+    let first = lm
+        .tokenizer
+        .encode(&format!("{history}Doctor: When?"), true);
+    let second = lm
+        .tokenizer
+        .encode(&format!("{history}Doctor: Where exactly?"), true);
+    let want = alone(&lm, &second, 16, 9);
+    let engine = EngineHandle::start(lm, "smollm2", EngineConfig::default()).unwrap();
+    let run = |prompt: &[u32], salt: &str| {
+        let mut r = request(Prompt::Tokens(prompt.to_vec()), Some(16));
+        r.sampling = sampling(9);
+        r.cache_salt = salt.into();
+        collect(engine.submit(r).unwrap())
+    };
+    let (_, usage) = run(&first, "ward");
+    assert_eq!(usage.cached_tokens, 0);
+    let (text, usage) = run(&second, "ward");
+    assert_eq!(text, want.0, "reused blocks give the same tokens");
+    let shared = first
+        .iter()
+        .zip(&second)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert_eq!(
+        usage.cached_tokens,
+        shared / 64 * 64,
+        "every full block of the common prefix"
+    );
+    assert!(usage.cached_tokens >= 128);
+    let (text, usage) = run(&second, "another service");
+    assert_eq!(
+        (usage.cached_tokens, text),
+        (0, want.0),
+        "nothing shared across tenants"
+    );
+}
+
+#[test]
+fn a_client_that_leaves_frees_its_blocks_within_a_step() {
+    let engine = EngineHandle::start(smollm2(), "smollm2", EngineConfig::default()).unwrap();
+    let mut events = engine
+        .submit(request(Prompt::Text("1, 2, 3, 4, 5,".into()), Some(1000)))
+        .unwrap();
+    for _ in 0..3 {
+        assert!(matches!(events.next_blocking(), Some(Event::Text(_))));
+    }
+    assert!(engine.load().kv_blocks_used > 0);
+    let steps = engine.load().steps;
+    drop(events);
+    wait_for(&engine, "the sequence to go", |e| e.load().running == 0);
+    let load = engine.load();
+    assert_eq!(load.kv_blocks_used, 0);
+    assert!(
+        load.steps <= steps + 2,
+        "{} steps after leaving",
+        load.steps - steps
+    );
+}
+
+#[test]
+fn a_full_queue_refuses_and_a_deadline_ends_a_request() {
+    let config = EngineConfig {
+        max_queue: 1,
+        max_running: 1,
+        ..Default::default()
+    };
+    let engine = EngineHandle::start(smollm2(), "smollm2", config).unwrap();
+    let long = || request(Prompt::Text("1, 2, 3, 4, 5,".into()), Some(2000));
+    let mut running = engine.submit(long()).unwrap();
+    assert!(matches!(running.next_blocking(), Some(Event::Text(_))));
+    let mut waiting = engine.submit(long()).unwrap();
+    wait_for(&engine, "the second to wait", |e| e.load().waiting == 1);
+    assert!(matches!(
+        engine.submit(long()),
+        Err(SubmitError::QueueFull { capacity: 1 })
+    ));
+    drop(running);
+    assert!(matches!(waiting.next_blocking(), Some(Event::Text(_))));
+    drop(waiting);
+    wait_for(&engine, "the queue to empty", |e| {
+        e.load().running == 0 && e.queue_depth() == 0
+    });
+
+    let mut r = long();
+    r.timeout = Some(Duration::from_millis(300));
+    let t0 = Instant::now();
+    let mut events = engine.submit(r).unwrap();
+    let last = std::iter::from_fn(|| events.next_blocking()).last();
+    assert_eq!(last, Some(Event::TimedOut));
+    assert!(t0.elapsed() < Duration::from_secs(10));
 }
 
 #[test]
@@ -89,32 +295,21 @@ fn the_engine_thread_streams_what_generate_returns_and_refuses_bad_requests() {
     let lm = smollm2();
     let messages = vec![ChatMessage::new("user", "Name one symptom of flu.")];
     let prompt = lm.chat_prompt(&messages).unwrap();
-    let mut expected = String::new();
-    let direct = generate(&lm, &prompt, &params(16, 5), |t| expected.push_str(t)).unwrap();
+    let want = alone(&lm, &prompt, 16, 5);
     let context = lm.model.hparams().context_length;
-    let engine = EngineHandle::start(lm, "smollm2", 4).unwrap();
+    let engine = EngineHandle::start(lm, "smollm2", EngineConfig::default()).unwrap();
     assert_eq!(engine.info().id, "smollm2");
     assert!(engine.info().has_chat_template);
 
     let mut req = request(Prompt::Chat(messages), Some(16));
-    req.sampling = params(16, 5).sampling;
-    let mut events = engine.submit(req).unwrap();
+    req.sampling = sampling(5);
+    let events = engine.submit(req).unwrap();
     assert_eq!(events.prompt_tokens, prompt.len());
-    let mut text = String::new();
-    let usage = loop {
-        match events.next_blocking().unwrap() {
-            Event::Text(t) => text.push_str(&t),
-            Event::Finished(u) => break u,
-            Event::Failed(e) => panic!("{e}"),
-        }
-    };
-    assert_eq!(text, expected);
-    assert_eq!(usage.completion_tokens, direct.tokens.len());
+    let (text, usage) = collect(events);
+    assert_eq!(text, want.0);
+    assert_eq!(usage.completion_tokens, want.1);
     assert_eq!(usage.prompt_tokens, prompt.len());
-    assert!(
-        events.next_blocking().is_none(),
-        "nothing after the last event"
-    );
+    assert_ne!(usage.finish, FinishReason::Cancelled);
 
     let refused = |r| engine.submit(r).err().expect("refused");
     assert!(matches!(
@@ -136,34 +331,4 @@ fn the_engine_thread_streams_what_generate_returns_and_refuses_bad_requests() {
         refused(request(Prompt::Tokens(vec![]), Some(1))),
         SubmitError::InvalidPrompt { .. }
     ));
-}
-
-#[test]
-fn a_full_queue_refuses_and_dropped_requests_are_skipped() {
-    let engine = EngineHandle::start(smollm2(), "smollm2", 1).unwrap();
-    let long = || request(Prompt::Text("1, 2, 3, 4, 5,".into()), Some(500));
-    // One may be running, one waiting: of three quick submissions at least one is refused.
-    let results: Vec<_> = (0..3).map(|_| engine.submit(long())).collect();
-    assert!(results
-        .iter()
-        .any(|r| matches!(r, Err(SubmitError::QueueFull { capacity: 1 }))));
-    drop(results); // every client leaves: the running request stops, the waiting one never runs
-                   // The queue may hold a dropped request until the engine reaches it (within a step).
-    let mut events = (0..40)
-        .find_map(|_| {
-            let r = engine.submit(request(Prompt::Text("Hello".into()), Some(2)));
-            if r.is_err() {
-                std::thread::sleep(std::time::Duration::from_millis(250));
-            }
-            r.ok()
-        })
-        .expect("the queue never drained");
-    while let Some(e) = events.next_blocking() {
-        if let Event::Finished(u) = e {
-            assert_eq!(u.completion_tokens, 2);
-            assert_eq!(engine.queue_depth(), 0);
-            return;
-        }
-    }
-    panic!("no Finished event");
 }

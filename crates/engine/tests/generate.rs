@@ -31,6 +31,7 @@ fn params(max_tokens: usize, sampling: SamplingParams, stop: &[&str]) -> Generat
         max_tokens,
         sampling,
         stop: stop.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
     }
 }
 

@@ -5,7 +5,10 @@
 //! engine's business, not this module's.
 
 use half::f16;
-use ward_kernels::attention::{kv_block_len, kv_blocks_for, write_kv, PagedKv, KV_BLOCK};
+use half::vec::HalfBitsVecExt;
+use ward_kernels::attention::{kv_block_len, write_kv, PagedKv};
+/// The block size and its arithmetic, for the engine's block manager.
+pub use ward_kernels::attention::{kv_blocks_for, KV_BLOCK};
 
 /// One layer's pools, `[block][kv_head][KV_BLOCK][head_dim]` each.
 #[derive(Default, Clone)]
@@ -53,6 +56,16 @@ impl KvPool {
             return;
         }
         let block = kv_block_len(self.n_kv_head, self.head_dim);
+        if self.n_blocks == 0 {
+            // Zeroed by the allocator (calloc): the operating system maps the pages as they are
+            // first written, so a large pool costs memory only as it fills.
+            for layer in &mut self.layers {
+                layer.k = vec![0u16; n_blocks * block].reinterpret_into();
+                layer.v = vec![0u16; n_blocks * block].reinterpret_into();
+            }
+            self.n_blocks = n_blocks;
+            return;
+        }
         let room = n_blocks.max(self.n_blocks + self.n_blocks / 8) * block;
         for layer in &mut self.layers {
             for x in [&mut layer.k, &mut layer.v] {

@@ -5,9 +5,9 @@ use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::rope::{Rope, RopeLayout};
 
 use crate::arch::BatchItem;
+use crate::cache::KvPool;
 use crate::weights::{GateUp, Linear, Projections, WeightLoader};
 use crate::workspace::{sized, LayerScratch};
-use crate::cache::KvPool;
 use crate::{HParams, ModelError};
 
 /// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,

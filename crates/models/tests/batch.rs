@@ -77,7 +77,10 @@ fn check(file: &str) {
             })
             .collect();
         let mut ws = Workspace::default();
-        let logits = lm.model.forward_batch(&mut batch, &mut pool, &mut ws).unwrap();
+        let logits = lm
+            .model
+            .forward_batch(&mut batch, &mut pool, &mut ws)
+            .unwrap();
         let mut at = 0;
         for &i in &order {
             let want = &alone[i];
@@ -133,7 +136,9 @@ fn a_refused_item_changes_no_cache() {
             .err();
         match err {
             Some(ModelError::TokenOutOfRange { .. }) => assert!(!want_blocks),
-            Some(ModelError::KvBlocks { positions: 2000, .. }) => assert!(want_blocks),
+            Some(ModelError::KvBlocks {
+                positions: 2000, ..
+            }) => assert!(want_blocks),
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!((a.len(), b.len()), (3, 0));

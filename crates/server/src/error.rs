@@ -127,6 +127,16 @@ impl ApiError {
             .with_code("engine_error")
     }
 
+    /// The request ran past the server's request timeout (`--request-timeout`).
+    pub fn timed_out() -> ApiError {
+        ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "server_error",
+            "the request did not finish within this server's request timeout",
+        )
+        .with_code("request_timeout")
+    }
+
     /// The `error` object alone, for an error sent inside an event stream.
     pub fn body(&self) -> serde_json::Value {
         json!({"error": {

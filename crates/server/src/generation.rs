@@ -68,6 +68,7 @@ async fn generate(
         Endpoint::Completion => body.into_completion()?,
     };
     request.id = id.0.clone();
+    request.timeout = app.config.request_timeout;
     let meta = Meta::new(endpoint, &id.0, &info.id, &info.fingerprint);
     // Templating and tokenizing a long prompt is CPU work: keep it off the I/O threads.
     let submitter = engine.clone();
@@ -117,6 +118,7 @@ async fn collect(mut events: EventStream) -> Result<(String, Usage), ApiError> {
             Some(Event::Text(t)) => text.push_str(&t),
             Some(Event::Finished(usage)) => return Ok((text, usage)),
             Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
+            Some(Event::TimedOut) => return Err(ApiError::timed_out()),
             None => return Err(ApiError::engine("the engine stopped")),
         }
     }
@@ -144,6 +146,10 @@ fn event_stream(
                 }
                 Some(Event::Failed(message)) => {
                     yield data(ApiError::engine(message).body());
+                    break;
+                }
+                Some(Event::TimedOut) => {
+                    yield data(ApiError::timed_out().body());
                     break;
                 }
                 None => {

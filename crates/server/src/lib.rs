@@ -31,6 +31,8 @@ pub struct ServerConfig {
     pub body_timeout: Duration,
     /// How long in-flight requests may run on after a stop signal.
     pub shutdown_timeout: Duration,
+    /// How long a generation request may take, from submission to its last token.
+    pub request_timeout: Option<Duration>,
 }
 
 impl Default for ServerConfig {
@@ -40,6 +42,7 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(30),
             body_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
+            request_timeout: None,
         }
     }
 }

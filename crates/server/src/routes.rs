@@ -68,11 +68,17 @@ async fn health() -> Json<Value> {
 /// The model is loaded and requests can be served.
 async fn ready(State(app): State<Arc<App>>) -> Response {
     match app.engine() {
-        Ok(engine) => Json(json!({
-            "status": "ready",
-            "model": engine.info().id,
-            "queue_depth": engine.queue_depth(),
-        }))
+        Ok(engine) => {
+            let load = engine.load();
+            Json(json!({
+                "status": "ready",
+                "model": engine.info().id,
+                "queue_depth": engine.queue_depth(),
+                "running": load.running,
+                "kv_blocks_used": load.kv_blocks_used,
+                "kv_blocks_total": load.kv_blocks_total,
+            }))
+        }
         .into_response(),
         Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -251,7 +251,8 @@ async fn bad_parameters_get_400_naming_them_without_echoing_values() {
             json!({"stream_options": {"include_usage": true}}),
             "stream_options",
         ),
-        (json!({"logit_bias": {"5": 10}}), "logit_bias"),
+        (json!({"logit_bias": {"5": 101}}), "logit_bias"),
+        (json!({"logit_bias": {"five": 1}}), "logit_bias"),
         (json!({"messages": []}), "messages"),
         (
             json!({"messages": [{"role": "wizard", "content": "x"}]}),

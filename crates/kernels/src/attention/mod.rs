@@ -59,7 +59,13 @@ pub struct PagedKv<'a> {
 }
 
 /// Where the row of `kv_head` at `pos` starts in a pool, for a sequence with block `table`.
-fn kv_row_at(table: &[u32], pos: usize, kv_head: usize, n_kv_head: usize, head_dim: usize) -> usize {
+fn kv_row_at(
+    table: &[u32],
+    pos: usize,
+    kv_head: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+) -> usize {
     let block = table[pos / KV_BLOCK] as usize;
     ((block * n_kv_head + kv_head) * KV_BLOCK + pos % KV_BLOCK) * head_dim
 }
@@ -117,13 +123,7 @@ thread_local! {
 /// values (with all earlier ones) are already in `kv`.
 ///
 /// `q` is `[n_tok][n_head][head_dim]`, `out` the same shape.
-pub fn attention(
-    q: &[f32],
-    kv: PagedKv,
-    start_pos: usize,
-    shape: &AttnShape,
-    out: &mut [f32],
-) {
+pub fn attention(q: &[f32], kv: PagedKv, start_pos: usize, shape: &AttnShape, out: &mut [f32]) {
     let s = *shape;
     assert!(
         s.n_kv_head > 0 && s.n_head.is_multiple_of(s.n_kv_head),

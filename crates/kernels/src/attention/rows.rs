@@ -35,7 +35,8 @@ impl Rows<'_> {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     fn prefetch_address(&self, j: usize) -> Option<*const f16> {
         let block = *self.table.get(j / KV_BLOCK)? as usize;
-        let at = ((block * self.n_kv_head + self.kv_head) * KV_BLOCK + j % KV_BLOCK) * self.head_dim;
+        let at =
+            ((block * self.n_kv_head + self.kv_head) * KV_BLOCK + j % KV_BLOCK) * self.head_dim;
         Some(self.pool.as_ptr().wrapping_add(at))
     }
 

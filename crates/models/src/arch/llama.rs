@@ -4,10 +4,10 @@
 use ward_kernels::rope::RopeLayout;
 
 use super::{BatchItem, CausalLm, Head, Logits};
+use crate::cache::KvPool;
 use crate::layers::{add_inplace, Activation, Attention, FeedForward};
 use crate::weights::WeightLoader;
 use crate::workspace::{sized, Workspace};
-use crate::cache::KvPool;
 use crate::{HParams, ModelError};
 
 struct Block {

@@ -14,6 +14,8 @@ use crate::error::ApiError;
 /// Most stop strings a request may give, and their longest length in bytes.
 const MAX_STOPS: usize = 16;
 const MAX_STOP_LEN: usize = 256;
+/// Most tokens `logit_bias` may name (OpenAI's limit).
+const MAX_LOGIT_BIAS: usize = 300;
 /// Most choices a request may ask for (`n`). One sequence per request for now.
 const MAX_N: i64 = 1;
 
@@ -40,13 +42,19 @@ pub struct RequestBody {
     // Accepted for compatibility but only in their "off" form for now (see `refuse_unsupported`).
     logprobs: Option<Value>,
     top_logprobs: Option<Value>,
-    logit_bias: Option<Value>,
+    logit_bias: Option<std::collections::HashMap<String, f64>>,
+    /// vLLM's extensions: more tokens that end the answer; generating past end-of-turn.
+    stop_token_ids: Option<Vec<u32>>,
+    ignore_eos: Option<bool>,
     response_format: Option<Value>,
     tools: Option<Value>,
     tool_choice: Option<Value>,
     echo: Option<bool>,
     suffix: Option<String>,
     best_of: Option<i64>,
+    /// vLLM's extension: prefix-cache entries are shared only between requests with the same
+    /// salt.
+    cache_salt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -269,6 +277,11 @@ impl RequestBody {
                 max_tokens,
                 sampling: self.sampling()?,
                 stop: self.stops()?,
+                stop_token_ids: self.stop_token_ids.clone().unwrap_or_default(),
+                ignore_eos: self.ignore_eos.unwrap_or(false),
+                cache_salt: self.cache_salt.clone().unwrap_or_default(),
+                // Set by the route, from the server's configuration.
+                timeout: None,
             },
             stream,
             include_usage,
@@ -314,8 +327,40 @@ impl RequestBody {
                 .unwrap_or(0.0) as f32,
             // Any integer is a valid seed; negative ones keep their bits.
             seed: self.seed.map(|s| s as u64),
+            logit_bias: self.logit_bias()?,
             ..d
         })
+    }
+
+    /// OpenAI's `logit_bias`: token ids (as strings) to a bias between -100 and 100.
+    fn logit_bias(&self) -> Result<Vec<(u32, f32)>, ApiError> {
+        let Some(map) = &self.logit_bias else {
+            return Ok(Vec::new());
+        };
+        if map.len() > MAX_LOGIT_BIAS {
+            return Err(ApiError::invalid_param(
+                "logit_bias",
+                format!("'logit_bias' takes at most {MAX_LOGIT_BIAS} tokens"),
+            ));
+        }
+        let mut bias: Vec<(u32, f32)> = map
+            .iter()
+            .map(|(id, &b)| {
+                let id = id.parse::<u32>().map_err(|_| {
+                    ApiError::invalid_param("logit_bias", "'logit_bias' keys must be token ids")
+                })?;
+                if !(-100.0..=100.0).contains(&b) {
+                    return Err(ApiError::invalid_param(
+                        "logit_bias",
+                        "'logit_bias' values must be between -100 and 100",
+                    ));
+                }
+                Ok((id, b as f32))
+            })
+            .collect::<Result<_, _>>()?;
+        // A map has no order; the sampler's sums should not depend on the hash seed.
+        bias.sort_unstable_by_key(|b| b.0);
+        Ok(bias)
     }
 
     fn stops(&self) -> Result<Vec<String>, ApiError> {
@@ -349,7 +394,6 @@ impl RequestBody {
         for (name, value) in [
             ("logprobs", &self.logprobs),
             ("top_logprobs", &self.top_logprobs),
-            ("logit_bias", &self.logit_bias),
             ("tools", &self.tools),
         ] {
             if on(value) {

@@ -138,8 +138,9 @@ fn finish_reason(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",
-        // Nobody is left to read it; named for completeness.
+        // Nobody is left to read it, or it is sent as an error; named for completeness.
         FinishReason::Cancelled => "cancelled",
+        FinishReason::TimedOut => "timeout",
     }
 }
 

@@ -58,7 +58,8 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server():
-    s = Server("--max-queue", "2", "--max-body", "65536", "--header-timeout", "3", "--body-timeout", "3")
+    # One sequence at a time, so that two more requests fill the queue of two.
+    s = Server("--max-queue", "2", "--max-running", "1", "--max-body", "65536", "--header-timeout", "3", "--body-timeout", "3")
     yield s
     assert s.stop() == 0, s.log_text()
 
