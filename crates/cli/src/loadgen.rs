@@ -100,19 +100,24 @@ async fn level(a: &LoadArgs, streams: usize) -> anyhow::Result<()> {
     let tokens: usize = samples.iter().map(|s| s.tokens).sum();
     let mut ttft: Vec<Duration> = samples.iter().map(|s| s.ttft).collect();
     let mut itl: Vec<Duration> = samples.iter().flat_map(|s| s.gaps.clone()).collect();
-    let (ttft, itl) = (percentiles(&mut ttft), percentiles(&mut itl));
     let tok_s = tokens as f64 / wall;
+    // Each stream's token rate while decoding (after its first token), times the streams: the
+    // aggregate decode rate with every stream decoding, free of the time spent reading prompts.
+    let gap_sum: f64 = itl.iter().map(Duration::as_secs_f64).sum();
+    let decode_tok_s = streams as f64 * itl.len() as f64 / gap_sum.max(1e-9);
+    let (ttft, itl) = (percentiles(&mut ttft), percentiles(&mut itl));
     if a.json {
         println!(
             "{}",
             json!({"label": a.label, "streams": streams, "requests": samples.len() + failures.len(),
-                   "failed": failures.len(), "tokens": tokens, "seconds": wall, "tok_s": tok_s,
+                   "failed": failures.len(), "tokens": tokens, "seconds": wall, "tok_s": tok_s, "decode_tok_s": decode_tok_s,
                    "ttft_ms": ttft, "itl_ms": itl})
         );
     } else {
         println!(
-            "{:>10} {streams:>3} streams: {tok_s:7.1} tok/s ({tokens} tokens in {wall:.1} s), \
-             {} failed | TTFT ms p50 {:.0} p90 {:.0} p99 {:.0} | ITL ms p50 {:.1} p90 {:.1} p99 {:.1}",
+            "{:>10} {streams:>3} streams: {tok_s:6.1} tok/s ({tokens} tokens in {wall:.1} s), decode \
+             {decode_tok_s:6.1} tok/s, {} failed | TTFT ms p50 {:.0} p90 {:.0} p99 {:.0} | ITL ms \
+             p50 {:.1} p90 {:.1} p99 {:.1}",
             a.label, failures.len(), ttft[0], ttft[1], ttft[2], itl[0], itl[1], itl[2]
         );
     }

@@ -43,6 +43,8 @@ pub struct GenerateRequest {
     pub stop_token_ids: Vec<u32>,
     /// Generate past end-of-generation tokens, up to `max_tokens`.
     pub ignore_eos: bool,
+    /// Send each token's log-probability with this many alternatives ([`Event::Logprob`]).
+    pub logprobs: Option<usize>,
     /// Prefix-cache entries are shared only between requests with the same salt (a tenant's
     /// key or name), so one service cannot detect another's prompts by their speed.
     pub cache_salt: String,
@@ -106,6 +108,10 @@ pub enum SubmitError {
 /// One step of a request's progress.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
+    /// A sampled token's log-probability (requests that ask for them), sent before the text
+    /// that token makes final, which may come in a later event (a character or stop string
+    /// still incomplete) or never (an end-of-generation token, text cut by a stop string).
+    Logprob(TokenLogprob),
     /// Newly final output text (never empty).
     Text(String),
     /// The last event of a successful request.
@@ -114,6 +120,35 @@ pub enum Event {
     Failed(String),
     /// The last event of a request whose deadline passed before it finished.
     TimedOut,
+}
+
+/// The log-probability of a sampled token under the model's distribution (the raw logits,
+/// before bias, penalties, temperature or truncation), with the likeliest tokens at its
+/// position, likeliest first.
+#[derive(Clone, PartialEq)]
+pub struct TokenLogprob {
+    pub token: TokenChoice,
+    pub top: Vec<TokenChoice>,
+}
+
+#[derive(Clone, PartialEq)]
+pub struct TokenChoice {
+    pub id: u32,
+    /// The bytes the token stands for (part of a character, possibly).
+    pub bytes: Vec<u8>,
+    pub logprob: f32,
+}
+
+impl std::fmt::Debug for TokenLogprob {
+    // Output text is patient data: ids and numbers only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids: Vec<(u32, f32)> = self.top.iter().map(|c| (c.id, c.logprob)).collect();
+        write!(
+            f,
+            "TokenLogprob({}, {}, top {ids:?})",
+            self.token.id, self.token.logprob
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +209,13 @@ pub trait Engine: Send + Sync + 'static {
     /// Requests accepted but not yet started.
     fn queue_depth(&self) -> usize;
 
+    /// The token ids `submit` would run for `prompt` (a chat rendered through the template,
+    /// with the generation prompt).
+    fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError>;
+
+    /// The text of `tokens`, special tokens included.
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, SubmitError>;
+
     /// What the engine is holding now (sequences, KV blocks, prefix-cache hits).
     fn load(&self) -> crate::SchedulerLoad {
         crate::SchedulerLoad::default()
@@ -199,6 +241,7 @@ mod tests {
                 stop: vec![secret.into()],
                 stop_token_ids: vec![],
                 ignore_eos: false,
+                logprobs: None,
                 cache_salt: secret.into(),
                 timeout: None,
             };

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use ward_models::{LoadedModel, ModelError, StreamDecoder, Workspace};
 
+use crate::api::{TokenChoice, TokenLogprob};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::stop::{StopMatcher, StopOutcome};
 
@@ -17,7 +18,13 @@ pub struct GenerateParams {
     pub stop_token_ids: Vec<u32>,
     /// Keep going past end-of-generation tokens (benchmarks want fixed lengths).
     pub ignore_eos: bool,
+    /// Report each sampled token's log-probability with this many alternatives (at most
+    /// `MAX_TOP_LOGPROBS`); `None`: no log-probabilities.
+    pub logprobs: Option<usize>,
 }
+
+/// Most alternatives a token's log-probability may come with (OpenAI's limit).
+pub const MAX_TOP_LOGPROBS: usize = 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FinishReason {
@@ -50,6 +57,8 @@ pub struct TokenStep {
     pub text: String,
     /// Set when this token ends the sequence.
     pub finish: Option<FinishReason>,
+    /// When the request asked for log-probabilities.
+    pub logprob: Option<TokenLogprob>,
 }
 
 /// A sequence's output side: the sampler (with its own seeded random state), the detokenizer
@@ -62,6 +71,9 @@ pub struct Continuation {
     max_tokens: usize,
     stop_token_ids: Vec<u32>,
     ignore_eos: bool,
+    logprobs: Option<usize>,
+    /// The raw logits of the last step, kept for log-probabilities (the sampler changes them).
+    raw: Vec<f32>,
     generated: usize,
 }
 
@@ -74,6 +86,8 @@ impl Continuation {
             max_tokens: params.max_tokens,
             stop_token_ids: params.stop_token_ids.clone(),
             ignore_eos: params.ignore_eos,
+            logprobs: params.logprobs.map(|n| n.min(MAX_TOP_LOGPROBS)),
+            raw: Vec::new(),
             generated: 0,
         }
     }
@@ -86,8 +100,22 @@ impl Continuation {
     /// Sample the next token from `logits` (changed in place by the penalties); `history` is
     /// the prompt and the tokens sampled so far.
     pub fn step(&mut self, lm: &LoadedModel, logits: &mut [f32], history: &[u32]) -> TokenStep {
+        if self.logprobs.is_some() {
+            self.raw.clear();
+            self.raw.extend_from_slice(logits);
+        }
         let token = self.sampler.sample(logits, history);
         self.generated += 1;
+        let logprob = self
+            .logprobs
+            .map(|n| token_logprob(lm, &self.raw, token, n));
+        let mut step = self.finish_step(lm, token);
+        step.logprob = logprob;
+        step
+    }
+
+    /// Detokenize `token` and check whether it ends the sequence.
+    fn finish_step(&mut self, lm: &LoadedModel, token: u32) -> TokenStep {
         if (!self.ignore_eos && lm.tokenizer.is_end_of_generation(token))
             || self.stop_token_ids.contains(&token)
         {
@@ -96,6 +124,7 @@ impl Continuation {
                 token,
                 text,
                 finish: Some(FinishReason::Stop),
+                logprob: None,
             };
         }
         let piece = self.decoder.push(&lm.tokenizer, token);
@@ -110,6 +139,7 @@ impl Continuation {
             token,
             text,
             finish,
+            logprob: None,
         }
     }
 
@@ -119,6 +149,33 @@ impl Continuation {
             StopOutcome::Continue(t) => t + &self.stop.finish(),
             StopOutcome::Stopped(t) => t,
         }
+    }
+}
+
+/// `token`'s log-probability under `logits` and the `n` likeliest tokens'.
+fn token_logprob(lm: &LoadedModel, logits: &[f32], token: u32, n: usize) -> TokenLogprob {
+    let max = logits.iter().fold(f32::NEG_INFINITY, |m, &l| m.max(l));
+    let sum: f64 = logits.iter().map(|&l| f64::from((l - max).exp())).sum();
+    let log_z = max + sum.ln() as f32;
+    let choice = |id: u32| TokenChoice {
+        id,
+        bytes: lm.tokenizer.token_bytes(id, true),
+        logprob: logits[id as usize] - log_z,
+    };
+    let mut ids: Vec<u32> = (0..logits.len() as u32).collect();
+    let likelier = |a: &u32, b: &u32| {
+        logits[*b as usize]
+            .total_cmp(&logits[*a as usize])
+            .then(a.cmp(b))
+    };
+    if n > 0 && n < ids.len() {
+        ids.select_nth_unstable_by(n - 1, likelier);
+    }
+    ids.truncate(n);
+    ids.sort_unstable_by(likelier);
+    TokenLogprob {
+        token: choice(token),
+        top: ids.into_iter().map(choice).collect(),
     }
 }
 

@@ -15,9 +15,10 @@ pub mod stop;
 pub mod worker;
 
 pub use api::{
-    Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, SubmitError, Usage,
+    Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, SubmitError,
+    TokenChoice, TokenLogprob, Usage,
 };
-pub use generate::{generate, FinishReason, GenerateParams, GenerationStats};
+pub use generate::{generate, FinishReason, GenerateParams, GenerationStats, MAX_TOP_LOGPROBS};
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::SchedulerLoad;
 pub use stop::StopMatcher;

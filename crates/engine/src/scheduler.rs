@@ -327,6 +327,9 @@ impl<'m> Scheduler<'m> {
             let step = seq.out.step(lm, row, &seq.tokens);
             seq.tokens.push(step.token);
             seq.first_token.get_or_insert_with(Instant::now);
+            if let Some(lp) = step.logprob {
+                seq.job.events.send(Event::Logprob(lp));
+            }
             if !step.text.is_empty() {
                 seq.job.events.send(Event::Text(step.text));
             }

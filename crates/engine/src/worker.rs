@@ -145,6 +145,21 @@ impl Engine for EngineHandle {
         &self.info
     }
 
+    fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError> {
+        self.prompt_tokens(prompt)
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, SubmitError> {
+        let n_vocab = self.lm.model.n_vocab();
+        if let Some(bad) = tokens.iter().find(|&&id| id as usize >= n_vocab) {
+            return Err(SubmitError::InvalidPrompt {
+                message: format!("token id {bad} is outside the {n_vocab}-token vocabulary"),
+                param: "tokens",
+            });
+        }
+        Ok(self.lm.tokenizer.decode(tokens, true))
+    }
+
     fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
         let prompt = self.prompt_tokens(request.prompt)?;
         let context_length = self.info.context_length;
@@ -188,6 +203,7 @@ impl Engine for EngineHandle {
                 stop: request.stop,
                 stop_token_ids: request.stop_token_ids,
                 ignore_eos: request.ignore_eos,
+                logprobs: request.logprobs,
             },
             salt: request.cache_salt,
             deadline: request.timeout.map(|t| Instant::now() + t),

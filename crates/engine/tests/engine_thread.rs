@@ -36,6 +36,7 @@ fn request(prompt: Prompt, max_tokens: Option<usize>) -> GenerateRequest {
         stop: vec![],
         stop_token_ids: vec![],
         ignore_eos: false,
+        logprobs: None,
         cache_salt: String::new(),
         timeout: None,
     }

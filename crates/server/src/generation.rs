@@ -11,13 +11,15 @@ use axum::extract::State;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use futures_util::future::try_join_all;
+use futures_util::stream::{select_all, unfold};
 use futures_util::StreamExt;
 use serde_json::Value;
-use ward_engine::{Event, EventStream, Usage};
+use ward_engine::{Engine, Event, EventStream, GenerateRequest, SubmitError, TokenLogprob, Usage};
 
 use crate::error::ApiError;
 use crate::openai::request::{parse_body, Validated};
-use crate::openai::response::{Endpoint, Meta};
+use crate::openai::response::{Choice, Endpoint, Meta};
 use crate::request_id::RequestId;
 use crate::App;
 
@@ -63,29 +65,51 @@ async fn generate(
         mut request,
         stream,
         include_usage,
+        n,
     } = match endpoint {
         Endpoint::Chat => body.into_chat()?,
         Endpoint::Completion => body.into_completion()?,
     };
     request.id = id.0.clone();
     request.timeout = app.config.request_timeout;
+    let logprobs = request.logprobs.is_some();
     let meta = Meta::new(endpoint, &id.0, &info.id, &info.fingerprint);
     // Templating and tokenizing a long prompt is CPU work: keep it off the I/O threads.
     let submitter = engine.clone();
-    let events = tokio::task::spawn_blocking(move || submitter.submit(request))
+    let streams = tokio::task::spawn_blocking(move || submit_n(&*submitter, request, n))
         .await
         .map_err(|_| ApiError::engine("the request could not be prepared"))?
         .map_err(|e| ApiError::from_submit(e, endpoint.prompt_param()))?;
     if stream {
-        Ok(event_stream(events, meta, include_usage).into_response())
+        Ok(event_stream(streams, meta, include_usage, logprobs).into_response())
     } else {
-        let (text, usage) = collect(events).await?;
-        Ok(Json(meta.response(&text, &usage)).into_response())
+        let (choices, usage) = collect(streams, logprobs).await?;
+        Ok(Json(meta.response(&choices, &usage)).into_response())
     }
 }
 
+/// `n` sequences for one request (OpenAI's `n`), each with its own events. Choice `i` samples
+/// with seed `seed + i`, so seeded choices differ from one another and repeat from call to
+/// call. Sequences after the first usually find the prompt in the prefix cache.
+fn submit_n(
+    engine: &dyn Engine,
+    request: GenerateRequest,
+    n: usize,
+) -> Result<Vec<EventStream>, SubmitError> {
+    (0..n)
+        .map(|i| {
+            let mut r = request.clone();
+            r.sampling.seed = r.sampling.seed.map(|s| s.wrapping_add(i as u64));
+            if n > 1 {
+                r.id = format!("{}.{i}", request.id);
+            }
+            engine.submit(r)
+        })
+        .collect()
+}
+
 /// Read the whole body within the body timeout, refusing more than `max_body_bytes`.
-async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> {
     let limit = app.config.max_body_bytes;
     let read = async {
         let mut chunks = body.into_data_stream();
@@ -111,12 +135,30 @@ async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> {
         .unwrap_or_else(|_| Err(ApiError::body_timeout()))
 }
 
-async fn collect(mut events: EventStream) -> Result<(String, Usage), ApiError> {
-    let mut text = String::new();
+/// Every sequence's output; the first failure ends them all (dropping the others cancels them).
+async fn collect(
+    streams: Vec<EventStream>,
+    logprobs: bool,
+) -> Result<(Vec<Choice>, Usage), ApiError> {
+    let results = try_join_all(streams.into_iter().map(|s| collect_one(s, logprobs))).await?;
+    let usage = total_usage(results.iter().map(|r| &r.1));
+    Ok((results.into_iter().map(|r| r.0).collect(), usage))
+}
+
+async fn collect_one(mut events: EventStream, logprobs: bool) -> Result<(Choice, Usage), ApiError> {
+    let mut choice = Choice {
+        text: String::new(),
+        logprobs: logprobs.then(Vec::new),
+        finish: None,
+    };
     loop {
         match events.next().await {
-            Some(Event::Text(t)) => text.push_str(&t),
-            Some(Event::Finished(usage)) => return Ok((text, usage)),
+            Some(Event::Logprob(lp)) => choice.logprobs.get_or_insert_with(Vec::new).push(lp),
+            Some(Event::Text(t)) => choice.text.push_str(&t),
+            Some(Event::Finished(usage)) => {
+                choice.finish = Some(usage.finish);
+                return Ok((choice, usage));
+            }
             Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
             Some(Event::TimedOut) => return Err(ApiError::timed_out()),
             None => return Err(ApiError::engine("the engine stopped")),
@@ -124,39 +166,71 @@ async fn collect(mut events: EventStream) -> Result<(String, Usage), ApiError> {
     }
 }
 
+/// The usage of `n` sequences of one prompt: the prompt counted once, the completions summed.
+fn total_usage<'a>(usages: impl Iterator<Item = &'a Usage>) -> Usage {
+    let mut usages = usages.peekable();
+    let first = **usages.peek().expect("at least one sequence");
+    Usage {
+        completion_tokens: usages.map(|u| u.completion_tokens).sum(),
+        ..first
+    }
+}
+
 fn event_stream(
-    mut events: EventStream,
+    streams: Vec<EventStream>,
     meta: Meta,
     include_usage: bool,
+    logprobs: bool,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
+    let n = streams.len();
+    // One stream of (choice, event) from all the sequences, in the order events arrive.
+    let mut merged = select_all(streams.into_iter().enumerate().map(|(i, events)| {
+        Box::pin(unfold(events, move |mut events| async move {
+            events.next().await.map(|e| ((i, e), events))
+        }))
+    }));
     let stream = async_stream::stream! {
         if meta.endpoint == Endpoint::Chat {
-            yield data(meta.role_chunk(include_usage));
+            for i in 0..n {
+                yield data(meta.role_chunk(i, include_usage));
+            }
         }
-        loop {
-            match events.next().await {
-                Some(Event::Text(t)) => yield data(meta.chunk(&t, None, include_usage)),
-                Some(Event::Finished(usage)) => {
-                    yield data(meta.chunk("", Some(usage.finish), include_usage));
-                    if include_usage {
-                        yield data(meta.usage_chunk(&usage));
-                    }
-                    break;
+        // Per choice: log-probabilities not yet sent, text length so far.
+        let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
+        let mut offsets = vec![0usize; n];
+        let mut usages = Vec::with_capacity(n);
+        let mut failed = false;
+        while let Some((i, event)) = merged.next().await {
+            match event {
+                Event::Logprob(lp) => pending[i].push(lp),
+                Event::Text(t) => {
+                    let lps = std::mem::take(&mut pending[i]);
+                    let lps = logprobs.then_some((&lps[..], &mut offsets[i]));
+                    yield data(meta.chunk(i, &t, lps, None, include_usage));
                 }
-                Some(Event::Failed(message)) => {
+                Event::Finished(usage) => {
+                    let lps = std::mem::take(&mut pending[i]);
+                    let lps = (logprobs && !lps.is_empty()).then_some((&lps[..], &mut offsets[i]));
+                    yield data(meta.chunk(i, "", lps, Some(usage.finish), include_usage));
+                    usages.push(usage);
+                }
+                Event::Failed(message) => {
                     yield data(ApiError::engine(message).body());
+                    failed = true;
                     break;
                 }
-                Some(Event::TimedOut) => {
+                Event::TimedOut => {
                     yield data(ApiError::timed_out().body());
-                    break;
-                }
-                None => {
-                    yield data(ApiError::engine("the engine stopped").body());
+                    failed = true;
                     break;
                 }
             }
+        }
+        if !failed && usages.len() < n {
+            yield data(ApiError::engine("the engine stopped").body());
+        } else if include_usage && !failed {
+            yield data(meta.usage_chunk(&total_usage(usages.iter())));
         }
         yield Ok(SseEvent::default().data("[DONE]"));
     };

@@ -11,6 +11,7 @@ mod http;
 mod openai;
 mod request_id;
 mod routes;
+mod tokens;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;

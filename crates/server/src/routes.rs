@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::generation::{chat_completions, completions};
 use crate::request_id::tag_and_log;
+use crate::tokens::{detokenize, tokenize};
 use crate::App;
 
 pub fn router(app: Arc<App>) -> Router {
@@ -21,6 +22,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
+        .route("/tokenize", post(tokenize))
+        .route("/detokenize", post(detokenize))
+        .route("/v1/tokenize", post(tokenize))
+        .route("/v1/detokenize", post(detokenize))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .fallback(|| async { ApiError::route_not_found() })

@@ -45,6 +45,18 @@ impl Engine for MockEngine {
         &self.info
     }
 
+    /// One token per byte of text.
+    fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError> {
+        match prompt {
+            Prompt::Text(t) => Ok(t.bytes().map(u32::from).collect()),
+            _ => Err(SubmitError::NoChatTemplate),
+        }
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, SubmitError> {
+        Ok(tokens.iter().map(|&t| char::from(t as u8)).collect())
+    }
+
     fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
         if let Some(refuse) = self.refuse {
             return Err(refuse());
@@ -241,7 +253,7 @@ async fn bad_parameters_get_400_naming_them_without_echoing_values() {
         (json!({"max_tokens": 0}), "max_tokens"),
         (json!({"max_tokens": -3}), "max_tokens"),
         (json!({"max_completion_tokens": 0}), "max_completion_tokens"),
-        (json!({"n": 5}), "n"),
+        (json!({"n": 17}), "n"),
         (json!({"n": 0}), "n"),
         (json!({"presence_penalty": 3}), "presence_penalty"),
         (json!({"stop": vec!["a"; 17]}), "stop"),

@@ -7,7 +7,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use ward_engine::{ChatMessage, GenerateRequest, Prompt, SamplingParams};
+use ward_engine::{ChatMessage, GenerateRequest, Prompt, SamplingParams, MAX_TOP_LOGPROBS};
 
 use crate::error::ApiError;
 
@@ -16,8 +16,10 @@ const MAX_STOPS: usize = 16;
 const MAX_STOP_LEN: usize = 256;
 /// Most tokens `logit_bias` may name (OpenAI's limit).
 const MAX_LOGIT_BIAS: usize = 300;
-/// Most choices a request may ask for (`n`). One sequence per request for now.
-const MAX_N: i64 = 1;
+/// Most choices a request may ask for (`n`); each is a sequence of its own.
+const MAX_N: i64 = 16;
+/// Most alternatives per token the completions API's `logprobs` may ask for (OpenAI's limit).
+const MAX_COMPLETION_LOGPROBS: u64 = 5;
 
 /// Deliberately without `Debug`: it holds the prompt, which must never reach a log.
 #[derive(Deserialize)]
@@ -39,9 +41,10 @@ pub struct RequestBody {
     seed: Option<i64>,
     stop: Option<Stop>,
     n: Option<i64>,
-    // Accepted for compatibility but only in their "off" form for now (see `refuse_unsupported`).
+    /// Chat: a boolean (with `top_logprobs`); completions: the number of alternatives.
     logprobs: Option<Value>,
     top_logprobs: Option<Value>,
+    // Accepted for compatibility but only in their "off" form for now (see `refuse_unsupported`).
     logit_bias: Option<std::collections::HashMap<String, f64>>,
     /// vLLM's extensions: more tokens that end the answer; generating past end-of-turn.
     stop_token_ids: Option<Vec<u32>>,
@@ -58,7 +61,7 @@ pub struct RequestBody {
 }
 
 #[derive(Deserialize)]
-struct WireMessage {
+pub(crate) struct WireMessage {
     role: String,
     content: Option<Content>,
 }
@@ -103,17 +106,24 @@ pub struct Validated {
     pub request: GenerateRequest,
     pub stream: bool,
     pub include_usage: bool,
+    /// Choices to generate.
+    pub n: usize,
 }
 
-/// Parse a JSON body, naming the parameter that does not fit. Error messages describe the
-/// expected type but never quote the value sent.
+/// Parse a completions or chat body; see [`parse_json`].
 pub fn parse_body(bytes: &[u8]) -> Result<RequestBody, ApiError> {
+    parse_json(bytes)
+}
+
+/// Parse a JSON object body, naming the parameter that does not fit. Error messages describe
+/// the expected type but never quote the value sent.
+pub fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde would also read a struct from an array, positionally: only objects are requests.
     if bytes.trim_ascii_start().first() == Some(&b'[') {
         return Err(ApiError::malformed("the body must be a JSON object"));
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let body: RequestBody = match serde_path_to_error::deserialize(&mut de) {
+    let body: T = match serde_path_to_error::deserialize(&mut de) {
         Ok(body) => body,
         Err(e) => {
             let path = e.path().to_string();
@@ -194,7 +204,62 @@ impl RequestBody {
             (None, Some(v)) => Some(("max_tokens", v)),
             (None, None) => None,
         };
-        self.validate(Prompt::Chat(messages), max_tokens)
+        let logprobs = self.chat_logprobs()?;
+        self.validate(Prompt::Chat(messages), max_tokens, logprobs)
+    }
+
+    /// Chat's `logprobs: true` with `top_logprobs` (0 to 20) alternatives.
+    fn chat_logprobs(&self) -> Result<Option<usize>, ApiError> {
+        let on = match &self.logprobs {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(b)) => *b,
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "logprobs",
+                    "'logprobs' must be true or false",
+                ))
+            }
+        };
+        let top = match &self.top_logprobs {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(k) if k as usize <= MAX_TOP_LOGPROBS => Some(k as usize),
+                _ => {
+                    return Err(ApiError::invalid_param(
+                        "top_logprobs",
+                        format!("'top_logprobs' must be an integer from 0 to {MAX_TOP_LOGPROBS}"),
+                    ))
+                }
+            },
+        };
+        match (on, top) {
+            (false, Some(_)) => Err(ApiError::invalid_param(
+                "top_logprobs",
+                "'top_logprobs' needs 'logprobs': true",
+            )),
+            (true, top) => Ok(Some(top.unwrap_or(0))),
+            (false, None) => Ok(None),
+        }
+    }
+
+    /// The completions API's `logprobs`: the number of alternatives (0 to 5), or off.
+    fn completion_logprobs(&self) -> Result<Option<usize>, ApiError> {
+        if self.top_logprobs.as_ref().is_some_and(|v| !v.is_null()) {
+            return Err(ApiError::invalid_param(
+                "top_logprobs",
+                "completions take the number of alternatives in 'logprobs'",
+            ));
+        }
+        match &self.logprobs {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(k) if k <= MAX_COMPLETION_LOGPROBS => Ok(Some(k as usize)),
+                _ => Err(ApiError::invalid_param(
+                    "logprobs",
+                    format!("'logprobs' must be an integer from 0 to {MAX_COMPLETION_LOGPROBS}"),
+                )),
+            },
+        }
     }
 
     /// Check a completions request and turn it into an engine request.
@@ -231,13 +296,19 @@ impl RequestBody {
             ));
         }
         // 16 is OpenAI's default for completions.
-        self.validate(prompt, Some(("max_tokens", self.max_tokens.unwrap_or(16))))
+        let logprobs = self.completion_logprobs()?;
+        self.validate(
+            prompt,
+            Some(("max_tokens", self.max_tokens.unwrap_or(16))),
+            logprobs,
+        )
     }
 
     fn validate(
         &self,
         prompt: Prompt,
         max_tokens: Option<(&str, i64)>,
+        logprobs: Option<usize>,
     ) -> Result<Validated, ApiError> {
         self.refuse_unsupported()?;
         let max_tokens = max_tokens
@@ -255,7 +326,8 @@ impl RequestBody {
             .as_ref()
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
-        match self.n {
+        let n = match self.n {
+            None => 1,
             Some(n) if n < 1 => {
                 return Err(ApiError::invalid_param("n", "'n' must be at least 1"));
             }
@@ -263,12 +335,12 @@ impl RequestBody {
                 return Err(ApiError::invalid_param(
                     "n",
                     format!(
-                        "'n' is too large: this server returns at most {MAX_N} choice per request"
+                        "'n' is too large: this server returns at most {MAX_N} choices per request"
                     ),
                 ));
             }
-            _ => {}
-        }
+            Some(n) => n as usize,
+        };
         Ok(Validated {
             request: GenerateRequest {
                 // Set by the route, which knows the request id.
@@ -279,12 +351,14 @@ impl RequestBody {
                 stop: self.stops()?,
                 stop_token_ids: self.stop_token_ids.clone().unwrap_or_default(),
                 ignore_eos: self.ignore_eos.unwrap_or(false),
+                logprobs,
                 cache_salt: self.cache_salt.clone().unwrap_or_default(),
                 // Set by the route, from the server's configuration.
                 timeout: None,
             },
             stream,
             include_usage,
+            n,
         })
     }
 
@@ -391,14 +465,8 @@ impl RequestBody {
             Some(Value::Array(a)) => !a.is_empty(),
             Some(_) => true,
         };
-        for (name, value) in [
-            ("logprobs", &self.logprobs),
-            ("top_logprobs", &self.top_logprobs),
-            ("tools", &self.tools),
-        ] {
-            if on(value) {
-                return Err(unsupported(name));
-            }
+        if on(&self.tools) {
+            return Err(unsupported("tools"));
         }
         if let Some(format) = &self.response_format {
             if format.get("type").and_then(Value::as_str) != Some("text") {
@@ -442,7 +510,7 @@ fn in_range(param: &str, v: Option<f64>, lo: f64, hi: f64) -> Result<Option<f64>
     }
 }
 
-fn chat_messages(messages: &[WireMessage]) -> Result<Vec<ChatMessage>, ApiError> {
+pub(crate) fn chat_messages(messages: &[WireMessage]) -> Result<Vec<ChatMessage>, ApiError> {
     if messages.is_empty() {
         return Err(ApiError::invalid_param(
             "messages",

@@ -1,7 +1,15 @@
 //! OpenAI response bodies and stream chunks for chat completions and completions.
 
 use serde_json::{json, Value};
-use ward_engine::{FinishReason, Usage};
+use ward_engine::{FinishReason, TokenChoice, TokenLogprob, Usage};
+
+/// One sequence's finished output, for a non-streaming response.
+pub struct Choice {
+    pub text: String,
+    /// `Some` when the request asked for log-probabilities.
+    pub logprobs: Option<Vec<TokenLogprob>>,
+    pub finish: Option<FinishReason>,
+}
 
 /// Which of the two generation endpoints is answering; decides the object names and shapes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,43 +55,61 @@ impl Meta {
         }
     }
 
-    /// The complete (non-streaming) response.
-    pub fn response(&self, text: &str, usage: &Usage) -> Value {
-        let choice = match self.endpoint {
-            Endpoint::Chat => json!({
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "logprobs": null,
-                "finish_reason": finish_reason(usage.finish),
-            }),
-            Endpoint::Completion => json!({
-                "index": 0,
-                "text": text,
-                "logprobs": null,
-                "finish_reason": finish_reason(usage.finish),
-            }),
-        };
+    /// The complete (non-streaming) response, with one choice per sequence.
+    pub fn response(&self, choices: &[Choice], usage: &Usage) -> Value {
+        let choices = choices
+            .iter()
+            .enumerate()
+            .map(|(index, c)| {
+                let logprobs = c.logprobs.as_ref().map(|lps| self.logprobs(lps, &mut 0));
+                let finish = c.finish.map(finish_reason);
+                match self.endpoint {
+                    Endpoint::Chat => json!({
+                        "index": index,
+                        "message": {"role": "assistant", "content": c.text},
+                        "logprobs": logprobs,
+                        "finish_reason": finish,
+                    }),
+                    Endpoint::Completion => json!({
+                        "index": index,
+                        "text": c.text,
+                        "logprobs": logprobs,
+                        "finish_reason": finish,
+                    }),
+                }
+            })
+            .collect();
         let object = match self.endpoint {
             Endpoint::Chat => "chat.completion",
             Endpoint::Completion => "text_completion",
         };
-        self.body(object, vec![choice], Some(usage_json(usage)))
+        self.body(object, choices, Some(usage_json(usage)))
     }
 
-    /// A stream chunk carrying `text` (chat: as `delta.content`), or the finishing chunk.
-    pub fn chunk(&self, text: &str, finish: Option<FinishReason>, with_usage_key: bool) -> Value {
+    /// A stream chunk for choice `index` carrying `text` (chat: as `delta.content`) and the
+    /// log-probabilities of the tokens since the last chunk, or its finishing chunk.
+    /// `offset` is the choice's text length so far, which the completions format reports.
+    pub fn chunk(
+        &self,
+        index: usize,
+        text: &str,
+        logprobs: Option<(&[TokenLogprob], &mut usize)>,
+        finish: Option<FinishReason>,
+        with_usage_key: bool,
+    ) -> Value {
         let finish = finish.map(finish_reason);
+        let logprobs = logprobs.map(|(lps, offset)| self.logprobs(lps, offset));
         let choice = match self.endpoint {
             Endpoint::Chat => {
-                let delta = if finish.is_some() {
+                let delta = if finish.is_some() && text.is_empty() {
                     json!({})
                 } else {
                     json!({"content": text})
                 };
-                json!({"index": 0, "delta": delta, "logprobs": null, "finish_reason": finish})
+                json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Endpoint::Completion => {
-                json!({"index": 0, "text": text, "logprobs": null, "finish_reason": finish})
+                json!({"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish})
             }
         };
         // With `include_usage`, OpenAI puts `"usage": null` on every chunk but the last.
@@ -91,10 +117,10 @@ impl Meta {
         self.body(self.chunk_object(), vec![choice], usage)
     }
 
-    /// Chat's first chunk: the assistant role, no text yet.
-    pub fn role_chunk(&self, with_usage_key: bool) -> Value {
+    /// Chat's first chunk of a choice: the assistant role, no text yet.
+    pub fn role_chunk(&self, index: usize, with_usage_key: bool) -> Value {
         let choice = json!({
-            "index": 0,
+            "index": index,
             "delta": {"role": "assistant", "content": ""},
             "logprobs": null,
             "finish_reason": null,
@@ -104,6 +130,50 @@ impl Meta {
             vec![choice],
             with_usage_key.then_some(Value::Null),
         )
+    }
+
+    /// Log-probabilities in the endpoint's format: chat's list of tokens, each with its
+    /// alternatives; the completions API's parallel lists, with each token's offset in the
+    /// text (`offset` is where this run of tokens starts, and is moved past it).
+    fn logprobs(&self, lps: &[TokenLogprob], offset: &mut usize) -> Value {
+        let text = |c: &TokenChoice| String::from_utf8_lossy(&c.bytes).into_owned();
+        match self.endpoint {
+            Endpoint::Chat => {
+                let entry = |c: &TokenChoice| json!({"token": text(c), "logprob": c.logprob, "bytes": c.bytes});
+                let content: Vec<Value> = lps
+                    .iter()
+                    .map(|lp| {
+                        let mut e = entry(&lp.token);
+                        e["top_logprobs"] = lp.top.iter().map(entry).collect();
+                        e
+                    })
+                    .collect();
+                json!({"content": content})
+            }
+            Endpoint::Completion => {
+                let mut offsets = Vec::with_capacity(lps.len());
+                for lp in lps {
+                    offsets.push(*offset);
+                    *offset += text(&lp.token).chars().count();
+                }
+                let top: Vec<Value> = lps
+                    .iter()
+                    .map(|lp| {
+                        lp.top
+                            .iter()
+                            .map(|c| (text(c), json!(c.logprob)))
+                            .collect::<serde_json::Map<_, _>>()
+                            .into()
+                    })
+                    .collect();
+                json!({
+                    "tokens": lps.iter().map(|lp| text(&lp.token)).collect::<Vec<_>>(),
+                    "token_logprobs": lps.iter().map(|lp| lp.token.logprob).collect::<Vec<_>>(),
+                    "top_logprobs": top,
+                    "text_offset": offsets,
+                })
+            }
+        }
     }
 
     /// The extra last chunk `stream_options.include_usage` asks for: no choices, the usage.

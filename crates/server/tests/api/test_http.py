@@ -94,11 +94,17 @@ def test_malformed_json_is_400(server, raw):
     ({"max_tokens": 0}, "max_tokens"),
     ({"max_tokens": -5}, "max_tokens"),
     ({"max_tokens": "many"}, "max_tokens"),
-    ({"n": 3}, "n"),
+    ({"n": 17}, "n"),
+    ({"n": 0}, "n"),
     ({"messages": "hello"}, "messages"),
     ({"messages": [{"role": "user"}], "stop": 3}, "stop"),
     ({"frequency_penalty": 9}, "frequency_penalty"),
-    ({"logprobs": True}, "logprobs"),
+    ({"logprobs": 3}, "logprobs"),
+    ({"top_logprobs": 2}, "top_logprobs"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"logit_bias": {"12": 101}}, "logit_bias"),
+    ({"logit_bias": {"twelve": 1}}, "logit_bias"),
+    ({"stop_token_ids": [99999999]}, "stop_token_ids"),
 ])
 def test_bad_parameters_are_400_naming_them(server, extra, param):
     assert_error(request(server, "POST", "/v1/chat/completions", chat(**extra)), 400, param=param)

@@ -1,0 +1,78 @@
+//! `POST /tokenize` and `POST /detokenize` (vLLM's shapes; also under `/v1/`): the token ids
+//! the model would run for a prompt or a conversation, and the text of token ids. Callers use
+//! them to count tokens against the context and to build token-array prompts. The text goes
+//! back to the caller only, never to a log.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use ward_engine::Prompt;
+
+use crate::error::ApiError;
+use crate::generation::read_body;
+use crate::openai::request::{chat_messages, parse_json, WireMessage};
+use crate::App;
+
+/// Deliberately without `Debug`: it holds the prompt.
+#[derive(Deserialize)]
+struct TokenizeBody {
+    model: Option<String>,
+    prompt: Option<String>,
+    messages: Option<Vec<WireMessage>>,
+}
+
+#[derive(Deserialize)]
+struct DetokenizeBody {
+    model: Option<String>,
+    tokens: Vec<u32>,
+}
+
+/// A request may name the model; if it does, it must be the one served.
+fn check_model(app: &App, model: Option<&str>) -> Result<(), ApiError> {
+    let served = &app.engine()?.info().id;
+    match model {
+        Some(m) if m != served => Err(ApiError::model_not_found(m, served)),
+        _ => Ok(()),
+    }
+}
+
+pub async fn tokenize(State(app): State<Arc<App>>, body: Body) -> Result<Json<Value>, ApiError> {
+    let body: TokenizeBody = parse_json(&read_body(body, &app).await?)?;
+    check_model(&app, body.model.as_deref())?;
+    let engine = app.engine()?.clone();
+    let (prompt, param) = match (body.prompt, body.messages) {
+        // As `/v1/completions` runs it: with BOS where the model's metadata asks for it.
+        (Some(p), None) => (Prompt::Text(p), "prompt"),
+        (None, Some(m)) => (Prompt::Chat(chat_messages(&m)?), "messages"),
+        _ => {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "give either 'prompt' (a string) or 'messages'",
+            ))
+        }
+    };
+    let ids = tokio::task::spawn_blocking(move || engine.tokenize(prompt))
+        .await
+        .map_err(|_| ApiError::engine("the prompt could not be tokenized"))?
+        .map_err(|e| ApiError::from_submit(e, param))?;
+    Ok(answer(&app, ids))
+}
+
+fn answer(app: &App, ids: Vec<u32>) -> Json<Value> {
+    let context = app.engine().map_or(0, |e| e.info().context_length);
+    Json(json!({"count": ids.len(), "max_model_len": context, "tokens": ids}))
+}
+
+pub async fn detokenize(State(app): State<Arc<App>>, body: Body) -> Result<Json<Value>, ApiError> {
+    let body: DetokenizeBody = parse_json(&read_body(body, &app).await?)?;
+    check_model(&app, body.model.as_deref())?;
+    let text = app
+        .engine()?
+        .detokenize(&body.tokens)
+        .map_err(|e| ApiError::from_submit(e, "tokens"))?;
+    Ok(Json(json!({"prompt": text})))
+}

@@ -1,0 +1,173 @@
+"""The serving engine through the real `openai` client: concurrent requests answered exactly as
+alone, `n` choices, log-probabilities, logit_bias, stop_token_ids, tokenize/detokenize, blocks
+freed when a client leaves, and the request timeout. One server with batching on (16 sequences
+at once) serves this file."""
+import concurrent.futures
+import json
+import socket
+import time
+import urllib.parse
+
+import openai
+import pytest
+
+from conftest import MODEL, Server
+from test_http import request
+
+PROMPTS = [
+    "The first line of treatment for community-acquired pneumonia is",
+    "Explain in one sentence what a troponin test measures.",
+    "List three causes of anaemia:",
+    "Hypertension is defined as",
+    "A patient with a fever of 39 degrees and a stiff neck may have",
+    "The normal range of adult resting heart rate is",
+    "Metformin works by",
+    "Sepsis is",
+]
+
+
+@pytest.fixture(scope="module")
+def batching():
+    s = Server("--max-running", "16", "--max-batch-tokens", "64")
+    yield s
+    assert s.stop() == 0, s.log_text()
+
+
+@pytest.fixture(scope="module")
+def bclient(batching):
+    return openai.OpenAI(base_url=batching.url + "/v1", api_key="unused", max_retries=0, timeout=300)
+
+
+def complete(client, i, **extra):
+    r = client.completions.create(model=MODEL, prompt=PROMPTS[i], max_tokens=24, temperature=0.8,
+                                  seed=100 + i, **extra)
+    return r.choices[0].text, r.usage.completion_tokens
+
+
+def test_concurrent_requests_get_the_answers_they_get_alone(bclient):
+    alone = [complete(bclient, i) for i in range(len(PROMPTS))]
+    with concurrent.futures.ThreadPoolExecutor(len(PROMPTS)) as pool:
+        for order in (range(len(PROMPTS)), reversed(range(len(PROMPTS)))):
+            together = list(pool.map(lambda i: (i, complete(bclient, i)), order))
+            for i, got in together:
+                assert got == alone[i], f"prompt {i}"
+
+
+def test_n_choices_are_seeded_apart_and_stream_like_they_answer(bclient):
+    ask = dict(model=MODEL, messages=[{"role": "user", "content": "Name a vitamin."}], max_tokens=12,
+               temperature=1.0, seed=7, n=3)
+    r = bclient.chat.completions.create(**ask)
+    assert [c.index for c in r.choices] == [0, 1, 2]
+    texts = [c.message.content for c in r.choices]
+    assert len(set(texts)) > 1, texts
+    assert 3 <= r.usage.completion_tokens <= 36
+    again = bclient.chat.completions.create(**ask)
+    assert [c.message.content for c in again.choices] == texts
+    streamed = ["", "", ""]
+    finishes = [None] * 3
+    for chunk in bclient.chat.completions.create(**ask, stream=True):
+        for c in chunk.choices:
+            streamed[c.index] += c.delta.content or ""
+            finishes[c.index] = c.finish_reason or finishes[c.index]
+    assert streamed == texts
+    assert finishes == [c.finish_reason for c in r.choices]
+
+
+def test_chat_logprobs_describe_each_token(bclient):
+    r = bclient.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hello."}],
+                                        max_tokens=10, temperature=0, logprobs=True, top_logprobs=3)
+    c = r.choices[0]
+    content = c.logprobs.content
+    assert len(content) == r.usage.completion_tokens
+    for t in content:
+        assert t.logprob <= 0
+        assert len(t.top_logprobs) == 3
+        assert [a.logprob for a in t.top_logprobs] == sorted((a.logprob for a in t.top_logprobs), reverse=True)
+        # Greedy: the chosen token is the likeliest.
+        assert t.token == t.top_logprobs[0].token and t.logprob == t.top_logprobs[0].logprob
+    if c.finish_reason == "length":
+        assert b"".join(bytes(t.bytes) for t in content).decode() == c.message.content
+    streamed = []
+    for chunk in bclient.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hello."}],
+                                                 max_tokens=10, temperature=0, logprobs=True, top_logprobs=3,
+                                                 stream=True):
+        for ch in chunk.choices:
+            streamed += ch.logprobs.content if ch.logprobs else []
+    assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
+
+
+def test_completion_logprobs_are_parallel_lists(bclient):
+    r = bclient.completions.create(model=MODEL, prompt=PROMPTS[0], max_tokens=6, temperature=0, logprobs=2)
+    lp = r.choices[0].logprobs
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == 6
+    assert all(len(t) <= 2 for t in lp.top_logprobs)
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    assert "".join(lp.tokens) == r.choices[0].text
+
+
+def tokenize(server, **body):
+    status, _, reply = request(server, "POST", "/tokenize", {"model": MODEL, **body})
+    assert status == 200, reply
+    return reply
+
+
+def test_tokenize_counts_what_generation_runs_and_detokenize_inverts_it(batching, bclient):
+    t = tokenize(batching, prompt=PROMPTS[2])
+    r = bclient.completions.create(model=MODEL, prompt=PROMPTS[2], max_tokens=1)
+    assert t["count"] == len(t["tokens"]) == r.usage.prompt_tokens
+    assert t["max_model_len"] > 0
+    status, _, back = request(batching, "POST", "/v1/detokenize", {"tokens": t["tokens"]})
+    assert status == 200 and back["prompt"].endswith(PROMPTS[2])
+    messages = [{"role": "user", "content": PROMPTS[1]}]
+    chat = bclient.chat.completions.create(model=MODEL, messages=messages, max_tokens=1)
+    assert tokenize(batching, messages=messages)["count"] == chat.usage.prompt_tokens
+    status, _, e = request(batching, "POST", "/detokenize", {"tokens": [10**9]})
+    assert status == 400 and e["error"]["param"] == "tokens"
+
+
+def test_logit_bias_and_stop_token_ids(batching, bclient):
+    yes = tokenize(batching, prompt=" yes")["tokens"][-1]
+    r = bclient.completions.create(model=MODEL, prompt="Answer:", max_tokens=3, temperature=0,
+                                   logit_bias={str(yes): 100})
+    assert r.choices[0].text == " yes" * 3
+    r = bclient.completions.create(model=MODEL, prompt="Answer:", max_tokens=10, temperature=0,
+                                   logit_bias={str(yes): 100}, extra_body={"stop_token_ids": [yes]})
+    assert r.usage.completion_tokens == 1 and r.choices[0].finish_reason == "stop"
+    with pytest.raises(openai.BadRequestError):
+        bclient.completions.create(model=MODEL, prompt="x", max_tokens=1, logit_bias={"1": 500})
+
+
+def ready(server):
+    return request(server, "GET", "/ready")[2]
+
+
+def test_a_client_that_leaves_frees_its_sequence_and_blocks(batching):
+    host, port = urllib.parse.urlsplit(batching.url).netloc.split(":")
+    body = json.dumps({"model": MODEL, "prompt": "1, 2, 3,", "max_tokens": 2000, "stream": True,
+                       "ignore_eos": True}).encode()
+    with socket.create_connection((host, int(port))) as s:
+        s.sendall(f"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                  + body)
+        got = b""
+        while got.count(b'"text"') < 3:
+            got += s.recv(4096)
+        assert ready(batching)["running"] == 1
+    # The server notices at its next write to the closed connection, and the engine within a step.
+    t0 = time.time()
+    while (r := ready(batching))["running"] or r["kv_blocks_used"]:
+        assert time.time() - t0 < 10, r
+        time.sleep(0.05)
+
+
+def test_a_request_past_the_timeout_is_a_504_or_an_error_event():
+    s = Server("--request-timeout", "3")
+    try:
+        body = {"model": MODEL, "prompt": "1, 2, 3,", "max_tokens": 5000, "ignore_eos": True}
+        status, _, reply = request(s, "POST", "/v1/completions", body)
+        assert status == 504 and reply["error"]["code"] == "request_timeout", reply
+        status, _, text = request(s, "POST", "/v1/completions", {**body, "stream": True})
+        assert status == 200 and '"request_timeout"' in text and text.rstrip().endswith("data: [DONE]")
+        status, _, reply = request(s, "POST", "/v1/completions", {**body, "max_tokens": 1})
+        assert status == 200, reply
+    finally:
+        assert s.stop() == 0
