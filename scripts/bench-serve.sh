@@ -78,6 +78,8 @@ done
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+# tok/s: all generated tokens over the level's wall time; decode: streams / median ITL, the
+# rate with every stream decoding.
 print(f"\n{'server':>10} {'streams':>7} {'tok/s':>7} {'decode':>7} {'failed':>6} "
       f"{'TTFT p50':>9} {'p99':>7} {'ITL p50':>8} {'p90':>6} {'p99':>7}   (ms)")
 for r in rows:

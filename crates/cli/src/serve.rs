@@ -34,11 +34,14 @@ pub struct ServeArgs {
     /// server offers (a single sequence must fit) and how many long sequences run at once.
     #[arg(long, default_value_t = EngineConfig::default().kv_cache_bytes >> 20)]
     kv_cache_mb: usize,
-    /// Tokens in one forward pass: each running sequence's next token plus chunks of the
-    /// prompts being read. Smaller keeps other streams' token rate steadier while a long
+    /// Tokens in one forward pass while sequences are generating: each one's next token plus
+    /// chunks of the prompts being read. Smaller keeps their token rate steadier while a long
     /// prompt is read; larger reads prompts faster.
     #[arg(long, default_value_t = EngineConfig::default().max_batch_tokens)]
     max_batch_tokens: usize,
+    /// Tokens in one forward pass when no sequence is generating (prompts only).
+    #[arg(long, default_value_t = EngineConfig::default().max_prefill_tokens)]
+    max_prefill_tokens: usize,
     /// Sequences generating at once; more wait in the queue.
     #[arg(long, default_value_t = EngineConfig::default().max_running)]
     max_running: usize,
@@ -76,6 +79,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_queue: a.max_queue,
         kv_cache_bytes: a.kv_cache_mb << 20,
         max_batch_tokens: a.max_batch_tokens,
+        max_prefill_tokens: a.max_prefill_tokens,
         max_running: a.max_running,
     };
     // The model's maths runs on its own threads; two are plenty for HTTP.

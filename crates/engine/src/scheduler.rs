@@ -5,7 +5,7 @@
 //! sequences (first come, first served) while the KV pool has blocks for their whole prompt;
 //! give each decoding sequence its next token and the prefilling ones chunks of their prompts,
 //! up to `max_batch_tokens` tokens in all (so a long prompt never stalls everyone's decoding
-//! for long); find a block for every sequence whose next token starts one, preempting the
+//! for long; `max_prefill_tokens` when nobody is decoding); find a block for every sequence whose next token starts one, preempting the
 //! newest sequences if the pool is short (they free their blocks and are computed again later
 //! from their tokens, most of it from the prefix cache); run the pass; sample each sequence
 //! that reached its last token; register newly filled blocks in the prefix cache.
@@ -28,8 +28,12 @@ use crate::generate::{Continuation, FinishReason, GenerateParams};
 pub struct SchedulerConfig {
     /// Blocks of `KV_BLOCK` positions in the KV pool.
     pub kv_blocks: usize,
-    /// Tokens in one forward pass: decode steps plus prompt chunks.
+    /// Tokens in one forward pass while some sequence is decoding: its next token waits for
+    /// the whole pass, so this bounds the inter-token latency a long prompt can cause.
     pub max_batch_tokens: usize,
+    /// Tokens in one forward pass when every sequence is reading its prompt (nobody waits
+    /// for a token, so larger chunks only make the first tokens come sooner).
+    pub max_prefill_tokens: usize,
     /// Sequences running at once.
     pub max_running: usize,
 }
@@ -248,7 +252,12 @@ impl<'m> Scheduler<'m> {
     /// then prompt chunks oldest first, within the token budget), with blocks for all of them.
     fn plan(&mut self) -> Vec<(usize, usize)> {
         loop {
-            let mut budget = self.config.max_batch_tokens;
+            let decoding = self.running.iter().any(|s| s.pending() == 1);
+            let mut budget = if decoding {
+                self.config.max_batch_tokens
+            } else {
+                self.config.max_prefill_tokens.max(self.config.max_batch_tokens)
+            };
             let mut chunks = Vec::new();
             for (i, seq) in self.running.iter().enumerate() {
                 if seq.pending() == 1 && budget > 0 {
@@ -256,6 +265,8 @@ impl<'m> Scheduler<'m> {
                     budget -= 1;
                 }
             }
+            // Prompts always get a share, so they are read even beside many decoding sequences.
+            budget = budget.max(self.config.max_batch_tokens / 2);
             for (i, seq) in self.running.iter().enumerate() {
                 if seq.pending() > 1 && budget > 0 {
                     let n = seq.pending().min(budget);
