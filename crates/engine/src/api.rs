@@ -45,6 +45,8 @@ pub struct GenerateRequest {
     pub ignore_eos: bool,
     /// Send each token's log-probability with this many alternatives ([`Event::Logprob`]).
     pub logprobs: Option<usize>,
+    /// The answer must be JSON (`None`: free text).
+    pub response_format: Option<ResponseFormat>,
     /// Prefix-cache entries are shared only between requests with the same salt (a tenant's
     /// key or name), so one service cannot detect another's prompts by their speed.
     pub cache_salt: String,
@@ -64,6 +66,15 @@ impl std::fmt::Debug for GenerateRequest {
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
+}
+
+/// OpenAI's `response_format`, beyond plain text.
+#[derive(Debug, Clone)]
+pub enum ResponseFormat {
+    /// Any JSON object.
+    JsonObject,
+    /// A JSON document valid against this schema (whose root is an object).
+    JsonSchema(serde_json::Value),
 }
 
 /// What the server needs to know about the model being served.
@@ -242,6 +253,7 @@ mod tests {
                 stop_token_ids: vec![],
                 ignore_eos: false,
                 logprobs: None,
+                response_format: None,
                 cache_salt: secret.into(),
                 timeout: None,
             };

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use ward_models::{LoadedModel, ModelError, StreamDecoder, Workspace};
 
 use crate::api::{TokenChoice, TokenLogprob};
+use crate::json::{JsonConstraint, JsonSpec};
 use crate::sampler::{Sampler, SamplingParams};
 use crate::stop::{StopMatcher, StopOutcome};
 
@@ -21,6 +22,8 @@ pub struct GenerateParams {
     /// Report each sampled token's log-probability with this many alternatives (at most
     /// `MAX_TOP_LOGPROBS`); `None`: no log-probabilities.
     pub logprobs: Option<usize>,
+    /// The answer must be a JSON document valid against this schema.
+    pub json: Option<JsonSpec>,
 }
 
 /// Most alternatives a token's log-probability may come with (OpenAI's limit).
@@ -74,6 +77,7 @@ pub struct Continuation {
     logprobs: Option<usize>,
     /// The raw logits of the last step, kept for log-probabilities (the sampler changes them).
     raw: Vec<f32>,
+    json: Option<JsonConstraint>,
     generated: usize,
 }
 
@@ -88,6 +92,7 @@ impl Continuation {
             ignore_eos: params.ignore_eos,
             logprobs: params.logprobs.map(|n| n.min(MAX_TOP_LOGPROBS)),
             raw: Vec::new(),
+            json: params.json.clone().map(JsonConstraint::new),
             generated: 0,
         }
     }
@@ -104,7 +109,22 @@ impl Continuation {
             self.raw.clear();
             self.raw.extend_from_slice(logits);
         }
+        if let Some(json) = &mut self.json {
+            if !json.mask(logits, |t| lm.tokenizer.is_end_of_generation(t)) {
+                // Nothing can continue the document (a dead end of the schema's limits).
+                self.generated += 1;
+                return TokenStep {
+                    token: lm.tokenizer.eos.unwrap_or(0),
+                    text: self.release_held_back(),
+                    finish: Some(FinishReason::Stop),
+                    logprob: None,
+                };
+            }
+        }
         let token = self.sampler.sample(logits, history);
+        if let Some(json) = &mut self.json {
+            json.accept(token);
+        }
         self.generated += 1;
         let logprob = self
             .logprobs

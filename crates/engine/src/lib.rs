@@ -8,6 +8,7 @@
 pub mod api;
 pub mod blocks;
 pub mod generate;
+pub mod json;
 pub mod rng;
 pub mod sampler;
 pub mod scheduler;
@@ -15,8 +16,8 @@ pub mod stop;
 pub mod worker;
 
 pub use api::{
-    Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, SubmitError,
-    TokenChoice, TokenLogprob, Usage,
+    Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, ResponseFormat,
+    SubmitError, TokenChoice, TokenLogprob, Usage,
 };
 pub use generate::{generate, FinishReason, GenerateParams, GenerationStats, MAX_TOP_LOGPROBS};
 pub use sampler::{Sampler, SamplingParams};

@@ -256,7 +256,9 @@ impl<'m> Scheduler<'m> {
             let mut budget = if decoding {
                 self.config.max_batch_tokens
             } else {
-                self.config.max_prefill_tokens.max(self.config.max_batch_tokens)
+                self.config
+                    .max_prefill_tokens
+                    .max(self.config.max_batch_tokens)
             };
             let mut chunks = Vec::new();
             for (i, seq) in self.running.iter().enumerate() {

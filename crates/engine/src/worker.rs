@@ -5,14 +5,17 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ward_models::cache::KV_BLOCK;
 use ward_models::{LoadedModel, ModelError};
 
-use crate::api::{Engine, EventStream, GenerateRequest, ModelInfo, Prompt, SubmitError};
+use crate::api::{
+    Engine, EventStream, GenerateRequest, ModelInfo, Prompt, ResponseFormat, SubmitError,
+};
 use crate::generate::GenerateParams;
+use crate::json::{JsonSpec, Schema, TokenTrie};
 use crate::scheduler::{Job, Scheduler, SchedulerConfig, SchedulerLoad};
 
 /// How the engine shares the machine between requests.
@@ -53,6 +56,8 @@ pub struct EngineHandle {
     jobs: Sender<Job>,
     max_queue: usize,
     shared: Arc<Shared>,
+    /// The vocabulary sorted by bytes, built for the first request that wants JSON.
+    trie: Arc<OnceLock<Arc<TokenTrie>>>,
 }
 
 /// What the engine thread reports back.
@@ -115,6 +120,7 @@ impl EngineHandle {
             jobs,
             max_queue: config.max_queue,
             shared,
+            trie: Arc::default(),
         })
     }
 
@@ -200,6 +206,28 @@ impl Engine for EngineHandle {
                 });
             }
         }
+        let json = match &request.response_format {
+            None => None,
+            Some(format) => {
+                let schema = match format {
+                    ResponseFormat::JsonObject => Schema::any_object(),
+                    ResponseFormat::JsonSchema(s) => {
+                        Schema::compile(s).map_err(|e| SubmitError::InvalidPrompt {
+                            message: format!("response_format: {e}"),
+                            param: "response_format",
+                        })?
+                    }
+                };
+                let trie = self
+                    .trie
+                    .get_or_init(|| Arc::new(TokenTrie::new(&self.lm.tokenizer)))
+                    .clone();
+                Some(JsonSpec {
+                    schema: Arc::new(schema),
+                    trie,
+                })
+            }
+        };
         let (events, stream) = EventStream::channel(prompt.len());
         let job = Job {
             id: request.id,
@@ -211,6 +239,7 @@ impl Engine for EngineHandle {
                 stop_token_ids: request.stop_token_ids,
                 ignore_eos: request.ignore_eos,
                 logprobs: request.logprobs,
+                json,
             },
             salt: request.cache_salt,
             deadline: request.timeout.map(|t| Instant::now() + t),

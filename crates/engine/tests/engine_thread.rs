@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use ward_engine::{
     generate, ChatMessage, Engine, EngineConfig, EngineHandle, Event, EventStream, FinishReason,
-    GenerateParams, GenerateRequest, Prompt, SamplingParams, SubmitError, Usage,
+    GenerateParams, GenerateRequest, Prompt, ResponseFormat, SamplingParams, SubmitError, Usage,
 };
 use ward_models::LoadedModel;
 
@@ -37,6 +37,7 @@ fn request(prompt: Prompt, max_tokens: Option<usize>) -> GenerateRequest {
         stop_token_ids: vec![],
         ignore_eos: false,
         logprobs: None,
+        response_format: None,
         cache_salt: String::new(),
         timeout: None,
     }
@@ -331,5 +332,74 @@ fn the_engine_thread_streams_what_generate_returns_and_refuses_bad_requests() {
     assert!(matches!(
         refused(request(Prompt::Tokens(vec![]), Some(1))),
         SubmitError::InvalidPrompt { .. }
+    ));
+}
+
+#[test]
+fn json_answers_parse_and_follow_their_schema_when_sampled() {
+    let lm = smollm2();
+    let engine = EngineHandle::start(lm, "smollm2", EngineConfig::default()).unwrap();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "diagnosis": {"type": "string"},
+            "severity": {"enum": ["mild", "moderate", "severe"]},
+            "heart_rate": {"type": "integer"},
+            "admit": {"type": "boolean"},
+        },
+        "required": ["diagnosis", "severity", "heart_rate", "admit"],
+    });
+    let messages = vec![ChatMessage::new(
+        "user",
+        "Summarise as JSON: 70-year-old with pneumonia, pulse 112, needs admission.",
+    )];
+    let streams: Vec<EventStream> = (0..8)
+        .map(|seed| {
+            let mut r = request(Prompt::Chat(messages.clone()), Some(200));
+            r.sampling = SamplingParams {
+                temperature: 0.7,
+                seed: Some(seed),
+                ..Default::default()
+            };
+            r.response_format = Some(if seed % 4 == 3 {
+                ResponseFormat::JsonObject
+            } else {
+                ResponseFormat::JsonSchema(schema.clone())
+            });
+            engine.submit(r).unwrap()
+        })
+        .collect();
+    let mut whole = 0;
+    for (seed, events) in streams.into_iter().enumerate() {
+        let (text, usage) = collect(events);
+        if usage.finish == FinishReason::Length {
+            continue; // cut short by max_tokens: not a whole document, as for any server
+        }
+        whole += 1;
+        let doc: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("seed {seed}: {e}: {text}"));
+        let obj = doc.as_object().expect("an object");
+        if seed % 4 == 3 {
+            continue;
+        }
+        assert!(obj["diagnosis"].is_string(), "{text}");
+        assert!(["mild", "moderate", "severe"].contains(&obj["severity"].as_str().unwrap()));
+        assert!(
+            obj["heart_rate"].is_i64() && obj["admit"].is_boolean(),
+            "{text}"
+        );
+        assert_eq!(obj.len(), 4, "{text}");
+    }
+    assert!(whole >= 6, "only {whole} of 8 answers finished within 200 tokens");
+    let mut bad = request(Prompt::Text("x".into()), Some(4));
+    bad.response_format = Some(ResponseFormat::JsonSchema(
+        serde_json::json!({"type": "array"}),
+    ));
+    assert!(matches!(
+        engine.submit(bad),
+        Err(SubmitError::InvalidPrompt {
+            param: "response_format",
+            ..
+        })
     ));
 }

@@ -7,7 +7,9 @@
 
 use serde::Deserialize;
 use serde_json::Value;
-use ward_engine::{ChatMessage, GenerateRequest, Prompt, SamplingParams, MAX_TOP_LOGPROBS};
+use ward_engine::{
+    ChatMessage, GenerateRequest, Prompt, ResponseFormat, SamplingParams, MAX_TOP_LOGPROBS,
+};
 
 use crate::error::ApiError;
 
@@ -352,6 +354,7 @@ impl RequestBody {
                 stop_token_ids: self.stop_token_ids.clone().unwrap_or_default(),
                 ignore_eos: self.ignore_eos.unwrap_or(false),
                 logprobs,
+                response_format: self.response_format()?,
                 cache_salt: self.cache_salt.clone().unwrap_or_default(),
                 // Set by the route, from the server's configuration.
                 timeout: None,
@@ -404,6 +407,30 @@ impl RequestBody {
             logit_bias: self.logit_bias()?,
             ..d
         })
+    }
+
+    /// `{"type": "text"}`, `{"type": "json_object"}` or `{"type": "json_schema", "json_schema":
+    /// {"name": …, "schema": {…}, "strict": …}}` (the schema is compiled, and refused with a
+    /// reason, by the engine).
+    fn response_format(&self) -> Result<Option<ResponseFormat>, ApiError> {
+        let Some(format) = &self.response_format else {
+            return Ok(None);
+        };
+        let bad = |m: &str| ApiError::invalid_param("response_format", m);
+        match format.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(None),
+            Some("json_object") => Ok(Some(ResponseFormat::JsonObject)),
+            Some("json_schema") => {
+                let schema = format
+                    .get("json_schema")
+                    .and_then(|j| j.get("schema"))
+                    .ok_or_else(|| bad("'json_schema' needs a 'schema'"))?;
+                Ok(Some(ResponseFormat::JsonSchema(schema.clone())))
+            }
+            _ => Err(bad(
+                "'response_format.type' must be 'text', 'json_object' or 'json_schema'",
+            )),
+        }
     }
 
     /// OpenAI's `logit_bias`: token ids (as strings) to a bias between -100 and 100.
@@ -467,11 +494,6 @@ impl RequestBody {
         };
         if on(&self.tools) {
             return Err(unsupported("tools"));
-        }
-        if let Some(format) = &self.response_format {
-            if format.get("type").and_then(Value::as_str) != Some("text") {
-                return Err(unsupported("response_format"));
-            }
         }
         match &self.tool_choice {
             None | Some(Value::Null) => {}

@@ -8,6 +8,7 @@ import socket
 import time
 import urllib.parse
 
+import jsonschema
 import openai
 import pytest
 
@@ -171,3 +172,51 @@ def test_a_request_past_the_timeout_is_a_504_or_an_error_event():
         assert status == 200, reply
     finally:
         assert s.stop() == 0
+
+
+PATIENT_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "diagnosis": {"type": "string"},
+        "severity": {"enum": ["mild", "moderate", "severe"]},
+        "heart_rate": {"type": "integer"},
+        "admit": {"type": "boolean"},
+        "medications": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+    },
+    "required": ["diagnosis", "severity", "heart_rate", "admit"],
+    "additionalProperties": False,
+}
+
+
+def test_json_schema_answers_parse_and_validate(bclient):
+    messages = [{"role": "user", "content": "Give the triage record as JSON: 70-year-old, pneumonia, "
+                                            "pulse 112, on amoxicillin, needs admission."}]
+    fmt = {"type": "json_schema", "json_schema": {"name": "triage", "schema": PATIENT_SCHEMA, "strict": True}}
+    whole = 0
+    for seed in range(6):
+        r = bclient.chat.completions.create(model=MODEL, messages=messages, max_tokens=200, temperature=0.7,
+                                            seed=seed, response_format=fmt)
+        if r.choices[0].finish_reason == "length":
+            continue
+        whole += 1
+        jsonschema.validate(json.loads(r.choices[0].message.content), PATIENT_SCHEMA)
+    assert whole >= 4, f"only {whole} of 6 answers finished"
+    # Streamed, the pieces make the same document.
+    kwargs = dict(model=MODEL, messages=messages, max_tokens=200, temperature=0, response_format=fmt)
+    whole_text = bclient.chat.completions.create(**kwargs).choices[0].message.content
+    streamed = "".join(c.choices[0].delta.content or "" for c in bclient.chat.completions.create(**kwargs, stream=True)
+                       if c.choices)
+    assert streamed == whole_text
+
+
+def test_json_object_mode_and_refused_schemas(bclient):
+    r = bclient.chat.completions.create(model=MODEL, max_tokens=150, temperature=0,
+                                        messages=[{"role": "user", "content": "List two vitals as JSON."}],
+                                        response_format={"type": "json_object"})
+    if r.choices[0].finish_reason != "length":
+        assert isinstance(json.loads(r.choices[0].message.content), dict)
+    with pytest.raises(openai.BadRequestError) as e:
+        bclient.chat.completions.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}],
+                                        response_format={"type": "json_schema",
+                                                         "json_schema": {"name": "x", "schema": {"type": "array"}}})
+    assert e.value.body["param"] == "response_format" and "root" in e.value.body["message"]

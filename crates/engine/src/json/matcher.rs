@@ -1,0 +1,487 @@
+//! A byte-at-a-time JSON recogniser for a compiled [`Schema`]: `feed` says whether a byte can
+//! come next in some document the schema accepts. The state is a small stack of `Copy`
+//! frames, so a mask computation can clone it cheaply at every byte of every token.
+
+use std::sync::Arc;
+
+use super::schema::{first_bytes, Node, NodeId, Schema};
+
+/// Most whitespace bytes in a row between tokens of the document: enough for indentation, few
+/// enough that a model cannot fill its answer with blanks.
+const MAX_WHITESPACE: u8 = 8;
+/// Most nested objects and arrays.
+const MAX_NESTING: usize = 32;
+/// Longest number, in bytes.
+const MAX_NUMBER: u8 = 32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Obj {
+    /// After `{`: a key or `}`.
+    Start,
+    /// Reading a key (a `Key` frame is above).
+    InKey,
+    /// After the key of property `.0` (`u8::MAX`: a free key): `:`.
+    AfterKey(u8),
+    /// Reading the value.
+    InValue,
+    /// After a value: `,` or `}`.
+    AfterValue,
+    /// After `,`: a key.
+    AfterComma,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arr {
+    Start,
+    InValue,
+    AfterValue,
+    AfterComma,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Str {
+    Text,
+    Escape,
+    /// Hex digits still to come of a `\u` escape.
+    Unicode(u8),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Num {
+    Start,
+    Minus,
+    Zero,
+    Int,
+    Dot,
+    Frac,
+    Exp,
+    ExpSign,
+    ExpDigits,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Frame {
+    /// The whole document; `true` once its value is complete.
+    Root(bool),
+    /// A value of this node is next (whitespace may come first).
+    Value(NodeId),
+    Object {
+        node: NodeId,
+        phase: Obj,
+        seen: u64,
+    },
+    /// A key of the object below: the properties it can still be, and bytes read (free keys
+    /// are read by a `String` frame instead).
+    Key {
+        cands: u64,
+        pos: u16,
+    },
+    Array {
+        node: NodeId,
+        phase: Arr,
+        count: u32,
+    },
+    String(Str),
+    /// One of a node's literal JSON texts (enum, const, true/false, null): those still
+    /// possible, and bytes read.
+    Literal {
+        node: NodeId,
+        cands: u64,
+        pos: u16,
+    },
+    Number {
+        integer: bool,
+        phase: Num,
+        len: u8,
+    },
+}
+
+/// Where a document is, for the schema it must satisfy.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    schema: Arc<Schema>,
+    stack: Vec<Frame>,
+    whitespace: u8,
+}
+
+impl Matcher {
+    pub fn new(schema: Arc<Schema>) -> Matcher {
+        let root = schema.root;
+        Matcher {
+            schema,
+            stack: vec![Frame::Root(false), Frame::Value(root)],
+            whitespace: 0,
+        }
+    }
+
+    /// Become a copy of `other`, reusing this one's memory.
+    pub fn copy_from(&mut self, other: &Matcher) {
+        self.stack.clone_from(&other.stack);
+        self.whitespace = other.whitespace;
+    }
+
+    /// The document is complete: only the end of the answer may follow.
+    pub fn is_complete(&self) -> bool {
+        self.stack == [Frame::Root(true)]
+    }
+
+    /// Take `byte` if it can come next; false (and the state is then unusable) if not.
+    pub fn feed(&mut self, byte: u8) -> bool {
+        let ws = matches!(byte, b' ' | b'\t' | b'\n' | b'\r');
+        loop {
+            let Some(&top) = self.stack.last() else {
+                return false;
+            };
+            match self.step(top, byte, ws) {
+                Step::Took => {
+                    if !ws {
+                        self.whitespace = 0;
+                    }
+                    return true;
+                }
+                Step::Whitespace => {
+                    self.whitespace += 1;
+                    return self.whitespace <= MAX_WHITESPACE;
+                }
+                Step::Again => continue,
+                Step::Reject => return false,
+            }
+        }
+    }
+
+    fn top(&mut self) -> &mut Frame {
+        self.stack.last_mut().expect("a frame")
+    }
+
+    /// The frame on top has finished its value: tell the one below.
+    fn value_done(&mut self) {
+        self.stack.pop();
+        match self.top() {
+            Frame::Root(done) => *done = true,
+            // A free key is read as a string: the colon comes next.
+            Frame::Object { phase, .. } if *phase == Obj::InKey => *phase = Obj::AfterKey(u8::MAX),
+            Frame::Object { phase, .. } => *phase = Obj::AfterValue,
+            Frame::Array { phase, count, .. } => {
+                *phase = Arr::AfterValue;
+                *count += 1;
+            }
+            other => unreachable!("a value inside {other:?}"),
+        }
+    }
+
+    fn step(&mut self, top: Frame, b: u8, ws: bool) -> Step {
+        match top {
+            Frame::Root(_) => Step::Reject,
+            Frame::Value(node) => {
+                if ws {
+                    return Step::Whitespace;
+                }
+                self.start_value(node, b)
+            }
+            Frame::Object { node, phase, seen } => self.object(node, phase, seen, b, ws),
+            Frame::Key { cands, pos } => self.key(cands, pos, b),
+            Frame::Array { node, phase, count } => self.array(node, phase, count, b, ws),
+            Frame::String(phase) => {
+                let next = match (phase, b) {
+                    (Str::Text, b'"') => {
+                        self.value_done();
+                        return Step::Took;
+                    }
+                    (Str::Text, b'\\') => Str::Escape,
+                    (Str::Text, 0..=0x1f) => return Step::Reject,
+                    (Str::Text, _) => Str::Text,
+                    (Str::Escape, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                        Str::Text
+                    }
+                    (Str::Escape, b'u') => Str::Unicode(4),
+                    (Str::Unicode(n), _) if b.is_ascii_hexdigit() => {
+                        if n == 1 {
+                            Str::Text
+                        } else {
+                            Str::Unicode(n - 1)
+                        }
+                    }
+                    _ => return Step::Reject,
+                };
+                *self.top() = Frame::String(next);
+                Step::Took
+            }
+            Frame::Literal { node, cands, pos } => {
+                let Node::Literals(lits) = self.schema.node(node) else {
+                    unreachable!("literal frames read literal nodes")
+                };
+                let p = pos as usize;
+                let mut next = 0u64;
+                let mut complete = false;
+                for (i, lit) in lits.iter().enumerate().filter(|(i, _)| cands >> i & 1 == 1) {
+                    complete |= lit.len() == p;
+                    if lit.as_bytes().get(p) == Some(&b) {
+                        next |= 1 << i;
+                    }
+                }
+                if next != 0 {
+                    *self.top() = Frame::Literal {
+                        node,
+                        cands: next,
+                        pos: pos + 1,
+                    };
+                    Step::Took
+                } else if complete {
+                    self.value_done();
+                    Step::Again
+                } else {
+                    Step::Reject
+                }
+            }
+            Frame::Number {
+                integer,
+                phase,
+                len,
+            } => {
+                let digit = b.is_ascii_digit();
+                let next = match (phase, b) {
+                    (Num::Start, b'-') => Some(Num::Minus),
+                    (Num::Start | Num::Minus, b'0') => Some(Num::Zero),
+                    (Num::Start | Num::Minus, _) if digit => Some(Num::Int),
+                    (Num::Int, _) if digit => Some(Num::Int),
+                    (Num::Zero | Num::Int, b'.') if !integer => Some(Num::Dot),
+                    (Num::Dot | Num::Frac, _) if digit => Some(Num::Frac),
+                    (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') if !integer => Some(Num::Exp),
+                    (Num::Exp, b'+' | b'-') => Some(Num::ExpSign),
+                    (Num::Exp | Num::ExpSign | Num::ExpDigits, _) if digit => Some(Num::ExpDigits),
+                    _ => None,
+                };
+                match next {
+                    Some(phase) if len < MAX_NUMBER => {
+                        *self.top() = Frame::Number {
+                            integer,
+                            phase,
+                            len: len + 1,
+                        };
+                        Step::Took
+                    }
+                    Some(_) => Step::Reject,
+                    None if matches!(phase, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits) => {
+                        self.value_done();
+                        Step::Again
+                    }
+                    None => Step::Reject,
+                }
+            }
+        }
+    }
+
+    /// The first byte of a value of `node`: replace the `Value` frame with the frame that
+    /// reads it.
+    fn start_value(&mut self, node: NodeId, b: u8) -> Step {
+        let frame = match self.schema.node(node).clone() {
+            Node::AnyOf(alts) => {
+                return match alts
+                    .iter()
+                    .find(|&&a| first_bytes(&self.schema.nodes, a).contains(&b))
+                {
+                    Some(&a) => self.start_value(a, b),
+                    None => Step::Reject,
+                };
+            }
+            Node::Any => match b {
+                b'{' | b'[' | b'"' => return self.open(node, b),
+                b't' | b'f' => self.literal(self.schema.booleans),
+                b'n' => self.literal(self.schema.null),
+                b'-' | b'0'..=b'9' => self.number(false),
+                _ => return Step::Reject,
+            },
+            Node::Object { .. } | Node::Array { .. } | Node::String => return self.open(node, b),
+            Node::Number { integer } => self.number(integer),
+            Node::Boolean => self.literal(self.schema.booleans),
+            Node::Null => self.literal(self.schema.null),
+            Node::Literals(_) => self.literal(node),
+        };
+        *self.top() = frame;
+        Step::Again
+    }
+
+    /// `{`, `[` or `"` opening a value of `node`.
+    fn open(&mut self, node: NodeId, b: u8) -> Step {
+        let frame = match (self.schema.node(node), b) {
+            (Node::Object { .. } | Node::Any, b'{') => Frame::Object {
+                node,
+                phase: Obj::Start,
+                seen: 0,
+            },
+            (Node::Array { .. } | Node::Any, b'[') => Frame::Array {
+                node,
+                phase: Arr::Start,
+                count: 0,
+            },
+            (Node::String | Node::Any, b'"') => Frame::String(Str::Text),
+            _ => return Step::Reject,
+        };
+        if b != b'"' && self.stack.len() > MAX_NESTING {
+            return Step::Reject;
+        }
+        *self.top() = frame;
+        Step::Took
+    }
+
+    fn literal(&self, node: NodeId) -> Frame {
+        Frame::Literal {
+            node,
+            cands: u64::MAX,
+            pos: 0,
+        }
+    }
+
+    fn number(&self, integer: bool) -> Frame {
+        Frame::Number {
+            integer,
+            phase: Num::Start,
+            len: 0,
+        }
+    }
+
+    /// The object's properties (`None`: any key) and which must be present.
+    fn properties(&self, node: NodeId) -> (Option<&[(String, NodeId)]>, u64) {
+        match self.schema.node(node) {
+            Node::Object {
+                properties,
+                required,
+            } => (properties.as_deref(), *required),
+            _ => (None, 0),
+        }
+    }
+
+    fn object(&mut self, node: NodeId, phase: Obj, seen: u64, b: u8, ws: bool) -> Step {
+        let (props, required) = self.properties(node);
+        let set = |m: &mut Matcher, phase| {
+            *m.top() = Frame::Object { node, phase, seen };
+        };
+        match (phase, b) {
+            (Obj::Start | Obj::AfterKey(_) | Obj::AfterValue | Obj::AfterComma, _) if ws => {
+                Step::Whitespace
+            }
+            (Obj::Start | Obj::AfterValue, b'}') if required & !seen == 0 => {
+                self.value_done();
+                Step::Took
+            }
+            (Obj::Start | Obj::AfterComma, b'"') => {
+                let free = props.is_none();
+                let remaining = props.map_or(0, |p| {
+                    let all = if p.len() == 64 {
+                        u64::MAX
+                    } else {
+                        (1u64 << p.len()) - 1
+                    };
+                    all & !seen
+                });
+                if !free && remaining == 0 {
+                    return Step::Reject;
+                }
+                set(self, Obj::InKey);
+                self.stack.push(if free {
+                    Frame::String(Str::Text)
+                } else {
+                    Frame::Key {
+                        cands: remaining,
+                        pos: 0,
+                    }
+                });
+                Step::Took
+            }
+            (Obj::AfterKey(prop), b':') => {
+                let value = match props {
+                    Some(p) => p[prop as usize].1,
+                    None => self.schema.any,
+                };
+                set(self, Obj::InValue);
+                self.stack.push(Frame::Value(value));
+                Step::Took
+            }
+            (Obj::AfterValue, b',') => {
+                let full = props.is_some_and(|p| seen.count_ones() as usize == p.len());
+                if full {
+                    return Step::Reject;
+                }
+                set(self, Obj::AfterComma);
+                Step::Took
+            }
+            _ => Step::Reject,
+        }
+    }
+
+    fn key(&mut self, cands: u64, pos: u16, b: u8) -> Step {
+        let below = self.stack.len() - 2;
+        let Frame::Object { node, seen, .. } = self.stack[below] else {
+            unreachable!("keys belong to objects")
+        };
+        let (Some(props), _) = self.properties(node) else {
+            unreachable!("restricted keys belong to objects with properties")
+        };
+        let p = pos as usize;
+        if b == b'"' {
+            let Some(i) = (0..props.len()).find(|&i| cands >> i & 1 == 1 && props[i].0.len() == p)
+            else {
+                return Step::Reject;
+            };
+            self.stack.pop();
+            self.stack[below] = Frame::Object {
+                node,
+                phase: Obj::AfterKey(i as u8),
+                seen: seen | 1 << i,
+            };
+            return Step::Took;
+        }
+        let mut next = 0u64;
+        for (i, (name, _)) in props.iter().enumerate() {
+            if cands >> i & 1 == 1 && name.as_bytes().get(p) == Some(&b) {
+                next |= 1 << i;
+            }
+        }
+        if next == 0 {
+            return Step::Reject;
+        }
+        *self.top() = Frame::Key {
+            cands: next,
+            pos: pos + 1,
+        };
+        Step::Took
+    }
+
+    fn array(&mut self, node: NodeId, phase: Arr, count: u32, b: u8, ws: bool) -> Step {
+        let (items, min, max) = match self.schema.node(node) {
+            Node::Array { items, min, max } => (*items, *min, *max),
+            _ => (self.schema.any, 0, None),
+        };
+        let count_us = count as usize;
+        let set = |m: &mut Matcher, phase| {
+            *m.top() = Frame::Array { node, phase, count };
+        };
+        match (phase, b) {
+            (Arr::Start | Arr::AfterValue | Arr::AfterComma, _) if ws => Step::Whitespace,
+            (Arr::Start | Arr::AfterValue, b']') if count_us >= min => {
+                self.value_done();
+                Step::Took
+            }
+            (Arr::AfterValue, b',') if max.is_none_or(|m| count_us < m) => {
+                set(self, Arr::AfterComma);
+                Step::Took
+            }
+            (Arr::Start | Arr::AfterComma, _) if max.is_none_or(|m| count_us < m) => {
+                set(self, Arr::InValue);
+                self.stack.push(Frame::Value(items));
+                Step::Again
+            }
+            _ => Step::Reject,
+        }
+    }
+}
+
+enum Step {
+    /// The byte was taken.
+    Took,
+    /// A structural whitespace byte was taken.
+    Whitespace,
+    /// The stack changed without taking the byte: offer it again.
+    Again,
+    Reject,
+}

@@ -1,0 +1,157 @@
+//! Structured output: answers that are JSON, and valid against a schema, by construction. At
+//! each step the tokens whose bytes cannot continue a valid document are masked out of the
+//! logits before sampling (`response_format` `json_object` / `json_schema`); once the document
+//! is complete only an end-of-generation token remains.
+
+mod matcher;
+mod schema;
+
+use std::sync::Arc;
+
+use ward_models::Tokenizer;
+
+pub use matcher::Matcher;
+pub use schema::{Schema, SchemaError};
+
+/// Every token's bytes in sorted order, so a mask walks each shared prefix once.
+pub struct TokenTrie {
+    /// Ids of the tokens with bytes, sorted by their bytes.
+    order: Vec<u32>,
+    /// Bytes by token id (empty for control tokens, which JSON never needs).
+    bytes: Vec<Vec<u8>>,
+    /// `lcp[k]`: bytes `order[k]` shares with `order[k - 1]`.
+    lcp: Vec<usize>,
+}
+
+impl TokenTrie {
+    pub fn new(tokenizer: &Tokenizer) -> TokenTrie {
+        let n = tokenizer.vocab().len() as u32;
+        let bytes: Vec<Vec<u8>> = (0..n).map(|id| tokenizer.token_bytes(id, false)).collect();
+        let mut order: Vec<u32> = (0..n)
+            .filter(|&id| !bytes[id as usize].is_empty())
+            .collect();
+        order.sort_by(|&a, &b| bytes[a as usize].cmp(&bytes[b as usize]));
+        let lcp = (0..order.len())
+            .map(|k| {
+                if k == 0 {
+                    return 0;
+                }
+                let (a, b) = (&bytes[order[k - 1] as usize], &bytes[order[k] as usize]);
+                a.iter().zip(b).take_while(|(x, y)| x == y).count()
+            })
+            .collect();
+        TokenTrie { order, bytes, lcp }
+    }
+
+    pub fn bytes(&self, token: u32) -> &[u8] {
+        &self.bytes[token as usize]
+    }
+
+    /// `allowed[id]`: all of token `id`'s bytes can follow `state`. `states` is scratch.
+    fn allowed(&self, state: &Matcher, states: &mut Vec<Matcher>, allowed: &mut [bool]) {
+        allowed.fill(false);
+        // states[d]: the state after the first d bytes of the current token, valid for
+        // d <= depth; a prefix of `failed + 1` bytes of the previous token was rejected.
+        let longest = self
+            .order
+            .iter()
+            .map(|&t| self.bytes[t as usize].len())
+            .max()
+            .unwrap_or(0);
+        while states.len() < longest + 1 {
+            states.push(state.clone());
+        }
+        states[0].copy_from(state);
+        let mut depth = 0;
+        let mut failed: Option<usize> = None;
+        for (k, &token) in self.order.iter().enumerate() {
+            let (bytes, lcp) = (&self.bytes[token as usize], self.lcp[k]);
+            if failed.is_some_and(|f| lcp > f) {
+                continue; // shares the rejected prefix
+            }
+            failed = None;
+            depth = depth.min(lcp);
+            while depth < bytes.len() {
+                let (done, rest) = states.split_at_mut(depth + 1);
+                rest[0].copy_from(&done[depth]);
+                if !rest[0].feed(bytes[depth]) {
+                    failed = Some(depth);
+                    break;
+                }
+                depth += 1;
+            }
+            allowed[token as usize] = failed.is_none();
+        }
+    }
+}
+
+/// What a request's answer must be.
+#[derive(Clone)]
+pub struct JsonSpec {
+    pub schema: Arc<Schema>,
+    pub trie: Arc<TokenTrie>,
+}
+
+impl std::fmt::Debug for JsonSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "JsonSpec(<{} schema nodes>)", self.schema.nodes.len())
+    }
+}
+
+/// A sequence's progress through its JSON document.
+pub struct JsonConstraint {
+    spec: JsonSpec,
+    matcher: Matcher,
+    states: Vec<Matcher>,
+    allowed: Vec<bool>,
+}
+
+impl JsonConstraint {
+    pub fn new(spec: JsonSpec) -> JsonConstraint {
+        JsonConstraint {
+            matcher: Matcher::new(spec.schema.clone()),
+            allowed: vec![false; spec.trie.bytes.len()],
+            states: Vec::new(),
+            spec,
+        }
+    }
+
+    /// Mask out of `logits` every token that cannot come next: while the document is
+    /// unfinished, those whose bytes cannot continue it; once it is complete, all but the
+    /// end-of-generation tokens (`is_end`). False if no token is left.
+    pub fn mask(&mut self, logits: &mut [f32], is_end: impl Fn(u32) -> bool) -> bool {
+        let complete = self.matcher.is_complete();
+        if complete {
+            self.allowed.fill(false);
+        } else {
+            self.spec
+                .trie
+                .allowed(&self.matcher, &mut self.states, &mut self.allowed);
+        }
+        let mut any = false;
+        for (id, l) in logits.iter_mut().enumerate() {
+            let ok = if complete {
+                is_end(id as u32)
+            } else {
+                self.allowed.get(id).copied().unwrap_or(false)
+            };
+            if ok {
+                any |= l.is_finite();
+            } else {
+                *l = f32::NEG_INFINITY;
+            }
+        }
+        any
+    }
+
+    /// Move past `token`, which `mask` allowed.
+    pub fn accept(&mut self, token: u32) {
+        for &b in self.spec.trie.bytes(token) {
+            let ok = self.matcher.feed(b);
+            debug_assert!(ok, "a masked token was sampled");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
