@@ -390,7 +390,10 @@ fn json_answers_parse_and_follow_their_schema_when_sampled() {
         );
         assert_eq!(obj.len(), 4, "{text}");
     }
-    assert!(whole >= 6, "only {whole} of 8 answers finished within 200 tokens");
+    assert!(
+        whole >= 6,
+        "only {whole} of 8 answers finished within 200 tokens"
+    );
     let mut bad = request(Prompt::Text("x".into()), Some(4));
     bad.response_format = Some(ResponseFormat::JsonSchema(
         serde_json::json!({"type": "array"}),

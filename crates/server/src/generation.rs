@@ -18,6 +18,7 @@ use serde_json::Value;
 use ward_engine::{Engine, Event, EventStream, GenerateRequest, SubmitError, TokenLogprob, Usage};
 
 use crate::error::ApiError;
+use crate::openai::reasoning::{ReasoningSplitter, Split};
 use crate::openai::request::{parse_body, Validated};
 use crate::openai::response::{Choice, Endpoint, Meta};
 use crate::request_id::RequestId;
@@ -83,7 +84,8 @@ async fn generate(
     if stream {
         Ok(event_stream(streams, meta, include_usage, logprobs).into_response())
     } else {
-        let (choices, usage) = collect(streams, logprobs).await?;
+        let think = endpoint == Endpoint::Chat;
+        let (choices, usage) = collect(streams, logprobs, think).await?;
         Ok(Json(meta.response(&choices, &usage)).into_response())
     }
 }
@@ -139,15 +141,23 @@ pub(crate) async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> 
 async fn collect(
     streams: Vec<EventStream>,
     logprobs: bool,
+    think: bool,
 ) -> Result<(Vec<Choice>, Usage), ApiError> {
-    let results = try_join_all(streams.into_iter().map(|s| collect_one(s, logprobs))).await?;
+    let results =
+        try_join_all(streams.into_iter().map(|s| collect_one(s, logprobs, think))).await?;
     let usage = total_usage(results.iter().map(|r| &r.1));
     Ok((results.into_iter().map(|r| r.0).collect(), usage))
 }
 
-async fn collect_one(mut events: EventStream, logprobs: bool) -> Result<(Choice, Usage), ApiError> {
+/// One sequence's whole output; `think`: split the thinking of a reasoning model from it.
+async fn collect_one(
+    mut events: EventStream,
+    logprobs: bool,
+    think: bool,
+) -> Result<(Choice, Usage), ApiError> {
     let mut choice = Choice {
         text: String::new(),
+        reasoning: String::new(),
         logprobs: logprobs.then(Vec::new),
         finish: None,
     };
@@ -157,6 +167,12 @@ async fn collect_one(mut events: EventStream, logprobs: bool) -> Result<(Choice,
             Some(Event::Text(t)) => choice.text.push_str(&t),
             Some(Event::Finished(usage)) => {
                 choice.finish = Some(usage.finish);
+                if think {
+                    let mut splitter = ReasoningSplitter::new();
+                    let (a, b) = (splitter.push(&choice.text), splitter.finish());
+                    choice.reasoning = a.reasoning + &b.reasoning;
+                    choice.text = a.content + &b.content;
+                }
                 return Ok((choice, usage));
             }
             Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
@@ -196,8 +212,11 @@ fn event_stream(
                 yield data(meta.role_chunk(i, include_usage));
             }
         }
-        // Per choice: log-probabilities not yet sent, text length so far.
+        // Per choice: log-probabilities not yet sent, text length so far, and (chat) the
+        // splitter of thinking from answer.
         let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
+        let mut splitters: Vec<ReasoningSplitter> = (0..n).map(|_| ReasoningSplitter::new()).collect();
+        let think = meta.endpoint == Endpoint::Chat;
         let mut offsets = vec![0usize; n];
         let mut usages = Vec::with_capacity(n);
         let mut failed = false;
@@ -205,14 +224,19 @@ fn event_stream(
             match event {
                 Event::Logprob(lp) => pending[i].push(lp),
                 Event::Text(t) => {
+                    let split = if think { splitters[i].push(&t) } else { Split { reasoning: String::new(), content: t } };
+                    if split.content.is_empty() && split.reasoning.is_empty() {
+                        continue; // held back: it may begin a thinking marker
+                    }
                     let lps = std::mem::take(&mut pending[i]);
                     let lps = logprobs.then_some((&lps[..], &mut offsets[i]));
-                    yield data(meta.chunk(i, &t, lps, None, include_usage));
+                    yield data(meta.chunk(i, &split.content, &split.reasoning, lps, None, include_usage));
                 }
                 Event::Finished(usage) => {
+                    let rest = splitters[i].finish();
                     let lps = std::mem::take(&mut pending[i]);
                     let lps = (logprobs && !lps.is_empty()).then_some((&lps[..], &mut offsets[i]));
-                    yield data(meta.chunk(i, "", lps, Some(usage.finish), include_usage));
+                    yield data(meta.chunk(i, &rest.content, &rest.reasoning, lps, Some(usage.finish), include_usage));
                     usages.push(usage);
                 }
                 Event::Failed(message) => {

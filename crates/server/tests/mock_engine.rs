@@ -243,6 +243,50 @@ async fn chat_stream_sends_role_text_finish_usage_and_done() {
     assert_eq!(ids.len(), 1, "one id for the whole stream");
 }
 
+/// A reasoning model's thinking goes to `reasoning_content`, streamed or not, however the
+/// pieces break the markers.
+#[tokio::test]
+async fn thinking_is_split_into_reasoning_content() {
+    let pieces = vec!["<thi", "nk>Weigh", " the dose.</th", "ink>\n\n5", " mg."];
+    let (status, body, _) = chat(Arc::new(MockEngine::new(pieces.clone())), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let message = &body["choices"][0]["message"];
+    assert_eq!(message["reasoning_content"], "Weigh the dose.");
+    assert_eq!(message["content"], "5 mg.");
+
+    let (_, body, _) = chat(Arc::new(MockEngine::new(pieces)), json!({"stream": true})).await;
+    let (mut reasoning, mut content) = (String::new(), String::new());
+    for event in body.as_str().unwrap().split("\n\n") {
+        let Some(Ok(chunk)) = event
+            .strip_prefix("data: ")
+            .map(serde_json::from_str::<Value>)
+        else {
+            continue;
+        };
+        let delta = &chunk["choices"][0]["delta"];
+        reasoning += delta["reasoning_content"].as_str().unwrap_or("");
+        content += delta["content"].as_str().unwrap_or("");
+    }
+    assert_eq!(
+        (reasoning.as_str(), content.as_str()),
+        ("Weigh the dose.", "5 mg.")
+    );
+
+    // Completions pass the text through as it is.
+    let app = app_with(
+        Some(Arc::new(MockEngine::new(vec!["<think>a</think>b"]))),
+        ServerConfig::default(),
+    );
+    let (_, body, _) = send(
+        app,
+        "POST",
+        "/v1/completions",
+        &json!({"model": "mock-model", "prompt": "x"}).to_string(),
+    )
+    .await;
+    assert_eq!(body["choices"][0]["text"], "<think>a</think>b");
+}
+
 #[tokio::test]
 async fn bad_parameters_get_400_naming_them_without_echoing_values() {
     let cases = [

@@ -1,4 +1,5 @@
 //! OpenAI's wire format: request bodies in, response bodies and stream chunks out.
 
+pub mod reasoning;
 pub mod request;
 pub mod response;

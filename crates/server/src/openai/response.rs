@@ -6,6 +6,8 @@ use ward_engine::{FinishReason, TokenChoice, TokenLogprob, Usage};
 /// One sequence's finished output, for a non-streaming response.
 pub struct Choice {
     pub text: String,
+    /// Chat: the model's thinking, split from `text` (empty if it did not think aloud).
+    pub reasoning: String,
     /// `Some` when the request asked for log-probabilities.
     pub logprobs: Option<Vec<TokenLogprob>>,
     pub finish: Option<FinishReason>,
@@ -64,12 +66,18 @@ impl Meta {
                 let logprobs = c.logprobs.as_ref().map(|lps| self.logprobs(lps, &mut 0));
                 let finish = c.finish.map(finish_reason);
                 match self.endpoint {
-                    Endpoint::Chat => json!({
-                        "index": index,
-                        "message": {"role": "assistant", "content": c.text},
-                        "logprobs": logprobs,
-                        "finish_reason": finish,
-                    }),
+                    Endpoint::Chat => {
+                        let mut message = json!({"role": "assistant", "content": c.text});
+                        if !c.reasoning.is_empty() {
+                            message["reasoning_content"] = json!(c.reasoning);
+                        }
+                        json!({
+                            "index": index,
+                            "message": message,
+                            "logprobs": logprobs,
+                            "finish_reason": finish,
+                        })
+                    }
                     Endpoint::Completion => json!({
                         "index": index,
                         "text": c.text,
@@ -86,13 +94,15 @@ impl Meta {
         self.body(object, choices, Some(usage_json(usage)))
     }
 
-    /// A stream chunk for choice `index` carrying `text` (chat: as `delta.content`) and the
-    /// log-probabilities of the tokens since the last chunk, or its finishing chunk.
-    /// `offset` is the choice's text length so far, which the completions format reports.
+    /// A stream chunk for choice `index` carrying `text` (chat: as `delta.content`, and the
+    /// thinking as `delta.reasoning_content`) and the log-probabilities of the tokens since the
+    /// last chunk, or its finishing chunk. `offset` is the choice's text length so far, which
+    /// the completions format reports.
     pub fn chunk(
         &self,
         index: usize,
         text: &str,
+        reasoning: &str,
         logprobs: Option<(&[TokenLogprob], &mut usize)>,
         finish: Option<FinishReason>,
         with_usage_key: bool,
@@ -101,11 +111,13 @@ impl Meta {
         let logprobs = logprobs.map(|(lps, offset)| self.logprobs(lps, offset));
         let choice = match self.endpoint {
             Endpoint::Chat => {
-                let delta = if finish.is_some() && text.is_empty() {
-                    json!({})
-                } else {
-                    json!({"content": text})
-                };
+                let mut delta = json!({});
+                if !reasoning.is_empty() {
+                    delta["reasoning_content"] = json!(reasoning);
+                }
+                if !text.is_empty() || (finish.is_none() && reasoning.is_empty()) {
+                    delta["content"] = json!(text);
+                }
                 json!({"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish})
             }
             Endpoint::Completion => {
