@@ -47,6 +47,8 @@ pub struct GenerateRequest {
     pub logprobs: Option<usize>,
     /// The answer must be JSON (`None`: free text).
     pub response_format: Option<ResponseFormat>,
+    /// OpenAI-style tools offered to the model in a chat prompt.
+    pub tools: Option<serde_json::Value>,
     /// Prefix-cache entries are shared only between requests with the same salt (a tenant's
     /// key or name), so one service cannot detect another's prompts by their speed.
     pub cache_salt: String,
@@ -254,6 +256,7 @@ mod tests {
                 ignore_eos: false,
                 logprobs: None,
                 response_format: None,
+                tools: None,
                 cache_salt: secret.into(),
                 timeout: None,
             };

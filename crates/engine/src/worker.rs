@@ -124,7 +124,11 @@ impl EngineHandle {
         })
     }
 
-    fn prompt_tokens(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError> {
+    fn prompt_tokens(
+        &self,
+        prompt: Prompt,
+        tools: Option<&serde_json::Value>,
+    ) -> Result<Vec<u32>, SubmitError> {
         let invalid = |message: String, param| SubmitError::InvalidPrompt { message, param };
         let tokens = match prompt {
             Prompt::Text(text) => self.lm.tokenizer.encode(&text, true),
@@ -138,7 +142,7 @@ impl EngineHandle {
                 }
                 ids
             }
-            Prompt::Chat(messages) => match self.lm.chat_prompt(&messages) {
+            Prompt::Chat(messages) => match self.lm.chat_prompt_with_tools(&messages, tools) {
                 Ok(tokens) => tokens,
                 Err(ModelError::Template(ward_models::TemplateError::Missing)) => {
                     return Err(SubmitError::NoChatTemplate)
@@ -159,7 +163,7 @@ impl Engine for EngineHandle {
     }
 
     fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError> {
-        self.prompt_tokens(prompt)
+        self.prompt_tokens(prompt, None)
     }
 
     fn detokenize(&self, tokens: &[u32]) -> Result<String, SubmitError> {
@@ -174,7 +178,7 @@ impl Engine for EngineHandle {
     }
 
     fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
-        let prompt = self.prompt_tokens(request.prompt)?;
+        let prompt = self.prompt_tokens(request.prompt, request.tools.as_ref())?;
         let context_length = self.info.context_length;
         let max_tokens = request
             .max_tokens

@@ -38,6 +38,7 @@ fn request(prompt: Prompt, max_tokens: Option<usize>) -> GenerateRequest {
         ignore_eos: false,
         logprobs: None,
         response_format: None,
+        tools: None,
         cache_salt: String::new(),
         timeout: None,
     }

@@ -111,8 +111,32 @@ impl LoadedModel {
 
     /// Token ids of a chat conversation rendered through the template, ready for generation.
     pub fn chat_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, ModelError> {
+        self.chat_prompt_with_tools(messages, None)
+    }
+
+    /// `chat_prompt` offering the model OpenAI-style `tools`: through the template where it
+    /// renders them, else described in a system message asking for `<tool_call>` blocks (the
+    /// Hermes format, which Qwen, SmolLM and many fine-tunes were trained on).
+    pub fn chat_prompt_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+    ) -> Result<Vec<u32>, ModelError> {
         let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
-        let text = template.render(messages, true)?;
+        let text = match tools {
+            Some(tools) if !template.takes_tools => {
+                let mut with = messages.to_vec();
+                let offer = template::tools_system_prompt(tools);
+                match with.first_mut() {
+                    Some(m) if m.role == "system" => {
+                        m.content = format!("{}\n\n{offer}", m.content)
+                    }
+                    _ => with.insert(0, ChatMessage::new("system", &offer)),
+                }
+                template.render(&with, true)?
+            }
+            _ => template.render_with_tools(messages, tools, true)?,
+        };
         // Templates write BOS themselves where the model wants it; llama.cpp's server likewise
         // tokenizes the rendered prompt without adding special tokens again.
         Ok(self.tokenizer.encode(&text, false))

@@ -24,6 +24,13 @@ pub enum TemplateError {
 pub struct ChatMessage {
     pub role: String,
     pub content: String,
+    /// An assistant turn's calls of tools (OpenAI's `tool_calls`, with `arguments` parsed
+    /// where they are JSON, as templates expect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<serde_json::Value>,
+    /// A tool turn's answer to this call.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
 }
 
 impl ChatMessage {
@@ -31,6 +38,8 @@ impl ChatMessage {
         ChatMessage {
             role: role.to_string(),
             content: content.to_string(),
+            tool_calls: None,
+            tool_call_id: None,
         }
     }
 }
@@ -47,10 +56,30 @@ impl std::fmt::Debug for ChatMessage {
     }
 }
 
+/// A system prompt offering `tools` (OpenAI's list) to a model whose template has no place
+/// for them, in the Hermes function-calling format.
+pub fn tools_system_prompt(tools: &serde_json::Value) -> String {
+    let list: Vec<String> = tools
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|t| t.get("function").unwrap_or(t).to_string())
+        .collect();
+    format!(
+        "You may call functions to help answer. The functions, as JSON schemas:\n<tools>\n{}\n\
+         </tools>\nTo call one, answer with a JSON object naming it and its arguments inside \
+         tags:\n<tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n\
+         </tool_call>",
+        list.join("\n")
+    )
+}
+
 pub struct ChatTemplate {
     env: Environment<'static>,
     bos_token: String,
     eos_token: String,
+    /// The template renders a `tools` list itself.
+    pub takes_tools: bool,
 }
 
 impl ChatTemplate {
@@ -76,6 +105,7 @@ impl ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
+            takes_tools: source.contains("tools"),
         })
     }
 
@@ -84,12 +114,23 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         add_generation_prompt: bool,
     ) -> Result<String, TemplateError> {
+        self.render_with_tools(messages, None, add_generation_prompt)
+    }
+
+    /// `render` with OpenAI's `tools` list for templates that describe tools themselves.
+    pub fn render_with_tools(
+        &self,
+        messages: &[ChatMessage],
+        tools: Option<&serde_json::Value>,
+        add_generation_prompt: bool,
+    ) -> Result<String, TemplateError> {
         let tmpl = self
             .env
             .get_template("chat")
             .map_err(|e| TemplateError::Compile(e.to_string()))?;
         tmpl.render(context! {
             messages => messages,
+            tools => tools,
             add_generation_prompt => add_generation_prompt,
             bos_token => self.bos_token,
             eos_token => self.eos_token,

@@ -20,7 +20,8 @@ use ward_engine::{Engine, Event, EventStream, GenerateRequest, SubmitError, Toke
 use crate::error::ApiError;
 use crate::openai::reasoning::{ReasoningSplitter, Split};
 use crate::openai::request::{parse_body, Validated};
-use crate::openai::response::{Choice, Endpoint, Meta};
+use crate::openai::response::{finish_reason, Choice, Endpoint, Meta};
+use crate::openai::tools::{self, ToolMode, ToolStream};
 use crate::request_id::RequestId;
 use crate::App;
 
@@ -67,6 +68,7 @@ async fn generate(
         stream,
         include_usage,
         n,
+        tool_mode,
     } = match endpoint {
         Endpoint::Chat => body.into_chat()?,
         Endpoint::Completion => body.into_completion()?,
@@ -82,10 +84,10 @@ async fn generate(
         .map_err(|_| ApiError::engine("the request could not be prepared"))?
         .map_err(|e| ApiError::from_submit(e, endpoint.prompt_param()))?;
     if stream {
-        Ok(event_stream(streams, meta, include_usage, logprobs).into_response())
+        Ok(event_stream(streams, meta, include_usage, logprobs, tool_mode).into_response())
     } else {
         let think = endpoint == Endpoint::Chat;
-        let (choices, usage) = collect(streams, logprobs, think).await?;
+        let (choices, usage) = collect(streams, logprobs, think, tool_mode).await?;
         Ok(Json(meta.response(&choices, &usage)).into_response())
     }
 }
@@ -142,24 +144,28 @@ async fn collect(
     streams: Vec<EventStream>,
     logprobs: bool,
     think: bool,
+    tool_mode: ToolMode,
 ) -> Result<(Vec<Choice>, Usage), ApiError> {
-    let results =
-        try_join_all(streams.into_iter().map(|s| collect_one(s, logprobs, think))).await?;
+    let one = |s| collect_one(s, logprobs, think, tool_mode);
+    let results = try_join_all(streams.into_iter().map(one)).await?;
     let usage = total_usage(results.iter().map(|r| &r.1));
     Ok((results.into_iter().map(|r| r.0).collect(), usage))
 }
 
-/// One sequence's whole output; `think`: split the thinking of a reasoning model from it.
+/// One sequence's whole output; `think`: split the thinking of a reasoning model from it;
+/// its tool calls read as `tool_mode` says.
 async fn collect_one(
     mut events: EventStream,
     logprobs: bool,
     think: bool,
+    tool_mode: ToolMode,
 ) -> Result<(Choice, Usage), ApiError> {
     let mut choice = Choice {
         text: String::new(),
         reasoning: String::new(),
         logprobs: logprobs.then(Vec::new),
         finish: None,
+        tool_calls: Vec::new(),
     };
     loop {
         match events.next().await {
@@ -173,6 +179,7 @@ async fn collect_one(
                     choice.reasoning = a.reasoning + &b.reasoning;
                     choice.text = a.content + &b.content;
                 }
+                (choice.text, choice.tool_calls) = tools::parse(tool_mode, &choice.text);
                 return Ok((choice, usage));
             }
             Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
@@ -197,6 +204,7 @@ fn event_stream(
     meta: Meta,
     include_usage: bool,
     logprobs: bool,
+    tool_mode: ToolMode,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
     let n = streams.len();
@@ -216,6 +224,7 @@ fn event_stream(
         // splitter of thinking from answer.
         let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let mut splitters: Vec<ReasoningSplitter> = (0..n).map(|_| ReasoningSplitter::new()).collect();
+        let mut tool_streams: Vec<ToolStream> = (0..n).map(|_| ToolStream::new(tool_mode)).collect();
         let think = meta.endpoint == Endpoint::Chat;
         let mut offsets = vec![0usize; n];
         let mut usages = Vec::with_capacity(n);
@@ -224,7 +233,8 @@ fn event_stream(
             match event {
                 Event::Logprob(lp) => pending[i].push(lp),
                 Event::Text(t) => {
-                    let split = if think { splitters[i].push(&t) } else { Split { reasoning: String::new(), content: t } };
+                    let mut split = if think { splitters[i].push(&t) } else { Split { reasoning: String::new(), content: t } };
+                    split.content = tool_streams[i].push(&split.content);
                     if split.content.is_empty() && split.reasoning.is_empty() {
                         continue; // held back: it may begin a thinking marker
                     }
@@ -234,9 +244,17 @@ fn event_stream(
                 }
                 Event::Finished(usage) => {
                     let rest = splitters[i].finish();
+                    let mut content = tool_streams[i].push(&rest.content);
+                    let (tail, calls) = tool_streams[i].finish();
+                    content += &tail;
+                    let mut finish = finish_reason(usage.finish);
+                    if !calls.is_empty() {
+                        yield data(meta.tool_calls_chunk(i, &calls, include_usage));
+                        finish = "tool_calls";
+                    }
                     let lps = std::mem::take(&mut pending[i]);
                     let lps = (logprobs && !lps.is_empty()).then_some((&lps[..], &mut offsets[i]));
-                    yield data(meta.chunk(i, &rest.content, &rest.reasoning, lps, Some(usage.finish), include_usage));
+                    yield data(meta.chunk(i, &content, &rest.reasoning, lps, Some(finish), include_usage));
                     usages.push(usage);
                 }
                 Event::Failed(message) => {

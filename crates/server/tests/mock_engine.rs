@@ -287,6 +287,64 @@ async fn thinking_is_split_into_reasoning_content() {
     assert_eq!(body["choices"][0]["text"], "<think>a</think>b");
 }
 
+/// With tools offered, `<tool_call>` blocks in the answer become `tool_calls`, streamed or
+/// not, and the text around them the content.
+#[tokio::test]
+async fn tool_call_blocks_become_tool_calls() {
+    let pieces = vec![
+        "Checking.",
+        "\n<tool_",
+        "call>{\"name\": \"get_vitals\", \"arguments\": {\"bed\": 4}}</tool_call>",
+    ];
+    let tools = json!({"tools": [{"type": "function", "function": {"name": "get_vitals",
+        "parameters": {"type": "object", "properties": {"bed": {"type": "integer"}}}}}]});
+    let engine = Arc::new(MockEngine::new(pieces.clone()));
+    let (status, body, _) = chat(engine.clone(), tools.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let choice = &body["choices"][0];
+    assert_eq!(choice["finish_reason"], "tool_calls");
+    assert_eq!(choice["message"]["content"], "Checking.");
+    let call = &choice["message"]["tool_calls"][0];
+    assert_eq!(call["type"], "function");
+    assert_eq!(call["function"]["name"], "get_vitals");
+    assert_eq!(call["function"]["arguments"], r#"{"bed":4}"#);
+    assert!(call["id"].as_str().unwrap().starts_with("call_"));
+    assert!(engine.seen.lock().unwrap()[0].tools.is_some(), "tools reach the prompt");
+
+    let mut stream_body = tools.clone();
+    stream_body["stream"] = json!(true);
+    let (_, body, _) = chat(Arc::new(MockEngine::new(pieces)), stream_body).await;
+    let chunks: Vec<Value> = body
+        .as_str()
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    let content: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(content.trim(), "Checking.");
+    let calls: Vec<&Value> = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"].get("tool_calls"))
+        .collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0][0]["index"], 0);
+    assert_eq!(calls[0][0]["function"]["name"], "get_vitals");
+    let last = &chunks[chunks.len() - 1]["choices"][0];
+    assert_eq!(last["finish_reason"], "tool_calls");
+
+    // tool_choice "none": no tools offered, the text is content.
+    let mut none = tools;
+    none["tool_choice"] = json!("none");
+    let engine = Arc::new(MockEngine::new(vec!["<tool_call>{}</tool_call>"]));
+    let (_, body, _) = chat(engine.clone(), none).await;
+    assert_eq!(body["choices"][0]["message"]["content"], "<tool_call>{}</tool_call>");
+    assert!(engine.seen.lock().unwrap()[0].tools.is_none());
+}
+
 #[tokio::test]
 async fn bad_parameters_get_400_naming_them_without_echoing_values() {
     let cases = [

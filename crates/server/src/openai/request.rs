@@ -11,6 +11,7 @@ use ward_engine::{
     ChatMessage, GenerateRequest, Prompt, ResponseFormat, SamplingParams, MAX_TOP_LOGPROBS,
 };
 
+use super::tools::{self, ToolMode};
 use crate::error::ApiError;
 
 /// Most stop strings a request may give, and their longest length in bytes.
@@ -46,7 +47,6 @@ pub struct RequestBody {
     /// Chat: a boolean (with `top_logprobs`); completions: the number of alternatives.
     logprobs: Option<Value>,
     top_logprobs: Option<Value>,
-    // Accepted for compatibility but only in their "off" form for now (see `refuse_unsupported`).
     logit_bias: Option<std::collections::HashMap<String, f64>>,
     /// vLLM's extensions: more tokens that end the answer; generating past end-of-turn.
     stop_token_ids: Option<Vec<u32>>,
@@ -66,6 +66,10 @@ pub struct RequestBody {
 pub(crate) struct WireMessage {
     role: String,
     content: Option<Content>,
+    /// An assistant turn's calls (`[{"id", "type", "function": {"name", "arguments"}}]`).
+    tool_calls: Option<Vec<Value>>,
+    /// A tool turn: the call it answers.
+    tool_call_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -110,6 +114,8 @@ pub struct Validated {
     pub include_usage: bool,
     /// Choices to generate.
     pub n: usize,
+    /// How the answer is read back as tool calls.
+    pub tool_mode: ToolMode,
 }
 
 /// Parse a completions or chat body; see [`parse_json`].
@@ -207,7 +213,21 @@ impl RequestBody {
             (None, None) => None,
         };
         let logprobs = self.chat_logprobs()?;
-        self.validate(Prompt::Chat(messages), max_tokens, logprobs)
+        let (tools, tool_mode, call_schema) =
+            tools::validate(self.tools.as_ref(), self.tool_choice.as_ref())?;
+        let mut v = self.validate(Prompt::Chat(messages), max_tokens, logprobs)?;
+        if let Some(schema) = call_schema {
+            if v.request.response_format.is_some() {
+                return Err(ApiError::invalid_param(
+                    "response_format",
+                    "'response_format' cannot be combined with a required tool call",
+                ));
+            }
+            v.request.response_format = Some(ResponseFormat::JsonSchema(schema));
+        }
+        v.request.tools = tools;
+        v.tool_mode = tool_mode;
+        Ok(v)
     }
 
     /// Chat's `logprobs: true` with `top_logprobs` (0 to 20) alternatives.
@@ -288,6 +308,12 @@ impl RequestBody {
         if self.echo == Some(true) {
             return Err(unsupported("echo"));
         }
+        if self.tools.as_ref().is_some_and(|t| !t.is_null()) {
+            return Err(ApiError::invalid_param(
+                "tools",
+                "tools are offered through /v1/chat/completions",
+            ));
+        }
         if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(unsupported("suffix"));
         }
@@ -312,7 +338,6 @@ impl RequestBody {
         max_tokens: Option<(&str, i64)>,
         logprobs: Option<usize>,
     ) -> Result<Validated, ApiError> {
-        self.refuse_unsupported()?;
         let max_tokens = max_tokens
             .map(|(param, v)| positive(param, v))
             .transpose()?;
@@ -355,6 +380,7 @@ impl RequestBody {
                 ignore_eos: self.ignore_eos.unwrap_or(false),
                 logprobs,
                 response_format: self.response_format()?,
+                tools: None,
                 cache_salt: self.cache_salt.clone().unwrap_or_default(),
                 // Set by the route, from the server's configuration.
                 timeout: None,
@@ -362,6 +388,7 @@ impl RequestBody {
             stream,
             include_usage,
             n,
+            tool_mode: ToolMode::Off,
         })
     }
 
@@ -484,24 +511,6 @@ impl RequestBody {
         }
         Ok(stops)
     }
-
-    fn refuse_unsupported(&self) -> Result<(), ApiError> {
-        let on = |v: &Option<Value>| match v {
-            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-            Some(Value::Object(m)) => !m.is_empty(),
-            Some(Value::Array(a)) => !a.is_empty(),
-            Some(_) => true,
-        };
-        if on(&self.tools) {
-            return Err(unsupported("tools"));
-        }
-        match &self.tool_choice {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) if s == "none" || s == "auto" => {}
-            Some(_) => return Err(unsupported("tool_choice")),
-        }
-        Ok(())
-    }
 }
 
 fn unsupported(param: &str) -> ApiError {
@@ -559,7 +568,25 @@ pub(crate) fn chat_messages(messages: &[WireMessage]) -> Result<Vec<ChatMessage>
                 Some(Content::Text(t)) => t.clone(),
                 Some(Content::Parts(parts)) => text_parts(parts, i)?,
             };
-            Ok(ChatMessage::new(role, &content))
+            let mut message = ChatMessage::new(role, &content);
+            message.tool_call_id = m.tool_call_id.clone();
+            message.tool_calls = m.tool_calls.as_ref().map(|calls| {
+                // Templates expect the arguments as an object, the wire carries a JSON text.
+                calls
+                    .iter()
+                    .map(|c| {
+                        let mut c = c.clone();
+                        let parsed = c["function"]["arguments"]
+                            .as_str()
+                            .and_then(|a| serde_json::from_str::<Value>(a).ok());
+                        if let Some(args) = parsed {
+                            c["function"]["arguments"] = args;
+                        }
+                        c
+                    })
+                    .collect()
+            });
+            Ok(message)
         })
         .collect()
 }

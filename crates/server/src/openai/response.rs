@@ -3,6 +3,8 @@
 use serde_json::{json, Value};
 use ward_engine::{FinishReason, TokenChoice, TokenLogprob, Usage};
 
+use super::tools::{tool_calls_json, ToolCall};
+
 /// One sequence's finished output, for a non-streaming response.
 pub struct Choice {
     pub text: String,
@@ -11,6 +13,8 @@ pub struct Choice {
     /// `Some` when the request asked for log-probabilities.
     pub logprobs: Option<Vec<TokenLogprob>>,
     pub finish: Option<FinishReason>,
+    /// Chat: the tools the answer calls (its finish reason is then `tool_calls`).
+    pub tool_calls: Vec<ToolCall>,
 }
 
 /// Which of the two generation endpoints is answering; decides the object names and shapes.
@@ -64,12 +68,23 @@ impl Meta {
             .enumerate()
             .map(|(index, c)| {
                 let logprobs = c.logprobs.as_ref().map(|lps| self.logprobs(lps, &mut 0));
-                let finish = c.finish.map(finish_reason);
+                let finish = if c.tool_calls.is_empty() {
+                    c.finish.map(finish_reason)
+                } else {
+                    Some("tool_calls")
+                };
                 match self.endpoint {
                     Endpoint::Chat => {
                         let mut message = json!({"role": "assistant", "content": c.text});
                         if !c.reasoning.is_empty() {
                             message["reasoning_content"] = json!(c.reasoning);
+                        }
+                        if !c.tool_calls.is_empty() {
+                            let id = format!("{}_{index}", self.id);
+                            message["tool_calls"] = tool_calls_json(&c.tool_calls, &id, false);
+                            if c.text.is_empty() {
+                                message["content"] = Value::Null;
+                            }
                         }
                         json!({
                             "index": index,
@@ -104,10 +119,9 @@ impl Meta {
         text: &str,
         reasoning: &str,
         logprobs: Option<(&[TokenLogprob], &mut usize)>,
-        finish: Option<FinishReason>,
+        finish: Option<&str>,
         with_usage_key: bool,
     ) -> Value {
-        let finish = finish.map(finish_reason);
         let logprobs = logprobs.map(|(lps, offset)| self.logprobs(lps, offset));
         let choice = match self.endpoint {
             Endpoint::Chat => {
@@ -127,6 +141,28 @@ impl Meta {
         // With `include_usage`, OpenAI puts `"usage": null` on every chunk but the last.
         let usage = with_usage_key.then_some(Value::Null);
         self.body(self.chunk_object(), vec![choice], usage)
+    }
+
+    /// A chat chunk carrying choice `index`'s tool calls, whole (they are sent once the
+    /// answer is complete).
+    pub fn tool_calls_chunk(
+        &self,
+        index: usize,
+        calls: &[ToolCall],
+        with_usage_key: bool,
+    ) -> Value {
+        let id = format!("{}_{index}", self.id);
+        let choice = json!({
+            "index": index,
+            "delta": {"tool_calls": tool_calls_json(calls, &id, true)},
+            "logprobs": null,
+            "finish_reason": null,
+        });
+        self.body(
+            self.chunk_object(),
+            vec![choice],
+            with_usage_key.then_some(Value::Null),
+        )
     }
 
     /// Chat's first chunk of a choice: the assistant role, no text yet.
@@ -216,7 +252,7 @@ impl Meta {
     }
 }
 
-fn finish_reason(f: FinishReason) -> &'static str {
+pub fn finish_reason(f: FinishReason) -> &'static str {
     match f {
         FinishReason::Stop => "stop",
         FinishReason::Length => "length",

@@ -220,3 +220,42 @@ def test_json_object_mode_and_refused_schemas(bclient):
                                         response_format={"type": "json_schema",
                                                          "json_schema": {"name": "x", "schema": {"type": "array"}}})
     assert e.value.body["param"] == "response_format" and "root" in e.value.body["message"]
+
+
+VITALS_TOOL = {"type": "function", "function": {
+    "name": "get_vitals", "description": "Latest vital signs of the patient in a bed",
+    "parameters": {"type": "object", "properties": {"bed": {"type": "integer"}, "ward": {"type": "string"}},
+                   "required": ["bed"], "additionalProperties": False}}}
+LABS_TOOL = {"type": "function", "function": {
+    "name": "get_labs", "parameters": {"type": "object", "properties": {"test": {"type": "string"}}}}}
+
+
+def test_a_required_tool_call_parses_and_its_result_can_be_sent_back(bclient):
+    messages = [{"role": "user", "content": "What are the vitals of the patient in bed 4?"}]
+    for choice in ({"type": "function", "function": {"name": "get_vitals"}}, "required"):
+        r = bclient.chat.completions.create(model=MODEL, messages=messages, max_tokens=80, temperature=0,
+                                            tools=[VITALS_TOOL, LABS_TOOL], tool_choice=choice)
+        c = r.choices[0]
+        if c.finish_reason == "length":
+            continue
+        assert c.finish_reason == "tool_calls" and c.message.content is None
+        call = c.message.tool_calls[0]
+        assert call.type == "function" and call.id.startswith("call_")
+        assert call.function.name in ("get_vitals", "get_labs")
+        args = json.loads(call.function.arguments)
+        if choice != "required":
+            assert call.function.name == "get_vitals"
+            jsonschema.validate(args, VITALS_TOOL["function"]["parameters"])
+    # The conversation goes on with the call and its result.
+    follow = messages + [
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_vitals", "arguments": '{"bed": 4}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"pulse": 88, "bp": "120/80"}'},
+    ]
+    r = bclient.chat.completions.create(model=MODEL, messages=follow, max_tokens=20, temperature=0,
+                                        tools=[VITALS_TOOL])
+    assert r.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    with pytest.raises(openai.BadRequestError) as e:
+        bclient.chat.completions.create(model=MODEL, messages=messages, max_tokens=5, tools=[VITALS_TOOL],
+                                        tool_choice={"type": "function", "function": {"name": "nope"}})
+    assert e.value.body["param"] == "tool_choice"

@@ -1,0 +1,343 @@
+//! Tool calling (`tools`, `tool_choice`): which tools a request offers, how the answer is
+//! read back as `tool_calls`.
+//!
+//! With `tool_choice` `"required"` or a named function, the answer is constrained to the JSON
+//! of one call (`{"name": …, "arguments": {…}}`, the arguments valid against the function's
+//! parameters when it is named), so it always parses. With `"auto"` the model chooses: calls
+//! are read from `<tool_call>{…}</tool_call>` blocks (the Hermes format the tools are offered
+//! in, see `ward_models::template::tools_system_prompt`), and the text outside them is the
+//! content. A block that is not a valid call stays in the content.
+
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+
+const OPEN: &str = "<tool_call>";
+const CLOSE: &str = "</tool_call>";
+/// Most tools one request may offer.
+const MAX_TOOLS: usize = 64;
+
+/// How the answer relates to the tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolMode {
+    /// No tools: the answer is content.
+    Off,
+    /// The model may call tools in `<tool_call>` blocks.
+    Auto,
+    /// The whole answer is one call's JSON.
+    Forced,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCall {
+    pub name: String,
+    /// The arguments as a JSON text (OpenAI's wire form).
+    pub arguments: String,
+}
+
+/// The request's `tools` and `tool_choice`, checked: the tools to offer the model, the mode,
+/// and for a forced call the schema its JSON must follow.
+pub fn validate(
+    tools: Option<&Value>,
+    choice: Option<&Value>,
+) -> Result<(Option<Value>, ToolMode, Option<Value>), ApiError> {
+    let bad = |param: &str, m: &str| ApiError::invalid_param(param, m);
+    let tools = match tools {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(t)) if t.is_empty() => None,
+        Some(Value::Array(t)) if t.len() <= MAX_TOOLS => Some(t),
+        Some(_) => {
+            return Err(bad(
+                "tools",
+                "'tools' must be a list of at most 64 functions",
+            ))
+        }
+    };
+    let mut functions = Vec::new();
+    for (i, t) in tools.into_iter().flatten().enumerate() {
+        let f = t
+            .get("function")
+            .filter(|_| t.get("type").and_then(Value::as_str) == Some("function"))
+            .ok_or_else(|| {
+                bad(
+                    &format!("tools[{i}]"),
+                    "each tool must be {\"type\": \"function\", \"function\": {…}}",
+                )
+            })?;
+        let name = f
+            .get("name")
+            .and_then(Value::as_str)
+            .filter(|n| {
+                !n.is_empty()
+                    && n.len() <= 64
+                    && n.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            })
+            .ok_or_else(|| {
+                bad(
+                    &format!("tools[{i}].function.name"),
+                    "a function name is 1 to 64 letters, digits, '_' or '-'",
+                )
+            })?;
+        let params = f
+            .get("parameters")
+            .cloned()
+            .unwrap_or(json!({"type": "object"}));
+        if !params.is_object() {
+            return Err(bad(
+                &format!("tools[{i}].function.parameters"),
+                "'parameters' must be a JSON Schema object",
+            ));
+        }
+        functions.push((name.to_string(), params));
+    }
+    let names: Vec<&str> = functions.iter().map(|(n, _)| n.as_str()).collect();
+    let mode = match choice {
+        None | Some(Value::Null) => "auto",
+        Some(Value::String(s)) if ["none", "auto", "required"].contains(&s.as_str()) => s.as_str(),
+        Some(Value::Object(o)) => {
+            let name = o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+                .filter(|n| names.contains(n))
+                .ok_or_else(|| bad("tool_choice", "'tool_choice' must name one of the 'tools'"))?;
+            let params = &functions[names.iter().position(|n| n == &name).expect("found")].1;
+            let schema = call_schema(json!({"const": name}), params.clone());
+            return Ok((
+                tools.map(|t| Value::Array(t.clone())),
+                ToolMode::Forced,
+                Some(schema),
+            ));
+        }
+        Some(_) => {
+            return Err(bad(
+                "tool_choice",
+                "'tool_choice' must be 'none', 'auto', 'required' or a named function",
+            ))
+        }
+    };
+    Ok(match (mode, tools) {
+        ("required", None) => return Err(bad("tool_choice", "'required' needs 'tools'")),
+        ("required", Some(t)) => {
+            // One schema for all: any of the names, arguments an object (checked per function
+            // only when the call is named).
+            let schema = call_schema(json!({"enum": names}), json!({"type": "object"}));
+            (
+                Some(Value::Array(t.clone())),
+                ToolMode::Forced,
+                Some(schema),
+            )
+        }
+        ("auto", Some(t)) => (Some(Value::Array(t.clone())), ToolMode::Auto, None),
+        _ => (None, ToolMode::Off, None),
+    })
+}
+
+fn call_schema(name: Value, arguments: Value) -> Value {
+    json!({
+        "type": "object",
+        "properties": {"name": name, "arguments": arguments},
+        "required": ["name", "arguments"],
+    })
+}
+
+/// One call from its JSON (`{"name", "arguments"}`; `parameters` accepted too).
+fn call_from(json_text: &str) -> Option<ToolCall> {
+    let v: Value = serde_json::from_str(json_text.trim()).ok()?;
+    let name = v.get("name")?.as_str()?.to_string();
+    let args = v
+        .get("arguments")
+        .or_else(|| v.get("parameters"))
+        .cloned()
+        .unwrap_or(json!({}));
+    let arguments = match args {
+        Value::String(s) => s,
+        other => other.to_string(),
+    };
+    Some(ToolCall { name, arguments })
+}
+
+/// The content and the calls of a whole answer.
+pub fn parse(mode: ToolMode, text: &str) -> (String, Vec<ToolCall>) {
+    match mode {
+        ToolMode::Off => (text.to_string(), Vec::new()),
+        ToolMode::Forced => match call_from(text) {
+            Some(call) => (String::new(), vec![call]),
+            None => (text.to_string(), Vec::new()),
+        },
+        ToolMode::Auto => {
+            let (mut content, mut calls, mut rest) = (String::new(), Vec::new(), text);
+            while let Some(at) = rest.find(OPEN) {
+                content.push_str(&rest[..at]);
+                let after = &rest[at + OPEN.len()..];
+                let (inside, next) = match after.find(CLOSE) {
+                    Some(end) => (&after[..end], &after[end + CLOSE.len()..]),
+                    None => (after, ""), // cut short: take what there is
+                };
+                match call_from(inside) {
+                    Some(call) => calls.push(call),
+                    None => content.push_str(&rest[at..rest.len() - next.len()]),
+                }
+                rest = next;
+            }
+            content.push_str(rest);
+            let content = if calls.is_empty() {
+                content
+            } else {
+                content.trim().to_string()
+            };
+            (content, calls)
+        }
+    }
+}
+
+/// Streaming: passes content through until a call may be starting, then holds the rest for
+/// [`ToolStream::finish`].
+pub struct ToolStream {
+    mode: ToolMode,
+    /// Everything from the first possible `<tool_call>` on (all of it when forced).
+    held: String,
+}
+
+impl ToolStream {
+    pub fn new(mode: ToolMode) -> ToolStream {
+        ToolStream {
+            mode,
+            held: String::new(),
+        }
+    }
+
+    /// The content of `text` that can be sent now.
+    pub fn push(&mut self, text: &str) -> String {
+        match self.mode {
+            ToolMode::Off => text.to_string(),
+            ToolMode::Forced => {
+                self.held.push_str(text);
+                String::new()
+            }
+            ToolMode::Auto => {
+                let calling = self.held.starts_with(OPEN);
+                self.held.push_str(text);
+                if calling {
+                    return String::new();
+                }
+                // Send what comes before a tag (or before what may be the start of one).
+                let send = match self.held.find(OPEN) {
+                    Some(at) => at,
+                    None => {
+                        let h = &self.held;
+                        let partial = (1..OPEN.len().min(h.len() + 1))
+                            .rev()
+                            .find(|&n| {
+                                h.is_char_boundary(h.len() - n)
+                                    && OPEN.starts_with(&h[h.len() - n..])
+                            })
+                            .unwrap_or(0);
+                        h.len() - partial
+                    }
+                };
+                self.held.drain(..send).collect()
+            }
+        }
+    }
+
+    /// The rest of the content and the calls.
+    pub fn finish(&mut self) -> (String, Vec<ToolCall>) {
+        parse(self.mode, &std::mem::take(&mut self.held))
+    }
+}
+
+/// OpenAI's `tool_calls` list; `delta`: with each call's `index`, as stream chunks carry it.
+pub fn tool_calls_json(calls: &[ToolCall], id_prefix: &str, delta: bool) -> Value {
+    calls
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let mut v = json!({
+                "id": format!("call_{id_prefix}_{i}"),
+                "type": "function",
+                "function": {"name": c.name, "arguments": c.arguments},
+            });
+            if delta {
+                v["index"] = json!(i);
+            }
+            v
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_answers_give_calls_and_the_content_around_them() {
+        let text = "Let me check.\n<tool_call>\n{\"name\": \"get_vitals\", \"arguments\": {\"bed\": 4}}\n</tool_call>";
+        let (content, calls) = parse(ToolMode::Auto, text);
+        assert_eq!(content, "Let me check.");
+        assert_eq!(
+            calls,
+            [ToolCall {
+                name: "get_vitals".into(),
+                arguments: r#"{"bed":4}"#.into()
+            }]
+        );
+        // Not a call: stays content.
+        let (content, calls) = parse(ToolMode::Auto, "a <tool_call>oops</tool_call> b");
+        assert_eq!(
+            (content.as_str(), calls.len()),
+            ("a <tool_call>oops</tool_call> b", 0)
+        );
+        // Streamed in pieces that split the tag: the same.
+        for cut in 1..text.len() {
+            if !text.is_char_boundary(cut) {
+                continue;
+            }
+            let mut s = ToolStream::new(ToolMode::Auto);
+            let mut sent = s.push(&text[..cut]);
+            sent += &s.push(&text[cut..]);
+            let (rest, calls) = s.finish();
+            assert_eq!((sent + &rest).trim(), "Let me check.", "cut {cut}");
+            assert_eq!(calls.len(), 1);
+        }
+    }
+
+    #[test]
+    fn tool_choice_decides_the_mode_and_the_schema() {
+        let tools = json!([{"type": "function", "function": {"name": "dose", "parameters":
+            {"type": "object", "properties": {"mg": {"type": "number"}}, "required": ["mg"]}}}]);
+        let (offered, mode, schema) = validate(Some(&tools), None).unwrap();
+        assert_eq!(
+            (offered.is_some(), mode, schema),
+            (true, ToolMode::Auto, None)
+        );
+        let (offered, mode, _) = validate(Some(&tools), Some(&json!("none"))).unwrap();
+        assert_eq!((offered, mode), (None, ToolMode::Off));
+        let named = json!({"type": "function", "function": {"name": "dose"}});
+        let (_, mode, schema) = validate(Some(&tools), Some(&named)).unwrap();
+        assert_eq!(mode, ToolMode::Forced);
+        assert_eq!(
+            schema.unwrap()["properties"]["arguments"]["required"],
+            json!(["mg"])
+        );
+        for (t, c) in [
+            (
+                json!([{"type": "function", "function": {"name": "a b"}}]),
+                None,
+            ),
+            (
+                tools.clone(),
+                Some(json!({"type": "function", "function": {"name": "other"}})),
+            ),
+            (json!([]), Some(json!("required"))),
+        ] {
+            assert!(validate(Some(&t), c.as_ref()).is_err(), "{t} {c:?}");
+        }
+        let (_, calls) = parse(
+            ToolMode::Forced,
+            r#"{"name": "dose", "arguments": {"mg": 5}}"#,
+        );
+        assert_eq!(calls[0].arguments, r#"{"mg":5}"#);
+    }
+}
