@@ -30,9 +30,6 @@ pub struct BlockManager {
     clock: u64,
     /// Keyed per process (SipHash with random keys), so contents cannot be chosen to collide.
     hasher: RandomState,
-    /// Blocks found in / looked up in the prefix cache, for the hit rate.
-    pub hits: u64,
-    pub lookups: u64,
 }
 
 impl BlockManager {
@@ -47,8 +44,6 @@ impl BlockManager {
             idle_since: vec![0; n_blocks],
             clock: 0,
             hasher: RandomState::new(),
-            hits: 0,
-            lookups: 0,
         }
     }
 
@@ -81,9 +76,7 @@ impl BlockManager {
 
     /// The registered block with this hash, now also held by the caller.
     pub fn take_cached(&mut self, hash: BlockHash) -> Option<u32> {
-        self.lookups += 1;
         let block = *self.by_hash.get(&hash)?;
-        self.hits += 1;
         self.hold(block);
         Some(block)
     }
@@ -180,7 +173,6 @@ mod tests {
         assert_eq!(m.take_cached(h1), None);
         assert_eq!(m.take_cached(h2), Some(b2));
         assert_eq!(m.allocate(), None, "all held");
-        assert_eq!((m.hits, m.lookups), (2, 3));
     }
 
     #[test]

@@ -110,7 +110,9 @@ impl Continuation {
             self.raw.extend_from_slice(logits);
         }
         if let Some(json) = &mut self.json {
-            if !json.mask(logits, |t| lm.tokenizer.is_end_of_generation(t)) {
+            let stop_ids = &self.stop_token_ids;
+            let is_end = |t| lm.tokenizer.is_end_of_generation(t) || stop_ids.contains(&t);
+            if !json.mask(logits, is_end) {
                 // Nothing can continue the document (a dead end of the schema's limits).
                 self.generated += 1;
                 return TokenStep {
@@ -122,14 +124,20 @@ impl Continuation {
             }
         }
         let token = self.sampler.sample(logits, history);
-        if let Some(json) = &mut self.json {
+        let document_done = self.json.as_mut().is_some_and(|json| {
             json.accept(token);
-        }
+            json.is_complete()
+        });
         self.generated += 1;
         let logprob = self
             .logprobs
             .map(|n| token_logprob(lm, &self.raw, token, n));
         let mut step = self.finish_step(lm, token);
+        if document_done && step.finish.is_none() {
+            // A complete JSON answer ends here (even with `ignore_eos`).
+            step.text += &self.release_held_back();
+            step.finish = Some(FinishReason::Stop);
+        }
         step.logprob = logprob;
         step
     }

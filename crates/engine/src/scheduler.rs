@@ -95,6 +95,9 @@ pub struct Scheduler<'m> {
     running: Vec<Sequence>,
     steps: u64,
     preemptions: u64,
+    /// Full prompt blocks found in the prefix cache, and looked for, at admissions.
+    prefix_hits: u64,
+    prefix_lookups: u64,
 }
 
 impl<'m> Scheduler<'m> {
@@ -109,6 +112,8 @@ impl<'m> Scheduler<'m> {
             running: Vec::new(),
             steps: 0,
             preemptions: 0,
+            prefix_hits: 0,
+            prefix_lookups: 0,
         }
     }
 
@@ -137,8 +142,8 @@ impl<'m> Scheduler<'m> {
             running: self.running.len(),
             kv_blocks_used: self.blocks.in_use(),
             kv_blocks_total: self.blocks.n_blocks(),
-            prefix_hits: self.blocks.hits,
-            prefix_lookups: self.blocks.lookups,
+            prefix_hits: self.prefix_hits,
+            prefix_lookups: self.prefix_lookups,
             steps: self.steps,
             preemptions: self.preemptions,
         }
@@ -242,6 +247,9 @@ impl<'m> Scheduler<'m> {
             return false;
         }
         blocks.extend((0..need).map(|_| self.blocks.allocate().expect("counted")));
+        // Counted once admitted (a request may wait through several tries).
+        self.prefix_hits += cached as u64;
+        self.prefix_lookups += (cached + usize::from(cached < reusable)) as u64;
         seq.kv = SeqKv::new(usize::MAX);
         seq.kv.blocks = blocks;
         seq.kv.assume_written(cached * KV_BLOCK);

@@ -149,6 +149,27 @@ fn every_sequence_of_a_batch_equals_itself_alone_in_any_order() {
     );
 }
 
+/// A prompt chunk that is not the prompt's end wants no logits: the sequences after it in the
+/// batch must still get their own rows.
+#[test]
+fn a_sequence_beside_a_prompt_being_read_gets_its_own_logits() {
+    let lm = smollm2();
+    let long: Vec<u32> = (0..1500).map(|i| 200 + (i * 7919) % 20000).collect();
+    let short = vec![lm.tokenizer.encode("Sepsis", false)[0]];
+    let want = alone(&lm, &short, 8, 3);
+    let engine = EngineHandle::start(lm, "smollm2", EngineConfig::default()).unwrap();
+    let mut reading = request(Prompt::Tokens(long), Some(1));
+    reading.sampling = sampling(1);
+    let reading = engine.submit(reading).unwrap();
+    // A one-token prompt decodes from its first step, beside the long prompt's chunks.
+    let mut r = request(Prompt::Tokens(short), Some(8));
+    r.sampling = sampling(3);
+    let (text, usage) = collect(engine.submit(r).unwrap());
+    assert_eq!((text, usage.completion_tokens), want);
+    let (_, usage) = collect(reading);
+    assert_eq!(usage.completion_tokens, 1);
+}
+
 #[test]
 fn preempted_sequences_are_recomputed_to_the_same_tokens() {
     let lm = smollm2();

@@ -45,8 +45,9 @@ fn seq_with(lm: &LoadedModel, pool: &mut KvPool, n: usize, more: usize, seed: u3
 fn check(file: &str) {
     let lm = LoadedModel::load(&model_path(file), None).unwrap();
     // (tokens already cached, new tokens, logits wanted): a decode step past 512 positions
-    // (beyond Gemma's window), a fresh 9-token prompt, a 5-token chunk after 30 tokens.
-    let cases = [(600, 1, 1), (0, 9, 3), (30, 5, 5)];
+    // (beyond Gemma's window), a fresh 9-token prompt, a 5-token chunk after 30 tokens, and a
+    // chunk of a prompt that wants no logits (it adds no rows).
+    let cases = [(600, 1, 1), (0, 9, 3), (30, 5, 5), (10, 7, 0)];
     let news: Vec<Vec<u32>> = (0..cases.len())
         .map(|i| tokens(cases[i].1, 7 + i as u32))
         .collect();
@@ -61,7 +62,7 @@ fn check(file: &str) {
         alone.push(logits.data.to_vec());
     }
     // Every order of the three in one batch, their caches in one pool.
-    for order in [[0, 1, 2], [2, 0, 1], [1, 2, 0]] {
+    for order in [[0, 1, 2, 3], [3, 2, 0, 1], [1, 3, 2, 0]] {
         let mut pool = lm.model.new_pool(0);
         let mut seqs: Vec<SeqKv> = order
             .iter()

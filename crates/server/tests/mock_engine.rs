@@ -309,7 +309,10 @@ async fn tool_call_blocks_become_tool_calls() {
     assert_eq!(call["function"]["name"], "get_vitals");
     assert_eq!(call["function"]["arguments"], r#"{"bed":4}"#);
     assert!(call["id"].as_str().unwrap().starts_with("call_"));
-    assert!(engine.seen.lock().unwrap()[0].tools.is_some(), "tools reach the prompt");
+    assert!(
+        engine.seen.lock().unwrap()[0].tools.is_some(),
+        "tools reach the prompt"
+    );
 
     let mut stream_body = tools.clone();
     stream_body["stream"] = json!(true);
@@ -341,7 +344,10 @@ async fn tool_call_blocks_become_tool_calls() {
     none["tool_choice"] = json!("none");
     let engine = Arc::new(MockEngine::new(vec!["<tool_call>{}</tool_call>"]));
     let (_, body, _) = chat(engine.clone(), none).await;
-    assert_eq!(body["choices"][0]["message"]["content"], "<tool_call>{}</tool_call>");
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "<tool_call>{}</tool_call>"
+    );
     assert!(engine.seen.lock().unwrap()[0].tools.is_none());
 }
 

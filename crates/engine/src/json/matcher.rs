@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use super::schema::{first_bytes, Node, NodeId, Schema};
 
-/// Most whitespace bytes in a row between tokens of the document: enough for indentation, few
-/// enough that a model cannot fill its answer with blanks.
-const MAX_WHITESPACE: u8 = 8;
+/// Most spaces or tabs in a row between tokens of the document, and most line breaks in a row:
+/// enough for any indentation, few enough that a model cannot fill its answer with blanks.
+const MAX_INDENT: u8 = 4 * MAX_NESTING as u8;
+const MAX_NEWLINES: u8 = 2;
 /// Most nested objects and arrays.
 const MAX_NESTING: usize = 32;
 /// Longest number, in bytes.
@@ -101,7 +102,9 @@ enum Frame {
 pub struct Matcher {
     schema: Arc<Schema>,
     stack: Vec<Frame>,
-    whitespace: u8,
+    /// Spaces and tabs, and line breaks, in the current run of whitespace.
+    indent: u8,
+    newlines: u8,
 }
 
 impl Matcher {
@@ -110,14 +113,15 @@ impl Matcher {
         Matcher {
             schema,
             stack: vec![Frame::Root(false), Frame::Value(root)],
-            whitespace: 0,
+            indent: 0,
+            newlines: 0,
         }
     }
 
     /// Become a copy of `other`, reusing this one's memory.
     pub fn copy_from(&mut self, other: &Matcher) {
         self.stack.clone_from(&other.stack);
-        self.whitespace = other.whitespace;
+        (self.indent, self.newlines) = (other.indent, other.newlines);
     }
 
     /// The document is complete: only the end of the answer may follow.
@@ -134,14 +138,17 @@ impl Matcher {
             };
             match self.step(top, byte, ws) {
                 Step::Took => {
-                    if !ws {
-                        self.whitespace = 0;
-                    }
+                    (self.indent, self.newlines) = (0, 0);
                     return true;
                 }
+                Step::Whitespace if byte == b'\n' || byte == b'\r' => {
+                    // A new line starts a new indent.
+                    (self.indent, self.newlines) = (0, self.newlines + 1);
+                    return self.newlines <= MAX_NEWLINES;
+                }
                 Step::Whitespace => {
-                    self.whitespace += 1;
-                    return self.whitespace <= MAX_WHITESPACE;
+                    self.indent += 1;
+                    return self.indent <= MAX_INDENT;
                 }
                 Step::Again => continue,
                 Step::Reject => return false,

@@ -118,7 +118,8 @@ impl JsonConstraint {
 
     /// Mask out of `logits` every token that cannot come next: while the document is
     /// unfinished, those whose bytes cannot continue it; once it is complete, all but the
-    /// end-of-generation tokens (`is_end`). False if no token is left.
+    /// end-of-generation tokens (`is_end`, which also stop ids answer). False if no token is
+    /// left.
     pub fn mask(&mut self, logits: &mut [f32], is_end: impl Fn(u32) -> bool) -> bool {
         let complete = self.matcher.is_complete();
         if complete {
@@ -130,10 +131,12 @@ impl JsonConstraint {
         }
         let mut any = false;
         for (id, l) in logits.iter_mut().enumerate() {
+            // An end token may have text (a user-defined token): still not before the end.
+            let end = is_end(id as u32);
             let ok = if complete {
-                is_end(id as u32)
+                end
             } else {
-                self.allowed.get(id).copied().unwrap_or(false)
+                !end && self.allowed.get(id).copied().unwrap_or(false)
             };
             if ok {
                 any |= l.is_finite();
@@ -142,6 +145,11 @@ impl JsonConstraint {
             }
         }
         any
+    }
+
+    /// The document is complete: the answer ends here.
+    pub fn is_complete(&self) -> bool {
+        self.matcher.is_complete()
     }
 
     /// Move past `token`, which `mask` allowed.

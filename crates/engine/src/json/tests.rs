@@ -46,8 +46,11 @@ fn any_object_accepts_json_objects_and_nothing_else() {
     ] {
         assert_eq!(run(&s, bad), Err(at), "{bad}");
     }
-    // Whitespace is capped, so blanks cannot fill an answer.
-    assert_eq!(run(&s, &format!("{{{}}}", " ".repeat(9))), Err(9));
+    // Deep indentation is fine; endless blanks are not.
+    let deep = "{\n\"a\": {\n  \"b\": {\n      \"c\": [\n          1\n      ]\n  }\n}\n}";
+    assert_eq!(run(&s, deep), Ok(()));
+    assert_eq!(run(&s, &format!("{{{}}}", " ".repeat(129))), Err(129));
+    assert_eq!(run(&s, "{\n\n\n}"), Err(3));
 }
 
 #[test]
@@ -116,6 +119,22 @@ fn refs_consts_and_nested_objects() {
     assert_eq!(run(&s, r#"{"kind":"dose","dose":{}}"#), Err(23));
 }
 
+/// Five levels of 64 properties each referring to the next level: 64⁵ nodes if expanded.
+fn exploding() -> serde_json::Value {
+    let mut defs = serde_json::Map::new();
+    for level in 0..5 {
+        let next = json!({"$ref": format!("#/$defs/d{}", level + 1)});
+        let props: serde_json::Map<_, _> =
+            (0..64).map(|i| (format!("p{i}"), next.clone())).collect();
+        defs.insert(
+            format!("d{level}"),
+            json!({"type": "object", "properties": props}),
+        );
+    }
+    defs.insert("d5".into(), json!({"type": "integer"}));
+    json!({"$defs": defs, "$ref": "#/$defs/d0"})
+}
+
 #[test]
 fn unsupported_schemas_are_refused_with_a_reason() {
     for (schema, says) in [
@@ -138,6 +157,7 @@ fn unsupported_schemas_are_refused_with_a_reason() {
             json!({"type": "object", "properties": {"a": {"$ref": "http://x/y"}}}),
             "local",
         ),
+        (exploding(), "more than"),
     ] {
         let e = Schema::compile(&schema).unwrap_err().to_string();
         assert!(e.contains(says), "{schema}: {e}");

@@ -100,7 +100,8 @@ pub trait CausalLm: Send + Sync {
 
 /// One sequence's part of a batched forward pass: its new tokens, which go at the positions
 /// after those already in its cache, and how many logits it wants (for its last tokens; at
-/// least 1, at most one per token).
+/// most one per token; 0 for a chunk of a prompt that is not its end, which then adds no rows
+/// to the logits).
 pub struct BatchItem<'a> {
     pub tokens: &'a [u32],
     pub seq: &'a mut SeqKv,
@@ -109,7 +110,7 @@ pub struct BatchItem<'a> {
 
 impl BatchItem<'_> {
     fn n_logits(&self) -> usize {
-        self.n_logits.clamp(1, self.tokens.len())
+        self.n_logits.min(self.tokens.len())
     }
 }
 
@@ -215,7 +216,9 @@ impl Head {
             eps: self.eps,
         };
         let data = sized(&mut ws.logits, n_rows * n_vocab);
-        self.output.forward_normed(rows, norm, data);
+        if n_rows > 0 {
+            self.output.forward_normed(rows, norm, data);
+        }
         Logits { n_vocab, data }
     }
 }

@@ -134,12 +134,21 @@ pub fn validate(
     })
 }
 
-fn call_schema(name: Value, arguments: Value) -> Value {
-    json!({
+/// The JSON of one call. Definitions the parameters' `$ref`s point at move to the top, where
+/// `#/$defs/…` finds them.
+fn call_schema(name: Value, mut arguments: Value) -> Value {
+    let mut schema = json!({
         "type": "object",
-        "properties": {"name": name, "arguments": arguments},
+        "properties": {"name": name},
         "required": ["name", "arguments"],
-    })
+    });
+    for defs in ["$defs", "definitions"] {
+        if let Some(d) = arguments.as_object_mut().and_then(|a| a.remove(defs)) {
+            schema[defs] = d;
+        }
+    }
+    schema["properties"]["arguments"] = arguments;
+    schema
 }
 
 /// One call from its JSON (`{"name", "arguments"}`; `parameters` accepted too).
