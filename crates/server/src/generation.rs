@@ -146,7 +146,7 @@ async fn collect(
     think: bool,
     tool_mode: ToolMode,
 ) -> Result<(Vec<Choice>, Usage), ApiError> {
-    let one = |s| collect_one(s, logprobs, think, tool_mode);
+    let one = |s| collect_one(s, logprobs, think, tool_mode.clone());
     let results = try_join_all(streams.into_iter().map(one)).await?;
     let usage = total_usage(results.iter().map(|r| &r.1));
     Ok((results.into_iter().map(|r| r.0).collect(), usage))
@@ -179,7 +179,7 @@ async fn collect_one(
                     choice.reasoning = a.reasoning + &b.reasoning;
                     choice.text = a.content + &b.content;
                 }
-                (choice.text, choice.tool_calls) = tools::parse(tool_mode, &choice.text);
+                (choice.text, choice.tool_calls) = tools::parse(&tool_mode, &choice.text);
                 return Ok((choice, usage));
             }
             Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
@@ -224,7 +224,7 @@ fn event_stream(
         // splitter of thinking from answer.
         let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let mut splitters: Vec<ReasoningSplitter> = (0..n).map(|_| ReasoningSplitter::new()).collect();
-        let mut tool_streams: Vec<ToolStream> = (0..n).map(|_| ToolStream::new(tool_mode)).collect();
+        let mut tool_streams: Vec<ToolStream> = (0..n).map(|_| ToolStream::new(tool_mode.clone())).collect();
         let think = meta.endpoint == Endpoint::Chat;
         let mut offsets = vec![0usize; n];
         let mut usages = Vec::with_capacity(n);

@@ -8,6 +8,8 @@
 //! in, see `ward_models::template::tools_system_prompt`), and the text outside them is the
 //! content. A block that is not a valid call stays in the content.
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -18,12 +20,13 @@ const CLOSE: &str = "</tool_call>";
 const MAX_TOOLS: usize = 64;
 
 /// How the answer relates to the tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToolMode {
     /// No tools: the answer is content.
     Off,
-    /// The model may call tools in `<tool_call>` blocks.
-    Auto,
+    /// The model may call these tools in `<tool_call>` blocks (a block naming another stays
+    /// content).
+    Auto(Arc<[String]>),
     /// The whole answer is one call's JSON.
     Forced,
 }
@@ -129,7 +132,10 @@ pub fn validate(
                 Some(schema),
             )
         }
-        ("auto", Some(t)) => (Some(Value::Array(t.clone())), ToolMode::Auto, None),
+        ("auto", Some(t)) => {
+            let names = names.iter().map(|n| n.to_string()).collect();
+            (Some(Value::Array(t.clone())), ToolMode::Auto(names), None)
+        }
         _ => (None, ToolMode::Off, None),
     })
 }
@@ -168,14 +174,14 @@ fn call_from(json_text: &str) -> Option<ToolCall> {
 }
 
 /// The content and the calls of a whole answer.
-pub fn parse(mode: ToolMode, text: &str) -> (String, Vec<ToolCall>) {
+pub fn parse(mode: &ToolMode, text: &str) -> (String, Vec<ToolCall>) {
     match mode {
         ToolMode::Off => (text.to_string(), Vec::new()),
         ToolMode::Forced => match call_from(text) {
             Some(call) => (String::new(), vec![call]),
             None => (text.to_string(), Vec::new()),
         },
-        ToolMode::Auto => {
+        ToolMode::Auto(names) => {
             let (mut content, mut calls, mut rest) = (String::new(), Vec::new(), text);
             while let Some(at) = rest.find(OPEN) {
                 content.push_str(&rest[..at]);
@@ -185,8 +191,8 @@ pub fn parse(mode: ToolMode, text: &str) -> (String, Vec<ToolCall>) {
                     None => (after, ""), // cut short: take what there is
                 };
                 match call_from(inside) {
-                    Some(call) => calls.push(call),
-                    None => content.push_str(&rest[at..rest.len() - next.len()]),
+                    Some(call) if names.contains(&call.name) => calls.push(call),
+                    _ => content.push_str(&rest[at..rest.len() - next.len()]),
                 }
                 rest = next;
             }
@@ -225,7 +231,7 @@ impl ToolStream {
                 self.held.push_str(text);
                 String::new()
             }
-            ToolMode::Auto => {
+            ToolMode::Auto(_) => {
                 let calling = self.held.starts_with(OPEN);
                 self.held.push_str(text);
                 if calling {
@@ -253,7 +259,7 @@ impl ToolStream {
 
     /// The rest of the content and the calls.
     pub fn finish(&mut self) -> (String, Vec<ToolCall>) {
-        parse(self.mode, &std::mem::take(&mut self.held))
+        parse(&self.mode, &std::mem::take(&mut self.held))
     }
 }
 
@@ -283,7 +289,8 @@ mod tests {
     #[test]
     fn auto_answers_give_calls_and_the_content_around_them() {
         let text = "Let me check.\n<tool_call>\n{\"name\": \"get_vitals\", \"arguments\": {\"bed\": 4}}\n</tool_call>";
-        let (content, calls) = parse(ToolMode::Auto, text);
+        let auto = ToolMode::Auto(["get_vitals".to_string()].into());
+        let (content, calls) = parse(&auto, text);
         assert_eq!(content, "Let me check.");
         assert_eq!(
             calls,
@@ -292,18 +299,20 @@ mod tests {
                 arguments: r#"{"bed":4}"#.into()
             }]
         );
-        // Not a call: stays content.
-        let (content, calls) = parse(ToolMode::Auto, "a <tool_call>oops</tool_call> b");
-        assert_eq!(
-            (content.as_str(), calls.len()),
-            ("a <tool_call>oops</tool_call> b", 0)
-        );
+        // Not a call, or a call of a tool not offered: stays content.
+        for text in [
+            "a <tool_call>oops</tool_call> b",
+            "a <tool_call>{\"name\": \"rm\", \"arguments\": {}}</tool_call> b",
+        ] {
+            let (content, calls) = parse(&auto, text);
+            assert_eq!((content.as_str(), calls.len()), (text, 0));
+        }
         // Streamed in pieces that split the tag: the same.
         for cut in 1..text.len() {
             if !text.is_char_boundary(cut) {
                 continue;
             }
-            let mut s = ToolStream::new(ToolMode::Auto);
+            let mut s = ToolStream::new(auto.clone());
             let mut sent = s.push(&text[..cut]);
             sent += &s.push(&text[cut..]);
             let (rest, calls) = s.finish();
@@ -317,10 +326,8 @@ mod tests {
         let tools = json!([{"type": "function", "function": {"name": "dose", "parameters":
             {"type": "object", "properties": {"mg": {"type": "number"}}, "required": ["mg"]}}}]);
         let (offered, mode, schema) = validate(Some(&tools), None).unwrap();
-        assert_eq!(
-            (offered.is_some(), mode, schema),
-            (true, ToolMode::Auto, None)
-        );
+        let auto = ToolMode::Auto(["dose".to_string()].into());
+        assert_eq!((offered.is_some(), mode, schema), (true, auto, None));
         let (offered, mode, _) = validate(Some(&tools), Some(&json!("none"))).unwrap();
         assert_eq!((offered, mode), (None, ToolMode::Off));
         let named = json!({"type": "function", "function": {"name": "dose"}});
@@ -344,7 +351,7 @@ mod tests {
             assert!(validate(Some(&t), c.as_ref()).is_err(), "{t} {c:?}");
         }
         let (_, calls) = parse(
-            ToolMode::Forced,
+            &ToolMode::Forced,
             r#"{"name": "dose", "arguments": {"mg": 5}}"#,
         );
         assert_eq!(calls[0].arguments, r#"{"mg":5}"#);
