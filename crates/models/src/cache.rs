@@ -85,17 +85,6 @@ impl KvPool {
         seq.blocks.extend(first..first + need as u32);
     }
 
-    /// Copy block `from` into block `to`, in every layer (copy-on-write of a shared block).
-    pub fn copy_block(&mut self, from: u32, to: u32) {
-        let block = kv_block_len(self.n_kv_head, self.head_dim);
-        let (from, to) = (from as usize * block, to as usize * block);
-        for layer in &mut self.layers {
-            for x in [&mut layer.k, &mut layer.v] {
-                x.copy_within(from..from + block, to);
-            }
-        }
-    }
-
     /// Layer `il`'s pools as `seq` sees them.
     pub(crate) fn paged<'a>(&'a self, il: usize, seq: &'a SeqKv) -> PagedKv<'a> {
         let layer = &self.layers[il];

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::openai::reasoning::{ReasoningSplitter, Split};
 use crate::openai::request::{parse_body, Validated};
 use crate::openai::response::{finish_reason, Choice, Endpoint, Meta};
-use crate::openai::tools::{self, ToolMode, ToolStream};
+use crate::openai::tools::{ToolCall, ToolMode, ToolStream};
 use crate::request_id::RequestId;
 use crate::App;
 
@@ -152,14 +152,15 @@ async fn collect(
     Ok((results.into_iter().map(|r| r.0).collect(), usage))
 }
 
-/// One sequence's whole output; `think`: split the thinking of a reasoning model from it;
-/// its tool calls read as `tool_mode` says.
+/// One sequence's whole output, through the same [`ChoiceOutput`] as a stream, so a
+/// streamed answer and a whole one say the same.
 async fn collect_one(
     mut events: EventStream,
     logprobs: bool,
     think: bool,
     tool_mode: ToolMode,
 ) -> Result<(Choice, Usage), ApiError> {
+    let mut out = ChoiceOutput::new(think, tool_mode);
     let mut choice = Choice {
         text: String::new(),
         reasoning: String::new(),
@@ -167,25 +168,68 @@ async fn collect_one(
         finish: None,
         tool_calls: Vec::new(),
     };
+    let add = |choice: &mut Choice, part: Split| {
+        choice.text += &part.content;
+        choice.reasoning += &part.reasoning;
+    };
     loop {
         match events.next().await {
             Some(Event::Logprob(lp)) => choice.logprobs.get_or_insert_with(Vec::new).push(lp),
-            Some(Event::Text(t)) => choice.text.push_str(&t),
+            Some(Event::Text(t)) => add(&mut choice, out.text(t)),
             Some(Event::Finished(usage)) => {
+                let (rest, calls) = out.finish();
+                add(&mut choice, rest);
                 choice.finish = Some(usage.finish);
-                if think {
-                    let mut splitter = ReasoningSplitter::new();
-                    let (a, b) = (splitter.push(&choice.text), splitter.finish());
-                    choice.reasoning = a.reasoning + &b.reasoning;
-                    choice.text = a.content + &b.content;
-                }
-                (choice.text, choice.tool_calls) = tools::parse(&tool_mode, &choice.text);
+                choice.tool_calls = calls;
                 return Ok((choice, usage));
             }
             Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
             Some(Event::TimedOut) => return Err(ApiError::timed_out()),
             None => return Err(ApiError::engine("the engine stopped")),
         }
+    }
+}
+
+/// One choice's text on its way to the client: a reasoning model's thinking split from its
+/// answer (chat), tool calls held back until they are complete.
+struct ChoiceOutput {
+    thinking: Option<ReasoningSplitter>,
+    tools: ToolStream,
+}
+
+impl ChoiceOutput {
+    fn new(think: bool, tool_mode: ToolMode) -> ChoiceOutput {
+        ChoiceOutput {
+            thinking: think.then(ReasoningSplitter::new),
+            tools: ToolStream::new(tool_mode),
+        }
+    }
+
+    /// What of `text` can be sent now.
+    fn text(&mut self, text: String) -> Split {
+        let mut split = match &mut self.thinking {
+            Some(s) => s.push(&text),
+            None => Split {
+                reasoning: String::new(),
+                content: text,
+            },
+        };
+        split.content = self.tools.push(&split.content);
+        split
+    }
+
+    /// At the end: everything held back, and the tool calls.
+    fn finish(&mut self) -> (Split, Vec<ToolCall>) {
+        let mut rest = self
+            .thinking
+            .as_mut()
+            .map(|s| s.finish())
+            .unwrap_or_default();
+        let mut content = self.tools.push(&rest.content);
+        let (tail, calls) = self.tools.finish();
+        content += &tail;
+        rest.content = content;
+        (rest, calls)
     }
 }
 
@@ -220,12 +264,10 @@ fn event_stream(
                 yield data(meta.role_chunk(i, include_usage));
             }
         }
-        // Per choice: log-probabilities not yet sent, text length so far, and (chat) the
-        // splitter of thinking from answer.
-        let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
-        let mut splitters: Vec<ReasoningSplitter> = (0..n).map(|_| ReasoningSplitter::new()).collect();
-        let mut tool_streams: Vec<ToolStream> = (0..n).map(|_| ToolStream::new(tool_mode.clone())).collect();
+        // Per choice: its output, log-probabilities not yet sent, text length so far.
         let think = meta.endpoint == Endpoint::Chat;
+        let mut outputs: Vec<ChoiceOutput> = (0..n).map(|_| ChoiceOutput::new(think, tool_mode.clone())).collect();
+        let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let mut offsets = vec![0usize; n];
         let mut usages = Vec::with_capacity(n);
         let mut failed = false;
@@ -233,20 +275,16 @@ fn event_stream(
             match event {
                 Event::Logprob(lp) => pending[i].push(lp),
                 Event::Text(t) => {
-                    let mut split = if think { splitters[i].push(&t) } else { Split { reasoning: String::new(), content: t } };
-                    split.content = tool_streams[i].push(&split.content);
+                    let split = outputs[i].text(t);
                     if split.content.is_empty() && split.reasoning.is_empty() {
-                        continue; // held back: it may begin a thinking marker
+                        continue; // held back: a marker or a tool call may be starting
                     }
                     let lps = std::mem::take(&mut pending[i]);
                     let lps = logprobs.then_some((&lps[..], &mut offsets[i]));
                     yield data(meta.chunk(i, &split.content, &split.reasoning, lps, None, include_usage));
                 }
                 Event::Finished(usage) => {
-                    let rest = splitters[i].finish();
-                    let mut content = tool_streams[i].push(&rest.content);
-                    let (tail, calls) = tool_streams[i].finish();
-                    content += &tail;
+                    let (rest, calls) = outputs[i].finish();
                     let mut finish = finish_reason(usage.finish);
                     if !calls.is_empty() {
                         yield data(meta.tool_calls_chunk(i, &calls, include_usage));
@@ -254,7 +292,7 @@ fn event_stream(
                     }
                     let lps = std::mem::take(&mut pending[i]);
                     let lps = (logprobs && !lps.is_empty()).then_some((&lps[..], &mut offsets[i]));
-                    yield data(meta.chunk(i, &content, &rest.reasoning, lps, Some(finish), include_usage));
+                    yield data(meta.chunk(i, &rest.content, &rest.reasoning, lps, Some(finish), include_usage));
                     usages.push(usage);
                 }
                 Event::Failed(message) => {

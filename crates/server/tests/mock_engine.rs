@@ -303,7 +303,7 @@ async fn tool_call_blocks_become_tool_calls() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let choice = &body["choices"][0];
     assert_eq!(choice["finish_reason"], "tool_calls");
-    assert_eq!(choice["message"]["content"], "Checking.");
+    assert_eq!(choice["message"]["content"], "Checking.\n", "as streamed");
     let call = &choice["message"]["tool_calls"][0];
     assert_eq!(call["type"], "function");
     assert_eq!(call["function"]["name"], "get_vitals");

@@ -174,7 +174,7 @@ fn call_from(json_text: &str) -> Option<ToolCall> {
 }
 
 /// The content and the calls of a whole answer.
-pub fn parse(mode: &ToolMode, text: &str) -> (String, Vec<ToolCall>) {
+fn parse(mode: &ToolMode, text: &str) -> (String, Vec<ToolCall>) {
     match mode {
         ToolMode::Off => (text.to_string(), Vec::new()),
         ToolMode::Forced => match call_from(text) {
