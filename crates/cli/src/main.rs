@@ -1,8 +1,10 @@
-//! ward: the command-line entry point (serve, run, inspect, bench).
+//! ward: the command-line entry point (serve, run, inspect, bench, audit, keys).
 //! The only crate with clap and logging set-up; logs go to stderr, generated text to stdout.
 
+mod audit;
 mod bench;
 mod inspect;
+mod keys;
 mod loadgen;
 mod run;
 mod serve;
@@ -26,6 +28,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure prefill and decode speed (`ward bench serve`: load-test a running server).
     Bench(bench::BenchArgs),
+    /// Check an audit log's hash chain (`ward audit verify PATH`).
+    Audit(audit::AuditArgs),
+    /// Make API keys for calling services (`ward keys new NAME`).
+    Keys(keys::KeysArgs),
 }
 
 /// Size the kernels' worker pool (default: the physical cores this process may use); must run
@@ -57,6 +63,8 @@ fn main() {
         Command::Run(a) => run::run(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Audit(a) => audit::audit(a),
+        Command::Keys(a) => keys::keys(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

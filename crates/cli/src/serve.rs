@@ -1,7 +1,9 @@
 //! `ward serve`: the OpenAI-compatible API over one model. Binds first (so a taken port fails
-//! at once and `/health` answers during a long load), loads the model, prints the URL when it
-//! is ready, and stops cleanly on Ctrl-C or SIGTERM.
+//! at once and `/health` answers during a long load), hashes and loads the model, prints the
+//! URL when it is ready, and stops gracefully on Ctrl-C or SIGTERM: `/ready` turns 503, new
+//! requests get 503, those in flight finish, the audit log is flushed, exit 0.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,16 +11,18 @@ use anyhow::Context;
 use clap::Args;
 use tokio::net::TcpListener;
 use ward_engine::{EngineConfig, EngineHandle};
-use ward_models::registry::resolve_model;
+use serde_json::json;
+use ward_models::registry::{check_pin, file_sha256, resolve_model, Registry};
 use ward_models::LoadedModel;
-use ward_server::{App, ServerConfig};
+use ward_server::{App, AuditLog, Keys, ServerConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
     /// Registry name or path to a .gguf file (default: the registry's default model).
     #[arg(long)]
     model: Option<String>,
-    /// Address to listen on. The default keeps Ward reachable from this machine only.
+    /// Address to listen on. The default keeps Ward reachable from this machine only; listen
+    /// more widely only with --api-keys (or behind an authenticating proxy).
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on (0 picks a free one; the URL printed says which).
@@ -61,6 +65,23 @@ pub struct ServeArgs {
     /// Seconds requests in flight may run on after a stop signal.
     #[arg(long, default_value_t = 30)]
     shutdown_timeout: u64,
+    /// TOML file of the services allowed to call, with their key hashes, models and rates
+    /// (see README "Access control"). Without it anyone who can connect may call.
+    #[arg(long, value_name = "FILE")]
+    api_keys: Option<PathBuf>,
+    /// Append a hash-chained JSON line per request to this file (`ward audit verify` checks it).
+    #[arg(long, value_name = "PATH")]
+    audit_log: Option<PathBuf>,
+    /// Put prompt and output text in the audit log, not only their sha256. The log then holds
+    /// patient data: protect it accordingly.
+    #[arg(long)]
+    audit_include_text: bool,
+    /// Rotate the audit log (to PATH.1, PATH.2, …, one chain) when it reaches this size.
+    #[arg(long, default_value_t = 256)]
+    audit_max_mb: u64,
+    /// Serve only a model file whose sha256 is pinned in models/registry.toml.
+    #[arg(long)]
+    strict_models: bool,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -68,6 +89,23 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.max_body > 0, "--max-body must be at least 1");
     crate::set_threads(a.threads);
     let resolved = resolve_model(a.model.as_deref())?;
+    let keys = a
+        .api_keys
+        .as_deref()
+        .map(Keys::load)
+        .transpose()?;
+    let audit = a
+        .audit_log
+        .as_deref()
+        .map(|p| {
+            AuditLog::open(p, a.audit_max_mb.saturating_mul(1 << 20), a.audit_include_text)
+                .with_context(|| format!("opening the audit log {}", p.display()))
+        })
+        .transpose()?;
+    if a.audit_include_text {
+        anyhow::ensure!(audit.is_some(), "--audit-include-text needs --audit-log");
+        tracing::warn!("the audit log will hold prompt and output text (--audit-include-text)");
+    }
     let config = ServerConfig {
         max_body_bytes: a.max_body,
         header_timeout: Duration::from_secs(a.header_timeout.max(1)),
@@ -92,49 +130,81 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {}:{}", a.host, a.port))?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
+        if !addr.ip().is_loopback() && keys.is_none() {
             tracing::warn!(
                 %addr,
-                "listening beyond this machine with no API keys: anyone who can reach this \
-                 port can use the model (put Ward behind an authenticating proxy)"
+                "LISTENING BEYOND THIS MACHINE WITH NO API KEYS: anyone who can reach this \
+                 port can use the model. Give --api-keys, or put Ward behind an \
+                 authenticating proxy"
             );
         }
         let url = format!("http://{addr}");
-        let app = App::new(config.clone());
-        tracing::info!(model = %resolved.name, %url, "loading model; /health answers meanwhile");
+        let services = keys.as_ref().map_or(0, Keys::len);
+        let app = App::with_access(config, keys, audit);
+        tracing::info!(model = %resolved.name, %url, "hashing and loading the model; /health answers meanwhile");
         let name = resolved.name.clone();
+        let strict = a.strict_models;
         let load = tokio::task::spawn_blocking(move || {
+            let sha256 = verify_model(&resolved, strict)?;
             let lm = LoadedModel::load(&resolved.path, resolved.template_override.as_deref())
                 .with_context(|| format!("loading {}", resolved.path.display()))?;
-            EngineHandle::start(lm, &resolved.name, engine_config).context("starting the engine")
+            let engine = EngineHandle::start(lm, &resolved.name, engine_config)
+                .context("starting the engine")?;
+            anyhow::Ok((engine, sha256))
         });
-        let server_app = app.clone();
-        let mut server = tokio::spawn(async move {
-            ward_server::serve(
-                listener,
-                ward_server::router(server_app),
-                &config,
-                stop_signal(),
-            )
-            .await
-        });
-        let engine = tokio::select! {
-            loaded = load => loaded??,
+        let mut server = tokio::spawn(ward_server::serve(listener, app.clone(), stop_signal()));
+        let (engine, sha256) = tokio::select! {
+            loaded = load => match loaded? {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    app.audit_event("refused", json!({"model": name, "error": format!("{e:#}")}));
+                    app.close_audit();
+                    return Err(e);
+                }
+            },
             _ = &mut server => {
+                app.close_audit();
                 eprintln!("ward: stopped before the model was loaded");
                 return Ok(());
             }
         };
-        app.set_engine(Arc::new(engine));
+        app.audit_event(
+            "start",
+            json!({
+                "model": name,
+                "model_sha256": sha256,
+                "version": env!("CARGO_PKG_VERSION"),
+                "address": addr.to_string(),
+                "services": services,
+            }),
+        );
+        app.set_engine(Arc::new(engine), sha256);
         // Scripts and tests wait for this line.
         eprintln!("ward: serving {name} at {url}/v1 (ready)");
         server.await?;
+        app.audit_event("stop", json!({"in_flight": app.requests_in_flight()}));
+        app.close_audit();
         eprintln!("ward: stopped");
         anyhow::Ok(())
     });
     // Do not wait for a model load or generation still running on a blocking thread.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// The model file's sha256, checked against the registry's pin (refused on a mismatch, and
+/// when unpinned under `--strict-models`).
+fn verify_model(resolved: &ward_models::registry::Resolved, strict: bool) -> anyhow::Result<String> {
+    let started = std::time::Instant::now();
+    let sha256 = file_sha256(&resolved.path)
+        .with_context(|| format!("reading {}", resolved.path.display()))?;
+    let registry = Registry::find_dir().and_then(|d| Registry::load(&d)).ok();
+    let pinned = check_pin(resolved, &sha256, registry.as_ref(), strict)?;
+    match pinned {
+        Some(entry) => tracing::info!(%sha256, entry, ms = started.elapsed().as_millis() as u64, "model file matches its pinned sha256"),
+        None => tracing::warn!(%sha256, "model file is not pinned in the registry (--strict-models would refuse it)"),
+    }
+    Ok(sha256)
 }
 
 /// Ctrl-C or SIGTERM.

@@ -18,8 +18,64 @@ pub enum RegistryError {
     NotFound,
     #[error("unknown model {name:?}; known models: {known}")]
     UnknownModel { name: String, known: String },
-    #[error("model {name:?} is not downloaded ({path} is missing); run scripts/fetch-models.sh")]
+    #[error("model {name:?} is not downloaded ({path} is missing); run `ward pull {name}`")]
     NotDownloaded { name: String, path: PathBuf },
+    #[error("{path} does not match its pinned sha256 (expected {expected}, found {actual}): the file is damaged or not the one the registry names")]
+    HashMismatch {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
+    #[error("{path} (sha256 {actual}) is not pinned in the registry, and --strict-models serves only pinned files")]
+    Unpinned { path: PathBuf, actual: String },
+}
+
+/// Hex sha256 of a file's contents.
+pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Check a model file's hash against the registry: the entry it was resolved from must match;
+/// a file given by path is pinned if any entry has its hash. Returns the pinning entry's name
+/// (`None`: not pinned, refused when `strict`).
+pub fn check_pin(
+    resolved: &Resolved,
+    sha256: &str,
+    registry: Option<&Registry>,
+    strict: bool,
+) -> Result<Option<String>, RegistryError> {
+    if let Some(entry) = &resolved.entry {
+        if !entry.sha256.eq_ignore_ascii_case(sha256) {
+            return Err(RegistryError::HashMismatch {
+                path: resolved.path.clone(),
+                expected: entry.sha256.clone(),
+                actual: sha256.to_string(),
+            });
+        }
+        return Ok(Some(entry.name.clone()));
+    }
+    let pinned = registry
+        .and_then(|r| r.models.iter().find(|e| e.sha256.eq_ignore_ascii_case(sha256)))
+        .map(|e| e.name.clone());
+    if pinned.is_none() && strict {
+        return Err(RegistryError::Unpinned {
+            path: resolved.path.clone(),
+            actual: sha256.to_string(),
+        });
+    }
+    Ok(pinned)
 }
 
 #[derive(Debug, Clone, Deserialize)]

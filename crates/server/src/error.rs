@@ -9,7 +9,7 @@ use axum::Json;
 use serde_json::json;
 use ward_engine::SubmitError;
 
-/// Seconds a client is asked to wait when the queue is full.
+/// Seconds a client is asked to wait when the queue is full or the server is busy.
 const RETRY_AFTER_SECS: u64 = 1;
 
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub struct ApiError {
     pub kind: &'static str,
     pub param: Option<String>,
     pub code: Option<&'static str>,
+    /// Seconds for `Retry-After` (429 and 503 answers).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -29,6 +31,7 @@ impl ApiError {
             kind,
             param: None,
             code: None,
+            retry_after: None,
         }
     }
 
@@ -64,6 +67,41 @@ impl ApiError {
         );
         e.param = Some("model".into());
         e.with_code("model_not_found")
+    }
+
+    /// 401: no API key, or one no service has.
+    pub fn unauthorized(message: &'static str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
+            .with_code("invalid_api_key")
+    }
+
+    /// 403: the caller's key does not allow the model it asked for.
+    pub fn model_not_allowed() -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "this API key may not use the requested model",
+        );
+        e.param = Some("model".into());
+        e.with_code("model_not_allowed")
+    }
+
+    /// 429: the caller is over one of its rates; it may retry after `wait`.
+    pub fn rate_limited(message: &'static str, wait: std::time::Duration) -> ApiError {
+        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
+            .with_code("rate_limit_exceeded");
+        e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        e
+    }
+
+    /// 503 while the server stops: requests in flight finish, new ones go elsewhere.
+    pub fn shutting_down() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the server is shutting down",
+        )
+        .with_code("shutting_down")
     }
 
     pub fn route_not_found() -> ApiError {
@@ -165,24 +203,29 @@ impl ApiError {
                 ApiError::invalid_param(prompt_param, message).with_code("chat_template_missing")
             }
             SubmitError::InvalidPrompt { param, .. } => ApiError::invalid_param(param, message),
-            SubmitError::ShuttingDown => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "server_error", message)
-                    .with_code("shutting_down")
-            }
+            SubmitError::ShuttingDown => ApiError::shutting_down(),
         }
     }
 }
 
+/// The `code` of an error response, for the access and audit logs.
+#[derive(Clone, Copy)]
+pub struct ErrorCode(pub &'static str);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
-        if matches!(
+        response
+            .extensions_mut()
+            .insert(ErrorCode(self.code.unwrap_or(self.kind)));
+        let busy = matches!(
             self.status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
-        ) {
+        );
+        if let Some(secs) = self.retry_after.or(busy.then_some(RETRY_AFTER_SECS)) {
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -14,15 +14,20 @@ use axum::{Extension, Json};
 use futures_util::future::try_join_all;
 use futures_util::stream::{select_all, unfold};
 use futures_util::StreamExt;
-use serde_json::Value;
-use ward_engine::{Engine, Event, EventStream, GenerateRequest, SubmitError, TokenLogprob, Usage};
+use serde_json::{json, Value};
+use ward_engine::{
+    Engine, Event, EventStream, GenerateRequest, ResponseFormat, SubmitError, TokenLogprob, Usage,
+};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::ledger::Ledger;
 use crate::openai::reasoning::{ReasoningSplitter, Split};
 use crate::openai::request::{parse_body, Validated};
 use crate::openai::response::{finish_reason, Choice, Endpoint, Meta};
 use crate::openai::tools::{ToolCall, ToolMode, ToolStream};
 use crate::request_id::RequestId;
+use crate::routes::check_model;
 use crate::App;
 
 /// Comments sent on a quiet stream (a long prefill) so proxies keep it open and a departed
@@ -32,37 +37,48 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// gets the 413 instead of a reset connection; past it the connection is closed.
 const DRAIN_LIMIT: usize = 64 << 20;
 
+/// What a generation handler gets besides the body: who is asking, and where to record it.
+pub struct Context {
+    app: Arc<App>,
+    id: RequestId,
+    caller: Caller,
+    ledger: Ledger,
+}
+
 pub async fn chat_completions(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    generate(app, id, body, Endpoint::Chat).await
+    let cx = Context { app, id, caller, ledger };
+    generate(cx, body, Endpoint::Chat).await
 }
 
 pub async fn completions(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    generate(app, id, body, Endpoint::Completion).await
+    let cx = Context { app, id, caller, ledger };
+    generate(cx, body, Endpoint::Completion).await
 }
 
-async fn generate(
-    app: Arc<App>,
-    id: RequestId,
-    body: Body,
-    endpoint: Endpoint,
-) -> Result<Response, ApiError> {
+async fn generate(cx: Context, body: Body, endpoint: Endpoint) -> Result<Response, ApiError> {
+    let Context { app, id, caller, ledger } = cx;
+    let arrived = Instant::now();
     let bytes = read_body(body, &app).await?;
     let engine = app.engine()?.clone();
     let body = parse_body(&bytes)?;
+    record_prompt(&ledger, &bytes);
     let info = engine.info();
-    match body.model.as_deref() {
-        None => return Err(ApiError::invalid_param("model", "'model' is required")),
-        Some(m) if m != info.id => return Err(ApiError::model_not_found(m, &info.id)),
-        Some(_) => {}
+    if body.model.is_none() {
+        return Err(ApiError::invalid_param("model", "'model' is required"));
     }
+    check_model(&app, &caller, &ledger, body.model.as_deref())?;
     let Validated {
         mut request,
         stream,
@@ -75,6 +91,13 @@ async fn generate(
     };
     request.id = id.0.clone();
     request.timeout = app.config.request_timeout;
+    ledger.with(|r| r.params = Some(audit_params(&request, n, stream)));
+    if let Some(service) = &caller.0 {
+        service.check_tokens()?;
+        // One service's prompts never share cache blocks with another's (nor reveal them by
+        // their speed).
+        request.cache_salt = format!("{}\0{}", service.name, request.cache_salt);
+    }
     let logprobs = request.logprobs.is_some();
     let meta = Meta::new(endpoint, &id.0, &info.id, &info.fingerprint);
     // Templating and tokenizing a long prompt is CPU work: keep it off the I/O threads.
@@ -83,12 +106,77 @@ async fn generate(
         .await
         .map_err(|_| ApiError::engine("the request could not be prepared"))?
         .map_err(|e| ApiError::from_submit(e, endpoint.prompt_param()))?;
+    let prompt_tokens = streams.first().map_or(0, |s| s.prompt_tokens);
+    ledger.with(|r| {
+        r.prompt_tokens = prompt_tokens;
+        r.streaming = stream;
+    });
+    if let Some(service) = &caller.0 {
+        service.charge_tokens(prompt_tokens);
+    }
+    let track = Track {
+        app: app.clone(),
+        ledger,
+        model: info.id.clone(),
+        arrived,
+    };
     if stream {
-        Ok(event_stream(streams, meta, include_usage, logprobs, tool_mode).into_response())
+        Ok(event_stream(streams, meta, include_usage, logprobs, tool_mode, track).into_response())
     } else {
         let think = endpoint == Endpoint::Chat;
-        let (choices, usage) = collect(streams, logprobs, think, tool_mode).await?;
+        let (choices, usage) = collect(streams, logprobs, think, tool_mode, &track).await?;
         Ok(Json(meta.response(&choices, &usage)).into_response())
+    }
+}
+
+/// The request's `messages` or `prompt`, kept in its record for the audit log (as a hash,
+/// unless the log is told to include text).
+pub(crate) fn record_prompt(ledger: &Ledger, bytes: &[u8]) {
+    if let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) {
+        let prompt = body.remove("messages").or_else(|| body.remove("prompt"));
+        ledger.with(|r| r.prompt = prompt);
+    }
+}
+
+/// The parameters the audit log shows: numbers, switches and counts, never text.
+fn audit_params(r: &GenerateRequest, n: usize, stream: bool) -> Value {
+    let s = &r.sampling;
+    json!({
+        "max_tokens": r.max_tokens,
+        "temperature": s.temperature,
+        "top_p": s.top_p,
+        "top_k": s.top_k,
+        "min_p": s.min_p,
+        "seed": s.seed,
+        "n": n,
+        "stream": stream,
+        "logprobs": r.logprobs,
+        "stop": r.stop.len(),
+        "stop_token_ids": r.stop_token_ids.len(),
+        "logit_bias": s.logit_bias.len(),
+        "ignore_eos": r.ignore_eos,
+        "response_format": match r.response_format {
+            None => None,
+            Some(ResponseFormat::JsonObject) => Some("json_object"),
+            Some(ResponseFormat::JsonSchema(_)) => Some("json_schema"),
+        },
+        "tools": r.tools.as_ref().and_then(Value::as_array).map(Vec::len),
+    })
+}
+
+/// Where a request's output is recorded as it comes: its ledger (text, token counts, outcome)
+/// and the latency metrics.
+#[derive(Clone)]
+struct Track {
+    app: Arc<App>,
+    ledger: Ledger,
+    model: String,
+    arrived: Instant,
+}
+
+impl Track {
+    fn outcome(&self, outcome: &'static str) {
+        self.ledger.with(|r| r.outcome = Some(outcome));
     }
 }
 
@@ -145,9 +233,13 @@ async fn collect(
     logprobs: bool,
     think: bool,
     tool_mode: ToolMode,
+    track: &Track,
 ) -> Result<(Vec<Choice>, Usage), ApiError> {
-    let one = |s| collect_one(s, logprobs, think, tool_mode.clone());
-    let results = try_join_all(streams.into_iter().map(one)).await?;
+    let one = |(i, s)| {
+        let out = ChoiceOutput::new(think, tool_mode.clone(), track.clone(), i);
+        collect_one(s, logprobs, out)
+    };
+    let results = try_join_all(streams.into_iter().enumerate().map(one)).await?;
     let usage = total_usage(results.iter().map(|r| &r.1));
     Ok((results.into_iter().map(|r| r.0).collect(), usage))
 }
@@ -157,10 +249,8 @@ async fn collect(
 async fn collect_one(
     mut events: EventStream,
     logprobs: bool,
-    think: bool,
-    tool_mode: ToolMode,
+    mut out: ChoiceOutput,
 ) -> Result<(Choice, Usage), ApiError> {
-    let mut out = ChoiceOutput::new(think, tool_mode);
     let mut choice = Choice {
         text: String::new(),
         reasoning: String::new(),
@@ -177,7 +267,7 @@ async fn collect_one(
             Some(Event::Logprob(lp)) => choice.logprobs.get_or_insert_with(Vec::new).push(lp),
             Some(Event::Text(t)) => add(&mut choice, out.text(t)),
             Some(Event::Finished(usage)) => {
-                let (rest, calls) = out.finish();
+                let (rest, calls) = out.finish(&usage);
                 add(&mut choice, rest);
                 choice.finish = Some(usage.finish);
                 choice.tool_calls = calls;
@@ -191,22 +281,42 @@ async fn collect_one(
 }
 
 /// One choice's text on its way to the client: a reasoning model's thinking split from its
-/// answer (chat), tool calls held back until they are complete.
+/// answer (chat), tool calls held back until they are complete; recorded in the request's
+/// ledger and timed for the latency metrics on the way.
 struct ChoiceOutput {
     thinking: Option<ReasoningSplitter>,
     tools: ToolStream,
+    track: Track,
+    choice: usize,
+    /// Text pieces so far (a piece is one token or a few), and when the last came.
+    pieces: usize,
+    last: Option<Instant>,
 }
 
 impl ChoiceOutput {
-    fn new(think: bool, tool_mode: ToolMode) -> ChoiceOutput {
+    fn new(think: bool, tool_mode: ToolMode, track: Track, choice: usize) -> ChoiceOutput {
         ChoiceOutput {
             thinking: think.then(ReasoningSplitter::new),
             tools: ToolStream::new(tool_mode),
+            track,
+            choice,
+            pieces: 0,
+            last: None,
         }
     }
 
     /// What of `text` can be sent now.
     fn text(&mut self, text: String) -> Split {
+        let now = Instant::now();
+        let metrics = &self.track.app.metrics;
+        match self.last {
+            None => metrics.first_token(&self.track.model, now - self.track.arrived),
+            Some(last) => metrics.next_token(&self.track.model, now - last),
+        }
+        self.last = Some(now);
+        self.pieces += 1;
+        self.track.ledger.output(self.choice, &text);
+        self.track.ledger.with(|r| r.completion_tokens += 1);
         let mut split = match &mut self.thinking {
             Some(s) => s.push(&text),
             None => Split {
@@ -219,7 +329,10 @@ impl ChoiceOutput {
     }
 
     /// At the end: everything held back, and the tool calls.
-    fn finish(&mut self) -> (Split, Vec<ToolCall>) {
+    fn finish(&mut self, usage: &Usage) -> (Split, Vec<ToolCall>) {
+        // Pieces were counted as tokens as they came; the engine knows the exact count.
+        let uncounted = usage.completion_tokens.saturating_sub(self.pieces);
+        self.track.ledger.with(|r| r.completion_tokens += uncounted);
         let mut rest = self
             .thinking
             .as_mut()
@@ -249,6 +362,7 @@ fn event_stream(
     include_usage: bool,
     logprobs: bool,
     tool_mode: ToolMode,
+    track: Track,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
     let n = streams.len();
@@ -266,7 +380,9 @@ fn event_stream(
         }
         // Per choice: its output, log-probabilities not yet sent, text length so far.
         let think = meta.endpoint == Endpoint::Chat;
-        let mut outputs: Vec<ChoiceOutput> = (0..n).map(|_| ChoiceOutput::new(think, tool_mode.clone())).collect();
+        let mut outputs: Vec<ChoiceOutput> = (0..n)
+            .map(|i| ChoiceOutput::new(think, tool_mode.clone(), track.clone(), i))
+            .collect();
         let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let mut offsets = vec![0usize; n];
         let mut usages = Vec::with_capacity(n);
@@ -284,7 +400,7 @@ fn event_stream(
                     yield data(meta.chunk(i, &split.content, &split.reasoning, lps, None, include_usage));
                 }
                 Event::Finished(usage) => {
-                    let (rest, calls) = outputs[i].finish();
+                    let (rest, calls) = outputs[i].finish(&usage);
                     let mut finish = finish_reason(usage.finish);
                     if !calls.is_empty() {
                         yield data(meta.tool_calls_chunk(i, &calls, include_usage));
@@ -294,13 +410,18 @@ fn event_stream(
                     let lps = (logprobs && !lps.is_empty()).then_some((&lps[..], &mut offsets[i]));
                     yield data(meta.chunk(i, &rest.content, &rest.reasoning, lps, Some(finish), include_usage));
                     usages.push(usage);
+                    if usages.len() == n {
+                        break;
+                    }
                 }
                 Event::Failed(message) => {
+                    track.outcome("engine_error");
                     yield data(ApiError::engine(message).body());
                     failed = true;
                     break;
                 }
                 Event::TimedOut => {
+                    track.outcome("request_timeout");
                     yield data(ApiError::timed_out().body());
                     failed = true;
                     break;
@@ -308,9 +429,13 @@ fn event_stream(
             }
         }
         if !failed && usages.len() < n {
+            track.outcome("engine_error");
             yield data(ApiError::engine("the engine stopped").body());
-        } else if include_usage && !failed {
-            yield data(meta.usage_chunk(&total_usage(usages.iter())));
+        } else if !failed {
+            track.outcome("ok");
+            if include_usage {
+                yield data(meta.usage_chunk(&total_usage(usages.iter())));
+            }
         }
         yield Ok(SseEvent::default().data("[DONE]"));
     };

@@ -1,26 +1,27 @@
 //! The connection loop: HTTP/1.1 with a header-read timeout that also closes kept-alive
 //! connections left idle, so slow or silent clients cannot hold connections forever, and a
-//! graceful stop that lets in-flight requests finish (up to the shutdown timeout).
+//! graceful stop: on the stop signal `/ready` turns 503 and new requests get 503 (so a load
+//! balancer moves on) while those in flight finish, up to the shutdown timeout.
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::ServerConfig;
+use crate::{router, App};
+
+/// How often the drain looks whether requests are still in flight.
+const DRAIN_POLL: Duration = Duration::from_millis(50);
 
 /// Serve `app` on `listener` until `stop` completes, then drain.
-pub async fn serve(
-    listener: TcpListener,
-    app: Router,
-    config: &ServerConfig,
-    stop: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl Future<Output = ()>) {
+    let config = app.config.clone();
+    let routes = router(app.clone());
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -28,6 +29,8 @@ pub async fn serve(
         .keep_alive(true);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
+    let mut drain_until: Option<Instant> = None;
+    let mut drain_tick = tokio::time::interval(DRAIN_POLL);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -41,25 +44,34 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(app.clone());
+                let service = TowerToHyperService::new(routes.clone());
                 let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
                 tokio::spawn(async move {
                     // Errors here are a client's broken connection: nothing to answer.
                     let _ = connection.await;
                 });
             }
-            () = &mut stop => break,
+            () = &mut stop, if drain_until.is_none() => {
+                app.stop_accepting();
+                tracing::info!(in_flight = app.requests_in_flight(), "stopping: finishing requests in flight");
+                drain_until = Some(Instant::now() + config.shutdown_timeout);
+            }
+            _ = drain_tick.tick(), if drain_until.is_some() => {
+                if app.requests_in_flight() == 0 {
+                    break;
+                }
+                if drain_until.is_some_and(|t| Instant::now() >= t) {
+                    tracing::warn!(
+                        in_flight = app.requests_in_flight(),
+                        timeout_s = config.shutdown_timeout.as_secs(),
+                        "requests still running at the shutdown timeout; closing them"
+                    );
+                    break;
+                }
+            }
         }
     }
     drop(listener);
-    tracing::info!("stopping: finishing requests in flight");
-    if tokio::time::timeout(config.shutdown_timeout, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            timeout_s = config.shutdown_timeout.as_secs(),
-            "requests still running at the shutdown timeout; closing them"
-        );
-    }
+    // What is left are idle kept-alive connections (or requests past the timeout).
+    let _ = tokio::time::timeout(Duration::from_secs(1), graceful.shutdown()).await;
 }

@@ -1,23 +1,32 @@
 //! ward-server: the OpenAI-compatible HTTP API.
 //!
-//! Owns the wire types, validation, routes, streaming, request ids, the one error type mapped
-//! to HTTP statuses, and the connection loop with its timeouts. Talks to the model only through
+//! Owns the wire types, validation, routes, streaming, request ids, API keys, the audit log,
+//! metrics, the one error type mapped to HTTP statuses, and the connection loop with its
+//! timeouts and graceful stop. Talks to the model only through
 //! ward-engine's [`Engine`] trait (so tests can use a mock); must not depend on candle,
 //! ward-models or the CLI, and never logs prompt or output text.
 
+pub mod audit;
+mod auth;
 mod error;
 mod generation;
 mod http;
+mod ledger;
+mod metrics;
 mod openai;
 mod request_id;
 mod routes;
 mod tokens;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+pub use audit::AuditLog;
+pub use auth::{hex, sha256_hex, KeyFileError, Keys};
 use error::ApiError;
 pub use http::serve;
+use metrics::Metrics;
 pub use routes::router;
 use ward_engine::Engine;
 
@@ -48,27 +57,89 @@ impl Default for ServerConfig {
     }
 }
 
-/// What every route shares: the configuration and, once loaded, the engine.
+/// What every route shares: the configuration, who may call, the audit log, the metrics and,
+/// once loaded, the engine.
 pub struct App {
     pub config: ServerConfig,
-    engine: OnceLock<Arc<dyn Engine>>,
+    engine: OnceLock<(Arc<dyn Engine>, String)>,
+    /// `None`: no key file, anyone who can connect may call.
+    keys: Option<Keys>,
+    audit: Option<AuditLog>,
+    metrics: Metrics,
+    stopping: AtomicBool,
+    /// Requests whose response has not been sent in full yet.
+    in_flight: AtomicUsize,
 }
 
 impl App {
     pub fn new(config: ServerConfig) -> Arc<App> {
+        App::with_access(config, None, None)
+    }
+
+    /// A server whose callers need one of `keys`, recording every request in `audit`.
+    pub fn with_access(
+        config: ServerConfig,
+        keys: Option<Keys>,
+        audit: Option<AuditLog>,
+    ) -> Arc<App> {
         Arc::new(App {
             config,
             engine: OnceLock::new(),
+            keys,
+            audit,
+            metrics: Metrics::default(),
+            stopping: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
         })
     }
 
     /// Make the model available: from now on `/ready` answers 200 and generation routes work.
-    pub fn set_engine(&self, engine: Arc<dyn Engine>) {
+    /// `model_sha256` is the served file's hash, for the audit log and metrics.
+    pub fn set_engine(&self, engine: Arc<dyn Engine>, model_sha256: String) {
         // A second engine would be a programming error; the first one stays.
-        let _ = self.engine.set(engine);
+        let _ = self.engine.set((engine, model_sha256));
     }
 
     fn engine(&self) -> Result<&Arc<dyn Engine>, ApiError> {
-        self.engine.get().ok_or_else(ApiError::not_ready)
+        self.engine.get().map(|e| &e.0).ok_or_else(ApiError::not_ready)
+    }
+
+    fn model_sha256(&self) -> Option<&str> {
+        self.engine.get().map(|e| e.1.as_str())
+    }
+
+    /// Begin a graceful stop: `/ready` turns 503 and new requests are refused with 503 while
+    /// those in flight finish.
+    pub fn stop_accepting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Requests whose responses are still being produced or sent.
+    pub fn requests_in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    /// Write out what the audit log holds and close it (at exit).
+    pub fn close_audit(&self) {
+        if let Some(audit) = &self.audit {
+            audit.close();
+        }
+    }
+
+    /// An entry in the audit log that is not a request (start, stop).
+    pub fn audit_event(&self, event: &str, fields: serde_json::Value) {
+        if let Some(audit) = &self.audit {
+            let mut entry = serde_json::Map::new();
+            entry.insert("time".into(), audit::timestamp_now().into());
+            entry.insert("event".into(), event.into());
+            if let serde_json::Value::Object(fields) = fields {
+                entry.extend(fields);
+            }
+            audit.append(entry);
+        }
     }
 }

@@ -1,69 +1,26 @@
-//! Request ids and the access log. Every response carries `x-request-id` (the caller's own, if
-//! it sent a plain one, so hospital services can follow a request across their systems), and
-//! every log line about a request names it. The access log records method, route, status and
-//! time — never bodies, query strings or unknown paths, which could hold patient data.
+//! Request ids and route names for logs. Every response carries `x-request-id` (the caller's
+//! own, if it sent a plain one, so hospital services can follow a request across their
+//! systems), and every log line about a request names it. Logs name routes by their template,
+//! never by the path sent, which could hold patient data.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::http::HeaderMap;
 
-const HEADER: &str = "x-request-id";
+pub const HEADER: &str = "x-request-id";
 
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-pub async fn tag_and_log(mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
+/// The caller's id if it is plain, otherwise a new one.
+pub fn request_id(headers: &HeaderMap) -> String {
+    headers
         .get(HEADER)
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_plain_id(v))
-        .map_or_else(new_id, str::to_string);
-    request.extensions_mut().insert(RequestId(id.clone()));
-    let method = request.method().clone();
-    let route = known_route(request.uri().path());
-    let start = Instant::now();
-    let mut guard = Unanswered {
-        id: &id,
-        route,
-        answered: false,
-    };
-    let mut response = next.run(request).await;
-    guard.answered = true;
-    if let Ok(value) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(HEADER, value);
-    }
-    tracing::info!(
-        request_id = %id,
-        %method,
-        route,
-        status = response.status().as_u16(),
-        ms = start.elapsed().as_millis() as u64,
-        "request"
-    );
-    response
-}
-
-/// Logs a request whose client closed the connection before the response was ready (the
-/// handler's future is then dropped, and with it this guard).
-struct Unanswered<'a> {
-    id: &'a str,
-    route: &'static str,
-    answered: bool,
-}
-
-impl Drop for Unanswered<'_> {
-    fn drop(&mut self) {
-        if !self.answered {
-            tracing::info!(request_id = %self.id, route = self.route, "client left before the response");
-        }
-    }
+        .map_or_else(new_id, str::to_string)
 }
 
 fn is_plain_id(v: &str) -> bool {
@@ -81,14 +38,23 @@ fn new_id() -> String {
     format!("{:016x}", h.finish())
 }
 
-fn known_route(path: &str) -> &'static str {
-    match path {
-        "/v1/chat/completions" => "/v1/chat/completions",
-        "/v1/completions" => "/v1/completions",
-        "/v1/models" => "/v1/models",
-        "/health" => "/health",
-        "/ready" => "/ready",
-        p if p.starts_with("/v1/models/") => "/v1/models/{id}",
-        _ => "(other)",
+pub fn known_route(path: &str) -> &'static str {
+    const ROUTES: [&str; 11] = [
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/tokenize",
+        "/detokenize",
+        "/v1/tokenize",
+        "/v1/detokenize",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/v1/models/{id}",
+    ];
+    match ROUTES.iter().find(|&&r| r == path) {
+        Some(r) => r,
+        None if path.starts_with("/v1/models/") => "/v1/models/{id}",
+        None => "(other)",
     }
 }

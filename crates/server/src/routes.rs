@@ -1,18 +1,20 @@
-//! The route table and the small routes: models, health, readiness, and JSON answers for
-//! unknown routes and methods.
+//! The route table and the small routes: models, health, readiness, metrics, and JSON answers
+//! for unknown routes and methods.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use axum::http::header;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{middleware, Json, Router};
+use axum::{middleware, Extension, Json, Router};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::generation::{chat_completions, completions};
-use crate::request_id::tag_and_log;
+use crate::auth::Caller;
+use crate::ledger::{track, Ledger};
 use crate::tokens::{detokenize, tokenize};
 use crate::App;
 
@@ -28,10 +30,31 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/detokenize", post(detokenize))
         .route("/health", get(health))
         .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(middleware::from_fn(tag_and_log))
+        .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
+}
+
+/// The served model's name, if the caller may use it: 403 otherwise, and 404 for a name that
+/// is not served. `requested` is the body's `model` (`None`: the served one).
+pub(crate) fn check_model(
+    app: &App,
+    caller: &Caller,
+    ledger: &Ledger,
+    requested: Option<&str>,
+) -> Result<String, ApiError> {
+    let served = &app.engine()?.info().id;
+    let name = requested.unwrap_or(served);
+    if caller.0.as_ref().is_some_and(|s| !s.may_use(name)) {
+        return Err(ApiError::model_not_allowed());
+    }
+    if name != served {
+        return Err(ApiError::model_not_found(name, served));
+    }
+    ledger.with(|r| r.model = Some(served.clone()));
+    Ok(served.clone())
 }
 
 fn model_object(app: &App) -> Result<Value, ApiError> {
@@ -45,24 +68,46 @@ fn model_object(app: &App) -> Result<Value, ApiError> {
     }))
 }
 
-async fn list_models(State(app): State<Arc<App>>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        json!({"object": "list", "data": [model_object(&app)?]}),
-    ))
+/// The models this caller may use.
+async fn list_models(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>, ApiError> {
+    let model = model_object(&app)?;
+    let served = &app.engine()?.info().id;
+    let allowed = caller.0.as_ref().is_none_or(|s| s.may_use(served));
+    let data: Vec<Value> = allowed.then_some(model).into_iter().collect();
+    Ok(Json(json!({"object": "list", "data": data})))
 }
 
 async fn get_model(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let model = model_object(&app)?;
-    if model["id"] != id.as_str() {
-        return Err(ApiError::model_not_found(
-            &id,
-            model["id"].as_str().unwrap_or(""),
-        ));
-    }
-    Ok(Json(model))
+    check_model(&app, &caller, &ledger, Some(&id))?;
+    Ok(Json(model_object(&app)?))
+}
+
+/// Prometheus' text format.
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let engine = app.engine().ok();
+    let load = engine.map(|e| {
+        let mut load = e.load();
+        // Also requests handed over but not yet picked up by the scheduler.
+        load.waiting = e.queue_depth();
+        load
+    });
+    let described = engine.zip(load).map(|(e, load)| {
+        (e.info().id.as_str(), app.model_sha256().unwrap_or(""), load)
+    });
+    let text = app.metrics.render(described, engine.is_some() && !app.is_stopping());
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 /// The process is up and answering.
@@ -72,6 +117,13 @@ async fn health() -> Json<Value> {
 
 /// The model is loaded and requests can be served.
 async fn ready(State(app): State<Arc<App>>) -> Response {
+    if app.is_stopping() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "stopping"})),
+        )
+            .into_response();
+    }
     match app.engine() {
         Ok(engine) => {
             let load = engine.load();

@@ -7,14 +7,17 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::Json;
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use ward_engine::Prompt;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::generation::read_body;
+use crate::generation::{read_body, record_prompt};
+use crate::ledger::Ledger;
 use crate::openai::request::{chat_messages, parse_json, WireMessage};
+use crate::routes::check_model;
 use crate::App;
 
 /// Deliberately without `Debug`: it holds the prompt.
@@ -31,18 +34,18 @@ struct DetokenizeBody {
     tokens: Vec<u32>,
 }
 
-/// A request may name the model; if it does, it must be the one served.
-fn check_model(app: &App, model: Option<&str>) -> Result<(), ApiError> {
-    let served = &app.engine()?.info().id;
-    match model {
-        Some(m) if m != served => Err(ApiError::model_not_found(m, served)),
-        _ => Ok(()),
-    }
-}
-
-pub async fn tokenize(State(app): State<Arc<App>>, body: Body) -> Result<Json<Value>, ApiError> {
-    let body: TokenizeBody = parse_json(&read_body(body, &app).await?)?;
-    check_model(&app, body.model.as_deref())?;
+/// A request may name the model (if it does, it must be the one served); the caller must be
+/// allowed to use it either way.
+pub async fn tokenize(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let bytes = read_body(body, &app).await?;
+    let body: TokenizeBody = parse_json(&bytes)?;
+    record_prompt(&ledger, &bytes);
+    check_model(&app, &caller, &ledger, body.model.as_deref())?;
     let engine = app.engine()?.clone();
     let (prompt, param) = match (body.prompt, body.messages) {
         // As `/v1/completions` runs it: with BOS where the model's metadata asks for it.
@@ -59,6 +62,7 @@ pub async fn tokenize(State(app): State<Arc<App>>, body: Body) -> Result<Json<Va
         .await
         .map_err(|_| ApiError::engine("the prompt could not be tokenized"))?
         .map_err(|e| ApiError::from_submit(e, param))?;
+    ledger.with(|r| r.prompt_tokens = ids.len());
     Ok(answer(&app, ids))
 }
 
@@ -67,12 +71,22 @@ fn answer(app: &App, ids: Vec<u32>) -> Json<Value> {
     Json(json!({"count": ids.len(), "max_model_len": context, "tokens": ids}))
 }
 
-pub async fn detokenize(State(app): State<Arc<App>>, body: Body) -> Result<Json<Value>, ApiError> {
+pub async fn detokenize(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
     let body: DetokenizeBody = parse_json(&read_body(body, &app).await?)?;
-    check_model(&app, body.model.as_deref())?;
+    check_model(&app, &caller, &ledger, body.model.as_deref())?;
+    ledger.with(|r| {
+        r.prompt = Some(json!(body.tokens));
+        r.prompt_tokens = body.tokens.len();
+    });
     let text = app
         .engine()?
         .detokenize(&body.tokens)
         .map_err(|e| ApiError::from_submit(e, "tokens"))?;
+    ledger.output(0, &text);
     Ok(Json(json!({"prompt": text})))
 }

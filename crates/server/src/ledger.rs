@@ -1,0 +1,251 @@
+//! What each request did, and the middleware that sees every request through: it names the
+//! request (`x-request-id`), refuses it while the server stops, checks its API key and request
+//! rate, and when the response has been sent in full (or the client has gone) writes the
+//! access-log line, the audit entry and the metrics from the request's [`Record`].
+//!
+//! Handlers fill the record in as they learn things (model, parameters, prompt, token counts,
+//! output). The prompt and output are kept only to be hashed for the audit log (or written
+//! there with `--audit-include-text`); the access log and metrics see counts and codes only.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value};
+
+use crate::auth::{sha256_hex, Caller, Service};
+use crate::error::{ApiError, ErrorCode};
+use crate::metrics::Finished;
+use crate::request_id::{known_route, request_id, RequestId, HEADER};
+use crate::App;
+
+/// A request's record, shared between the middleware and its handler.
+#[derive(Clone, Default)]
+pub struct Ledger(Arc<Mutex<Record>>);
+
+#[derive(Default)]
+pub struct Record {
+    pub caller: Option<Arc<Service>>,
+    /// The served model, once the request has named it.
+    pub model: Option<String>,
+    /// Generation parameters, as the audit log shows them (numbers and counts only).
+    pub params: Option<Value>,
+    /// The request's `messages` or `prompt`.
+    pub prompt: Option<Value>,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// Each choice's generated text, in choice order.
+    pub outputs: Vec<String>,
+    /// The response is a stream whose end sets `outcome`.
+    pub streaming: bool,
+    /// `ok`, or the error code the request ended with; unset if the client left first.
+    pub outcome: Option<&'static str>,
+}
+
+impl Ledger {
+    pub fn with<R>(&self, f: impl FnOnce(&mut Record) -> R) -> R {
+        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Record `text` as part of choice `choice`'s output.
+    pub fn output(&self, choice: usize, text: &str) {
+        self.with(|r| {
+            if r.outputs.len() <= choice {
+                r.outputs.resize(choice + 1, String::new());
+            }
+            r.outputs[choice].push_str(text);
+        });
+    }
+}
+
+/// Routes that answer without an API key, and while the server stops.
+fn is_probe(route: &str) -> bool {
+    route == "/health" || route == "/ready"
+}
+
+pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
+    let id = request_id(request.headers());
+    let route = known_route(request.uri().path());
+    let ledger = Ledger::default();
+    request.extensions_mut().insert(RequestId(id.clone()));
+    request.extensions_mut().insert(ledger.clone());
+    let mut end = End {
+        app: app.clone(),
+        id: id.clone(),
+        method: request.method().clone(),
+        route,
+        start: Instant::now(),
+        ledger: ledger.clone(),
+        status: None,
+    };
+    app.in_flight.fetch_add(1, Ordering::SeqCst);
+    let response = match admit(&app, &mut request, route, &ledger) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    };
+    end.status = Some(response.status().as_u16());
+    let error = response.extensions().get::<ErrorCode>().map(|c| c.0);
+    ledger.with(|r| {
+        if error.is_some() || !r.streaming {
+            r.outcome = Some(error.unwrap_or("ok"));
+        }
+    });
+    let (mut parts, body) = response.into_parts();
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        parts.headers.insert(HEADER, value);
+    }
+    Response::from_parts(parts, Body::new(Tracked { inner: body, _end: end }))
+}
+
+/// Whether a request may go on: not while stopping (probes and metrics aside), and with a
+/// valid key within its request rate when keys are configured.
+fn admit(app: &App, request: &mut Request, route: &str, ledger: &Ledger) -> Result<(), ApiError> {
+    if is_probe(route) {
+        return Ok(());
+    }
+    if app.is_stopping() && route != "/metrics" {
+        return Err(ApiError::shutting_down());
+    }
+    let Some(keys) = &app.keys else {
+        request.extensions_mut().insert(Caller(None));
+        return Ok(());
+    };
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let service = keys.authenticate(header)?;
+    ledger.with(|r| r.caller = Some(service.clone()));
+    service.admit_request()?;
+    request.extensions_mut().insert(Caller(Some(service)));
+    Ok(())
+}
+
+/// A response body that reports the request's end when it is dropped: sent in full, or
+/// abandoned by the client.
+struct Tracked {
+    inner: Body,
+    _end: End,
+}
+
+impl http_body::Body for Tracked {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Writes a request's access-log line, audit entry and metrics when dropped.
+struct End {
+    app: Arc<App>,
+    id: String,
+    method: Method,
+    route: &'static str,
+    start: Instant,
+    ledger: Ledger,
+    /// `None`: the client left before the response was ready.
+    status: Option<u16>,
+}
+
+impl Drop for End {
+    fn drop(&mut self) {
+        let elapsed = self.start.elapsed();
+        let record = std::mem::take(&mut *self.ledger.0.lock().unwrap_or_else(|e| e.into_inner()));
+        // 499, as nginx logs it: the client closed the connection before the answer.
+        let status = self.status.unwrap_or(499);
+        let outcome = record.outcome.unwrap_or("client_closed");
+        let service = record.caller.as_ref().map_or("anonymous", |s| s.name.as_str());
+        tracing::info!(
+            request_id = %self.id,
+            method = %self.method,
+            route = self.route,
+            status,
+            outcome,
+            service,
+            prompt_tokens = record.prompt_tokens,
+            completion_tokens = record.completion_tokens,
+            ms = elapsed.as_millis() as u64,
+            "request"
+        );
+        if let Some(caller) = &record.caller {
+            caller.charge_tokens(record.completion_tokens);
+        }
+        self.app.metrics.request_finished(&Finished {
+            service,
+            model: record.model.as_deref().unwrap_or(""),
+            route: self.route,
+            status,
+            prompt_tokens: record.prompt_tokens,
+            generated_tokens: record.completion_tokens,
+            duration: elapsed,
+        });
+        if let Some(audit) = &self.app.audit {
+            if !is_probe(self.route) {
+                audit.append(self.audit_entry(&record, status, outcome, elapsed));
+            }
+        }
+        self.app.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl End {
+    fn audit_entry(
+        &self,
+        record: &Record,
+        status: u16,
+        outcome: &str,
+        elapsed: Duration,
+    ) -> Map<String, Value> {
+        let prompt_text = record.prompt.as_ref().map(Value::to_string);
+        let mut entry = Map::new();
+        let mut put = |k: &str, v: Value| {
+            entry.insert(k.to_string(), v);
+        };
+        put("time", json!(crate::audit::timestamp_now()));
+        put("event", json!("request"));
+        put("request_id", json!(self.id));
+        put("service", json!(record.caller.as_ref().map(|s| &s.name)));
+        put("method", json!(self.method.as_str()));
+        put("endpoint", json!(self.route));
+        put("status", json!(status));
+        put("outcome", json!(outcome));
+        put("latency_ms", json!(elapsed.as_millis() as u64));
+        put("model", json!(record.model));
+        put(
+            "model_sha256",
+            json!(record.model.as_ref().and(self.app.model_sha256())),
+        );
+        put("params", record.params.clone().unwrap_or(Value::Null));
+        put("prompt_tokens", json!(record.prompt_tokens));
+        put("completion_tokens", json!(record.completion_tokens));
+        put(
+            "prompt_sha256",
+            json!(prompt_text.as_deref().map(|t| sha256_hex(t.as_bytes()))),
+        );
+        let outputs: Vec<String> = record.outputs.iter().map(|o| sha256_hex(o.as_bytes())).collect();
+        put("output_sha256", json!(outputs));
+        if self.app.audit.as_ref().is_some_and(|a| a.include_text) {
+            put("prompt", record.prompt.clone().unwrap_or(Value::Null));
+            put("output", json!(record.outputs));
+        }
+        entry
+    }
+}
