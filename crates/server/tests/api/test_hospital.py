@@ -1,0 +1,275 @@
+"""What hospital IT and compliance rely on, against the real `ward serve`: per-service API keys
+through the `openai` client, the hash-chained audit log and `ward audit verify` (tampering,
+a torn line after kill -9), patient text kept out of logs, metrics, error bodies and the audit
+log, /metrics, the graceful stop on SIGTERM, and pinned model hashes."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+
+import openai
+import pytest
+
+from conftest import MODEL, ROOT, Server
+from test_http import read_until, request, send_stream, wait_until
+
+LAB_KEY = "ward-test-lab-4b1d"
+BILLING_KEY = "ward-test-billing-77c0"
+CANARY = "CANARY-9d2e PHI Jane Roe MRN 55123"
+CANARY_MARKS = ("CANARY-9d2e", "Jane Roe", "55123")
+
+
+def ward(*args, **kw):
+    binary = os.environ.get("WARD_BIN", os.path.join(ROOT, "target", "release", "ward"))
+    return subprocess.run([binary, *args], cwd=ROOT, capture_output=True, text=True, timeout=120, **kw)
+
+
+def sha(text):
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def secured(tmp_path_factory):
+    d = tmp_path_factory.mktemp("secured")
+    keys = d / "keys.toml"
+    keys.write_text(f"""
+[[service]]
+name = "lab"
+key_sha256 = "{sha(LAB_KEY)}"
+models = ["{MODEL}"]
+
+[[service]]
+name = "billing"
+key_sha256 = "{sha(BILLING_KEY)}"
+models = ["some-other-model"]
+requests_per_minute = 1000
+""")
+    audit = d / "audit.log"
+    s = Server("--api-keys", str(keys), "--audit-log", str(audit))
+    s.audit = audit
+    yield s
+    if s.proc.poll() is None:
+        assert s.stop() == 0, s.log_text()
+
+
+def client_for(server, key):
+    return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=180)
+
+
+def bearer(key):
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_keys_decide_who_may_call_through_the_sdk(secured):
+    with pytest.raises(openai.AuthenticationError):
+        client_for(secured, "not-a-key").models.list()
+    lab = client_for(secured, LAB_KEY)
+    assert [m.id for m in lab.models.list().data] == [MODEL]
+    r = lab.chat.completions.create(model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "Hi"}])
+    assert r.usage.completion_tokens >= 1
+    with pytest.raises(openai.PermissionDeniedError):
+        client_for(secured, BILLING_KEY).chat.completions.create(
+            model=MODEL, max_tokens=4, messages=[{"role": "user", "content": "Hi"}])
+    assert request(secured, "GET", "/health")[0] == 200
+    assert request(secured, "GET", "/ready")[0] == 200
+    assert request(secured, "GET", "/metrics")[0] == 401
+
+
+def every_endpoint_with_the_canary(server, key):
+    """Send the canary through every route, as successes and as failures; returns the bodies."""
+    h = bearer(key)
+    msgs = [{"role": "user", "content": f"Repeat exactly: {CANARY}"}]
+    replies = [
+        request(server, "POST", "/v1/chat/completions", {"model": MODEL, "messages": msgs, "max_tokens": 12,
+                                                         "temperature": 0}, headers=h),
+        request(server, "POST", "/v1/chat/completions", {"model": MODEL, "messages": msgs, "max_tokens": 6,
+                                                         "stream": True, "stop": [CANARY]}, headers=h),
+        request(server, "POST", "/v1/completions", {"model": MODEL, "prompt": CANARY, "max_tokens": 6}, headers=h),
+        request(server, "POST", "/v1/completions", {"model": MODEL, "prompt": CANARY, "max_tokens": 4,
+                                                    "stream": True, "logprobs": 2}, headers=h),
+        request(server, "POST", "/tokenize", {"model": MODEL, "prompt": CANARY}, headers=h),
+        request(server, "POST", "/v1/tokenize", {"model": MODEL, "messages": msgs}, headers=h),
+        request(server, "POST", "/v1/chat/completions", {"model": MODEL, "messages": msgs, "max_tokens": 8,
+                 "response_format": {"type": "json_schema", "json_schema": {"name": "n", "schema": {
+                     "type": "object", "description": CANARY, "properties": {"a": {"type": "string"}},
+                     "required": ["a"]}}}}, headers=h),
+        # Failures: wrong types and values, unknown model and route, bad key, bad JSON.
+        request(server, "POST", "/v1/chat/completions", {"model": MODEL, "messages": msgs, "temperature": CANARY},
+                headers=h),
+        request(server, "POST", "/v1/chat/completions", {"model": CANARY, "messages": msgs}, headers=h),
+        request(server, "POST", "/v1/chat/completions", {"model": MODEL, "messages": [{"role": CANARY,
+                                                                                       "content": CANARY}]}, headers=h),
+        request(server, "POST", "/v1/completions", {"model": MODEL, "prompt": CANARY, "max_tokens": 100000},
+                headers=h),
+        request(server, "POST", "/v1/chat/completions", {"model": MODEL, "messages": msgs, "response_format": {
+            "type": "json_schema", "json_schema": {"name": "n", "schema": {"type": CANARY}}}}, headers=h),
+        request(server, "POST", "/v1/chat/completions", raw=f'{{"model": "{CANARY}", '.encode(), headers=h),
+        request(server, "GET", "/v1/models/" + CANARY.replace(" ", "%20"), headers=h),
+        request(server, "GET", "/v1/" + CANARY.replace(" ", "%20"), headers=h),
+        request(server, "POST", "/v1/chat/completions", {"model": MODEL, "messages": msgs}, headers=bearer(CANARY)),
+    ]
+    # Detokenize hands the canary back to its caller, and nowhere else.
+    ids = replies[4][2]["tokens"]
+    status, _, body = request(server, "POST", "/detokenize", {"model": MODEL, "tokens": ids}, headers=h)
+    assert status == 200 and CANARY in body["prompt"]
+    return replies
+
+
+def assert_no_canary(text, where):
+    for mark in CANARY_MARKS:
+        assert mark not in text, f"{mark!r} reached {where}"
+
+
+def test_patient_text_reaches_no_log_metric_error_or_audit_line(secured):
+    replies = every_endpoint_with_the_canary(secured, LAB_KEY)
+    statuses = [r[0] for r in replies]
+    assert statuses[:7] == [200] * 7, replies
+    assert all(400 <= s < 500 for s in statuses[7:]), statuses
+    for status, _, body in replies[7:]:
+        assert_no_canary(json.dumps(body), f"an error body ({status})")
+    # The answer repeated the canary back: it is patient text too, and must not leak either.
+    answer = replies[0][2]["choices"][0]["message"]["content"]
+    metrics = request(secured, "GET", "/metrics", headers=bearer(LAB_KEY))[2]
+    assert_no_canary(metrics, "/metrics")
+    wait_until(lambda: secured.audit.read_text().count("\n") >= len(replies), "audit lines")
+    for where, text in [("the log", secured.log_text()), ("the audit log", secured.audit.read_text())]:
+        assert_no_canary(text, where)
+        for word in answer.split():
+            if len(word) > 12:
+                assert word not in text, f"output text reached {where}"
+
+
+def audit_lines(path):
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_the_audit_log_records_each_request_and_verifies(secured, tmp_path):
+    lab = client_for(secured, LAB_KEY)
+    msgs = [{"role": "user", "content": "Name one symptom of sepsis."}]
+    r = lab.chat.completions.with_raw_response.create(model=MODEL, messages=msgs, max_tokens=5, seed=3,
+                                                      temperature=0.7)
+    rid = r.headers["x-request-id"]
+    answer = r.parse().choices[0].message.content
+    entry = wait_until(lambda: next((e for e in audit_lines(secured.audit) if e.get("request_id") == rid), None),
+                       "the audit entry")
+    model_sha = hashlib.sha256(open(os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"), "rb")
+                               .read()).hexdigest()
+    assert entry["event"] == "request" and entry["service"] == "lab"
+    assert (entry["endpoint"], entry["status"], entry["outcome"]) == ("/v1/chat/completions", 200, "ok")
+    assert (entry["model"], entry["model_sha256"]) == (MODEL, model_sha)
+    assert entry["params"]["seed"] == 3 and entry["params"]["max_tokens"] == 5
+    assert entry["prompt_tokens"] > 5 and entry["completion_tokens"] == 5
+    # Hashes of the prompt (compact JSON, sorted keys) and of the text generated.
+    assert entry["prompt_sha256"] == sha(json.dumps(msgs, sort_keys=True, separators=(",", ":"),
+                                                    ensure_ascii=False))
+    assert entry["output_sha256"] == [sha(answer)]
+    assert "prompt" not in entry and "output" not in entry
+    assert entry["latency_ms"] >= 0 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+    starts = [e for e in audit_lines(secured.audit) if e["event"] == "start"]
+    assert starts and starts[0]["model_sha256"] == model_sha
+
+    done = ward("audit", "verify", str(secured.audit))
+    assert done.returncode == 0 and "chain intact" in done.stdout, done.stdout + done.stderr
+    # An edited copy fails, naming the line.
+    copy = tmp_path / "audit.log"
+    lines = secured.audit.read_text().splitlines()
+    lines[1] = lines[1].replace('"status":', '"status": ', 1)
+    copy.write_text("\n".join(lines) + "\n")
+    bad = ward("audit", "verify", str(copy))
+    assert bad.returncode == 1 and f"{copy}:3:" in bad.stdout, bad.stdout
+
+
+def test_metrics_report_requests_tokens_latency_and_the_cache(secured):
+    client_for(secured, LAB_KEY).completions.create(model=MODEL, prompt="Sepsis is", max_tokens=3)
+    status, headers, text = request(secured, "GET", "/metrics", headers=bearer(LAB_KEY))
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    assert samples[f'ward_requests_total{{service="lab",model="{MODEL}",route="/v1/completions",status="200"}}'] >= 1
+    assert samples[f'ward_requests_total{{service="anonymous",model="",route="/metrics",status="401"}}'] >= 1
+    assert samples[f'ward_generated_tokens_total{{service="lab",model="{MODEL}"}}'] >= 3
+    assert samples[f'ward_time_to_first_token_seconds_count{{model="{MODEL}"}}'] >= 1
+    assert samples[f'ward_inter_token_latency_seconds_count{{model="{MODEL}"}}'] >= 1
+    for gauge in ["ward_queue_depth", "ward_running_sequences", "ward_kv_cache_blocks_used",
+                  "ward_kv_cache_blocks_total", "ward_prefix_cache_hit_ratio", "ward_ready"]:
+        assert gauge in samples, gauge
+    assert samples["ward_kv_cache_blocks_total"] > 0 and samples["ward_ready"] == 1
+
+
+def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(tmp_path):
+    audit = tmp_path / "audit.log"
+    s = Server("--audit-log", str(audit), "--shutdown-timeout", "120")
+    stream = send_stream(s, max_tokens=120)
+    read_until(stream, b'"text"')
+    s.proc.send_signal(signal.SIGTERM)
+    wait_until(lambda: request(s, "GET", "/ready")[0] == 503, "ready to turn 503")
+    status, headers, body = request(s, "POST", "/v1/completions", {"model": MODEL, "prompt": "x", "max_tokens": 1})
+    assert status == 503 and body["error"]["code"] == "shutting_down" and headers["retry-after"]
+    rest = read_until(stream, b"[DONE]")
+    stream.close()
+    assert b'"finish_reason":"length"' in rest
+    assert s.proc.wait(60) == 0, s.log_text()
+    events = audit_lines(audit)
+    assert events[-1]["event"] == "stop"
+    streamed = [e for e in events if e.get("endpoint") == "/v1/completions" and e["status"] == 200]
+    assert streamed[0]["outcome"] == "ok" and streamed[0]["completion_tokens"] == 120
+
+
+def test_a_torn_line_after_kill_9_is_reported_and_the_chain_continues(tmp_path):
+    audit = tmp_path / "audit.log"
+    s = Server("--audit-log", str(audit))
+    request(s, "GET", "/v1/models")
+    wait_until(lambda: audit.read_text().count("\n") >= 2, "two audit lines")
+    s.proc.kill()
+    s.proc.wait()
+    with open(audit, "a") as f:  # what a write cut off by the kill leaves
+        f.write('{"time":"2026-11-30T00:00:00.000Z","event":"requ')
+    s = Server("--audit-log", str(audit))
+    request(s, "GET", "/v1/models")
+    assert s.stop() == 0
+    done = ward("audit", "verify", str(audit))
+    assert done.returncode == 0, done.stdout
+    assert "torn:" in done.stdout and f"{audit}:3" in done.stdout and "chain intact" in done.stdout
+
+
+def test_keys_new_prints_a_key_and_an_entry_the_server_accepts(tmp_path):
+    made = ward("keys", "new", "radiology", "--models", MODEL)
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip()
+    entry = made.stderr[made.stderr.index("[[service]]"):]
+    assert sha(key) in entry and 'name = "radiology"' in entry
+    keys = tmp_path / "keys.toml"
+    keys.write_text(entry)
+    s = Server("--api-keys", str(keys))
+    try:
+        assert request(s, "GET", "/v1/models", headers=bearer(key))[0] == 200
+        assert request(s, "GET", "/v1/models", headers=bearer(key + "x"))[0] == 401
+    finally:
+        assert s.stop() == 0
+
+
+def test_model_files_are_checked_against_their_pinned_hash(tmp_path):
+    # A registry whose pin for the test model is wrong: the server refuses the file.
+    registry = open(os.path.join(ROOT, "models", "registry.toml")).read()
+    real = hashlib.sha256(open(os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"), "rb").read())
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "registry.toml").write_text(registry.replace(real.hexdigest(), "ab" * 32))
+    os.symlink(os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+               models / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    refused = ward("serve", "--port", "0", "--model", MODEL, env={**os.environ, "WARD_MODELS_DIR": str(models)})
+    assert refused.returncode == 1 and "does not match its pinned sha256" in refused.stderr, refused.stderr
+    # A file no entry pins is served with a warning, and refused under --strict-models.
+    copy = tmp_path / "copy.gguf"
+    shutil.copy(os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"), copy)
+    with open(copy, "ab") as f:
+        f.write(b"\0" * 32)
+    refused = ward("serve", "--port", "0", "--model", str(copy), "--strict-models")
+    assert refused.returncode == 1 and "not pinned" in refused.stderr, refused.stderr
