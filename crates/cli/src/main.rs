@@ -1,4 +1,4 @@
-//! ward: the command-line entry point (serve, run, inspect, bench, audit, keys).
+//! ward: the command-line entry point (serve, run, inspect, bench, pull, list, audit, keys).
 //! The only crate with clap and logging set-up; logs go to stderr, generated text to stdout.
 
 mod audit;
@@ -6,6 +6,7 @@ mod bench;
 mod inspect;
 mod keys;
 mod loadgen;
+mod models;
 mod run;
 mod serve;
 
@@ -28,6 +29,10 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Measure prefill and decode speed (`ward bench serve`: load-test a running server).
     Bench(bench::BenchArgs),
+    /// Download a registry model (or import it with --from FILE), checking its pinned sha256.
+    Pull(models::PullArgs),
+    /// The registry's models: which are present and verified.
+    List(models::ListArgs),
     /// Check an audit log's hash chain (`ward audit verify PATH`).
     Audit(audit::AuditArgs),
     /// Make API keys for calling services (`ward keys new NAME`).
@@ -63,6 +68,8 @@ fn main() {
         Command::Run(a) => run::run(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Bench(a) => bench::bench(a),
+        Command::Pull(a) => models::pull(a),
+        Command::List(a) => models::list(a),
         Command::Audit(a) => audit::audit(a),
         Command::Keys(a) => keys::keys(a),
     };

@@ -57,17 +57,19 @@ pub fn check_pin(
     strict: bool,
 ) -> Result<Option<String>, RegistryError> {
     if let Some(entry) = &resolved.entry {
-        if !entry.sha256.eq_ignore_ascii_case(sha256) {
-            return Err(RegistryError::HashMismatch {
-                path: resolved.path.clone(),
-                expected: entry.sha256.clone(),
-                actual: sha256.to_string(),
-            });
+        if let Some(pin) = &entry.sha256 {
+            if !pin.eq_ignore_ascii_case(sha256) {
+                return Err(RegistryError::HashMismatch {
+                    path: resolved.path.clone(),
+                    expected: pin.clone(),
+                    actual: sha256.to_string(),
+                });
+            }
+            return Ok(Some(entry.name.clone()));
         }
-        return Ok(Some(entry.name.clone()));
     }
     let pinned = registry
-        .and_then(|r| r.models.iter().find(|e| e.sha256.eq_ignore_ascii_case(sha256)))
+        .and_then(|r| r.pinned(sha256))
         .map(|e| e.name.clone());
     if pinned.is_none() && strict {
         return Err(RegistryError::Unpinned {
@@ -87,19 +89,30 @@ pub struct Part {
     pub sha256: String,
 }
 
+/// Where `ward pull` downloads a model from on the Hugging Face Hub.
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct HfSource {
     pub repo: String,
     pub file: String,
+    /// A branch, tag or commit (default `main`).
+    pub revision: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     pub name: String,
+    /// The file's name under models/.
     pub file: String,
-    pub sha256: String,
+    /// The file's pinned sha256. `None`: not pinned yet (pull needs the operator's --sha256).
+    pub sha256: Option<String>,
     pub architecture: String,
     pub license: String,
+    /// The context the model was trained for, in tokens.
+    pub context_length: Option<u64>,
+    /// One line on what the model is for, clinically.
+    pub description: Option<String>,
     /// Path of a Jinja chat template (relative to the registry) that replaces the file's own.
     pub chat_template: Option<String>,
     pub hf: Option<HfSource>,
@@ -144,7 +157,7 @@ impl Registry {
     /// The models directory: `$WARD_MODELS_DIR`, else `models/` in the current directory or one
     /// of its parents, else beside the executable or one of its parents.
     pub fn find_dir() -> Result<PathBuf, RegistryError> {
-        if let Some(dir) = std::env::var_os("WARD_MODELS_DIR") {
+        if let Some(dir) = std::env::var_os("WARD_MODELS_DIR").filter(|d| !d.is_empty()) {
             return Ok(PathBuf::from(dir));
         }
         let starts = [std::env::current_dir().ok(), std::env::current_exe().ok()];
@@ -161,6 +174,29 @@ impl Registry {
 
     pub fn entry(&self, name: &str) -> Option<&Entry> {
         self.models.iter().find(|e| e.name == name)
+    }
+
+    /// The entry that pins a file with this hash.
+    pub fn pinned(&self, sha256: &str) -> Option<&Entry> {
+        self.models.iter().find(|e| {
+            e.sha256
+                .as_deref()
+                .is_some_and(|p| p.eq_ignore_ascii_case(sha256))
+        })
+    }
+
+    /// Where an entry's file lives.
+    pub fn path_of(&self, entry: &Entry) -> PathBuf {
+        self.dir.join(&entry.file)
+    }
+
+    /// The names of all entries, for messages.
+    pub fn names(&self) -> String {
+        self.models
+            .iter()
+            .map(|e| e.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Resolve `arg` (a registry name, or a path to a `.gguf` file; `None` = the default model).
@@ -191,15 +227,9 @@ impl Registry {
                 template_override,
             });
         }
-        let known = self
-            .models
-            .iter()
-            .map(|e| e.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
         Err(RegistryError::UnknownModel {
             name: name.to_string(),
-            known,
+            known: self.names(),
         })
     }
 }
