@@ -3,6 +3,7 @@
 
 mod audit;
 mod bench;
+mod config;
 mod inspect;
 mod keys;
 mod loadgen;
@@ -61,6 +62,10 @@ fn init_logging() {
 }
 
 fn main() {
+    if let Err(e) = config::apply_config_file() {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {

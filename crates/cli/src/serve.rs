@@ -19,69 +19,80 @@ use ward_server::{App, AuditLog, Keys, ServerConfig};
 #[derive(Args)]
 pub struct ServeArgs {
     /// Registry name or path to a .gguf file (default: the registry's default model).
-    #[arg(long)]
+    #[arg(long, env = "WARD_MODEL")]
     model: Option<String>,
     /// Address to listen on. The default keeps Ward reachable from this machine only; listen
     /// more widely only with --api-keys (or behind an authenticating proxy).
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "WARD_HOST", default_value = "127.0.0.1")]
     host: String,
     /// Port to listen on (0 picks a free one; the URL printed says which).
-    #[arg(long, default_value_t = 8080)]
+    #[arg(long, env = "WARD_PORT", default_value_t = 8080)]
     port: u16,
     /// Threads for the model's maths (default: one per physical core).
-    #[arg(long)]
+    #[arg(long, env = "WARD_THREADS")]
     threads: Option<usize>,
     /// Requests that may wait for a place in the batch before new ones get 429.
-    #[arg(long, default_value_t = EngineConfig::default().max_queue)]
+    #[arg(long, env = "WARD_MAX_QUEUE", default_value_t = EngineConfig::default().max_queue)]
     max_queue: usize,
     /// Memory for the KV cache of all sequences together, in MiB. It bounds the context the
     /// server offers (a single sequence must fit) and how many long sequences run at once.
-    #[arg(long, default_value_t = EngineConfig::default().kv_cache_bytes >> 20)]
+    #[arg(long, env = "WARD_KV_CACHE_MB", default_value_t = EngineConfig::default().kv_cache_bytes >> 20)]
     kv_cache_mb: usize,
     /// Tokens in one forward pass while sequences are generating: each one's next token plus
     /// chunks of the prompts being read. Smaller keeps their token rate steadier while a long
     /// prompt is read; larger reads prompts faster.
-    #[arg(long, default_value_t = EngineConfig::default().max_batch_tokens)]
+    #[arg(long, env = "WARD_MAX_BATCH_TOKENS", default_value_t = EngineConfig::default().max_batch_tokens)]
     max_batch_tokens: usize,
     /// Tokens in one forward pass when no sequence is generating (prompts only).
-    #[arg(long, default_value_t = EngineConfig::default().max_prefill_tokens)]
+    #[arg(long, env = "WARD_MAX_PREFILL_TOKENS", default_value_t = EngineConfig::default().max_prefill_tokens)]
     max_prefill_tokens: usize,
     /// Sequences generating at once; more wait in the queue.
-    #[arg(long, default_value_t = EngineConfig::default().max_running)]
+    #[arg(long, env = "WARD_MAX_RUNNING", default_value_t = EngineConfig::default().max_running)]
     max_running: usize,
     /// Seconds a generation request may take before it is ended with a 504 (0: no limit).
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, env = "WARD_REQUEST_TIMEOUT", default_value_t = 600)]
     request_timeout: u64,
     /// Largest request body in bytes; larger ones get 413.
-    #[arg(long, default_value_t = ServerConfig::default().max_body_bytes)]
+    #[arg(long, env = "WARD_MAX_BODY", default_value_t = ServerConfig::default().max_body_bytes)]
     max_body: usize,
     /// Seconds a client has to send its request headers; also the idle limit of a kept-alive
     /// connection.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "WARD_HEADER_TIMEOUT", default_value_t = 30)]
     header_timeout: u64,
     /// Seconds a client has to send its request body.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, env = "WARD_BODY_TIMEOUT", default_value_t = 60)]
     body_timeout: u64,
     /// Seconds requests in flight may run on after a stop signal.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "WARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
     /// TOML file of the services allowed to call, with their key hashes, models and rates
     /// (see README "Access control"). Without it anyone who can connect may call.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "WARD_API_KEYS", value_name = "FILE")]
     api_keys: Option<PathBuf>,
     /// Append a hash-chained JSON line per request to this file (`ward audit verify` checks it).
-    #[arg(long, value_name = "PATH")]
+    #[arg(long, env = "WARD_AUDIT_LOG", value_name = "PATH")]
     audit_log: Option<PathBuf>,
     /// Put prompt and output text in the audit log, not only their sha256. The log then holds
     /// patient data: protect it accordingly.
-    #[arg(long)]
+    #[arg(long, env = "WARD_AUDIT_INCLUDE_TEXT")]
     audit_include_text: bool,
     /// Rotate the audit log (to PATH.1, PATH.2, …, one chain) when it reaches this size.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, env = "WARD_AUDIT_MAX_MB", default_value_t = 256)]
     audit_max_mb: u64,
     /// Serve only a model file whose sha256 is pinned in models/registry.toml.
-    #[arg(long)]
+    #[arg(long, env = "WARD_STRICT_MODELS")]
     strict_models: bool,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key); without it, plain HTTP
+    /// (put a TLS-terminating proxy in front).
+    #[arg(long, env = "WARD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "WARD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// A TOML file of these settings (`port = 8443`, `api-keys = "/etc/ward/keys.toml"`, …);
+    /// flags and WARD_* variables override it.
+    #[arg(long, env = "WARD_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
@@ -102,6 +113,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 .with_context(|| format!("opening the audit log {}", p.display()))
         })
         .transpose()?;
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(cert), Some(key)) => Some(ward_server::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     if a.audit_include_text {
         anyhow::ensure!(audit.is_some(), "--audit-include-text needs --audit-log");
         tracing::warn!("the audit log will hold prompt and output text (--audit-include-text)");
@@ -138,7 +153,8 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                  authenticating proxy"
             );
         }
-        let url = format!("http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{addr}");
         let services = keys.as_ref().map_or(0, Keys::len);
         let app = App::with_access(config, keys, audit);
         tracing::info!(model = %resolved.name, %url, "hashing and loading the model; /health answers meanwhile");
@@ -152,7 +168,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 .context("starting the engine")?;
             anyhow::Ok((engine, sha256))
         });
-        let mut server = tokio::spawn(ward_server::serve(listener, app.clone(), stop_signal()));
+        let mut server = tokio::spawn(ward_server::serve(listener, app.clone(), tls, stop_signal()));
         let (engine, sha256) = tokio::select! {
             loaded = load => match loaded? {
                 Ok(loaded) => loaded,

@@ -13,13 +13,20 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::tls::TlsAcceptor;
 use crate::{router, App};
 
 /// How often the drain looks whether requests are still in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
 
-/// Serve `app` on `listener` until `stop` completes, then drain.
-pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl Future<Output = ()>) {
+/// Serve `app` on `listener` (over TLS when given an acceptor) until `stop` completes, then
+/// drain.
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    tls: Option<TlsAcceptor>,
+    stop: impl Future<Output = ()>,
+) {
     let config = app.config.clone();
     let routes = router(app.clone());
     let mut builder = http1::Builder::new();
@@ -45,10 +52,22 @@ pub async fn serve(listener: TcpListener, app: Arc<App>, stop: impl Future<Outpu
                 };
                 let _ = stream.set_nodelay(true);
                 let service = TowerToHyperService::new(routes.clone());
-                let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                let (builder, watcher) = (builder.clone(), graceful.watcher());
+                let handshake_timeout = config.header_timeout;
+                let tls = tls.clone();
+                // Errors here are a client's broken connection or handshake: nothing to answer.
                 tokio::spawn(async move {
-                    // Errors here are a client's broken connection: nothing to answer.
-                    let _ = connection.await;
+                    match tls {
+                        None => {
+                            let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+                        }
+                        Some(tls) => {
+                            let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, tls.accept(stream)).await else {
+                                return;
+                            };
+                            let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;
+                        }
+                    }
                 });
             }
             () = &mut stop, if drain_until.is_none() => {

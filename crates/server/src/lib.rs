@@ -16,6 +16,7 @@ mod metrics;
 mod openai;
 mod request_id;
 mod routes;
+pub mod tls;
 mod tokens;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

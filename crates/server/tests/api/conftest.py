@@ -32,7 +32,7 @@ class Server:
         def pump():
             for line in self.proc.stderr:
                 self.log.append(line)
-                m = re.search(r"at (http://\S+)/v1 \(ready\)", line)
+                m = re.search(r"at (https?://\S+)/v1 \(ready\)", line)
                 if m:
                     self.url = m.group(1)
                     ready.set()

@@ -273,3 +273,52 @@ def test_model_files_are_checked_against_their_pinned_hash(tmp_path):
         f.write(b"\0" * 32)
     refused = ward("serve", "--port", "0", "--model", str(copy), "--strict-models")
     assert refused.returncode == 1 and "not pinned" in refused.stderr, refused.stderr
+
+
+def test_https_with_a_certificate_and_key(tmp_path):
+    import ssl
+
+    import httpx2
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+    s = Server("--tls-cert", str(cert), "--tls-key", str(key))
+    try:
+        assert s.url.startswith("https://")
+        tls = httpx2.Client(verify=ssl.create_default_context(cafile=str(cert)))
+        c = openai.OpenAI(base_url=s.url + "/v1", api_key="x", max_retries=0, http_client=tls)
+        r = c.chat.completions.create(model=MODEL, max_tokens=3, messages=[{"role": "user", "content": "Hi"}])
+        assert r.usage.completion_tokens >= 1
+        # Plain HTTP on the TLS port gets no answer.
+        with pytest.raises(Exception):
+            request(s, "GET", "/health")
+    finally:
+        assert s.stop() == 0
+    bad = ward("serve", "--port", "0", "--tls-cert", str(key), "--tls-key", str(key))
+    assert bad.returncode == 1 and "certificate" in bad.stderr, bad.stderr
+
+
+def test_settings_from_a_config_file_and_the_environment(tmp_path):
+    keys = tmp_path / "keys.toml"
+    keys.write_text(f'[[service]]\nname = "lab"\nkey_sha256 = "{sha(LAB_KEY)}"\nmodels = ["*"]\n')
+    audit = tmp_path / "audit.log"
+    config = tmp_path / "ward.toml"
+    config.write_text(f'api-keys = "{keys}"\naudit_log = "{audit}"\nmax-queue = 7\n')
+    os.environ["WARD_AUDIT_INCLUDE_TEXT"] = "true"
+    try:
+        s = Server("--config", str(config))
+    finally:
+        del os.environ["WARD_AUDIT_INCLUDE_TEXT"]
+    try:
+        assert request(s, "GET", "/v1/models")[0] == 401
+        status, _, body = request(s, "POST", "/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 2},
+                                  headers=bearer(LAB_KEY))
+        assert status == 200, body
+    finally:
+        assert s.stop() == 0
+    entry = [json.loads(line) for line in audit.read_text().splitlines() if '"/v1/completions"' in line][0]
+    assert entry["prompt"] == "Hi"  # WARD_AUDIT_INCLUDE_TEXT took effect
+    config.write_text("max-qeue = 7\n")
+    bad = ward("serve", "--config", str(config))
+    assert bad.returncode == 2 and 'unknown setting "max-qeue"' in bad.stderr, bad.stderr
