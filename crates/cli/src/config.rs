@@ -21,9 +21,11 @@ pub fn apply_config_file() -> anyhow::Result<()> {
         return Ok(());
     }
     let from_args = args.iter().enumerate().find_map(|(i, a)| {
-        a.strip_prefix("--config=")
-            .map(str::to_string)
-            .or_else(|| (a == "--config").then(|| args.get(i + 1).cloned()).flatten())
+        a.strip_prefix("--config=").map(str::to_string).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(i + 1).cloned())
+                .flatten()
+        })
     });
     let Some(path) = from_args.or_else(|| std::env::var("WARD_CONFIG").ok()) else {
         return Ok(());
@@ -86,13 +88,19 @@ mod tests {
                 continue;
             }
             let wanted = format!("WARD_{}", long.to_uppercase().replace('-', "_"));
-            assert_eq!(arg.get_env().and_then(|e| e.to_str()), Some(wanted.as_str()), "--{long}");
+            assert_eq!(
+                arg.get_env().and_then(|e| e.to_str()),
+                Some(wanted.as_str()),
+                "--{long}"
+            );
         }
     }
 
     #[test]
     fn file_keys_become_variables_and_unknown_ones_are_refused() {
-        let got = settings("port = 9000\napi_keys = \"/etc/ward/keys.toml\"\nstrict-models = true\n").unwrap();
+        let got =
+            settings("port = 9000\napi_keys = \"/etc/ward/keys.toml\"\nstrict-models = true\n")
+                .unwrap();
         assert!(got.contains(&("WARD_PORT".into(), "9000".into())));
         assert!(got.contains(&("WARD_API_KEYS".into(), "/etc/ward/keys.toml".into())));
         assert!(got.contains(&("WARD_STRICT_MODELS".into(), "true".into())));

@@ -35,13 +35,21 @@ pub struct ListArgs {
 pub fn pull(a: PullArgs) -> anyhow::Result<()> {
     let registry = Registry::load(&Registry::find_dir()?)?;
     let entry = registry.entry(&a.name).with_context(|| {
-        format!("unknown model {:?}; known models: {}", a.name, registry.names())
+        format!(
+            "unknown model {:?}; known models: {}",
+            a.name,
+            registry.names()
+        )
     })?;
     let pin = pin_for(entry, a.sha256.as_deref())?;
     let dest = registry.path_of(entry);
     if dest.is_file() && file_sha256(&dest)? == pin {
         stamp(&dest, &pin)?;
-        println!("{}: already present and verified ({})", entry.name, dest.display());
+        println!(
+            "{}: already present and verified ({})",
+            entry.name,
+            dest.display()
+        );
         return Ok(());
     }
     let staged = match &a.from {
@@ -59,7 +67,11 @@ pub fn pull(a: PullArgs) -> anyhow::Result<()> {
     std::fs::rename(&staged, &dest)
         .with_context(|| format!("moving the verified file to {}", dest.display()))?;
     stamp(&dest, &pin)?;
-    println!("{}: verified sha256 {pin}; saved as {}", entry.name, dest.display());
+    println!(
+        "{}: verified sha256 {pin}; saved as {}",
+        entry.name,
+        dest.display()
+    );
     Ok(())
 }
 
@@ -112,9 +124,15 @@ fn download(entry: &Entry, models: &Path, pin: &str) -> anyhow::Result<PathBuf> 
     if let Ok(token) = std::env::var("HF_TOKEN") {
         builder = builder.with_token(Some(token));
     }
-    let api = builder.build().context("setting up the Hugging Face client")?;
+    let api = builder
+        .build()
+        .context("setting up the Hugging Face client")?;
     let revision = hf.revision.clone().unwrap_or_else(|| "main".into());
-    let repo = api.repo(Repo::with_revision(hf.repo.clone(), RepoType::Model, revision));
+    let repo = api.repo(Repo::with_revision(
+        hf.repo.clone(),
+        RepoType::Model,
+        revision,
+    ));
     // The Hub names a large file by its sha256: a different file is refused before it is fetched.
     let meta = api
         .metadata(&repo.url(&hf.file))
@@ -128,7 +146,13 @@ fn download(entry: &Entry, models: &Path, pin: &str) -> anyhow::Result<PathBuf> 
             entry.name
         );
     }
-    eprintln!("downloading {} from {}/{} ({} bytes)", entry.name, hf.repo, hf.file, meta.size());
+    eprintln!(
+        "downloading {} from {}/{} ({} bytes)",
+        entry.name,
+        hf.repo,
+        hf.file,
+        meta.size()
+    );
     let pointer = repo
         .download(&hf.file)
         .with_context(|| format!("downloading {}/{}", hf.repo, hf.file))?;
@@ -136,10 +160,11 @@ fn download(entry: &Entry, models: &Path, pin: &str) -> anyhow::Result<PathBuf> 
     let staged = sibling(&models.join(&entry.file), ".download");
     std::fs::rename(&blob, &staged)?;
     // The rest of hf-hub's cache for this repo now points at nothing.
-    let _ = std::fs::remove_dir_all(models.join(".hf").join(format!(
-        "models--{}",
-        hf.repo.replace('/', "--")
-    )));
+    let _ = std::fs::remove_dir_all(
+        models
+            .join(".hf")
+            .join(format!("models--{}", hf.repo.replace('/', "--"))),
+    );
     Ok(staged)
 }
 
@@ -151,7 +176,10 @@ fn sibling(path: &Path, suffix: &str) -> PathBuf {
 
 /// Where the stamp of a verified file lives: `.FILE.verified` beside it.
 fn stamp_path(file: &Path) -> PathBuf {
-    let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     file.with_file_name(format!(".{name}.verified"))
 }
 

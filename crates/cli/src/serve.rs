@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use serde_json::json;
 use tokio::net::TcpListener;
 use ward_engine::{EngineConfig, EngineHandle};
-use serde_json::json;
 use ward_models::registry::{check_pin, file_sha256, resolve_model, Registry};
 use ward_models::LoadedModel;
 use ward_server::{App, AuditLog, Keys, ServerConfig};
@@ -100,17 +100,17 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.max_body > 0, "--max-body must be at least 1");
     crate::set_threads(a.threads);
     let resolved = resolve_model(a.model.as_deref())?;
-    let keys = a
-        .api_keys
-        .as_deref()
-        .map(Keys::load)
-        .transpose()?;
+    let keys = a.api_keys.as_deref().map(Keys::load).transpose()?;
     let audit = a
         .audit_log
         .as_deref()
         .map(|p| {
-            AuditLog::open(p, a.audit_max_mb.saturating_mul(1 << 20), a.audit_include_text)
-                .with_context(|| format!("opening the audit log {}", p.display()))
+            AuditLog::open(
+                p,
+                a.audit_max_mb.saturating_mul(1 << 20),
+                a.audit_include_text,
+            )
+            .with_context(|| format!("opening the audit log {}", p.display()))
         })
         .transpose()?;
     let tls = match (&a.tls_cert, &a.tls_key) {
@@ -210,15 +210,22 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
 
 /// The model file's sha256, checked against the registry's pin (refused on a mismatch, and
 /// when unpinned under `--strict-models`).
-fn verify_model(resolved: &ward_models::registry::Resolved, strict: bool) -> anyhow::Result<String> {
+fn verify_model(
+    resolved: &ward_models::registry::Resolved,
+    strict: bool,
+) -> anyhow::Result<String> {
     let started = std::time::Instant::now();
     let sha256 = file_sha256(&resolved.path)
         .with_context(|| format!("reading {}", resolved.path.display()))?;
     let registry = Registry::find_dir().and_then(|d| Registry::load(&d)).ok();
     let pinned = check_pin(resolved, &sha256, registry.as_ref(), strict)?;
     match pinned {
-        Some(entry) => tracing::info!(%sha256, entry, ms = started.elapsed().as_millis() as u64, "model file matches its pinned sha256"),
-        None => tracing::warn!(%sha256, "model file is not pinned in the registry (--strict-models would refuse it)"),
+        Some(entry) => {
+            tracing::info!(%sha256, entry, ms = started.elapsed().as_millis() as u64, "model file matches its pinned sha256")
+        }
+        None => {
+            tracing::warn!(%sha256, "model file is not pinned in the registry (--strict-models would refuse it)")
+        }
     }
     Ok(sha256)
 }

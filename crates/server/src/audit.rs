@@ -148,7 +148,10 @@ fn recover(path: &Path) -> std::io::Result<(String, u64)> {
     }
     let mut size = meta.len();
     if size > 0 && !ends_with_newline(path)? {
-        OpenOptions::new().append(true).open(path)?.write_all(b"\n")?;
+        OpenOptions::new()
+            .append(true)
+            .open(path)?
+            .write_all(b"\n")?;
         size += 1;
         tracing::warn!(path = %path.display(), "audit log: closed a torn last line left by a crash");
     }
@@ -219,7 +222,12 @@ fn rotated(path: &Path) -> Vec<(u32, PathBuf)> {
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let n = e.file_name().to_str()?.strip_prefix(&prefix)?.parse().ok()?;
+            let n = e
+                .file_name()
+                .to_str()?
+                .strip_prefix(&prefix)?
+                .parse()
+                .ok()?;
             Some((n, numbered(path, n)))
         })
         .collect();
@@ -335,7 +343,11 @@ mod tests {
     }
 
     fn lines(path: &Path) -> Vec<String> {
-        std::fs::read_to_string(path).unwrap().lines().map(String::from).collect()
+        std::fs::read_to_string(path)
+            .unwrap()
+            .lines()
+            .map(String::from)
+            .collect()
     }
 
     #[test]
@@ -369,7 +381,11 @@ mod tests {
         let mut text = lines(&path);
         text.remove(1);
         std::fs::write(&path, text.join("\n") + "\n").unwrap();
-        assert!(verify(&path).unwrap().broken.unwrap().contains("audit.log:2:"));
+        assert!(verify(&path)
+            .unwrap()
+            .broken
+            .unwrap()
+            .contains("audit.log:2:"));
     }
 
     #[test]

@@ -100,16 +100,24 @@ impl Keys {
                 return Err(format!("service {name:?} is listed twice"));
             }
             let key_hash = parse_hex32(&entry.key_sha256).ok_or_else(|| {
-                format!("service {name:?}: key_sha256 must be 64 hex digits (the sha256 of the key)")
+                format!(
+                    "service {name:?}: key_sha256 must be 64 hex digits (the sha256 of the key)"
+                )
             })?;
             if services.iter().any(|s| s.key_hash == key_hash) {
-                return Err(format!("service {name:?} has the same key as another service"));
+                return Err(format!(
+                    "service {name:?} has the same key as another service"
+                ));
             }
             if entry.models.is_empty() {
-                return Err(format!("service {name:?}: 'models' is empty (use [\"*\"] for any)"));
+                return Err(format!(
+                    "service {name:?}: 'models' is empty (use [\"*\"] for any)"
+                ));
             }
             let bucket = |rate: Option<u32>, what: &str| match rate {
-                Some(0) => Err(format!("service {name:?}: {what} must be at least 1 (leave it out for no limit)")),
+                Some(0) => Err(format!(
+                    "service {name:?}: {what} must be at least 1 (leave it out for no limit)"
+                )),
                 Some(r) => Ok(Some(Mutex::new(Bucket::new(r)))),
                 None => Ok(None),
             };
@@ -147,11 +155,17 @@ impl Keys {
 
     /// The caller named by an `Authorization` header value, or 401.
     pub fn authenticate(&self, header: Option<&str>) -> Result<Arc<Service>, ApiError> {
+        // The scheme is case-insensitive (RFC 9110); the key is not.
         let key = header
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(str::trim)
+            .and_then(|h| h.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key.trim())
             .filter(|k| !k.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("this server needs an API key: send 'Authorization: Bearer <key>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "this server needs an API key: send 'Authorization: Bearer <key>'",
+                )
+            })?;
         self.find(key)
             .cloned()
             .ok_or_else(|| ApiError::unauthorized("the API key is not valid"))
@@ -293,8 +307,21 @@ mod tests {
     #[test]
     fn finds_the_service_by_its_key_only() {
         let k = keys("");
-        assert_eq!(k.authenticate(Some("Bearer secret-lab")).unwrap().name, "lab");
-        for bad in [None, Some("secret-lab"), Some("Bearer "), Some("Bearer secret-la"), Some("Basic x")] {
+        assert_eq!(
+            k.authenticate(Some("Bearer secret-lab")).unwrap().name,
+            "lab"
+        );
+        assert_eq!(
+            k.authenticate(Some("bearer secret-lab")).unwrap().name,
+            "lab"
+        );
+        for bad in [
+            None,
+            Some("secret-lab"),
+            Some("Bearer "),
+            Some("Bearer secret-la"),
+            Some("Basic x"),
+        ] {
             let status = k.authenticate(bad).err().map(|e| e.status.as_u16());
             assert_eq!(status, Some(401), "{bad:?}");
         }

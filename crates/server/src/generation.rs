@@ -52,7 +52,12 @@ pub async fn chat_completions(
     Extension(ledger): Extension<Ledger>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let cx = Context { app, id, caller, ledger };
+    let cx = Context {
+        app,
+        id,
+        caller,
+        ledger,
+    };
     generate(cx, body, Endpoint::Chat).await
 }
 
@@ -63,12 +68,22 @@ pub async fn completions(
     Extension(ledger): Extension<Ledger>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let cx = Context { app, id, caller, ledger };
+    let cx = Context {
+        app,
+        id,
+        caller,
+        ledger,
+    };
     generate(cx, body, Endpoint::Completion).await
 }
 
 async fn generate(cx: Context, body: Body, endpoint: Endpoint) -> Result<Response, ApiError> {
-    let Context { app, id, caller, ledger } = cx;
+    let Context {
+        app,
+        id,
+        caller,
+        ledger,
+    } = cx;
     let arrived = Instant::now();
     let bytes = read_body(body, &app).await?;
     let engine = app.engine()?.clone();

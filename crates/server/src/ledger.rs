@@ -99,7 +99,13 @@ pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next
     if let Ok(value) = HeaderValue::from_str(&id) {
         parts.headers.insert(HEADER, value);
     }
-    Response::from_parts(parts, Body::new(Tracked { inner: body, _end: end }))
+    Response::from_parts(
+        parts,
+        Body::new(Tracked {
+            inner: body,
+            _end: end,
+        }),
+    )
 }
 
 /// Whether a request may go on: not while stopping (probes and metrics aside), and with a
@@ -172,7 +178,10 @@ impl Drop for End {
         // 499, as nginx logs it: the client closed the connection before the answer.
         let status = self.status.unwrap_or(499);
         let outcome = record.outcome.unwrap_or("client_closed");
-        let service = record.caller.as_ref().map_or("anonymous", |s| s.name.as_str());
+        let service = record
+            .caller
+            .as_ref()
+            .map_or("anonymous", |s| s.name.as_str());
         tracing::info!(
             request_id = %self.id,
             method = %self.method,
@@ -240,7 +249,11 @@ impl End {
             "prompt_sha256",
             json!(prompt_text.as_deref().map(|t| sha256_hex(t.as_bytes()))),
         );
-        let outputs: Vec<String> = record.outputs.iter().map(|o| sha256_hex(o.as_bytes())).collect();
+        let outputs: Vec<String> = record
+            .outputs
+            .iter()
+            .map(|o| sha256_hex(o.as_bytes()))
+            .collect();
         put("output_sha256", json!(outputs));
         if self.app.audit.as_ref().is_some_and(|a| a.include_text) {
             put("prompt", record.prompt.clone().unwrap_or(Value::Null));

@@ -102,7 +102,10 @@ impl App {
     }
 
     fn engine(&self) -> Result<&Arc<dyn Engine>, ApiError> {
-        self.engine.get().map(|e| &e.0).ok_or_else(ApiError::not_ready)
+        self.engine
+            .get()
+            .map(|e| &e.0)
+            .ok_or_else(ApiError::not_ready)
     }
 
     fn model_sha256(&self) -> Option<&str> {

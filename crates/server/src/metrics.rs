@@ -82,7 +82,7 @@ impl Metrics {
 
     pub fn request_finished(&self, r: &Finished) {
         let mut m = self.lock();
-        let who = (r.service.to_string(), r.model.to_string());
+        let who = (r.service.to_string(), label(r.model));
         *m.requests
             .entry((who.0.clone(), who.1.clone(), r.route, r.status))
             .or_default() += 1;
@@ -99,7 +99,7 @@ impl Metrics {
     pub fn first_token(&self, model: &str, after: Duration) {
         let mut m = self.lock();
         m.ttft
-            .entry(model.to_string())
+            .entry(label(model))
             .or_insert_with(|| Histogram::new(&TTFT_BUCKETS))
             .observe(after.as_secs_f64());
     }
@@ -107,7 +107,7 @@ impl Metrics {
     pub fn next_token(&self, model: &str, after: Duration) {
         let mut m = self.lock();
         m.itl
-            .entry(model.to_string())
+            .entry(label(model))
             .or_insert_with(|| Histogram::new(&ITL_BUCKETS))
             .observe(after.as_secs_f64());
     }
@@ -118,26 +118,60 @@ impl Metrics {
         let m = self.lock();
         let mut out = String::new();
         let w = &mut out;
-        header(w, "ward_ready", "gauge", "1 when the model is loaded and the server is not stopping.");
+        header(
+            w,
+            "ward_ready",
+            "gauge",
+            "1 when the model is loaded and the server is not stopping.",
+        );
         let _ = writeln!(w, "ward_ready {}", u8::from(ready));
-        header(w, "ward_requests_total", "counter", "Requests answered, by calling service, model, route and HTTP status.");
+        header(
+            w,
+            "ward_requests_total",
+            "counter",
+            "Requests answered, by calling service, model, route and HTTP status.",
+        );
         for ((service, model, route, status), n) in &m.requests {
             let _ = writeln!(
                 w,
                 "ward_requests_total{{service=\"{service}\",model=\"{model}\",route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        header(w, "ward_prompt_tokens_total", "counter", "Prompt tokens of generation requests.");
+        header(
+            w,
+            "ward_prompt_tokens_total",
+            "counter",
+            "Prompt tokens of generation requests.",
+        );
         for ((service, model), n) in &m.prompt_tokens {
-            let _ = writeln!(w, "ward_prompt_tokens_total{{service=\"{service}\",model=\"{model}\"}} {n}");
+            let _ = writeln!(
+                w,
+                "ward_prompt_tokens_total{{service=\"{service}\",model=\"{model}\"}} {n}"
+            );
         }
-        header(w, "ward_generated_tokens_total", "counter", "Tokens generated.");
+        header(
+            w,
+            "ward_generated_tokens_total",
+            "counter",
+            "Tokens generated.",
+        );
         for ((service, model), n) in &m.generated_tokens {
-            let _ = writeln!(w, "ward_generated_tokens_total{{service=\"{service}\",model=\"{model}\"}} {n}");
+            let _ = writeln!(
+                w,
+                "ward_generated_tokens_total{{service=\"{service}\",model=\"{model}\"}} {n}"
+            );
         }
         let histograms = [
-            ("ward_time_to_first_token_seconds", "Time from a request's arrival to its first output text.", &m.ttft),
-            ("ward_inter_token_latency_seconds", "Time between successive pieces of a request's output text.", &m.itl),
+            (
+                "ward_time_to_first_token_seconds",
+                "Time from a request's arrival to its first output text.",
+                &m.ttft,
+            ),
+            (
+                "ward_inter_token_latency_seconds",
+                "Time between successive pieces of a request's output text.",
+                &m.itl,
+            ),
         ];
         for (name, help, by_model) in histograms {
             header(w, name, "histogram", help);
@@ -146,30 +180,84 @@ impl Metrics {
             }
         }
         let name = "ward_request_duration_seconds";
-        header(w, name, "histogram", "Time from a request's arrival to the end of its response.");
+        header(
+            w,
+            name,
+            "histogram",
+            "Time from a request's arrival to the end of its response.",
+        );
         for (route, h) in &m.duration {
             histogram(w, name, &format!("route=\"{route}\""), h);
         }
         if let Some((model, sha256, load)) = engine {
-            header(w, "ward_model_info", "gauge", "The model served and its file's sha256.");
-            let _ = writeln!(w, "ward_model_info{{model=\"{model}\",sha256=\"{sha256}\"}} 1");
+            header(
+                w,
+                "ward_model_info",
+                "gauge",
+                "The model served and its file's sha256.",
+            );
+            let model = label(model);
+            let _ = writeln!(
+                w,
+                "ward_model_info{{model=\"{model}\",sha256=\"{sha256}\"}} 1"
+            );
             let gauges = [
-                ("ward_queue_depth", "Requests waiting for a place in the batch.", load.waiting as f64),
-                ("ward_running_sequences", "Sequences in the batch.", load.running as f64),
-                ("ward_kv_cache_blocks_used", "KV-cache blocks held by sequences or the prefix cache.", load.kv_blocks_used as f64),
-                ("ward_kv_cache_blocks_total", "KV-cache blocks in the pool.", load.kv_blocks_total as f64),
-                ("ward_kv_cache_usage_ratio", "Share of the KV-cache pool in use.", ratio(load.kv_blocks_used as f64, load.kv_blocks_total as f64)),
-                ("ward_prefix_cache_hit_ratio", "Share of prompt blocks found in the prefix cache, since start.", ratio(load.prefix_hits as f64, load.prefix_lookups as f64)),
+                (
+                    "ward_queue_depth",
+                    "Requests waiting for a place in the batch.",
+                    load.waiting as f64,
+                ),
+                (
+                    "ward_running_sequences",
+                    "Sequences in the batch.",
+                    load.running as f64,
+                ),
+                (
+                    "ward_kv_cache_blocks_used",
+                    "KV-cache blocks held by sequences or the prefix cache.",
+                    load.kv_blocks_used as f64,
+                ),
+                (
+                    "ward_kv_cache_blocks_total",
+                    "KV-cache blocks in the pool.",
+                    load.kv_blocks_total as f64,
+                ),
+                (
+                    "ward_kv_cache_usage_ratio",
+                    "Share of the KV-cache pool in use.",
+                    ratio(load.kv_blocks_used as f64, load.kv_blocks_total as f64),
+                ),
+                (
+                    "ward_prefix_cache_hit_ratio",
+                    "Share of prompt blocks found in the prefix cache, since start.",
+                    ratio(load.prefix_hits as f64, load.prefix_lookups as f64),
+                ),
             ];
             for (name, help, v) in gauges {
                 header(w, name, "gauge", help);
                 let _ = writeln!(w, "{name} {v}");
             }
             let counters = [
-                ("ward_prefix_cache_hits_total", "Prompt blocks found in the prefix cache.", load.prefix_hits),
-                ("ward_prefix_cache_lookups_total", "Prompt blocks looked up in the prefix cache.", load.prefix_lookups),
-                ("ward_engine_steps_total", "Batched forward passes.", load.steps),
-                ("ward_preemptions_total", "Sequences preempted for KV-cache space (recomputed later).", load.preemptions),
+                (
+                    "ward_prefix_cache_hits_total",
+                    "Prompt blocks found in the prefix cache.",
+                    load.prefix_hits,
+                ),
+                (
+                    "ward_prefix_cache_lookups_total",
+                    "Prompt blocks looked up in the prefix cache.",
+                    load.prefix_lookups,
+                ),
+                (
+                    "ward_engine_steps_total",
+                    "Batched forward passes.",
+                    load.steps,
+                ),
+                (
+                    "ward_preemptions_total",
+                    "Sequences preempted for KV-cache space (recomputed later).",
+                    load.preemptions,
+                ),
             ];
             for (name, help, v) in counters {
                 header(w, name, "counter", help);
@@ -178,6 +266,14 @@ impl Metrics {
         }
         out
     }
+}
+
+/// A label value as the text format needs it (a model's name comes from a file name).
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn ratio(part: f64, whole: f64) -> f64 {
@@ -208,6 +304,11 @@ mod tests {
     use super::*;
 
     #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    #[test]
     fn histogram_buckets_are_cumulative() {
         let mut h = Histogram::new(&ITL_BUCKETS);
         for v in [0.001, 0.015, 0.015, 9.0] {
@@ -215,10 +316,22 @@ mod tests {
         }
         let mut out = String::new();
         histogram(&mut out, "x", "model=\"m\"", &h);
-        assert!(out.contains("x_bucket{model=\"m\",le=\"0.005\"} 1\n"), "{out}");
-        assert!(out.contains("x_bucket{model=\"m\",le=\"0.02\"} 3\n"), "{out}");
-        assert!(out.contains("x_bucket{model=\"m\",le=\"2.5\"} 3\n"), "{out}");
-        assert!(out.contains("x_bucket{model=\"m\",le=\"+Inf\"} 4\n"), "{out}");
+        assert!(
+            out.contains("x_bucket{model=\"m\",le=\"0.005\"} 1\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{model=\"m\",le=\"0.02\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{model=\"m\",le=\"2.5\"} 3\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("x_bucket{model=\"m\",le=\"+Inf\"} 4\n"),
+            "{out}"
+        );
         assert!(out.contains("x_count{model=\"m\"} 4\n"), "{out}");
     }
 
@@ -238,7 +351,10 @@ mod tests {
         }
         let text = m.render(None, false);
         assert!(text.contains("ward_requests_total{service=\"lab\",model=\"m\",route=\"/v1/completions\",status=\"200\"} 2\n"), "{text}");
-        assert!(text.contains("ward_generated_tokens_total{service=\"lab\",model=\"m\"} 6\n"), "{text}");
+        assert!(
+            text.contains("ward_generated_tokens_total{service=\"lab\",model=\"m\"} 6\n"),
+            "{text}"
+        );
         assert!(text.contains("ward_ready 0\n"), "{text}");
     }
 }

@@ -11,9 +11,9 @@ use axum::routing::{get, post};
 use axum::{middleware, Extension, Json, Router};
 use serde_json::{json, Value};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::generation::{chat_completions, completions};
-use crate::auth::Caller;
 use crate::ledger::{track, Ledger};
 use crate::tokens::{detokenize, tokenize};
 use crate::App;
@@ -99,12 +99,17 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
         load.waiting = e.queue_depth();
         load
     });
-    let described = engine.zip(load).map(|(e, load)| {
-        (e.info().id.as_str(), app.model_sha256().unwrap_or(""), load)
-    });
-    let text = app.metrics.render(described, engine.is_some() && !app.is_stopping());
+    let described = engine
+        .zip(load)
+        .map(|(e, load)| (e.info().id.as_str(), app.model_sha256().unwrap_or(""), load));
+    let text = app
+        .metrics
+        .render(described, engine.is_some() && !app.is_stopping());
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         text,
     )
         .into_response()

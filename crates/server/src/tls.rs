@@ -23,15 +23,20 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, TlsError> {
     let shown = |p: &Path| p.display().to_string();
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .and_then(|certs| certs.collect::<Result<_, _>>())
-        .map_err(|e| TlsError::Certificate { path: shown(cert), message: e.to_string() })?;
+        .map_err(|e| TlsError::Certificate {
+            path: shown(cert),
+            message: e.to_string(),
+        })?;
     if certs.is_empty() {
         return Err(TlsError::Certificate {
             path: shown(cert),
             message: "no PEM certificate in it".into(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| TlsError::Key { path: shown(key), message: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key {
+        path: shown(key),
+        message: e.to_string(),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -75,15 +75,30 @@ async fn keys_decide_who_may_call_and_which_model() {
     let (status, body, _) = call(&app, "POST", "/v1/chat/completions", Some(LAB_KEY), &chat).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     // The prefix cache is partitioned by service.
-    assert!(engine.seen.lock().unwrap()[0].cache_salt.starts_with("lab\0"));
+    assert!(engine.seen.lock().unwrap()[0]
+        .cache_salt
+        .starts_with("lab\0"));
 
-    let (status, body, _) =
-        call(&app, "POST", "/v1/chat/completions", Some(BILLING_KEY), &chat).await;
+    let (status, body, _) = call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        Some(BILLING_KEY),
+        &chat,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "model_not_allowed");
     let (_, body, _) = call(&app, "GET", "/v1/models", Some(BILLING_KEY), "").await;
     assert_eq!(body["data"], json!([]));
-    let (status, _, _) = call(&app, "POST", "/tokenize", Some(BILLING_KEY), r#"{"prompt": "x"}"#).await;
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/tokenize",
+        Some(BILLING_KEY),
+        r#"{"prompt": "x"}"#,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Probes answer anyone; everything else, metrics and unknown routes included, needs a key.
@@ -91,7 +106,11 @@ async fn keys_decide_who_may_call_and_which_model() {
         assert_eq!(call(&app, "GET", path, None, "").await.0, StatusCode::OK);
     }
     for path in ["/metrics", "/v1/models", "/no/such/route"] {
-        assert_eq!(call(&app, "GET", path, None, "").await.0, StatusCode::UNAUTHORIZED, "{path}");
+        assert_eq!(
+            call(&app, "GET", path, None, "").await.0,
+            StatusCode::UNAUTHORIZED,
+            "{path}"
+        );
     }
 }
 
@@ -99,7 +118,10 @@ async fn keys_decide_who_may_call_and_which_model() {
 async fn a_service_over_its_rates_gets_429_with_retry_after() {
     let (app, _) = served(Some(keys("requests_per_minute = 2")), None);
     for _ in 0..2 {
-        assert_eq!(call(&app, "GET", "/v1/models", Some(LAB_KEY), "").await.0, StatusCode::OK);
+        assert_eq!(
+            call(&app, "GET", "/v1/models", Some(LAB_KEY), "").await.0,
+            StatusCode::OK
+        );
     }
     let (status, body, headers) = call(&app, "GET", "/v1/models", Some(LAB_KEY), "").await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
@@ -107,7 +129,12 @@ async fn a_service_over_its_rates_gets_429_with_retry_after() {
     let wait: u64 = header(&headers, "retry-after").unwrap().parse().unwrap();
     assert!((25..=31).contains(&wait), "{wait}");
     // Another service is not affected.
-    assert_eq!(call(&app, "GET", "/v1/models", Some(BILLING_KEY), "").await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, "GET", "/v1/models", Some(BILLING_KEY), "")
+            .await
+            .0,
+        StatusCode::OK
+    );
 
     // Tokens: the mock's prompt is 5 tokens and its answer 2, past a limit of 6 a minute.
     let (app, _) = served(Some(keys("tokens_per_minute = 6")), None);
@@ -125,12 +152,28 @@ async fn metrics_count_requests_tokens_and_latency() {
     let (app, _) = served(Some(keys("")), None);
     let chat = chat_body(json!({}));
     call(&app, "POST", "/v1/chat/completions", Some(LAB_KEY), &chat).await;
-    call(&app, "POST", "/v1/chat/completions", Some(LAB_KEY), &chat_body(json!({"stream": true}))).await;
-    call(&app, "POST", "/v1/chat/completions", Some(BILLING_KEY), &chat).await;
+    call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        Some(LAB_KEY),
+        &chat_body(json!({"stream": true})),
+    )
+    .await;
+    call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        Some(BILLING_KEY),
+        &chat,
+    )
+    .await;
     call(&app, "POST", "/v1/chat/completions", None, &chat).await;
     let (status, body, headers) = call(&app, "GET", "/metrics", Some(LAB_KEY), "").await;
     assert_eq!(status, StatusCode::OK);
-    assert!(header(&headers, "content-type").unwrap().starts_with("text/plain"));
+    assert!(header(&headers, "content-type")
+        .unwrap()
+        .starts_with("text/plain"));
     let text = body.as_str().unwrap();
     for line in [
         "ward_requests_total{service=\"lab\",model=\"mock-model\",route=\"/v1/chat/completions\",status=\"200\"} 2",
@@ -163,19 +206,42 @@ async fn the_audit_log_records_each_request_by_hash_only() {
     let canary = "CANARY-7f3a-patient-Jane-Roe";
     let messages = json!([{"role": "user", "content": canary}]);
     let body = json!({"model": "mock-model", "messages": messages, "seed": 7, "max_tokens": 9});
-    let (status, _, headers) =
-        call(&app, "POST", "/v1/chat/completions", Some(LAB_KEY), &body.to_string()).await;
+    let (status, _, headers) = call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        Some(LAB_KEY),
+        &body.to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let id = header(&headers, "x-request-id").unwrap().to_string();
-    call(&app, "POST", "/v1/chat/completions", Some("wrong"), &body.to_string()).await;
+    call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        Some("wrong"),
+        &body.to_string(),
+    )
+    .await;
     let bad = json!({"model": "mock-model", "messages": messages, "temperature": canary});
-    call(&app, "POST", "/v1/chat/completions", Some(LAB_KEY), &bad.to_string()).await;
+    call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        Some(LAB_KEY),
+        &bad.to_string(),
+    )
+    .await;
     call(&app, "GET", "/health", None, "").await;
     app.close_audit();
 
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(!text.contains("CANARY"), "{text}");
-    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 3, "probes are not audited: {text}");
     let ok = &lines[0];
     assert_eq!(ok["request_id"], id.as_str());
@@ -187,13 +253,28 @@ async fn the_audit_log_records_each_request_by_hash_only() {
     assert_eq!(ok["model_sha256"], MOCK_SHA256);
     assert_eq!(ok["params"]["seed"], 7);
     assert_eq!(ok["params"]["max_tokens"], 9);
-    assert_eq!((ok["prompt_tokens"].as_u64(), ok["completion_tokens"].as_u64()), (Some(5), Some(2)));
+    assert_eq!(
+        (
+            ok["prompt_tokens"].as_u64(),
+            ok["completion_tokens"].as_u64()
+        ),
+        (Some(5), Some(2))
+    );
     // The prompt's hash is of its compact JSON with sorted keys; the output's of its text.
-    assert_eq!(ok["prompt_sha256"], sha256_hex(messages.to_string().as_bytes()));
+    assert_eq!(
+        ok["prompt_sha256"],
+        sha256_hex(messages.to_string().as_bytes())
+    );
     assert_eq!(ok["output_sha256"], json!([sha256_hex(b"Hello")]));
     assert!(ok.get("prompt").is_none() && ok.get("output").is_none());
-    assert_eq!((lines[1]["status"].as_u64(), lines[1]["service"].clone()), (Some(401), Value::Null));
-    assert_eq!((lines[2]["status"].as_u64(), lines[2]["outcome"].as_str()), (Some(400), Some("invalid_value")));
+    assert_eq!(
+        (lines[1]["status"].as_u64(), lines[1]["service"].clone()),
+        (Some(401), Value::Null)
+    );
+    assert_eq!(
+        (lines[2]["status"].as_u64(), lines[2]["outcome"].as_str()),
+        (Some(400), Some("invalid_value"))
+    );
     let report = ward_server::audit::verify(&path).unwrap();
     assert_eq!((report.entries, report.broken), (3, None));
 }
@@ -218,11 +299,20 @@ async fn stopping_turns_ready_and_new_requests_to_503() {
     app.stop_accepting();
     let (status, body, _) = call(&app, "GET", "/ready", None, "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    let (status, body, headers) =
-        call(&app, "POST", "/v1/chat/completions", None, &chat_body(json!({}))).await;
+    let (status, body, headers) = call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        None,
+        &chat_body(json!({})),
+    )
+    .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "shutting_down");
     assert!(header(&headers, "retry-after").is_some());
-    assert_eq!(call(&app, "GET", "/health", None, "").await.0, StatusCode::OK);
+    assert_eq!(
+        call(&app, "GET", "/health", None, "").await.0,
+        StatusCode::OK
+    );
     assert_eq!(app.requests_in_flight(), 0);
 }

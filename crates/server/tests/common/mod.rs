@@ -139,7 +139,10 @@ pub fn chat_body(extra: Value) -> String {
     body.to_string()
 }
 
-pub async fn chat(engine: Arc<MockEngine>, extra: Value) -> (StatusCode, Value, Vec<(String, String)>) {
+pub async fn chat(
+    engine: Arc<MockEngine>,
+    extra: Value,
+) -> (StatusCode, Value, Vec<(String, String)>) {
     let app = app_with(Some(engine), ServerConfig::default());
     send(app, "POST", "/v1/chat/completions", &chat_body(extra)).await
 }
@@ -155,4 +158,3 @@ pub fn error_of(status: StatusCode, body: &Value, want: StatusCode) -> Value {
     );
     e
 }
-
