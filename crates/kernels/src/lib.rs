@@ -6,6 +6,8 @@
 
 pub mod activation;
 pub mod attention;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod exp;
 pub mod norm;
 pub mod pool;

@@ -1,0 +1,356 @@
+//! Ward's CUDA kernels (`kernels/cuda`, compiled to PTX by build.rs under the `cuda` feature),
+//! loaded into a context and launched through cudarc. cudarc loads the driver (libcuda) when a
+//! [`Gpu`] is made: building needs nvcc, running needs only the NVIDIA driver.
+//!
+//! Each launch mirrors a CPU kernel of this crate and is tested against it on the GPU machine
+//! (`tests/cuda_kernels.rs`); the block decoding the matmuls share is also checked on the host
+//! (`tests/cuda_vecdot_on_host.rs`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use cudarc::driver::{
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
+};
+use cudarc::nvrtc::Ptx;
+
+use crate::quant::WeightType;
+use crate::rope::{Rope, RopeLayout};
+
+include!(concat!(env!("OUT_DIR"), "/cuda_ptx.rs"));
+
+/// Threads per block of the matrix-vector kernels (`MMVQ_THREADS` in mmvq.cu).
+const MMVQ_THREADS: u32 = 128;
+/// Positions per attention chunk (`CHUNK` in attention.cu), and the limits it was built for.
+const ATTN_CHUNK: usize = 128;
+const ATTN_MAX_GROUP: usize = 16;
+const ATTN_MAX_HEAD_DIM: usize = 256;
+/// Most tokens one matrix-vector launch takes (kernels mmvq_<type>_1 … _8).
+pub const MMVQ_MAX_TOKENS: usize = 8;
+
+/// One GPU with Ward's kernels loaded.
+pub struct Gpu {
+    pub ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    functions: HashMap<String, CudaFunction>,
+}
+
+/// The shape of a decode-attention launch; the KV pool is laid out as the CPU's
+/// (`attention::PagedKv`): blocks of 64 positions, each `[kv_head][position][head_dim]`, f16.
+#[derive(Debug, Clone, Copy)]
+pub struct AttentionShape {
+    pub sequences: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    /// Columns of the block table (blocks per sequence, at most).
+    pub max_blocks: usize,
+    /// Longest sequence, in positions.
+    pub max_len: usize,
+    /// Sliding window (0: none).
+    pub window: usize,
+    pub scale: f32,
+}
+
+fn grid(blocks: usize, threads: u32) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// The kernels' name for a weight format (`mmvq_<name>_<tokens>`), if the GPU path has it.
+pub fn type_name(ty: WeightType) -> Option<&'static str> {
+    use WeightType::*;
+    Some(match ty {
+        Q4_0 => "q4_0",
+        Q4_1 => "q4_1",
+        Q5_0 => "q5_0",
+        Q5_1 => "q5_1",
+        Q8_0 => "q8_0",
+        Q2_K => "q2_K",
+        Q3_K => "q3_K",
+        Q4_K => "q4_K",
+        Q5_K => "q5_K",
+        Q6_K => "q6_K",
+        F32 | F16 | BF16 => return None,
+    })
+}
+
+impl Gpu {
+    /// Open GPU `ordinal` and load every kernel.
+    pub fn new(ordinal: usize) -> Result<Gpu, DriverError> {
+        let ctx = CudaContext::new(ordinal)?;
+        let stream = ctx.default_stream();
+        let mut functions = HashMap::new();
+        for (_, ptx) in MODULES {
+            let module = ctx.load_module(Ptx::from_src(*ptx))?;
+            for name in entry_points(ptx) {
+                functions.insert(name.to_string(), module.load_function(name)?);
+            }
+        }
+        Ok(Gpu {
+            ctx,
+            stream,
+            functions,
+        })
+    }
+
+    fn function(&self, name: &str) -> &CudaFunction {
+        self.functions
+            .get(name)
+            .unwrap_or_else(|| panic!("kernel {name} is not in the embedded PTX"))
+    }
+
+    /// `x` (f32, a multiple of 32 values) into Q8_1 blocks (36 bytes per 32 values).
+    pub fn quantize_q8_1(
+        &self,
+        x: &CudaSlice<f32>,
+        out: &mut CudaSlice<u8>,
+        values: usize,
+    ) -> Result<(), DriverError> {
+        assert!(values.is_multiple_of(32) && x.len() >= values && out.len() >= values / 32 * 36);
+        let blocks = (values / 32) as i32;
+        // 8 warps per CUDA block, a warp per 32 values.
+        let cfg = grid((values / 32).div_ceil(8), 256);
+        let f = self.function("quantize_q8_1");
+        // SAFETY: the kernel reads `values` floats and writes `values / 32` blocks, both in bounds.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(x)
+                .arg(out)
+                .arg(&blocks)
+                .launch(cfg)
+        }?;
+        Ok(())
+    }
+
+    /// `y[t][row] = W[row] · x[t]` for `tokens` (1 to 8) tokens: `w` holds `rows` rows of
+    /// `cols` values in format `ty`, `x` the tokens' Q8_1 activations one after the other.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmvq(
+        &self,
+        ty: WeightType,
+        w: &CudaSlice<u8>,
+        x: &CudaSlice<u8>,
+        y: &mut CudaSlice<f32>,
+        rows: usize,
+        cols: usize,
+        tokens: usize,
+    ) -> Result<(), DriverError> {
+        let name = type_name(ty).unwrap_or_else(|| panic!("no GPU matmul for {ty:?}"));
+        assert!((1..=MMVQ_MAX_TOKENS).contains(&tokens) && cols.is_multiple_of(ty.block_len()));
+        let row_bytes = ty.row_bytes(cols).expect("whole blocks") as i64;
+        assert!(w.len() as i64 >= rows as i64 * row_bytes);
+        assert!(x.len() >= tokens * cols / 32 * 36 && y.len() >= tokens * rows);
+        let (sub_blocks, rows_i) = ((cols / 32) as i32, rows as i32);
+        let f = self.function(&format!("mmvq_{name}_{tokens}"));
+        // SAFETY: the asserts above bound every read of `w` and `x` and write of `y`.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(w)
+                .arg(x)
+                .arg(y)
+                .arg(&sub_blocks)
+                .arg(&row_bytes)
+                .arg(&rows_i)
+                .launch(grid(rows, MMVQ_THREADS))
+        }?;
+        Ok(())
+    }
+
+    /// RMSNorm of each of `rows` rows of `n` values: `y = x / sqrt(mean(x²) + eps) · w`.
+    pub fn rms_norm(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        y: &mut CudaSlice<f32>,
+        rows: usize,
+        eps: f32,
+    ) -> Result<(), DriverError> {
+        let n = w.len();
+        assert!(x.len() >= rows * n && y.len() >= rows * n);
+        let n_i = n as i32;
+        let f = self.function("rms_norm_f32");
+        // SAFETY: `rows` rows of `n` values in `x` and `y`, `n` weights.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(x)
+                .arg(w)
+                .arg(y)
+                .arg(&n_i)
+                .arg(&eps)
+                .launch(grid(rows, 256))
+        }?;
+        Ok(())
+    }
+
+    /// Rotate `x` (`[token][head][head_dim]`) in place; token `t` is at position `pos[t]`.
+    pub fn rope(
+        &self,
+        rope: &Rope,
+        x: &mut CudaSlice<f32>,
+        pos: &CudaSlice<i32>,
+        tokens: usize,
+        heads: usize,
+    ) -> Result<(), DriverError> {
+        assert!(x.len() >= tokens * heads * rope.head_dim && pos.len() >= tokens);
+        let pairs = tokens * heads * rope.rope_dim / 2;
+        let args = [tokens, heads, rope.head_dim, rope.rope_dim].map(|v| v as i32);
+        let halves = i32::from(rope.layout == RopeLayout::Halves);
+        let f = self.function("rope_f32");
+        // SAFETY: one thread per rotated pair, all inside `x`; `pos` has a position per token.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(x)
+                .arg(pos)
+                .arg(&args[0])
+                .arg(&args[1])
+                .arg(&args[2])
+                .arg(&args[3])
+                .arg(&rope.base)
+                .arg(&rope.freq_scale)
+                .arg(&halves)
+                .launch(grid(pairs.div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
+    /// `gate = act(gate) · up` (SiLU when `gelu` is false, tanh-GELU when true).
+    pub fn gated_activation(
+        &self,
+        gelu: bool,
+        gate: &mut CudaSlice<f32>,
+        up: &CudaSlice<f32>,
+    ) -> Result<(), DriverError> {
+        assert!(up.len() >= gate.len());
+        let (len, n) = (gate.len(), gate.len() as i64);
+        let f = self.function(if gelu { "gelu_mul_f32" } else { "silu_mul_f32" });
+        // SAFETY: one thread per element of `gate`, which `up` covers.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(gate)
+                .arg(up)
+                .arg(&n)
+                .launch(grid(len.div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
+    /// One query token per sequence attending over its paged KV cache: `q` and `out` are
+    /// `[sequence][n_head][head_dim]`, `tables` `[sequence][max_blocks]` block ids, `lens` each
+    /// sequence's positions (this token's included).
+    #[allow(clippy::too_many_arguments)]
+    pub fn attention_decode(
+        &self,
+        s: &AttentionShape,
+        q: &CudaSlice<f32>,
+        k_pool: &CudaSlice<half::f16>,
+        v_pool: &CudaSlice<half::f16>,
+        tables: &CudaSlice<i32>,
+        lens: &CudaSlice<i32>,
+        out: &mut CudaSlice<f32>,
+    ) -> Result<(), DriverError> {
+        let group = s.n_head / s.n_kv_head;
+        assert!(s.n_head.is_multiple_of(s.n_kv_head) && group <= ATTN_MAX_GROUP);
+        assert!(s.head_dim <= ATTN_MAX_HEAD_DIM && s.max_len <= s.max_blocks * 64);
+        let values = s.sequences * s.n_head * s.head_dim;
+        assert!(q.len() >= values && out.len() >= values);
+        assert!(tables.len() >= s.sequences * s.max_blocks && lens.len() >= s.sequences);
+        let chunks = s.max_len.div_ceil(ATTN_CHUNK).max(1);
+        let heads = s.sequences * s.n_head;
+        let mut o_part = self
+            .stream
+            .alloc_zeros::<f32>(heads * chunks * s.head_dim)?;
+        let mut ml_part = self.stream.alloc_zeros::<f32>(heads * chunks * 2)?;
+        let ints = [
+            s.n_head,
+            s.n_kv_head,
+            s.head_dim,
+            s.max_blocks,
+            chunks,
+            s.window,
+        ]
+        .map(|v| v as i32);
+        let partial = LaunchConfig {
+            grid_dim: (chunks as u32, s.n_kv_head as u32, s.sequences as u32),
+            block_dim: (ATTN_CHUNK as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let f = self.function("attn_decode_partial");
+        // SAFETY: the kernel reads the KV rows the tables name for positions below each
+        // sequence's length, and writes `chunks` partials per head, as allocated above.
+        unsafe {
+            let mut b = self.stream.launch_builder(f);
+            b.arg(q)
+                .arg(k_pool)
+                .arg(v_pool)
+                .arg(tables)
+                .arg(lens)
+                .arg(&mut o_part)
+                .arg(&mut ml_part);
+            for v in &ints {
+                b.arg(v);
+            }
+            b.arg(&s.scale).launch(partial)
+        }?;
+        let merge = LaunchConfig {
+            grid_dim: (s.n_head as u32, s.sequences as u32, 1),
+            block_dim: (s.head_dim.next_multiple_of(32).min(256) as u32, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let (n_head, head_dim, chunks_i) = (ints[0], ints[2], ints[4]);
+        let f = self.function("attn_decode_merge");
+        // SAFETY: reads the partials written above, writes `sequences · n_head · head_dim` floats.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(&o_part)
+                .arg(&ml_part)
+                .arg(out)
+                .arg(&n_head)
+                .arg(&head_dim)
+                .arg(&chunks_i)
+                .launch(merge)
+        }?;
+        Ok(())
+    }
+}
+
+/// The kernel names a PTX module defines (`.visible .entry NAME(`).
+fn entry_points(ptx: &str) -> impl Iterator<Item = &str> {
+    ptx.lines().filter_map(|l| {
+        l.trim_start()
+            .strip_prefix(".visible .entry ")
+            .map(|rest| rest.split('(').next().unwrap_or(rest).trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_kernel_file_is_embedded_with_its_entry_points() {
+        let names: Vec<&str> = super::MODULES
+            .iter()
+            .flat_map(|(_, p)| super::entry_points(p))
+            .collect();
+        for kernel in [
+            "quantize_q8_1",
+            "mmvq_q4_K_8",
+            "mmvq_q6_K_1",
+            "rms_norm_f32",
+            "rope_f32",
+            "silu_mul_f32",
+            "attn_decode_partial",
+            "attn_decode_merge",
+        ] {
+            assert!(names.contains(&kernel), "{kernel} missing from {names:?}");
+        }
+    }
+}

@@ -1,0 +1,315 @@
+//! Every CUDA kernel against its CPU reference on random data, on the GPU machine:
+//! `cargo test -p ward-kernels --features cuda --test cuda_kernels` (needs an NVIDIA GPU and
+//! driver; without the `cuda` feature this file is empty). Shapes include odd sizes, tails and
+//! GQA ratios 1, 3, 4 and 8.
+#![cfg(feature = "cuda")]
+
+use half::f16;
+use ward_kernels::activation::Activation;
+use ward_kernels::cuda::{AttentionShape, Gpu};
+use ward_kernels::norm::rms_norm_inplace;
+use ward_kernels::quant::{
+    dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
+};
+use ward_kernels::rope::{Rope, RopeLayout};
+
+fn gpu() -> Gpu {
+    Gpu::new(0).expect("these tests need an NVIDIA GPU and its driver")
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| self.unit()).collect()
+    }
+}
+
+fn f16_fields(ty: WeightType) -> &'static [usize] {
+    use WeightType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        F32 | F16 | BF16 => &[],
+    }
+}
+
+fn random_weights(ty: WeightType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
+    let mut w = vec![0u8; rows * ty.row_bytes(cols).unwrap()];
+    for block in w.chunks_exact_mut(ty.block_bytes()) {
+        block.iter_mut().for_each(|b| *b = rng.next() as u8);
+        for (i, &at) in f16_fields(ty).iter().enumerate() {
+            let v = if i == 0 {
+                0.001 + 0.01 * rng.unit().abs()
+            } else {
+                0.01 * rng.unit()
+            };
+            block[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
+        }
+    }
+    w
+}
+
+fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: GPU {g}, CPU {w}"
+        );
+    }
+}
+
+#[test]
+fn quantize_q8_1_matches_the_cpu_bytes() {
+    let gpu = gpu();
+    let mut rng = Rng(1);
+    let x = rng.vec(32 * 37);
+    let mut want = Vec::new();
+    quantize_activations(ActivationType::Q8_1, &x, &mut want);
+    let dx = gpu.stream.clone_htod(&x).unwrap();
+    let mut out = gpu.stream.alloc_zeros::<u8>(want.len()).unwrap();
+    gpu.quantize_q8_1(&dx, &mut out, x.len()).unwrap();
+    assert_eq!(gpu.stream.clone_dtoh(&out).unwrap(), want);
+}
+
+#[test]
+fn mmvq_matches_the_cpu_reference_for_every_type_and_token_count() {
+    use WeightType::*;
+    let gpu = gpu();
+    let mut rng = Rng(2);
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        for (rows, blocks) in [(1, 1), (7, 3), (33, 9)] {
+            let cols = blocks * ty.block_len();
+            let w = random_weights(ty, rows, cols, &mut rng);
+            let row_bytes = ty.row_bytes(cols).unwrap();
+            let wd: Vec<Vec<f32>> = (0..rows)
+                .map(|r| {
+                    let mut out = vec![0f32; cols];
+                    dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut out);
+                    out
+                })
+                .collect();
+            for tokens in [1, 3, 8] {
+                let x = rng.vec(tokens * cols);
+                let mut xq = Vec::new();
+                quantize_activations(ActivationType::Q8_1, &x, &mut xq);
+                let mut xd = vec![0f32; tokens * cols];
+                dequantize_activations(ActivationType::Q8_1, &xq, &mut xd);
+                let mut want = vec![0f32; tokens * rows];
+                for t in 0..tokens {
+                    for r in 0..rows {
+                        let xt = &xd[t * cols..(t + 1) * cols];
+                        want[t * rows + r] = wd[r]
+                            .iter()
+                            .zip(xt)
+                            .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                            .sum::<f64>() as f32;
+                    }
+                }
+                let dw = gpu.stream.clone_htod(&w).unwrap();
+                let dx = gpu.stream.clone_htod(&xq).unwrap();
+                let mut dy = gpu.stream.alloc_zeros::<f32>(tokens * rows).unwrap();
+                gpu.mmvq(ty, &dw, &dx, &mut dy, rows, cols, tokens).unwrap();
+                let got = gpu.stream.clone_dtoh(&dy).unwrap();
+                assert_close(
+                    &got,
+                    &want,
+                    1e-3,
+                    &format!("{ty:?} {rows}×{cols} × {tokens} tokens"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_tokens_result_does_not_depend_on_the_batch() {
+    let gpu = gpu();
+    let mut rng = Rng(3);
+    let (ty, rows, cols) = (WeightType::Q4_K, 64, 512);
+    let w = gpu
+        .stream
+        .clone_htod(&random_weights(ty, rows, cols, &mut rng))
+        .unwrap();
+    let x = rng.vec(8 * cols);
+    let mut xq = Vec::new();
+    quantize_activations(ActivationType::Q8_1, &x, &mut xq);
+    let dx = gpu.stream.clone_htod(&xq).unwrap();
+    let mut alone = gpu.stream.alloc_zeros::<f32>(rows).unwrap();
+    gpu.mmvq(ty, &w, &dx, &mut alone, rows, cols, 1).unwrap();
+    let mut batch = gpu.stream.alloc_zeros::<f32>(8 * rows).unwrap();
+    gpu.mmvq(ty, &w, &dx, &mut batch, rows, cols, 8).unwrap();
+    let (alone, batch) = (
+        gpu.stream.clone_dtoh(&alone).unwrap(),
+        gpu.stream.clone_dtoh(&batch).unwrap(),
+    );
+    assert_eq!(alone, batch[..rows], "token 0 alone and in a batch of 8");
+}
+
+#[test]
+fn rms_norm_rope_and_activations_match_the_cpu() {
+    let gpu = gpu();
+    let mut rng = Rng(4);
+    for n in [64, 576, 1000] {
+        let (x, w) = (rng.vec(3 * n), rng.vec(n));
+        let mut want = x.clone();
+        rms_norm_inplace(&mut want, &w, 1e-6);
+        let (dx, dw) = (
+            gpu.stream.clone_htod(&x).unwrap(),
+            gpu.stream.clone_htod(&w).unwrap(),
+        );
+        let mut dy = gpu.stream.alloc_zeros::<f32>(3 * n).unwrap();
+        gpu.rms_norm(&dx, &dw, &mut dy, 3, 1e-6).unwrap();
+        assert_close(
+            &gpu.stream.clone_dtoh(&dy).unwrap(),
+            &want,
+            1e-5,
+            "rms_norm",
+        );
+    }
+    for layout in [RopeLayout::Interleaved, RopeLayout::Halves] {
+        let rope = Rope {
+            head_dim: 64,
+            rope_dim: 64,
+            base: 10000.0,
+            freq_scale: 1.0,
+            layout,
+        };
+        let (tokens, heads, start) = (5, 3, 1021);
+        let x = rng.vec(tokens * heads * 64);
+        let mut want = x.clone();
+        rope.rotate(&mut want, heads, start);
+        let pos: Vec<i32> = (0..tokens as i32).map(|t| start as i32 + t).collect();
+        let mut dx = gpu.stream.clone_htod(&x).unwrap();
+        let dpos = gpu.stream.clone_htod(&pos).unwrap();
+        gpu.rope(&rope, &mut dx, &dpos, tokens, heads).unwrap();
+        assert_close(
+            &gpu.stream.clone_dtoh(&dx).unwrap(),
+            &want,
+            1e-4,
+            &format!("rope {layout:?}"),
+        );
+    }
+    for (act, gelu) in [(Activation::Silu, false), (Activation::Gelu, true)] {
+        let (g, u) = (rng.vec(1537), rng.vec(1537));
+        let mut want = g.clone();
+        act.apply(&mut want, &u);
+        let mut dg = gpu.stream.clone_htod(&g).unwrap();
+        let du = gpu.stream.clone_htod(&u).unwrap();
+        gpu.gated_activation(gelu, &mut dg, &du).unwrap();
+        assert_close(
+            &gpu.stream.clone_dtoh(&dg).unwrap(),
+            &want,
+            1e-4,
+            &format!("{act:?}"),
+        );
+    }
+}
+
+#[test]
+fn paged_decode_attention_matches_plain_softmax_attention() {
+    let gpu = gpu();
+    let mut rng = Rng(5);
+    // (query heads, KV heads, head_dim, lengths, window): GQA 1, 3 (SmolLM2), 4 (MQA, Gemma), 8.
+    let cases = [
+        (4, 4, 64, vec![1usize, 64, 65], 0usize),
+        (9, 3, 64, vec![300, 7], 0),
+        (4, 1, 256, vec![700], 512),
+        (32, 4, 128, vec![129, 1000], 0),
+    ];
+    for (n_head, n_kv_head, head_dim, lens, window) in cases {
+        let sequences = lens.len();
+        let max_len = *lens.iter().max().unwrap();
+        let max_blocks = max_len.div_ceil(64);
+        // Blocks handed out in reverse, so tables are not the identity.
+        let total_blocks = sequences * max_blocks;
+        let mut tables = vec![0i32; sequences * max_blocks];
+        for (i, t) in tables.iter_mut().enumerate() {
+            *t = (total_blocks - 1 - i) as i32;
+        }
+        let pool_len = total_blocks * n_kv_head * 64 * head_dim;
+        let k: Vec<f16> = (0..pool_len).map(|_| f16::from_f32(rng.unit())).collect();
+        let v: Vec<f16> = (0..pool_len).map(|_| f16::from_f32(rng.unit())).collect();
+        let q = rng.vec(sequences * n_head * head_dim);
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let row = |s: usize, p: usize, kvh: usize| {
+            let block = tables[s * max_blocks + p / 64] as usize;
+            ((block * n_kv_head + kvh) * 64 + p % 64) * head_dim
+        };
+        let mut want = vec![0f32; q.len()];
+        for (s, &len) in lens.iter().enumerate() {
+            let first = if window > 0 && len > window {
+                len - window
+            } else {
+                0
+            };
+            for h in 0..n_head {
+                let kvh = h / (n_head / n_kv_head);
+                let qh = &q[(s * n_head + h) * head_dim..][..head_dim];
+                let scores: Vec<f64> = (first..len)
+                    .map(|p| {
+                        let kr = &k[row(s, p, kvh)..][..head_dim];
+                        kr.iter()
+                            .zip(qh)
+                            .map(|(a, b)| f64::from(a.to_f32()) * f64::from(*b))
+                            .sum::<f64>()
+                            * f64::from(scale)
+                    })
+                    .collect();
+                let m = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = scores.iter().map(|s| (s - m).exp()).collect();
+                let l: f64 = e.iter().sum();
+                for d in 0..head_dim {
+                    let acc: f64 = (first..len)
+                        .zip(&e)
+                        .map(|(p, e)| e * f64::from(v[row(s, p, kvh) + d].to_f32()))
+                        .sum();
+                    want[(s * n_head + h) * head_dim + d] = (acc / l) as f32;
+                }
+            }
+        }
+        let shape = AttentionShape {
+            sequences,
+            n_head,
+            n_kv_head,
+            head_dim,
+            max_blocks,
+            max_len,
+            window,
+            scale,
+        };
+        let lens_i: Vec<i32> = lens.iter().map(|&l| l as i32).collect();
+        let (dq, dk, dv) = (
+            gpu.stream.clone_htod(&q).unwrap(),
+            gpu.stream.clone_htod(&k).unwrap(),
+            gpu.stream.clone_htod(&v).unwrap(),
+        );
+        let (dt, dl) = (
+            gpu.stream.clone_htod(&tables).unwrap(),
+            gpu.stream.clone_htod(&lens_i).unwrap(),
+        );
+        let mut out = gpu.stream.alloc_zeros::<f32>(q.len()).unwrap();
+        gpu.attention_decode(&shape, &dq, &dk, &dv, &dt, &dl, &mut out)
+            .unwrap();
+        let got = gpu.stream.clone_dtoh(&out).unwrap();
+        assert_close(
+            &got,
+            &want,
+            1e-4,
+            &format!("attention {n_head}/{n_kv_head}×{head_dim} lens {lens:?} window {window}"),
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! The CUDA kernels' block decoding (`kernels/cuda/include/vecdot.cuh`) against the CPU
+//! reference, on random blocks of every quantized type the GPU path claims, without a GPU:
+//! the header also compiles as plain C++, so this test builds `kernels/cuda/tests/
+//! host_vecdot.cpp` with the system's C++ compiler (`$CXX`, else `c++`) and runs it on cases
+//! it writes (weights, Q8_1 activations, and each sub-block's reference dot product).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use ward_kernels::quant::{
+    dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
+};
+
+/// Offsets of each type's f16 scale fields (random bits there could be NaN or huge).
+fn f16_fields(ty: WeightType) -> &'static [usize] {
+    use WeightType::*;
+    match ty {
+        Q4_0 | Q5_0 | Q8_0 => &[0],
+        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
+        Q2_K => &[80, 82],
+        Q3_K => &[108],
+        Q6_K => &[208],
+        F32 | F16 | BF16 => &[],
+    }
+}
+
+fn ggml_id(ty: WeightType) -> u32 {
+    (0..64)
+        .find(|&i| WeightType::from_ggml_id(i) == Some(ty))
+        .unwrap()
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f32 {
+        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+    }
+}
+
+#[test]
+fn cuda_block_dot_products_match_the_cpu_reference() {
+    use WeightType::*;
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut cases = Vec::new();
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        // Odd block counts too: rows of 1 and 3 super-blocks, 5 and 9 legacy blocks.
+        for blocks in [1usize, 3, 5, 9] {
+            let cols = blocks * ty.block_len();
+            let rows = 3;
+            let row_bytes = ty.row_bytes(cols).unwrap();
+            let mut w = vec![0u8; rows * row_bytes];
+            for chunk in w.chunks_exact_mut(ty.block_bytes()) {
+                chunk.iter_mut().for_each(|b| *b = rng.next() as u8);
+                for (i, &at) in f16_fields(ty).iter().enumerate() {
+                    let v = if i == 0 {
+                        0.001 + 0.01 * rng.unit().abs()
+                    } else {
+                        0.01 * rng.unit()
+                    };
+                    chunk[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
+                }
+                if ty == Q8_0 {
+                    chunk[2..]
+                        .iter_mut()
+                        .filter(|q| **q == 0x80)
+                        .for_each(|q| *q = 0x81);
+                }
+            }
+            let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+            let mut xq = Vec::new();
+            quantize_activations(ActivationType::Q8_1, &x, &mut xq);
+            let mut xd = vec![0f32; cols];
+            dequantize_activations(ActivationType::Q8_1, &xq, &mut xd);
+            let nsub = cols / 32;
+            let (mut expected, mut magnitude) = (Vec::new(), Vec::new());
+            for r in 0..rows {
+                let mut wd = vec![0f32; cols];
+                dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut wd);
+                for sb in 0..nsub {
+                    let range = sb * 32..sb * 32 + 32;
+                    let dot: f64 = range
+                        .clone()
+                        .map(|i| f64::from(wd[i]) * f64::from(xd[i]))
+                        .sum();
+                    let mag: f64 = range
+                        .map(|i| (f64::from(wd[i]) * f64::from(xd[i])).abs())
+                        .sum();
+                    expected.push(dot as f32);
+                    magnitude.push(mag as f32);
+                }
+            }
+            for v in [ggml_id(ty), nsub as u32, rows as u32, row_bytes as u32] {
+                cases.extend(v.to_le_bytes());
+            }
+            cases.extend(&w);
+            cases.extend(&xq);
+            expected
+                .iter()
+                .chain(&magnitude)
+                .for_each(|v| cases.extend(v.to_le_bytes()));
+        }
+    }
+    cases.extend(u32::MAX.to_le_bytes());
+
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let dir = std::env::temp_dir().join(format!("ward-cuda-host-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (file, exe) = (dir.join("cases.bin"), dir.join("host_vecdot"));
+    std::fs::write(&file, &cases).unwrap();
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
+    let built = Command::new(&cxx)
+        .args(["-O1", "-std=c++14", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg(root.join("kernels/cuda/tests/host_vecdot.cpp"))
+        .status()
+        .unwrap_or_else(|e| panic!("{cxx} (a C++ compiler) is needed for this test: {e}"));
+    assert!(built.success(), "host_vecdot.cpp did not compile");
+    let ran = Command::new(&exe).arg(&file).output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        ran.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&ran.stdout),
+        String::from_utf8_lossy(&ran.stderr)
+    );
+}
