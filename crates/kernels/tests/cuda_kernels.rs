@@ -313,3 +313,75 @@ fn paged_decode_attention_matches_plain_softmax_attention() {
         );
     }
 }
+
+#[test]
+fn dequantize_and_get_rows_match_the_cpu_for_every_type() {
+    use WeightType::*;
+    let gpu = gpu();
+    let mut rng = Rng(6);
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        let (rows, cols) = (5, 3 * ty.block_len());
+        let w = random_weights(ty, rows, cols, &mut rng);
+        let mut want = vec![0f32; rows * cols];
+        dequantize_row(ty, &w, &mut want);
+        let dw = gpu.stream.clone_htod(&w).unwrap();
+        let mut out = gpu.stream.alloc_zeros::<f16>(rows * cols).unwrap();
+        gpu.dequantize_f16(ty, &dw, &mut out, rows, cols).unwrap();
+        let got: Vec<f32> = gpu
+            .stream
+            .clone_dtoh(&out)
+            .unwrap()
+            .iter()
+            .map(|v| v.to_f32())
+            .collect();
+        let rounded: Vec<f32> = want.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        // f16 rounding of the same floats (the GPU may fuse d·q − m into one FMA).
+        assert_close(&got, &rounded, 1e-3, &format!("dequantize {ty:?}"));
+        let ids = [4i32, 0, 4, 2];
+        let dids = gpu.stream.clone_htod(&ids).unwrap();
+        let mut rows_out = gpu.stream.alloc_zeros::<f32>(ids.len() * cols).unwrap();
+        gpu.get_rows(ty, &dw, &dids, &mut rows_out, ids.len(), cols)
+            .unwrap();
+        let got = gpu.stream.clone_dtoh(&rows_out).unwrap();
+        let want_rows: Vec<f32> = ids
+            .iter()
+            .flat_map(|&r| want[r as usize * cols..][..cols].to_vec())
+            .collect();
+        assert_close(&got, &want_rows, 1e-6, &format!("get_rows {ty:?}"));
+    }
+}
+
+#[test]
+fn kv_write_and_add_place_values_where_the_cpu_layout_has_them() {
+    let gpu = gpu();
+    let mut rng = Rng(7);
+    let (tokens, n_kv_head, head_dim) = (3, 2, 64);
+    let rows = rng.vec(tokens * n_kv_head * head_dim);
+    let slots = [5 * 64 + 63, 2 * 64, 7];
+    let mut pool = gpu
+        .stream
+        .alloc_zeros::<f16>(8 * n_kv_head * 64 * head_dim)
+        .unwrap();
+    let (drows, dslots) = (
+        gpu.stream.clone_htod(&rows).unwrap(),
+        gpu.stream.clone_htod(&slots).unwrap(),
+    );
+    gpu.kv_write(&drows, &dslots, &mut pool, tokens, n_kv_head, head_dim)
+        .unwrap();
+    let pool = gpu.stream.clone_dtoh(&pool).unwrap();
+    for (t, &slot) in slots.iter().enumerate() {
+        let (block, offset) = (slot as usize / 64, slot as usize % 64);
+        for h in 0..n_kv_head {
+            for d in 0..head_dim {
+                let got = pool[((block * n_kv_head + h) * 64 + offset) * head_dim + d];
+                assert_eq!(got, f16::from_f32(rows[(t * n_kv_head + h) * head_dim + d]));
+            }
+        }
+    }
+    let (a, b) = (rng.vec(1001), rng.vec(1001));
+    let mut da = gpu.stream.clone_htod(&a).unwrap();
+    gpu.add(&mut da, &gpu.stream.clone_htod(&b).unwrap())
+        .unwrap();
+    let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
+    assert_close(&gpu.stream.clone_dtoh(&da).unwrap(), &want, 0.0, "add");
+}

@@ -1,5 +1,5 @@
-//! The CUDA kernels' block decoding (`kernels/cuda/include/vecdot.cuh`) against the CPU
-//! reference, on random blocks of every quantized type the GPU path claims, without a GPU:
+//! The CUDA kernels' block decoding (`kernels/cuda/include/vecdot.cuh`, `dequant.cuh`) against
+//! the CPU reference, on random blocks of every quantized type the GPU path claims, without a GPU:
 //! the header also compiles as plain C++, so this test builds `kernels/cuda/tests/
 //! host_vecdot.cpp` with the system's C++ compiler (`$CXX`, else `c++`) and runs it on cases
 //! it writes (weights, Q8_1 activations, and each sub-block's reference dot product).
@@ -79,10 +79,11 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
             let mut xd = vec![0f32; cols];
             dequantize_activations(ActivationType::Q8_1, &xq, &mut xd);
             let nsub = cols / 32;
-            let (mut expected, mut magnitude) = (Vec::new(), Vec::new());
+            let (mut expected, mut magnitude, mut values) = (Vec::new(), Vec::new(), Vec::new());
             for r in 0..rows {
                 let mut wd = vec![0f32; cols];
                 dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut wd);
+                values.extend_from_slice(&wd);
                 for sb in 0..nsub {
                     let range = sb * 32..sb * 32 + 32;
                     let dot: f64 = range
@@ -104,6 +105,7 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
             expected
                 .iter()
                 .chain(&magnitude)
+                .chain(&values)
                 .for_each(|v| cases.extend(v.to_le_bytes()));
         }
     }

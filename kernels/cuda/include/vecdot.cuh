@@ -94,14 +94,6 @@ WARD_FN float vdot_q2_K(const uint8_t* row, int sb, const block_q8_1* x) {
     return h2f(x->d) * acc;
 }
 
-// Q3_K's 16 six-bit scales: low 4 bits in bytes 0–7, high 2 bits in bytes 8–11.
-WARD_FN int q3_K_scale(const uint8_t* s, int k) {
-    const int w = k / 4, i = k % 4;
-    const int low = ((w & 1 ? s[4 + i] : s[i]) >> (w >= 2 ? 4 : 0)) & 15;
-    const int high = (s[8 + i] >> (2 * w)) & 3;
-    return (low | (high << 4)) - 32;
-}
-
 WARD_FN float vdot_q3_K(const uint8_t* row, int sb, const block_q8_1* x) {
     const block_q3_K* b = (const block_q3_K*)row + sb / 8;
     const int j = sb % 8, shift = 2 * (j % 4);
@@ -118,17 +110,6 @@ WARD_FN float vdot_q3_K(const uint8_t* row, int sb, const block_q8_1* x) {
     }
     const float acc = (float)(q3_K_scale(b->scales, 2 * j) * sum[0] + q3_K_scale(b->scales, 2 * j + 1) * sum[1]);
     return h2f(b->d) * h2f(x->d) * acc;
-}
-
-// Q4_K and Q5_K's 8 six-bit scales and minimums packed in 12 bytes.
-WARD_FN void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
-    if (j < 4) {
-        *sc = q[j] & 63;
-        *m = q[j + 4] & 63;
-    } else {
-        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-    }
 }
 
 WARD_FN float vdot_q4_K(const uint8_t* row, int sb, const block_q8_1* x) {

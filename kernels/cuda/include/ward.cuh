@@ -67,3 +67,22 @@ WARD_FN int load_b4(const uint8_t* p, int i) { return ((const int*)p)[i]; }
 WARD_FN int spread_bit4(uint32_t bits) {
     return (int)(((bits & 1) << 4) | ((bits & 2) << 11) | ((bits & 4) << 18) | ((bits & 8) << 25));
 }
+
+// Q3_K's 16 six-bit scales: low 4 bits in bytes 0–7, high 2 bits in bytes 8–11.
+WARD_FN int q3_K_scale(const uint8_t* s, int k) {
+    const int w = k / 4, i = k % 4;
+    const int low = ((w & 1 ? s[4 + i] : s[i]) >> (w >= 2 ? 4 : 0)) & 15;
+    const int high = (s[8 + i] >> (2 * w)) & 3;
+    return (low | (high << 4)) - 32;
+}
+
+// Q4_K and Q5_K's 8 six-bit scales and minimums packed in 12 bytes.
+WARD_FN void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}

@@ -162,6 +162,112 @@ impl Gpu {
         Ok(())
     }
 
+    /// `rows` rows of `cols` values in format `ty` as f16, row after row (for a dense GEMM).
+    pub fn dequantize_f16(
+        &self,
+        ty: WeightType,
+        w: &CudaSlice<u8>,
+        out: &mut CudaSlice<half::f16>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<(), DriverError> {
+        let name = type_name(ty).unwrap_or_else(|| panic!("no GPU dequantizer for {ty:?}"));
+        let row_bytes = ty.row_bytes(cols).expect("whole blocks") as i64;
+        assert!(w.len() as i64 >= rows as i64 * row_bytes && out.len() >= rows * cols);
+        let (rows_i, sub_blocks) = (rows as i32, (cols / 32) as i32);
+        let f = self.function(&format!("dequant_{name}_f16"));
+        // SAFETY: one thread per sub-block of the `rows` rows, writing its 32 values in `out`.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(w)
+                .arg(out)
+                .arg(&rows_i)
+                .arg(&sub_blocks)
+                .arg(&row_bytes)
+                .launch(grid((rows * cols / 32).div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
+    /// Rows `ids` of a `cols`-wide matrix in format `ty`, as f32 (the embedding lookup).
+    pub fn get_rows(
+        &self,
+        ty: WeightType,
+        w: &CudaSlice<u8>,
+        ids: &CudaSlice<i32>,
+        out: &mut CudaSlice<f32>,
+        n: usize,
+        cols: usize,
+    ) -> Result<(), DriverError> {
+        let name = type_name(ty).unwrap_or_else(|| panic!("no GPU dequantizer for {ty:?}"));
+        let row_bytes = ty.row_bytes(cols).expect("whole blocks") as i64;
+        assert!(ids.len() >= n && out.len() >= n * cols);
+        let (n_i, sub_blocks) = (n as i32, (cols / 32) as i32);
+        let f = self.function(&format!("get_rows_{name}"));
+        // SAFETY: the ids index rows of `w` (the caller's tokens, checked against the
+        // vocabulary before upload); `out` holds `n` rows.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(w)
+                .arg(ids)
+                .arg(out)
+                .arg(&n_i)
+                .arg(&sub_blocks)
+                .arg(&row_bytes)
+                .launch(grid((n * cols / 32).div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
+    /// `a += b`, element by element.
+    pub fn add(&self, a: &mut CudaSlice<f32>, b: &CudaSlice<f32>) -> Result<(), DriverError> {
+        assert!(b.len() >= a.len());
+        let (len, n) = (a.len(), a.len() as i64);
+        let f = self.function("add_f32");
+        // SAFETY: one thread per element of `a`, which `b` covers.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(a)
+                .arg(b)
+                .arg(&n)
+                .launch(grid(len.div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
+    /// Write `tokens` rows of keys or values (`[token][n_kv_head][head_dim]`, f32) into the
+    /// f16 pool at `slots` (block · 64 + offset of each token's position).
+    pub fn kv_write(
+        &self,
+        rows: &CudaSlice<f32>,
+        slots: &CudaSlice<i32>,
+        pool: &mut CudaSlice<half::f16>,
+        tokens: usize,
+        n_kv_head: usize,
+        head_dim: usize,
+    ) -> Result<(), DriverError> {
+        let n = tokens * n_kv_head * head_dim;
+        assert!(rows.len() >= n && slots.len() >= tokens);
+        let ints = [tokens, n_kv_head, head_dim].map(|v| v as i32);
+        let f = self.function("kv_write");
+        // SAFETY: the slots name blocks of the pool (the block manager's, never past its end).
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(rows)
+                .arg(slots)
+                .arg(pool)
+                .arg(&ints[0])
+                .arg(&ints[1])
+                .arg(&ints[2])
+                .launch(grid(n.div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
     /// RMSNorm of each of `rows` rows of `n` values: `y = x / sqrt(mean(x²) + eps) · w`.
     pub fn rms_norm(
         &self,
