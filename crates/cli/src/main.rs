@@ -1,4 +1,4 @@
-//! ward: the command-line entry point (serve, run, inspect, bench, pull, list, audit, keys).
+//! ward: the command-line entry point (serve, run, inspect, bench, pull, list, synth, audit, keys).
 //! The only crate with clap and logging set-up; logs go to stderr, generated text to stdout.
 
 mod audit;
@@ -10,6 +10,7 @@ mod loadgen;
 mod models;
 mod run;
 mod serve;
+mod synth;
 
 use clap::{Parser, Subcommand};
 
@@ -34,6 +35,8 @@ enum Command {
     Pull(models::PullArgs),
     /// The registry's models: which are present and verified.
     List(models::ListArgs),
+    /// Write a random-weight model with a real model's shape, for benchmarks.
+    Synth(synth::SynthArgs),
     /// Check an audit log's hash chain (`ward audit verify PATH`).
     Audit(audit::AuditArgs),
     /// Make API keys for calling services (`ward keys new NAME`).
@@ -75,6 +78,7 @@ fn main() {
         Command::Bench(a) => bench::bench(a),
         Command::Pull(a) => models::pull(a),
         Command::List(a) => models::list(a),
+        Command::Synth(a) => synth::synth(a),
         Command::Audit(a) => audit::audit(a),
         Command::Keys(a) => keys::keys(a),
     };

@@ -11,6 +11,7 @@ pub mod gguf;
 pub mod hparams;
 pub mod layers;
 pub mod registry;
+pub mod synthetic;
 pub mod template;
 pub mod tokenizer;
 pub mod weights;

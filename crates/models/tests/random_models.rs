@@ -155,3 +155,24 @@ fn context_limit_and_token_range_are_checked() {
         Err(ModelError::EmptyInput)
     ));
 }
+
+#[test]
+fn a_synthetic_q4_k_m_model_loads_and_runs() {
+    use ward_models::synthetic::{write_random_q4_k_m, LlamaShape};
+    let shape = LlamaShape::TINY;
+    let path = std::env::temp_dir().join(format!("ward-synthetic-{}.gguf", std::process::id()));
+    let size = write_random_q4_k_m(&path, &shape, 7).unwrap();
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
+    let lm = LoadedModel::load(&path, None).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(lm.model.n_vocab(), shape.vocab as usize);
+    let mut cache = lm.model.new_cache(64);
+    let ws = &mut Workspace::default();
+    let logits = lm
+        .model
+        .forward(&[1, 2, 3, 299], &mut cache, 4, ws)
+        .unwrap();
+    for i in 0..4 {
+        assert!(logits.row(i).iter().all(|v| v.is_finite()), "position {i}");
+    }
+}

@@ -1,4 +1,5 @@
-//! A minimal GGUF writer, used by tests to build hostile files and random-weight models.
+//! A minimal GGUF writer, used by tests to build hostile files and random-weight models, and by
+//! [`crate::synthetic`] to stream benchmark-sized ones.
 
 use super::types::GgmlType;
 use super::value::{Array, Value, ValueType};
@@ -101,9 +102,21 @@ fn put_array(out: &mut Vec<u8>, a: &Array) {
     }
 }
 
-/// Serialise a GGUF v3 file with the given metadata (in order) and tensors, aligned to 32 bytes.
-pub fn write_gguf(metadata: &[(&str, Value)], tensors: &[TensorToWrite]) -> Vec<u8> {
-    const ALIGN: usize = 32;
+/// Alignment of the data section and of each tensor in it.
+pub const ALIGN: usize = 32;
+
+/// A tensor's entry in the header: its data follows in the data section, padded to [`ALIGN`].
+pub struct TensorInfo<'a> {
+    pub name: &'a str,
+    pub dims: &'a [u64],
+    pub ggml_type: GgmlType,
+    pub bytes: usize,
+}
+
+/// The header of a GGUF v3 file (metadata in order, then the tensor infos), padded so the data
+/// section starts right after it; the tensors' bytes must follow in the same order, each padded
+/// to [`ALIGN`].
+pub fn write_header(metadata: &[(&str, Value)], tensors: &[TensorInfo]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(b"GGUF");
     out.extend_from_slice(&3u32.to_le_bytes());
@@ -116,16 +129,31 @@ pub fn write_gguf(metadata: &[(&str, Value)], tensors: &[TensorToWrite]) -> Vec<
     }
     let mut offset = 0usize;
     for t in tensors {
-        put_str(&mut out, &t.name);
+        put_str(&mut out, t.name);
         out.extend_from_slice(&(t.dims.len() as u32).to_le_bytes());
-        for d in &t.dims {
+        for d in t.dims {
             out.extend_from_slice(&d.to_le_bytes());
         }
         out.extend_from_slice(&t.ggml_type.id.to_le_bytes());
         out.extend_from_slice(&(offset as u64).to_le_bytes());
-        offset += t.data.len().div_ceil(ALIGN) * ALIGN;
+        offset += t.bytes.div_ceil(ALIGN) * ALIGN;
     }
     out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
+    out
+}
+
+/// Serialise a GGUF v3 file with the given metadata (in order) and tensors, aligned to 32 bytes.
+pub fn write_gguf(metadata: &[(&str, Value)], tensors: &[TensorToWrite]) -> Vec<u8> {
+    let infos: Vec<TensorInfo> = tensors
+        .iter()
+        .map(|t| TensorInfo {
+            name: &t.name,
+            dims: &t.dims,
+            ggml_type: t.ggml_type,
+            bytes: t.data.len(),
+        })
+        .collect();
+    let mut out = write_header(metadata, &infos);
     for t in tensors {
         out.extend_from_slice(&t.data);
         out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
