@@ -111,7 +111,7 @@ impl EngineHandle {
         tracing::info!(
             kv_blocks,
             kv_positions = kv_blocks * KV_BLOCK,
-            kv_mib = kv_blocks * lm.model.kv_block_bytes() >> 20,
+            kv_mib = (kv_blocks * lm.model.kv_block_bytes()) >> 20,
             "KV cache"
         );
         Ok(EngineHandle {

@@ -137,7 +137,7 @@ impl Writer {
 /// with a newline so the next entry starts a line of its own.
 fn recover(path: &Path) -> std::io::Result<(String, u64)> {
     let mut prev = match rotated(path).last() {
-        Some((_, older)) => last_whole_line(&older)?.unwrap_or_else(|| GENESIS.into()),
+        Some((_, older)) => last_whole_line(older)?.unwrap_or_else(|| GENESIS.into()),
         None => GENESIS.into(),
     };
     let Ok(meta) = std::fs::metadata(path) else {

@@ -37,14 +37,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// gets the 413 instead of a reset connection; past it the connection is closed.
 const DRAIN_LIMIT: usize = 64 << 20;
 
-/// What a generation handler gets besides the body: who is asking, and where to record it.
-pub struct Context {
-    app: Arc<App>,
-    id: RequestId,
-    caller: Caller,
-    ledger: Ledger,
-}
-
 pub async fn chat_completions(
     State(app): State<Arc<App>>,
     Extension(id): Extension<RequestId>,
@@ -52,13 +44,7 @@ pub async fn chat_completions(
     Extension(ledger): Extension<Ledger>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let cx = Context {
-        app,
-        id,
-        caller,
-        ledger,
-    };
-    generate(cx, body, Endpoint::Chat).await
+    generate(app, id, caller, ledger, body, Endpoint::Chat).await
 }
 
 pub async fn completions(
@@ -68,22 +54,18 @@ pub async fn completions(
     Extension(ledger): Extension<Ledger>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let cx = Context {
-        app,
-        id,
-        caller,
-        ledger,
-    };
-    generate(cx, body, Endpoint::Completion).await
+    generate(app, id, caller, ledger, body, Endpoint::Completion).await
 }
 
-async fn generate(cx: Context, body: Body, endpoint: Endpoint) -> Result<Response, ApiError> {
-    let Context {
-        app,
-        id,
-        caller,
-        ledger,
-    } = cx;
+/// `caller` is who asks (its key's service), `ledger` where the request's record is kept.
+async fn generate(
+    app: Arc<App>,
+    id: RequestId,
+    caller: Caller,
+    ledger: Ledger,
+    body: Body,
+    endpoint: Endpoint,
+) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let bytes = read_body(body, &app).await?;
     let engine = app.engine()?.clone();
