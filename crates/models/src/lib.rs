@@ -8,6 +8,8 @@
 pub mod arch;
 pub mod cache;
 pub mod gguf;
+#[cfg(feature = "cuda")]
+pub mod gpu;
 pub mod hparams;
 pub mod layers;
 pub mod registry;

@@ -36,15 +36,40 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-fn check(model: &str, fixture_name: &str, max_logit_diff: f32, max_mean_diff: f32) {
+/// Ward's CPU forward: the logits of the last `n` of `tokens`, one row each.
+fn cpu_logits(model: &str) -> impl FnMut(&[u32], usize) -> Vec<Vec<f32>> {
     let lm = LoadedModel::load(&model_path(model), None).unwrap();
+    let mut ws = Workspace::default();
+    move |tokens, n| {
+        let mut cache = lm.model.new_cache(tokens.len());
+        let logits = lm.model.forward(tokens, &mut cache, n, &mut ws).unwrap();
+        (0..n).map(|i| logits.row(i).to_vec()).collect()
+    }
+}
+
+fn check(model: &str, fixture_name: &str, max_logit_diff: f32, max_mean_diff: f32) {
+    check_with(
+        model,
+        fixture_name,
+        max_logit_diff,
+        max_mean_diff,
+        cpu_logits(model),
+    );
+}
+
+fn check_with(
+    model: &str,
+    fixture_name: &str,
+    max_logit_diff: f32,
+    max_mean_diff: f32,
+    mut forward: impl FnMut(&[u32], usize) -> Vec<Vec<f32>>,
+) {
     let fx = fixture(fixture_name);
     let cases = fx["cases"].as_array().unwrap();
     assert!(cases.len() >= 10);
     let (mut positions, mut clear, mut clear_agree, mut exact) = (0usize, 0usize, 0usize, 0usize);
     let (mut worst_margin, mut worst_logit, mut sum_diff) = (0.0f32, 0.0f32, 0.0f64);
     let mut failures = Vec::new();
-    let mut ws = Workspace::default();
     for (ci, case) in cases.iter().enumerate() {
         let prompt = ids(&case["prompt_ids"]);
         let cont = ids(&case["continuation"]);
@@ -54,13 +79,9 @@ fn check(model: &str, fixture_name: &str, max_logit_diff: f32, max_mean_diff: f3
             .chain(&cont[..cont.len() - 1])
             .copied()
             .collect();
-        let mut cache = lm.model.new_cache(tokens.len());
-        let logits = lm
-            .model
-            .forward(&tokens, &mut cache, cont.len(), &mut ws)
-            .unwrap();
+        let logits = forward(&tokens, cont.len());
         for (i, &want) in cont.iter().enumerate() {
-            let row = logits.row(i);
+            let row = &logits[i][..];
             let ref_top: Vec<(u32, f32)> = top5[i]
                 .as_array()
                 .unwrap()
@@ -153,4 +174,25 @@ fn gemma3_teacher_forced_matches_llama_cpp() {
         "the sliding window needs a prompt longer than 600 tokens"
     );
     check(GEMMA3, "logits-gemma3.json", 1.8, 0.3);
+}
+
+/// The same oracle on the GPU (`cargo test -p ward-models --features cuda --test
+/// logits_fixtures`, on a machine with an NVIDIA GPU): the prompt is read 8 tokens a step.
+#[cfg(feature = "cuda")]
+#[test]
+fn smollm2_on_the_gpu_matches_llama_cpp() {
+    use ward_models::gpu::GpuLlama;
+    let mut gpu = GpuLlama::load(&model_path(SMOLLM2), 0, 64).unwrap();
+    let forward = move |tokens: &[u32], n: usize| {
+        let table: Vec<u32> = (0..64).collect();
+        let mut rows = Vec::new();
+        for (c, chunk) in tokens.chunks(8).enumerate() {
+            let positions: Vec<usize> = (0..chunk.len()).map(|i| c * 8 + i).collect();
+            let tables = vec![&table[..]; chunk.len()];
+            let logits = gpu.step(chunk, &positions, &tables).unwrap();
+            rows.extend(logits.chunks_exact(gpu.n_vocab()).map(<[f32]>::to_vec));
+        }
+        rows.split_off(tokens.len() - n)
+    };
+    check_with(SMOLLM2, "logits-smollm2.json", 1.0, 0.25, forward);
 }

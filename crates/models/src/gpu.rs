@@ -1,0 +1,379 @@
+//! Llama-architecture models on an NVIDIA GPU (the `cuda` feature), on Ward's own CUDA kernels
+//! (`ward_kernels::cuda`). The weights go to the device in their GGUF blocks; the KV cache is a
+//! device pool laid out as the CPU's (blocks of 64 positions), so the engine's block manager
+//! and prefix cache can drive it unchanged.
+//!
+//! A step runs up to 8 tokens, each with its own sequence position and block table: decode
+//! steps of up to 8 sequences, or a prompt read 8 tokens at a time (each token attends to the
+//! positions up to its own, so one query per token gives the causal mask). Every matrix is
+//! read once per step for all its tokens (dp4a GEMV). Not yet: a dense GEMM for long prompts,
+//! Gemma 3 (q/k norms, extra norms, sliding windows), and a CUDA graph per decode step.
+
+use std::path::Path;
+
+use cudarc::driver::{CudaSlice, DriverError};
+use half::f16;
+use ward_kernels::attention::KV_BLOCK;
+use ward_kernels::cuda::{AttentionShape, Gpu, MMVQ_MAX_TOKENS};
+use ward_kernels::quant::WeightType;
+use ward_kernels::rope::{Rope, RopeLayout};
+
+use crate::gguf::{GgufError, GgufFile};
+use crate::hparams::{Arch, HParams};
+use crate::ModelError;
+
+/// A weight matrix on the device, in its file format.
+struct Matrix {
+    ty: WeightType,
+    bytes: CudaSlice<u8>,
+    rows: usize,
+    cols: usize,
+}
+
+struct Layer {
+    attn_norm: CudaSlice<f32>,
+    q: Matrix,
+    k: Matrix,
+    v: Matrix,
+    o: Matrix,
+    ffn_norm: CudaSlice<f32>,
+    gate: Matrix,
+    up: Matrix,
+    down: Matrix,
+}
+
+pub struct GpuLlama {
+    gpu: Gpu,
+    pub hp: HParams,
+    embed: Matrix,
+    layers: Vec<Layer>,
+    out_norm: CudaSlice<f32>,
+    /// `None`: the output projection is the embedding table (tied weights).
+    output: Option<Matrix>,
+    k_pool: Vec<CudaSlice<f16>>,
+    v_pool: Vec<CudaSlice<f16>>,
+    kv_blocks: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("CUDA: {0}")]
+    Driver(#[from] DriverError),
+    #[error("the GPU path runs llama models only so far; this is {0:?}")]
+    Architecture(Arch),
+}
+
+impl From<GgufError> for GpuError {
+    fn from(e: GgufError) -> GpuError {
+        GpuError::Model(e.into())
+    }
+}
+
+fn upload_matrix(
+    gpu: &Gpu,
+    gguf: &GgufFile,
+    name: &str,
+    cols: usize,
+    rows: usize,
+) -> Result<Matrix, GpuError> {
+    let info = gguf
+        .tensor_info(name)
+        .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
+    if info.dims != [cols as u64, rows as u64] {
+        return Err(GgufError::WrongShape {
+            name: name.into(),
+            expected: vec![cols as u64, rows as u64],
+            found: info.dims.clone(),
+        }
+        .into());
+    }
+    let ty = WeightType::from_ggml_id(info.ggml_type.id)
+        .filter(|&t| ward_kernels::cuda::type_name(t).is_some())
+        .ok_or_else(|| ModelError::UnsupportedTensorType {
+            name: name.into(),
+            ggml_type: info.ggml_type.name,
+        })?;
+    Ok(Matrix {
+        ty,
+        bytes: gpu.stream.clone_htod(gguf.tensor_bytes(info))?,
+        rows,
+        cols,
+    })
+}
+
+fn upload_vector(
+    gpu: &Gpu,
+    gguf: &GgufFile,
+    name: &str,
+    len: usize,
+) -> Result<CudaSlice<f32>, GpuError> {
+    let info = gguf
+        .tensor_info(name)
+        .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
+    if info.dims != [len as u64] || info.ggml_type.name != "F32" {
+        return Err(GgufError::WrongShape {
+            name: name.into(),
+            expected: vec![len as u64],
+            found: info.dims.clone(),
+        }
+        .into());
+    }
+    let values: Vec<f32> = gguf
+        .tensor_bytes(info)
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    Ok(gpu.stream.clone_htod(&values)?)
+}
+
+/// Buffers of one step, sized for `n` tokens.
+struct Scratch {
+    x: CudaSlice<f32>,
+    normed: CudaSlice<f32>,
+    xq: CudaSlice<u8>,
+    q: CudaSlice<f32>,
+    k: CudaSlice<f32>,
+    v: CudaSlice<f32>,
+    attn: CudaSlice<f32>,
+    attn_q: CudaSlice<u8>,
+    out: CudaSlice<f32>,
+    gate: CudaSlice<f32>,
+    up: CudaSlice<f32>,
+    ff_q: CudaSlice<u8>,
+    logits: CudaSlice<f32>,
+}
+
+/// Bytes of Q8_1 activations for `values` values.
+fn q8_1_bytes(values: usize) -> usize {
+    values / 32 * 36
+}
+
+impl GpuLlama {
+    /// Load a llama GGUF onto GPU `ordinal`, with a KV pool of `kv_blocks` blocks per layer.
+    pub fn load(path: &Path, ordinal: usize, kv_blocks: usize) -> Result<GpuLlama, GpuError> {
+        let gguf = GgufFile::open(path)?;
+        let hp = HParams::from_gguf(&gguf)?;
+        if hp.arch != Arch::Llama {
+            return Err(GpuError::Architecture(hp.arch));
+        }
+        let gpu = Gpu::new(ordinal)?;
+        let (d, kv, ff) = (hp.n_embd, hp.n_head_kv * hp.head_dim, hp.n_ff);
+        let q_dim = hp.n_head * hp.head_dim;
+        let vocab = gguf
+            .tensor_info("token_embd.weight")
+            .and_then(|t| t.dims.get(1).copied())
+            .ok_or_else(|| GgufError::MissingTensor("token_embd.weight".into()))?
+            as usize;
+        let embed = upload_matrix(&gpu, &gguf, "token_embd.weight", d, vocab)?;
+        let output = match gguf.tensor_info("output.weight") {
+            Some(_) => Some(upload_matrix(&gpu, &gguf, "output.weight", d, vocab)?),
+            None => None,
+        };
+        let out_norm = upload_vector(&gpu, &gguf, "output_norm.weight", d)?;
+        let mut layers = Vec::with_capacity(hp.n_layer);
+        for il in 0..hp.n_layer {
+            let n = |s: &str| format!("blk.{il}.{s}.weight");
+            layers.push(Layer {
+                attn_norm: upload_vector(&gpu, &gguf, &n("attn_norm"), d)?,
+                q: upload_matrix(&gpu, &gguf, &n("attn_q"), d, q_dim)?,
+                k: upload_matrix(&gpu, &gguf, &n("attn_k"), d, kv)?,
+                v: upload_matrix(&gpu, &gguf, &n("attn_v"), d, kv)?,
+                o: upload_matrix(&gpu, &gguf, &n("attn_output"), q_dim, d)?,
+                ffn_norm: upload_vector(&gpu, &gguf, &n("ffn_norm"), d)?,
+                gate: upload_matrix(&gpu, &gguf, &n("ffn_gate"), d, ff)?,
+                up: upload_matrix(&gpu, &gguf, &n("ffn_up"), d, ff)?,
+                down: upload_matrix(&gpu, &gguf, &n("ffn_down"), ff, d)?,
+            });
+        }
+        let pool_len = kv_blocks * hp.n_head_kv * KV_BLOCK * hp.head_dim;
+        let mut k_pool = Vec::with_capacity(hp.n_layer);
+        let mut v_pool = Vec::with_capacity(hp.n_layer);
+        for _ in 0..hp.n_layer {
+            k_pool.push(gpu.stream.alloc_zeros::<f16>(pool_len)?);
+            v_pool.push(gpu.stream.alloc_zeros::<f16>(pool_len)?);
+        }
+        Ok(GpuLlama {
+            gpu,
+            hp,
+            embed,
+            layers,
+            out_norm,
+            output,
+            k_pool,
+            v_pool,
+            kv_blocks,
+        })
+    }
+
+    pub fn n_vocab(&self) -> usize {
+        self.embed.rows
+    }
+
+    fn scratch(&self, n: usize) -> Result<Scratch, DriverError> {
+        let s = &self.gpu.stream;
+        let hp = &self.hp;
+        let (d, q_dim, kv) = (
+            hp.n_embd,
+            hp.n_head * hp.head_dim,
+            hp.n_head_kv * hp.head_dim,
+        );
+        Ok(Scratch {
+            x: s.alloc_zeros(n * d)?,
+            normed: s.alloc_zeros(n * d)?,
+            xq: s.alloc_zeros(q8_1_bytes(n * d))?,
+            q: s.alloc_zeros(n * q_dim)?,
+            k: s.alloc_zeros(n * kv)?,
+            v: s.alloc_zeros(n * kv)?,
+            attn: s.alloc_zeros(n * q_dim)?,
+            attn_q: s.alloc_zeros(q8_1_bytes(n * q_dim))?,
+            out: s.alloc_zeros(n * d)?,
+            gate: s.alloc_zeros(n * hp.n_ff)?,
+            up: s.alloc_zeros(n * hp.n_ff)?,
+            ff_q: s.alloc_zeros(q8_1_bytes(n * hp.n_ff))?,
+            logits: s.alloc_zeros(n * self.n_vocab())?,
+        })
+    }
+
+    fn matmul(
+        &self,
+        m: &Matrix,
+        xq: &CudaSlice<u8>,
+        y: &mut CudaSlice<f32>,
+        n: usize,
+    ) -> Result<(), DriverError> {
+        self.gpu.mmvq(m.ty, &m.bytes, xq, y, m.rows, m.cols, n)
+    }
+
+    /// One step over `tokens` (at most 8): token `i` sits at position `positions[i]` of the
+    /// sequence whose KV blocks are `tables[i]` (in order; they must cover that position).
+    /// Returns each token's logits, `[token][vocab]`.
+    pub fn step(
+        &mut self,
+        tokens: &[u32],
+        positions: &[usize],
+        tables: &[&[u32]],
+    ) -> Result<Vec<f32>, GpuError> {
+        let n = tokens.len();
+        assert!(n > 0 && n <= MMVQ_MAX_TOKENS && positions.len() == n && tables.len() == n);
+        let vocab = self.n_vocab();
+        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
+            return Err(ModelError::TokenOutOfRange {
+                token: bad,
+                n_vocab: vocab,
+            }
+            .into());
+        }
+        let block_len = KV_BLOCK;
+        let max_blocks = tables.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
+        for (i, t) in tables.iter().enumerate() {
+            let blocks = positions[i] / block_len + 1;
+            if t.len() < blocks || t.iter().any(|&b| b as usize >= self.kv_blocks) {
+                return Err(ModelError::KvBlocks {
+                    positions: positions[i] + 1,
+                    blocks: t.len(),
+                    pool: self.kv_blocks,
+                }
+                .into());
+            }
+        }
+        let hp = self.hp.clone();
+        let s = self.gpu.stream.clone();
+        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
+        let pos: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
+        let lens: Vec<i32> = positions.iter().map(|&p| p as i32 + 1).collect();
+        let slots: Vec<i32> = (0..n)
+            .map(|i| {
+                (tables[i][positions[i] / block_len] as usize * block_len
+                    + positions[i] % block_len) as i32
+            })
+            .collect();
+        let mut table = vec![0i32; n * max_blocks];
+        for (i, t) in tables.iter().enumerate() {
+            for (j, &b) in t.iter().enumerate() {
+                table[i * max_blocks + j] = b as i32;
+            }
+        }
+        let (d_ids, d_pos, d_lens) = (
+            s.clone_htod(&ids)?,
+            s.clone_htod(&pos)?,
+            s.clone_htod(&lens)?,
+        );
+        let (d_slots, d_table) = (s.clone_htod(&slots)?, s.clone_htod(&table)?);
+        let mut b = self.scratch(n)?;
+        let (d, q_dim) = (hp.n_embd, hp.n_head * hp.head_dim);
+        self.gpu
+            .get_rows(self.embed.ty, &self.embed.bytes, &d_ids, &mut b.x, n, d)?;
+        let rope = Rope {
+            head_dim: hp.head_dim,
+            rope_dim: hp.rope_dim,
+            base: hp.rope_base,
+            freq_scale: hp.rope_freq_scale,
+            layout: RopeLayout::Interleaved,
+        };
+        let shape = AttentionShape {
+            sequences: n,
+            n_head: hp.n_head,
+            n_kv_head: hp.n_head_kv,
+            head_dim: hp.head_dim,
+            max_blocks,
+            max_len: positions.iter().max().map_or(1, |p| p + 1),
+            window: 0,
+            scale: hp.attn_scale,
+        };
+        for (il, l) in self.layers.iter().enumerate() {
+            self.gpu
+                .rms_norm(&b.x, &l.attn_norm, &mut b.normed, n, hp.rms_eps)?;
+            self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
+            self.matmul(&l.q, &b.xq, &mut b.q, n)?;
+            self.matmul(&l.k, &b.xq, &mut b.k, n)?;
+            self.matmul(&l.v, &b.xq, &mut b.v, n)?;
+            self.gpu.rope(&rope, &mut b.q, &d_pos, n, hp.n_head)?;
+            self.gpu.rope(&rope, &mut b.k, &d_pos, n, hp.n_head_kv)?;
+            self.gpu.kv_write(
+                &b.k,
+                &d_slots,
+                &mut self.k_pool[il],
+                n,
+                hp.n_head_kv,
+                hp.head_dim,
+            )?;
+            self.gpu.kv_write(
+                &b.v,
+                &d_slots,
+                &mut self.v_pool[il],
+                n,
+                hp.n_head_kv,
+                hp.head_dim,
+            )?;
+            self.gpu.attention_decode(
+                &shape,
+                &b.q,
+                &self.k_pool[il],
+                &self.v_pool[il],
+                &d_table,
+                &d_lens,
+                &mut b.attn,
+            )?;
+            self.gpu.quantize_q8_1(&b.attn, &mut b.attn_q, n * q_dim)?;
+            self.matmul(&l.o, &b.attn_q, &mut b.out, n)?;
+            self.gpu.add(&mut b.x, &b.out)?;
+            self.gpu
+                .rms_norm(&b.x, &l.ffn_norm, &mut b.normed, n, hp.rms_eps)?;
+            self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
+            self.matmul(&l.gate, &b.xq, &mut b.gate, n)?;
+            self.matmul(&l.up, &b.xq, &mut b.up, n)?;
+            self.gpu.gated_activation(false, &mut b.gate, &b.up)?;
+            self.gpu.quantize_q8_1(&b.gate, &mut b.ff_q, n * hp.n_ff)?;
+            self.matmul(&l.down, &b.ff_q, &mut b.out, n)?;
+            self.gpu.add(&mut b.x, &b.out)?;
+        }
+        self.gpu
+            .rms_norm(&b.x, &self.out_norm, &mut b.normed, n, hp.rms_eps)?;
+        self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
+        let output = self.output.as_ref().unwrap_or(&self.embed);
+        self.matmul(output, &b.xq, &mut b.logits, n)?;
+        Ok(s.clone_dtoh(&b.logits)?)
+    }
+}
