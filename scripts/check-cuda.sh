@@ -2,9 +2,9 @@
 # Compile every CUDA kernel (kernels/cuda/*.cu) without a GPU: to PTX for compute_80 (what the
 # `cuda` build embeds; the driver JIT-compiles it for the GPU at hand: A100, H100, H200, …) and
 # through ptxas to sm_90 machine code, so register or syntax trouble shows here and in CI.
-# Warnings are errors. Then build ward-kernels and ward-models with `--features cuda` (build.rs
-# embeds the PTX; the launch code, the GPU model and the GPU tests compile) and run the GPU-free
-# checks. nvcc comes from PyPI into .venv-cuda: NVIDIA's CUDA 12 wheels
+# Warnings are errors. Then build ward-kernels, ward-models and the ward binary with
+# `--features cuda` (build.rs embeds the PTX; the launch code, the GPU model, `--gpu` and the
+# GPU tests compile) and run the GPU-free checks. nvcc comes from PyPI into .venv-cuda: NVIDIA's CUDA 12 wheels
 # (nvidia-cuda-nvcc-cu12) hold only ptxas, so this uses the CUDA 13.0 wheels, which carry nvcc
 # itself (13.0 is the oldest, for the widest range of drivers: 580 and later).
 #
@@ -39,5 +39,5 @@ for cu in "$root"/kernels/cuda/*.cu; do
 done
 [ "$status" -eq 0 ] || exit "$status"
 cd "$root"
-NVCC="$nvcc" cargo clippy --quiet -p ward-kernels -p ward-models --features cuda --tests -- -D warnings
+NVCC="$nvcc" cargo clippy --quiet -p ward-kernels -p ward-models -p ward --features cuda --tests -- -D warnings
 NVCC="$nvcc" cargo test --quiet -p ward-kernels --features cuda --lib cuda 2>&1 | grep -E "^test result"

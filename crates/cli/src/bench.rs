@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// Print one JSON line instead of text.
     #[arg(long)]
     json: bool,
+    /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
+    #[arg(long, value_name = "ORDINAL")]
+    gpu: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -47,7 +50,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         "--prompt-tokens, --gen-tokens and --batch must be > 0"
     );
     crate::set_threads(a.threads);
-    let lm = crate::run::load(a.model.as_deref())?;
+    let lm = crate::run::load(a.model.as_deref(), crate::run::device(a.gpu))?;
     // Ordinary vocabulary tokens drawn with a fixed seed, as llama-bench does with random ids.
     let vocab = lm.tokenizer.vocab();
     let normal: Vec<u32> = (0..vocab.len() as u32)

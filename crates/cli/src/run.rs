@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use ward_engine::{generate, GenerateParams, SamplingParams};
 use ward_models::registry::resolve_model;
-use ward_models::{ChatMessage, LoadedModel};
+use ward_models::{ChatMessage, Device, LoadedModel};
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -43,17 +43,29 @@ pub struct RunArgs {
     /// Threads for the model's maths (default: one per physical core).
     #[arg(long)]
     threads: Option<usize>,
+    /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
+    #[arg(long, value_name = "ORDINAL")]
+    gpu: Option<usize>,
 }
 
-pub fn load(model: Option<&str>) -> anyhow::Result<LoadedModel> {
+/// `--gpu N`: the device a command runs its model on.
+pub fn device(gpu: Option<usize>) -> Device {
+    gpu.map_or(Device::Cpu, Device::Cuda)
+}
+
+pub fn load(model: Option<&str>, device: Device) -> anyhow::Result<LoadedModel> {
     let resolved = resolve_model(model)?;
     eprintln!(
-        "ward: loading {} from {}",
+        "ward: loading {} from {} ({device:?})",
         resolved.name,
         resolved.path.display()
     );
-    LoadedModel::load(&resolved.path, resolved.template_override.as_deref())
-        .with_context(|| format!("loading {}", resolved.path.display()))
+    LoadedModel::load_on(
+        &resolved.path,
+        resolved.template_override.as_deref(),
+        device,
+    )
+    .with_context(|| format!("loading {}", resolved.path.display()))
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
@@ -69,7 +81,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(a.max_tokens > 0, "--max-tokens must be > 0");
     crate::set_threads(a.threads);
-    let lm = load(a.model.as_deref())?;
+    let lm = load(a.model.as_deref(), device(a.gpu))?;
     let prompt = if a.chat {
         lm.chat_prompt(&[ChatMessage::new("user", &a.prompt)])?
     } else {

@@ -79,6 +79,9 @@ pub struct ServeArgs {
     /// Rotate the audit log (to PATH.1, PATH.2, …, one chain) when it reaches this size.
     #[arg(long, env = "WARD_AUDIT_MAX_MB", default_value_t = 256)]
     audit_max_mb: u64,
+    /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
+    #[arg(long, env = "WARD_GPU", value_name = "ORDINAL")]
+    gpu: Option<usize>,
     /// Serve only a model file whose sha256 is pinned in models/registry.toml.
     #[arg(long, env = "WARD_STRICT_MODELS")]
     strict_models: bool,
@@ -160,9 +163,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(model = %resolved.name, %url, "hashing and loading the model; /health answers meanwhile");
         let name = resolved.name.clone();
         let strict = a.strict_models;
+        let device = crate::run::device(a.gpu);
         let load = tokio::task::spawn_blocking(move || {
             let sha256 = verify_model(&resolved, strict)?;
-            let lm = LoadedModel::load(&resolved.path, resolved.template_override.as_deref())
+            let lm = LoadedModel::load_on(&resolved.path, resolved.template_override.as_deref(), device)
                 .with_context(|| format!("loading {}", resolved.path.display()))?;
             let engine = EngineHandle::start(lm, &resolved.name, engine_config)
                 .context("starting the engine")?;

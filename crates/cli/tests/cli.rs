@@ -102,6 +102,14 @@ fn bad_inputs_give_clear_errors() {
         text(&o.stderr).contains("unknown model")
             && text(&o.stderr).contains("smollm2-135m-instruct")
     );
+    // The default build has no CUDA, and says so.
+    let o = ward(&["run", "--gpu", "0", "--prompt", "x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o.stderr).contains("no CUDA support"),
+        "{}",
+        text(&o.stderr)
+    );
 }
 
 #[test]

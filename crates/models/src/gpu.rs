@@ -9,7 +9,7 @@
 //! read once per step for all its tokens (dp4a GEMV). Not yet: a dense GEMM for long prompts,
 //! Gemma 3 (q/k norms, extra norms, sliding windows), and a CUDA graph per decode step.
 
-use std::path::Path;
+use std::sync::Mutex;
 
 use cudarc::driver::{CudaSlice, DriverError};
 use half::f16;
@@ -18,8 +18,11 @@ use ward_kernels::cuda::{AttentionShape, Gpu, MMVQ_MAX_TOKENS};
 use ward_kernels::quant::WeightType;
 use ward_kernels::rope::{Rope, RopeLayout};
 
+use crate::arch::{check_batch, BatchItem, CausalLm, Logits};
+use crate::cache::KvPool;
 use crate::gguf::{GgufError, GgufFile};
 use crate::hparams::{Arch, HParams};
+use crate::workspace::{sized, Workspace};
 use crate::ModelError;
 
 /// A weight matrix on the device, in its file format.
@@ -55,19 +58,9 @@ pub struct GpuLlama {
     kv_blocks: usize,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum GpuError {
-    #[error(transparent)]
-    Model(#[from] ModelError),
-    #[error("CUDA: {0}")]
-    Driver(#[from] DriverError),
-    #[error("the GPU path runs llama models only so far; this is {0:?}")]
-    Architecture(Arch),
-}
-
-impl From<GgufError> for GpuError {
-    fn from(e: GgufError) -> GpuError {
-        GpuError::Model(e.into())
+impl From<DriverError> for ModelError {
+    fn from(e: DriverError) -> ModelError {
+        ModelError::Gpu(format!("CUDA: {e}"))
     }
 }
 
@@ -77,7 +70,7 @@ fn upload_matrix(
     name: &str,
     cols: usize,
     rows: usize,
-) -> Result<Matrix, GpuError> {
+) -> Result<Matrix, ModelError> {
     let info = gguf
         .tensor_info(name)
         .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
@@ -108,7 +101,7 @@ fn upload_vector(
     gguf: &GgufFile,
     name: &str,
     len: usize,
-) -> Result<CudaSlice<f32>, GpuError> {
+) -> Result<CudaSlice<f32>, ModelError> {
     let info = gguf
         .tensor_info(name)
         .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
@@ -152,11 +145,13 @@ fn q8_1_bytes(values: usize) -> usize {
 
 impl GpuLlama {
     /// Load a llama GGUF onto GPU `ordinal`, with a KV pool of `kv_blocks` blocks per layer.
-    pub fn load(path: &Path, ordinal: usize, kv_blocks: usize) -> Result<GpuLlama, GpuError> {
-        let gguf = GgufFile::open(path)?;
-        let hp = HParams::from_gguf(&gguf)?;
+    pub fn load(gguf: &GgufFile, ordinal: usize, kv_blocks: usize) -> Result<GpuLlama, ModelError> {
+        let hp = HParams::from_gguf(gguf)?;
         if hp.arch != Arch::Llama {
-            return Err(GpuError::Architecture(hp.arch));
+            return Err(ModelError::Gpu(format!(
+                "the GPU path runs llama models only so far; this one is {:?}",
+                hp.arch
+            )));
         }
         let gpu = Gpu::new(ordinal)?;
         let (d, kv, ff) = (hp.n_embd, hp.n_head_kv * hp.head_dim, hp.n_ff);
@@ -166,45 +161,69 @@ impl GpuLlama {
             .and_then(|t| t.dims.get(1).copied())
             .ok_or_else(|| GgufError::MissingTensor("token_embd.weight".into()))?
             as usize;
-        let embed = upload_matrix(&gpu, &gguf, "token_embd.weight", d, vocab)?;
+        let embed = upload_matrix(&gpu, gguf, "token_embd.weight", d, vocab)?;
         let output = match gguf.tensor_info("output.weight") {
-            Some(_) => Some(upload_matrix(&gpu, &gguf, "output.weight", d, vocab)?),
+            Some(_) => Some(upload_matrix(&gpu, gguf, "output.weight", d, vocab)?),
             None => None,
         };
-        let out_norm = upload_vector(&gpu, &gguf, "output_norm.weight", d)?;
+        let out_norm = upload_vector(&gpu, gguf, "output_norm.weight", d)?;
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
             layers.push(Layer {
-                attn_norm: upload_vector(&gpu, &gguf, &n("attn_norm"), d)?,
-                q: upload_matrix(&gpu, &gguf, &n("attn_q"), d, q_dim)?,
-                k: upload_matrix(&gpu, &gguf, &n("attn_k"), d, kv)?,
-                v: upload_matrix(&gpu, &gguf, &n("attn_v"), d, kv)?,
-                o: upload_matrix(&gpu, &gguf, &n("attn_output"), q_dim, d)?,
-                ffn_norm: upload_vector(&gpu, &gguf, &n("ffn_norm"), d)?,
-                gate: upload_matrix(&gpu, &gguf, &n("ffn_gate"), d, ff)?,
-                up: upload_matrix(&gpu, &gguf, &n("ffn_up"), d, ff)?,
-                down: upload_matrix(&gpu, &gguf, &n("ffn_down"), ff, d)?,
+                attn_norm: upload_vector(&gpu, gguf, &n("attn_norm"), d)?,
+                q: upload_matrix(&gpu, gguf, &n("attn_q"), d, q_dim)?,
+                k: upload_matrix(&gpu, gguf, &n("attn_k"), d, kv)?,
+                v: upload_matrix(&gpu, gguf, &n("attn_v"), d, kv)?,
+                o: upload_matrix(&gpu, gguf, &n("attn_output"), q_dim, d)?,
+                ffn_norm: upload_vector(&gpu, gguf, &n("ffn_norm"), d)?,
+                gate: upload_matrix(&gpu, gguf, &n("ffn_gate"), d, ff)?,
+                up: upload_matrix(&gpu, gguf, &n("ffn_up"), d, ff)?,
+                down: upload_matrix(&gpu, gguf, &n("ffn_down"), ff, d)?,
             });
         }
-        let pool_len = kv_blocks * hp.n_head_kv * KV_BLOCK * hp.head_dim;
-        let mut k_pool = Vec::with_capacity(hp.n_layer);
-        let mut v_pool = Vec::with_capacity(hp.n_layer);
-        for _ in 0..hp.n_layer {
-            k_pool.push(gpu.stream.alloc_zeros::<f16>(pool_len)?);
-            v_pool.push(gpu.stream.alloc_zeros::<f16>(pool_len)?);
-        }
-        Ok(GpuLlama {
+        let mut model = GpuLlama {
             gpu,
             hp,
             embed,
             layers,
             out_norm,
             output,
-            k_pool,
-            v_pool,
-            kv_blocks,
-        })
+            k_pool: Vec::new(),
+            v_pool: Vec::new(),
+            kv_blocks: 0,
+        };
+        model.ensure_pool(kv_blocks)?;
+        Ok(model)
+    }
+
+    /// Give the device KV pool at least `kv_blocks` blocks per layer, keeping what it holds
+    /// (blocks are the outermost dimension, so the old pool is a prefix of the new).
+    pub fn ensure_pool(&mut self, kv_blocks: usize) -> Result<(), ModelError> {
+        if kv_blocks <= self.kv_blocks {
+            return Ok(());
+        }
+        let hp = &self.hp;
+        let pool_len = kv_blocks * hp.n_head_kv * KV_BLOCK * hp.head_dim;
+        let s = self.gpu.stream.clone();
+        let grow = |old: &mut Vec<CudaSlice<f16>>| -> Result<(), DriverError> {
+            for il in 0..hp.n_layer {
+                let mut new = s.alloc_zeros::<f16>(pool_len)?;
+                if let Some(prev) = old.get(il) {
+                    s.memcpy_dtod(prev, &mut new.slice_mut(..prev.len()))?;
+                }
+                if il < old.len() {
+                    old[il] = new;
+                } else {
+                    old.push(new);
+                }
+            }
+            Ok(())
+        };
+        grow(&mut self.k_pool)?;
+        grow(&mut self.v_pool)?;
+        self.kv_blocks = kv_blocks;
+        Ok(())
     }
 
     pub fn n_vocab(&self) -> usize {
@@ -254,7 +273,7 @@ impl GpuLlama {
         tokens: &[u32],
         positions: &[usize],
         tables: &[&[u32]],
-    ) -> Result<Vec<f32>, GpuError> {
+    ) -> Result<Vec<f32>, ModelError> {
         let n = tokens.len();
         assert!(n > 0 && n <= MMVQ_MAX_TOKENS && positions.len() == n && tables.len() == n);
         let vocab = self.n_vocab();
@@ -262,8 +281,7 @@ impl GpuLlama {
             return Err(ModelError::TokenOutOfRange {
                 token: bad,
                 n_vocab: vocab,
-            }
-            .into());
+            });
         }
         let block_len = KV_BLOCK;
         let max_blocks = tables.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
@@ -274,8 +292,7 @@ impl GpuLlama {
                     positions: positions[i] + 1,
                     blocks: t.len(),
                     pool: self.kv_blocks,
-                }
-                .into());
+                });
             }
         }
         let hp = self.hp.clone();
@@ -375,5 +392,87 @@ impl GpuLlama {
         let output = self.output.as_ref().unwrap_or(&self.embed);
         self.matmul(output, &b.xq, &mut b.logits, n)?;
         Ok(s.clone_dtoh(&b.logits)?)
+    }
+}
+
+/// [`GpuLlama`] behind the [`CausalLm`] interface the engine drives: the engine's block tables
+/// index the device pool (the host pool it also allocates is never written, so its zeroed
+/// pages are never touched), and a batch runs 8 tokens a step.
+pub struct GpuModel {
+    hp: HParams,
+    n_vocab: usize,
+    inner: Mutex<GpuLlama>,
+}
+
+impl GpuModel {
+    pub fn load(gguf: &GgufFile, ordinal: usize) -> Result<GpuModel, ModelError> {
+        let inner = GpuLlama::load(gguf, ordinal, 0)?;
+        Ok(GpuModel {
+            hp: inner.hp.clone(),
+            n_vocab: inner.n_vocab(),
+            inner: Mutex::new(inner),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GpuLlama> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl CausalLm for GpuModel {
+    fn hparams(&self) -> &HParams {
+        &self.hp
+    }
+
+    fn n_vocab(&self) -> usize {
+        self.n_vocab
+    }
+
+    fn new_pool(&self, n_blocks: usize) -> KvPool {
+        // Out of device memory here is reported by the first step, which tries again.
+        let _ = self.lock().ensure_pool(n_blocks);
+        let hp = &self.hp;
+        KvPool::new(hp.n_layer, hp.n_head_kv, hp.head_dim, n_blocks)
+    }
+
+    fn forward_batch<'w>(
+        &self,
+        batch: &mut [BatchItem<'_>],
+        pool: &mut KvPool,
+        ws: &'w mut Workspace,
+    ) -> Result<Logits<'w>, ModelError> {
+        let mut gpu = self.lock();
+        gpu.ensure_pool(pool.n_blocks())?;
+        check_batch(batch, pool.n_blocks().min(gpu.kv_blocks))?;
+        // Every token with its position and its sequence's blocks, and whether it wants logits.
+        let mut work: Vec<(u32, usize, usize, bool)> = Vec::new();
+        for (i, item) in batch.iter().enumerate() {
+            let (n, wanted) = (item.tokens.len(), item.n_logits.min(item.tokens.len()));
+            for (j, &t) in item.tokens.iter().enumerate() {
+                work.push((t, item.seq.len() + j, i, j >= n - wanted));
+            }
+        }
+        let n_rows = work.iter().filter(|w| w.3).count();
+        let data = sized(&mut ws.logits, n_rows * self.n_vocab);
+        let mut row = 0;
+        for group in work.chunks(MMVQ_MAX_TOKENS) {
+            let tokens: Vec<u32> = group.iter().map(|w| w.0).collect();
+            let positions: Vec<usize> = group.iter().map(|w| w.1).collect();
+            let tables: Vec<&[u32]> = group.iter().map(|w| &batch[w.2].seq.blocks[..]).collect();
+            let logits = gpu.step(&tokens, &positions, &tables)?;
+            for (w, l) in group.iter().zip(logits.chunks_exact(self.n_vocab)) {
+                if w.3 {
+                    data[row * self.n_vocab..][..self.n_vocab].copy_from_slice(l);
+                    row += 1;
+                }
+            }
+        }
+        for item in batch.iter_mut() {
+            item.seq.advance(item.tokens.len());
+        }
+        Ok(Logits {
+            n_vocab: self.n_vocab,
+            data,
+        })
     }
 }

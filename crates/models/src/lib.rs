@@ -64,6 +64,17 @@ pub enum ModelError {
     },
     #[error("tensor {name:?}: {reason}")]
     BadTensor { name: String, reason: String },
+    /// The GPU failed, or cannot run this model.
+    #[error("GPU: {0}")]
+    Gpu(String),
+}
+
+/// Where a model runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    /// An NVIDIA GPU, by ordinal (builds with the `cuda` feature).
+    Cuda(usize),
 }
 
 /// A model ready to run: weights, tokenizer and chat template, from one GGUF file.
@@ -76,11 +87,31 @@ pub struct LoadedModel {
 }
 
 impl LoadedModel {
-    /// Load `path`; `template_override` (Jinja source) replaces the file's own chat template.
+    /// Load `path` for the CPU; `template_override` (Jinja source) replaces the file's own
+    /// chat template.
     pub fn load(path: &Path, template_override: Option<&str>) -> Result<LoadedModel, ModelError> {
+        LoadedModel::load_on(path, template_override, Device::Cpu)
+    }
+
+    /// Load `path` to run on `device`.
+    pub fn load_on(
+        path: &Path,
+        template_override: Option<&str>,
+        device: Device,
+    ) -> Result<LoadedModel, ModelError> {
         let gguf = gguf::GgufFile::open(path)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
-        let model = arch::load(&gguf)?;
+        let model: Box<dyn CausalLm> = match device {
+            Device::Cpu => arch::load(&gguf)?,
+            #[cfg(feature = "cuda")]
+            Device::Cuda(ordinal) => Box::new(gpu::GpuModel::load(&gguf, ordinal)?),
+            #[cfg(not(feature = "cuda"))]
+            Device::Cuda(_) => {
+                return Err(ModelError::Gpu(
+                    "this build of Ward has no CUDA support (build with --features cuda)".into(),
+                ))
+            }
+        };
         if tokenizer.vocab().len() != model.n_vocab() {
             return Err(gguf::GgufError::InvalidValue {
                 key: "tokenizer.ggml.tokens".into(),

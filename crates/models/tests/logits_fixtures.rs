@@ -181,8 +181,10 @@ fn gemma3_teacher_forced_matches_llama_cpp() {
 #[cfg(feature = "cuda")]
 #[test]
 fn smollm2_on_the_gpu_matches_llama_cpp() {
+    use ward_models::gguf::GgufFile;
     use ward_models::gpu::GpuLlama;
-    let mut gpu = GpuLlama::load(&model_path(SMOLLM2), 0, 64).unwrap();
+    let gguf = GgufFile::open(&model_path(SMOLLM2)).unwrap();
+    let mut gpu = GpuLlama::load(&gguf, 0, 64).unwrap();
     let forward = move |tokens: &[u32], n: usize| {
         let table: Vec<u32> = (0..64).collect();
         let mut rows = Vec::new();
@@ -193,6 +195,30 @@ fn smollm2_on_the_gpu_matches_llama_cpp() {
             rows.extend(logits.chunks_exact(gpu.n_vocab()).map(<[f32]>::to_vec));
         }
         rows.split_off(tokens.len() - n)
+    };
+    check_with(SMOLLM2, "logits-smollm2.json", 1.0, 0.25, forward);
+}
+
+/// The GPU model behind the engine's interface (`CausalLm`, batches of any size, a cache that
+/// grows), held to the same oracle.
+#[cfg(feature = "cuda")]
+#[test]
+fn smollm2_gpu_model_through_causal_lm_matches_llama_cpp() {
+    use ward_models::Device;
+    let lm = LoadedModel::load_on(&model_path(SMOLLM2), None, Device::Cuda(0)).unwrap();
+    let mut ws = Workspace::default();
+    let forward = move |tokens: &[u32], n: usize| {
+        let mut cache = lm.model.new_cache(tokens.len());
+        // In two calls, so the cache (and the device pool) grows between them.
+        let half = tokens.len() - n;
+        lm.model
+            .forward(&tokens[..half], &mut cache, 0, &mut ws)
+            .unwrap();
+        let logits = lm
+            .model
+            .forward(&tokens[half..], &mut cache, n, &mut ws)
+            .unwrap();
+        (0..n).map(|i| logits.row(i).to_vec()).collect()
     };
     check_with(SMOLLM2, "logits-smollm2.json", 1.0, 0.25, forward);
 }

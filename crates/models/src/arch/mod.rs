@@ -114,6 +114,33 @@ impl BatchItem<'_> {
     }
 }
 
+/// Check that every item has tokens that fit its context and its blocks (all inside a pool of
+/// `pool_blocks`), before anything is computed.
+pub fn check_batch(batch: &[BatchItem<'_>], pool_blocks: usize) -> Result<(), ModelError> {
+    for item in batch {
+        let seq = &item.seq;
+        if item.tokens.is_empty() {
+            return Err(ModelError::EmptyInput);
+        }
+        let end = seq.len() + item.tokens.len();
+        if end > seq.max_len() {
+            return Err(ModelError::ContextFull {
+                have: seq.len(),
+                adding: item.tokens.len(),
+                max: seq.max_len(),
+            });
+        }
+        if end > seq.capacity() || seq.blocks.iter().any(|&b| b as usize >= pool_blocks) {
+            return Err(ModelError::KvBlocks {
+                positions: end,
+                blocks: seq.blocks.len(),
+                pool: pool_blocks,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Load the architecture named by `general.architecture`.
 pub fn load(gguf: &GgufFile) -> Result<Box<dyn CausalLm>, ModelError> {
     let hp = HParams::from_gguf(gguf)?;
@@ -164,27 +191,7 @@ impl Head {
         pool: &KvPool,
         x: &mut Vec<f32>,
     ) -> Result<(), ModelError> {
-        for item in batch {
-            let seq = &item.seq;
-            if item.tokens.is_empty() {
-                return Err(ModelError::EmptyInput);
-            }
-            let end = seq.len() + item.tokens.len();
-            if end > seq.max_len() {
-                return Err(ModelError::ContextFull {
-                    have: seq.len(),
-                    adding: item.tokens.len(),
-                    max: seq.max_len(),
-                });
-            }
-            if end > seq.capacity() || seq.blocks.iter().any(|&b| b as usize >= pool.n_blocks()) {
-                return Err(ModelError::KvBlocks {
-                    positions: end,
-                    blocks: seq.blocks.len(),
-                    pool: pool.n_blocks(),
-                });
-            }
-        }
+        check_batch(batch, pool.n_blocks())?;
         let d = self.embed.dim;
         let n_tok: usize = batch.iter().map(|i| i.tokens.len()).sum();
         let mut rest = sized(x, n_tok * d);
