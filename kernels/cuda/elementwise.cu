@@ -1,5 +1,6 @@
-// Small element-wise kernels of a forward pass: the residual add, f32 → f16, and writing new
-// keys or values into the paged f16 KV pool (blocks of 64 positions, [kv_head][position][dim]).
+// Small element-wise kernels of a forward pass: the residual add, scaling (Gemma's embeddings),
+// f32 → f16, and writing new keys or values into the paged f16 KV pool (blocks of 64
+// positions, [kv_head][position][dim]).
 #include <cuda_fp16.h>
 #include <stdint.h>
 
@@ -23,4 +24,9 @@ extern "C" __global__ void kv_write(const float* __restrict__ rows, const int* _
     const int t = (int)(i / ((long long)head_dim * n_kv_head));
     const long long block = slots[t] / 64, offset = slots[t] % 64;
     pool[((block * n_kv_head + h) * 64 + offset) * head_dim + d] = __float2half_rn(rows[i]);
+}
+
+extern "C" __global__ void scale_f32(float* __restrict__ x, float s, long long n) {
+    const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) x[i] *= s;
 }

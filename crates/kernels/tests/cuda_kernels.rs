@@ -384,4 +384,7 @@ fn kv_write_and_add_place_values_where_the_cpu_layout_has_them() {
         .unwrap();
     let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| x + y).collect();
     assert_close(&gpu.stream.clone_dtoh(&da).unwrap(), &want, 0.0, "add");
+    gpu.scale(&mut da, 2.5).unwrap();
+    let want: Vec<f32> = want.iter().map(|v| v * 2.5).collect();
+    assert_close(&gpu.stream.clone_dtoh(&da).unwrap(), &want, 0.0, "scale");
 }

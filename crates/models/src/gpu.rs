@@ -1,13 +1,14 @@
-//! Llama-architecture models on an NVIDIA GPU (the `cuda` feature), on Ward's own CUDA kernels
-//! (`ward_kernels::cuda`). The weights go to the device in their GGUF blocks; the KV cache is a
-//! device pool laid out as the CPU's (blocks of 64 positions), so the engine's block manager
-//! and prefix cache can drive it unchanged.
+//! Llama and Gemma 3 models on an NVIDIA GPU (the `cuda` feature), on Ward's own CUDA kernels
+//! (`ward_kernels::cuda`), computing what `arch/llama.rs` and `arch/gemma3.rs` compute on the
+//! CPU. The weights go to the device in their GGUF blocks; the KV cache is a device pool laid
+//! out as the CPU's (blocks of 64 positions), so the engine's block manager and prefix cache
+//! drive it unchanged.
 //!
 //! A step runs up to 8 tokens, each with its own sequence position and block table: decode
 //! steps of up to 8 sequences, or a prompt read 8 tokens at a time (each token attends to the
 //! positions up to its own, so one query per token gives the causal mask). Every matrix is
-//! read once per step for all its tokens (dp4a GEMV). Not yet: a dense GEMM for long prompts,
-//! Gemma 3 (q/k norms, extra norms, sliding windows), and a CUDA graph per decode step.
+//! read once per step for all its tokens (dp4a GEMV). Not yet: a dense GEMM for long prompts
+//! and a CUDA graph per decode step.
 
 use std::sync::Mutex;
 
@@ -22,6 +23,7 @@ use crate::arch::{check_batch, BatchItem, CausalLm, Logits};
 use crate::cache::KvPool;
 use crate::gguf::{GgufError, GgufFile};
 use crate::hparams::{Arch, HParams};
+use crate::weights::WeightLoader;
 use crate::workspace::{sized, Workspace};
 use crate::ModelError;
 
@@ -43,9 +45,16 @@ struct Layer {
     gate: Matrix,
     up: Matrix,
     down: Matrix,
+    /// Gemma 3: per-head RMSNorm of queries and keys.
+    qk_norm: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
+    /// Gemma 3: norms of the attention and FFN outputs before they join the residual.
+    post_norms: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
+    rope: Rope,
+    /// Sliding window (0: global attention).
+    window: usize,
 }
 
-pub struct GpuLlama {
+pub struct GpuDecoder {
     gpu: Gpu,
     pub hp: HParams,
     embed: Matrix,
@@ -96,28 +105,14 @@ fn upload_matrix(
     })
 }
 
+/// A vector (norm weights) as floats, in whatever format the file stores it.
 fn upload_vector(
     gpu: &Gpu,
     gguf: &GgufFile,
     name: &str,
     len: usize,
 ) -> Result<CudaSlice<f32>, ModelError> {
-    let info = gguf
-        .tensor_info(name)
-        .ok_or_else(|| GgufError::MissingTensor(name.to_string()))?;
-    if info.dims != [len as u64] || info.ggml_type.name != "F32" {
-        return Err(GgufError::WrongShape {
-            name: name.into(),
-            expected: vec![len as u64],
-            found: info.dims.clone(),
-        }
-        .into());
-    }
-    let values: Vec<f32> = gguf
-        .tensor_bytes(info)
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
+    let values = WeightLoader { gguf }.f32_vec(name, len)?;
     Ok(gpu.stream.clone_htod(&values)?)
 }
 
@@ -129,6 +124,9 @@ struct Scratch {
     q: CudaSlice<f32>,
     k: CudaSlice<f32>,
     v: CudaSlice<f32>,
+    /// Gemma's normed queries and keys.
+    qn: CudaSlice<f32>,
+    kn: CudaSlice<f32>,
     attn: CudaSlice<f32>,
     attn_q: CudaSlice<u8>,
     out: CudaSlice<f32>,
@@ -143,16 +141,16 @@ fn q8_1_bytes(values: usize) -> usize {
     values / 32 * 36
 }
 
-impl GpuLlama {
-    /// Load a llama GGUF onto GPU `ordinal`, with a KV pool of `kv_blocks` blocks per layer.
-    pub fn load(gguf: &GgufFile, ordinal: usize, kv_blocks: usize) -> Result<GpuLlama, ModelError> {
+impl GpuDecoder {
+    /// Load a llama or gemma3 GGUF onto GPU `ordinal`, with a KV pool of `kv_blocks` blocks
+    /// per layer.
+    pub fn load(
+        gguf: &GgufFile,
+        ordinal: usize,
+        kv_blocks: usize,
+    ) -> Result<GpuDecoder, ModelError> {
         let hp = HParams::from_gguf(gguf)?;
-        if hp.arch != Arch::Llama {
-            return Err(ModelError::Gpu(format!(
-                "the GPU path runs llama models only so far; this one is {:?}",
-                hp.arch
-            )));
-        }
+        let gemma = hp.arch == Arch::Gemma3;
         let gpu = Gpu::new(ordinal)?;
         let (d, kv, ff) = (hp.n_embd, hp.n_head_kv * hp.head_dim, hp.n_ff);
         let q_dim = hp.n_head * hp.head_dim;
@@ -170,19 +168,55 @@ impl GpuLlama {
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
+            let vector = |s: &str, len| upload_vector(&gpu, gguf, &n(s), len);
+            let matrix = |s: &str, cols, rows| upload_matrix(&gpu, gguf, &n(s), cols, rows);
+            let window = hp.layer_window(il);
+            let (qk_norm, post_norms) = if gemma {
+                (
+                    Some((
+                        vector("attn_q_norm", hp.head_dim)?,
+                        vector("attn_k_norm", hp.head_dim)?,
+                    )),
+                    Some((
+                        vector("post_attention_norm", d)?,
+                        vector("post_ffw_norm", d)?,
+                    )),
+                )
+            } else {
+                (None, None)
+            };
             layers.push(Layer {
-                attn_norm: upload_vector(&gpu, gguf, &n("attn_norm"), d)?,
-                q: upload_matrix(&gpu, gguf, &n("attn_q"), d, q_dim)?,
-                k: upload_matrix(&gpu, gguf, &n("attn_k"), d, kv)?,
-                v: upload_matrix(&gpu, gguf, &n("attn_v"), d, kv)?,
-                o: upload_matrix(&gpu, gguf, &n("attn_output"), q_dim, d)?,
-                ffn_norm: upload_vector(&gpu, gguf, &n("ffn_norm"), d)?,
-                gate: upload_matrix(&gpu, gguf, &n("ffn_gate"), d, ff)?,
-                up: upload_matrix(&gpu, gguf, &n("ffn_up"), d, ff)?,
-                down: upload_matrix(&gpu, gguf, &n("ffn_down"), ff, d)?,
+                attn_norm: vector("attn_norm", d)?,
+                q: matrix("attn_q", d, q_dim)?,
+                k: matrix("attn_k", d, kv)?,
+                v: matrix("attn_v", d, kv)?,
+                o: matrix("attn_output", q_dim, d)?,
+                ffn_norm: vector("ffn_norm", d)?,
+                gate: matrix("ffn_gate", d, ff)?,
+                up: matrix("ffn_up", d, ff)?,
+                down: matrix("ffn_down", ff, d)?,
+                qk_norm,
+                post_norms,
+                // As the CPU's `Attention::load`.
+                rope: Rope {
+                    head_dim: hp.head_dim,
+                    rope_dim: hp.rope_dim,
+                    base: hp.layer_rope_base(il),
+                    freq_scale: if window.is_some() {
+                        1.0
+                    } else {
+                        hp.rope_freq_scale
+                    },
+                    layout: if gemma {
+                        RopeLayout::Halves
+                    } else {
+                        RopeLayout::Interleaved
+                    },
+                },
+                window: window.unwrap_or(0),
             });
         }
-        let mut model = GpuLlama {
+        let mut model = GpuDecoder {
             gpu,
             hp,
             embed,
@@ -245,6 +279,8 @@ impl GpuLlama {
             q: s.alloc_zeros(n * q_dim)?,
             k: s.alloc_zeros(n * kv)?,
             v: s.alloc_zeros(n * kv)?,
+            qn: s.alloc_zeros(n * q_dim)?,
+            kn: s.alloc_zeros(n * kv)?,
             attn: s.alloc_zeros(n * q_dim)?,
             attn_q: s.alloc_zeros(q8_1_bytes(n * q_dim))?,
             out: s.alloc_zeros(n * d)?,
@@ -253,6 +289,25 @@ impl GpuLlama {
             ff_q: s.alloc_zeros(q8_1_bytes(n * hp.n_ff))?,
             logits: s.alloc_zeros(n * self.n_vocab())?,
         })
+    }
+
+    /// `x += out`, through the block's post-norm first where the model has one (Gemma 3);
+    /// `tmp` is scratch of `x`'s size.
+    fn add_residual(
+        &self,
+        x: &mut CudaSlice<f32>,
+        out: &CudaSlice<f32>,
+        tmp: &mut CudaSlice<f32>,
+        post_norm: Option<&CudaSlice<f32>>,
+        n: usize,
+    ) -> Result<(), DriverError> {
+        match post_norm {
+            Some(w) => {
+                self.gpu.rms_norm(out, w, tmp, n, self.hp.rms_eps)?;
+                self.gpu.add(x, tmp)
+            }
+            None => self.gpu.add(x, out),
+        }
     }
 
     fn matmul(
@@ -322,69 +377,61 @@ impl GpuLlama {
         let (d, q_dim) = (hp.n_embd, hp.n_head * hp.head_dim);
         self.gpu
             .get_rows(self.embed.ty, &self.embed.bytes, &d_ids, &mut b.x, n, d)?;
-        let rope = Rope {
-            head_dim: hp.head_dim,
-            rope_dim: hp.rope_dim,
-            base: hp.rope_base,
-            freq_scale: hp.rope_freq_scale,
-            layout: RopeLayout::Interleaved,
-        };
-        let shape = AttentionShape {
-            sequences: n,
-            n_head: hp.n_head,
-            n_kv_head: hp.n_head_kv,
-            head_dim: hp.head_dim,
-            max_blocks,
-            max_len: positions.iter().max().map_or(1, |p| p + 1),
-            window: 0,
-            scale: hp.attn_scale,
-        };
+        let gemma = hp.arch == Arch::Gemma3;
+        if gemma {
+            self.gpu.scale(&mut b.x, (d as f32).sqrt())?;
+        }
+        let max_len = positions.iter().max().map_or(1, |p| p + 1);
         for (il, l) in self.layers.iter().enumerate() {
+            let shape = AttentionShape {
+                sequences: n,
+                n_head: hp.n_head,
+                n_kv_head: hp.n_head_kv,
+                head_dim: hp.head_dim,
+                max_blocks,
+                max_len,
+                window: l.window,
+                scale: hp.attn_scale,
+            };
+            let post = l.post_norms.as_ref();
             self.gpu
                 .rms_norm(&b.x, &l.attn_norm, &mut b.normed, n, hp.rms_eps)?;
             self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
             self.matmul(&l.q, &b.xq, &mut b.q, n)?;
             self.matmul(&l.k, &b.xq, &mut b.k, n)?;
             self.matmul(&l.v, &b.xq, &mut b.v, n)?;
-            self.gpu.rope(&rope, &mut b.q, &d_pos, n, hp.n_head)?;
-            self.gpu.rope(&rope, &mut b.k, &d_pos, n, hp.n_head_kv)?;
-            self.gpu.kv_write(
-                &b.k,
-                &d_slots,
-                &mut self.k_pool[il],
-                n,
-                hp.n_head_kv,
-                hp.head_dim,
-            )?;
-            self.gpu.kv_write(
-                &b.v,
-                &d_slots,
-                &mut self.v_pool[il],
-                n,
-                hp.n_head_kv,
-                hp.head_dim,
-            )?;
-            self.gpu.attention_decode(
-                &shape,
-                &b.q,
-                &self.k_pool[il],
-                &self.v_pool[il],
-                &d_table,
-                &d_lens,
-                &mut b.attn,
-            )?;
+            let (q, k) = match &l.qk_norm {
+                Some((qn, kn)) => {
+                    self.gpu
+                        .rms_norm(&b.q, qn, &mut b.qn, n * hp.n_head, hp.rms_eps)?;
+                    self.gpu
+                        .rms_norm(&b.k, kn, &mut b.kn, n * hp.n_head_kv, hp.rms_eps)?;
+                    (&mut b.qn, &mut b.kn)
+                }
+                None => (&mut b.q, &mut b.k),
+            };
+            self.gpu.rope(&l.rope, q, &d_pos, n, hp.n_head)?;
+            self.gpu.rope(&l.rope, k, &d_pos, n, hp.n_head_kv)?;
+            let (hkv, hd) = (hp.n_head_kv, hp.head_dim);
+            self.gpu
+                .kv_write(k, &d_slots, &mut self.k_pool[il], n, hkv, hd)?;
+            self.gpu
+                .kv_write(&b.v, &d_slots, &mut self.v_pool[il], n, hkv, hd)?;
+            let (kp, vp) = (&self.k_pool[il], &self.v_pool[il]);
+            self.gpu
+                .attention_decode(&shape, q, kp, vp, &d_table, &d_lens, &mut b.attn)?;
             self.gpu.quantize_q8_1(&b.attn, &mut b.attn_q, n * q_dim)?;
             self.matmul(&l.o, &b.attn_q, &mut b.out, n)?;
-            self.gpu.add(&mut b.x, &b.out)?;
+            self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.0), n)?;
             self.gpu
                 .rms_norm(&b.x, &l.ffn_norm, &mut b.normed, n, hp.rms_eps)?;
             self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
             self.matmul(&l.gate, &b.xq, &mut b.gate, n)?;
             self.matmul(&l.up, &b.xq, &mut b.up, n)?;
-            self.gpu.gated_activation(false, &mut b.gate, &b.up)?;
+            self.gpu.gated_activation(gemma, &mut b.gate, &b.up)?;
             self.gpu.quantize_q8_1(&b.gate, &mut b.ff_q, n * hp.n_ff)?;
             self.matmul(&l.down, &b.ff_q, &mut b.out, n)?;
-            self.gpu.add(&mut b.x, &b.out)?;
+            self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.1), n)?;
         }
         self.gpu
             .rms_norm(&b.x, &self.out_norm, &mut b.normed, n, hp.rms_eps)?;
@@ -395,18 +442,18 @@ impl GpuLlama {
     }
 }
 
-/// [`GpuLlama`] behind the [`CausalLm`] interface the engine drives: the engine's block tables
+/// [`GpuDecoder`] behind the [`CausalLm`] interface the engine drives: the engine's block tables
 /// index the device pool (the host pool it also allocates is never written, so its zeroed
 /// pages are never touched), and a batch runs 8 tokens a step.
 pub struct GpuModel {
     hp: HParams,
     n_vocab: usize,
-    inner: Mutex<GpuLlama>,
+    inner: Mutex<GpuDecoder>,
 }
 
 impl GpuModel {
     pub fn load(gguf: &GgufFile, ordinal: usize) -> Result<GpuModel, ModelError> {
-        let inner = GpuLlama::load(gguf, ordinal, 0)?;
+        let inner = GpuDecoder::load(gguf, ordinal, 0)?;
         Ok(GpuModel {
             hp: inner.hp.clone(),
             n_vocab: inner.n_vocab(),
@@ -414,7 +461,7 @@ impl GpuModel {
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, GpuLlama> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, GpuDecoder> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

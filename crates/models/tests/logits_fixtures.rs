@@ -182,9 +182,9 @@ fn gemma3_teacher_forced_matches_llama_cpp() {
 #[test]
 fn smollm2_on_the_gpu_matches_llama_cpp() {
     use ward_models::gguf::GgufFile;
-    use ward_models::gpu::GpuLlama;
+    use ward_models::gpu::GpuDecoder;
     let gguf = GgufFile::open(&model_path(SMOLLM2)).unwrap();
-    let mut gpu = GpuLlama::load(&gguf, 0, 64).unwrap();
+    let mut gpu = GpuDecoder::load(&gguf, 0, 64).unwrap();
     let forward = move |tokens: &[u32], n: usize| {
         let table: Vec<u32> = (0..64).collect();
         let mut rows = Vec::new();
@@ -221,4 +221,19 @@ fn smollm2_gpu_model_through_causal_lm_matches_llama_cpp() {
         (0..n).map(|i| logits.row(i).to_vec()).collect()
     };
     check_with(SMOLLM2, "logits-smollm2.json", 1.0, 0.25, forward);
+}
+
+/// Gemma 3 on the GPU (q/k norms, post-norms, GeGLU, sliding windows past 600 tokens).
+#[cfg(feature = "cuda")]
+#[test]
+fn gemma3_on_the_gpu_matches_llama_cpp() {
+    use ward_models::Device;
+    let lm = LoadedModel::load_on(&model_path(GEMMA3), None, Device::Cuda(0)).unwrap();
+    let mut ws = Workspace::default();
+    let forward = move |tokens: &[u32], n: usize| {
+        let mut cache = lm.model.new_cache(tokens.len());
+        let logits = lm.model.forward(tokens, &mut cache, n, &mut ws).unwrap();
+        (0..n).map(|i| logits.row(i).to_vec()).collect()
+    };
+    check_with(GEMMA3, "logits-gemma3.json", 1.8, 0.3, forward);
 }

@@ -238,6 +238,22 @@ impl Gpu {
         Ok(())
     }
 
+    /// `x *= s`, element by element.
+    pub fn scale(&self, x: &mut CudaSlice<f32>, s: f32) -> Result<(), DriverError> {
+        let (len, n) = (x.len(), x.len() as i64);
+        let f = self.function("scale_f32");
+        // SAFETY: one thread per element of `x`.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(x)
+                .arg(&s)
+                .arg(&n)
+                .launch(grid(len.div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
     /// Write `tokens` rows of keys or values (`[token][n_kv_head][head_dim]`, f32) into the
     /// f16 pool at `slots` (block · 64 + offset of each token's position).
     pub fn kv_write(
