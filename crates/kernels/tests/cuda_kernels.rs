@@ -4,6 +4,9 @@
 //! GQA ratios 1, 3, 4 and 8.
 #![cfg(feature = "cuda")]
 
+mod common;
+
+use common::{random_weights, Rng};
 use half::f16;
 use ward_kernels::activation::Activation;
 use ward_kernels::cuda::{AttentionShape, Gpu};
@@ -15,51 +18,6 @@ use ward_kernels::rope::{Rope, RopeLayout};
 
 fn gpu() -> Gpu {
     Gpu::new(0).expect("these tests need an NVIDIA GPU and its driver")
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n).map(|_| self.unit()).collect()
-    }
-}
-
-fn f16_fields(ty: WeightType) -> &'static [usize] {
-    use WeightType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q6_K => &[208],
-        F32 | F16 | BF16 => &[],
-    }
-}
-
-fn random_weights(ty: WeightType, rows: usize, cols: usize, rng: &mut Rng) -> Vec<u8> {
-    let mut w = vec![0u8; rows * ty.row_bytes(cols).unwrap()];
-    for block in w.chunks_exact_mut(ty.block_bytes()) {
-        block.iter_mut().for_each(|b| *b = rng.next() as u8);
-        for (i, &at) in f16_fields(ty).iter().enumerate() {
-            let v = if i == 0 {
-                0.001 + 0.01 * rng.unit().abs()
-            } else {
-                0.01 * rng.unit()
-            };
-            block[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
-        }
-    }
-    w
 }
 
 fn assert_close(got: &[f32], want: &[f32], tol: f32, what: &str) {
@@ -241,8 +199,12 @@ fn paged_decode_attention_matches_plain_softmax_attention() {
             *t = (total_blocks - 1 - i) as i32;
         }
         let pool_len = total_blocks * n_kv_head * 64 * head_dim;
-        let k: Vec<f16> = (0..pool_len).map(|_| f16::from_f32(rng.unit())).collect();
-        let v: Vec<f16> = (0..pool_len).map(|_| f16::from_f32(rng.unit())).collect();
+        let k: Vec<f16> = (0..pool_len)
+            .map(|_| f16::from_f32(rng.normal_ish()))
+            .collect();
+        let v: Vec<f16> = (0..pool_len)
+            .map(|_| f16::from_f32(rng.normal_ish()))
+            .collect();
         let q = rng.vec(sequences * n_head * head_dim);
         let scale = 1.0 / (head_dim as f32).sqrt();
         let row = |s: usize, p: usize, kvh: usize| {

@@ -4,44 +4,21 @@
 //! host_vecdot.cpp` with the system's C++ compiler (`$CXX`, else `c++`) and runs it on cases
 //! it writes (weights, Q8_1 activations, and each sub-block's reference dot product).
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::Command;
+
+use common::{random_weights, Rng};
 
 use ward_kernels::quant::{
     dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
 };
 
-/// Offsets of each type's f16 scale fields (random bits there could be NaN or huge).
-fn f16_fields(ty: WeightType) -> &'static [usize] {
-    use WeightType::*;
-    match ty {
-        Q4_0 | Q5_0 | Q8_0 => &[0],
-        Q4_1 | Q5_1 | Q4_K | Q5_K => &[0, 2],
-        Q2_K => &[80, 82],
-        Q3_K => &[108],
-        Q6_K => &[208],
-        F32 | F16 | BF16 => &[],
-    }
-}
-
 fn ggml_id(ty: WeightType) -> u32 {
     (0..64)
         .find(|&i| WeightType::from_ggml_id(i) == Some(ty))
         .unwrap()
-}
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
 }
 
 #[test]
@@ -55,25 +32,8 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
             let cols = blocks * ty.block_len();
             let rows = 3;
             let row_bytes = ty.row_bytes(cols).unwrap();
-            let mut w = vec![0u8; rows * row_bytes];
-            for chunk in w.chunks_exact_mut(ty.block_bytes()) {
-                chunk.iter_mut().for_each(|b| *b = rng.next() as u8);
-                for (i, &at) in f16_fields(ty).iter().enumerate() {
-                    let v = if i == 0 {
-                        0.001 + 0.01 * rng.unit().abs()
-                    } else {
-                        0.01 * rng.unit()
-                    };
-                    chunk[at..at + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
-                }
-                if ty == Q8_0 {
-                    chunk[2..]
-                        .iter_mut()
-                        .filter(|q| **q == 0x80)
-                        .for_each(|q| *q = 0x81);
-                }
-            }
-            let x: Vec<f32> = (0..cols).map(|_| rng.unit()).collect();
+            let w = random_weights(ty, rows, cols, &mut rng);
+            let x = rng.vec(cols);
             let mut xq = Vec::new();
             quantize_activations(ActivationType::Q8_1, &x, &mut xq);
             let mut xd = vec![0f32; cols];
