@@ -15,53 +15,42 @@ WARD_FN int xsum(const uint8_t* xq) {
     return s;
 }
 
+// Σ q·x over a legacy block's 32 quants against the activations' int8 values: byte i of `qs`
+// holds values i (low nibble) and i + 16 (high); bit i of `qh` (Q5 types; 0 for Q4) is value
+// i's fifth bit.
+WARD_FN int sum_legacy(const uint8_t* qs, uint32_t qh, const uint8_t* xq) {
+    int sumi = 0;
+    for (int i = 0; i < 4; ++i) {
+        const int v = load_b2(qs, i);
+        sumi = dp4a((v & 0x0F0F0F0F) | spread_bit4(qh >> (4 * i)), load_b4(xq, i), sumi);
+        sumi = dp4a(((v >> 4) & 0x0F0F0F0F) | spread_bit4(qh >> (4 * i + 16)), load_b4(xq, i + 4), sumi);
+    }
+    return sumi;
+}
+
 WARD_FN float vdot_q4_0(const uint8_t* row, int sb, const block_q8_1* x) {
     const block_q4_0* b = (const block_q4_0*)row + sb;
     const uint8_t* xq = (const uint8_t*)x->qs;
-    int sumi = 0;
-    for (int i = 0; i < 4; ++i) {  // byte i holds values i (low nibble) and i + 16 (high)
-        const int v = load_b2(b->qs, i);
-        sumi = dp4a(v & 0x0F0F0F0F, load_b4(xq, i), sumi);
-        sumi = dp4a((v >> 4) & 0x0F0F0F0F, load_b4(xq, i + 4), sumi);
-    }
-    return h2f(b->d) * h2f(x->d) * (float)(sumi - 8 * xsum(xq));
+    return h2f(b->d) * h2f(x->d) * (float)(sum_legacy(b->qs, 0, xq) - 8 * xsum(xq));
 }
 
 WARD_FN float vdot_q4_1(const uint8_t* row, int sb, const block_q8_1* x) {
     const block_q4_1* b = (const block_q4_1*)row + sb;
     const uint8_t* xq = (const uint8_t*)x->qs;
-    int sumi = 0;
-    for (int i = 0; i < 4; ++i) {
-        const int v = load_b2(b->qs, i);
-        sumi = dp4a(v & 0x0F0F0F0F, load_b4(xq, i), sumi);
-        sumi = dp4a((v >> 4) & 0x0F0F0F0F, load_b4(xq, i + 4), sumi);
-    }
-    return h2f(x->d) * (h2f(b->d) * (float)sumi + h2f(b->m) * (float)xsum(xq));
+    return h2f(x->d) * (h2f(b->d) * (float)sum_legacy(b->qs, 0, xq) + h2f(b->m) * (float)xsum(xq));
 }
 
 WARD_FN float vdot_q5_0(const uint8_t* row, int sb, const block_q8_1* x) {
     const block_q5_0* b = (const block_q5_0*)row + sb;
     const uint8_t* xq = (const uint8_t*)x->qs;
-    const uint32_t qh = (uint32_t)load_b2(b->qh, 0);
-    int sumi = 0;
-    for (int i = 0; i < 4; ++i) {
-        const int v = load_b2(b->qs, i);
-        sumi = dp4a((v & 0x0F0F0F0F) | spread_bit4(qh >> (4 * i)), load_b4(xq, i), sumi);
-        sumi = dp4a(((v >> 4) & 0x0F0F0F0F) | spread_bit4(qh >> (4 * i + 16)), load_b4(xq, i + 4), sumi);
-    }
+    const int sumi = sum_legacy(b->qs, (uint32_t)load_b2(b->qh, 0), xq);
     return h2f(b->d) * h2f(x->d) * (float)(sumi - 16 * xsum(xq));
 }
 
 WARD_FN float vdot_q5_1(const uint8_t* row, int sb, const block_q8_1* x) {
     const block_q5_1* b = (const block_q5_1*)row + sb;
     const uint8_t* xq = (const uint8_t*)x->qs;
-    const uint32_t qh = (uint32_t)load_b2(b->qh, 0);
-    int sumi = 0;
-    for (int i = 0; i < 4; ++i) {
-        const int v = load_b2(b->qs, i);
-        sumi = dp4a((v & 0x0F0F0F0F) | spread_bit4(qh >> (4 * i)), load_b4(xq, i), sumi);
-        sumi = dp4a(((v >> 4) & 0x0F0F0F0F) | spread_bit4(qh >> (4 * i + 16)), load_b4(xq, i + 4), sumi);
-    }
+    const int sumi = sum_legacy(b->qs, (uint32_t)load_b2(b->qh, 0), xq);
     return h2f(x->d) * (h2f(b->d) * (float)sumi + h2f(b->m) * (float)xsum(xq));
 }
 
