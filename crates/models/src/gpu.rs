@@ -165,6 +165,11 @@ impl GpuDecoder {
             None => None,
         };
         let out_norm = upload_vector(&gpu, gguf, "output_norm.weight", d)?;
+        let layout = if gemma {
+            RopeLayout::Halves
+        } else {
+            RopeLayout::Interleaved
+        };
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
@@ -197,22 +202,7 @@ impl GpuDecoder {
                 down: matrix("ffn_down", ff, d)?,
                 qk_norm,
                 post_norms,
-                // As the CPU's `Attention::load`.
-                rope: Rope {
-                    head_dim: hp.head_dim,
-                    rope_dim: hp.rope_dim,
-                    base: hp.layer_rope_base(il),
-                    freq_scale: if window.is_some() {
-                        1.0
-                    } else {
-                        hp.rope_freq_scale
-                    },
-                    layout: if gemma {
-                        RopeLayout::Halves
-                    } else {
-                        RopeLayout::Interleaved
-                    },
-                },
+                rope: hp.layer_rope(il, layout),
                 window: window.unwrap_or(0),
             });
         }

@@ -1,5 +1,7 @@
 //! Typed, validated hyper-parameters, parsed once from GGUF metadata.
 
+use ward_kernels::rope::{Rope, RopeLayout};
+
 use crate::gguf::{GgufError, GgufFile};
 
 /// The architectures Ward implements (one file each under `arch/`).
@@ -58,11 +60,20 @@ impl HParams {
             .map(|w| w.size)
     }
 
-    pub fn layer_rope_base(&self, il: usize) -> f32 {
-        if self.layer_window(il).is_some() {
-            self.rope_base_local
-        } else {
-            self.rope_base
+    /// Layer `il`'s rotary embedding: sliding-window layers use the local base and no position
+    /// scaling.
+    pub fn layer_rope(&self, il: usize, layout: RopeLayout) -> Rope {
+        let local = self.layer_window(il).is_some();
+        Rope {
+            head_dim: self.head_dim,
+            rope_dim: self.rope_dim,
+            base: if local {
+                self.rope_base_local
+            } else {
+                self.rope_base
+            },
+            freq_scale: if local { 1.0 } else { self.rope_freq_scale },
+            layout,
         }
     }
 

@@ -58,17 +58,7 @@ impl Attention {
                 scale: hp.attn_scale,
                 window,
             },
-            rope: Rope {
-                head_dim: hd,
-                rope_dim: hp.rope_dim,
-                base: hp.layer_rope_base(il),
-                freq_scale: if window.is_some() {
-                    1.0
-                } else {
-                    hp.rope_freq_scale
-                },
-                layout: rope_layout,
-            },
+            rope: hp.layer_rope(il, rope_layout),
             eps: hp.rms_eps,
         })
     }
