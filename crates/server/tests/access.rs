@@ -9,7 +9,6 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use serde_json::{json, Value};
-use tower::ServiceExt;
 use ward_server::{router, sha256_hex, App, AuditLog, Keys, ServerConfig};
 
 const LAB_KEY: &str = "ward-lab-key";
@@ -45,22 +44,8 @@ async fn call(
     if let Some(key) = key {
         request = request.header("authorization", format!("Bearer {key}"));
     }
-    let response = router(app.clone())
-        .oneshot(request.body(Body::from(body.to_string())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
-        .await
-        .unwrap();
-    let text = String::from_utf8(bytes.to_vec()).unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value, headers)
+    let request = request.body(Body::from(body.to_string())).unwrap();
+    send_request(router(app.clone()), request).await
 }
 
 #[tokio::test]

@@ -109,6 +109,15 @@ pub async fn send(
         .header("content-type", "application/json")
         .body(Body::from(body.to_string()))
         .unwrap();
+    send_request(app, request).await
+}
+
+/// Send `request` through the router: the status, the body as JSON (or as a string when it is
+/// not JSON) and the headers.
+pub async fn send_request(
+    app: axum::Router,
+    request: Request<Body>,
+) -> (StatusCode, Value, Vec<(String, String)>) {
     let response = app.oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response
