@@ -137,29 +137,23 @@ impl Metrics {
                 "ward_requests_total{{service=\"{service}\",model=\"{model}\",route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
-        header(
-            w,
-            "ward_prompt_tokens_total",
-            "counter",
-            "Prompt tokens of generation requests.",
-        );
-        for ((service, model), n) in &m.prompt_tokens {
-            let _ = writeln!(
-                w,
-                "ward_prompt_tokens_total{{service=\"{service}\",model=\"{model}\"}} {n}"
-            );
-        }
-        header(
-            w,
-            "ward_generated_tokens_total",
-            "counter",
-            "Tokens generated.",
-        );
-        for ((service, model), n) in &m.generated_tokens {
-            let _ = writeln!(
-                w,
-                "ward_generated_tokens_total{{service=\"{service}\",model=\"{model}\"}} {n}"
-            );
+        let token_counters = [
+            (
+                "ward_prompt_tokens_total",
+                "Prompt tokens of generation requests.",
+                &m.prompt_tokens,
+            ),
+            (
+                "ward_generated_tokens_total",
+                "Tokens generated.",
+                &m.generated_tokens,
+            ),
+        ];
+        for (name, help, by_service_model) in token_counters {
+            header(w, name, "counter", help);
+            for ((service, model), n) in by_service_model {
+                let _ = writeln!(w, "{name}{{service=\"{service}\",model=\"{model}\"}} {n}");
+            }
         }
         let histograms = [
             (
