@@ -133,7 +133,6 @@ struct Scratch {
     gate: CudaSlice<f32>,
     up: CudaSlice<f32>,
     ff_q: CudaSlice<u8>,
-    logits: CudaSlice<f32>,
 }
 
 /// Bytes of Q8_1 activations for `values` values.
@@ -277,7 +276,6 @@ impl GpuDecoder {
             gate: s.alloc_zeros(n * hp.n_ff)?,
             up: s.alloc_zeros(n * hp.n_ff)?,
             ff_q: s.alloc_zeros(q8_1_bytes(n * hp.n_ff))?,
-            logits: s.alloc_zeros(n * self.n_vocab())?,
         })
     }
 
@@ -312,12 +310,14 @@ impl GpuDecoder {
 
     /// One step over `tokens` (at most 8): token `i` sits at position `positions[i]` of the
     /// sequence whose KV blocks are `tables[i]` (in order; they must cover that position).
-    /// Returns each token's logits, `[token][vocab]`.
+    /// Returns each token's logits, `[token][vocab]`, or nothing when `logits` is false (a
+    /// prompt chunk whose tokens only fill the cache skips the output projection).
     pub fn step(
         &mut self,
         tokens: &[u32],
         positions: &[usize],
         tables: &[&[u32]],
+        logits: bool,
     ) -> Result<Vec<f32>, ModelError> {
         let n = tokens.len();
         assert!(n > 0 && n <= MMVQ_MAX_TOKENS && positions.len() == n && tables.len() == n);
@@ -423,12 +423,16 @@ impl GpuDecoder {
             self.matmul(&l.down, &b.ff_q, &mut b.out, n)?;
             self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.1), n)?;
         }
+        if !logits {
+            return Ok(Vec::new());
+        }
         self.gpu
             .rms_norm(&b.x, &self.out_norm, &mut b.normed, n, hp.rms_eps)?;
         self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
         let output = self.output.as_ref().unwrap_or(&self.embed);
-        self.matmul(output, &b.xq, &mut b.logits, n)?;
-        Ok(s.clone_dtoh(&b.logits)?)
+        let mut out = s.alloc_zeros(n * self.n_vocab())?;
+        self.matmul(output, &b.xq, &mut out, n)?;
+        Ok(s.clone_dtoh(&out)?)
     }
 }
 
@@ -496,7 +500,8 @@ impl CausalLm for GpuModel {
             let tokens: Vec<u32> = group.iter().map(|w| w.0).collect();
             let positions: Vec<usize> = group.iter().map(|w| w.1).collect();
             let tables: Vec<&[u32]> = group.iter().map(|w| &batch[w.2].seq.blocks[..]).collect();
-            let logits = gpu.step(&tokens, &positions, &tables)?;
+            let any = group.iter().any(|w| w.3);
+            let logits = gpu.step(&tokens, &positions, &tables, any)?;
             for (w, l) in group.iter().zip(logits.chunks_exact(self.n_vocab)) {
                 if w.3 {
                     data[row * self.n_vocab..][..self.n_vocab].copy_from_slice(l);

@@ -191,7 +191,7 @@ fn smollm2_on_the_gpu_matches_llama_cpp() {
         for (c, chunk) in tokens.chunks(8).enumerate() {
             let positions: Vec<usize> = (0..chunk.len()).map(|i| c * 8 + i).collect();
             let tables = vec![&table[..]; chunk.len()];
-            let logits = gpu.step(chunk, &positions, &tables).unwrap();
+            let logits = gpu.step(chunk, &positions, &tables, true).unwrap();
             rows.extend(logits.chunks_exact(gpu.n_vocab()).map(<[f32]>::to_vec));
         }
         rows.split_off(tokens.len() - n)
