@@ -136,24 +136,29 @@ impl Writer {
 /// rotated file if `path` is empty or missing) and the file's size. A torn last line is closed
 /// with a newline so the next entry starts a line of its own.
 fn recover(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut prev = match rotated(path).last() {
-        Some((_, older)) => last_whole_line(older)?.unwrap_or_else(|| GENESIS.into()),
-        None => GENESIS.into(),
+    let size = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
     };
-    let Ok(meta) = std::fs::metadata(path) else {
-        return Ok((prev, 0));
+    let mut prev = if size > 0 {
+        last_whole_line(path)?
+    } else {
+        None
     };
-    if let Some(hash) = last_whole_line(path)? {
-        prev = hash;
+    // The chain goes on from the newest rotated file only when this one holds no entry yet.
+    if prev.is_none() {
+        if let Some((_, older)) = rotated(path).last() {
+            prev = last_whole_line(older)?;
+        }
     }
-    let mut size = meta.len();
+    let prev = prev.unwrap_or_else(|| GENESIS.into());
     if size > 0 && !ends_with_newline(path)? {
         OpenOptions::new()
             .append(true)
             .open(path)?
             .write_all(b"\n")?;
-        size += 1;
         tracing::warn!(path = %path.display(), "audit log: closed a torn last line left by a crash");
+        return Ok((prev, size + 1));
     }
     Ok((prev, size))
 }
