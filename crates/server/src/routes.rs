@@ -37,14 +37,15 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// The served model's name, if the caller may use it: 403 otherwise, and 404 for a name that
-/// is not served. `requested` is the body's `model` (`None`: the served one).
+/// Whether the caller may use the model it names (`requested`, the body's `model`; `None`: the
+/// served one): 403 if its key does not allow it, 404 if it is not the one served. Records the
+/// model in the request's ledger.
 pub(crate) fn check_model(
     app: &App,
     caller: &Caller,
     ledger: &Ledger,
     requested: Option<&str>,
-) -> Result<String, ApiError> {
+) -> Result<(), ApiError> {
     let served = &app.engine()?.info().id;
     let name = requested.unwrap_or(served);
     if caller.0.as_ref().is_some_and(|s| !s.may_use(name)) {
@@ -54,7 +55,7 @@ pub(crate) fn check_model(
         return Err(ApiError::model_not_found(name, served));
     }
     ledger.with(|r| r.model = Some(served.clone()));
-    Ok(served.clone())
+    Ok(())
 }
 
 fn model_object(app: &App) -> Result<Value, ApiError> {
