@@ -1,60 +1,73 @@
 // Quantized matrix × vector for 1–8 tokens (decode and small batches): y[t][row] = W[row]·x[t].
 // W is a GGUF weight matrix in its file format (rows of blocks), x the tokens' activations in
-// Q8_1 (quantize.cu). One CUDA block of 128 threads per output row: the row's 32-value
-// sub-blocks are dealt round-robin to the threads, each thread multiplies its sub-blocks with
-// every token's activations (the weights are read once for all tokens), and the partial sums
-// are added in a fixed order. Kernels are named mmvq_<type>_<tokens>.
-#include "include/reduce.cuh"
+// Q8_1 (quantize.cu). One CUDA block of 128 threads per output row: thread i takes sub-blocks
+// i, i + 128, …, decodes each once and multiplies it with every token's activations (the
+// weights are read once for all tokens); the values are added in the canonical order
+// (include/vecdot.cuh), which gives the same bits as mmq.cu. Kernels are mmvq_<type>_<tokens>.
 #include "include/vecdot.cuh"
 
 #define MMVQ_THREADS 128
+#define MMVQ_CHUNKS (MMVQ_THREADS / CHUNK_SUB_BLOCKS)  // chunks one pass of the threads covers
 
-template <vdot_fn VDOT, int NTOK>
+template <decode_fn DECODE, int NTOK>
 __device__ __forceinline__ void mmvq(const uint8_t* __restrict__ w, const block_q8_1* __restrict__ x,
                                      float* __restrict__ y, int sub_blocks, long long row_bytes, int rows) {
     const int row = blockIdx.x;
     const uint8_t* wr = w + (long long)row * row_bytes;
-    float acc[NTOK];
+    const int lane = threadIdx.x % 32, chunk_lane = lane % CHUNK_SUB_BLOCKS;
+    __shared__ float chunk_sums[NTOK][MMVQ_CHUNKS];
+    float total = 0.0f;  // thread t < NTOK: token t's sum of the chunks so far
+    for (int base = 0; base < sub_blocks; base += MMVQ_THREADS) {
+        const int sb = base + threadIdx.x, first = sb - chunk_lane;  // `first`: the chunk's first
+        float v[NTOK];
+        if (sb < sub_blocks) {
+            int q[8];
+            wscale ws;
+            DECODE(wr, sb, q, &ws);
 #pragma unroll
-    for (int t = 0; t < NTOK; ++t) acc[t] = 0.0f;
-    for (int sb = threadIdx.x; sb < sub_blocks; sb += MMVQ_THREADS) {
+            for (int t = 0; t < NTOK; ++t) v[t] = vdot(q, ws, x + (long long)t * sub_blocks + sb);
+        } else {
 #pragma unroll
-        for (int t = 0; t < NTOK; ++t) acc[t] += VDOT(wr, sb, x + (long long)t * sub_blocks + sb);
-    }
-    __shared__ float partial[NTOK][MMVQ_THREADS / 32];
-    const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+            for (int t = 0; t < NTOK; ++t) v[t] = 0.0f;
+        }
+        // Each chunk's 8 values, in order, into its first lane.
 #pragma unroll
-    for (int t = 0; t < NTOK; ++t) {
-        const float v = warp_sum(acc[t]);
-        if (lane == 0) partial[t][warp] = v;
+        for (int t = 0; t < NTOK; ++t) {
+            float sum = 0.0f;
+            for (int j = 0; j < CHUNK_SUB_BLOCKS; ++j) {
+                const float o = __shfl_sync(0xffffffff, v[t], j, CHUNK_SUB_BLOCKS);
+                if (first + j < sub_blocks) sum = fadd(sum, o);
+            }
+            if (chunk_lane == 0) chunk_sums[t][threadIdx.x / CHUNK_SUB_BLOCKS] = sum;
+        }
+        __syncthreads();
+        if (threadIdx.x < NTOK) {
+            for (int c = 0; c < MMVQ_CHUNKS && base + c * CHUNK_SUB_BLOCKS < sub_blocks; ++c)
+                total = fadd(total, chunk_sums[threadIdx.x][c]);
+        }
+        __syncthreads();
     }
-    __syncthreads();
-    if (threadIdx.x < NTOK) {
-        float s = 0.0f;
-        for (int i = 0; i < MMVQ_THREADS / 32; ++i) s += partial[threadIdx.x][i];
-        y[(long long)threadIdx.x * rows + row] = s;
-    }
+    if (threadIdx.x < NTOK) y[(long long)threadIdx.x * rows + row] = total;
 }
 
-#define MMVQ_KERNEL(name, VDOT, N)                                                                  \
+#define MMVQ_KERNEL(name, N)                                                                        \
     extern "C" __global__ void __launch_bounds__(MMVQ_THREADS)                                      \
         mmvq_##name##_##N(const uint8_t* w, const block_q8_1* x, float* y, int sub_blocks,          \
                           long long row_bytes, int rows) {                                          \
-        mmvq<VDOT, N>(w, x, y, sub_blocks, row_bytes, rows);                                        \
+        mmvq<decode_##name, N>(w, x, y, sub_blocks, row_bytes, rows);                               \
     }
 
-#define MMVQ_TYPE(name, VDOT)                                                                       \
-    MMVQ_KERNEL(name, VDOT, 1) MMVQ_KERNEL(name, VDOT, 2) MMVQ_KERNEL(name, VDOT, 3)                \
-    MMVQ_KERNEL(name, VDOT, 4) MMVQ_KERNEL(name, VDOT, 5) MMVQ_KERNEL(name, VDOT, 6)                \
-    MMVQ_KERNEL(name, VDOT, 7) MMVQ_KERNEL(name, VDOT, 8)
+#define MMVQ_TYPE(name)                                                                             \
+    MMVQ_KERNEL(name, 1) MMVQ_KERNEL(name, 2) MMVQ_KERNEL(name, 3) MMVQ_KERNEL(name, 4)             \
+    MMVQ_KERNEL(name, 5) MMVQ_KERNEL(name, 6) MMVQ_KERNEL(name, 7) MMVQ_KERNEL(name, 8)
 
-MMVQ_TYPE(q4_0, vdot_q4_0)
-MMVQ_TYPE(q4_1, vdot_q4_1)
-MMVQ_TYPE(q5_0, vdot_q5_0)
-MMVQ_TYPE(q5_1, vdot_q5_1)
-MMVQ_TYPE(q8_0, vdot_q8_0)
-MMVQ_TYPE(q2_K, vdot_q2_K)
-MMVQ_TYPE(q3_K, vdot_q3_K)
-MMVQ_TYPE(q4_K, vdot_q4_K)
-MMVQ_TYPE(q5_K, vdot_q5_K)
-MMVQ_TYPE(q6_K, vdot_q6_K)
+MMVQ_TYPE(q4_0)
+MMVQ_TYPE(q4_1)
+MMVQ_TYPE(q5_0)
+MMVQ_TYPE(q5_1)
+MMVQ_TYPE(q8_0)
+MMVQ_TYPE(q2_K)
+MMVQ_TYPE(q3_K)
+MMVQ_TYPE(q4_K)
+MMVQ_TYPE(q5_K)
+MMVQ_TYPE(q6_K)

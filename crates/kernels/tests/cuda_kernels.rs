@@ -43,6 +43,43 @@ fn quantize_q8_1_matches_the_cpu_bytes() {
     assert_eq!(gpu.stream.clone_dtoh(&out).unwrap(), want);
 }
 
+/// `y[t][row] = W[row] · x[t]` on the CPU in f64, from the dequantized weights and activations.
+fn cpu_matmul(ty: WeightType, w: &[u8], rows: usize, cols: usize, xq: &[u8], tokens: usize) -> Vec<f32> {
+    let row_bytes = ty.row_bytes(cols).unwrap();
+    let mut xd = vec![0f32; tokens * cols];
+    dequantize_activations(ActivationType::Q8_1, xq, &mut xd);
+    let mut want = vec![0f32; tokens * rows];
+    let mut wd = vec![0f32; cols];
+    for r in 0..rows {
+        dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut wd);
+        for t in 0..tokens {
+            let xt = &xd[t * cols..(t + 1) * cols];
+            want[t * rows + r] = wd
+                .iter()
+                .zip(xt)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum::<f64>() as f32;
+        }
+    }
+    want
+}
+
+/// Random Q8_1 activations for `tokens` tokens of `cols` values.
+fn random_activations(rng: &mut Rng, tokens: usize, cols: usize) -> Vec<u8> {
+    let mut xq = Vec::new();
+    quantize_activations(ActivationType::Q8_1, &rng.vec(tokens * cols), &mut xq);
+    xq
+}
+
+/// `Gpu::matmul` of `tokens` tokens (either kernel, by the count), read back.
+fn gpu_matmul(gpu: &Gpu, ty: WeightType, w: &[u8], rows: usize, cols: usize, xq: &[u8], tokens: usize) -> Vec<f32> {
+    let dw = gpu.stream.clone_htod(w).unwrap();
+    let dx = gpu.stream.clone_htod(xq).unwrap();
+    let mut dy = gpu.stream.alloc_zeros::<f32>(tokens * rows).unwrap();
+    gpu.matmul(ty, &dw, &dx, &mut dy, rows, cols, tokens).unwrap();
+    gpu.stream.clone_dtoh(&dy).unwrap()
+}
+
 #[test]
 fn mmvq_matches_the_cpu_reference_for_every_type_and_token_count() {
     use WeightType::*;
@@ -52,42 +89,44 @@ fn mmvq_matches_the_cpu_reference_for_every_type_and_token_count() {
         for (rows, blocks) in [(1, 1), (7, 3), (33, 9)] {
             let cols = blocks * ty.block_len();
             let w = random_weights(ty, rows, cols, &mut rng);
-            let row_bytes = ty.row_bytes(cols).unwrap();
-            let wd: Vec<Vec<f32>> = (0..rows)
-                .map(|r| {
-                    let mut out = vec![0f32; cols];
-                    dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut out);
-                    out
-                })
-                .collect();
             for tokens in [1, 3, 8] {
-                let x = rng.vec(tokens * cols);
-                let mut xq = Vec::new();
-                quantize_activations(ActivationType::Q8_1, &x, &mut xq);
-                let mut xd = vec![0f32; tokens * cols];
-                dequantize_activations(ActivationType::Q8_1, &xq, &mut xd);
-                let mut want = vec![0f32; tokens * rows];
-                for t in 0..tokens {
-                    for r in 0..rows {
-                        let xt = &xd[t * cols..(t + 1) * cols];
-                        want[t * rows + r] = wd[r]
-                            .iter()
-                            .zip(xt)
-                            .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                            .sum::<f64>() as f32;
-                    }
-                }
-                let dw = gpu.stream.clone_htod(&w).unwrap();
-                let dx = gpu.stream.clone_htod(&xq).unwrap();
-                let mut dy = gpu.stream.alloc_zeros::<f32>(tokens * rows).unwrap();
-                gpu.mmvq(ty, &dw, &dx, &mut dy, rows, cols, tokens).unwrap();
-                let got = gpu.stream.clone_dtoh(&dy).unwrap();
+                let xq = random_activations(&mut rng, tokens, cols);
                 assert_close(
-                    &got,
-                    &want,
+                    &gpu_matmul(&gpu, ty, &w, rows, cols, &xq, tokens),
+                    &cpu_matmul(ty, &w, rows, cols, &xq, tokens),
                     1e-3,
                     &format!("{ty:?} {rows}×{cols} × {tokens} tokens"),
                 );
+            }
+        }
+    }
+}
+
+/// The tensor-core kernel (more than 8 tokens) against the CPU, and bit for bit against the
+/// matrix-vector kernel run 8 tokens at a time: tiles with row and token tails, rows whose
+/// sub-blocks end inside a chunk of 8.
+#[test]
+fn mmq_matches_the_cpu_and_gives_the_bits_of_mmvq_for_every_type() {
+    use WeightType::*;
+    let gpu = gpu();
+    let mut rng = Rng(8);
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        for (rows, blocks) in [(1, 1), (65, 9), (130, 3), (64, 20)] {
+            let cols = blocks * ty.block_len();
+            let w = random_weights(ty, rows, cols, &mut rng);
+            for tokens in [9, 64, 67, 130] {
+                let what = format!("{ty:?} {rows}×{cols} × {tokens} tokens");
+                let xq = random_activations(&mut rng, tokens, cols);
+                let got = gpu_matmul(&gpu, ty, &w, rows, cols, &xq, tokens);
+                assert_close(&got, &cpu_matmul(ty, &w, rows, cols, &xq, tokens), 1e-3, &what);
+                let block = cols / 32 * 36;
+                for (g, group) in xq.chunks(8 * block).enumerate() {
+                    let n = group.len() / block;
+                    let small = gpu_matmul(&gpu, ty, &w, rows, cols, group, n);
+                    let big = &got[g * 8 * rows..][..n * rows];
+                    let same = small.iter().zip(big).all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(same, "{what}: tokens {}.. differ between mmvq and mmq", 8 * g);
+                }
             }
         }
     }
@@ -162,17 +201,51 @@ fn rms_norm_rope_and_activations_match_the_cpu() {
         );
     }
     for (act, gelu) in [(Activation::Silu, false), (Activation::Gelu, true)] {
-        let (g, u) = (rng.vec(1537), rng.vec(1537));
+        let (g, u) = (rng.vec(32 * 49), rng.vec(32 * 49));
         let mut want = g.clone();
         act.apply(&mut want, &u);
-        let mut dg = gpu.stream.clone_htod(&g).unwrap();
-        let du = gpu.stream.clone_htod(&u).unwrap();
-        gpu.gated_activation(gelu, &mut dg, &du).unwrap();
-        assert_close(
-            &gpu.stream.clone_dtoh(&dg).unwrap(),
-            &want,
-            1e-4,
-            &format!("{act:?}"),
+        let (dg, du) = (
+            gpu.stream.clone_htod(&g).unwrap(),
+            gpu.stream.clone_htod(&u).unwrap(),
+        );
+        let mut out = gpu.stream.alloc_zeros::<u8>(49 * 36).unwrap();
+        gpu.gated_activation_q8_1(gelu, &dg, &du, &mut out).unwrap();
+        assert_q8_1_close(&gpu.stream.clone_dtoh(&out).unwrap(), &want, &format!("{act:?}"));
+    }
+}
+
+/// Q8_1 blocks within one quantization step (max|x| / 127 of their block) of `want`.
+fn assert_q8_1_close(blocks: &[u8], want: &[f32], what: &str) {
+    let mut got = vec![0f32; want.len()];
+    dequantize_activations(ActivationType::Q8_1, blocks, &mut got);
+    for (b, (g, w)) in got.chunks(32).zip(want.chunks(32)).enumerate() {
+        let step = w.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        for (i, (g, w)) in g.iter().zip(w).enumerate() {
+            assert!((g - w).abs() <= step + 1e-4, "{what}[{}]: GPU {g}, CPU {w}", 32 * b + i);
+        }
+    }
+}
+
+#[test]
+fn fused_rms_norm_q8_1_gives_the_bytes_of_norm_then_quantize() {
+    let gpu = gpu();
+    let mut rng = Rng(9);
+    for n in [64, 576, 2048] {
+        let (x, w) = (rng.vec(5 * n), rng.vec(n));
+        let (dx, dw) = (
+            gpu.stream.clone_htod(&x).unwrap(),
+            gpu.stream.clone_htod(&w).unwrap(),
+        );
+        let mut normed = gpu.stream.alloc_zeros::<f32>(5 * n).unwrap();
+        gpu.rms_norm(&dx, &dw, &mut normed, 5, 1e-6).unwrap();
+        let mut want = gpu.stream.alloc_zeros::<u8>(5 * n / 32 * 36).unwrap();
+        gpu.quantize_q8_1(&normed, &mut want, 5 * n).unwrap();
+        let mut got = gpu.stream.alloc_zeros::<u8>(5 * n / 32 * 36).unwrap();
+        gpu.rms_norm_q8_1(&dx, &dw, &mut got, 5, 1e-6).unwrap();
+        assert_eq!(
+            gpu.stream.clone_dtoh(&got).unwrap(),
+            gpu.stream.clone_dtoh(&want).unwrap(),
+            "rms_norm_q8_1, rows of {n}"
         );
     }
 }
@@ -277,7 +350,7 @@ fn paged_decode_attention_matches_plain_softmax_attention() {
 }
 
 #[test]
-fn dequantize_and_get_rows_match_the_cpu_for_every_type() {
+fn get_rows_matches_the_cpu_for_every_type() {
     use WeightType::*;
     let gpu = gpu();
     let mut rng = Rng(6);
@@ -287,18 +360,6 @@ fn dequantize_and_get_rows_match_the_cpu_for_every_type() {
         let mut want = vec![0f32; rows * cols];
         dequantize_row(ty, &w, &mut want);
         let dw = gpu.stream.clone_htod(&w).unwrap();
-        let mut out = gpu.stream.alloc_zeros::<f16>(rows * cols).unwrap();
-        gpu.dequantize_f16(ty, &dw, &mut out, rows, cols).unwrap();
-        let got: Vec<f32> = gpu
-            .stream
-            .clone_dtoh(&out)
-            .unwrap()
-            .iter()
-            .map(|v| v.to_f32())
-            .collect();
-        let rounded: Vec<f32> = want.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
-        // f16 rounding of the same floats (the GPU may fuse d·q − m into one FMA).
-        assert_close(&got, &rounded, 1e-3, &format!("dequantize {ty:?}"));
         let ids = [4i32, 0, 4, 2];
         let dids = gpu.stream.clone_htod(&ids).unwrap();
         let mut rows_out = gpu.stream.alloc_zeros::<f32>(ids.len() * cols).unwrap();
@@ -313,30 +374,62 @@ fn dequantize_and_get_rows_match_the_cpu_for_every_type() {
     }
 }
 
+/// Keys rotated on their way into the pool and values beside them, where the CPU layout has
+/// them: both RoPE layouts, and a rotary part shorter than the head (the rest copied).
 #[test]
-fn kv_write_and_add_place_values_where_the_cpu_layout_has_them() {
+fn rope_kv_write_add_and_scale_match_the_cpu() {
     let gpu = gpu();
     let mut rng = Rng(7);
     let (tokens, n_kv_head, head_dim) = (3, 2, 64);
-    let rows = rng.vec(tokens * n_kv_head * head_dim);
     let slots = [5 * 64 + 63, 2 * 64, 7];
-    let mut pool = gpu
-        .stream
-        .alloc_zeros::<f16>(8 * n_kv_head * 64 * head_dim)
+    let pos = [1000i32, 3, 70];
+    for (layout, rope_dim) in [(RopeLayout::Interleaved, 64), (RopeLayout::Halves, 32)] {
+        let rope = Rope {
+            head_dim,
+            rope_dim,
+            base: 10000.0,
+            freq_scale: 0.5,
+            layout,
+        };
+        let (k, v) = (
+            rng.vec(tokens * n_kv_head * head_dim),
+            rng.vec(tokens * n_kv_head * head_dim),
+        );
+        let pool_len = 8 * n_kv_head * 64 * head_dim;
+        let mut k_pool = gpu.stream.alloc_zeros::<f16>(pool_len).unwrap();
+        let mut v_pool = gpu.stream.alloc_zeros::<f16>(pool_len).unwrap();
+        let up = |x: &[i32]| gpu.stream.clone_htod(x).unwrap();
+        let (dk, dv) = (
+            gpu.stream.clone_htod(&k).unwrap(),
+            gpu.stream.clone_htod(&v).unwrap(),
+        );
+        gpu.rope_kv_write(
+            &rope,
+            &dk,
+            &dv,
+            &up(&pos),
+            &up(&slots),
+            (&mut k_pool, &mut v_pool),
+            tokens,
+            n_kv_head,
+        )
         .unwrap();
-    let (drows, dslots) = (
-        gpu.stream.clone_htod(&rows).unwrap(),
-        gpu.stream.clone_htod(&slots).unwrap(),
-    );
-    gpu.kv_write(&drows, &dslots, &mut pool, tokens, n_kv_head, head_dim)
-        .unwrap();
-    let pool = gpu.stream.clone_dtoh(&pool).unwrap();
-    for (t, &slot) in slots.iter().enumerate() {
-        let (block, offset) = (slot as usize / 64, slot as usize % 64);
-        for h in 0..n_kv_head {
-            for d in 0..head_dim {
-                let got = pool[((block * n_kv_head + h) * 64 + offset) * head_dim + d];
-                assert_eq!(got, f16::from_f32(rows[(t * n_kv_head + h) * head_dim + d]));
+        let (k_pool, v_pool) = (
+            gpu.stream.clone_dtoh(&k_pool).unwrap(),
+            gpu.stream.clone_dtoh(&v_pool).unwrap(),
+        );
+        let row = n_kv_head * head_dim;
+        for (t, &slot) in slots.iter().enumerate() {
+            let mut want_k = k[t * row..][..row].to_vec();
+            rope.rotate(&mut want_k, n_kv_head, pos[t] as usize);
+            let (block, offset) = (slot as usize / 64, slot as usize % 64);
+            for h in 0..n_kv_head {
+                for d in 0..head_dim {
+                    let at = ((block * n_kv_head + h) * 64 + offset) * head_dim + d;
+                    let (gk, wk) = (k_pool[at].to_f32(), want_k[h * head_dim + d]);
+                    assert!((gk - wk).abs() <= 2e-3 * (1.0 + wk.abs()), "{layout:?} key t{t} h{h} d{d}: {gk} vs {wk}");
+                    assert_eq!(v_pool[at], f16::from_f32(v[t * row + h * head_dim + d]));
+                }
             }
         }
     }

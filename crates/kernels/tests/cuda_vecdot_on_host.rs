@@ -1,4 +1,4 @@
-//! The CUDA kernels' block decoding (`kernels/cuda/include/vecdot.cuh`, `dequant.cuh`) against
+//! The CUDA kernels' block decoding (`kernels/cuda/include/vecdot.cuh`) against
 //! the CPU reference, on random blocks of every quantized type the GPU path claims, without a GPU:
 //! the header also compiles as plain C++, so this test builds `kernels/cuda/tests/
 //! host_vecdot.cpp` with the system's C++ compiler (`$CXX`, else `c++`) and runs it on cases
@@ -78,7 +78,7 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
     std::fs::write(&file, &cases).unwrap();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let built = Command::new(&cxx)
-        .args(["-O1", "-std=c++14", "-Wall", "-Werror", "-o"])
+        .args(["-O1", "-std=c++14", "-ffp-contract=off", "-Wall", "-Werror", "-o"])
         .arg(&exe)
         .arg(root.join("kernels/cuda/tests/host_vecdot.cpp"))
         .status()

@@ -4,18 +4,21 @@
 //! out as the CPU's (blocks of 64 positions), so the engine's block manager and prefix cache
 //! drive it unchanged.
 //!
-//! A step runs up to 8 tokens, each with its own sequence position and block table: decode
-//! steps of up to 8 sequences, or a prompt read 8 tokens at a time (each token attends to the
-//! positions up to its own, so one query per token gives the causal mask). Every matrix is
-//! read once per step for all its tokens (dp4a GEMV). Not yet: a dense GEMM for long prompts
-//! and a CUDA graph per decode step.
+//! A step runs any number of tokens (the engine's batch, up to [`STEP_TOKENS`]), each with its
+//! own sequence position and block table: decode tokens of many sequences and prompt chunks
+//! together (each token attends to the positions up to its own, so one query per token gives
+//! the causal mask). Every matrix is read once per step for all its tokens: the dp4a
+//! matrix-vector kernel for up to 8 tokens, the int8 tensor-core kernel beyond, which give the
+//! same bits, so a token's logits do not depend on what shares its step. Norms, activations
+//! and RoPE are fused with the quantization or KV write that follows them. Not yet: a CUDA
+//! graph per decode step.
 
 use std::sync::Mutex;
 
 use cudarc::driver::{CudaSlice, DriverError};
 use half::f16;
 use ward_kernels::attention::KV_BLOCK;
-use ward_kernels::cuda::{AttentionShape, Gpu, MMVQ_MAX_TOKENS};
+use ward_kernels::cuda::{AttentionShape, Gpu};
 use ward_kernels::quant::WeightType;
 use ward_kernels::rope::{Rope, RopeLayout};
 
@@ -134,6 +137,9 @@ struct Scratch {
     up: CudaSlice<f32>,
     ff_q: CudaSlice<u8>,
 }
+
+/// Most tokens one step takes (a prompt longer than this is read over several steps).
+pub const STEP_TOKENS: usize = 512;
 
 /// Bytes of Q8_1 activations for `values` values.
 fn q8_1_bytes(values: usize) -> usize {
@@ -305,22 +311,24 @@ impl GpuDecoder {
         y: &mut CudaSlice<f32>,
         n: usize,
     ) -> Result<(), DriverError> {
-        self.gpu.mmvq(m.ty, &m.bytes, xq, y, m.rows, m.cols, n)
+        self.gpu.matmul(m.ty, &m.bytes, xq, y, m.rows, m.cols, n)
     }
 
-    /// One step over `tokens` (at most 8): token `i` sits at position `positions[i]` of the
-    /// sequence whose KV blocks are `tables[i]` (in order; they must cover that position).
-    /// Returns each token's logits, `[token][vocab]`, or nothing when `logits` is false (a
-    /// prompt chunk whose tokens only fill the cache skips the output projection).
+    /// One step over `tokens` (at most [`STEP_TOKENS`]): token `i` sits at position
+    /// `positions[i]` of the sequence whose KV blocks are `tables[i]` (in order; they must cover
+    /// that position). Returns the logits of the tokens `wants_logits` marks, in order,
+    /// `[token][vocab]` (a prompt chunk whose tokens only fill the cache wants none, and skips
+    /// the output projection).
     pub fn step(
         &mut self,
         tokens: &[u32],
         positions: &[usize],
         tables: &[&[u32]],
-        logits: bool,
+        wants_logits: &[bool],
     ) -> Result<Vec<f32>, ModelError> {
         let n = tokens.len();
-        assert!(n > 0 && n <= MMVQ_MAX_TOKENS && positions.len() == n && tables.len() == n);
+        assert!(n > 0 && n <= STEP_TOKENS);
+        assert!(positions.len() == n && tables.len() == n && wants_logits.len() == n);
         let vocab = self.n_vocab();
         if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
             return Err(ModelError::TokenOutOfRange {
@@ -385,8 +393,7 @@ impl GpuDecoder {
             };
             let post = l.post_norms.as_ref();
             self.gpu
-                .rms_norm(&b.x, &l.attn_norm, &mut b.normed, n, hp.rms_eps)?;
-            self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
+                .rms_norm_q8_1(&b.x, &l.attn_norm, &mut b.xq, n, hp.rms_eps)?;
             self.matmul(&l.q, &b.xq, &mut b.q, n)?;
             self.matmul(&l.k, &b.xq, &mut b.k, n)?;
             self.matmul(&l.v, &b.xq, &mut b.v, n)?;
@@ -396,17 +403,14 @@ impl GpuDecoder {
                         .rms_norm(&b.q, qn, &mut b.qn, n * hp.n_head, hp.rms_eps)?;
                     self.gpu
                         .rms_norm(&b.k, kn, &mut b.kn, n * hp.n_head_kv, hp.rms_eps)?;
-                    (&mut b.qn, &mut b.kn)
+                    (&mut b.qn, &b.kn)
                 }
-                None => (&mut b.q, &mut b.k),
+                None => (&mut b.q, &b.k),
             };
             self.gpu.rope(&l.rope, q, &d_pos, n, hp.n_head)?;
-            self.gpu.rope(&l.rope, k, &d_pos, n, hp.n_head_kv)?;
-            let (hkv, hd) = (hp.n_head_kv, hp.head_dim);
+            let pools = (&mut self.k_pool[il], &mut self.v_pool[il]);
             self.gpu
-                .kv_write(k, &d_slots, &mut self.k_pool[il], n, hkv, hd)?;
-            self.gpu
-                .kv_write(&b.v, &d_slots, &mut self.v_pool[il], n, hkv, hd)?;
+                .rope_kv_write(&l.rope, k, &b.v, &d_pos, &d_slots, pools, n, hp.n_head_kv)?;
             let (kp, vp) = (&self.k_pool[il], &self.v_pool[il]);
             self.gpu
                 .attention_decode(&shape, q, kp, vp, &d_table, &d_lens, &mut b.attn)?;
@@ -414,31 +418,42 @@ impl GpuDecoder {
             self.matmul(&l.o, &b.attn_q, &mut b.out, n)?;
             self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.0), n)?;
             self.gpu
-                .rms_norm(&b.x, &l.ffn_norm, &mut b.normed, n, hp.rms_eps)?;
-            self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
+                .rms_norm_q8_1(&b.x, &l.ffn_norm, &mut b.xq, n, hp.rms_eps)?;
             self.matmul(&l.gate, &b.xq, &mut b.gate, n)?;
             self.matmul(&l.up, &b.xq, &mut b.up, n)?;
-            self.gpu.gated_activation(gemma, &mut b.gate, &b.up)?;
-            self.gpu.quantize_q8_1(&b.gate, &mut b.ff_q, n * hp.n_ff)?;
+            self.gpu
+                .gated_activation_q8_1(gemma, &b.gate, &b.up, &mut b.ff_q)?;
             self.matmul(&l.down, &b.ff_q, &mut b.out, n)?;
             self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.1), n)?;
         }
-        if !logits {
+        // The output projection of the wanted tokens only, their rows of the residual stream
+        // gathered first where some are not wanted (a prompt chunk wants at most its last).
+        let wanted: Vec<usize> = (0..n).filter(|&i| wants_logits[i]).collect();
+        if wanted.is_empty() {
             return Ok(Vec::new());
         }
+        let rows = if wanted.len() == n {
+            &b.x
+        } else {
+            for (to, &from) in wanted.iter().enumerate() {
+                let row = b.x.slice(from * d..(from + 1) * d);
+                s.memcpy_dtod(&row, &mut b.normed.slice_mut(to * d..(to + 1) * d))?;
+            }
+            &b.normed
+        };
+        let m = wanted.len();
         self.gpu
-            .rms_norm(&b.x, &self.out_norm, &mut b.normed, n, hp.rms_eps)?;
-        self.gpu.quantize_q8_1(&b.normed, &mut b.xq, n * d)?;
+            .rms_norm_q8_1(rows, &self.out_norm, &mut b.xq, m, hp.rms_eps)?;
         let output = self.output.as_ref().unwrap_or(&self.embed);
-        let mut out = s.alloc_zeros(n * self.n_vocab())?;
-        self.matmul(output, &b.xq, &mut out, n)?;
+        let mut out = s.alloc_zeros(m * vocab)?;
+        self.matmul(output, &b.xq, &mut out, m)?;
         Ok(s.clone_dtoh(&out)?)
     }
 }
 
 /// [`GpuDecoder`] behind the [`CausalLm`] interface the engine drives: the engine's block tables
 /// index the device pool (the host pool it also allocates is never written, so its zeroed
-/// pages are never touched), and a batch runs 8 tokens a step.
+/// pages are never touched), and a batch runs up to [`STEP_TOKENS`] tokens a step.
 pub struct GpuModel {
     hp: HParams,
     n_vocab: usize,
@@ -496,18 +511,14 @@ impl CausalLm for GpuModel {
         let n_rows = work.iter().filter(|w| w.3).count();
         let data = sized(&mut ws.logits, n_rows * self.n_vocab);
         let mut row = 0;
-        for group in work.chunks(MMVQ_MAX_TOKENS) {
+        for group in work.chunks(STEP_TOKENS) {
             let tokens: Vec<u32> = group.iter().map(|w| w.0).collect();
             let positions: Vec<usize> = group.iter().map(|w| w.1).collect();
             let tables: Vec<&[u32]> = group.iter().map(|w| &batch[w.2].seq.blocks[..]).collect();
-            let any = group.iter().any(|w| w.3);
-            let logits = gpu.step(&tokens, &positions, &tables, any)?;
-            for (w, l) in group.iter().zip(logits.chunks_exact(self.n_vocab)) {
-                if w.3 {
-                    data[row * self.n_vocab..][..self.n_vocab].copy_from_slice(l);
-                    row += 1;
-                }
-            }
+            let wants: Vec<bool> = group.iter().map(|w| w.3).collect();
+            let logits = gpu.step(&tokens, &positions, &tables, &wants)?;
+            data[row * self.n_vocab..][..logits.len()].copy_from_slice(&logits);
+            row += logits.len() / self.n_vocab;
         }
         for item in batch.iter_mut() {
             item.seq.advance(item.tokens.len());

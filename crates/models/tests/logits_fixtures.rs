@@ -177,24 +177,36 @@ fn gemma3_teacher_forced_matches_llama_cpp() {
 }
 
 /// The same oracle on the GPU (`cargo test -p ward-models --features cuda --test
-/// logits_fixtures`, on a machine with an NVIDIA GPU): the prompt is read 8 tokens a step.
+/// logits_fixtures`, on a machine with an NVIDIA GPU). Each prompt is read twice, 8 tokens a
+/// step (the matrix-vector kernels) and whole in one step (the tensor-core kernels), into two
+/// halves of the KV pool: every logit must have the same bits both ways (batch invariance).
 #[cfg(feature = "cuda")]
 #[test]
-fn smollm2_on_the_gpu_matches_llama_cpp() {
+fn smollm2_on_the_gpu_matches_llama_cpp_in_steps_of_any_size() {
     use ward_models::gguf::GgufFile;
     use ward_models::gpu::GpuDecoder;
     let gguf = GgufFile::open(&model_path(SMOLLM2)).unwrap();
-    let mut gpu = GpuDecoder::load(&gguf, 0, 64).unwrap();
+    let mut gpu = GpuDecoder::load(&gguf, 0, 128).unwrap();
     let forward = move |tokens: &[u32], n: usize| {
-        let table: Vec<u32> = (0..64).collect();
-        let mut rows = Vec::new();
-        for (c, chunk) in tokens.chunks(8).enumerate() {
-            let positions: Vec<usize> = (0..chunk.len()).map(|i| c * 8 + i).collect();
-            let tables = vec![&table[..]; chunk.len()];
-            let logits = gpu.step(chunk, &positions, &tables, true).unwrap();
-            rows.extend(logits.chunks_exact(gpu.n_vocab()).map(<[f32]>::to_vec));
+        let mut run = |chunk_len: usize, table: &[u32]| {
+            let mut rows = Vec::new();
+            for (c, chunk) in tokens.chunks(chunk_len).enumerate() {
+                let positions: Vec<usize> = (0..chunk.len()).map(|i| c * chunk_len + i).collect();
+                let tables = vec![table; chunk.len()];
+                let wants = vec![true; chunk.len()];
+                let logits = gpu.step(chunk, &positions, &tables, &wants).unwrap();
+                rows.extend(logits.chunks_exact(gpu.n_vocab()).map(<[f32]>::to_vec));
+            }
+            rows
+        };
+        let (low, high): (Vec<u32>, Vec<u32>) = ((0..64).collect(), (64..128).collect());
+        let small = run(8, &low);
+        let mut whole = run(tokens.len(), &high);
+        for (i, (a, b)) in small.iter().zip(&whole).enumerate() {
+            let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
+            assert!(same, "position {i}: logits differ between steps of 8 and one step");
         }
-        rows.split_off(tokens.len() - n)
+        whole.split_off(tokens.len() - n)
     };
     check_with(SMOLLM2, "logits-smollm2.json", 1.0, 0.25, forward);
 }

@@ -9,6 +9,11 @@
 #include <cuda_fp16.h>
 WARD_FN float h2f(uint16_t h) { return __half2float(__ushort_as_half(h)); }
 WARD_FN int dp4a(int a, int b, int c) { return __dp4a(a, b, c); }
+// Rounding float operations the compiler never fuses into an FMA (batch invariance: the same
+// sum gives the same bits in every kernel).
+WARD_FN float fadd(float a, float b) { return __fadd_rn(a, b); }
+WARD_FN float fsub(float a, float b) { return __fsub_rn(a, b); }
+WARD_FN float fmul(float a, float b) { return __fmul_rn(a, b); }
 #else
 #include <string.h>
 #define WARD_FN static inline
@@ -34,6 +39,10 @@ static inline int dp4a(int a, int b, int c) {
     for (int i = 0; i < 4; ++i) c += (int)(int8_t)(a >> (8 * i)) * (int)(int8_t)(b >> (8 * i));
     return c;
 }
+// Built with -ffp-contract=off, so these round as the device's __f*_rn do.
+static inline float fadd(float a, float b) { return a + b; }
+static inline float fsub(float a, float b) { return a - b; }
+static inline float fmul(float a, float b) { return a * b; }
 #endif
 
 #define QK 32    // values in a legacy block and in an activation block

@@ -1,12 +1,11 @@
-// The CUDA kernels' block decoding (include/vecdot.cuh and include/dequant.cuh), compiled as
-// plain C++ and checked against Ward's CPU reference on random blocks, so it is tested on
-// machines without a GPU. Run by crates/kernels/tests/cuda_vecdot_on_host.rs, which writes:
+// The CUDA kernels' block decoding (include/vecdot.cuh: each type's decode, the dp4a dot
+// product and `finish` the matmuls share, and dequantization), compiled as plain C++ and checked
+// against Ward's CPU reference on random blocks, so it is tested on machines without a GPU. Run by crates/kernels/tests/cuda_vecdot_on_host.rs, which writes:
 //   repeated { u32 ggml_type, u32 sub_blocks_per_row, u32 rows, u32 row_bytes,
 //              rows·row_bytes weight bytes, sub_blocks·36 Q8_1 bytes,
 //              rows·sub_blocks f32 expected dots, rows·sub_blocks f32 magnitudes,
 //              rows·sub_blocks·32 f32 dequantized weights }  then u32 0xFFFFFFFF
 #define WARD_HOST
-#include "../include/dequant.cuh"
 #include "../include/vecdot.cuh"
 
 #include <math.h>
@@ -14,21 +13,19 @@
 #include <stdlib.h>
 #include <vector>
 
-struct Kernels { vdot_fn vdot; dequant_fn dequant; };
-
-static Kernels for_type(uint32_t ggml_type) {
+static decode_fn for_type(uint32_t ggml_type) {
     switch (ggml_type) {
-        case 2: return {vdot_q4_0, dq_q4_0};
-        case 3: return {vdot_q4_1, dq_q4_1};
-        case 6: return {vdot_q5_0, dq_q5_0};
-        case 7: return {vdot_q5_1, dq_q5_1};
-        case 8: return {vdot_q8_0, dq_q8_0};
-        case 10: return {vdot_q2_K, dq_q2_K};
-        case 11: return {vdot_q3_K, dq_q3_K};
-        case 12: return {vdot_q4_K, dq_q4_K};
-        case 13: return {vdot_q5_K, dq_q5_K};
-        case 14: return {vdot_q6_K, dq_q6_K};
-        default: return {0, 0};
+        case 2: return decode_q4_0;
+        case 3: return decode_q4_1;
+        case 6: return decode_q5_0;
+        case 7: return decode_q5_1;
+        case 8: return decode_q8_0;
+        case 10: return decode_q2_K;
+        case 11: return decode_q3_K;
+        case 12: return decode_q4_K;
+        case 13: return decode_q5_K;
+        case 14: return decode_q6_K;
+        default: return 0;
     }
 }
 
@@ -48,8 +45,8 @@ int main(int argc, char** argv) {
         if (type == 0xFFFFFFFFu) break;
         std::vector<uint32_t> h = read<uint32_t>(f, 3);
         uint32_t nsub = h[0], rows = h[1], row_bytes = h[2];
-        Kernels k = for_type(type);
-        if (!k.vdot) { fprintf(stderr, "no kernel for ggml type %u\n", type); return 2; }
+        decode_fn decode = for_type(type);
+        if (!decode) { fprintf(stderr, "no kernel for ggml type %u\n", type); return 2; }
         std::vector<uint8_t> w = read<uint8_t>(f, (size_t)rows * row_bytes);
         std::vector<block_q8_1> x = read<block_q8_1>(f, nsub);
         std::vector<float> expected = read<float>(f, (size_t)rows * nsub);
@@ -58,8 +55,11 @@ int main(int argc, char** argv) {
         for (uint32_t r = 0; r < rows; ++r) {
             for (uint32_t sb = 0; sb < nsub; ++sb) {
                 const uint8_t* row = w.data() + (size_t)r * row_bytes;
+                int q[8];
+                wscale ws;
+                decode(row, (int)sb, q, &ws);
                 float out[32];
-                k.dequant(row, (int)sb, out);
+                dequantize(q, ws, out);
                 for (int i = 0; i < 32; ++i) {
                     float want = values[((size_t)r * nsub + sb) * 32 + i];
                     if (!(fabsf(out[i] - want) <= 1e-6f * (1.0f + fabsf(want)))) {
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
                         failures++;
                     }
                 }
-                float got = k.vdot(row, (int)sb, &x[sb]);
+                float got = vdot(q, ws, &x[sb]);
                 float want = expected[r * nsub + sb], tol = 1e-4f * magnitude[r * nsub + sb] + 1e-6f;
                 if (!(fabsf(got - want) <= tol)) {
                     if (failures < 10)

@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DriverError, LaunchConfig, PushKernelArg,
+    CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
+    PushKernelArg,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -27,6 +28,9 @@ const ATTN_MAX_GROUP: usize = 16;
 const ATTN_MAX_HEAD_DIM: usize = 256;
 /// Most tokens one matrix-vector launch takes (kernels mmvq_<type>_1 … _8).
 pub const MMVQ_MAX_TOKENS: usize = 8;
+/// Threads per block of the tensor-core matmul, and its tile's rows and tokens (mmq.cu).
+const MMQ_THREADS: u32 = 128;
+const MMQ_TILE: usize = 64;
 
 /// One GPU with Ward's kernels loaded.
 pub struct Gpu {
@@ -50,6 +54,35 @@ pub struct AttentionShape {
     /// Sliding window (0: none).
     pub window: usize,
     pub scale: f32,
+}
+
+/// `rope_args` in rope.cu, passed by value.
+#[repr(C)]
+struct RopeArgs {
+    tokens: i32,
+    heads: i32,
+    head_dim: i32,
+    rope_dim: i32,
+    base: f32,
+    freq_scale: f32,
+    halves: i32,
+}
+
+// SAFETY: a plain #[repr(C)] struct of 4-byte fields, laid out as the kernels' `rope_args`.
+unsafe impl DeviceRepr for RopeArgs {}
+
+impl RopeArgs {
+    fn new(rope: &Rope, tokens: usize, heads: usize) -> RopeArgs {
+        RopeArgs {
+            tokens: tokens as i32,
+            heads: heads as i32,
+            head_dim: rope.head_dim as i32,
+            rope_dim: rope.rope_dim as i32,
+            base: rope.base,
+            freq_scale: rope.freq_scale,
+            halves: i32::from(rope.layout == RopeLayout::Halves),
+        }
+    }
 }
 
 fn grid(blocks: usize, threads: u32) -> LaunchConfig {
@@ -162,30 +195,70 @@ impl Gpu {
         Ok(())
     }
 
-    /// `rows` rows of `cols` values in format `ty` as f16, row after row (for a dense GEMM).
-    pub fn dequantize_f16(
+    /// `y[t][row] = W[row] · x[t]` for any number of tokens, as [`Gpu::mmvq`] takes them:
+    /// the matrix-vector kernel for up to 8 tokens, the tensor-core kernel (`mmq`) beyond. Both
+    /// add in the same order and give the same bits, so a token's result does not depend on how
+    /// many tokens share the launch.
+    #[allow(clippy::too_many_arguments)]
+    pub fn matmul(
         &self,
         ty: WeightType,
         w: &CudaSlice<u8>,
-        out: &mut CudaSlice<half::f16>,
+        x: &CudaSlice<u8>,
+        y: &mut CudaSlice<f32>,
         rows: usize,
         cols: usize,
+        tokens: usize,
     ) -> Result<(), DriverError> {
-        let name = type_name(ty).unwrap_or_else(|| panic!("no GPU dequantizer for {ty:?}"));
+        if tokens <= MMVQ_MAX_TOKENS {
+            self.mmvq(ty, w, x, y, rows, cols, tokens)
+        } else {
+            self.mmq(ty, w, x, y, rows, cols, tokens)
+        }
+    }
+
+    /// [`Gpu::mmvq`] for any number of tokens on int8 tensor cores (sm_80 and later), in tiles
+    /// of 64 rows × 64 tokens.
+    #[allow(clippy::too_many_arguments)]
+    pub fn mmq(
+        &self,
+        ty: WeightType,
+        w: &CudaSlice<u8>,
+        x: &CudaSlice<u8>,
+        y: &mut CudaSlice<f32>,
+        rows: usize,
+        cols: usize,
+        tokens: usize,
+    ) -> Result<(), DriverError> {
+        let name = type_name(ty).unwrap_or_else(|| panic!("no GPU matmul for {ty:?}"));
+        assert!(tokens > 0 && cols.is_multiple_of(ty.block_len()));
         let row_bytes = ty.row_bytes(cols).expect("whole blocks") as i64;
-        assert!(w.len() as i64 >= rows as i64 * row_bytes && out.len() >= rows * cols);
-        let (rows_i, sub_blocks) = (rows as i32, (cols / 32) as i32);
-        let f = self.function(&format!("dequant_{name}_f16"));
-        // SAFETY: one thread per sub-block of the `rows` rows, writing its 32 values in `out`.
+        assert!(w.len() as i64 >= rows as i64 * row_bytes);
+        assert!(x.len() >= tokens * cols / 32 * 36 && y.len() >= tokens * rows);
+        let ints = [cols / 32, rows, tokens].map(|v| v as i32);
+        let cfg = LaunchConfig {
+            grid_dim: (
+                rows.div_ceil(MMQ_TILE) as u32,
+                tokens.div_ceil(MMQ_TILE) as u32,
+                1,
+            ),
+            block_dim: (MMQ_THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        let f = self.function(&format!("mmq_{name}"));
+        // SAFETY: the asserts above bound every read of `w` and `x`; the kernel writes only
+        // outputs of rows below `rows` and tokens below `tokens`.
         unsafe {
             self.stream
                 .launch_builder(f)
                 .arg(w)
-                .arg(out)
-                .arg(&rows_i)
-                .arg(&sub_blocks)
+                .arg(x)
+                .arg(y)
+                .arg(&ints[0])
                 .arg(&row_bytes)
-                .launch(grid((rows * cols / 32).div_ceil(256), 256))
+                .arg(&ints[1])
+                .arg(&ints[2])
+                .launch(cfg)
         }?;
         Ok(())
     }
@@ -254,36 +327,6 @@ impl Gpu {
         Ok(())
     }
 
-    /// Write `tokens` rows of keys or values (`[token][n_kv_head][head_dim]`, f32) into the
-    /// f16 pool at `slots` (block · 64 + offset of each token's position).
-    pub fn kv_write(
-        &self,
-        rows: &CudaSlice<f32>,
-        slots: &CudaSlice<i32>,
-        pool: &mut CudaSlice<half::f16>,
-        tokens: usize,
-        n_kv_head: usize,
-        head_dim: usize,
-    ) -> Result<(), DriverError> {
-        let n = tokens * n_kv_head * head_dim;
-        assert!(rows.len() >= n && slots.len() >= tokens);
-        let ints = [tokens, n_kv_head, head_dim].map(|v| v as i32);
-        let f = self.function("kv_write");
-        // SAFETY: the slots name blocks of the pool (the block manager's, never past its end).
-        unsafe {
-            self.stream
-                .launch_builder(f)
-                .arg(rows)
-                .arg(slots)
-                .arg(pool)
-                .arg(&ints[0])
-                .arg(&ints[1])
-                .arg(&ints[2])
-                .launch(grid(n.div_ceil(256), 256))
-        }?;
-        Ok(())
-    }
-
     /// RMSNorm of each of `rows` rows of `n` values: `y = x / sqrt(mean(x²) + eps) · w`.
     pub fn rms_norm(
         &self,
@@ -311,6 +354,34 @@ impl Gpu {
         Ok(())
     }
 
+    /// [`Gpu::rms_norm`] written as Q8_1 blocks for the next matmul (`n`, the weights'
+    /// length, a multiple of 32): the bytes [`Gpu::quantize_q8_1`] would make of it.
+    pub fn rms_norm_q8_1(
+        &self,
+        x: &CudaSlice<f32>,
+        w: &CudaSlice<f32>,
+        out: &mut CudaSlice<u8>,
+        rows: usize,
+        eps: f32,
+    ) -> Result<(), DriverError> {
+        let n = w.len();
+        assert!(n.is_multiple_of(32) && x.len() >= rows * n && out.len() >= rows * n / 32 * 36);
+        let n_i = n as i32;
+        let f = self.function("rms_norm_q8_1");
+        // SAFETY: `rows` rows of `n` values in `x`, their blocks in `out`, `n` weights.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(x)
+                .arg(w)
+                .arg(out)
+                .arg(&n_i)
+                .arg(&eps)
+                .launch(grid(rows, 256))
+        }?;
+        Ok(())
+    }
+
     /// Rotate `x` (`[token][head][head_dim]`) in place; token `t` is at position `pos[t]`.
     pub fn rope(
         &self,
@@ -322,8 +393,7 @@ impl Gpu {
     ) -> Result<(), DriverError> {
         assert!(x.len() >= tokens * heads * rope.head_dim && pos.len() >= tokens);
         let pairs = tokens * heads * rope.rope_dim / 2;
-        let args = [tokens, heads, rope.head_dim, rope.rope_dim].map(|v| v as i32);
-        let halves = i32::from(rope.layout == RopeLayout::Halves);
+        let args = RopeArgs::new(rope, tokens, heads);
         let f = self.function("rope_f32");
         // SAFETY: one thread per rotated pair, all inside `x`; `pos` has a position per token.
         unsafe {
@@ -331,36 +401,69 @@ impl Gpu {
                 .launch_builder(f)
                 .arg(x)
                 .arg(pos)
-                .arg(&args[0])
-                .arg(&args[1])
-                .arg(&args[2])
-                .arg(&args[3])
-                .arg(&rope.base)
-                .arg(&rope.freq_scale)
-                .arg(&halves)
+                .arg(&args)
                 .launch(grid(pairs.div_ceil(256), 256))
         }?;
         Ok(())
     }
 
-    /// `gate = act(gate) · up` (SiLU when `gelu` is false, tanh-GELU when true).
-    pub fn gated_activation(
+    /// Rotate keys `k` and write them, and values `v` (both `[token][n_kv_head][head_dim]`,
+    /// f32), into the f16 pools at `slots` (block · 64 + offset of each token's position `pos`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn rope_kv_write(
+        &self,
+        rope: &Rope,
+        k: &CudaSlice<f32>,
+        v: &CudaSlice<f32>,
+        pos: &CudaSlice<i32>,
+        slots: &CudaSlice<i32>,
+        pools: (&mut CudaSlice<half::f16>, &mut CudaSlice<half::f16>),
+        tokens: usize,
+        n_kv_head: usize,
+    ) -> Result<(), DriverError> {
+        let n = tokens * n_kv_head * rope.head_dim;
+        assert!(k.len() >= n && v.len() >= n && pos.len() >= tokens && slots.len() >= tokens);
+        let args = RopeArgs::new(rope, tokens, n_kv_head);
+        let f = self.function("rope_kv_write");
+        // SAFETY: the slots name blocks of the pools (the block manager's, never past their
+        // end); one thread per element pair of the `n` values.
+        unsafe {
+            self.stream
+                .launch_builder(f)
+                .arg(k)
+                .arg(v)
+                .arg(pos)
+                .arg(slots)
+                .arg(pools.0)
+                .arg(pools.1)
+                .arg(&args)
+                .launch(grid((n / 2).div_ceil(256), 256))
+        }?;
+        Ok(())
+    }
+
+    /// `act(gate) · up` (SiLU when `gelu` is false, tanh-GELU when true) as Q8_1 blocks for
+    /// the down projection (`gate.len()` a multiple of 32).
+    pub fn gated_activation_q8_1(
         &self,
         gelu: bool,
-        gate: &mut CudaSlice<f32>,
+        gate: &CudaSlice<f32>,
         up: &CudaSlice<f32>,
+        out: &mut CudaSlice<u8>,
     ) -> Result<(), DriverError> {
-        assert!(up.len() >= gate.len());
-        let (len, n) = (gate.len(), gate.len() as i64);
-        let f = self.function(if gelu { "gelu_mul_f32" } else { "silu_mul_f32" });
-        // SAFETY: one thread per element of `gate`, which `up` covers.
+        let values = gate.len();
+        assert!(values.is_multiple_of(32) && up.len() >= values && out.len() >= values / 32 * 36);
+        let blocks = (values / 32) as i32;
+        let f = self.function(if gelu { "gelu_mul_q8_1" } else { "silu_mul_q8_1" });
+        // SAFETY: a warp per 32 values of `gate` (which `up` covers) and per block of `out`.
         unsafe {
             self.stream
                 .launch_builder(f)
                 .arg(gate)
                 .arg(up)
-                .arg(&n)
-                .launch(grid(len.div_ceil(256), 256))
+                .arg(out)
+                .arg(&blocks)
+                .launch(grid((values / 32).div_ceil(8), 256))
         }?;
         Ok(())
     }
@@ -466,9 +569,14 @@ mod tests {
             "quantize_q8_1",
             "mmvq_q4_K_8",
             "mmvq_q6_K_1",
+            "mmq_q4_0",
+            "mmq_q6_K",
             "rms_norm_f32",
             "rope_f32",
-            "silu_mul_f32",
+            "rms_norm_q8_1",
+            "rope_kv_write",
+            "silu_mul_q8_1",
+            "gelu_mul_q8_1",
             "attn_decode_partial",
             "attn_decode_merge",
         ] {
