@@ -9,7 +9,7 @@ mod common;
 use common::{random_weights, Rng};
 use half::f16;
 use ward_kernels::activation::Activation;
-use ward_kernels::cuda::{AttentionShape, Gpu};
+use ward_kernels::cuda::{AttentionShape, Gpu, ATTN_CHUNK};
 use ward_kernels::norm::rms_norm_inplace;
 use ward_kernels::quant::{
     dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
@@ -44,7 +44,14 @@ fn quantize_q8_1_matches_the_cpu_bytes() {
 }
 
 /// `y[t][row] = W[row] · x[t]` on the CPU in f64, from the dequantized weights and activations.
-fn cpu_matmul(ty: WeightType, w: &[u8], rows: usize, cols: usize, xq: &[u8], tokens: usize) -> Vec<f32> {
+fn cpu_matmul(
+    ty: WeightType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    xq: &[u8],
+    tokens: usize,
+) -> Vec<f32> {
     let row_bytes = ty.row_bytes(cols).unwrap();
     let mut xd = vec![0f32; tokens * cols];
     dequantize_activations(ActivationType::Q8_1, xq, &mut xd);
@@ -72,11 +79,20 @@ fn random_activations(rng: &mut Rng, tokens: usize, cols: usize) -> Vec<u8> {
 }
 
 /// `Gpu::matmul` of `tokens` tokens (either kernel, by the count), read back.
-fn gpu_matmul(gpu: &Gpu, ty: WeightType, w: &[u8], rows: usize, cols: usize, xq: &[u8], tokens: usize) -> Vec<f32> {
+fn gpu_matmul(
+    gpu: &Gpu,
+    ty: WeightType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    xq: &[u8],
+    tokens: usize,
+) -> Vec<f32> {
     let dw = gpu.stream.clone_htod(w).unwrap();
     let dx = gpu.stream.clone_htod(xq).unwrap();
     let mut dy = gpu.stream.alloc_zeros::<f32>(tokens * rows).unwrap();
-    gpu.matmul(ty, &dw, &dx, &mut dy, rows, cols, tokens).unwrap();
+    gpu.matmul(ty, &dw, &dx, &mut dy, rows, cols, tokens)
+        .unwrap();
     gpu.stream.clone_dtoh(&dy).unwrap()
 }
 
@@ -118,14 +134,26 @@ fn mmq_matches_the_cpu_and_gives_the_bits_of_mmvq_for_every_type() {
                 let what = format!("{ty:?} {rows}×{cols} × {tokens} tokens");
                 let xq = random_activations(&mut rng, tokens, cols);
                 let got = gpu_matmul(&gpu, ty, &w, rows, cols, &xq, tokens);
-                assert_close(&got, &cpu_matmul(ty, &w, rows, cols, &xq, tokens), 1e-3, &what);
+                assert_close(
+                    &got,
+                    &cpu_matmul(ty, &w, rows, cols, &xq, tokens),
+                    1e-3,
+                    &what,
+                );
                 let block = cols / 32 * 36;
                 for (g, group) in xq.chunks(8 * block).enumerate() {
                     let n = group.len() / block;
                     let small = gpu_matmul(&gpu, ty, &w, rows, cols, group, n);
                     let big = &got[g * 8 * rows..][..n * rows];
-                    let same = small.iter().zip(big).all(|(a, b)| a.to_bits() == b.to_bits());
-                    assert!(same, "{what}: tokens {}.. differ between mmvq and mmq", 8 * g);
+                    let same = small
+                        .iter()
+                        .zip(big)
+                        .all(|(a, b)| a.to_bits() == b.to_bits());
+                    assert!(
+                        same,
+                        "{what}: tokens {}.. differ between mmvq and mmq",
+                        8 * g
+                    );
                 }
             }
         }
@@ -210,7 +238,11 @@ fn rms_norm_rope_and_activations_match_the_cpu() {
         );
         let mut out = gpu.stream.alloc_zeros::<u8>(49 * 36).unwrap();
         gpu.gated_activation_q8_1(gelu, &dg, &du, &mut out).unwrap();
-        assert_q8_1_close(&gpu.stream.clone_dtoh(&out).unwrap(), &want, &format!("{act:?}"));
+        assert_q8_1_close(
+            &gpu.stream.clone_dtoh(&out).unwrap(),
+            &want,
+            &format!("{act:?}"),
+        );
     }
 }
 
@@ -221,7 +253,11 @@ fn assert_q8_1_close(blocks: &[u8], want: &[f32], what: &str) {
     for (b, (g, w)) in got.chunks(32).zip(want.chunks(32)).enumerate() {
         let step = w.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
         for (i, (g, w)) in g.iter().zip(w).enumerate() {
-            assert!((g - w).abs() <= step + 1e-4, "{what}[{}]: GPU {g}, CPU {w}", 32 * b + i);
+            assert!(
+                (g - w).abs() <= step + 1e-4,
+                "{what}[{}]: GPU {g}, CPU {w}",
+                32 * b + i
+            );
         }
     }
 }
@@ -264,7 +300,8 @@ fn paged_decode_attention_matches_plain_softmax_attention() {
     for (n_head, n_kv_head, head_dim, lens, window) in cases {
         let sequences = lens.len();
         let max_len = *lens.iter().max().unwrap();
-        let max_blocks = max_len.div_ceil(64);
+        // Three spare table columns, so the rounded-up launch below has more chunks.
+        let max_blocks = max_len.div_ceil(64) + 3;
         // Blocks handed out in reverse, so tables are not the identity.
         let total_blocks = sequences * max_blocks;
         let mut tables = vec![0i32; sequences * max_blocks];
@@ -336,16 +373,28 @@ fn paged_decode_attention_matches_plain_softmax_attention() {
             gpu.stream.clone_htod(&tables).unwrap(),
             gpu.stream.clone_htod(&lens_i).unwrap(),
         );
-        let mut out = gpu.stream.alloc_zeros::<f32>(q.len()).unwrap();
-        gpu.attention_decode(&shape, &dq, &dk, &dv, &dt, &dl, &mut out)
-            .unwrap();
-        let got = gpu.stream.clone_dtoh(&out).unwrap();
-        assert_close(
-            &got,
-            &want,
-            1e-4,
-            &format!("attention {n_head}/{n_kv_head}×{head_dim} lens {lens:?} window {window}"),
-        );
+        let what =
+            format!("attention {n_head}/{n_kv_head}×{head_dim} lens {lens:?} window {window}");
+        // As asked, and with the length rounded up to the whole table (more, empty chunks, as
+        // a captured decode step launches): the same bits.
+        let mut outs = Vec::new();
+        for max_len in [max_len, max_blocks * 64] {
+            let shape = AttentionShape { max_len, ..shape };
+            let chunks = max_len.div_ceil(ATTN_CHUNK);
+            let mut partials = gpu
+                .attention_partials(sequences, n_head, head_dim, chunks)
+                .unwrap();
+            let mut out = gpu.stream.alloc_zeros::<f32>(q.len()).unwrap();
+            gpu.attention_decode(&shape, &dq, &dk, &dv, &dt, &dl, &mut partials, &mut out)
+                .unwrap();
+            outs.push(gpu.stream.clone_dtoh(&out).unwrap());
+        }
+        assert_close(&outs[0], &want, 1e-4, &what);
+        let same = outs[0]
+            .iter()
+            .zip(&outs[1])
+            .all(|(a, b)| a.to_bits() == b.to_bits());
+        assert!(same, "{what}: empty chunks changed the result");
     }
 }
 
@@ -427,7 +476,10 @@ fn rope_kv_write_add_and_scale_match_the_cpu() {
                 for d in 0..head_dim {
                     let at = ((block * n_kv_head + h) * 64 + offset) * head_dim + d;
                     let (gk, wk) = (k_pool[at].to_f32(), want_k[h * head_dim + d]);
-                    assert!((gk - wk).abs() <= 2e-3 * (1.0 + wk.abs()), "{layout:?} key t{t} h{h} d{d}: {gk} vs {wk}");
+                    assert!(
+                        (gk - wk).abs() <= 2e-3 * (1.0 + wk.abs()),
+                        "{layout:?} key t{t} h{h} d{d}: {gk} vs {wk}"
+                    );
                     assert_eq!(v_pool[at], f16::from_f32(v[t * row + h * head_dim + d]));
                 }
             }

@@ -78,7 +78,14 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
     std::fs::write(&file, &cases).unwrap();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let built = Command::new(&cxx)
-        .args(["-O1", "-std=c++14", "-ffp-contract=off", "-Wall", "-Werror", "-o"])
+        .args([
+            "-O1",
+            "-std=c++14",
+            "-ffp-contract=off",
+            "-Wall",
+            "-Werror",
+            "-o",
+        ])
         .arg(&exe)
         .arg(root.join("kernels/cuda/tests/host_vecdot.cpp"))
         .status()

@@ -204,7 +204,10 @@ fn smollm2_on_the_gpu_matches_llama_cpp_in_steps_of_any_size() {
         let mut whole = run(tokens.len(), &high);
         for (i, (a, b)) in small.iter().zip(&whole).enumerate() {
             let same = a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-            assert!(same, "position {i}: logits differ between steps of 8 and one step");
+            assert!(
+                same,
+                "position {i}: logits differ between steps of 8 and one step"
+            );
         }
         whole.split_off(tokens.len() - n)
     };

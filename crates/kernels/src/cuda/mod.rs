@@ -23,7 +23,7 @@ include!(concat!(env!("OUT_DIR"), "/cuda_ptx.rs"));
 /// Threads per block of the matrix-vector kernels (`MMVQ_THREADS` in mmvq.cu).
 const MMVQ_THREADS: u32 = 128;
 /// Positions per attention chunk (`CHUNK` in attention.cu), and the limits it was built for.
-const ATTN_CHUNK: usize = 128;
+pub const ATTN_CHUNK: usize = 128;
 const ATTN_MAX_GROUP: usize = 16;
 const ATTN_MAX_HEAD_DIM: usize = 256;
 /// Most tokens one matrix-vector launch takes (kernels mmvq_<type>_1 … _8).
@@ -85,6 +85,12 @@ impl RopeArgs {
     }
 }
 
+/// Scratch for the split-KV attention's per-chunk results ([`Gpu::attention_partials`]).
+pub struct AttentionPartials {
+    o: CudaSlice<f32>,
+    ml: CudaSlice<f32>,
+}
+
 fn grid(blocks: usize, threads: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
@@ -115,7 +121,11 @@ impl Gpu {
     /// Open GPU `ordinal` and load every kernel.
     pub fn new(ordinal: usize) -> Result<Gpu, DriverError> {
         let ctx = CudaContext::new(ordinal)?;
-        let stream = ctx.default_stream();
+        // SAFETY: all of Ward's work on a GPU goes through this one stream, in order, so no
+        // buffer needs cudarc's cross-stream events (which a captured CUDA graph cannot wait
+        // on). A stream of its own, since the legacy default stream cannot be captured.
+        unsafe { ctx.disable_event_tracking() };
+        let stream = ctx.new_stream()?;
         let mut functions = HashMap::new();
         for (_, ptx) in MODULES {
             let module = ctx.load_module(Ptx::from_src(*ptx))?;
@@ -454,7 +464,11 @@ impl Gpu {
         let values = gate.len();
         assert!(values.is_multiple_of(32) && up.len() >= values && out.len() >= values / 32 * 36);
         let blocks = (values / 32) as i32;
-        let f = self.function(if gelu { "gelu_mul_q8_1" } else { "silu_mul_q8_1" });
+        let f = self.function(if gelu {
+            "gelu_mul_q8_1"
+        } else {
+            "silu_mul_q8_1"
+        });
         // SAFETY: a warp per 32 values of `gate` (which `up` covers) and per block of `out`.
         unsafe {
             self.stream
@@ -468,9 +482,28 @@ impl Gpu {
         Ok(())
     }
 
+    /// Room for the partial results of [`Gpu::attention_decode`] launches of up to `sequences`
+    /// query tokens over up to `chunks` chunks of 128 positions.
+    pub fn attention_partials(
+        &self,
+        sequences: usize,
+        n_head: usize,
+        head_dim: usize,
+        chunks: usize,
+    ) -> Result<AttentionPartials, DriverError> {
+        let heads = sequences * n_head * chunks;
+        Ok(AttentionPartials {
+            o: self.stream.alloc_zeros(heads * head_dim)?,
+            ml: self.stream.alloc_zeros(heads * 2)?,
+        })
+    }
+
     /// One query token per sequence attending over its paged KV cache: `q` and `out` are
     /// `[sequence][n_head][head_dim]`, `tables` `[sequence][max_blocks]` block ids, `lens` each
-    /// sequence's positions (this token's included).
+    /// sequence's positions (this token's included). `partials` is scratch from
+    /// [`Gpu::attention_partials`] for at least this shape. Chunks of positions past a
+    /// sequence's length add nothing, so `max_len` may be rounded up (a captured decode step
+    /// keeps one launch shape for many lengths).
     #[allow(clippy::too_many_arguments)]
     pub fn attention_decode(
         &self,
@@ -480,6 +513,7 @@ impl Gpu {
         v_pool: &CudaSlice<half::f16>,
         tables: &CudaSlice<i32>,
         lens: &CudaSlice<i32>,
+        partials: &mut AttentionPartials,
         out: &mut CudaSlice<f32>,
     ) -> Result<(), DriverError> {
         let group = s.n_head / s.n_kv_head;
@@ -490,10 +524,8 @@ impl Gpu {
         assert!(tables.len() >= s.sequences * s.max_blocks && lens.len() >= s.sequences);
         let chunks = s.max_len.div_ceil(ATTN_CHUNK).max(1);
         let heads = s.sequences * s.n_head;
-        let mut o_part = self
-            .stream
-            .alloc_zeros::<f32>(heads * chunks * s.head_dim)?;
-        let mut ml_part = self.stream.alloc_zeros::<f32>(heads * chunks * 2)?;
+        assert!(partials.ml.len() >= heads * chunks * 2);
+        assert!(partials.o.len() >= heads * chunks * s.head_dim);
         let ints = [
             s.n_head,
             s.n_kv_head,
@@ -510,7 +542,7 @@ impl Gpu {
         };
         let f = self.function("attn_decode_partial");
         // SAFETY: the kernel reads the KV rows the tables name for positions below each
-        // sequence's length, and writes `chunks` partials per head, as allocated above.
+        // sequence's length, and writes `chunks` partials per head, within `partials`.
         unsafe {
             let mut b = self.stream.launch_builder(f);
             b.arg(q)
@@ -518,8 +550,8 @@ impl Gpu {
                 .arg(v_pool)
                 .arg(tables)
                 .arg(lens)
-                .arg(&mut o_part)
-                .arg(&mut ml_part);
+                .arg(&mut partials.o)
+                .arg(&mut partials.ml);
             for v in &ints {
                 b.arg(v);
             }
@@ -536,8 +568,8 @@ impl Gpu {
         unsafe {
             self.stream
                 .launch_builder(f)
-                .arg(&o_part)
-                .arg(&ml_part)
+                .arg(&partials.o)
+                .arg(&partials.ml)
                 .arg(out)
                 .arg(&n_head)
                 .arg(&head_dim)

@@ -10,15 +10,18 @@
 //! the causal mask). Every matrix is read once per step for all its tokens: the dp4a
 //! matrix-vector kernel for up to 8 tokens, the int8 tensor-core kernel beyond, which give the
 //! same bits, so a token's logits do not depend on what shares its step. Norms, activations
-//! and RoPE are fused with the quantization or KV write that follows them. Not yet: a CUDA
-//! graph per decode step.
+//! and RoPE are fused with the quantization or KV write that follows them, and decode steps
+//! replay a captured CUDA graph (`step.rs`).
 
+mod step;
+
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use cudarc::driver::{CudaSlice, DriverError};
 use half::f16;
 use ward_kernels::attention::KV_BLOCK;
-use ward_kernels::cuda::{AttentionShape, Gpu};
+use ward_kernels::cuda::Gpu;
 use ward_kernels::quant::WeightType;
 use ward_kernels::rope::{Rope, RopeLayout};
 
@@ -68,7 +71,15 @@ pub struct GpuDecoder {
     k_pool: Vec<CudaSlice<f16>>,
     v_pool: Vec<CudaSlice<f16>>,
     kv_blocks: usize,
+    /// Captured decode steps by (tokens, attention chunks); they hold the pool's addresses, so
+    /// growing the pool drops them.
+    graphs: HashMap<(usize, usize), step::Graph>,
+    /// Whether decode steps run as CUDA graphs (`WARD_CUDA_GRAPHS=0` turns them off, to
+    /// compare).
+    pub use_graphs: bool,
 }
+
+pub use step::STEP_TOKENS;
 
 impl From<DriverError> for ModelError {
     fn from(e: DriverError) -> ModelError {
@@ -117,33 +128,6 @@ fn upload_vector(
 ) -> Result<CudaSlice<f32>, ModelError> {
     let values = WeightLoader { gguf }.f32_vec(name, len)?;
     Ok(gpu.stream.clone_htod(&values)?)
-}
-
-/// Buffers of one step, sized for `n` tokens.
-struct Scratch {
-    x: CudaSlice<f32>,
-    normed: CudaSlice<f32>,
-    xq: CudaSlice<u8>,
-    q: CudaSlice<f32>,
-    k: CudaSlice<f32>,
-    v: CudaSlice<f32>,
-    /// Gemma's normed queries and keys.
-    qn: CudaSlice<f32>,
-    kn: CudaSlice<f32>,
-    attn: CudaSlice<f32>,
-    attn_q: CudaSlice<u8>,
-    out: CudaSlice<f32>,
-    gate: CudaSlice<f32>,
-    up: CudaSlice<f32>,
-    ff_q: CudaSlice<u8>,
-}
-
-/// Most tokens one step takes (a prompt longer than this is read over several steps).
-pub const STEP_TOKENS: usize = 512;
-
-/// Bytes of Q8_1 activations for `values` values.
-fn q8_1_bytes(values: usize) -> usize {
-    values / 32 * 36
 }
 
 impl GpuDecoder {
@@ -221,6 +205,8 @@ impl GpuDecoder {
             k_pool: Vec::new(),
             v_pool: Vec::new(),
             kv_blocks: 0,
+            graphs: HashMap::new(),
+            use_graphs: std::env::var("WARD_CUDA_GRAPHS").map_or(true, |v| v != "0"),
         };
         model.ensure_pool(kv_blocks)?;
         Ok(model)
@@ -249,6 +235,7 @@ impl GpuDecoder {
             }
             Ok(())
         };
+        self.graphs.clear();
         grow(&mut self.k_pool)?;
         grow(&mut self.v_pool)?;
         self.kv_blocks = kv_blocks;
@@ -257,197 +244,6 @@ impl GpuDecoder {
 
     pub fn n_vocab(&self) -> usize {
         self.embed.rows
-    }
-
-    fn scratch(&self, n: usize) -> Result<Scratch, DriverError> {
-        let s = &self.gpu.stream;
-        let hp = &self.hp;
-        let (d, q_dim, kv) = (
-            hp.n_embd,
-            hp.n_head * hp.head_dim,
-            hp.n_head_kv * hp.head_dim,
-        );
-        Ok(Scratch {
-            x: s.alloc_zeros(n * d)?,
-            normed: s.alloc_zeros(n * d)?,
-            xq: s.alloc_zeros(q8_1_bytes(n * d))?,
-            q: s.alloc_zeros(n * q_dim)?,
-            k: s.alloc_zeros(n * kv)?,
-            v: s.alloc_zeros(n * kv)?,
-            qn: s.alloc_zeros(n * q_dim)?,
-            kn: s.alloc_zeros(n * kv)?,
-            attn: s.alloc_zeros(n * q_dim)?,
-            attn_q: s.alloc_zeros(q8_1_bytes(n * q_dim))?,
-            out: s.alloc_zeros(n * d)?,
-            gate: s.alloc_zeros(n * hp.n_ff)?,
-            up: s.alloc_zeros(n * hp.n_ff)?,
-            ff_q: s.alloc_zeros(q8_1_bytes(n * hp.n_ff))?,
-        })
-    }
-
-    /// `x += out`, through the block's post-norm first where the model has one (Gemma 3);
-    /// `tmp` is scratch of `x`'s size.
-    fn add_residual(
-        &self,
-        x: &mut CudaSlice<f32>,
-        out: &CudaSlice<f32>,
-        tmp: &mut CudaSlice<f32>,
-        post_norm: Option<&CudaSlice<f32>>,
-        n: usize,
-    ) -> Result<(), DriverError> {
-        match post_norm {
-            Some(w) => {
-                self.gpu.rms_norm(out, w, tmp, n, self.hp.rms_eps)?;
-                self.gpu.add(x, tmp)
-            }
-            None => self.gpu.add(x, out),
-        }
-    }
-
-    fn matmul(
-        &self,
-        m: &Matrix,
-        xq: &CudaSlice<u8>,
-        y: &mut CudaSlice<f32>,
-        n: usize,
-    ) -> Result<(), DriverError> {
-        self.gpu.matmul(m.ty, &m.bytes, xq, y, m.rows, m.cols, n)
-    }
-
-    /// One step over `tokens` (at most [`STEP_TOKENS`]): token `i` sits at position
-    /// `positions[i]` of the sequence whose KV blocks are `tables[i]` (in order; they must cover
-    /// that position). Returns the logits of the tokens `wants_logits` marks, in order,
-    /// `[token][vocab]` (a prompt chunk whose tokens only fill the cache wants none, and skips
-    /// the output projection).
-    pub fn step(
-        &mut self,
-        tokens: &[u32],
-        positions: &[usize],
-        tables: &[&[u32]],
-        wants_logits: &[bool],
-    ) -> Result<Vec<f32>, ModelError> {
-        let n = tokens.len();
-        assert!(n > 0 && n <= STEP_TOKENS);
-        assert!(positions.len() == n && tables.len() == n && wants_logits.len() == n);
-        let vocab = self.n_vocab();
-        if let Some(&bad) = tokens.iter().find(|&&t| t as usize >= vocab) {
-            return Err(ModelError::TokenOutOfRange {
-                token: bad,
-                n_vocab: vocab,
-            });
-        }
-        let block_len = KV_BLOCK;
-        let max_blocks = tables.iter().map(|t| t.len()).max().unwrap_or(0).max(1);
-        for (i, t) in tables.iter().enumerate() {
-            let blocks = positions[i] / block_len + 1;
-            if t.len() < blocks || t.iter().any(|&b| b as usize >= self.kv_blocks) {
-                return Err(ModelError::KvBlocks {
-                    positions: positions[i] + 1,
-                    blocks: t.len(),
-                    pool: self.kv_blocks,
-                });
-            }
-        }
-        let hp = self.hp.clone();
-        let s = self.gpu.stream.clone();
-        let ids: Vec<i32> = tokens.iter().map(|&t| t as i32).collect();
-        let pos: Vec<i32> = positions.iter().map(|&p| p as i32).collect();
-        let lens: Vec<i32> = positions.iter().map(|&p| p as i32 + 1).collect();
-        let slots: Vec<i32> = (0..n)
-            .map(|i| {
-                (tables[i][positions[i] / block_len] as usize * block_len
-                    + positions[i] % block_len) as i32
-            })
-            .collect();
-        let mut table = vec![0i32; n * max_blocks];
-        for (i, t) in tables.iter().enumerate() {
-            for (j, &b) in t.iter().enumerate() {
-                table[i * max_blocks + j] = b as i32;
-            }
-        }
-        let (d_ids, d_pos, d_lens) = (
-            s.clone_htod(&ids)?,
-            s.clone_htod(&pos)?,
-            s.clone_htod(&lens)?,
-        );
-        let (d_slots, d_table) = (s.clone_htod(&slots)?, s.clone_htod(&table)?);
-        let mut b = self.scratch(n)?;
-        let (d, q_dim) = (hp.n_embd, hp.n_head * hp.head_dim);
-        self.gpu
-            .get_rows(self.embed.ty, &self.embed.bytes, &d_ids, &mut b.x, n, d)?;
-        let gemma = hp.arch == Arch::Gemma3;
-        if gemma {
-            self.gpu.scale(&mut b.x, (d as f32).sqrt())?;
-        }
-        let max_len = positions.iter().max().map_or(1, |p| p + 1);
-        for (il, l) in self.layers.iter().enumerate() {
-            let shape = AttentionShape {
-                sequences: n,
-                n_head: hp.n_head,
-                n_kv_head: hp.n_head_kv,
-                head_dim: hp.head_dim,
-                max_blocks,
-                max_len,
-                window: l.window,
-                scale: hp.attn_scale,
-            };
-            let post = l.post_norms.as_ref();
-            self.gpu
-                .rms_norm_q8_1(&b.x, &l.attn_norm, &mut b.xq, n, hp.rms_eps)?;
-            self.matmul(&l.q, &b.xq, &mut b.q, n)?;
-            self.matmul(&l.k, &b.xq, &mut b.k, n)?;
-            self.matmul(&l.v, &b.xq, &mut b.v, n)?;
-            let (q, k) = match &l.qk_norm {
-                Some((qn, kn)) => {
-                    self.gpu
-                        .rms_norm(&b.q, qn, &mut b.qn, n * hp.n_head, hp.rms_eps)?;
-                    self.gpu
-                        .rms_norm(&b.k, kn, &mut b.kn, n * hp.n_head_kv, hp.rms_eps)?;
-                    (&mut b.qn, &b.kn)
-                }
-                None => (&mut b.q, &b.k),
-            };
-            self.gpu.rope(&l.rope, q, &d_pos, n, hp.n_head)?;
-            let pools = (&mut self.k_pool[il], &mut self.v_pool[il]);
-            self.gpu
-                .rope_kv_write(&l.rope, k, &b.v, &d_pos, &d_slots, pools, n, hp.n_head_kv)?;
-            let (kp, vp) = (&self.k_pool[il], &self.v_pool[il]);
-            self.gpu
-                .attention_decode(&shape, q, kp, vp, &d_table, &d_lens, &mut b.attn)?;
-            self.gpu.quantize_q8_1(&b.attn, &mut b.attn_q, n * q_dim)?;
-            self.matmul(&l.o, &b.attn_q, &mut b.out, n)?;
-            self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.0), n)?;
-            self.gpu
-                .rms_norm_q8_1(&b.x, &l.ffn_norm, &mut b.xq, n, hp.rms_eps)?;
-            self.matmul(&l.gate, &b.xq, &mut b.gate, n)?;
-            self.matmul(&l.up, &b.xq, &mut b.up, n)?;
-            self.gpu
-                .gated_activation_q8_1(gemma, &b.gate, &b.up, &mut b.ff_q)?;
-            self.matmul(&l.down, &b.ff_q, &mut b.out, n)?;
-            self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.1), n)?;
-        }
-        // The output projection of the wanted tokens only, their rows of the residual stream
-        // gathered first where some are not wanted (a prompt chunk wants at most its last).
-        let wanted: Vec<usize> = (0..n).filter(|&i| wants_logits[i]).collect();
-        if wanted.is_empty() {
-            return Ok(Vec::new());
-        }
-        let rows = if wanted.len() == n {
-            &b.x
-        } else {
-            for (to, &from) in wanted.iter().enumerate() {
-                let row = b.x.slice(from * d..(from + 1) * d);
-                s.memcpy_dtod(&row, &mut b.normed.slice_mut(to * d..(to + 1) * d))?;
-            }
-            &b.normed
-        };
-        let m = wanted.len();
-        self.gpu
-            .rms_norm_q8_1(rows, &self.out_norm, &mut b.xq, m, hp.rms_eps)?;
-        let output = self.output.as_ref().unwrap_or(&self.embed);
-        let mut out = s.alloc_zeros(m * vocab)?;
-        self.matmul(output, &b.xq, &mut out, m)?;
-        Ok(s.clone_dtoh(&out)?)
     }
 }
 
