@@ -21,10 +21,14 @@
 // d[i] = a·b for one 16×8 tile, K = 16: a is 16 rows × 16 int8 (this lane's two words), b 16 ×
 // 8 (one word). Lane 4g + t holds rows g and g + 8 × tokens 2t and 2t + 1.
 __device__ __forceinline__ void mma_s8_16x8x16(int d[4], int a0, int a1, int b) {
+#ifdef WARD_HOST
+    host_mma_s8_16x8x16(d, a0, a1, b);  // tests/emulate.h
+#else
     asm("mma.sync.aligned.m16n8k16.row.col.s32.s8.s8.s32 {%0, %1, %2, %3}, {%4, %5}, {%6}, "
         "{%7, %7, %7, %7};"
         : "=r"(d[0]), "=r"(d[1]), "=r"(d[2]), "=r"(d[3])
         : "r"(a0), "r"(a1), "r"(b), "r"(0));
+#endif
 }
 
 template <decode_fn DECODE>

@@ -70,27 +70,74 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
         }
     }
     cases.extend(u32::MAX.to_le_bytes());
+    run_host_program("host_vecdot.cpp", &cases);
+}
 
+/// The matmul kernels (`mmvq.cu`, `mmq.cu`) themselves, run on the host by `tests/emulate.h`:
+/// every type, row and token tails of the 64 × 64 tiles, rows whose sub-blocks end inside a
+/// chunk of 8; mmvq (8 tokens at a time) and mmq (all at once) must agree bit for bit.
+#[test]
+fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu() {
+    use WeightType::*;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut cases = Vec::new();
+    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        // Legacy types: 9 and 3 sub-blocks a row; K-quants: 72 and 24.
+        for (rows, blocks, tokens) in [(1, 9, 9), (70, 3, 67)] {
+            let cols = blocks * ty.block_len();
+            let row_bytes = ty.row_bytes(cols).unwrap();
+            let w = random_weights(ty, rows, cols, &mut rng);
+            let x = rng.vec(tokens * cols);
+            let mut xq = Vec::new();
+            quantize_activations(ActivationType::Q8_1, &x, &mut xq);
+            let mut xd = vec![0f32; tokens * cols];
+            dequantize_activations(ActivationType::Q8_1, &xq, &mut xd);
+            let (mut want, mut magnitude) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
+            let mut wd = vec![0f32; cols];
+            for r in 0..rows {
+                dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut wd);
+                for t in 0..tokens {
+                    let products = wd
+                        .iter()
+                        .zip(&xd[t * cols..])
+                        .map(|(a, b)| f64::from(*a) * f64::from(*b));
+                    want[t * rows + r] = products.clone().sum::<f64>() as f32;
+                    magnitude[t * rows + r] = products.map(f64::abs).sum::<f64>() as f32;
+                }
+            }
+            for v in [ggml_id(ty), rows as u32, cols as u32, tokens as u32] {
+                cases.extend(v.to_le_bytes());
+            }
+            cases.extend(&w);
+            cases.extend(&xq);
+            want.iter()
+                .chain(&magnitude)
+                .for_each(|v| cases.extend(v.to_le_bytes()));
+        }
+    }
+    cases.extend(u32::MAX.to_le_bytes());
+    run_host_program("host_matmul.cpp", &cases);
+}
+
+/// Build `kernels/cuda/tests/SOURCE` with the system's C++ compiler (`$CXX`, else `c++`) and
+/// run it on `cases`; it must exit 0.
+fn run_host_program(source: &str, cases: &[u8]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = std::env::temp_dir().join(format!("ward-cuda-host-{}", std::process::id()));
+    let name = source.trim_end_matches(".cpp");
+    let dir = std::env::temp_dir().join(format!("ward-cuda-host-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (file, exe) = (dir.join("cases.bin"), dir.join("host_vecdot"));
-    std::fs::write(&file, &cases).unwrap();
+    let (file, exe) = (dir.join("cases.bin"), dir.join(name));
+    std::fs::write(&file, cases).unwrap();
     let cxx = std::env::var("CXX").unwrap_or_else(|_| "c++".into());
     let built = Command::new(&cxx)
-        .args([
-            "-O1",
-            "-std=c++14",
-            "-ffp-contract=off",
-            "-Wall",
-            "-Werror",
-            "-o",
-        ])
+        .args(["-O1", "-std=c++20", "-ffp-contract=off", "-Wall", "-Werror"])
+        .arg("-Wno-unknown-pragmas") // the kernels' #pragma unroll
+        .arg("-o")
         .arg(&exe)
-        .arg(root.join("kernels/cuda/tests/host_vecdot.cpp"))
+        .arg(root.join("kernels/cuda/tests").join(source))
         .status()
         .unwrap_or_else(|e| panic!("{cxx} (a C++ compiler) is needed for this test: {e}"));
-    assert!(built.success(), "host_vecdot.cpp did not compile");
+    assert!(built.success(), "{source} did not compile");
     let ran = Command::new(&exe).arg(&file).output().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
@@ -99,4 +146,5 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
         String::from_utf8_lossy(&ran.stdout),
         String::from_utf8_lossy(&ran.stderr)
     );
+    print!("{}", String::from_utf8_lossy(&ran.stdout));
 }
