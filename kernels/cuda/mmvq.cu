@@ -50,7 +50,7 @@ __device__ __forceinline__ void mmvq(const uint8_t* __restrict__ w, const block_
 #define MMVQ_KERNEL(name, N)                                                                        \
     extern "C" __global__ void __launch_bounds__(MMVQ_THREADS)                                      \
         mmvq_##name##_##N(const uint8_t* w, const block_q8_1* x, float* y, int sub_blocks,          \
-                          long long row_bytes, int rows) {                                          \
+                          long long row_bytes, int rows, int /* tokens: N */) {                     \
         mmvq<decode_##name, N>(w, x, y, sub_blocks, row_bytes, rows);                               \
     }
 

@@ -174,9 +174,9 @@ fn a_tokens_result_does_not_depend_on_the_batch() {
     quantize_activations(ActivationType::Q8_1, &x, &mut xq);
     let dx = gpu.stream.clone_htod(&xq).unwrap();
     let mut alone = gpu.stream.alloc_zeros::<f32>(rows).unwrap();
-    gpu.mmvq(ty, &w, &dx, &mut alone, rows, cols, 1).unwrap();
+    gpu.matmul(ty, &w, &dx, &mut alone, rows, cols, 1).unwrap();
     let mut batch = gpu.stream.alloc_zeros::<f32>(8 * rows).unwrap();
-    gpu.mmvq(ty, &w, &dx, &mut batch, rows, cols, 8).unwrap();
+    gpu.matmul(ty, &w, &dx, &mut batch, rows, cols, 8).unwrap();
     let (alone, batch) = (
         gpu.stream.clone_dtoh(&alone).unwrap(),
         gpu.stream.clone_dtoh(&batch).unwrap(),

@@ -4,10 +4,14 @@
 // threads, and mma.sync is computed from the lanes' fragments as the PTX ISA lays them out.
 // Include before the kernel files, compiled with -DWARD_HOST. Timing means nothing here.
 #pragma once
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 #include <ucontext.h>
 
+#include "host/cuda_fp16.h"
+
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <vector>
@@ -25,6 +29,9 @@ static dim3 threadIdx, blockIdx, blockDim;
 #define __launch_bounds__(n)
 #define __shared__ static
 #define __restrict__
+
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline int __float2int_rn(float x) { return (int)nearbyintf(x); }  // the default mode: to even
 
 // The block's threads are fibers on one host thread, switched only where they wait, so a
 // block of 128 threads costs microseconds per barrier rather than 128 context switches.
@@ -127,40 +134,38 @@ inline void host_mma_s8_16x8x16(int d[4], int a0, int a1, int b) {
     }
 }
 
-// Run `kernel` over a grid of `grid` blocks of `threads` threads (a multiple of 32).
+// Run `kernel` over a grid of `grid` blocks (x, y and z) of `threads` threads (a multiple of 32).
 inline void launch(dim3 grid, unsigned threads, const std::function<void()>& kernel) {
     blockDim = dim3{threads, 1, 1};
     block_barrier = Barrier{threads};
     warp_barriers.assign(threads / 32, Barrier{32});
     kernel_body = &kernel;
     fibers.resize(threads);
-    for (unsigned by = 0; by < grid.y; ++by) {
-        for (unsigned bx = 0; bx < grid.x; ++bx) {
-            blockIdx = dim3{bx, by, 1};
+    for (unsigned b = 0; b < grid.x * grid.y * grid.z; ++b) {
+        blockIdx = dim3{b % grid.x, b / grid.x % grid.y, b / (grid.x * grid.y)};
+        for (unsigned t = 0; t < threads; ++t) {
+            Fiber& f = fibers[t];
+            f.stack.resize(256 * 1024);
+            f.tid = t;
+            f.done = false;
+            f.waiting = nullptr;
+            exchanges[t] = 0;
+            getcontext(&f.ctx);
+            f.ctx.uc_stack.ss_sp = f.stack.data();
+            f.ctx.uc_stack.ss_size = f.stack.size();
+            f.ctx.uc_link = nullptr;
+            makecontext(&f.ctx, fiber_main, 0);
+        }
+        for (bool running = true; running;) {
+            running = false;
             for (unsigned t = 0; t < threads; ++t) {
-                Fiber& f = fibers[t];
-                f.stack.resize(256 * 1024);
-                f.tid = t;
-                f.done = false;
-                f.waiting = nullptr;
-                exchanges[t] = 0;
-                getcontext(&f.ctx);
-                f.ctx.uc_stack.ss_sp = f.stack.data();
-                f.ctx.uc_stack.ss_size = f.stack.size();
-                f.ctx.uc_link = nullptr;
-                makecontext(&f.ctx, fiber_main, 0);
-            }
-            for (bool running = true; running;) {
-                running = false;
-                for (unsigned t = 0; t < threads; ++t) {
-                    if (fibers[t].done) continue;
-                    running = true;
-                    const Fiber& f = fibers[t];
-                    if (f.waiting && f.waiting->generation == f.waiting_gen) continue;  // still blocked
-                    current = t;
-                    threadIdx = dim3{t, 0, 0};
-                    swapcontext(&scheduler, &fibers[t].ctx);
-                }
+                const Fiber& f = fibers[t];
+                if (f.done) continue;
+                running = true;
+                if (f.waiting && f.waiting->generation == f.waiting_gen) continue;  // still blocked
+                current = t;
+                threadIdx = dim3{t, 0, 0};
+                swapcontext(&scheduler, &fibers[t].ctx);
             }
         }
     }

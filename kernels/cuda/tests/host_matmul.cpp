@@ -1,7 +1,7 @@
 // The matmul kernels themselves (mmvq.cu and mmq.cu) run on the host through tests/emulate.h:
 // each case's tokens go through the matrix-vector kernel 8 at a time and through the
 // tensor-core kernel all at once, which must agree bit for bit and with Ward's CPU reference.
-// Run by crates/kernels/tests/cuda_vecdot_on_host.rs, which writes:
+// Run by crates/kernels/tests/cuda_on_host.rs, which writes:
 //   repeated { u32 ggml_type, u32 rows, u32 cols, u32 tokens, rows·row_bytes weight bytes,
 //              tokens·cols/32 Q8_1 blocks, tokens·rows f32 expected, tokens·rows f32 magnitudes }
 //   then u32 0xFFFFFFFF
@@ -14,9 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-typedef void (*mmvq_kernel)(const uint8_t*, const block_q8_1*, float*, int, long long, int);
-typedef void (*mmq_kernel)(const uint8_t*, const block_q8_1*, float*, int, long long, int, int);
-struct Kernels { mmvq_kernel mmvq[8]; mmq_kernel mmq; long long block_bytes, block_len; };
+// Both kernels' arguments: w, x, y, sub_blocks, row_bytes, rows, tokens.
+typedef void (*matmul_kernel)(const uint8_t*, const block_q8_1*, float*, int, long long, int, int);
+struct Kernels { matmul_kernel mmvq[8]; matmul_kernel mmq; long long block_bytes, block_len; };
 
 #define KERNELS(name, bytes, len)                                                                   \
     Kernels{{mmvq_##name##_1, mmvq_##name##_2, mmvq_##name##_3, mmvq_##name##_4, mmvq_##name##_5,   \
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
         for (int t0 = 0; t0 < tokens; t0 += 8) {
             const int n = min(8, tokens - t0);
             launch(dim3{(unsigned)rows, 1, 1}, MMVQ_THREADS, [&] {
-                k.mmvq[n - 1](w.data(), &x[(size_t)t0 * sub_blocks], &small[(size_t)t0 * rows], sub_blocks, row_bytes, rows);
+                k.mmvq[n - 1](w.data(), &x[(size_t)t0 * sub_blocks], &small[(size_t)t0 * rows], sub_blocks, row_bytes, rows, n);
             });
         }
         const dim3 grid{(unsigned)((rows + MMQ_ROWS - 1) / MMQ_ROWS), (unsigned)((tokens + MMQ_TOKENS - 1) / MMQ_TOKENS), 1};

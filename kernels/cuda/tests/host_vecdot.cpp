@@ -1,6 +1,7 @@
 // The CUDA kernels' block decoding (include/vecdot.cuh: each type's decode, the dp4a dot
 // product and `finish` the matmuls share, and dequantization), compiled as plain C++ and checked
-// against Ward's CPU reference on random blocks, so it is tested on machines without a GPU. Run by crates/kernels/tests/cuda_vecdot_on_host.rs, which writes:
+// against Ward's CPU reference on random blocks, so it is tested on machines without a GPU.
+// Run by crates/kernels/tests/cuda_on_host.rs, which writes:
 //   repeated { u32 ggml_type, u32 sub_blocks_per_row, u32 rows, u32 row_bytes,
 //              rows·row_bytes weight bytes, sub_blocks·36 Q8_1 bytes,
 //              rows·sub_blocks f32 expected dots, rows·sub_blocks f32 magnitudes,

@@ -3,8 +3,8 @@
 //! [`Gpu`] is made: building needs nvcc, running needs only the NVIDIA driver.
 //!
 //! Each launch mirrors a CPU kernel of this crate and is tested against it on the GPU machine
-//! (`tests/cuda_kernels.rs`); the block decoding the matmuls share is also checked on the host
-//! (`tests/cuda_vecdot_on_host.rs`).
+//! (`tests/cuda_kernels.rs`); the kernels also run on the host, emulated, in
+//! `tests/cuda_on_host.rs`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -170,67 +170,14 @@ impl Gpu {
         Ok(())
     }
 
-    /// `y[t][row] = W[row] · x[t]` for `tokens` (1 to 8) tokens: `w` holds `rows` rows of
-    /// `cols` values in format `ty`, `x` the tokens' Q8_1 activations one after the other.
-    #[allow(clippy::too_many_arguments)]
-    pub fn mmvq(
-        &self,
-        ty: WeightType,
-        w: &CudaSlice<u8>,
-        x: &CudaSlice<u8>,
-        y: &mut CudaSlice<f32>,
-        rows: usize,
-        cols: usize,
-        tokens: usize,
-    ) -> Result<(), DriverError> {
-        let name = type_name(ty).unwrap_or_else(|| panic!("no GPU matmul for {ty:?}"));
-        assert!((1..=MMVQ_MAX_TOKENS).contains(&tokens) && cols.is_multiple_of(ty.block_len()));
-        let row_bytes = ty.row_bytes(cols).expect("whole blocks") as i64;
-        assert!(w.len() as i64 >= rows as i64 * row_bytes);
-        assert!(x.len() >= tokens * cols / 32 * 36 && y.len() >= tokens * rows);
-        let (sub_blocks, rows_i) = ((cols / 32) as i32, rows as i32);
-        let f = self.function(&format!("mmvq_{name}_{tokens}"));
-        // SAFETY: the asserts above bound every read of `w` and `x` and write of `y`.
-        unsafe {
-            self.stream
-                .launch_builder(f)
-                .arg(w)
-                .arg(x)
-                .arg(y)
-                .arg(&sub_blocks)
-                .arg(&row_bytes)
-                .arg(&rows_i)
-                .launch(grid(rows, MMVQ_THREADS))
-        }?;
-        Ok(())
-    }
-
-    /// `y[t][row] = W[row] · x[t]` for any number of tokens, as [`Gpu::mmvq`] takes them:
-    /// the matrix-vector kernel for up to 8 tokens, the tensor-core kernel (`mmq`) beyond. Both
-    /// add in the same order and give the same bits, so a token's result does not depend on how
+    /// `y[t][row] = W[row] · x[t]` for any number of tokens: `w` holds `rows` rows of `cols`
+    /// values in format `ty`, `x` the tokens' Q8_1 activations one after the other. Up to 8
+    /// tokens run on the dp4a matrix-vector kernel (`mmvq`, a CUDA block per row), more on the
+    /// int8 tensor-core kernel (`mmq`, sm_80 and later, tiles of 64 rows × 64 tokens). Both add
+    /// in the same order and give the same bits, so a token's result does not depend on how
     /// many tokens share the launch.
     #[allow(clippy::too_many_arguments)]
     pub fn matmul(
-        &self,
-        ty: WeightType,
-        w: &CudaSlice<u8>,
-        x: &CudaSlice<u8>,
-        y: &mut CudaSlice<f32>,
-        rows: usize,
-        cols: usize,
-        tokens: usize,
-    ) -> Result<(), DriverError> {
-        if tokens <= MMVQ_MAX_TOKENS {
-            self.mmvq(ty, w, x, y, rows, cols, tokens)
-        } else {
-            self.mmq(ty, w, x, y, rows, cols, tokens)
-        }
-    }
-
-    /// [`Gpu::mmvq`] for any number of tokens on int8 tensor cores (sm_80 and later), in tiles
-    /// of 64 rows × 64 tokens.
-    #[allow(clippy::too_many_arguments)]
-    pub fn mmq(
         &self,
         ty: WeightType,
         w: &CudaSlice<u8>,
@@ -245,22 +192,23 @@ impl Gpu {
         let row_bytes = ty.row_bytes(cols).expect("whole blocks") as i64;
         assert!(w.len() as i64 >= rows as i64 * row_bytes);
         assert!(x.len() >= tokens * cols / 32 * 36 && y.len() >= tokens * rows);
-        let ints = [cols / 32, rows, tokens].map(|v| v as i32);
-        let cfg = LaunchConfig {
-            grid_dim: (
-                rows.div_ceil(MMQ_TILE) as u32,
-                tokens.div_ceil(MMQ_TILE) as u32,
-                1,
-            ),
-            block_dim: (MMQ_THREADS, 1, 1),
-            shared_mem_bytes: 0,
+        let (kernel, cfg) = if tokens <= MMVQ_MAX_TOKENS {
+            (format!("mmvq_{name}_{tokens}"), grid(rows, MMVQ_THREADS))
+        } else {
+            let tiles = (rows.div_ceil(MMQ_TILE), tokens.div_ceil(MMQ_TILE));
+            let cfg = LaunchConfig {
+                grid_dim: (tiles.0 as u32, tiles.1 as u32, 1),
+                block_dim: (MMQ_THREADS, 1, 1),
+                shared_mem_bytes: 0,
+            };
+            (format!("mmq_{name}"), cfg)
         };
-        let f = self.function(&format!("mmq_{name}"));
-        // SAFETY: the asserts above bound every read of `w` and `x`; the kernel writes only
+        let ints = [cols / 32, rows, tokens].map(|v| v as i32);
+        // SAFETY: the asserts above bound every read of `w` and `x`; the kernels write only
         // outputs of rows below `rows` and tokens below `tokens`.
         unsafe {
             self.stream
-                .launch_builder(f)
+                .launch_builder(self.function(&kernel))
                 .arg(w)
                 .arg(x)
                 .arg(y)

@@ -1,8 +1,9 @@
-//! The CUDA kernels' block decoding (`kernels/cuda/include/vecdot.cuh`) against
-//! the CPU reference, on random blocks of every quantized type the GPU path claims, without a GPU:
-//! the header also compiles as plain C++, so this test builds `kernels/cuda/tests/
-//! host_vecdot.cpp` with the system's C++ compiler (`$CXX`, else `c++`) and runs it on cases
-//! it writes (weights, Q8_1 activations, and each sub-block's reference dot product).
+//! Ward's CUDA kernels checked without a GPU. The block decoding (`kernels/cuda/include/
+//! vecdot.cuh`) compiles as plain C++, and `kernels/cuda/tests/emulate.h` runs whole kernels on
+//! the host (a block's threads as fibers, barriers for the warp operations, mma.sync from the
+//! PTX fragment layout): these tests build the programs in `kernels/cuda/tests/` with the
+//! system's C++ compiler (`$CXX`, else `c++`) and run them, on cases they write (weights, Q8_1
+//! activations, the CPU reference's results) or on their own random data.
 
 mod common;
 
@@ -119,8 +120,16 @@ fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu()
     run_host_program("host_matmul.cpp", &cases);
 }
 
+/// The forward pass's other kernels (Q8_1 quantization, RMSNorm fused and not, activations into
+/// Q8_1, RoPE and RoPE + KV write, split-KV paged attention with GQA, windows and empty chunks)
+/// run on the host by `tests/emulate.h`, against plain loops `host_kernels.cpp` computes itself.
+#[test]
+fn cuda_forward_kernels_emulated_on_the_host_match_plain_loops() {
+    run_host_program("host_kernels.cpp", &[]);
+}
+
 /// Build `kernels/cuda/tests/SOURCE` with the system's C++ compiler (`$CXX`, else `c++`) and
-/// run it on `cases`; it must exit 0.
+/// run it on `cases` (a file it is given the path of); it must exit 0.
 fn run_host_program(source: &str, cases: &[u8]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let name = source.trim_end_matches(".cpp");
@@ -132,6 +141,8 @@ fn run_host_program(source: &str, cases: &[u8]) {
     let built = Command::new(&cxx)
         .args(["-O1", "-std=c++20", "-ffp-contract=off", "-Wall", "-Werror"])
         .arg("-Wno-unknown-pragmas") // the kernels' #pragma unroll
+        .arg("-I")
+        .arg(root.join("kernels/cuda/tests/host")) // cuda_fp16.h for the host
         .arg("-o")
         .arg(&exe)
         .arg(root.join("kernels/cuda/tests").join(source))
