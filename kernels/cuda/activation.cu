@@ -9,18 +9,19 @@ __device__ __forceinline__ float gelu_mul(float g, float u) {
     return 0.5f * g * (1.0f + tanhf(inner)) * u;
 }
 
-extern "C" __global__ void silu_mul_q8_1(const float* __restrict__ g, const float* __restrict__ u,
-                                         block_q8_1* __restrict__ out, int blocks) {
+template <float (*ACT)(float, float)>
+__device__ __forceinline__ void gated_q8_1(const float* __restrict__ g, const float* __restrict__ u,
+                                           block_q8_1* __restrict__ out, int blocks) {
     const int b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     if (b >= blocks) return;
     const long long i = (long long)b * QK + threadIdx.x % 32;
-    quantize_block_q8_1(silu_mul(g[i], u[i]), out + b);
+    quantize_block_q8_1(ACT(g[i], u[i]), out + b);
 }
 
-extern "C" __global__ void gelu_mul_q8_1(const float* __restrict__ g, const float* __restrict__ u,
-                                         block_q8_1* __restrict__ out, int blocks) {
-    const int b = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
-    if (b >= blocks) return;
-    const long long i = (long long)b * QK + threadIdx.x % 32;
-    quantize_block_q8_1(gelu_mul(g[i], u[i]), out + b);
+extern "C" __global__ void silu_mul_q8_1(const float* g, const float* u, block_q8_1* out, int blocks) {
+    gated_q8_1<silu_mul>(g, u, out, blocks);
+}
+
+extern "C" __global__ void gelu_mul_q8_1(const float* g, const float* u, block_q8_1* out, int blocks) {
+    gated_q8_1<gelu_mul>(g, u, out, blocks);
 }

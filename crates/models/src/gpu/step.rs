@@ -300,6 +300,10 @@ impl GpuDecoder {
         let mut b = self.buffers(n, chunks, wanted.len())?;
         self.upload(&inputs, &mut b)?;
         self.enqueue(&mut b, &wanted)?;
+        if wanted.is_empty() {
+            self.gpu.stream.synchronize()?; // errors of the step's kernels surface here
+            return Ok(Vec::new());
+        }
         Ok(self
             .gpu
             .stream
