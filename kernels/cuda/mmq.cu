@@ -31,7 +31,7 @@ __device__ __forceinline__ void mma_s8_16x8x16(int d[4], int a0, int a1, int b) 
 #endif
 }
 
-template <decode_fn DECODE>
+template <int TYPE>
 __device__ __forceinline__ void mmq(const uint8_t* __restrict__ w, const block_q8_1* __restrict__ x,
                                     float* __restrict__ y, int sub_blocks, long long row_bytes, int rows,
                                     int tokens) {
@@ -55,7 +55,7 @@ __device__ __forceinline__ void mmq(const uint8_t* __restrict__ w, const block_q
             const int r = i / CHUNK_SUB_BLOCKS, j = i % CHUNK_SUB_BLOCKS;
             int* q = &wq[r][j * 8];
             if (row0 + r < rows && j < in_chunk) {
-                DECODE(w + (long long)(row0 + r) * row_bytes, c0 + j, q, &wsc[r][j]);
+                decode<TYPE>(w + (long long)(row0 + r) * row_bytes, c0 + j, q, &wsc[r][j]);
             } else {
                 for (int k = 0; k < 8; ++k) q[k] = 0;
                 set_scale(&wsc[r][j], 0.0f, 0.0f, 0, 0, 0, 0);
@@ -119,20 +119,20 @@ __device__ __forceinline__ void mmq(const uint8_t* __restrict__ w, const block_q
         }
 }
 
-#define MMQ_TYPE(name)                                                                              \
+#define MMQ_TYPE(name, TYPE)                                                                              \
     extern "C" __global__ void __launch_bounds__(MMQ_THREADS)                                       \
         mmq_##name(const uint8_t* w, const block_q8_1* x, float* y, int sub_blocks,                 \
                    long long row_bytes, int rows, int tokens) {                                     \
-        mmq<decode_##name>(w, x, y, sub_blocks, row_bytes, rows, tokens);                           \
+        mmq<TYPE>(w, x, y, sub_blocks, row_bytes, rows, tokens);                           \
     }
 
-MMQ_TYPE(q4_0)
-MMQ_TYPE(q4_1)
-MMQ_TYPE(q5_0)
-MMQ_TYPE(q5_1)
-MMQ_TYPE(q8_0)
-MMQ_TYPE(q2_K)
-MMQ_TYPE(q3_K)
-MMQ_TYPE(q4_K)
-MMQ_TYPE(q5_K)
-MMQ_TYPE(q6_K)
+MMQ_TYPE(q4_0, GGML_Q4_0)
+MMQ_TYPE(q4_1, GGML_Q4_1)
+MMQ_TYPE(q5_0, GGML_Q5_0)
+MMQ_TYPE(q5_1, GGML_Q5_1)
+MMQ_TYPE(q8_0, GGML_Q8_0)
+MMQ_TYPE(q2_K, GGML_Q2_K)
+MMQ_TYPE(q3_K, GGML_Q3_K)
+MMQ_TYPE(q4_K, GGML_Q4_K)
+MMQ_TYPE(q5_K, GGML_Q5_K)
+MMQ_TYPE(q6_K, GGML_Q6_K)

@@ -11,7 +11,7 @@
 #define MMVQ_CHUNKS (MMVQ_THREADS / CHUNK_SUB_BLOCKS)  // chunks one pass of the threads covers
 // (NTOK · MMVQ_CHUNKS ≤ MMVQ_THREADS: a thread for each token's chunk)
 
-template <decode_fn DECODE, int NTOK>
+template <int TYPE, int NTOK>
 __device__ __forceinline__ void mmvq(const uint8_t* __restrict__ w, const block_q8_1* __restrict__ x,
                                      float* __restrict__ y, int sub_blocks, long long row_bytes, int rows) {
     const int row = blockIdx.x;
@@ -24,7 +24,7 @@ __device__ __forceinline__ void mmvq(const uint8_t* __restrict__ w, const block_
         if (sb < sub_blocks) {
             int q[8];
             wscale ws;
-            DECODE(wr, sb, q, &ws);
+            decode<TYPE>(wr, sb, q, &ws);
 #pragma unroll
             for (int t = 0; t < NTOK; ++t) values[t][threadIdx.x] = vdot(q, ws, x + (long long)t * sub_blocks + sb);
         }
@@ -47,24 +47,25 @@ __device__ __forceinline__ void mmvq(const uint8_t* __restrict__ w, const block_
     if (threadIdx.x < NTOK) y[(long long)threadIdx.x * rows + row] = total;
 }
 
-#define MMVQ_KERNEL(name, N)                                                                        \
+#define MMVQ_KERNEL(name, TYPE, N)                                                                        \
     extern "C" __global__ void __launch_bounds__(MMVQ_THREADS)                                      \
         mmvq_##name##_##N(const uint8_t* w, const block_q8_1* x, float* y, int sub_blocks,          \
                           long long row_bytes, int rows, int /* tokens: N */) {                     \
-        mmvq<decode_##name, N>(w, x, y, sub_blocks, row_bytes, rows);                               \
+        mmvq<TYPE, N>(w, x, y, sub_blocks, row_bytes, rows);                               \
     }
 
-#define MMVQ_TYPE(name)                                                                             \
-    MMVQ_KERNEL(name, 1) MMVQ_KERNEL(name, 2) MMVQ_KERNEL(name, 3) MMVQ_KERNEL(name, 4)             \
-    MMVQ_KERNEL(name, 5) MMVQ_KERNEL(name, 6) MMVQ_KERNEL(name, 7) MMVQ_KERNEL(name, 8)
+#define MMVQ_TYPE(name, TYPE)                                                                       \
+    MMVQ_KERNEL(name, TYPE, 1) MMVQ_KERNEL(name, TYPE, 2) MMVQ_KERNEL(name, TYPE, 3)                \
+    MMVQ_KERNEL(name, TYPE, 4) MMVQ_KERNEL(name, TYPE, 5) MMVQ_KERNEL(name, TYPE, 6)                \
+    MMVQ_KERNEL(name, TYPE, 7) MMVQ_KERNEL(name, TYPE, 8)
 
-MMVQ_TYPE(q4_0)
-MMVQ_TYPE(q4_1)
-MMVQ_TYPE(q5_0)
-MMVQ_TYPE(q5_1)
-MMVQ_TYPE(q8_0)
-MMVQ_TYPE(q2_K)
-MMVQ_TYPE(q3_K)
-MMVQ_TYPE(q4_K)
-MMVQ_TYPE(q5_K)
-MMVQ_TYPE(q6_K)
+MMVQ_TYPE(q4_0, GGML_Q4_0)
+MMVQ_TYPE(q4_1, GGML_Q4_1)
+MMVQ_TYPE(q5_0, GGML_Q5_0)
+MMVQ_TYPE(q5_1, GGML_Q5_1)
+MMVQ_TYPE(q8_0, GGML_Q8_0)
+MMVQ_TYPE(q2_K, GGML_Q2_K)
+MMVQ_TYPE(q3_K, GGML_Q3_K)
+MMVQ_TYPE(q4_K, GGML_Q4_K)
+MMVQ_TYPE(q5_K, GGML_Q5_K)
+MMVQ_TYPE(q6_K, GGML_Q6_K)

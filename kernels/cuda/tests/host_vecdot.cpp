@@ -14,18 +14,20 @@
 #include <stdlib.h>
 #include <vector>
 
+typedef void (*decode_fn)(const uint8_t* row, int sb, int* q, wscale* w);
+
 static decode_fn for_type(uint32_t ggml_type) {
     switch (ggml_type) {
-        case 2: return decode_q4_0;
-        case 3: return decode_q4_1;
-        case 6: return decode_q5_0;
-        case 7: return decode_q5_1;
-        case 8: return decode_q8_0;
-        case 10: return decode_q2_K;
-        case 11: return decode_q3_K;
-        case 12: return decode_q4_K;
-        case 13: return decode_q5_K;
-        case 14: return decode_q6_K;
+        case GGML_Q4_0: return decode<GGML_Q4_0>;
+        case GGML_Q4_1: return decode<GGML_Q4_1>;
+        case GGML_Q5_0: return decode<GGML_Q5_0>;
+        case GGML_Q5_1: return decode<GGML_Q5_1>;
+        case GGML_Q8_0: return decode<GGML_Q8_0>;
+        case GGML_Q2_K: return decode<GGML_Q2_K>;
+        case GGML_Q3_K: return decode<GGML_Q3_K>;
+        case GGML_Q4_K: return decode<GGML_Q4_K>;
+        case GGML_Q5_K: return decode<GGML_Q5_K>;
+        case GGML_Q6_K: return decode<GGML_Q6_K>;
         default: return 0;
     }
 }
