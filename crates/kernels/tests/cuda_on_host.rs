@@ -1,7 +1,8 @@
-//! Ward's CUDA kernels checked without a GPU. The block decoding (`kernels/cuda/include/
+//! Ward's CUDA and Metal kernels checked without a GPU. The block decoding (`kernels/cuda/include/
 //! vecdot.cuh`) compiles as plain C++, and `kernels/cuda/tests/emulate.h` runs whole kernels on
 //! the host (a block's threads as fibers, barriers for the warp operations, mma.sync from the
-//! PTX fragment layout): these tests build the programs in `kernels/cuda/tests/` with the
+//! PTX fragment layout; `kernels/metal/tests/metal_host.h` reads Metal's dialect as C++ over it):
+//! these tests build the programs in `kernels/{cuda,metal}/tests/` with the
 //! system's C++ compiler (`$CXX`, else `c++`) and run them, on cases they write (weights, Q8_1
 //! activations, the CPU reference's results) or on their own random data.
 
@@ -71,7 +72,7 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
         }
     }
     cases.extend(u32::MAX.to_le_bytes());
-    run_host_program("host_vecdot.cpp", &cases);
+    run_host_program("cuda/tests/host_vecdot.cpp", &cases);
 }
 
 /// The matmul kernels (`mmvq.cu`, `mmq.cu`) themselves, run on the host by `tests/emulate.h`:
@@ -117,7 +118,7 @@ fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu()
         }
     }
     cases.extend(u32::MAX.to_le_bytes());
-    run_host_program("host_matmul.cpp", &cases);
+    run_host_program("cuda/tests/host_matmul.cpp", &cases);
 }
 
 /// The forward pass's other kernels (Q8_1 quantization, RMSNorm fused and not, activations into
@@ -125,14 +126,23 @@ fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu()
 /// run on the host by `tests/emulate.h`, against plain loops `host_kernels.cpp` computes itself.
 #[test]
 fn cuda_forward_kernels_emulated_on_the_host_match_plain_loops() {
-    run_host_program("host_kernels.cpp", &[]);
+    run_host_program("cuda/tests/host_kernels.cpp", &[]);
 }
 
-/// Build `kernels/cuda/tests/SOURCE` with the system's C++ compiler (`$CXX`, else `c++`) and
-/// run it on `cases` (a file it is given the path of); it must exit 0.
+/// The Metal kernels (`kernels/metal`), run on the host by `kernels/metal/tests/metal_host.h`
+/// over the same emulation beside their CUDA namesakes: the matmuls (every type, 1, 3 and 8
+/// tokens), embedding rows, quantization and activations must give the CUDA kernels' bits, the
+/// norms, RoPE and attention their values.
+#[test]
+fn metal_kernels_emulated_on_the_host_match_the_cuda_kernels() {
+    run_host_program("metal/tests/host_metal.cpp", &[]);
+}
+
+/// Build `kernels/SOURCE` with the system's C++ compiler (`$CXX`, else `c++`) and run it on
+/// `cases` (a file it is given the path of); it must exit 0.
 fn run_host_program(source: &str, cases: &[u8]) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let name = source.trim_end_matches(".cpp");
+    let name = source.rsplit('/').next().unwrap().trim_end_matches(".cpp");
     let dir = std::env::temp_dir().join(format!("ward-cuda-host-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (file, exe) = (dir.join("cases.bin"), dir.join(name));
@@ -141,11 +151,12 @@ fn run_host_program(source: &str, cases: &[u8]) {
     let built = Command::new(&cxx)
         .args(["-O1", "-std=c++20", "-ffp-contract=off", "-Wall", "-Werror"])
         .arg("-Wno-unknown-pragmas") // the kernels' #pragma unroll
+        .arg("-Wno-attributes") // Metal's [[buffer(0)]] and the like
         .arg("-I")
         .arg(root.join("kernels/cuda/tests/host")) // cuda_fp16.h for the host
         .arg("-o")
         .arg(&exe)
-        .arg(root.join("kernels/cuda/tests").join(source))
+        .arg(root.join("kernels").join(source))
         .status()
         .unwrap_or_else(|e| panic!("{cxx} (a C++ compiler) is needed for this test: {e}"));
     assert!(built.success(), "{source} did not compile");
