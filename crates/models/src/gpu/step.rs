@@ -288,15 +288,17 @@ impl GpuDecoder {
         }
         let wanted: Vec<usize> = (0..n).filter(|&i| wants_logits[i]).collect();
         let max_len = positions.iter().max().map_or(1, |p| p + 1);
-        let chunks = max_len.div_ceil(ATTN_CHUNK);
-        if self.use_graphs && n <= MMVQ_MAX_TOKENS && wanted.len() == n {
-            // One graph per token count and power-of-two attention chunks, so a sequence
-            // growing by a token replays the same graph until it crosses a power of two.
-            let chunks = chunks.next_power_of_two();
-            let inputs = Inputs::new(tokens, positions, tables, table_cols(chunks));
+        let graph = self.use_graphs && n <= MMVQ_MAX_TOKENS && wanted.len() == n;
+        // A graph per token count and power-of-two attention chunks, so a sequence growing by a
+        // token replays the same graph until it crosses a power of two.
+        let chunks = match max_len.div_ceil(ATTN_CHUNK) {
+            c if graph => c.next_power_of_two(),
+            c => c,
+        };
+        let inputs = Inputs::new(tokens, positions, tables, table_cols(chunks));
+        if graph {
             return Ok(self.replay(n, chunks, &inputs)?);
         }
-        let inputs = Inputs::new(tokens, positions, tables, table_cols(chunks));
         let mut b = self.buffers(n, chunks, wanted.len())?;
         self.upload(&inputs, &mut b)?;
         self.enqueue(&mut b, &wanted)?;
