@@ -75,6 +75,7 @@ receive() {
 run() {
   local out="${1:-${OUT:-.gpu/out}}" status=0
   mkdir -p "$out"
+  export WARD_ROOT="$root"  # the test binaries find the models and fixtures here
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$out/gpu.txt"
   # llama.cpp builds in the background on the CPUs while Ward's tests use the GPU.
   (

@@ -3,8 +3,12 @@
 
 use std::path::PathBuf;
 
+/// The repository: `$WARD_ROOT` where set (test binaries run from another checkout, as
+/// scripts/gpu-check.sh runs them on the GPU machine), else the one they were built in.
 pub fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+    std::env::var_os("WARD_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.."))
 }
 
 /// A test model fetched by scripts/fetch-models.sh; a missing file fails the test loudly.
