@@ -16,8 +16,8 @@ WARD_FN int dp4a(int a, int b, int c) {
     for (int i = 0; i < 4; ++i) c += (int)(int8_t)(a >> (8 * i)) * (int)(int8_t)(b >> (8 * i));
     return c;
 }
-// The library is compiled without fast math (crates/kernels/src/metal.rs), so these round
-// and are not fused.
+// Rounding and unfused only if the library is compiled without fast math, as it must be
+// (README, GPU).
 WARD_FN float fadd(float a, float b) { return a + b; }
 WARD_FN float fsub(float a, float b) { return a - b; }
 WARD_FN float fmul(float a, float b) { return a * b; }
