@@ -59,6 +59,7 @@ for l in sys.stdin:
 receive() {
   local part tar
   for part in .gpu/parts/*.tar.*; do
+    [ -e "$part" ] || continue  # none carried this call
     tar="${part%.*}"
     cat "$part" >>"$tar"
     rm -f "$part"
