@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{random_weights, Rng};
+use common::{random_activations, random_weights, reference_matmul, Rng};
 use half::f16;
 use ward_kernels::activation::Activation;
 use ward_kernels::cuda::{AttentionShape, Gpu, ATTN_CHUNK};
@@ -43,41 +43,6 @@ fn quantize_q8_1_matches_the_cpu_bytes() {
     assert_eq!(gpu.stream.clone_dtoh(&out).unwrap(), want);
 }
 
-/// `y[t][row] = W[row] · x[t]` on the CPU in f64, from the dequantized weights and activations.
-fn cpu_matmul(
-    ty: WeightType,
-    w: &[u8],
-    rows: usize,
-    cols: usize,
-    xq: &[u8],
-    tokens: usize,
-) -> Vec<f32> {
-    let row_bytes = ty.row_bytes(cols).unwrap();
-    let mut xd = vec![0f32; tokens * cols];
-    dequantize_activations(ActivationType::Q8_1, xq, &mut xd);
-    let mut want = vec![0f32; tokens * rows];
-    let mut wd = vec![0f32; cols];
-    for r in 0..rows {
-        dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut wd);
-        for t in 0..tokens {
-            let xt = &xd[t * cols..(t + 1) * cols];
-            want[t * rows + r] = wd
-                .iter()
-                .zip(xt)
-                .map(|(a, b)| f64::from(*a) * f64::from(*b))
-                .sum::<f64>() as f32;
-        }
-    }
-    want
-}
-
-/// Random Q8_1 activations for `tokens` tokens of `cols` values.
-fn random_activations(rng: &mut Rng, tokens: usize, cols: usize) -> Vec<u8> {
-    let mut xq = Vec::new();
-    quantize_activations(ActivationType::Q8_1, &rng.vec(tokens * cols), &mut xq);
-    xq
-}
-
 /// `Gpu::matmul` of `tokens` tokens (either kernel, by the count), read back.
 fn gpu_matmul(
     gpu: &Gpu,
@@ -109,7 +74,7 @@ fn mmvq_matches_the_cpu_reference_for_every_type_and_token_count() {
                 let xq = random_activations(&mut rng, tokens, cols);
                 assert_close(
                     &gpu_matmul(&gpu, ty, &w, rows, cols, &xq, tokens),
-                    &cpu_matmul(ty, &w, rows, cols, &xq, tokens),
+                    &reference_matmul(ty, &w, rows, cols, &xq, tokens).0,
                     1e-3,
                     &format!("{ty:?} {rows}×{cols} × {tokens} tokens"),
                 );
@@ -136,7 +101,7 @@ fn mmq_matches_the_cpu_and_gives_the_bits_of_mmvq_for_every_type() {
                 let got = gpu_matmul(&gpu, ty, &w, rows, cols, &xq, tokens);
                 assert_close(
                     &got,
-                    &cpu_matmul(ty, &w, rows, cols, &xq, tokens),
+                    &reference_matmul(ty, &w, rows, cols, &xq, tokens).0,
                     1e-3,
                     &what,
                 );

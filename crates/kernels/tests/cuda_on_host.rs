@@ -11,7 +11,7 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::{random_weights, Rng};
+use common::{random_activations, random_weights, reference_matmul, Rng};
 
 use ward_kernels::quant::{
     dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
@@ -75,11 +75,10 @@ fn cuda_block_dot_products_match_the_cpu_reference() {
     run_host_program("cuda/tests/host_vecdot.cpp", &cases);
 }
 
-/// The matmul kernels (`mmvq.cu`, `mmq.cu`) themselves, run on the host by `tests/emulate.h`:
-/// every type, row and token tails of the 64 × 64 tiles, rows whose sub-blocks end inside a
-/// chunk of 8; mmvq (8 tokens at a time) and mmq (all at once) must agree bit for bit.
-#[test]
-fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu() {
+/// Matmul cases for the host programs (`kernels/cuda/tests/cases.h` reads them): every type,
+/// row and token tails of mmq's 64 × 64 tiles, rows whose sub-blocks end inside a chunk of 8,
+/// with the CPU reference's outputs.
+fn matmul_cases() -> Vec<u8> {
     use WeightType::*;
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
     let mut cases = Vec::new();
@@ -89,25 +88,15 @@ fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu()
             let cols = blocks * ty.block_len();
             let row_bytes = ty.row_bytes(cols).unwrap();
             let w = random_weights(ty, rows, cols, &mut rng);
-            let x = rng.vec(tokens * cols);
-            let mut xq = Vec::new();
-            quantize_activations(ActivationType::Q8_1, &x, &mut xq);
-            let mut xd = vec![0f32; tokens * cols];
-            dequantize_activations(ActivationType::Q8_1, &xq, &mut xd);
-            let (mut want, mut magnitude) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
-            let mut wd = vec![0f32; cols];
-            for r in 0..rows {
-                dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut wd);
-                for t in 0..tokens {
-                    let products = wd
-                        .iter()
-                        .zip(&xd[t * cols..])
-                        .map(|(a, b)| f64::from(*a) * f64::from(*b));
-                    want[t * rows + r] = products.clone().sum::<f64>() as f32;
-                    magnitude[t * rows + r] = products.map(f64::abs).sum::<f64>() as f32;
-                }
-            }
-            for v in [ggml_id(ty), rows as u32, cols as u32, tokens as u32] {
+            let xq = random_activations(&mut rng, tokens, cols);
+            let (want, magnitude) = reference_matmul(ty, &w, rows, cols, &xq, tokens);
+            for v in [
+                ggml_id(ty),
+                rows as u32,
+                cols as u32,
+                tokens as u32,
+                row_bytes as u32,
+            ] {
                 cases.extend(v.to_le_bytes());
             }
             cases.extend(&w);
@@ -118,7 +107,15 @@ fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu()
         }
     }
     cases.extend(u32::MAX.to_le_bytes());
-    run_host_program("cuda/tests/host_matmul.cpp", &cases);
+    cases
+}
+
+/// The matmul kernels (`mmvq.cu`, `mmq.cu`) themselves, run on the host by `tests/emulate.h` on
+/// [`matmul_cases`]: mmvq (8 tokens at a time) and mmq (all at once) must agree bit for bit,
+/// and with the CPU.
+#[test]
+fn cuda_matmul_kernels_emulated_on_the_host_agree_bit_for_bit_and_with_the_cpu() {
+    run_host_program("cuda/tests/host_matmul.cpp", &matmul_cases());
 }
 
 /// The forward pass's other kernels (Q8_1 quantization, RMSNorm fused and not, activations into
@@ -130,12 +127,12 @@ fn cuda_forward_kernels_emulated_on_the_host_match_plain_loops() {
 }
 
 /// The Metal kernels (`kernels/metal`), run on the host by `kernels/metal/tests/metal_host.h`
-/// over the same emulation beside their CUDA namesakes: the matmuls (every type, 1, 3 and 8
-/// tokens), embedding rows, quantization and activations must give the CUDA kernels' bits, the
-/// norms, RoPE and attention their values.
+/// over the same emulation beside their CUDA namesakes: the matmuls (on [`matmul_cases`]),
+/// embedding rows, quantization and activations must give the CUDA kernels' bits, the norms,
+/// RoPE and attention their values.
 #[test]
 fn metal_kernels_emulated_on_the_host_match_the_cuda_kernels() {
-    run_host_program("metal/tests/host_metal.cpp", &[]);
+    run_host_program("metal/tests/host_metal.cpp", &matmul_cases());
 }
 
 /// Build `kernels/SOURCE` with the system's C++ compiler (`$CXX`, else `c++`) and run it on

@@ -1,8 +1,9 @@
 // kernels/metal run on the host (metal_host.h over kernels/cuda/tests/emulate.h) beside their
 // CUDA namesakes, which the CUDA host tests check against Ward's CPU reference: the matmuls and
 // the byte-level kernels must give the CUDA kernels' bits, the reductions (whose order differs:
-// SIMD sums against warp butterflies) their values. Run by crates/kernels/tests/cuda_on_host.rs;
-// exits 1 on any mismatch.
+// SIMD sums against warp butterflies) their values. Run by crates/kernels/tests/cuda_on_host.rs
+// on the matmul cases of cuda/tests/cases.h (their weights and activations; the other kernels
+// on data of its own); exits 1 on any mismatch.
 #define WARD_HOST
 #include "../../cuda/tests/emulate.h"
 #include "../../cuda/activation.cu"
@@ -12,6 +13,7 @@
 #include "../../cuda/norm.cu"
 #include "../../cuda/quantize.cu"
 #include "../../cuda/rope.cu"
+#include "../../cuda/tests/cases.h"
 
 #include "metal_host.h"
 namespace mk {
@@ -66,59 +68,35 @@ static std::vector<block_q8_1> cuda_quantize(const std::vector<float>& x) {
     return out;
 }
 
-struct Type { int id; const char* name; int block_bytes, block_len; std::vector<int> f16_at; };
-
-// Random blocks of a type with finite, moderate f16 scales where the format keeps them.
-static std::vector<uint8_t> random_blocks(const Type& t, int blocks) {
-    std::vector<uint8_t> w((size_t)blocks * t.block_bytes);
-    for (uint8_t& b : w) b = (uint8_t)rng();
-    std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
-    for (int b = 0; b < blocks; ++b)
-        for (int at : t.f16_at) {
-            const uint16_t h = __half_as_ushort(__float2half_rn(scale(rng)));
-            memcpy(&w[(size_t)b * t.block_bytes + at], &h, 2);
-        }
-    return w;
-}
-
-typedef void (*cuda_mmvq)(const uint8_t*, const block_q8_1*, float*, int, long long, int, int);
-template <int TYPE> static void metal_mmvq(int ntok, const uint8_t* w, const block_q8_1* x, float* y, const mk::matmul_args& a,
-                                          uint row, uint tid) {
-    switch (ntok) {
-        case 1: mk::mmvq<TYPE, 1>(w, x, y, a, row, tid); break;
-        case 3: mk::mmvq<TYPE, 3>(w, x, y, a, row, tid); break;
-        case 8: mk::mmvq<TYPE, 8>(w, x, y, a, row, tid); break;
+// A case's tokens 8 at a time through CUDA's and Metal's mmvq (bits must agree), and rows of
+// its weights through both get_rows.
+template <int TYPE> static void check_case(const MatmulCase& c) {
+    std::vector<float> want(c.want.size()), got(c.want.size());
+    const mk::matmul_args a{c.row_bytes, c.sub_blocks, c.rows};
+    for (int t0 = 0; t0 < c.tokens; t0 += 8) {
+        with_tokens(min(8, c.tokens - t0), [&]<int N>() {
+            const block_q8_1* x = &c.x[(size_t)t0 * c.sub_blocks];
+            const size_t y = (size_t)t0 * c.rows;
+            launch(dim3{(unsigned)c.rows}, MMVQ_THREADS,
+                   [&] { mmvq<TYPE, N>(c.w.data(), x, &want[y], c.sub_blocks, c.row_bytes, c.rows); });
+            launch(dim3{(unsigned)c.rows}, MMVQ_THREADS,
+                   [&] { mk::mmvq<TYPE, N>(c.w.data(), x, &got[y], a, blockIdx.x, threadIdx.x); });
+        });
     }
-}
-
-template <int TYPE> static void check_type(const Type& t, cuda_mmvq k1, cuda_mmvq k3, cuda_mmvq k8,
-                                           void (*cuda_get_rows)(const uint8_t*, const int*, float*, int, int, long long)) {
-    const int rows = 5, blocks_per_row = t.block_len == 32 ? 11 : 3, cols = blocks_per_row * t.block_len;
-    const long long row_bytes = (long long)blocks_per_row * t.block_bytes;
-    const std::vector<uint8_t> w = random_blocks(t, rows * blocks_per_row);
-    const int sub_blocks = cols / 32;
-    const mk::matmul_args a{row_bytes, sub_blocks, rows};
-    for (int ntok : {1, 3, 8}) {
-        const std::vector<block_q8_1> x = cuda_quantize(random_vec((size_t)ntok * cols));
-        std::vector<float> want((size_t)ntok * rows), got((size_t)ntok * rows);
-        cuda_mmvq k = ntok == 1 ? k1 : ntok == 3 ? k3 : k8;
-        launch(dim3{(unsigned)rows}, MMVQ_THREADS, [&] { k(w.data(), x.data(), want.data(), sub_blocks, row_bytes, rows, ntok); });
-        launch(dim3{(unsigned)rows}, MMVQ_THREADS,
-               [&] { metal_mmvq<TYPE>(ntok, w.data(), x.data(), got.data(), a, blockIdx.x, threadIdx.x); });
-        char what[64];
-        snprintf(what, sizeof what, "mmvq %s × %d tokens, bits", t.name, ntok);
-        compare(what, got, want, -1.0f);
-    }
-    const std::vector<int> ids = {4, 0, 4, 2};
-    std::vector<float> want(ids.size() * cols), got(ids.size() * cols);
-    const size_t n = ids.size() * sub_blocks;
-    launch(dim3{(unsigned)(n + 255) / 256}, 256,
-           [&] { cuda_get_rows(w.data(), ids.data(), want.data(), (int)ids.size(), sub_blocks, row_bytes); });
-    const mk::rows_args ra{row_bytes, (int)ids.size(), sub_blocks};
-    dispatch(n, 256, [&](uint gid) { mk::get_rows<TYPE>(w.data(), ids.data(), got.data(), ra, gid); });
-    char what[64];
-    snprintf(what, sizeof what, "get_rows %s, bits", t.name);
+    char what[96];
+    snprintf(what, sizeof what, "mmvq, ggml type %u, %d×%d × %d tokens, bits", c.type, c.rows, c.cols, c.tokens);
     compare(what, got, want, -1.0f);
+    std::vector<int> ids;
+    for (int r = c.rows - 1; r >= 0; r -= 2) ids.push_back(r);
+    ids.push_back(0);
+    const size_t n = ids.size() * c.sub_blocks;
+    std::vector<float> rows_want(n * 32), rows_got(n * 32);
+    launch(dim3{(unsigned)(n + 255) / 256}, 256,
+           [&] { get_rows<TYPE>(c.w.data(), ids.data(), rows_want.data(), (int)ids.size(), c.sub_blocks, c.row_bytes); });
+    const mk::rows_args ra{c.row_bytes, (int)ids.size(), c.sub_blocks};
+    dispatch(n, 256, [&](uint gid) { mk::get_rows<TYPE>(c.w.data(), ids.data(), rows_got.data(), ra, gid); });
+    snprintf(what, sizeof what, "get_rows, ggml type %u, bits", c.type);
+    compare(what, rows_got, rows_want, -1.0f);
 }
 
 static void check_forward() {
@@ -218,17 +196,15 @@ static void check_attention(int n_head, int n_kv_head, int head_dim, std::vector
     compare(what, mine, want, 1e-5f);
 }
 
-int main(int, char**) {  // the case file it is given is empty
-    check_type<GGML_Q4_0>({2, "Q4_0", 18, 32, {0}}, mmvq_q4_0_1, mmvq_q4_0_3, mmvq_q4_0_8, get_rows_q4_0);
-    check_type<GGML_Q4_1>({3, "Q4_1", 20, 32, {0, 2}}, mmvq_q4_1_1, mmvq_q4_1_3, mmvq_q4_1_8, get_rows_q4_1);
-    check_type<GGML_Q5_0>({6, "Q5_0", 22, 32, {0}}, mmvq_q5_0_1, mmvq_q5_0_3, mmvq_q5_0_8, get_rows_q5_0);
-    check_type<GGML_Q5_1>({7, "Q5_1", 24, 32, {0, 2}}, mmvq_q5_1_1, mmvq_q5_1_3, mmvq_q5_1_8, get_rows_q5_1);
-    check_type<GGML_Q8_0>({8, "Q8_0", 34, 32, {0}}, mmvq_q8_0_1, mmvq_q8_0_3, mmvq_q8_0_8, get_rows_q8_0);
-    check_type<GGML_Q2_K>({10, "Q2_K", 84, 256, {80, 82}}, mmvq_q2_K_1, mmvq_q2_K_3, mmvq_q2_K_8, get_rows_q2_K);
-    check_type<GGML_Q3_K>({11, "Q3_K", 110, 256, {108}}, mmvq_q3_K_1, mmvq_q3_K_3, mmvq_q3_K_8, get_rows_q3_K);
-    check_type<GGML_Q4_K>({12, "Q4_K", 144, 256, {0, 2}}, mmvq_q4_K_1, mmvq_q4_K_3, mmvq_q4_K_8, get_rows_q4_K);
-    check_type<GGML_Q5_K>({13, "Q5_K", 176, 256, {0, 2}}, mmvq_q5_K_1, mmvq_q5_K_3, mmvq_q5_K_8, get_rows_q5_K);
-    check_type<GGML_Q6_K>({14, "Q6_K", 210, 256, {208}}, mmvq_q6_K_1, mmvq_q6_K_3, mmvq_q6_K_8, get_rows_q6_K);
+int main(int argc, char** argv) {
+    FILE* f = open_cases(argc, argv);
+    MatmulCase c;
+    while (read_matmul_case(f, &c)) {
+        if (!with_type(c.type, [&]<int TYPE>() { check_case<TYPE>(c); })) {
+            fprintf(stderr, "no kernels for ggml type %u\n", c.type);
+            return 2;
+        }
+    }
     check_forward();
     check_rope();
     check_attention(9, 3, 64, {300, 7}, 0);

@@ -1,8 +1,10 @@
-//! Random data shared by the kernel tests: a reproducible generator and weight blocks as a
-//! quantizer could write them.
+//! Random data shared by the kernel tests: a reproducible generator, weight blocks as a
+//! quantizer could write them, Q8_1 activations, and the plain matmul they are checked against.
 #![allow(dead_code)]
 
-use ward_kernels::quant::WeightType;
+use ward_kernels::quant::{
+    dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
+};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 pub struct Rng(pub u64);
@@ -76,4 +78,40 @@ pub fn random_weights(ty: WeightType, rows: usize, cols: usize, rng: &mut Rng) -
         }
     }
     bytes
+}
+
+/// Random Q8_1 activations for `tokens` tokens of `cols` values.
+pub fn random_activations(rng: &mut Rng, tokens: usize, cols: usize) -> Vec<u8> {
+    let mut xq = Vec::new();
+    quantize_activations(ActivationType::Q8_1, &rng.vec(tokens * cols), &mut xq);
+    xq
+}
+
+/// `y[t][row] = W[row] · x[t]` in f64 from the dequantized weights and Q8_1 activations, and
+/// each output's magnitude Σ|w·x| (what a float summation error scales with).
+pub fn reference_matmul(
+    ty: WeightType,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    xq: &[u8],
+    tokens: usize,
+) -> (Vec<f32>, Vec<f32>) {
+    let row_bytes = ty.row_bytes(cols).unwrap();
+    let mut xd = vec![0f32; tokens * cols];
+    dequantize_activations(ActivationType::Q8_1, xq, &mut xd);
+    let (mut want, mut magnitude) = (vec![0f32; tokens * rows], vec![0f32; tokens * rows]);
+    let mut wd = vec![0f32; cols];
+    for r in 0..rows {
+        dequantize_row(ty, &w[r * row_bytes..(r + 1) * row_bytes], &mut wd);
+        for t in 0..tokens {
+            let products = wd
+                .iter()
+                .zip(&xd[t * cols..])
+                .map(|(a, b)| f64::from(*a) * f64::from(*b));
+            want[t * rows + r] = products.clone().sum::<f64>() as f32;
+            magnitude[t * rows + r] = products.map(f64::abs).sum::<f64>() as f32;
+        }
+    }
+    (want, magnitude)
 }
