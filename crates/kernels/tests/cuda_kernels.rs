@@ -9,7 +9,7 @@ mod common;
 use common::{random_activations, random_weights, reference_matmul, Rng};
 use half::f16;
 use ward_kernels::activation::Activation;
-use ward_kernels::cuda::{AttentionShape, Gpu, ATTN_CHUNK};
+use ward_kernels::cuda::{q8_1_bytes, AttentionShape, Gpu, ATTN_CHUNK};
 use ward_kernels::norm::rms_norm_inplace;
 use ward_kernels::quant::{
     dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
@@ -105,7 +105,7 @@ fn mmq_matches_the_cpu_and_gives_the_bits_of_mmvq_for_every_type() {
                     1e-3,
                     &what,
                 );
-                let block = cols / 32 * 36;
+                let block = q8_1_bytes(cols);
                 for (g, group) in xq.chunks(8 * block).enumerate() {
                     let n = group.len() / block;
                     let small = gpu_matmul(&gpu, ty, &w, rows, cols, group, n);
@@ -201,7 +201,7 @@ fn rms_norm_rope_and_activations_match_the_cpu() {
             gpu.stream.clone_htod(&g).unwrap(),
             gpu.stream.clone_htod(&u).unwrap(),
         );
-        let mut out = gpu.stream.alloc_zeros::<u8>(49 * 36).unwrap();
+        let mut out = gpu.stream.alloc_zeros::<u8>(q8_1_bytes(32 * 49)).unwrap();
         gpu.gated_activation_q8_1(gelu, &dg, &du, &mut out).unwrap();
         assert_q8_1_close(
             &gpu.stream.clone_dtoh(&out).unwrap(),
@@ -239,9 +239,9 @@ fn fused_rms_norm_q8_1_gives_the_bytes_of_norm_then_quantize() {
         );
         let mut normed = gpu.stream.alloc_zeros::<f32>(5 * n).unwrap();
         gpu.rms_norm(&dx, &dw, &mut normed, 5, 1e-6).unwrap();
-        let mut want = gpu.stream.alloc_zeros::<u8>(5 * n / 32 * 36).unwrap();
+        let mut want = gpu.stream.alloc_zeros::<u8>(q8_1_bytes(5 * n)).unwrap();
         gpu.quantize_q8_1(&normed, &mut want, 5 * n).unwrap();
-        let mut got = gpu.stream.alloc_zeros::<u8>(5 * n / 32 * 36).unwrap();
+        let mut got = gpu.stream.alloc_zeros::<u8>(q8_1_bytes(5 * n)).unwrap();
         gpu.rms_norm_q8_1(&dx, &dw, &mut got, 5, 1e-6).unwrap();
         assert_eq!(
             gpu.stream.clone_dtoh(&got).unwrap(),

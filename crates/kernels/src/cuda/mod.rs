@@ -15,7 +15,7 @@ use cudarc::driver::{
 };
 use cudarc::nvrtc::Ptx;
 
-use crate::quant::WeightType;
+use crate::quant::{ActivationType, WeightType};
 use crate::rope::{Rope, RopeLayout};
 
 include!(concat!(env!("OUT_DIR"), "/cuda_ptx.rs"));
@@ -91,6 +91,11 @@ pub struct AttentionPartials {
     ml: CudaSlice<f32>,
 }
 
+/// Bytes of Q8_1 activations for `values` values (a multiple of 32).
+pub fn q8_1_bytes(values: usize) -> usize {
+    values / ActivationType::Q8_1.block_len() * ActivationType::Q8_1.block_bytes()
+}
+
 fn grid(blocks: usize, threads: u32) -> LaunchConfig {
     LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
@@ -153,7 +158,7 @@ impl Gpu {
         out: &mut CudaSlice<u8>,
         values: usize,
     ) -> Result<(), DriverError> {
-        assert!(values.is_multiple_of(32) && x.len() >= values && out.len() >= values / 32 * 36);
+        assert!(values.is_multiple_of(32) && x.len() >= values && out.len() >= q8_1_bytes(values));
         let blocks = (values / 32) as i32;
         // 8 warps per CUDA block, a warp per 32 values.
         let cfg = grid((values / 32).div_ceil(8), 256);
@@ -191,7 +196,7 @@ impl Gpu {
         assert!(tokens > 0 && cols.is_multiple_of(ty.block_len()));
         let row_bytes = ty.row_bytes(cols).expect("whole blocks") as i64;
         assert!(w.len() as i64 >= rows as i64 * row_bytes);
-        assert!(x.len() >= tokens * cols / 32 * 36 && y.len() >= tokens * rows);
+        assert!(x.len() >= q8_1_bytes(tokens * cols) && y.len() >= tokens * rows);
         let (kernel, cfg) = if tokens <= MMVQ_MAX_TOKENS {
             (format!("mmvq_{name}_{tokens}"), grid(rows, MMVQ_THREADS))
         } else {
@@ -323,7 +328,7 @@ impl Gpu {
         eps: f32,
     ) -> Result<(), DriverError> {
         let n = w.len();
-        assert!(n.is_multiple_of(32) && x.len() >= rows * n && out.len() >= rows * n / 32 * 36);
+        assert!(n.is_multiple_of(32) && x.len() >= rows * n && out.len() >= q8_1_bytes(rows * n));
         let n_i = n as i32;
         let f = self.function("rms_norm_q8_1");
         // SAFETY: `rows` rows of `n` values in `x`, their blocks in `out`, `n` weights.
@@ -410,7 +415,7 @@ impl Gpu {
         out: &mut CudaSlice<u8>,
     ) -> Result<(), DriverError> {
         let values = gate.len();
-        assert!(values.is_multiple_of(32) && up.len() >= values && out.len() >= values / 32 * 36);
+        assert!(values.is_multiple_of(32) && up.len() >= values && out.len() >= q8_1_bytes(values));
         let blocks = (values / 32) as i32;
         let f = self.function(if gelu {
             "gelu_mul_q8_1"

@@ -7,7 +7,9 @@
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUresult, CUstreamCaptureMode};
 use cudarc::driver::{CudaGraph, CudaSlice, DriverError};
 use ward_kernels::attention::KV_BLOCK;
-use ward_kernels::cuda::{AttentionPartials, AttentionShape, ATTN_CHUNK, MMVQ_MAX_TOKENS};
+use ward_kernels::cuda::{
+    q8_1_bytes, AttentionPartials, AttentionShape, ATTN_CHUNK, MMVQ_MAX_TOKENS,
+};
 
 use super::{GpuDecoder, Matrix};
 use crate::hparams::Arch;
@@ -15,11 +17,6 @@ use crate::ModelError;
 
 /// Most tokens one step takes (a prompt longer than this is read over several steps).
 pub const STEP_TOKENS: usize = 512;
-
-/// Bytes of Q8_1 activations for `values` values.
-fn q8_1_bytes(values: usize) -> usize {
-    values / 32 * 36
-}
 
 /// A step's inputs as the kernels read them: token ids, positions, lengths (position + 1), KV
 /// slots (block · 64 + offset of each position) and block tables, `table_cols` columns each
