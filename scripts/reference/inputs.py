@@ -68,6 +68,29 @@ SMOLLM2_CHATS = [
      {"role": "user", "content": "Explain what an ECG measures."}],
 ]
 
+# Qwen2.5: English and Chinese clinical prompts (Qwen's strength), and chats through its
+# ChatML template with and without a system prompt (the template then adds Qwen's own).
+QWEN2_PROMPTS = [
+    "The patient was admitted to the intensive care unit because",
+    "Common symptoms of type 2 diabetes include",
+    "Sepsis is defined as",
+    "The recommended adult dose of amoxicillin for community-acquired pneumonia is",
+    "Discharge summary:\nDiagnosis: acute appendicitis.\nProcedure:",
+    "Q: What does a high troponin level indicate?\nA:",
+    "患者主诉头痛三天，伴有",
+    "高血压的常见并发症包括",
+    "糖尿病患者的饮食建议：\n1.",
+    "病历摘要：男性，65岁，因胸痛2小时入院。诊断：",
+    "def bmi(weight_kg, height_m):\n    \"\"\"Body mass index.\"\"\"\n",
+]
+
+QWEN2_CHATS = [
+    [{"role": "user", "content": "What is the normal range of adult resting heart rate?"}],
+    [{"role": "system", "content": "You are a concise clinical assistant."},
+     {"role": "user", "content": "Explain what an ECG measures."}],
+    [{"role": "user", "content": "请简要说明急性心肌梗死的典型症状。"}],
+]
+
 GEMMA_PROMPTS = [
     "The patient was admitted to the intensive care unit because",
     "Common symptoms of type 2 diabetes include",

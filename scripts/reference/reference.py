@@ -1,6 +1,7 @@
 """Write Ward's correctness fixtures with llama.cpp (through llama-cpp-python) and jinja2.
 
-Run through make-fixtures.sh, which makes the venv. Outputs, beside this file in fixtures/:
+Run through make-fixtures.sh, which makes the venv (arguments: model names, to regenerate only
+their fixtures). Outputs, beside this file in fixtures/:
   tokenizer-<model>.json  ids for TOKENIZER_STRINGS, with and without the model's special tokens
   logits-<model>.json     prompt ids, llama.cpp's 32-token greedy continuation, and its top-5
                           logits at every continuation position
@@ -26,7 +27,10 @@ TOP = 5
 MODELS = {
     "smollm2": os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"),
     "gemma3": os.path.join(ROOT, "models", "gemma-3-270m-q4_k_m.gguf"),
+    "qwen2": os.path.join(ROOT, "models", "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"),
 }
+# The tokenizer fixtures of these come from tokenizers.py, with strings of their own.
+TOKENIZED_ELSEWHERE = {"qwen2"}
 
 
 def load(path, n_ctx=2048):
@@ -76,20 +80,25 @@ def render(template, messages, add_generation_prompt, bos, eos):
                                             bos_token=bos, eos_token=eos)
 
 
-def main():
+def main(names):
     os.makedirs(OUT, exist_ok=True)
     templates = []
     for name, path in MODELS.items():
+        if names and name not in names:
+            continue
         llm = load(path)
-        toks = [{"text": s, "ids": tokenize(llm, s, False), "ids_with_special": tokenize(llm, s, True)}
-                for s in inputs.TOKENIZER_STRINGS]
-        with open(os.path.join(OUT, f"tokenizer-{name}.json"), "w") as f:
-            json.dump(toks, f, ensure_ascii=False, indent=0)
+        if name not in TOKENIZED_ELSEWHERE:
+            toks = [{"text": s, "ids": tokenize(llm, s, False), "ids_with_special": tokenize(llm, s, True)}
+                    for s in inputs.TOKENIZER_STRINGS]
+            with open(os.path.join(OUT, f"tokenizer-{name}.json"), "w") as f:
+                json.dump(toks, f, ensure_ascii=False, indent=0)
 
-        if name == "smollm2":
-            prompts = [(p, tokenize(llm, p, True)) for p in inputs.SMOLLM2_PROMPTS]
+        if name in ("smollm2", "qwen2"):
+            plain, chats = {"smollm2": (inputs.SMOLLM2_PROMPTS, inputs.SMOLLM2_CHATS),
+                            "qwen2": (inputs.QWEN2_PROMPTS, inputs.QWEN2_CHATS)}[name]
+            prompts = [(p, tokenize(llm, p, True)) for p in plain]
             template = llm.metadata["tokenizer.chat_template"]
-            for chat in inputs.SMOLLM2_CHATS:
+            for chat in chats:
                 text = render(template, chat, True, "", "<|im_end|>")
                 prompts.append((text, tokenize(llm, text, False)))
         else:
@@ -108,6 +117,8 @@ def main():
             templates.append(("smollm2", template, "", "<|im_end|>"))
         del llm
 
+    if names:
+        return
     with open(os.path.join(ROOT, "models", "templates", "gemma3-it.jinja")) as f:
         templates.append(("gemma3-it", f.read(), "<bos>", "<eos>"))
     rendered = []
@@ -122,4 +133,5 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    # Model names to regenerate only their fixtures (templates.json needs a full run).
+    main(sys.argv[1:])

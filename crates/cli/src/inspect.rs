@@ -45,6 +45,7 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
                 "  context {}, rms eps {:e}, rope base {}",
                 hp.context_length, hp.rms_eps, hp.rope_base
             );
+            println!("  {}", describe(&hp));
             if let Some(w) = hp.sliding_window {
                 println!(
                     "  sliding window {} on {} of every {} layers (rope base {} there)",
@@ -104,4 +105,23 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The description's switches, in words: what this file's model computes beyond plain llama.
+fn describe(hp: &HParams) -> String {
+    let mut parts = vec![
+        format!("RoPE {:?}", hp.rope_layout).to_lowercase(),
+        format!("{:?}", hp.activation).to_lowercase() + " FFN",
+        format!("attention scale {:.6}", hp.attn_scale),
+    ];
+    let switches = [
+        (hp.qkv_bias, "Q/K/V biases"),
+        (hp.qk_norm, "Q/K norms"),
+        (hp.post_norms, "post-norms"),
+        (hp.rope_freq_factors.is_some(), "RoPE frequency factors"),
+        (hp.embed_scale.is_some(), "scaled embeddings"),
+        (hp.tied_output, "tied output"),
+    ];
+    parts.extend(switches.iter().filter(|s| s.0).map(|s| s.1.to_string()));
+    parts.join(", ")
 }

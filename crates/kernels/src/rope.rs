@@ -1,6 +1,7 @@
 //! Rotary position embeddings, in the two layouts ggml knows.
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use crate::pool::{self, Disjoint};
 
@@ -14,15 +15,17 @@ pub enum RopeLayout {
 }
 
 /// One layer's rotary embedding. The angle is computed as ggml does,
-/// `theta_i = pos * freq_scale * base^(-2i/rope_dim)` with the power built by repeated f32
-/// multiplication, so that Ward's rotations equal llama.cpp's bit for bit where the libm agrees.
-/// Only the first `rope_dim` dimensions of each head rotate.
-#[derive(Debug, Clone, Copy)]
+/// `theta_i = freq_scale * (pos * base^(-2i/rope_dim) / factor_i)` with the power built by
+/// repeated f32 multiplication, so that Ward's rotations equal llama.cpp's bit for bit where
+/// the libm agrees. Only the first `rope_dim` dimensions of each head rotate.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rope {
     pub head_dim: usize,
     pub rope_dim: usize,
     pub base: f32,
     pub freq_scale: f32,
+    /// Llama 3.1+: a divisor of each pair's frequency (`rope_dim / 2` of them).
+    pub freq_factors: Option<Arc<[f32]>>,
     pub layout: RopeLayout,
 }
 
@@ -54,6 +57,11 @@ impl Rope {
             self.rope_dim <= hd && self.rope_dim.is_multiple_of(2),
             "rope: bad rope_dim"
         );
+        let factors = self.freq_factors.as_deref();
+        assert!(
+            factors.is_none_or(|f| f.len() == half),
+            "rope: one frequency factor per pair"
+        );
         let (q_len, k_len) = (n_head * hd, n_kv_head * hd);
         let tokens = q.len() / q_len.max(1);
         assert!(
@@ -81,9 +89,13 @@ impl Rope {
             COS_SIN.with_borrow_mut(|cos_sin| {
                 cos_sin.resize(half, (0.0, 0.0));
                 for t in range {
-                    let mut theta = (start_pos + t) as f32 * self.freq_scale;
-                    for cs in cos_sin.iter_mut() {
-                        *cs = (theta.cos(), theta.sin());
+                    let mut theta = (start_pos + t) as f32;
+                    for (i, cs) in cos_sin.iter_mut().enumerate() {
+                        let angle = match factors {
+                            Some(f) => self.freq_scale * (theta / f[i]),
+                            None => self.freq_scale * theta,
+                        };
+                        *cs = (angle.cos(), angle.sin());
                         theta *= theta_scale;
                     }
                     // SAFETY: token t's rows belong to this range only.
@@ -107,6 +119,7 @@ mod tests {
             rope_dim: head_dim,
             base,
             freq_scale: 1.0,
+            freq_factors: None,
             layout,
         }
     }
@@ -119,6 +132,7 @@ mod tests {
                 rope_dim: 12,
                 base: 500.0,
                 freq_scale: 0.5,
+                freq_factors: None,
                 layout,
             };
             let (tokens, n_head, n_kv) = (37, 4, 2);
@@ -135,6 +149,32 @@ mod tests {
             r.rotate(&mut k_alone, n_kv, 5);
             assert_eq!(q_both, q_alone);
             assert_eq!(k_both, k_alone);
+        }
+    }
+
+    #[test]
+    fn frequency_factors_divide_each_pairs_angle() {
+        // A pair whose factor is k turns as a pair without factors at position pos / k.
+        for layout in [RopeLayout::Interleaved, RopeLayout::Halves] {
+            let factors: Arc<[f32]> = vec![1.0, 2.0, 4.0, 8.0].into();
+            let with = Rope {
+                freq_factors: Some(factors.clone()),
+                ..rope(8, 10_000.0, layout)
+            };
+            let x: Vec<f32> = (0..8).map(|i| (i as f32 * 0.9).sin()).collect();
+            let mut rotated = x.clone();
+            with.rotate(&mut rotated, 1, 8);
+            let pair = |i: usize| match layout {
+                RopeLayout::Interleaved => (2 * i, 2 * i + 1),
+                RopeLayout::Halves => (i, i + 4),
+            };
+            for (i, &k) in factors.iter().enumerate() {
+                let mut plain = x.clone();
+                rope(8, 10_000.0, layout).rotate(&mut plain, 1, 8 / k as usize);
+                let (a, b) = pair(i);
+                assert!((rotated[a] - plain[a]).abs() < 1e-6, "pair {i}");
+                assert!((rotated[b] - plain[b]).abs() < 1e-6, "pair {i}");
+            }
         }
     }
 

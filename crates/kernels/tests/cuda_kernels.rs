@@ -176,6 +176,7 @@ fn rms_norm_rope_and_activations_match_the_cpu() {
             rope_dim: 64,
             base: 10000.0,
             freq_scale: 1.0,
+            freq_factors: None,
             layout,
         };
         let (tokens, heads, start) = (5, 3, 1021);
@@ -403,6 +404,7 @@ fn rope_kv_write_add_and_scale_match_the_cpu() {
             rope_dim,
             base: 10000.0,
             freq_scale: 0.5,
+            freq_factors: None,
             layout,
         };
         let (k, v) = (

@@ -2,7 +2,7 @@
 
 use ward_kernels::attention::{attention, AttnShape};
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
-use ward_kernels::rope::{Rope, RopeLayout};
+use ward_kernels::rope::Rope;
 
 use crate::arch::BatchItem;
 use crate::cache::KvPool;
@@ -10,12 +10,13 @@ use crate::weights::{GateUp, Linear, Projections, WeightLoader};
 use crate::workspace::{sized, LayerScratch};
 use crate::{HParams, ModelError};
 
-/// Self-attention of one layer: projections, optional per-head Q/K norms (Gemma), RoPE,
-/// cache append, attention and output projection.
+/// Self-attention of one layer: projections (with biases for Qwen2), optional per-head Q/K
+/// norms (Qwen3, Gemma), RoPE, cache append, attention and output projection.
 pub struct Attention {
     /// The input norm, applied as the input is converted for the Q/K/V matmul.
     norm: Vec<f32>,
     qkv: Projections,
+    qkv_bias: Option<[Vec<f32>; 3]>,
     wo: Linear,
     qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     shape: AttnShape,
@@ -24,16 +25,21 @@ pub struct Attention {
 }
 
 impl Attention {
-    pub fn load(
-        w: &WeightLoader,
-        hp: &HParams,
-        il: usize,
-        rope_layout: RopeLayout,
-        with_qk_norm: bool,
-    ) -> Result<Attention, ModelError> {
+    pub fn load(w: &WeightLoader, hp: &HParams, il: usize) -> Result<Attention, ModelError> {
         let p = format!("blk.{il}");
         let (d, hd) = (hp.n_embd, hp.head_dim);
-        let qk_norm = if with_qk_norm {
+        let out_dims = [hp.n_head * hd, hp.n_head_kv * hd, hp.n_head_kv * hd];
+        let qkv_bias = if hp.qkv_bias {
+            let [q, k, v] = ["q", "k", "v"].map(|t| format!("{p}.attn_{t}.bias"));
+            Some([
+                w.f32_vec(&q, out_dims[0])?,
+                w.f32_vec(&k, out_dims[1])?,
+                w.f32_vec(&v, out_dims[2])?,
+            ])
+        } else {
+            None
+        };
+        let qk_norm = if hp.qk_norm {
             Some((
                 w.f32_vec(&format!("{p}.attn_q_norm.weight"), hd)?,
                 w.f32_vec(&format!("{p}.attn_k_norm.weight"), hd)?,
@@ -47,8 +53,9 @@ impl Attention {
             qkv: w.projections(
                 &["q", "k", "v"].map(|t| format!("{p}.attn_{t}.weight")),
                 d,
-                &[hp.n_head * hd, hp.n_head_kv * hd, hp.n_head_kv * hd],
+                &out_dims,
             )?,
+            qkv_bias,
             wo: w.linear(&format!("{p}.attn_output.weight"), hp.n_head * hd, d)?,
             qk_norm,
             shape: AttnShape {
@@ -58,7 +65,7 @@ impl Attention {
                 scale: hp.attn_scale,
                 window,
             },
-            rope: hp.layer_rope(il, rope_layout),
+            rope: hp.layer_rope(il),
             eps: hp.rms_eps,
         })
     }
@@ -93,6 +100,11 @@ impl Attention {
         );
         self.qkv
             .forward(x, norm, &mut s.qkv, &mut [&mut *q, &mut *k, &mut *v]);
+        if let Some([qb, kb, vb]) = &self.qkv_bias {
+            add_rows(q, qb);
+            add_rows(k, kb);
+            add_rows(v, vb);
+        }
         if let Some((qn, kn)) = &self.qk_norm {
             rms_norm_inplace(q, qn, self.eps);
             rms_norm_inplace(k, kn, self.eps);
@@ -128,12 +140,7 @@ pub struct FeedForward {
 }
 
 impl FeedForward {
-    pub fn load(
-        w: &WeightLoader,
-        hp: &HParams,
-        il: usize,
-        act: Activation,
-    ) -> Result<FeedForward, ModelError> {
+    pub fn load(w: &WeightLoader, hp: &HParams, il: usize) -> Result<FeedForward, ModelError> {
         let p = format!("blk.{il}");
         Ok(FeedForward {
             norm: w.f32_vec(&format!("{p}.ffn_norm.weight"), hp.n_embd)?,
@@ -145,7 +152,7 @@ impl FeedForward {
                 hp.n_ff,
             )?,
             down: w.linear(&format!("{p}.ffn_down.weight"), hp.n_ff, hp.n_embd)?,
-            act,
+            act: hp.activation,
         })
     }
 
@@ -159,6 +166,13 @@ impl FeedForward {
         let hidden = sized(&mut s.hidden, n_tok * self.down.in_dim);
         self.gate_up.forward(x, norm, self.act, hidden, &mut s.up);
         self.down.forward(hidden, out);
+    }
+}
+
+/// Add `bias` to every row of `rows`.
+fn add_rows(rows: &mut [f32], bias: &[f32]) {
+    for row in rows.chunks_exact_mut(bias.len()) {
+        add_inplace(row, bias);
     }
 }
 

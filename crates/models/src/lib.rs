@@ -77,6 +77,29 @@ pub enum Device {
     Cuda(usize),
 }
 
+impl Device {
+    /// Refuse, by name, a model whose description asks for what this device's kernels have
+    /// not got. The GPU path has been checked on llama and gemma3 without biases or RoPE
+    /// frequency factors; anything else runs on the CPU.
+    pub fn check_supports(self, hp: &HParams) -> Result<(), ModelError> {
+        if self == Device::Cpu {
+            return Ok(());
+        }
+        let lacking = if !matches!(hp.arch, Arch::Llama | Arch::Gemma3) {
+            format!("the {} architecture", hp.arch.name())
+        } else if hp.qkv_bias {
+            "Q/K/V biases".into()
+        } else if hp.rope_freq_factors.is_some() {
+            "RoPE frequency factors (rope_freqs.weight)".into()
+        } else {
+            return Ok(());
+        };
+        Err(ModelError::Gpu(format!(
+            "{lacking} is not implemented on the GPU yet; run this model on the CPU"
+        )))
+    }
+}
+
 /// A model ready to run: weights, tokenizer and chat template, from one GGUF file.
 pub struct LoadedModel {
     pub path: PathBuf,

@@ -21,8 +21,11 @@
 
 mod common;
 
-use common::{fixture, model_path, GEMMA3, SMOLLM2};
-use ward_models::{LoadedModel, Workspace};
+use common::{fixture, model_path, GEMMA3, QWEN2, SMOLLM2};
+use ward_models::gguf::GgufFile;
+#[cfg(feature = "cuda")]
+use ward_models::LoadedModel;
+use ward_models::Workspace;
 
 const MARGIN: f32 = 0.6;
 const CLEAR_LEAD: f32 = 0.25;
@@ -36,13 +39,14 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
         .collect()
 }
 
-/// Ward's CPU forward: the logits of the last `n` of `tokens`, one row each.
+/// Ward's CPU forward: the logits of the last `n` of `tokens`, one row each. (The fixtures
+/// hold llama.cpp's token ids, so the tokenizer plays no part.)
 fn cpu_logits(model: &str) -> impl FnMut(&[u32], usize) -> Vec<Vec<f32>> {
-    let lm = LoadedModel::load(&model_path(model), None).unwrap();
+    let model = ward_models::arch::load(&GgufFile::open(&model_path(model)).unwrap()).unwrap();
     let mut ws = Workspace::default();
     move |tokens, n| {
-        let mut cache = lm.model.new_cache(tokens.len());
-        let logits = lm.model.forward(tokens, &mut cache, n, &mut ws).unwrap();
+        let mut cache = model.new_cache(tokens.len());
+        let logits = model.forward(tokens, &mut cache, n, &mut ws).unwrap();
         (0..n).map(|i| logits.row(i).to_vec()).collect()
     }
 }
@@ -174,6 +178,13 @@ fn gemma3_teacher_forced_matches_llama_cpp() {
         "the sliding window needs a prompt longer than 600 tokens"
     );
     check(GEMMA3, "logits-gemma3.json", 1.8, 0.3);
+}
+
+/// Qwen2.5 (Q/K/V biases, NEOX RoPE with base 10⁶, tensors mixing Q5_0, Q8_0, Q4_K and
+/// Q6_K), on English and Chinese clinical prompts and chats through its template.
+#[test]
+fn qwen2_teacher_forced_matches_llama_cpp() {
+    check(QWEN2, "logits-qwen2.json", 1.0, 0.25);
 }
 
 /// The same oracle on the GPU (`cargo test -p ward-models --features cuda --test

@@ -1,7 +1,8 @@
-//! Small random-weight GGUF models written by the test itself: both architectures load through
+//! Small random-weight GGUF models written by the test itself: every architecture loads through
 //! the same path as real files, a prompt run in one batch gives the same logits as the same
 //! prompt fed one token at a time (KV cache, RoPE positions and sliding windows agree), and a
-//! wrongly shaped tensor is refused with an error naming it.
+//! wrongly shaped tensor, a tensor the architecture does not use or a metadata setting Ward does
+//! not implement is refused with an error naming it.
 
 use ward_models::gguf::writer::{write_gguf, TensorToWrite};
 use ward_models::gguf::{Array, Value};
@@ -30,10 +31,18 @@ fn tensor(r: &mut Rand, name: &str, dims: &[u64], scale: f32, offset: f32) -> Te
     TensorToWrite::f32(name, dims, (0..n).map(|_| offset + scale * r.next()))
 }
 
+type Keys = Vec<(String, Value)>;
+
 fn write_model(arch: &str, n_layer: u32, bad_shape: bool) -> std::path::PathBuf {
-    let mut r = Rand(arch.len() as u64);
+    let (keys, ts) = model_parts(arch, n_layer, bad_shape);
+    save(arch, &keys, &ts)
+}
+
+/// The metadata and tensors of a random `arch` model, for a test to change before saving.
+fn model_parts(arch: &str, n_layer: u32, bad_shape: bool) -> (Keys, Vec<TensorToWrite>) {
+    let mut r = Rand(arch.len() as u64 + u64::from(bad_shape));
     let p = |k: &str| format!("{arch}.{k}");
-    let keys: Vec<(String, Value)> = vec![
+    let mut keys: Keys = vec![
         ("general.architecture".into(), Value::String(arch.into())),
         (p("block_count"), Value::U32(n_layer)),
         (p("embedding_length"), Value::U32(D as u32)),
@@ -43,7 +52,6 @@ fn write_model(arch: &str, n_layer: u32, bad_shape: bool) -> std::path::PathBuf 
         (p("attention.key_length"), Value::U32(HD as u32)),
         (p("context_length"), Value::U32(64)),
         (p("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
-        (p("attention.sliding_window"), Value::U32(4)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), Value::String("gpt2".into())),
         (
@@ -57,7 +65,9 @@ fn write_model(arch: &str, n_layer: u32, bad_shape: bool) -> std::path::PathBuf 
             Value::Array(Array::String(vec![])),
         ),
     ];
-    let meta: Vec<(&str, Value)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    if arch == "gemma3" {
+        keys.push((p("attention.sliding_window"), Value::U32(4)));
+    }
     let mut ts = vec![
         tensor(&mut r, "token_embd.weight", &[D, VOCAB], 1.0, 0.0),
         tensor(&mut r, "output_norm.weight", &[D], 0.1, 1.0),
@@ -75,25 +85,53 @@ fn write_model(arch: &str, n_layer: u32, bad_shape: bool) -> std::path::PathBuf 
         ts.push(tensor(&mut r, &b("ffn_gate"), &[D, FF], 0.5, 0.0));
         ts.push(tensor(&mut r, &b("ffn_up"), &[D, FF], 0.5, 0.0));
         ts.push(tensor(&mut r, &b("ffn_down"), &[FF, D], 0.5, 0.0));
-        if arch == "gemma3" {
+        if arch == "gemma3" || arch == "qwen3" {
             ts.push(tensor(&mut r, &b("attn_q_norm"), &[HD], 0.1, 1.0));
             ts.push(tensor(&mut r, &b("attn_k_norm"), &[HD], 0.1, 1.0));
+        }
+        if arch == "gemma3" {
             ts.push(tensor(&mut r, &b("post_attention_norm"), &[D], 0.1, 1.0));
             ts.push(tensor(&mut r, &b("post_ffw_norm"), &[D], 0.1, 1.0));
         }
+        if arch == "qwen2" {
+            let bias = |t: &str| format!("blk.{il}.attn_{t}.bias");
+            ts.push(tensor(&mut r, &bias("q"), &[D], 0.5, 0.0));
+            ts.push(tensor(&mut r, &bias("k"), &[kv], 0.5, 0.0));
+            ts.push(tensor(&mut r, &bias("v"), &[kv], 0.5, 0.0));
+        }
     }
+    (keys, ts)
+}
+
+fn save(name: &str, keys: &Keys, ts: &[TensorToWrite]) -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = std::env::temp_dir().join(format!(
-        "ward-random-{arch}-{bad_shape}-{}.gguf",
+        "ward-random-{name}-{}-{n}.gguf",
         std::process::id()
     ));
-    std::fs::write(&path, write_gguf(&meta, &ts)).unwrap();
+    let meta: Vec<(&str, Value)> = keys.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    std::fs::write(&path, write_gguf(&meta, ts)).unwrap();
     path
+}
+
+/// The error loading `keys` and `ts` gives.
+fn load_error(keys: &Keys, ts: &[TensorToWrite]) -> String {
+    let path = save("refused", keys, ts);
+    let err = LoadedModel::load(&path, None).err().expect("refused");
+    std::fs::remove_file(&path).unwrap();
+    err.to_string()
 }
 
 fn batch_equals_incremental(arch: &str, n_layer: u32) {
     let path = write_model(arch, n_layer, false);
     let lm = LoadedModel::load(&path, None).unwrap();
     std::fs::remove_file(&path).unwrap();
+    assert_eq!(lm.model.hparams().arch.name(), arch);
+    batch_equals_incremental_of(lm, arch);
+}
+
+fn batch_equals_incremental_of(lm: LoadedModel, arch: &str) {
     let tokens: Vec<u32> = (0..13).map(|i| (i * 37 % VOCAB) as u32).collect();
     let (mut batch_ws, mut ws) = (Workspace::default(), Workspace::default());
     let mut cache = lm.model.new_cache(64);
@@ -117,6 +155,67 @@ fn batch_equals_incremental(arch: &str, n_layer: u32) {
 #[test]
 fn llama_batch_equals_incremental() {
     batch_equals_incremental("llama", 2);
+}
+
+#[test]
+fn qwen2_batch_equals_incremental() {
+    batch_equals_incremental("qwen2", 2);
+}
+
+#[test]
+fn qwen3_batch_equals_incremental() {
+    batch_equals_incremental("qwen3", 2);
+}
+
+#[test]
+fn llama_with_rope_frequency_factors_batch_equals_incremental() {
+    let (keys, mut ts) = model_parts("llama", 2, false);
+    let factors = (0..HD / 2).map(|i| 1.0 + i as f32);
+    ts.push(TensorToWrite::f32("rope_freqs.weight", &[HD / 2], factors));
+    let path = save("llama3", &keys, &ts);
+    let lm = LoadedModel::load(&path, None).unwrap();
+    assert!(lm.model.hparams().rope_freq_factors.is_some());
+    batch_equals_incremental_of(lm, "llama3");
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn what_an_architecture_does_not_use_is_refused_by_name() {
+    // A tensor the architecture has no place for: biases on llama, qwen2's on qwen3, norms
+    // of another layer, frequency factors outside llama.
+    for (arch, name) in [
+        ("llama", "blk.0.attn_output.bias"),
+        ("llama", "blk.0.attn_q.bias"),
+        ("qwen3", "blk.1.attn_v.bias"),
+        ("llama", "blk.2.attn_norm.weight"),
+        ("llama", "blk.01.attn_norm.weight"),
+        ("qwen2", "rope_freqs.weight"),
+        ("gemma3", "rope_freqs.weight"),
+        ("llama", "output.bias"),
+    ] {
+        let (keys, mut ts) = model_parts(arch, 2, false);
+        ts.push(TensorToWrite::f32(name, &[HD / 2], vec![1.0; (HD / 2) as usize]));
+        let err = load_error(&keys, &ts);
+        assert!(err.contains(name) && err.contains("does not use"), "{arch} {name}: {err}");
+    }
+    // A metadata setting Ward does not implement, or experts, or a RoPE scaling it lacks.
+    for (arch, key, value) in [
+        ("gemma3", "gemma3.attn_logit_softcapping", Value::F32(50.0)),
+        ("gemma3", "gemma3.final_logit_softcapping", Value::F32(30.0)),
+        ("llama", "llama.attention.sliding_window", Value::U32(4)),
+        ("llama", "llama.expert_count", Value::U32(8)),
+        ("qwen2", "qwen2.rope.scaling.type", Value::String("yarn".into())),
+        ("qwen3", "qwen3.attention.layer_norm_epsilon", Value::F32(1e-5)),
+    ] {
+        let (mut keys, ts) = model_parts(arch, 2, false);
+        keys.push((key.to_string(), value));
+        let err = load_error(&keys, &ts);
+        assert!(err.contains(key), "{arch} {key}: {err}");
+    }
+    // One shard of a split file.
+    let (mut keys, ts) = model_parts("llama", 2, false);
+    keys.push(("split.count".into(), Value::U16(3)));
+    assert!(load_error(&keys, &ts).contains("split"));
 }
 
 #[test]

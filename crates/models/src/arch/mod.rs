@@ -1,8 +1,7 @@
-//! The architectures, the `CausalLm` trait they implement, and the one match on
-//! `general.architecture` that picks them.
+//! The `CausalLm` trait and the CPU decoder that implements it for every architecture the
+//! model description ([`HParams`]) accepts.
 
-mod gemma3;
-mod llama;
+mod decoder;
 
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use crate::cache::{KvCache, KvPool, SeqKv};
 use crate::gguf::GgufFile;
 use crate::weights::{Embedding, Linear, WeightLoader};
 use crate::workspace::{sized, Workspace};
-use crate::{Arch, HParams, ModelError};
+use crate::{HParams, ModelError};
 
 /// Logits for some positions of a forward pass, row-major `[rows][n_vocab]`, in the
 /// workspace of the pass (a sampler may change them in place).
@@ -141,14 +140,10 @@ pub fn check_batch(batch: &[BatchItem<'_>], pool_blocks: usize) -> Result<(), Mo
     Ok(())
 }
 
-/// Load the architecture named by `general.architecture`.
+/// Load the model a GGUF file describes, for the CPU.
 pub fn load(gguf: &GgufFile) -> Result<Box<dyn CausalLm>, ModelError> {
     let hp = HParams::from_gguf(gguf)?;
-    let w = WeightLoader { gguf };
-    Ok(match hp.arch {
-        Arch::Llama => Box::new(llama::Llama::load(&w, hp)?),
-        Arch::Gemma3 => Box::new(gemma3::Gemma3::load(&w, hp)?),
-    })
+    Ok(Box::new(decoder::Decoder::load(&WeightLoader { gguf }, hp)?))
 }
 
 /// Token embeddings, final norm and output projection (tied to the embeddings when the file has
@@ -170,7 +165,7 @@ impl Head {
         let n_vocab = embd_info.dims.get(1).copied().unwrap_or(0) as usize;
         let embed = Embedding::new(Arc::new(w.matrix("token_embd.weight", d, n_vocab)?));
         // Tied output projection (no `output.weight`): share the embedding table, not a copy.
-        let output = if w.has("output.weight") {
+        let output = if !hp.tied_output {
             w.linear("output.weight", d, n_vocab)?
         } else {
             Linear::new(embed.table())

@@ -1,6 +1,7 @@
 //! Llama and Gemma 3 models on an NVIDIA GPU (the `cuda` feature), on Ward's own CUDA kernels
-//! (`ward_kernels::cuda`), computing what `arch/llama.rs` and `arch/gemma3.rs` compute on the
-//! CPU. The weights go to the device in their GGUF blocks; the KV cache is a device pool laid
+//! (`ward_kernels::cuda`), computing what `arch/decoder.rs` computes on the CPU from the same
+//! model description; what the description asks for and these kernels lack is refused at load
+//! ([`crate::Device::check_supports`]). The weights go to the device in their GGUF blocks; the KV cache is a device pool laid
 //! out as the CPU's (blocks of 64 positions), so the engine's block manager and prefix cache
 //! drive it unchanged.
 //!
@@ -23,12 +24,12 @@ use half::f16;
 use ward_kernels::attention::KV_BLOCK;
 use ward_kernels::cuda::Gpu;
 use ward_kernels::quant::WeightType;
-use ward_kernels::rope::{Rope, RopeLayout};
+use ward_kernels::rope::Rope;
 
 use crate::arch::{check_batch, BatchItem, CausalLm, Logits};
 use crate::cache::KvPool;
 use crate::gguf::{GgufError, GgufFile};
-use crate::hparams::{Arch, HParams};
+use crate::hparams::HParams;
 use crate::weights::WeightLoader;
 use crate::workspace::{sized, Workspace};
 use crate::ModelError;
@@ -51,7 +52,7 @@ struct Layer {
     gate: Matrix,
     up: Matrix,
     down: Matrix,
-    /// Gemma 3: per-head RMSNorm of queries and keys.
+    /// Qwen3, Gemma 3: per-head RMSNorm of queries and keys.
     qk_norm: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
     /// Gemma 3: norms of the attention and FFN outputs before they join the residual.
     post_norms: Option<(CudaSlice<f32>, CudaSlice<f32>)>,
@@ -139,7 +140,7 @@ impl GpuDecoder {
         kv_blocks: usize,
     ) -> Result<GpuDecoder, ModelError> {
         let hp = HParams::from_gguf(gguf)?;
-        let gemma = hp.arch == Arch::Gemma3;
+        crate::Device::Cuda(ordinal).check_supports(&hp)?;
         let gpu = Gpu::new(ordinal)?;
         let (d, kv, ff) = (hp.n_embd, hp.n_head_kv * hp.head_dim, hp.n_ff);
         let q_dim = hp.n_head * hp.head_dim;
@@ -149,35 +150,30 @@ impl GpuDecoder {
             .ok_or_else(|| GgufError::MissingTensor("token_embd.weight".into()))?
             as usize;
         let embed = upload_matrix(&gpu, gguf, "token_embd.weight", d, vocab)?;
-        let output = match gguf.tensor_info("output.weight") {
-            Some(_) => Some(upload_matrix(&gpu, gguf, "output.weight", d, vocab)?),
-            None => None,
+        let output = match hp.tied_output {
+            false => Some(upload_matrix(&gpu, gguf, "output.weight", d, vocab)?),
+            true => None,
         };
         let out_norm = upload_vector(&gpu, gguf, "output_norm.weight", d)?;
-        let layout = if gemma {
-            RopeLayout::Halves
-        } else {
-            RopeLayout::Interleaved
-        };
         let mut layers = Vec::with_capacity(hp.n_layer);
         for il in 0..hp.n_layer {
             let n = |s: &str| format!("blk.{il}.{s}.weight");
             let vector = |s: &str, len| upload_vector(&gpu, gguf, &n(s), len);
             let matrix = |s: &str, cols, rows| upload_matrix(&gpu, gguf, &n(s), cols, rows);
             let window = hp.layer_window(il);
-            let (qk_norm, post_norms) = if gemma {
-                (
-                    Some((
-                        vector("attn_q_norm", hp.head_dim)?,
-                        vector("attn_k_norm", hp.head_dim)?,
-                    )),
-                    Some((
-                        vector("post_attention_norm", d)?,
-                        vector("post_ffw_norm", d)?,
-                    )),
-                )
-            } else {
-                (None, None)
+            let qk_norm = match hp.qk_norm {
+                true => Some((
+                    vector("attn_q_norm", hp.head_dim)?,
+                    vector("attn_k_norm", hp.head_dim)?,
+                )),
+                false => None,
+            };
+            let post_norms = match hp.post_norms {
+                true => Some((
+                    vector("post_attention_norm", d)?,
+                    vector("post_ffw_norm", d)?,
+                )),
+                false => None,
             };
             layers.push(Layer {
                 attn_norm: vector("attn_norm", d)?,
@@ -191,7 +187,7 @@ impl GpuDecoder {
                 down: matrix("ffn_down", ff, d)?,
                 qk_norm,
                 post_norms,
-                rope: hp.layer_rope(il, layout),
+                rope: hp.layer_rope(il),
                 window: window.unwrap_or(0),
             });
         }

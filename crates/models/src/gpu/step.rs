@@ -6,13 +6,13 @@
 
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUresult, CUstreamCaptureMode};
 use cudarc::driver::{CudaGraph, CudaSlice, DriverError};
+use ward_kernels::activation::Activation;
 use ward_kernels::attention::KV_BLOCK;
 use ward_kernels::cuda::{
     q8_1_bytes, AttentionPartials, AttentionShape, ATTN_CHUNK, MMVQ_MAX_TOKENS,
 };
 
 use super::{GpuDecoder, Matrix};
-use crate::hparams::Arch;
 use crate::ModelError;
 
 /// Most tokens one step takes (a prompt longer than this is read over several steps).
@@ -179,10 +179,10 @@ impl GpuDecoder {
         let (d, q_dim) = (hp.n_embd, hp.n_head * hp.head_dim);
         self.gpu
             .get_rows(self.embed.ty, &self.embed.bytes, &b.ids, &mut b.x, n, d)?;
-        let gemma = hp.arch == Arch::Gemma3;
-        if gemma {
-            self.gpu.scale(&mut b.x, (d as f32).sqrt())?;
+        if let Some(scale) = hp.embed_scale {
+            self.gpu.scale(&mut b.x, scale)?;
         }
+        let gelu = hp.activation == Activation::Gelu;
         for (il, l) in self.layers.iter().enumerate() {
             let shape = AttentionShape {
                 sequences: n,
@@ -226,7 +226,7 @@ impl GpuDecoder {
             self.matmul(&l.gate, &b.xq, &mut b.gate, n)?;
             self.matmul(&l.up, &b.xq, &mut b.up, n)?;
             self.gpu
-                .gated_activation_q8_1(gemma, &b.gate, &b.up, &mut b.ff_q)?;
+                .gated_activation_q8_1(gelu, &b.gate, &b.up, &mut b.ff_q)?;
             self.matmul(&l.down, &b.ff_q, &mut b.out, n)?;
             self.add_residual(&mut b.x, &b.out, &mut b.normed, post.map(|p| &p.1), n)?;
         }

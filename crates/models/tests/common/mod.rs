@@ -24,6 +24,7 @@ pub fn model_path(file: &str) -> PathBuf {
 
 pub const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
+pub const QWEN2: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("scripts/reference/fixtures").join(name);
