@@ -1,16 +1,24 @@
 //! `ward synth SHAPE`: write a random-weight Q4_K_M GGUF with a real model's shape, for
-//! benchmarks (`ward bench --model FILE`); see `ward_models::synthetic`.
+//! benchmarks (`ward bench --model FILE`) and random-weight oracle models; see
+//! `ward_models::synthetic`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use ward_models::synthetic::{write_random_q4_k_m, LlamaShape};
+use ward_models::gguf::GgufFile;
+use ward_models::synthetic::{write_random_model, Shape};
 
 #[derive(Args)]
 pub struct SynthArgs {
-    /// The shape: `llama3-8b` (4.9 GB) or `tiny`.
+    /// The shape: `llama3-8b` (4.9 GB), `qwen2.5-7b` (4.7 GB), `tiny`, `tiny-llama3.1` or
+    /// `tiny-qwen3`.
     shape: String,
+    /// A GGUF whose vocabulary to use (its `tokenizer.*` metadata), so that llama.cpp loads the
+    /// file and text means something: a Llama 3 or Qwen model for those shapes. Default: one
+    /// placeholder token per id.
+    #[arg(long)]
+    vocab: Option<PathBuf>,
     /// Where to write it (default: models/synthetic-SHAPE-q4_k_m.gguf).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -20,15 +28,21 @@ pub struct SynthArgs {
 }
 
 pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
-    let shape = LlamaShape::by_name(&a.shape)
-        .with_context(|| format!("unknown shape {:?}; known: llama3-8b, tiny", a.shape))?;
+    let shape = Shape::by_name(&a.shape).with_context(|| {
+        let known: Vec<_> = Shape::ALL.iter().map(|s| s.name).collect();
+        format!("unknown shape {:?}; known: {}", a.shape, known.join(", "))
+    })?;
+    let vocab = match &a.vocab {
+        Some(p) => Some(GgufFile::open(p).with_context(|| format!("reading {}", p.display()))?),
+        None => None,
+    };
     let out = match a.out {
         Some(p) => p,
         None => ward_models::registry::Registry::find_dir()?
             .join(format!("synthetic-{}-q4_k_m.gguf", shape.name)),
     };
     let started = std::time::Instant::now();
-    let bytes = write_random_q4_k_m(&out, &shape, a.seed)
+    let bytes = write_random_model(&out, &shape, a.seed, vocab.as_ref())
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
         "{}: {bytes} bytes of random {} weights (Q4_K_M) in {:.1} s",

@@ -257,10 +257,10 @@ fn context_limit_and_token_range_are_checked() {
 
 #[test]
 fn a_synthetic_q4_k_m_model_loads_and_runs() {
-    use ward_models::synthetic::{write_random_q4_k_m, LlamaShape};
-    let shape = LlamaShape::TINY;
+    use ward_models::synthetic::{write_random_model, Shape};
+    let shape = Shape::TINY;
     let path = std::env::temp_dir().join(format!("ward-synthetic-{}.gguf", std::process::id()));
-    let size = write_random_q4_k_m(&path, &shape, 7).unwrap();
+    let size = write_random_model(&path, &shape, 7, None).unwrap();
     assert_eq!(std::fs::metadata(&path).unwrap().len(), size);
     let lm = LoadedModel::load(&path, None).unwrap();
     std::fs::remove_file(&path).unwrap();
