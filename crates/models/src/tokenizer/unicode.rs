@@ -1,4 +1,5 @@
-//! Code point classes as llama.cpp's pre-tokenizers see them (\p{L}, \p{N}, \s).
+//! Code point classes as llama.cpp's pre-tokenizers see them (\p{L}, \p{N}, \s, and for the
+//! std::regex-based splitters \p{P}, \p{S}, \p{M}).
 
 use unicode_properties::{GeneralCategoryGroup, UnicodeGeneralCategory};
 
@@ -21,4 +22,20 @@ pub fn class(c: char) -> Class {
         GeneralCategoryGroup::Number => Class::Number,
         _ => Class::Other,
     }
+}
+
+/// \p{M}: combining marks (Qwen3.5 keeps them inside letter runs).
+pub fn is_mark(c: char) -> bool {
+    !c.is_whitespace() && c.general_category_group() == GeneralCategoryGroup::Mark
+}
+
+/// \p{P} and \p{S} as llama.cpp's std::regex fallback sees them: it "collapses" every
+/// non-ASCII code point to one byte per category (whitespace first) and spells the ASCII members
+/// of each category out, which for ASCII is exactly Unicode's P and S.
+pub fn is_punct(c: char) -> bool {
+    !c.is_whitespace() && c.general_category_group() == GeneralCategoryGroup::Punctuation
+}
+
+pub fn is_symbol(c: char) -> bool {
+    !c.is_whitespace() && c.general_category_group() == GeneralCategoryGroup::Symbol
 }
