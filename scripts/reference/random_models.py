@@ -32,9 +32,10 @@ def main():
                             "--vocab", os.path.join(ROOT, "models", vocab)], check=True)
             with open(path, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()
-            llm = load(path)
+            llm = load(path, n_ctx=4096)
             cases = []
-            for text in inputs.QWEN2_PROMPTS:
+            # The long note reaches positions where frequency factors turn the slow pairs far.
+            for text in inputs.QWEN2_PROMPTS + [inputs.LONG_NOTE]:
                 ids = tokenize(llm, text, True)
                 cont, tops = continuation(llm, ids)
                 cases.append({"prompt": text, "prompt_ids": ids, "continuation": cont,

@@ -96,6 +96,7 @@ impl Shape {
         rope_freqs: true,
         q8_0: true,
         layers: 4,
+        context: 4096,
         ..Shape::TINY
     };
 
@@ -109,6 +110,7 @@ impl Shape {
         head_dim: 128,
         rope_base: 1_000_000.0,
         q8_0: true,
+        context: 4096,
         ..Shape::TINY
     };
 

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{fixture, model_path, GEMMA3, QWEN2, SMOLLM2};
+use common::{fixture, model_path, GEMMA3, LLAMA3_VOCAB, QWEN2, SMOLLM2};
 use ward_models::gguf::GgufFile;
 #[cfg(feature = "cuda")]
 use ward_models::LoadedModel;
@@ -185,6 +185,47 @@ fn gemma3_teacher_forced_matches_llama_cpp() {
 #[test]
 fn qwen2_teacher_forced_matches_llama_cpp() {
     check(QWEN2, "logits-qwen2.json", 1.0, 0.25);
+}
+
+/// Random-weight models of the real layouts that no small real model has, written again here by
+/// `ward synth`'s writer exactly as scripts/reference/random_models.py wrote them for llama.cpp
+/// (the sha256 proves it): Qwen3's heads wider than n_embd / n_head with Q/K norms, and Llama
+/// 3.1's RoPE frequency factors, each with its real vocabulary.
+fn check_random(shape_name: &str, vocab: &str) {
+    use sha2::{Digest, Sha256};
+    use ward_models::synthetic::{write_random_model, Shape};
+    let fixture_name = format!("logits-random-{shape_name}.json");
+    let fx = fixture(&fixture_name);
+    let shape = Shape::by_name(shape_name).unwrap();
+    let vocab = GgufFile::open(&model_path(vocab)).unwrap();
+    let path = std::env::temp_dir().join(format!("ward-{shape_name}-{}.gguf", std::process::id()));
+    let seed = fx["seed"].as_u64().unwrap();
+    write_random_model(&path, &shape, seed, Some(&vocab)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        digest, fx["sha256"],
+        "the writer no longer writes the file llama.cpp ran: regenerate the fixture"
+    );
+    let model = ward_models::arch::load(&GgufFile::from_bytes(bytes).unwrap()).unwrap();
+    let mut ws = Workspace::default();
+    let forward = move |tokens: &[u32], n: usize| {
+        let mut cache = model.new_cache(tokens.len());
+        let logits = model.forward(tokens, &mut cache, n, &mut ws).unwrap();
+        (0..n).map(|i| logits.row(i).to_vec()).collect()
+    };
+    check_with(shape_name, &fixture_name, 0.5, 0.1, forward);
+}
+
+#[test]
+fn random_qwen3_matches_llama_cpp() {
+    check_random("tiny-qwen3", QWEN2);
+}
+
+#[test]
+fn random_llama31_with_rope_frequency_factors_matches_llama_cpp() {
+    check_random("tiny-llama3.1", LLAMA3_VOCAB);
 }
 
 /// The same oracle on the GPU (`cargo test -p ward-models --features cuda --test

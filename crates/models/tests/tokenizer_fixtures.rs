@@ -3,16 +3,14 @@
 
 mod common;
 
-use common::{fixture, model_path, GEMMA3, SMOLLM2};
+use common::{
+    fixture, model_path, DEEPSEEK_R1_QWEN_VOCAB as DEEPSEEK_R1_QWEN, GEMMA3,
+    LLAMA3_VOCAB as LLAMA3, QWEN2, SMOLLM2,
+};
 use ward_models::gguf::{GgufFile, Value};
 use ward_models::tokenizer::{PreConfig, PreTokenizer};
 use ward_models::{StreamDecoder, Tokenizer};
 
-/// Qwen2.5-Coder-0.5B-Instruct (tokenizer.ggml.pre = qwen2).
-const QWEN2: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
-/// Vocabulary-only GGUFs that scripts/fetch-models.sh builds (models/registry.toml, [[vocab]]).
-const DEEPSEEK_R1_QWEN: &str = "deepseek-r1-distill-qwen-7b.vocab.gguf";
-const LLAMA3: &str = "llama-3-instruct.vocab.gguf";
 
 fn tokenizer(model: &str) -> Tokenizer {
     Tokenizer::from_gguf(&GgufFile::open(&model_path(model)).unwrap()).unwrap()
