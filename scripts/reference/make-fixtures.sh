@@ -15,3 +15,4 @@ if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import llama_cpp, jin
 fi
 "$root/scripts/fetch-models.sh"
 cd "$here" && "$venv/bin/python" reference.py
+cd "$here" && "$venv/bin/python" templates.py
