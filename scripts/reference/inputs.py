@@ -137,6 +137,7 @@ CONVERSATIONS = [
      {"role": "user", "content": "患者发热三天。中文可以吗？"}],
 ]
 
+<<<<<<< HEAD
 # Extra strings for the byte-level BPE tokenizers of Llama 3, Qwen2/3 and DeepSeek (digit
 # grouping, newline and whitespace runs, contractions in upper case, marks, special-token texts).
 BPE_TOKENIZER_STRINGS = [
@@ -201,3 +202,95 @@ BPE_TOKENIZER_STRINGS = [
     "a1b2c3 x86_64 COVID-19 SARS-CoV-2 IL-6 HER2+",
     "  \n  indented after newline\n\tand tab",
 ]
+=======
+# Tools offered in FAMILY_CONVERSATIONS (OpenAI's `tools` list, keys in the order clients send
+# them: templates dump them with tojson, which keeps that order).
+FAMILY_TOOLS = [
+    {"type": "function",
+     "function": {"name": "get_lab_result",
+                  "description": "Latest result of a laboratory test for a patient.",
+                  "parameters": {"type": "object",
+                                 "properties": {"patient_id": {"type": "string", "description": "Hospital number"},
+                                                "test": {"type": "string", "enum": ["potassium", "sodium", "creatinine"]}},
+                                 "required": ["patient_id", "test"]}}},
+    {"type": "function",
+     "function": {"name": "dose_for_weight",
+                  "description": "按体重计算剂量 (mg/kg × kg), <= max & no rounding.",
+                  "parameters": {"type": "object",
+                                 "properties": {"mg_per_kg": {"type": "number"},
+                                                "weight_kg": {"type": "number", "minimum": 0.5}},
+                                 "required": ["mg_per_kg", "weight_kg"]}}},
+]
+
+# Conversations rendered through each template of scripts/reference/templates.py, as an
+# OpenAI-style client sends them: an assistant turn that calls tools has content None and the
+# calls' arguments as JSON text.
+_CALL = {"id": "call_1", "type": "function",
+         "function": {"name": "get_lab_result", "arguments": "{\"patient_id\": \"A-17\", \"test\": \"potassium\"}"}}
+_CALL2 = {"id": "call_2", "type": "function",
+          "function": {"name": "dose_for_weight", "arguments": "{\"mg_per_kg\": 15, \"weight_kg\": 72.5}"}}
+FAMILY_CONVERSATIONS = [
+    {"name": "one-question", "messages": [{"role": "user", "content": "What are the signs of sepsis?"}]},
+    {"name": "system-multi-turn", "messages": [
+        {"role": "system", "content": "You are a concise clinical assistant.  "},
+        {"role": "user", "content": "What is metformin used for?"},
+        {"role": "assistant", "content": "Type 2 diabetes."},
+        {"role": "user", "content": "  And its main risk?  "}]},
+    {"name": "chinese", "messages": [
+        {"role": "system", "content": "请用中文回答。"},
+        {"role": "user", "content": "患者发热三天，体温39.2°C。下一步？"}]},
+    {"name": "tools-offered", "tools": FAMILY_TOOLS, "messages": [
+        {"role": "user", "content": "Is patient A-17's potassium high?"}]},
+    {"name": "tools-offered-with-system", "tools": FAMILY_TOOLS, "messages": [
+        {"role": "system", "content": "You are a ward assistant with access to the lab system."},
+        {"role": "user", "content": "Is patient A-17's potassium high?"}]},
+    {"name": "tool-call-and-result", "tools": FAMILY_TOOLS, "messages": [
+        {"role": "user", "content": "Is patient A-17's potassium high?"},
+        {"role": "assistant", "content": None, "tool_calls": [_CALL]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "{\"value\": 5.6, \"unit\": \"mmol/L\"}"},
+        {"role": "assistant", "content": "Yes: 5.6 mmol/L is above the range."},
+        {"role": "user", "content": "Thanks."}]},
+    {"name": "tool-result-last", "tools": FAMILY_TOOLS, "messages": [
+        {"role": "system", "content": "Use the tools."},
+        {"role": "user", "content": "Dose of vancomycin for 72.5 kg at 15 mg/kg?"},
+        {"role": "assistant", "content": "Let me calculate.", "tool_calls": [_CALL2]},
+        {"role": "tool", "tool_call_id": "call_2", "content": "1087.5 mg"}]},
+    {"name": "parallel-tool-calls", "tools": FAMILY_TOOLS, "messages": [
+        {"role": "user", "content": "Potassium of A-17 and the dose for 72.5 kg at 15 mg/kg?"},
+        {"role": "assistant", "content": None, "tool_calls": [_CALL, _CALL2]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "5.6 mmol/L"},
+        {"role": "tool", "tool_call_id": "call_2", "content": "1087.5 mg"}]},
+    {"name": "builtin-tool-call", "messages": [
+        {"role": "user", "content": "Search for the latest sepsis guideline."},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_3", "type": "function",
+             "function": {"name": "brave_search", "arguments": "{\"query\": \"surviving sepsis guideline\"}"}}]},
+        {"role": "tool", "tool_call_id": "call_3", "content": "Surviving Sepsis Campaign 2021."}]},
+    {"name": "thinking-in-past-turn", "messages": [
+        {"role": "user", "content": "Is 5.6 mmol/L potassium high?"},
+        {"role": "assistant", "content": "<think>\nNormal is 3.5-5.0.\n</think>\n\nYes, mildly high."},
+        {"role": "user", "content": "What should we do?"}]},
+    {"name": "reasoning-content-field", "messages": [
+        {"role": "user", "content": "Is 5.6 mmol/L potassium high?"},
+        {"role": "assistant", "content": "Yes, mildly high.", "reasoning_content": "Normal is 3.5-5.0."},
+        {"role": "user", "content": "患者需要复查吗？"}]},
+    {"name": "thinking-last-turn", "messages": [
+        {"role": "user", "content": "Is 5.6 mmol/L potassium high?"},
+        {"role": "assistant", "content": "<think>\nNormal is 3.5-5.0.\n</think>\n\nYes, mildly high."}]},
+    {"name": "no-think-switch", "messages": [
+        {"role": "system", "content": "Be brief. /no_think"},
+        {"role": "user", "content": "Normal adult heart rate? /no_think"},
+        {"role": "assistant", "content": "<think>\n\n</think>\n\n60-100 bpm."},
+        {"role": "user", "content": "And in newborns? /think"}]},
+]
+
+# Extra template variables per template in templates.py (each conversation is rendered with
+# each of these): Llama 3.x's date and tool placement as llama.cpp's server sets them and as
+# transformers leaves them, Qwen3's enable_thinking switch.
+FAMILY_KWARGS = {
+    "llama3.1-instruct": [{"date_string": "26 Nov 2025", "tools_in_user_message": False}, {},
+                          {"date_string": "26 Nov 2025", "builtin_tools": ["brave_search", "code_interpreter"]}],
+    "llama3.2-instruct": [{"date_string": "26 Nov 2025", "tools_in_user_message": False}, {}],
+    "qwen3": [{}, {"enable_thinking": False}, {"enable_thinking": True}],
+}
+>>>>>>> tmpl

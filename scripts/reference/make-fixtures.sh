@@ -16,3 +16,6 @@ fi
 "$root/scripts/fetch-models.sh"
 cd "$here" && "$venv/bin/python" reference.py
 cd "$here" && "$venv/bin/python" tokenizers.py
+cd "$here" && "$venv/bin/python" templates.py
+cargo build --release -p ward --manifest-path "$root/Cargo.toml"
+cd "$here" && "$venv/bin/python" random_models.py

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 
 use crate::generate::FinishReason;
 use crate::sampler::SamplingParams;
-use ward_models::ChatMessage;
+use ward_models::{ChatMessage, ThinkingFormat};
 
 /// What the client asked to continue.
 #[derive(Clone)]
@@ -49,6 +49,9 @@ pub struct GenerateRequest {
     pub response_format: Option<ResponseFormat>,
     /// OpenAI-style tools offered to the model in a chat prompt.
     pub tools: Option<serde_json::Value>,
+    /// More variables for the chat template (llama.cpp's and vLLM's `chat_template_kwargs`,
+    /// e.g. Qwen3's `enable_thinking`).
+    pub chat_template_kwargs: serde_json::Map<String, serde_json::Value>,
     /// Prefix-cache entries are shared only between requests with the same salt (a tenant's
     /// key or name), so one service cannot detect another's prompts by their speed.
     pub cache_salt: String,
@@ -177,6 +180,9 @@ pub struct Usage {
 /// notices before its next step and moves on.
 pub struct EventStream {
     pub prompt_tokens: usize,
+    /// The chat prompt left a reasoning model's thinking open (DeepSeek-R1 distills end it
+    /// with `<think>\n`): the text starts inside the thinking, without its opening marker.
+    pub thinking: Option<ThinkingFormat>,
     rx: mpsc::UnboundedReceiver<Event>,
 }
 
@@ -186,7 +192,14 @@ pub struct EventSender(mpsc::UnboundedSender<Event>);
 impl EventStream {
     pub fn channel(prompt_tokens: usize) -> (EventSender, EventStream) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (EventSender(tx), EventStream { prompt_tokens, rx })
+        (
+            EventSender(tx),
+            EventStream {
+                prompt_tokens,
+                thinking: None,
+                rx,
+            },
+        )
     }
 
     /// The next event; `None` once the engine has dropped its end (after the last event).
@@ -257,6 +270,7 @@ mod tests {
                 logprobs: None,
                 response_format: None,
                 tools: None,
+                chat_template_kwargs: Default::default(),
                 cache_salt: secret.into(),
                 timeout: None,
             };

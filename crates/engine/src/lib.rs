@@ -24,5 +24,5 @@ pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::SchedulerLoad;
 pub use stop::StopMatcher;
 /// Re-exported so the server can build chat prompts without depending on ward-models.
-pub use ward_models::ChatMessage;
+pub use ward_models::{ChatMessage, ThinkingFormat, THINKING_FORMATS};
 pub use worker::{EngineConfig, EngineHandle};

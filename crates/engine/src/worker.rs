@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ward_models::cache::KV_BLOCK;
-use ward_models::{LoadedModel, ModelError};
+use ward_models::{ChatInputs, LoadedModel, ModelError, ThinkingFormat};
 
 use crate::api::{
     Engine, EventStream, GenerateRequest, ModelInfo, Prompt, ResponseFormat, SubmitError,
@@ -124,14 +124,16 @@ impl EngineHandle {
         })
     }
 
+    /// The tokens to run for `prompt`, and whether a chat prompt leaves the thinking open.
     fn prompt_tokens(
         &self,
         prompt: Prompt,
         tools: Option<&serde_json::Value>,
-    ) -> Result<Vec<u32>, SubmitError> {
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(Vec<u32>, Option<ThinkingFormat>), SubmitError> {
         let invalid = |message: String, param| SubmitError::InvalidPrompt { message, param };
-        let tokens = match prompt {
-            Prompt::Text(text) => self.lm.tokenizer.encode(&text, true),
+        let (tokens, thinking) = match prompt {
+            Prompt::Text(text) => (self.lm.tokenizer.encode(&text, true), None),
             Prompt::Tokens(ids) => {
                 let n_vocab = self.lm.model.n_vocab();
                 if let Some(bad) = ids.iter().find(|&&id| id as usize >= n_vocab) {
@@ -140,20 +142,27 @@ impl EngineHandle {
                         "prompt",
                     ));
                 }
-                ids
+                (ids, None)
             }
-            Prompt::Chat(messages) => match self.lm.chat_prompt_with_tools(&messages, tools) {
-                Ok(tokens) => tokens,
-                Err(ModelError::Template(ward_models::TemplateError::Missing)) => {
-                    return Err(SubmitError::NoChatTemplate)
+            Prompt::Chat(messages) => {
+                let inputs = ChatInputs {
+                    tools,
+                    kwargs: Some(kwargs),
+                    now: None,
+                };
+                match self.lm.chat_generation_prompt(&messages, &inputs) {
+                    Ok(p) => (p.tokens, p.thinking),
+                    Err(ModelError::Template(ward_models::TemplateError::Missing)) => {
+                        return Err(SubmitError::NoChatTemplate)
+                    }
+                    Err(e) => return Err(invalid(e.to_string(), "messages")),
                 }
-                Err(e) => return Err(invalid(e.to_string(), "messages")),
-            },
+            }
         };
         if tokens.is_empty() {
             return Err(invalid("the prompt is empty".into(), "prompt"));
         }
-        Ok(tokens)
+        Ok((tokens, thinking))
     }
 }
 
@@ -163,7 +172,7 @@ impl Engine for EngineHandle {
     }
 
     fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError> {
-        self.prompt_tokens(prompt, None)
+        Ok(self.prompt_tokens(prompt, None, &Default::default())?.0)
     }
 
     fn detokenize(&self, tokens: &[u32]) -> Result<String, SubmitError> {
@@ -178,7 +187,11 @@ impl Engine for EngineHandle {
     }
 
     fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
-        let prompt = self.prompt_tokens(request.prompt, request.tools.as_ref())?;
+        let (prompt, thinking) = self.prompt_tokens(
+            request.prompt,
+            request.tools.as_ref(),
+            &request.chat_template_kwargs,
+        )?;
         let context_length = self.info.context_length;
         let max_tokens = request
             .max_tokens
@@ -232,7 +245,8 @@ impl Engine for EngineHandle {
                 })
             }
         };
-        let (events, stream) = EventStream::channel(prompt.len());
+        let (events, mut stream) = EventStream::channel(prompt.len());
+        stream.thinking = thinking;
         let job = Job {
             id: request.id,
             prompt,

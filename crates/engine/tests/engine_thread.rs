@@ -39,6 +39,7 @@ fn request(prompt: Prompt, max_tokens: Option<usize>) -> GenerateRequest {
         logprobs: None,
         response_format: None,
         tools: None,
+        chat_template_kwargs: Default::default(),
         cache_salt: String::new(),
         timeout: None,
     }
@@ -427,4 +428,34 @@ fn json_answers_parse_and_follow_their_schema_when_sampled() {
             ..
         })
     ));
+}
+
+/// A chat prompt that leaves the thinking open (a DeepSeek-R1 distill's template) says so on
+/// its stream, so the server splits an answer that has only `</think>`; with
+/// `enable_thinking: false` in the template kwargs the prompt closes the thinking at once.
+#[test]
+fn streams_say_when_the_prompt_left_the_thinking_open() {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
+    let r1 = std::fs::read_to_string(p.join("templates/deepseek-r1-distill.jinja")).unwrap();
+    let lm = LoadedModel::load(&p.join("SmolLM2-135M-Instruct.Q4_1.gguf"), Some(&r1)).unwrap();
+    let engine = EngineHandle::start(lm, "smollm2-r1", EngineConfig::default()).unwrap();
+    let ask = || Prompt::Chat(vec![ChatMessage::new("user", "Is K+ 5.6 high?")]);
+    let open = engine.submit(request(ask(), Some(2))).unwrap();
+    assert_eq!(open.thinking, Some(ward_engine::THINKING_FORMATS[0]));
+    let mut off = request(ask(), Some(2));
+    off.chat_template_kwargs
+        .insert("enable_thinking".into(), false.into());
+    let closed = engine.submit(off).unwrap();
+    assert_eq!(closed.thinking, None);
+    assert!(
+        closed.prompt_tokens > open.prompt_tokens,
+        "</think> was added"
+    );
+    collect(open);
+    collect(closed);
+    // Completions never start inside thinking.
+    let text = engine
+        .submit(request(Prompt::Text("<think>\n".into()), Some(2)))
+        .unwrap();
+    assert_eq!(text.thinking, None);
 }

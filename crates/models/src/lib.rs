@@ -24,7 +24,10 @@ use std::path::{Path, PathBuf};
 pub use arch::{BatchItem, CausalLm, Logits};
 pub use cache::{KvCache, KvPool, SeqKv};
 pub use hparams::{Arch, HParams};
-pub use template::{ChatMessage, ChatTemplate, TemplateError};
+pub use template::{
+    ChatInputs, ChatMessage, ChatTemplate, GenerationPrompt, TemplateError, ThinkingFormat,
+    THINKING_FORMATS,
+};
 pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
 pub use workspace::Workspace;
 
@@ -179,8 +182,23 @@ impl LoadedModel {
         messages: &[ChatMessage],
         tools: Option<&serde_json::Value>,
     ) -> Result<Vec<u32>, ModelError> {
+        let inputs = ChatInputs {
+            tools,
+            ..ChatInputs::default()
+        };
+        Ok(self.chat_generation_prompt(messages, &inputs)?.tokens)
+    }
+
+    /// A conversation's prompt for generation as llama.cpp's server makes it (see
+    /// [`ChatTemplate::generation_prompt`]), with `tools` offered as in
+    /// [`LoadedModel::chat_prompt_with_tools`].
+    pub fn chat_generation_prompt(
+        &self,
+        messages: &[ChatMessage],
+        inputs: &ChatInputs,
+    ) -> Result<ChatPrompt, ModelError> {
         let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
-        let text = match tools {
+        let prompt = match inputs.tools {
             Some(tools) if !template.takes_tools => {
                 let mut with = messages.to_vec();
                 let offer = template::tools_system_prompt(tools);
@@ -190,12 +208,27 @@ impl LoadedModel {
                     }
                     _ => with.insert(0, ChatMessage::new("system", &offer)),
                 }
-                template.render(&with, true)?
+                let inputs = ChatInputs {
+                    tools: None,
+                    ..*inputs
+                };
+                template.generation_prompt(&with, &inputs)?
             }
-            _ => template.render_with_tools(messages, tools, true)?,
+            _ => template.generation_prompt(messages, inputs)?,
         };
         // Templates write BOS themselves where the model wants it; llama.cpp's server likewise
         // tokenizes the rendered prompt without adding special tokens again.
-        Ok(self.tokenizer.encode(&text, false))
+        Ok(ChatPrompt {
+            tokens: self.tokenizer.encode(&prompt.text, false),
+            thinking: prompt.thinking,
+        })
     }
+}
+
+/// A conversation ready for generation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChatPrompt {
+    pub tokens: Vec<u32>,
+    /// The prompt leaves the thinking of this format open: the answer starts inside it.
+    pub thinking: Option<ThinkingFormat>,
 }

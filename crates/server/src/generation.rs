@@ -232,8 +232,9 @@ async fn collect(
     tool_mode: ToolMode,
     track: &Track,
 ) -> Result<(Vec<Choice>, Usage), ApiError> {
-    let one = |(i, s)| {
-        let out = ChoiceOutput::new(think, tool_mode.clone(), track.clone(), i);
+    let one = |(i, s): (usize, EventStream)| {
+        let splitter = think.then(|| ReasoningSplitter::after_prompt(s.thinking));
+        let out = ChoiceOutput::new(splitter, tool_mode.clone(), track.clone(), i);
         collect_one(s, logprobs, out)
     };
     let results = try_join_all(streams.into_iter().enumerate().map(one)).await?;
@@ -291,9 +292,15 @@ struct ChoiceOutput {
 }
 
 impl ChoiceOutput {
-    fn new(think: bool, tool_mode: ToolMode, track: Track, choice: usize) -> ChoiceOutput {
+    /// `thinking`: the splitter of a chat answer (none for completions).
+    fn new(
+        thinking: Option<ReasoningSplitter>,
+        tool_mode: ToolMode,
+        track: Track,
+        choice: usize,
+    ) -> ChoiceOutput {
         ChoiceOutput {
-            thinking: think.then(ReasoningSplitter::new),
+            thinking,
             tools: ToolStream::new(tool_mode),
             track,
             choice,
@@ -363,6 +370,8 @@ fn event_stream(
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
     let n = streams.len();
+    // Per choice: where its answer starts (inside the thinking, where the prompt opened it).
+    let opened: Vec<_> = streams.iter().map(|s| s.thinking).collect();
     // One stream of (choice, event) from all the sequences, in the order events arrive.
     let mut merged = select_all(streams.into_iter().enumerate().map(|(i, events)| {
         Box::pin(unfold(events, move |mut events| async move {
@@ -378,7 +387,10 @@ fn event_stream(
         // Per choice: its output, log-probabilities not yet sent, text length so far.
         let think = meta.endpoint == Endpoint::Chat;
         let mut outputs: Vec<ChoiceOutput> = (0..n)
-            .map(|i| ChoiceOutput::new(think, tool_mode.clone(), track.clone(), i))
+            .map(|i| {
+                let splitter = think.then(|| ReasoningSplitter::after_prompt(opened[i]));
+                ChoiceOutput::new(splitter, tool_mode.clone(), track.clone(), i)
+            })
             .collect();
         let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let mut offsets = vec![0usize; n];

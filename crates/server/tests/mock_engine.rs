@@ -147,6 +147,115 @@ async fn thinking_is_split_into_reasoning_content() {
     assert_eq!(body["choices"][0]["text"], "<think>a</think>b");
 }
 
+/// The text of a chat stream's deltas: (reasoning_content, content).
+fn streamed_split(body: &Value) -> (String, String) {
+    let (mut reasoning, mut content) = (String::new(), String::new());
+    for event in body.as_str().unwrap().split("\n\n") {
+        let Some(Ok(chunk)) = event
+            .strip_prefix("data: ")
+            .map(serde_json::from_str::<Value>)
+        else {
+            continue;
+        };
+        let delta = &chunk["choices"][0]["delta"];
+        reasoning += delta["reasoning_content"].as_str().unwrap_or("");
+        content += delta["content"].as_str().unwrap_or("");
+    }
+    (reasoning, content)
+}
+
+/// A DeepSeek-R1 distill's prompt opens the thinking, so its answer has only the closing tag:
+/// still split, streamed or not, for every choice; the same text after a prompt that did not
+/// open it is all content.
+#[tokio::test]
+async fn answers_after_a_prompt_that_opened_the_thinking_are_split() {
+    let pieces = vec!["Okay, K+ 5.6", " is high.\n</th", "ink>\n\nRe", "peat it."];
+    let opened = || {
+        let mut engine = MockEngine::new(pieces.clone());
+        engine.thinking = Some(ward_engine::THINKING_FORMATS[0]);
+        Arc::new(engine)
+    };
+    let (status, body, _) = chat(opened(), json!({"n": 2})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for choice in body["choices"].as_array().unwrap() {
+        assert_eq!(
+            choice["message"]["reasoning_content"],
+            "Okay, K+ 5.6 is high."
+        );
+        assert_eq!(choice["message"]["content"], "Repeat it.");
+    }
+    let (_, body, _) = chat(opened(), json!({"stream": true})).await;
+    assert_eq!(
+        streamed_split(&body),
+        ("Okay, K+ 5.6 is high.".into(), "Repeat it.".into())
+    );
+    let (_, body, _) = chat(Arc::new(MockEngine::new(pieces.clone())), json!({})).await;
+    assert_eq!(
+        body["choices"][0]["message"],
+        json!({"role": "assistant", "content": "Okay, K+ 5.6 is high.\n</think>\n\nRepeat it."})
+    );
+}
+
+/// `chat_template_kwargs` reach the template (a boolean `enable_thinking` only), past
+/// assistant turns keep their `reasoning_content`, and tool calls' arguments stay as sent.
+#[tokio::test]
+async fn template_kwargs_and_past_reasoning_reach_the_engine() {
+    let engine = Arc::new(MockEngine::new(vec!["ok"]));
+    let messages = json!([
+        {"role": "user", "content": "K+ 5.6? /no_think"},
+        {"role": "assistant", "content": "High.", "reasoning_content": "Above 5.0."},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+            "function": {"name": "lab", "arguments": "{\"test\": \"K\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "5.6"},
+    ]);
+    let body = json!({"messages": messages,
+        "chat_template_kwargs": {"enable_thinking": false, "date_string": "26 Nov 2025"}});
+    let (status, _, _) = chat(engine.clone(), body).await;
+    assert_eq!(status, StatusCode::OK);
+    let seen = engine.seen.lock().unwrap().remove(0);
+    assert_eq!(
+        Value::Object(seen.chat_template_kwargs.clone()),
+        json!({"enable_thinking": false, "date_string": "26 Nov 2025"})
+    );
+    let Prompt::Chat(m) = &seen.prompt else {
+        panic!("a chat prompt")
+    };
+    assert_eq!(m[1].reasoning_content.as_deref(), Some("Above 5.0."));
+    assert_eq!(m[2].content, "");
+    assert_eq!(
+        m[2].tool_calls.as_ref().unwrap()[0]["function"]["arguments"],
+        "{\"test\": \"K\"}"
+    );
+
+    for (kwargs, param) in [
+        (
+            json!({"enable_thinking": "false"}),
+            "chat_template_kwargs.enable_thinking",
+        ),
+        (json!(["enable_thinking"]), "chat_template_kwargs"),
+    ] {
+        let engine = Arc::new(MockEngine::new(vec!["ok"]));
+        let (status, body, _) = chat(engine, json!({"chat_template_kwargs": kwargs})).await;
+        let e = error_of(status, &body, StatusCode::BAD_REQUEST);
+        assert_eq!(e["param"], param);
+    }
+    let app = app_with(
+        Some(Arc::new(MockEngine::new(vec!["a"]))),
+        ServerConfig::default(),
+    );
+    let (status, body, _) = send(
+        app,
+        "POST",
+        "/v1/completions",
+        &json!({"model": "mock-model", "prompt": "x", "chat_template_kwargs": {}}).to_string(),
+    )
+    .await;
+    assert_eq!(
+        error_of(status, &body, StatusCode::BAD_REQUEST)["param"],
+        "chat_template_kwargs"
+    );
+}
+
 /// With tools offered, `<tool_call>` blocks in the answer become `tool_calls`, streamed or
 /// not, and the text around them the content.
 #[tokio::test]

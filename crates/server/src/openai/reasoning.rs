@@ -1,20 +1,26 @@
 //! Splitting a reasoning model's thinking from its answer, for chat's `reasoning_content`:
-//! DeepSeek-R1-style `<think>…</think>` and HuatuoGPT-o1-style `## Thinking … ## Final
-//! Response` sections, recognised at the start of the answer. Text streams through as it
-//! comes; only what could still be the start of a marker is held back.
+//! DeepSeek-R1 / Qwen3-style `<think>…</think>` and HuatuoGPT-o1-style `## Thinking … ## Final
+//! Response` sections (the formats of [`THINKING_FORMATS`], whose markers the prompt side
+//! reads too), recognised at the start of the answer, or known to be open from the start when
+//! the prompt opened the thinking (DeepSeek-R1 distills' generation prompt ends with
+//! `<think>\n`, so the answer is `…</think>\n\nanswer`), as llama.cpp's
+//! `thinking_forced_open` does. Text streams through as it comes; only what could still be
+//! the start of a marker is held back. Whitespace around the thinking is dropped; thinking
+//! that never closes (cut by `max_tokens`) is all reasoning.
 
-/// Where the thinking starts and ends.
-const FORMATS: [(&str, &str); 2] = [
-    ("<think>", "</think>"),
-    ("## Thinking", "## Final Response"),
-];
+use ward_engine::{ThinkingFormat, THINKING_FORMATS};
 
 #[derive(Debug)]
 enum State {
     /// Not yet known whether the answer starts with thinking; the text so far.
     Start(String),
-    /// Inside the thinking, until `end`; text that may be the start of `end`.
-    Thinking { end: &'static str, held: String },
+    /// Inside the thinking, until the format's closing marker; text that may be the start of
+    /// it. `lead` while the whitespace at the start of the thinking is being dropped.
+    Thinking {
+        format: ThinkingFormat,
+        held: String,
+        lead: bool,
+    },
     /// After the thinking, or an answer without any: everything is content. `trim` while the
     /// whitespace after the end marker is being dropped.
     Answer { trim: bool },
@@ -30,8 +36,23 @@ pub struct Split {
 }
 
 impl ReasoningSplitter {
+    /// For an answer that may start with thinking of any format.
     pub fn new() -> ReasoningSplitter {
         ReasoningSplitter(State::Start(String::new()))
+    }
+
+    /// For an answer that starts inside `format`'s thinking (the prompt opened it).
+    pub fn inside(format: ThinkingFormat) -> ReasoningSplitter {
+        ReasoningSplitter(State::Thinking {
+            format,
+            held: String::new(),
+            lead: true,
+        })
+    }
+
+    /// For an answer to a prompt that left `open` thinking open, else [`ReasoningSplitter::new`].
+    pub fn after_prompt(open: Option<ThinkingFormat>) -> ReasoningSplitter {
+        open.map_or_else(ReasoningSplitter::new, ReasoningSplitter::inside)
     }
 
     pub fn push(&mut self, text: &str) -> Split {
@@ -45,7 +66,7 @@ impl ReasoningSplitter {
         let mut out = Split::default();
         match std::mem::replace(&mut self.0, State::Answer { trim: false }) {
             State::Start(text) => out.content = text,
-            State::Thinking { held, .. } => out.reasoning = held,
+            State::Thinking { held, .. } => out.reasoning = held.trim_end().to_string(),
             State::Answer { .. } => {}
         }
         out
@@ -56,16 +77,13 @@ impl ReasoningSplitter {
             State::Start(buf) => {
                 buf.push_str(text);
                 let lead = buf.trim_start();
-                for (start, end) in FORMATS {
-                    if let Some(rest) = lead.strip_prefix(start) {
-                        let rest = rest.trim_start().to_string();
-                        self.0 = State::Thinking {
-                            end,
-                            held: String::new(),
-                        };
+                for format in THINKING_FORMATS {
+                    if let Some(rest) = lead.strip_prefix(format.open) {
+                        let rest = rest.to_string();
+                        self.0 = ReasoningSplitter::inside(format).0;
                         return self.feed(&rest, out);
                     }
-                    if start.starts_with(lead) {
+                    if format.open.starts_with(lead) {
                         return; // could still become this start marker
                     }
                 }
@@ -73,9 +91,14 @@ impl ReasoningSplitter {
                 self.0 = State::Answer { trim: false };
                 out.content.push_str(&all);
             }
-            State::Thinking { end, held } => {
+            State::Thinking { format, held, lead } => {
+                let text = if *lead { text.trim_start() } else { text };
+                if !text.is_empty() {
+                    *lead = false;
+                }
                 held.push_str(text);
-                if let Some(at) = held.find(*end) {
+                let end = format.close;
+                if let Some(at) = held.find(end) {
                     out.reasoning.push_str(held[..at].trim_end());
                     let rest = held[at + end.len()..].to_string();
                     self.0 = State::Answer { trim: true };
@@ -109,9 +132,10 @@ impl ReasoningSplitter {
 mod tests {
     use super::*;
 
-    /// Feed `pieces` one by one and join what comes out.
-    fn split(pieces: &[&str]) -> Split {
-        let mut s = ReasoningSplitter::new();
+    const THINK: ThinkingFormat = THINKING_FORMATS[0];
+
+    /// Feed `pieces` one by one to `s` and join what comes out.
+    fn run(mut s: ReasoningSplitter, pieces: &[&str]) -> Split {
         let mut all = Split::default();
         let mut outs: Vec<Split> = pieces.iter().map(|p| s.push(p)).collect();
         outs.push(s.finish());
@@ -122,6 +146,10 @@ mod tests {
         all
     }
 
+    fn split(pieces: &[&str]) -> Split {
+        run(ReasoningSplitter::new(), pieces)
+    }
+
     fn want(reasoning: &str, content: &str) -> Split {
         Split {
             reasoning: reasoning.into(),
@@ -129,33 +157,113 @@ mod tests {
         }
     }
 
+    /// `text` split the same however it is cut into pieces: at every place in two, character
+    /// by character, and in 200 random chunkings (pieces of 1 to 12 characters).
+    fn same_in_any_chunking(open: Option<ThinkingFormat>, text: &str, expected: &Split) {
+        let chars: Vec<(usize, char)> = text.char_indices().collect();
+        let bounds: Vec<usize> = chars.iter().map(|c| c.0).skip(1).collect();
+        let whole = run(ReasoningSplitter::after_prompt(open), &[text]);
+        assert_eq!(&whole, expected, "in one piece");
+        for &cut in &bounds {
+            let (a, b) = text.split_at(cut);
+            let got = run(ReasoningSplitter::after_prompt(open), &[a, b]);
+            assert_eq!(&got, expected, "cut at {cut}");
+        }
+        let singles: Vec<String> = text.chars().map(String::from).collect();
+        let pieces: Vec<&str> = singles.iter().map(String::as_str).collect();
+        let got = run(ReasoningSplitter::after_prompt(open), &pieces);
+        assert_eq!(&got, expected, "character by character");
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..200 {
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            while at < chars.len() {
+                seed = seed
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                let n = 1 + (seed >> 33) as usize % 12;
+                let end = (at + n).min(chars.len());
+                let from = chars[at].0;
+                let to = chars.get(end).map_or(text.len(), |c| c.0);
+                pieces.push(&text[from..to]);
+                at = end;
+            }
+            let got = run(ReasoningSplitter::after_prompt(open), &pieces);
+            assert_eq!(&got, expected, "round {round}: {pieces:?}");
+        }
+    }
+
     #[test]
     fn think_tags_split_wherever_the_pieces_break() {
-        let text = "<think>Fever and stiff neck: meningitis?</think>\n\nSeek care now.";
-        for cut in 1..text.len() {
-            let (a, b) = text.split_at(cut);
-            assert_eq!(
-                split(&[a, b]),
-                want("Fever and stiff neck: meningitis?", "Seek care now."),
-                "cut at {cut}"
-            );
-        }
-        let bytes: Vec<String> = text.chars().map(String::from).collect();
-        let pieces: Vec<&str> = bytes.iter().map(String::as_str).collect();
-        assert_eq!(
-            split(&pieces),
-            want("Fever and stiff neck: meningitis?", "Seek care now.")
+        same_in_any_chunking(
+            None,
+            "<think>Fever and stiff neck: meningitis?</think>\n\nSeek care now.",
+            &want("Fever and stiff neck: meningitis?", "Seek care now."),
         );
+    }
+
+    /// DeepSeek-R1 distills: the prompt ends with `<think>\n`, the answer has only the end.
+    #[test]
+    fn r1_distill_answers_start_inside_the_thinking() {
+        let text = "Okay, K+ 5.6 mmol/L is above 5.0.\nCheck for haemolysis first.\n</think>\n\n\
+                    Repeat the test before treating. 复查血钾。";
+        same_in_any_chunking(
+            Some(THINK),
+            text,
+            &want(
+                "Okay, K+ 5.6 mmol/L is above 5.0.\nCheck for haemolysis first.",
+                "Repeat the test before treating. 复查血钾。",
+            ),
+        );
+        // Whitespace before the thinking is dropped too, however it arrives.
+        same_in_any_chunking(
+            Some(THINK),
+            "\n\n  嗯，血钾偏高。</think>结论：复查。",
+            &want("嗯，血钾偏高。", "结论：复查。"),
+        );
+        // Cut short by max_tokens: all of it is thinking.
+        same_in_any_chunking(
+            Some(THINK),
+            "Weighing the dose: 15 mg/kg × 72.5 kg = </thi",
+            &want("Weighing the dose: 15 mg/kg × 72.5 kg = </thi", ""),
+        );
+        // Without the prompt's knowledge the same answer would be all content.
+        assert_eq!(
+            split(&["Okay.</think>\n\nAnswer."]),
+            want("", "Okay.</think>\n\nAnswer.")
+        );
+        assert_eq!(
+            run(
+                ReasoningSplitter::inside(THINK),
+                &["", "</think>", "Answer."]
+            ),
+            want("", "Answer.")
+        );
+    }
+
+    /// Qwen3: thinking on writes `<think>…</think>`; `/no_think` (or thinking off in the
+    /// prompt, which then ends with an empty `<think>\n\n</think>\n\n`) gives the answer only.
+    #[test]
+    fn qwen3_thinking_on_and_off() {
+        same_in_any_chunking(
+            None,
+            "<think>\nThe user asks about newborns: 100-160 bpm.\n</think>\n\n100-160 bpm.",
+            &want("The user asks about newborns: 100-160 bpm.", "100-160 bpm."),
+        );
+        same_in_any_chunking(
+            None,
+            "<think>\n\n</think>\n\n60-100 bpm.",
+            &want("", "60-100 bpm."),
+        );
+        same_in_any_chunking(None, "60-100 bpm.", &want("", "60-100 bpm."));
     }
 
     #[test]
     fn thinking_sections_and_plain_answers() {
-        assert_eq!(
-            split(&[
-                "## Thinking\n\nCheck the dose.\n\n## Final",
-                " Response\n\n5 mg."
-            ]),
-            want("Check the dose.", "5 mg.")
+        same_in_any_chunking(
+            None,
+            "## Thinking\n\nCheck the dose.\n\n## Final Response\n\n5 mg.",
+            &want("Check the dose.", "5 mg."),
         );
         assert_eq!(split(&["Just ", "an answer."]), want("", "Just an answer."));
         assert_eq!(split(&["<", "b>bold</b>"]), want("", "<b>bold</b>"));
@@ -164,6 +272,8 @@ mod tests {
             split(&["<think>Hmm, the dose is </th"]),
             want("Hmm, the dose is </th", "")
         );
+        assert_eq!(split(&["<think>Hmm.\n\n"]), want("Hmm.", ""));
         assert_eq!(split(&["#"]), want("", "#"));
+        assert_eq!(split(&["  <think>a</think>b"]), want("a", "b"));
     }
 }

@@ -54,6 +54,9 @@ pub struct RequestBody {
     response_format: Option<Value>,
     tools: Option<Value>,
     tool_choice: Option<Value>,
+    /// llama.cpp's and vLLM's extension: more variables for the chat template
+    /// (`{"enable_thinking": false}`).
+    chat_template_kwargs: Option<Value>,
     echo: Option<bool>,
     suffix: Option<String>,
     best_of: Option<i64>,
@@ -70,6 +73,8 @@ pub(crate) struct WireMessage {
     tool_calls: Option<Vec<Value>>,
     /// A tool turn: the call it answers.
     tool_call_id: Option<String>,
+    /// A past assistant turn's thinking, apart from its content (as this server answers it).
+    reasoning_content: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -227,7 +232,34 @@ impl RequestBody {
         }
         v.request.tools = tools;
         v.tool_mode = tool_mode;
+        v.request.chat_template_kwargs = self.chat_template_kwargs()?;
         Ok(v)
+    }
+
+    /// `chat_template_kwargs`: an object of template variables; `enable_thinking`, which
+    /// also decides whether a prompt that opens the thinking closes it at once, must be a
+    /// boolean (as llama.cpp's server requires).
+    fn chat_template_kwargs(&self) -> Result<serde_json::Map<String, Value>, ApiError> {
+        let param = "chat_template_kwargs";
+        match &self.chat_template_kwargs {
+            None | Some(Value::Null) => Ok(Default::default()),
+            Some(Value::Object(kwargs)) => {
+                match kwargs.get("enable_thinking") {
+                    None | Some(Value::Bool(_)) => {}
+                    Some(_) => {
+                        return Err(ApiError::invalid_param(
+                            "chat_template_kwargs.enable_thinking",
+                            "'enable_thinking' must be a boolean",
+                        ))
+                    }
+                }
+                Ok(kwargs.clone())
+            }
+            Some(_) => Err(ApiError::invalid_param(
+                param,
+                "'chat_template_kwargs' must be an object",
+            )),
+        }
     }
 
     /// Chat's `logprobs: true` with `top_logprobs` (0 to 20) alternatives.
@@ -314,6 +346,16 @@ impl RequestBody {
                 "tools are offered through /v1/chat/completions",
             ));
         }
+        if self
+            .chat_template_kwargs
+            .as_ref()
+            .is_some_and(|k| !k.is_null())
+        {
+            return Err(ApiError::invalid_param(
+                "chat_template_kwargs",
+                "chat template variables apply to /v1/chat/completions",
+            ));
+        }
         if self.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
             return Err(unsupported("suffix"));
         }
@@ -381,6 +423,7 @@ impl RequestBody {
                 logprobs,
                 response_format: self.response_format()?,
                 tools: None,
+                chat_template_kwargs: Default::default(),
                 cache_salt: self.cache_salt.clone().unwrap_or_default(),
                 // Set by the route, from the server's configuration.
                 timeout: None,
@@ -570,22 +613,10 @@ pub(crate) fn chat_messages(messages: &[WireMessage]) -> Result<Vec<ChatMessage>
             };
             let mut message = ChatMessage::new(role, &content);
             message.tool_call_id = m.tool_call_id.clone();
-            message.tool_calls = m.tool_calls.as_ref().map(|calls| {
-                // Templates expect the arguments as an object, the wire carries a JSON text.
-                calls
-                    .iter()
-                    .map(|c| {
-                        let mut c = c.clone();
-                        let parsed = c["function"]["arguments"]
-                            .as_str()
-                            .and_then(|a| serde_json::from_str::<Value>(a).ok());
-                        if let Some(args) = parsed {
-                            c["function"]["arguments"] = args;
-                        }
-                        c
-                    })
-                    .collect()
-            });
+            message.reasoning_content = m.reasoning_content.clone();
+            // Arguments stay as sent (JSON text); the template layer gives them to templates
+            // that render only objects parsed, as llama.cpp does.
+            message.tool_calls = m.tool_calls.clone().map(Value::Array);
             Ok(message)
         })
         .collect()

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 use ward_engine::{
     Engine, Event, EventSender, EventStream, FinishReason, GenerateRequest, ModelInfo, Prompt,
-    SubmitError, Usage,
+    SubmitError, ThinkingFormat, Usage,
 };
 use ward_server::{router, App, ServerConfig};
 
@@ -21,6 +21,8 @@ pub struct MockEngine {
     pub info: ModelInfo,
     pub pieces: Vec<&'static str>,
     pub refuse: Option<fn() -> SubmitError>,
+    /// The thinking its chat prompts leave open (as a DeepSeek-R1 distill's template does).
+    pub thinking: Option<ThinkingFormat>,
     pub seen: Mutex<Vec<GenerateRequest>>,
     pub senders: Mutex<Vec<EventSender>>,
 }
@@ -37,6 +39,7 @@ impl MockEngine {
             },
             pieces,
             refuse: None,
+            thinking: None,
             seen: Mutex::new(Vec::new()),
             senders: Mutex::new(Vec::new()),
         }
@@ -68,8 +71,10 @@ impl Engine for MockEngine {
             Prompt::Tokens(t) => t.len(),
             _ => 5,
         };
+        let chat = matches!(request.prompt, Prompt::Chat(_));
         self.seen.lock().unwrap().push(request);
-        let (tx, rx) = EventStream::channel(prompt_tokens);
+        let (tx, mut rx) = EventStream::channel(prompt_tokens);
+        rx.thinking = self.thinking.filter(|_| chat);
         for p in &self.pieces {
             tx.send(Event::Text(p.to_string()));
         }
