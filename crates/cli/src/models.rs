@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ward_models::registry::{file_sha256, Entry, Registry};
+use ward_models::registry::{file_sha256, Entry, Registry, Runnable};
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -209,11 +209,21 @@ pub fn list(a: ListArgs) -> anyhow::Result<()> {
     use std::fmt::Write as _;
     let registry = Registry::load(&Registry::find_dir()?)?;
     let mut table = format!(
-        "{:<26} {:<8} {:>8}  {:<18} {}\n",
-        "NAME", "ARCH", "CONTEXT", "STATE", "LICENCE / DESCRIPTION"
+        "{:<30} {:<8} {:>8}  {:<18} {:<5} {}\n",
+        "NAME", "ARCH", "CONTEXT", "STATE", "RUNS", "LICENCE / DESCRIPTION"
     );
     let mut failed = false;
+    let mut cannot = String::new();
     for entry in &registry.models {
+        let runs = match registry.can_run(entry) {
+            Runnable::Yes => "yes",
+            // Not downloaded: its architecture is one Ward runs.
+            Runnable::ByArchitecture => "arch",
+            Runnable::No(why) => {
+                let _ = writeln!(cannot, "  {}: {why}", entry.name);
+                "no"
+            }
+        };
         let path = registry.path_of(entry);
         let state = if !path.is_file() {
             "absent".to_string()
@@ -241,9 +251,17 @@ pub fn list(a: ListArgs) -> anyhow::Result<()> {
         let about = entry.description.as_deref().unwrap_or("");
         let _ = writeln!(
             table,
-            "{:<26} {:<8} {:>8}  {:<18} {} / {about}",
+            "{:<30} {:<8} {:>8}  {:<18} {runs:<5} {} / {about}",
             entry.name, entry.architecture, context, state, entry.license
         );
+    }
+    table.push_str(
+        "\nRUNS: yes = this build runs the file here; arch = not downloaded, its architecture is \
+         one Ward runs (the file itself is checked when loaded)\n",
+    );
+    if !cannot.is_empty() {
+        table.push_str("Models this build cannot run:\n");
+        table.push_str(&cannot);
     }
     // A reader that stops early (`| head`) is not an error.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes());

@@ -133,6 +133,17 @@ pub struct Registry {
     pub dir: PathBuf,
 }
 
+/// What [`Registry::can_run`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Runnable {
+    /// The file is here and Ward accepts its model and tokenizer.
+    Yes,
+    /// The file is not here; Ward implements its architecture (the file's own metadata, its
+    /// tokenizer and tensors are checked when it is loaded).
+    ByArchitecture,
+    No(String),
+}
+
 /// A model argument resolved to a file.
 #[derive(Debug, Clone)]
 pub struct Resolved {
@@ -192,6 +203,33 @@ impl Registry {
     /// Where an entry's file lives.
     pub fn path_of(&self, entry: &Entry) -> PathBuf {
         self.dir.join(&entry.file)
+    }
+
+    /// Whether this build of Ward can run an entry: by its file's model description and
+    /// tokenizer when the file is here (the loader's own checks, without reading the weights),
+    /// else by the architecture the registry names.
+    pub fn can_run(&self, entry: &Entry) -> Runnable {
+        let path = self.path_of(entry);
+        if !path.is_file() {
+            return match crate::Arch::from_name(&entry.architecture) {
+                Some(_) => Runnable::ByArchitecture,
+                None => Runnable::No(format!(
+                    "the {} architecture is not implemented",
+                    entry.architecture
+                )),
+            };
+        }
+        let checked = crate::gguf::GgufFile::open(&path)
+            .map_err(|e| e.to_string())
+            .and_then(|g| {
+                crate::HParams::from_gguf(&g).map_err(|e| e.to_string())?;
+                crate::Tokenizer::from_gguf(&g).map_err(|e| e.to_string())?;
+                Ok(())
+            });
+        match checked {
+            Ok(()) => Runnable::Yes,
+            Err(why) => Runnable::No(why),
+        }
     }
 
     /// The names of all entries, for messages.

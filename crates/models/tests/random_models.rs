@@ -275,3 +275,28 @@ fn a_synthetic_q4_k_m_model_loads_and_runs() {
         assert!(logits.row(i).iter().all(|v| v.is_finite()), "position {i}");
     }
 }
+
+#[test]
+fn the_gpu_refuses_what_its_kernels_lack_by_name() {
+    use ward_models::gguf::GgufFile;
+    use ward_models::{Device, HParams};
+    let describe = |keys: &Keys, ts: &[TensorToWrite]| {
+        let path = save("gpu", keys, ts);
+        let hp = HParams::from_gguf(&GgufFile::open(&path).unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        hp
+    };
+    let gpu = Device::Cuda(0);
+    for (arch, lacking) in [("qwen2", "qwen2 architecture"), ("qwen3", "qwen3 architecture")] {
+        let (keys, ts) = model_parts(arch, 2, false);
+        let err = gpu.check_supports(&describe(&keys, &ts)).unwrap_err();
+        assert!(err.to_string().contains(lacking), "{err}");
+    }
+    let (keys, mut ts) = model_parts("llama", 2, false);
+    assert!(gpu.check_supports(&describe(&keys, &ts)).is_ok());
+    ts.push(TensorToWrite::f32("rope_freqs.weight", &[HD / 2], vec![1.0; (HD / 2) as usize]));
+    let hp = describe(&keys, &ts);
+    let err = gpu.check_supports(&hp).unwrap_err();
+    assert!(err.to_string().contains("frequency factors"), "{err}");
+    assert!(Device::Cpu.check_supports(&hp).is_ok());
+}

@@ -223,7 +223,7 @@ impl End {
         outcome: &str,
         elapsed: Duration,
     ) -> Map<String, Value> {
-        let prompt_text = record.prompt.as_ref().map(Value::to_string);
+        let prompt_text = record.prompt.as_ref().map(canonical_json);
         let mut entry = Map::new();
         let mut put = |k: &str, v: Value| {
             entry.insert(k.to_string(), v);
@@ -260,5 +260,40 @@ impl End {
             put("output", json!(record.outputs));
         }
         entry
+    }
+}
+
+/// `value` as compact JSON with every object's keys sorted, as Python's
+/// `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` writes it: the
+/// audit log's canonical form of a prompt. (serde_json keeps keys in the order they came.)
+fn canonical_json(value: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&m[k]))).collect())
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let v: Value = serde_json::from_str(
+            r#"[{"role":"user","content":[{"type":"text","text":"é"}]},{"z":1,"a":{"y":2,"b":3}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"[{"content":[{"text":"é","type":"text"}],"role":"user"},{"a":{"b":3,"y":2},"z":1}]"#
+        );
     }
 }
