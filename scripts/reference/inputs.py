@@ -137,7 +137,6 @@ CONVERSATIONS = [
      {"role": "user", "content": "患者发热三天。中文可以吗？"}],
 ]
 
-<<<<<<< HEAD
 # Extra strings for the byte-level BPE tokenizers of Llama 3, Qwen2/3 and DeepSeek (digit
 # grouping, newline and whitespace runs, contractions in upper case, marks, special-token texts).
 BPE_TOKENIZER_STRINGS = [
@@ -202,7 +201,7 @@ BPE_TOKENIZER_STRINGS = [
     "a1b2c3 x86_64 COVID-19 SARS-CoV-2 IL-6 HER2+",
     "  \n  indented after newline\n\tand tab",
 ]
-=======
+
 # Tools offered in FAMILY_CONVERSATIONS (OpenAI's `tools` list, keys in the order clients send
 # them: templates dump them with tojson, which keeps that order).
 FAMILY_TOOLS = [
@@ -293,4 +292,3 @@ FAMILY_KWARGS = {
     "llama3.2-instruct": [{"date_string": "26 Nov 2025", "tools_in_user_message": False}, {}],
     "qwen3": [{}, {"enable_thinking": False}, {"enable_thinking": True}],
 }
->>>>>>> tmpl
