@@ -245,11 +245,10 @@ async fn the_audit_log_records_each_request_by_hash_only() {
         ),
         (Some(5), Some(2))
     );
-    // The prompt's hash is of its compact JSON with sorted keys; the output's of its text.
-    assert_eq!(
-        ok["prompt_sha256"],
-        sha256_hex(messages.to_string().as_bytes())
-    );
+    // The prompt's hash is of its compact JSON with sorted keys (as Python's json.dumps with
+    // sort_keys writes it; the request sent `role` first); the output's of its text.
+    let canonical = format!(r#"[{{"content":{},"role":"user"}}]"#, json!(canary));
+    assert_eq!(ok["prompt_sha256"], sha256_hex(canonical.as_bytes()));
     assert_eq!(ok["output_sha256"], json!([sha256_hex(b"Hello")]));
     assert!(ok.get("prompt").is_none() && ok.get("output").is_none());
     assert_eq!(
