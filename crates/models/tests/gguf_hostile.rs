@@ -297,6 +297,30 @@ fn hyper_parameters_are_validated() {
     ));
 }
 
+/// Gemma 3's attention scale follows llama.cpp: 1/√(n_embd / n_head) for the 27B (62 layers,
+/// MedGemma 27B), 1/√head_dim for every other size (they differ only there).
+#[test]
+fn gemma3_27b_attention_scale_is_llama_cpps() {
+    let gemma = |layers: u32| {
+        hparams_of(vec![
+            ("general.architecture", Value::String("gemma3".into())),
+            ("gemma3.block_count", Value::U32(layers)),
+            ("gemma3.embedding_length", Value::U32(5376)),
+            ("gemma3.feed_forward_length", Value::U32(21504)),
+            ("gemma3.attention.head_count", Value::U32(32)),
+            ("gemma3.attention.head_count_kv", Value::U32(16)),
+            ("gemma3.attention.key_length", Value::U32(128)),
+            ("gemma3.attention.value_length", Value::U32(128)),
+            ("gemma3.attention.sliding_window", Value::U32(1024)),
+            ("gemma3.context_length", Value::U32(131072)),
+            ("gemma3.attention.layer_norm_rms_epsilon", Value::F32(1e-6)),
+        ])
+        .unwrap()
+    };
+    assert_eq!(gemma(62).attn_scale, 1.0 / 168f32.sqrt());
+    assert_eq!(gemma(48).attn_scale, 1.0 / 128f32.sqrt());
+}
+
 #[test]
 fn truncated_real_model_is_an_error_at_every_cut() {
     let bytes = std::fs::read(common::model_path(common::SMOLLM2)).unwrap();
