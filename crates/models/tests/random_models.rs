@@ -53,7 +53,7 @@ fn model_parts(arch: &str, n_layer: u32, bad_shape: bool) -> (Keys, Vec<TensorTo
         (p("context_length"), Value::U32(64)),
         (p("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
         ("tokenizer.ggml.model".into(), Value::String("gpt2".into())),
-        ("tokenizer.ggml.pre".into(), Value::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), Value::String("gpt-2".into())),
         (
             "tokenizer.ggml.tokens".into(),
             Value::Array(Array::String(

@@ -68,8 +68,6 @@ impl PreConfig {
             "gpt-2" | "phi-2" | "jina-es" | "jina-de" | "gigachat" | "a.x-4.0" | "mellum"
             | "modern-bert" | "jina-v1-en" | "roberta-bpe" | "mpt" | "olmo" | "jais"
             | "exaone4" => cfg(Gpt2, false, false, true),
-            // Not a llama.cpp name: the random-weight models Ward's own tests write use it.
-            "gpt2" => cfg(Gpt2, false, false, true),
             "trillion" | "granite-docling" => cfg(Gpt2, false, false, false),
             "starcoder" | "refact" | "codeshell" | "exaone" | "minerva-7b" | "mellum2" => {
                 cfg(DigitsThenGpt2, false, false, true)
