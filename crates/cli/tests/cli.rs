@@ -83,6 +83,67 @@ fn inspect_describes_the_model() {
 }
 
 #[test]
+fn inspect_shows_the_model_description() {
+    let o = ward(&["inspect", "models/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"]);
+    let out = text(&o.stdout);
+    assert!(out.contains("rope halves, silu FFN"), "{out}");
+    assert!(out.contains("Q/K/V biases"), "{out}");
+}
+
+#[test]
+fn list_says_which_models_this_build_runs_and_why_not() {
+    let dir = std::env::temp_dir().join(format!("ward-cli-list-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    std::os::unix::fs::symlink(
+        root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            .canonicalize()
+            .unwrap(),
+        dir.join("here.gguf"),
+    )
+    .unwrap();
+    let entry = |name: &str, arch: &str| {
+        format!(
+            "[[model]]\nname = \"{name}\"\nfile = \"{name}.gguf\"\narchitecture = \"{arch}\"\n\
+             license = \"x\"\n"
+        )
+    };
+    let registry = format!(
+        "default = \"here\"\n{}{}{}",
+        entry("here", "llama"),
+        entry("later", "qwen3"),
+        entry("moe", "qwen3moe")
+    );
+    std::fs::write(dir.join("registry.toml"), registry).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .arg("list")
+        .env("WARD_MODELS_DIR", &dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let out = text(&o.stdout);
+    let column = out.lines().next().unwrap().find("RUNS").unwrap();
+    let runs = |name: &str| {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap();
+        line[column..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(runs("here"), "yes", "{out}");
+    assert_eq!(runs("later"), "arch", "{out}");
+    assert_eq!(runs("moe"), "no", "{out}");
+    assert!(
+        out.contains("moe: the qwen3moe architecture is not implemented"),
+        "{out}"
+    );
+}
+
+#[test]
 fn bad_inputs_give_clear_errors() {
     let garbage =
         std::env::temp_dir().join(format!("ward-cli-garbage-{}.gguf", std::process::id()));

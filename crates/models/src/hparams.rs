@@ -148,7 +148,10 @@ impl HParams {
             invalid(
                 "general.architecture",
                 arch_name,
-                &format!("unsupported architecture (Ward implements {})", known.join(", ")),
+                &format!(
+                    "unsupported architecture (Ward implements {})",
+                    known.join(", ")
+                ),
             )
         })?;
         if let Some(n) = gguf.get_u64("split.count")? {
@@ -169,7 +172,11 @@ impl HParams {
         };
         for k in ["expert_count", "expert_used_count"] {
             if let Some(n @ 1..) = gguf.get_u64(&key(k))? {
-                return Err(invalid(&key(k), n, "mixture-of-experts models are not implemented"));
+                return Err(invalid(
+                    &key(k),
+                    n,
+                    "mixture-of-experts models are not implemented",
+                ));
             }
         }
         let n_layer = count("block_count", 1024)?;

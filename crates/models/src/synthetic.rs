@@ -218,7 +218,10 @@ pub fn write_random_model(
         (p("attention.head_count"), Value::U32(shape.heads)),
         (p("attention.head_count_kv"), Value::U32(shape.kv_heads)),
         (p("attention.key_length"), Value::U32(shape.head_dim as u32)),
-        (p("attention.value_length"), Value::U32(shape.head_dim as u32)),
+        (
+            p("attention.value_length"),
+            Value::U32(shape.head_dim as u32),
+        ),
         (p("rope.dimension_count"), Value::U32(shape.head_dim as u32)),
         (p("rope.freq_base"), Value::F32(shape.rope_base)),
         (p("context_length"), Value::U32(shape.context)),

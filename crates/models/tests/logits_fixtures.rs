@@ -203,7 +203,10 @@ fn check_random(shape_name: &str, vocab: &str) {
     write_random_model(&path, &shape, seed, Some(&vocab)).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
-    let digest: String = Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     assert_eq!(
         digest, fx["sha256"],
         "the writer no longer writes the file llama.cpp ran: regenerate the fixture"

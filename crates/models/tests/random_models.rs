@@ -194,9 +194,16 @@ fn what_an_architecture_does_not_use_is_refused_by_name() {
         ("llama", "output.bias"),
     ] {
         let (keys, mut ts) = model_parts(arch, 2, false);
-        ts.push(TensorToWrite::f32(name, &[HD / 2], vec![1.0; (HD / 2) as usize]));
+        ts.push(TensorToWrite::f32(
+            name,
+            &[HD / 2],
+            vec![1.0; (HD / 2) as usize],
+        ));
         let err = load_error(&keys, &ts);
-        assert!(err.contains(name) && err.contains("does not use"), "{arch} {name}: {err}");
+        assert!(
+            err.contains(name) && err.contains("does not use"),
+            "{arch} {name}: {err}"
+        );
     }
     // A metadata setting Ward does not implement, or experts, or a RoPE scaling it lacks.
     for (arch, key, value) in [
@@ -204,8 +211,16 @@ fn what_an_architecture_does_not_use_is_refused_by_name() {
         ("gemma3", "gemma3.final_logit_softcapping", Value::F32(30.0)),
         ("llama", "llama.attention.sliding_window", Value::U32(4)),
         ("llama", "llama.expert_count", Value::U32(8)),
-        ("qwen2", "qwen2.rope.scaling.type", Value::String("yarn".into())),
-        ("qwen3", "qwen3.attention.layer_norm_epsilon", Value::F32(1e-5)),
+        (
+            "qwen2",
+            "qwen2.rope.scaling.type",
+            Value::String("yarn".into()),
+        ),
+        (
+            "qwen3",
+            "qwen3.attention.layer_norm_epsilon",
+            Value::F32(1e-5),
+        ),
     ] {
         let (mut keys, ts) = model_parts(arch, 2, false);
         keys.push((key.to_string(), value));
@@ -287,14 +302,21 @@ fn the_gpu_refuses_what_its_kernels_lack_by_name() {
         hp
     };
     let gpu = Device::Cuda(0);
-    for (arch, lacking) in [("qwen2", "qwen2 architecture"), ("qwen3", "qwen3 architecture")] {
+    for (arch, lacking) in [
+        ("qwen2", "qwen2 architecture"),
+        ("qwen3", "qwen3 architecture"),
+    ] {
         let (keys, ts) = model_parts(arch, 2, false);
         let err = gpu.check_supports(&describe(&keys, &ts)).unwrap_err();
         assert!(err.to_string().contains(lacking), "{err}");
     }
     let (keys, mut ts) = model_parts("llama", 2, false);
     assert!(gpu.check_supports(&describe(&keys, &ts)).is_ok());
-    ts.push(TensorToWrite::f32("rope_freqs.weight", &[HD / 2], vec![1.0; (HD / 2) as usize]));
+    ts.push(TensorToWrite::f32(
+        "rope_freqs.weight",
+        &[HD / 2],
+        vec![1.0; (HD / 2) as usize],
+    ));
     let hp = describe(&keys, &ts);
     let err = gpu.check_supports(&hp).unwrap_err();
     assert!(err.to_string().contains("frequency factors"), "{err}");

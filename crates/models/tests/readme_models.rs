@@ -22,7 +22,10 @@ fn the_readme_lists_only_models_ward_runs() {
             .entry(name)
             .unwrap_or_else(|| panic!("{name} is in the README but not the registry"));
         assert_eq!(entry.architecture, arch, "{name}'s architecture");
-        assert!(Arch::from_name(arch).is_some(), "{name}: {arch} is not implemented");
+        assert!(
+            Arch::from_name(arch).is_some(),
+            "{name}: {arch} is not implemented"
+        );
         let runs = registry.can_run(entry);
         assert!(
             matches!(runs, Runnable::Yes | Runnable::ByArchitecture),
@@ -34,7 +37,14 @@ fn the_readme_lists_only_models_ward_runs() {
     // And every registry model of an implemented architecture is in the table or a test model.
     for e in &registry.models {
         let listed = readme[start..end].contains(&format!("`{}`", e.name));
-        let test_model = e.description.as_deref().is_some_and(|d| d.starts_with("Test model"));
-        assert!(listed || test_model, "{} is in the registry but not the README", e.name);
+        let test_model = e
+            .description
+            .as_deref()
+            .is_some_and(|d| d.starts_with("Test model"));
+        assert!(
+            listed || test_model,
+            "{} is in the registry but not the README",
+            e.name
+        );
     }
 }

@@ -11,7 +11,6 @@ use ward_models::gguf::{GgufFile, Value};
 use ward_models::tokenizer::{PreConfig, PreTokenizer};
 use ward_models::{StreamDecoder, Tokenizer};
 
-
 fn tokenizer(model: &str) -> Tokenizer {
     Tokenizer::from_gguf(&GgufFile::open(&model_path(model)).unwrap()).unwrap()
 }

@@ -74,7 +74,10 @@ unsafe impl DeviceRepr for RopeArgs {}
 impl RopeArgs {
     fn new(rope: &Rope, tokens: usize, heads: usize) -> RopeArgs {
         // The GPU decoder refuses models with frequency factors (see gpu::GpuDecoder::load).
-        assert!(rope.freq_factors.is_none(), "rope: no frequency factors on the GPU");
+        assert!(
+            rope.freq_factors.is_none(),
+            "rope: no frequency factors on the GPU"
+        );
         RopeArgs {
             tokens: tokens as i32,
             heads: heads as i32,

@@ -39,10 +39,7 @@ impl Decoder {
         let blocks = (0..hp.n_layer)
             .map(|il| {
                 let post_norms = if hp.post_norms {
-                    Some((
-                        norm(il, "post_attention_norm")?,
-                        norm(il, "post_ffw_norm")?,
-                    ))
+                    Some((norm(il, "post_attention_norm")?, norm(il, "post_ffw_norm")?))
                 } else {
                     None
                 };

@@ -143,7 +143,10 @@ pub fn check_batch(batch: &[BatchItem<'_>], pool_blocks: usize) -> Result<(), Mo
 /// Load the model a GGUF file describes, for the CPU.
 pub fn load(gguf: &GgufFile) -> Result<Box<dyn CausalLm>, ModelError> {
     let hp = HParams::from_gguf(gguf)?;
-    Ok(Box::new(decoder::Decoder::load(&WeightLoader { gguf }, hp)?))
+    Ok(Box::new(decoder::Decoder::load(
+        &WeightLoader { gguf },
+        hp,
+    )?))
 }
 
 /// Token embeddings, final norm and output projection (tied to the embeddings when the file has
