@@ -158,6 +158,10 @@ fn audit_params(r: &GenerateRequest, n: usize, stream: bool) -> Value {
             Some(ResponseFormat::JsonSchema(_)) => Some("json_schema"),
         },
         "tools": r.tools.as_ref().and_then(Value::as_array).map(Vec::len),
+        // Template variables change the prompt the hash does not cover: their count, and the
+        // one switch llama.cpp defines (other values may be text).
+        "chat_template_kwargs": r.chat_template_kwargs.len(),
+        "enable_thinking": r.chat_template_kwargs.get("enable_thinking").and_then(Value::as_bool),
     })
 }
 
