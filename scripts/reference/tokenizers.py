@@ -15,7 +15,6 @@ ids_with_special}) for inputs.TOKENIZER_STRINGS + inputs.BPE_TOKENIZER_STRINGS:
 import ctypes
 import json
 import os
-import struct
 import sys
 import tempfile
 
@@ -23,6 +22,9 @@ import llama_cpp
 from llama_cpp import Llama
 
 import inputs
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import gguf_header  # noqa: E402  (scripts/gguf_header.py, shared with fetch-models.sh)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -37,47 +39,15 @@ VOCABS = {
 # Pre-tokenizers tested on Llama 3's vocabulary: name -> tokenizer.ggml.pre (None: no key).
 SWAPS = {"qwen2": "qwen2", "qwen35": "qwen35", "deepseek-v3": "deepseek-v3", "default": None}
 
-FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-
-
 def header_with_pre(path, pre):
     """A vocabulary-only copy of a GGUF's header with tokenizer.ggml.pre set to `pre` (or
-    removed), as bytes: the same walk over the KV section as scripts/fetch-models.sh."""
+    removed), as bytes."""
     with open(path, "rb") as f:
-        data = f.read(64 << 20)
-    version, _n_tensors, n_kv = struct.unpack_from("<IQQ", data, 4)
-    off = 24
-
-    def string(off):
-        (n,) = struct.unpack_from("<Q", data, off)
-        return data[off + 8:off + 8 + n], off + 8 + n
-
-    def skip(vtype, off):
-        if vtype in FIXED:
-            return off + FIXED[vtype]
-        if vtype == 8:
-            return string(off)[1]
-        etype, count = struct.unpack_from("<IQ", data, off)
-        off += 12
-        if etype in FIXED:
-            return off + FIXED[etype] * count
-        for _ in range(count):
-            off = skip(etype, off)
-        return off
-
-    kvs = []
-    for _ in range(n_kv):
-        start = off
-        key, off = string(off)
-        (vtype,) = struct.unpack_from("<I", data, off)
-        off = skip(vtype, off + 4)
-        if key != b"tokenizer.ggml.pre":
-            kvs.append(data[start:off])
+        version, kvs, alignment = gguf_header.entries(f.read(64 << 20))
+    raw = [r for key, r in kvs if key != b"tokenizer.ggml.pre"]
     if pre is not None:
-        k, v = b"tokenizer.ggml.pre", pre.encode()
-        kvs.append(struct.pack("<Q", len(k)) + k + struct.pack("<IQ", 8, len(v)) + v)
-    out = b"GGUF" + struct.pack("<IQQ", version, 0, len(kvs)) + b"".join(kvs)
-    return out + b"\0" * (-len(out) % 32)
+        raw.append(gguf_header.entry("tokenizer.ggml.pre", gguf_header.STRING, pre))
+    return gguf_header.vocabulary_file(version, raw, alignment)
 
 
 def tokenize(llm, text, add_special):
