@@ -35,10 +35,6 @@ impl<'a> WeightLoader<'a> {
         Ok(info)
     }
 
-    pub fn has(&self, name: &str) -> bool {
-        self.gguf.tensor_info(name).is_some()
-    }
-
     /// A `rows × cols` matrix (GGUF dims `[cols, rows]`: row length first).
     pub fn matrix(&self, name: &str, cols: usize, rows: usize) -> Result<QuantMatrix, ModelError> {
         self.load(name, &[cols, rows], cols, rows)

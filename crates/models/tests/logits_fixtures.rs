@@ -25,7 +25,7 @@ use common::{fixture, model_path, GEMMA3, LLAMA3_VOCAB, QWEN2, SMOLLM2};
 use ward_models::gguf::GgufFile;
 #[cfg(feature = "cuda")]
 use ward_models::LoadedModel;
-use ward_models::Workspace;
+use ward_models::{CausalLm, Workspace};
 
 const MARGIN: f32 = 0.6;
 const CLEAR_LEAD: f32 = 0.25;
@@ -42,7 +42,11 @@ fn ids(v: &serde_json::Value) -> Vec<u32> {
 /// Ward's CPU forward: the logits of the last `n` of `tokens`, one row each. (The fixtures
 /// hold llama.cpp's token ids, so the tokenizer plays no part.)
 fn cpu_logits(model: &str) -> impl FnMut(&[u32], usize) -> Vec<Vec<f32>> {
-    let model = ward_models::arch::load(&GgufFile::open(&model_path(model)).unwrap()).unwrap();
+    logits_of(ward_models::arch::load(&GgufFile::open(&model_path(model)).unwrap()).unwrap())
+}
+
+/// `model`'s forward: the logits of the last `n` of `tokens`, one row each.
+fn logits_of(model: Box<dyn CausalLm>) -> impl FnMut(&[u32], usize) -> Vec<Vec<f32>> {
     let mut ws = Workspace::default();
     move |tokens, n| {
         let mut cache = model.new_cache(tokens.len());
@@ -212,13 +216,7 @@ fn check_random(shape_name: &str, vocab: &str) {
         "the writer no longer writes the file llama.cpp ran: regenerate the fixture"
     );
     let model = ward_models::arch::load(&GgufFile::from_bytes(bytes).unwrap()).unwrap();
-    let mut ws = Workspace::default();
-    let forward = move |tokens: &[u32], n: usize| {
-        let mut cache = model.new_cache(tokens.len());
-        let logits = model.forward(tokens, &mut cache, n, &mut ws).unwrap();
-        (0..n).map(|i| logits.row(i).to_vec()).collect()
-    };
-    check_with(shape_name, &fixture_name, 0.5, 0.1, forward);
+    check_with(shape_name, &fixture_name, 0.5, 0.1, logits_of(model));
 }
 
 #[test]
@@ -299,11 +297,5 @@ fn smollm2_gpu_model_through_causal_lm_matches_llama_cpp() {
 fn gemma3_on_the_gpu_matches_llama_cpp() {
     use ward_models::Device;
     let lm = LoadedModel::load_on(&model_path(GEMMA3), None, Device::Cuda(0)).unwrap();
-    let mut ws = Workspace::default();
-    let forward = move |tokens: &[u32], n: usize| {
-        let mut cache = lm.model.new_cache(tokens.len());
-        let logits = lm.model.forward(tokens, &mut cache, n, &mut ws).unwrap();
-        (0..n).map(|i| logits.row(i).to_vec()).collect()
-    };
-    check_with(GEMMA3, "logits-gemma3.json", 1.8, 0.3, forward);
+    check_with(GEMMA3, "logits-gemma3.json", 1.8, 0.3, logits_of(lm.model));
 }

@@ -115,18 +115,7 @@ async fn thinking_is_split_into_reasoning_content() {
     assert_eq!(message["content"], "5 mg.");
 
     let (_, body, _) = chat(Arc::new(MockEngine::new(pieces)), json!({"stream": true})).await;
-    let (mut reasoning, mut content) = (String::new(), String::new());
-    for event in body.as_str().unwrap().split("\n\n") {
-        let Some(Ok(chunk)) = event
-            .strip_prefix("data: ")
-            .map(serde_json::from_str::<Value>)
-        else {
-            continue;
-        };
-        let delta = &chunk["choices"][0]["delta"];
-        reasoning += delta["reasoning_content"].as_str().unwrap_or("");
-        content += delta["content"].as_str().unwrap_or("");
-    }
+    let (reasoning, content) = streamed_split(&body);
     assert_eq!(
         (reasoning.as_str(), content.as_str()),
         ("Weigh the dose.", "5 mg.")

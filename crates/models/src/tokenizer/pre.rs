@@ -231,6 +231,28 @@ impl Cursor<'_> {
     }
 }
 
+/// The length of the English contraction (`'s|'t|'re|'ve|'m|'ll|'d`) at `pos`, if one starts
+/// there; `ignore_case` as Llama 3's `(?i:…)`, which only ASCII letters lower-case to.
+fn contraction(chars: &[char], pos: usize, end: usize, ignore_case: bool) -> Option<usize> {
+    let at = |i: usize| {
+        let c = chars[i];
+        if ignore_case {
+            c.to_ascii_lowercase()
+        } else {
+            c
+        }
+    };
+    if chars[pos] != '\'' || pos + 1 >= end {
+        return None;
+    }
+    let n1 = at(pos + 1);
+    if matches!(n1, 's' | 't' | 'm' | 'd') {
+        return Some(2);
+    }
+    let long = pos + 2 < end && matches!((n1, at(pos + 2)), ('r', 'e') | ('v', 'e') | ('l', 'l'));
+    long.then_some(3)
+}
+
 /// A port of llama.cpp's hand-written matcher for the GPT-2 regex (`unicode_regex_split_custom_gpt2`).
 fn split_gpt2(chars: &[char], span: Span, out: &mut Vec<Span>) {
     let mut cur = Cursor {
@@ -244,19 +266,10 @@ fn split_gpt2(chars: &[char], span: Span, out: &mut Vec<Span>) {
     while pos < end {
         let c = chars[pos];
         // 's|'t|'re|'ve|'m|'ll|'d
-        if c == '\'' && pos + 1 < end {
-            let n1 = chars[pos + 1];
-            if matches!(n1, 's' | 't' | 'm' | 'd') {
-                pos += 2;
-                cur.cut(pos);
-                continue;
-            }
-            if pos + 2 < end && matches!((n1, chars[pos + 2]), ('r', 'e') | ('v', 'e') | ('l', 'l'))
-            {
-                pos += 3;
-                cur.cut(pos);
-                continue;
-            }
+        if let Some(n) = contraction(chars, pos, end, false) {
+            pos += n;
+            cur.cut(pos);
+            continue;
         }
         let lead = if c == ' ' {
             cur.cls(pos + 1)
@@ -304,22 +317,11 @@ fn split_llama3(chars: &[char], span: Span, out: &mut Vec<Span>, max_digits: usi
     while pos < end {
         let c = chars[pos];
         let k = class(c);
-        // (?i:'s|'t|'re|'ve|'m|'ll|'d): only ASCII letters lower-case to these.
-        if c == '\'' && pos + 1 < end {
-            let n1 = chars[pos + 1].to_ascii_lowercase();
-            if matches!(n1, 's' | 't' | 'm' | 'd') {
-                pos += 2;
-                cur.cut(pos);
-                continue;
-            }
-            if pos + 2 < end {
-                let n2 = chars[pos + 2].to_ascii_lowercase();
-                if matches!((n1, n2), ('r', 'e') | ('v', 'e') | ('l', 'l')) {
-                    pos += 3;
-                    cur.cut(pos);
-                    continue;
-                }
-            }
+        // (?i:'s|'t|'re|'ve|'m|'ll|'d)
+        if let Some(n) = contraction(chars, pos, end, true) {
+            pos += n;
+            cur.cut(pos);
+            continue;
         }
         // [^\r\n\p{L}\p{N}]?\p{L}+ : one leading non-letter is taken only before a letter.
         if !(c == '\r' || c == '\n' || k == Class::Number)
