@@ -2,7 +2,8 @@
 
 Run through make-fixtures.sh, which makes the venv (arguments: model names, to regenerate only
 their fixtures). Outputs, beside this file in fixtures/:
-  tokenizer-<model>.json  ids for TOKENIZER_STRINGS, with and without the model's special tokens
+  tokenizer-<model>.json  ids for TOKENIZER_STRINGS, with and without BOS, and with control
+                          tokens read as plain text
   logits-<model>.json     prompt ids, llama.cpp's 32-token greedy continuation, and its top-5
                           logits at every continuation position
   templates.json          reference renderings of CONVERSATIONS for each chat template
@@ -17,6 +18,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from llama_cpp import Llama
 
 import inputs
+from tokenizers import case as tokenizer_case  # scripts/reference/tokenizers.py
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -88,8 +90,7 @@ def main(names):
             continue
         llm = load(path)
         if name not in TOKENIZED_ELSEWHERE:
-            toks = [{"text": s, "ids": tokenize(llm, s, False), "ids_with_special": tokenize(llm, s, True)}
-                    for s in inputs.TOKENIZER_STRINGS]
+            toks = [tokenizer_case(llm, s) for s in inputs.TOKENIZER_STRINGS]
             with open(os.path.join(OUT, f"tokenizer-{name}.json"), "w") as f:
                 json.dump(toks, f, ensure_ascii=False, indent=0)
 

@@ -2,7 +2,7 @@
 
 Run through make-fixtures.sh (after scripts/fetch-models.sh has built the vocabularies). Outputs,
 beside this file in fixtures/, in the format of tokenizer-smollm2.json (a list of {text, ids,
-ids_with_special}) for inputs.TOKENIZER_STRINGS + inputs.BPE_TOKENIZER_STRINGS:
+ids_with_special, ids_plain}) for inputs.TOKENIZER_STRINGS + inputs.BPE_TOKENIZER_STRINGS:
   tokenizer-qwen2.json              Qwen2.5-Coder-0.5B-Instruct (tokenizer.ggml.pre = qwen2)
   tokenizer-deepseek-r1-qwen.json   DeepSeek-R1-Distill-Qwen-7B's vocabulary (deepseek-r1-qwen)
   tokenizer-llama3.json             Llama 3 8B Instruct's vocabulary (llama-bpe)
@@ -50,14 +50,19 @@ def header_with_pre(path, pre):
     return gguf_header.vocabulary_file(version, raw, alignment)
 
 
-def tokenize(llm, text, add_special):
-    return llm.tokenize(text.encode("utf-8"), add_bos=add_special, special=True)
+def case(llm, text):
+    """A fixture case: `text`'s ids with special tokens parsed (as the operator's text is read),
+    without and with BOS, and with control tokens read as text (special=False, as a caller's
+    text is read), with BOS."""
+    data = text.encode("utf-8")
+    return {"text": text, "ids": llm.tokenize(data, add_bos=False, special=True),
+            "ids_with_special": llm.tokenize(data, add_bos=True, special=True),
+            "ids_plain": llm.tokenize(data, add_bos=True, special=False)}
 
 
 def write(name, path, strings):
     llm = Llama(model_path=path, vocab_only=True, verbose=False)
-    cases = [{"text": s, "ids": tokenize(llm, s, False), "ids_with_special": tokenize(llm, s, True)}
-             for s in strings]
+    cases = [case(llm, s) for s in strings]
     # The tests check that decoding is the exact inverse; say so here first if llama.cpp's own
     # pieces are not. (Straight from llama_token_to_piece: llama-cpp-python's detokenize cuts
     # pieces at 32 bytes.)

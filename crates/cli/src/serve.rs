@@ -79,6 +79,11 @@ pub struct ServeArgs {
     /// Rotate the audit log (to PATH.1, PATH.2, …, one chain) when it reaches this size.
     #[arg(long, env = "WARD_AUDIT_MAX_MB", default_value_t = 256)]
     audit_max_mb: u64,
+    /// Read control-token texts (`<|im_start|>`, `<|eot_id|>`, …) in callers' prompts, messages
+    /// and tools as those tokens. Off by default: a caller's text is plain text, so it cannot
+    /// forge a system turn; turn on only when every caller is trusted.
+    #[arg(long, env = "WARD_ALLOW_CONTROL_TOKENS")]
+    allow_control_tokens: bool,
     /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
     #[arg(long, env = "WARD_GPU", value_name = "ORDINAL")]
     gpu: Option<usize>,
@@ -163,11 +168,16 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(model = %resolved.name, %url, "hashing and loading the model; /health answers meanwhile");
         let name = resolved.name.clone();
         let strict = a.strict_models;
+        let trust_control_tokens = a.allow_control_tokens;
+        if trust_control_tokens {
+            tracing::warn!("callers' text may contain control tokens (--allow-control-tokens)");
+        }
         let device = crate::run::device(a.gpu);
         let load = tokio::task::spawn_blocking(move || {
             let sha256 = verify_model(&resolved, strict)?;
-            let lm = LoadedModel::load_on(&resolved.path, resolved.template_override.as_deref(), device)
+            let mut lm = LoadedModel::load_on(&resolved.path, resolved.template_override.as_deref(), device)
                 .with_context(|| format!("loading {}", resolved.path.display()))?;
+            lm.trust_control_tokens = trust_control_tokens;
             let engine = EngineHandle::start(lm, &resolved.name, engine_config)
                 .context("starting the engine")?;
             anyhow::Ok((engine, sha256))

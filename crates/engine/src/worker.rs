@@ -133,7 +133,7 @@ impl EngineHandle {
     ) -> Result<(Vec<u32>, Option<ThinkingFormat>), SubmitError> {
         let invalid = |message: String, param| SubmitError::InvalidPrompt { message, param };
         let (tokens, thinking) = match prompt {
-            Prompt::Text(text) => (self.lm.tokenizer.encode(&text, true), None),
+            Prompt::Text(text) => (self.lm.encode_caller_text(&text), None),
             Prompt::Tokens(ids) => {
                 let n_vocab = self.lm.model.n_vocab();
                 if let Some(bad) = ids.iter().find(|&&id| id as usize >= n_vocab) {

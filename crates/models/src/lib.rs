@@ -12,6 +12,7 @@ pub mod gguf;
 pub mod gpu;
 pub mod hparams;
 pub mod layers;
+pub mod prompt;
 pub mod registry;
 pub mod synthetic;
 pub mod template;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use arch::{BatchItem, CausalLm, Logits};
 pub use cache::{KvCache, KvPool, SeqKv};
 pub use hparams::{Arch, HParams};
+pub use prompt::ChatPrompt;
 pub use template::{
     ChatInputs, ChatMessage, ChatTemplate, GenerationPrompt, TemplateError, ThinkingFormat,
     THINKING_FORMATS,
@@ -110,6 +112,10 @@ pub struct LoadedModel {
     pub tokenizer: Tokenizer,
     /// `None` when neither the file nor the registry supplies a template (base models).
     pub template: Option<ChatTemplate>,
+    /// Callers' text may contain control tokens (`ward serve --allow-control-tokens`, for
+    /// trusted callers only). Off: a caller's text is read as plain text, and only the
+    /// template's markup makes control tokens (see [`tokenizer::caller_text`]).
+    pub trust_control_tokens: bool,
 }
 
 impl LoadedModel {
@@ -166,7 +172,17 @@ impl LoadedModel {
             model,
             tokenizer,
             template,
+            trust_control_tokens: false,
         })
+    }
+
+    /// A caller's plain-text prompt (completions, `/tokenize`): control tokens only if trusted,
+    /// BOS as the model's metadata asks.
+    pub fn encode_caller_text(&self, text: &str) -> Vec<u32> {
+        match self.trust_control_tokens {
+            true => self.tokenizer.encode(text, true),
+            false => self.tokenizer.encode_plain(text, true),
+        }
     }
 
     /// Token ids of a chat conversation rendered through the template, ready for generation.
@@ -189,46 +205,19 @@ impl LoadedModel {
         Ok(self.chat_generation_prompt(messages, &inputs)?.tokens)
     }
 
-    /// A conversation's prompt for generation as llama.cpp's server makes it (see
-    /// [`ChatTemplate::generation_prompt`]), with `tools` offered as in
-    /// [`LoadedModel::chat_prompt_with_tools`].
+    /// A conversation's prompt for generation (see [`prompt::chat_prompt`]).
     pub fn chat_generation_prompt(
         &self,
         messages: &[ChatMessage],
         inputs: &ChatInputs,
     ) -> Result<ChatPrompt, ModelError> {
         let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
-        let prompt = match inputs.tools {
-            Some(tools) if !template.takes_tools => {
-                let mut with = messages.to_vec();
-                let offer = template::tools_system_prompt(tools);
-                match with.first_mut() {
-                    Some(m) if m.role == "system" => {
-                        m.content = format!("{}\n\n{offer}", m.content)
-                    }
-                    _ => with.insert(0, ChatMessage::new("system", &offer)),
-                }
-                let inputs = ChatInputs {
-                    tools: None,
-                    ..*inputs
-                };
-                template.generation_prompt(&with, &inputs)?
-            }
-            _ => template.generation_prompt(messages, inputs)?,
-        };
-        // Templates write BOS themselves where the model wants it; llama.cpp's server likewise
-        // tokenizes the rendered prompt without adding special tokens again.
-        Ok(ChatPrompt {
-            tokens: self.tokenizer.encode(&prompt.text, false),
-            thinking: prompt.thinking,
-        })
+        prompt::chat_prompt(
+            &self.tokenizer,
+            template,
+            messages,
+            inputs,
+            self.trust_control_tokens,
+        )
     }
-}
-
-/// A conversation ready for generation.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ChatPrompt {
-    pub tokens: Vec<u32>,
-    /// The prompt leaves the thinking of this format open: the answer starts inside it.
-    pub thinking: Option<ThinkingFormat>,
 }

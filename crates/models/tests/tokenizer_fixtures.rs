@@ -1,4 +1,5 @@
-//! Token ids equal llama.cpp's for the fixture strings, and decoding is their exact inverse,
+//! Token ids equal llama.cpp's for the fixture strings (with special tokens, and with control
+//! tokens read as text as a caller's text is), and decoding is their exact inverse,
 //! also when streamed token by token.
 
 mod common;
@@ -43,6 +44,14 @@ fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
         if got_special != want_special {
             failures.push(format!(
                 "{text:?} (with BOS/EOS): ward {got_special:?} llama.cpp {want_special:?}"
+            ));
+        }
+        // A caller's text: control tokens' texts stay text (llama.cpp's special=False).
+        let want_plain = ids_of(&case["ids_plain"]);
+        let got_plain = tok.encode_plain(text, true);
+        if got_plain != want_plain {
+            failures.push(format!(
+                "{text:?} (control tokens as text): ward {got_plain:?} llama.cpp {want_plain:?}"
             ));
         }
         // Decoding is the exact inverse (special-token texts included).

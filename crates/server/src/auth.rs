@@ -10,6 +10,7 @@
 //! models = ["medgemma-4b-it"]      # or ["*"] for whatever is served
 //! requests_per_minute = 120       # optional: no limit when left out
 //! tokens_per_minute = 60000       # optional: prompt + generated tokens
+//! admin = true                    # optional: /metrics shows every service's traffic to it
 //! ```
 
 use std::path::Path;
@@ -38,11 +39,15 @@ struct ServiceEntry {
     models: Vec<String>,
     requests_per_minute: Option<u32>,
     tokens_per_minute: Option<u32>,
+    #[serde(default)]
+    admin: bool,
 }
 
 /// A calling service, as the key file describes it, with its rate limits' state.
 pub struct Service {
     pub name: String,
+    /// May see other services' traffic in `/metrics`.
+    pub admin: bool,
     key_hash: [u8; 32],
     models: Vec<String>,
     requests: Option<Mutex<Bucket>>,
@@ -125,6 +130,7 @@ impl Keys {
                 requests: bucket(entry.requests_per_minute, "requests_per_minute")?,
                 tokens: bucket(entry.tokens_per_minute, "tokens_per_minute")?,
                 name,
+                admin: entry.admin,
                 key_hash,
                 models: entry.models,
             }));

@@ -53,17 +53,14 @@ impl ApiError {
             .with_code("invalid_json")
     }
 
-    pub fn model_not_found(model: &str, served: &str) -> ApiError {
-        // The requested name is echoed only when it is short and plain: a model name, not text.
-        let shown = if model.len() <= 64 && model.chars().all(|c| c.is_ascii_graphic()) {
-            format!("'{model}'")
-        } else {
-            "the requested model".into()
-        };
+    /// 404 for a model that is not served. The name sent is not echoed (request text never
+    /// is), nor the served one (the caller may not be allowed to use it).
+    pub fn model_not_found() -> ApiError {
         let mut e = ApiError::new(
             StatusCode::NOT_FOUND,
             "invalid_request_error",
-            format!("{shown} does not exist here; this server serves '{served}'"),
+            "the model named in the request is not served here; GET /v1/models lists the \
+             models this key may use",
         );
         e.param = Some("model".into());
         e.with_code("model_not_found")

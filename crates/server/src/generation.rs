@@ -70,7 +70,7 @@ async fn generate(
     let bytes = read_body(body, &app).await?;
     let engine = app.engine()?.clone();
     let body = parse_body(&bytes)?;
-    record_prompt(&ledger, &bytes);
+    record_prompt(&ledger, &bytes)?;
     let info = engine.info();
     if body.model.is_none() {
         return Err(ApiError::invalid_param("model", "'model' is required"));
@@ -127,12 +127,19 @@ async fn generate(
 }
 
 /// The request's `messages` or `prompt`, kept in its record for the audit log (as a hash,
-/// unless the log is told to include text).
-pub(crate) fn record_prompt(ledger: &Ledger, bytes: &[u8]) {
-    if let Ok(Value::Object(mut body)) = serde_json::from_slice::<Value>(bytes) {
-        let prompt = body.remove("messages").or_else(|| body.remove("prompt"));
-        ledger.with(|r| r.prompt = prompt);
+/// unless the log is told to include text). Read with the same rules as the request itself:
+/// unknown top-level fields are skipped unparsed (a number out of range or deep nesting there
+/// cannot stop the prompt from being recorded). A prompt that cannot be recorded is not served.
+pub(crate) fn record_prompt(ledger: &Ledger, bytes: &[u8]) -> Result<(), ApiError> {
+    #[derive(serde::Deserialize)]
+    struct Audited {
+        messages: Option<Value>,
+        prompt: Option<Value>,
     }
+    let body: Audited = serde_json::from_slice(bytes)
+        .map_err(|_| ApiError::malformed("the prompt cannot be recorded for the audit log"))?;
+    ledger.with(|r| r.prompt = body.messages.or(body.prompt));
+    Ok(())
 }
 
 /// The parameters the audit log shows: numbers, switches and counts, never text.
@@ -204,9 +211,14 @@ fn submit_n(
 /// Read the whole body within the body timeout, refusing more than `max_body_bytes`.
 pub(crate) async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> {
     let limit = app.config.max_body_bytes;
+    // A declared Content-Length over the limit is refused before a byte is read.
+    let declared = http_body::Body::size_hint(&body).lower();
+    if declared > limit as u64 {
+        return Err(ApiError::body_too_large(limit));
+    }
     let read = async {
         let mut chunks = body.into_data_stream();
-        let mut data = Vec::new();
+        let mut data = Vec::with_capacity(declared as usize);
         let mut total = 0usize;
         while let Some(chunk) = chunks.next().await {
             let chunk = chunk.map_err(|_| ApiError::unreadable_body())?;

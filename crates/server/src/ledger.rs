@@ -21,7 +21,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::{sha256_hex, Caller, Service};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Finished;
-use crate::request_id::{known_route, request_id, RequestId, HEADER};
+use crate::request_id::{known_route, new_id, request_id, RequestId, HEADER};
 use crate::App;
 
 /// A request's record, shared between the middleware and its handler.
@@ -230,6 +230,8 @@ impl End {
         };
         put("time", json!(crate::audit::timestamp_now()));
         put("event", json!("request"));
+        // The caller may choose `request_id` (and repeat it); this one is the server's own.
+        put("audit_id", json!(new_id()));
         put("request_id", json!(self.id));
         put("service", json!(record.caller.as_ref().map(|s| &s.name)));
         put("method", json!(self.method.as_str()));

@@ -113,8 +113,15 @@ impl Metrics {
     }
 
     /// The text of `/metrics`; `engine` is the served model's name, file hash and scheduler
-    /// state, once loaded.
-    pub fn render(&self, engine: Option<(&str, &str, SchedulerLoad)>, ready: bool) -> String {
+    /// state, once loaded. Series by calling service are shown only for `only_service` when
+    /// given (a service sees its own traffic; an admin key, or a server without keys, all).
+    pub fn render(
+        &self,
+        engine: Option<(&str, &str, SchedulerLoad)>,
+        ready: bool,
+        only_service: Option<&str>,
+    ) -> String {
+        let shown = |service: &str| only_service.is_none_or(|s| s == service);
         let m = self.lock();
         let mut out = String::new();
         let w = &mut out;
@@ -132,6 +139,9 @@ impl Metrics {
             "Requests answered, by calling service, model, route and HTTP status.",
         );
         for ((service, model, route, status), n) in &m.requests {
+            if !shown(service) {
+                continue;
+            }
             let _ = writeln!(
                 w,
                 "ward_requests_total{{service=\"{service}\",model=\"{model}\",route=\"{route}\",status=\"{status}\"}} {n}"
@@ -151,7 +161,7 @@ impl Metrics {
         ];
         for (name, help, by_service_model) in token_counters {
             header(w, name, "counter", help);
-            for ((service, model), n) in by_service_model {
+            for ((service, model), n) in by_service_model.iter().filter(|e| shown(&e.0 .0)) {
                 let _ = writeln!(w, "{name}{{service=\"{service}\",model=\"{model}\"}} {n}");
             }
         }
@@ -343,7 +353,22 @@ mod tests {
                 duration: Duration::from_millis(20),
             });
         }
-        let text = m.render(None, false);
+        m.request_finished(&Finished {
+            service: "billing",
+            model: "m",
+            route: "/v1/completions",
+            status: 200,
+            prompt_tokens: 3,
+            generated_tokens: 2,
+            duration: Duration::from_millis(20),
+        });
+        let own = m.render(None, false, Some("lab"));
+        assert!(
+            own.contains("service=\"lab\"") && !own.contains("billing"),
+            "{own}"
+        );
+        let text = m.render(None, false, None);
+        assert!(text.contains("service=\"billing\""), "{text}");
         assert!(text.contains("ward_requests_total{service=\"lab\",model=\"m\",route=\"/v1/completions\",status=\"200\"} 2\n"), "{text}");
         assert!(
             text.contains("ward_generated_tokens_total{service=\"lab\",model=\"m\"} 6\n"),

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header;
 use axum::http::StatusCode;
@@ -52,7 +53,7 @@ pub(crate) fn check_model(
         return Err(ApiError::model_not_allowed());
     }
     if name != served {
-        return Err(ApiError::model_not_found(name, served));
+        return Err(ApiError::model_not_found());
     }
     ledger.with(|r| r.model = Some(served.clone()));
     Ok(())
@@ -85,14 +86,18 @@ async fn get_model(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Extension(ledger): Extension<Ledger>,
-    Path(id): Path<String>,
+    id: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    // An id that is not UTF-8 once percent-decoded (`%ff`) names no model either.
+    let Ok(Path(id)) = id else {
+        return Err(ApiError::model_not_found());
+    };
     check_model(&app, &caller, &ledger, Some(&id))?;
     Ok(Json(model_object(&app)?))
 }
 
 /// Prometheus' text format.
-async fn metrics(State(app): State<Arc<App>>) -> Response {
+async fn metrics(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Response {
     let engine = app.engine().ok();
     let load = engine.map(|e| {
         let mut load = e.load();
@@ -103,9 +108,17 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let described = engine
         .zip(load)
         .map(|(e, load)| (e.info().id.as_str(), app.model_sha256().unwrap_or(""), load));
-    let text = app
-        .metrics
-        .render(described, engine.is_some() && !app.is_stopping());
+    // Another service's traffic is its own business, unless this key is an admin's.
+    let only_service = caller
+        .0
+        .as_ref()
+        .filter(|s| !s.admin)
+        .map(|s| s.name.as_str());
+    let text = app.metrics.render(
+        described,
+        engine.is_some() && !app.is_stopping(),
+        only_service,
+    );
     (
         [(
             header::CONTENT_TYPE,

@@ -44,7 +44,7 @@ pub async fn tokenize(
 ) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body, &app).await?;
     let body: TokenizeBody = parse_json(&bytes)?;
-    record_prompt(&ledger, &bytes);
+    record_prompt(&ledger, &bytes)?;
     check_model(&app, &caller, &ledger, body.model.as_deref())?;
     let engine = app.engine()?.clone();
     let (prompt, param) = match (body.prompt, body.messages) {

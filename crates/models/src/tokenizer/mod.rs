@@ -1,10 +1,16 @@
 //! The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata, matching llama.cpp's
 //! token ids: special tokens are split out first (longest first), then each run of plain text
 //! goes through byte-level BPE (`gpt2`) or SentencePiece-style merging (`llama`).
+//!
+//! Text a caller sends is read with control tokens off ([`Tokenizer::encode_plain`],
+//! [`caller_text`]): only the operator's own text (and a chat template's markup) may contain
+//! them.
 
 mod bpe;
+pub mod caller_text;
 mod pre;
 mod special;
+mod specials;
 mod spm;
 mod stream;
 #[cfg(test)]
@@ -117,9 +123,9 @@ struct ByteLevelBpe {
 pub struct Tokenizer {
     vocab: Vocab,
     model: Model,
-    /// Control, user-defined and unknown tokens, longest text first: split out of the input
-    /// before the text itself is tokenized.
-    specials: Vec<u32>,
+    /// Control, user-defined and unknown tokens: split out of the input before the text itself
+    /// is tokenized.
+    specials: specials::Specials,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
     /// Tokens that end generation: EOS plus the end-of-turn tokens llama.cpp also stops on.
@@ -130,9 +136,22 @@ pub struct Tokenizer {
 }
 
 /// A piece of input: raw text, or a special token found in it.
+#[derive(Debug, PartialEq)]
 enum Fragment<'a> {
     Text(&'a str),
     Token(u32),
+}
+
+/// Which special tokens' texts in the input become those tokens.
+#[derive(Clone, Copy, PartialEq)]
+enum Parse {
+    /// All of them (the operator's text).
+    All,
+    /// User-defined ones only (llama.cpp's `parse_special = false`).
+    NoControl,
+    /// All, in a text whose caller-supplied parts were escaped by [`caller_text::escape`]:
+    /// those parts are restored and read with [`Parse::NoControl`].
+    Escaped,
 }
 
 impl Tokenizer {
@@ -270,16 +289,7 @@ impl Tokenizer {
             ));
         }
 
-        let mut specials: Vec<u32> = (0..n as u32)
-            .filter(|&id| {
-                matches!(
-                    vocab.types[id as usize],
-                    TokenType::Control | TokenType::UserDefined | TokenType::Unknown
-                )
-            })
-            .collect();
-        specials.sort_by_key(|&id| std::cmp::Reverse(vocab.texts[id as usize].len()));
-
+        let specials = specials::Specials::new(&vocab)?;
         Ok(Tokenizer {
             vocab,
             model,
@@ -318,29 +328,56 @@ impl Tokenizer {
     }
 
     /// Token ids for `text`. Special-token texts in the input become their tokens (as the
-    /// llama.cpp server does); `add_special` adds BOS/EOS as the model's metadata asks.
+    /// llama.cpp server does); `add_special` adds BOS/EOS as the model's metadata asks. For
+    /// the operator's own text: a caller's goes through [`Tokenizer::encode_plain`].
     pub fn encode(&self, text: &str, add_special: bool) -> Vec<u32> {
+        self.encode_with(text, add_special, Parse::All)
+    }
+
+    /// Token ids for `text` with control (and unknown) tokens' texts read as plain text, as
+    /// llama.cpp's `parse_special = false` reads them; user-defined tokens are still found.
+    pub fn encode_plain(&self, text: &str, add_special: bool) -> Vec<u32> {
+        self.encode_with(text, add_special, Parse::NoControl)
+    }
+
+    fn encode_with(&self, text: &str, add_special: bool, parse: Parse) -> Vec<u32> {
         let mut out = Vec::new();
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
         let mut prev_special = true;
-        for fragment in self.split_specials(text) {
-            match fragment {
-                Fragment::Token(id) => {
-                    out.push(id);
-                    prev_special = true;
-                }
-                Fragment::Text(t) => {
-                    self.encode_text(t, prev_special, &mut out);
-                    prev_special = false;
-                }
-            }
-        }
+        self.encode_fragments(text, parse, &mut prev_special, &mut out);
         if add_special && self.add_eos {
             out.extend(self.eos);
         }
         out
+    }
+
+    /// `text`'s tokens onto `out`; `prev_special` says whether a special token came last (a
+    /// SentencePiece text after one gets the space prefix).
+    fn encode_fragments(
+        &self,
+        text: &str,
+        parse: Parse,
+        prev_special: &mut bool,
+        out: &mut Vec<u32>,
+    ) {
+        for fragment in self.specials.split(text, parse != Parse::NoControl) {
+            match fragment {
+                Fragment::Token(id) => {
+                    out.push(id);
+                    *prev_special = true;
+                }
+                Fragment::Text(t) if parse == Parse::Escaped && caller_text::is_escaped(t) => {
+                    let restored = caller_text::restore(&self.vocab, t);
+                    self.encode_fragments(&restored, Parse::NoControl, prev_special, out);
+                }
+                Fragment::Text(t) => {
+                    self.encode_text(t, *prev_special, out);
+                    *prev_special = false;
+                }
+            }
+        }
     }
 
     fn encode_text(&self, text: &str, prev_special: bool, out: &mut Vec<u32>) {
@@ -386,36 +423,6 @@ impl Tokenizer {
                 }
             }
         }
-    }
-
-    /// Split out special tokens, longest first, as llama.cpp's `tokenizer_st_partition` does.
-    fn split_specials<'a>(&self, text: &'a str) -> Vec<Fragment<'a>> {
-        let mut fragments = vec![Fragment::Text(text)];
-        for &id in &self.specials {
-            let special = self.vocab.texts[id as usize].as_str();
-            if !text.contains(special) {
-                continue;
-            }
-            let mut next = Vec::with_capacity(fragments.len());
-            for f in fragments {
-                let Fragment::Text(mut rest) = f else {
-                    next.push(f);
-                    continue;
-                };
-                while let Some(at) = rest.find(special) {
-                    if at > 0 {
-                        next.push(Fragment::Text(&rest[..at]));
-                    }
-                    next.push(Fragment::Token(id));
-                    rest = &rest[at + special.len()..];
-                }
-                if !rest.is_empty() {
-                    next.push(Fragment::Text(rest));
-                }
-            }
-            fragments = next;
-        }
-        fragments
     }
 
     /// The bytes one token stands for. Control and unknown tokens give nothing unless

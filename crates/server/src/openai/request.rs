@@ -162,16 +162,23 @@ fn data_error(path: &str, e: &serde_json::Error) -> ApiError {
     let text = text
         .rsplit_once(" at line ")
         .map_or(text.as_str(), |(t, _)| t);
-    if let Some(field) = text
-        .strip_prefix("missing field `")
-        .and_then(|rest| rest.split('`').next())
-    {
-        let param = if path == "." {
+    // serde names the field in backquotes: "missing field `model`", "duplicate field `n`".
+    let param_after = |prefix: &str| {
+        let field = text.strip_prefix(prefix)?.split('`').next()?;
+        Some(if path == "." {
             field.to_string()
         } else {
             format!("{path}.{field}")
-        };
+        })
+    };
+    if let Some(param) = param_after("missing field `") {
         return ApiError::invalid_param(param.clone(), format!("'{param}' is required"));
+    }
+    if let Some(param) = param_after("duplicate field `") {
+        return ApiError::invalid_param(
+            param.clone(),
+            format!("'{param}' is given more than once"),
+        );
     }
     if path == "." {
         return ApiError::malformed("the body must be a JSON object");
