@@ -71,6 +71,7 @@ fn main() {
     }
     let cli = Cli::parse();
     init_logging();
+    return_large_blocks_to_the_system();
     let result = match cli.command {
         Command::Serve(a) => serve::serve(a),
         Command::Run(a) => run::run(a),
@@ -85,5 +86,17 @@ fn main() {
     if let Err(e) = result {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// Buffers of a megabyte or more (request bodies, prompts being tokenized) are mapped on their
+/// own and unmapped when freed. By default glibc raises that threshold after the first such free
+/// and keeps later ones in its per-thread arenas, so a burst of large requests would leave the
+/// server hundreds of megabytes larger for good.
+fn return_large_blocks_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator settings; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }

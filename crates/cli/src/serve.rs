@@ -135,6 +135,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         body_timeout: Duration::from_secs(a.body_timeout.max(1)),
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
         request_timeout: (a.request_timeout > 0).then(|| Duration::from_secs(a.request_timeout)),
+        ..ServerConfig::default()
     };
     let engine_config = EngineConfig {
         max_queue: a.max_queue,

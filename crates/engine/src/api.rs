@@ -109,6 +109,12 @@ pub enum SubmitError {
         max_tokens: usize,
         context_length: usize,
     },
+    /// Tokenizing stopped at the context length (see [`Engine::submit`]).
+    #[error(
+        "this model's maximum context length is {context_length} tokens; the prompt alone is \
+         longer"
+    )]
+    PromptTooLong { context_length: usize },
     #[error("this model has no chat template; use /v1/completions")]
     NoChatTemplate,
     /// The prompt cannot be run (empty, token ids out of range, template refused it).

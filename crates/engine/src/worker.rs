@@ -132,8 +132,14 @@ impl EngineHandle {
         kwargs: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(Vec<u32>, Option<ThinkingFormat>), SubmitError> {
         let invalid = |message: String, param| SubmitError::InvalidPrompt { message, param };
+        // Tokenizing stops past the context: a longer prompt could never run.
+        let context_length = self.info.context_length;
+        let too_long = SubmitError::PromptTooLong { context_length };
         let (tokens, thinking) = match prompt {
-            Prompt::Text(text) => (self.lm.encode_caller_text(&text), None),
+            Prompt::Text(text) => match self.lm.encode_caller_text(&text, context_length) {
+                Ok(tokens) => (tokens, None),
+                Err(_) => return Err(too_long),
+            },
             Prompt::Tokens(ids) => {
                 let n_vocab = self.lm.model.n_vocab();
                 if let Some(bad) = ids.iter().find(|&&id| id as usize >= n_vocab) {
@@ -150,8 +156,12 @@ impl EngineHandle {
                     kwargs: Some(kwargs),
                     now: None,
                 };
-                match self.lm.chat_generation_prompt(&messages, &inputs) {
+                match self
+                    .lm
+                    .chat_generation_prompt(&messages, &inputs, context_length)
+                {
                     Ok(p) => (p.tokens, p.thinking),
+                    Err(ModelError::PromptTooLong { .. }) => return Err(too_long),
                     Err(ModelError::Template(ward_models::TemplateError::Missing)) => {
                         return Err(SubmitError::NoChatTemplate)
                     }

@@ -52,6 +52,8 @@ pub enum ModelError {
     TokenOutOfRange { token: u32, n_vocab: usize },
     #[error("no tokens to process")]
     EmptyInput,
+    #[error("the prompt has more than {limit} tokens")]
+    PromptTooLong { limit: usize },
     #[error("context full: {have} tokens in the cache + {adding} new exceeds the limit of {max}")]
     ContextFull {
         have: usize,
@@ -176,13 +178,12 @@ impl LoadedModel {
         })
     }
 
-    /// A caller's plain-text prompt (completions, `/tokenize`): control tokens only if trusted,
-    /// BOS as the model's metadata asks.
-    pub fn encode_caller_text(&self, text: &str) -> Vec<u32> {
-        match self.trust_control_tokens {
-            true => self.tokenizer.encode(text, true),
-            false => self.tokenizer.encode_plain(text, true),
-        }
+    /// A caller's plain-text prompt (completions, `/tokenize`) of at most `limit` tokens:
+    /// control tokens only if trusted, BOS as the model's metadata asks.
+    pub fn encode_caller_text(&self, text: &str, limit: usize) -> Result<Vec<u32>, ModelError> {
+        self.tokenizer
+            .encode_caller(text, true, self.trust_control_tokens, limit)
+            .ok_or(ModelError::PromptTooLong { limit })
     }
 
     /// Token ids of a chat conversation rendered through the template, ready for generation.
@@ -202,14 +203,18 @@ impl LoadedModel {
             tools,
             ..ChatInputs::default()
         };
-        Ok(self.chat_generation_prompt(messages, &inputs)?.tokens)
+        Ok(self
+            .chat_generation_prompt(messages, &inputs, usize::MAX)?
+            .tokens)
     }
 
-    /// A conversation's prompt for generation (see [`prompt::chat_prompt`]).
+    /// A conversation's prompt for generation, of at most `limit` tokens (see
+    /// [`prompt::chat_prompt`]).
     pub fn chat_generation_prompt(
         &self,
         messages: &[ChatMessage],
         inputs: &ChatInputs,
+        limit: usize,
     ) -> Result<ChatPrompt, ModelError> {
         let template = self.template.as_ref().ok_or(TemplateError::Missing)?;
         prompt::chat_prompt(
@@ -218,6 +223,7 @@ impl LoadedModel {
             messages,
             inputs,
             self.trust_control_tokens,
+            limit,
         )
     }
 }

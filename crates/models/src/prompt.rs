@@ -16,22 +16,27 @@ pub struct ChatPrompt {
     pub thinking: Option<ThinkingFormat>,
 }
 
-/// `messages` with `inputs` as the prompt to generate from. With `trust_control_tokens`
-/// (trusted callers only) control-token texts anywhere in them become those tokens, as in
-/// llama.cpp's server; without it only the template's own markup makes control tokens.
+/// `messages` with `inputs` as the prompt to generate from, of at most `limit` tokens. With
+/// `trust_control_tokens` (trusted callers only) control-token texts anywhere in them become
+/// those tokens, as in llama.cpp's server; without it only the template's own markup makes
+/// control tokens.
 pub fn chat_prompt(
     tokenizer: &Tokenizer,
     template: &ChatTemplate,
     messages: &[ChatMessage],
     inputs: &ChatInputs,
     trust_control_tokens: bool,
+    limit: usize,
 ) -> Result<ChatPrompt, ModelError> {
+    let too_long = ModelError::PromptTooLong { limit };
     // Templates write BOS themselves where the model wants it; llama.cpp's server likewise
     // tokenizes the rendered prompt without adding special tokens again.
     if trust_control_tokens {
         let prompt = render(template, messages, inputs)?;
         return Ok(ChatPrompt {
-            tokens: tokenizer.encode(&prompt.text, false),
+            tokens: tokenizer
+                .encode_caller(&prompt.text, false, true, limit)
+                .ok_or(too_long)?,
             thinking: prompt.thinking,
         });
     }
@@ -63,7 +68,9 @@ pub fn chat_prompt(
     };
     let prompt = render(template, &messages, &escaped)?;
     Ok(ChatPrompt {
-        tokens: tokenizer.encode_escaped(&prompt.text),
+        tokens: tokenizer
+            .encode_escaped(&prompt.text, limit)
+            .ok_or(too_long)?,
         thinking: prompt.thinking,
     })
 }

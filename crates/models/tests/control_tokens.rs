@@ -172,7 +172,15 @@ fn tokens(case: &Case, field: Field, text: &str, trusted: bool) -> Option<Vec<u3
         now: Some(1_796_300_000),
     };
     let run = |messages: &[ChatMessage]| {
-        chat_prompt(&case.tokenizer, &case.template, messages, &inputs, trusted).map(|p| p.tokens)
+        chat_prompt(
+            &case.tokenizer,
+            &case.template,
+            messages,
+            &inputs,
+            trusted,
+            usize::MAX,
+        )
+        .map(|p| p.tokens)
     };
     run(&messages).ok().or_else(|| {
         messages.retain(|m| m.role != "tool");
@@ -281,9 +289,16 @@ fn ordinary_conversations_tokenize_as_before() {
             now: Some(1_796_300_000),
         };
         let run = |trusted| {
-            chat_prompt(&case.tokenizer, &case.template, &messages, &inputs, trusted)
-                .map(|p| p.tokens)
-                .ok()
+            chat_prompt(
+                &case.tokenizer,
+                &case.template,
+                &messages,
+                &inputs,
+                trusted,
+                usize::MAX,
+            )
+            .map(|p| p.tokens)
+            .ok()
         };
         assert_eq!(run(false), run(true), "{family}: {}", c["conversation"]);
         compared += 1;

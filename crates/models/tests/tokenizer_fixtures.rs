@@ -48,7 +48,7 @@ fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
         }
         // A caller's text: control tokens' texts stay text (llama.cpp's special=False).
         let want_plain = ids_of(&case["ids_plain"]);
-        let got_plain = tok.encode_plain(text, true);
+        let got_plain = tok.encode_caller(text, true, false, usize::MAX).unwrap();
         if got_plain != want_plain {
             failures.push(format!(
                 "{text:?} (control tokens as text): ward {got_plain:?} llama.cpp {want_plain:?}"

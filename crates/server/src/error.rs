@@ -193,7 +193,7 @@ impl ApiError {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message)
                     .with_code("queue_full")
             }
-            SubmitError::ContextLengthExceeded { .. } => {
+            SubmitError::ContextLengthExceeded { .. } | SubmitError::PromptTooLong { .. } => {
                 ApiError::invalid_param(prompt_param, message).with_code("context_length_exceeded")
             }
             SubmitError::NoChatTemplate => {

@@ -69,6 +69,9 @@ async fn generate(
     let arrived = Instant::now();
     let bytes = read_body(body, &app).await?;
     let engine = app.engine()?.clone();
+    // Held until the prompt is tokenized: parsing, templating and tokenizing a large body
+    // take many times its size in memory.
+    let preparing = app.preparing.acquire().await;
     let body = parse_body(&bytes)?;
     record_prompt(&ledger, &bytes)?;
     let info = engine.info();
@@ -103,6 +106,7 @@ async fn generate(
         .await
         .map_err(|_| ApiError::engine("the request could not be prepared"))?
         .map_err(|e| ApiError::from_submit(e, endpoint.prompt_param()))?;
+    drop(preparing);
     let prompt_tokens = streams.first().map_or(0, |s| s.prompt_tokens);
     ledger.with(|r| {
         r.prompt_tokens = prompt_tokens;

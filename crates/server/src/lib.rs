@@ -44,6 +44,10 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// How long a generation request may take, from submission to its last token.
     pub request_timeout: Option<Duration>,
+    /// Requests whose bodies are parsed, templated and tokenized at once; the rest wait their
+    /// turn. Each may take many times its body's size in memory while it is, so this bounds
+    /// that memory, and the CPU time the event loop's neighbours see taken.
+    pub max_preparing: usize,
 }
 
 impl Default for ServerConfig {
@@ -54,6 +58,7 @@ impl Default for ServerConfig {
             body_timeout: Duration::from_secs(60),
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: None,
+            max_preparing: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -70,6 +75,8 @@ pub struct App {
     stopping: AtomicBool,
     /// Requests whose response has not been sent in full yet.
     in_flight: AtomicUsize,
+    /// Turns to parse, template and tokenize a request (`max_preparing` of them).
+    preparing: tokio::sync::Semaphore,
 }
 
 impl App {
@@ -84,6 +91,7 @@ impl App {
         audit: Option<AuditLog>,
     ) -> Arc<App> {
         Arc::new(App {
+            preparing: tokio::sync::Semaphore::new(config.max_preparing.max(1)),
             config,
             engine: OnceLock::new(),
             keys,

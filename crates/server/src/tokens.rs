@@ -43,6 +43,8 @@ pub async fn tokenize(
     body: Body,
 ) -> Result<Json<Value>, ApiError> {
     let bytes = read_body(body, &app).await?;
+    // As for generation: one of the few turns to parse and tokenize.
+    let _preparing = app.preparing.acquire().await;
     let body: TokenizeBody = parse_json(&bytes)?;
     record_prompt(&ledger, &bytes)?;
     check_model(&app, &caller, &ledger, body.model.as_deref())?;

@@ -134,7 +134,8 @@ async fn a_service_over_its_rates_gets_429_with_retry_after() {
 
 #[tokio::test]
 async fn metrics_count_requests_tokens_and_latency() {
-    let (app, _) = served(Some(keys("")), None);
+    // An admin key: it sees every service's series.
+    let (app, _) = served(Some(keys("admin = true")), None);
     let chat = chat_body(json!({}));
     call(&app, "POST", "/v1/chat/completions", Some(LAB_KEY), &chat).await;
     call(

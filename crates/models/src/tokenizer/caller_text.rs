@@ -76,9 +76,9 @@ impl Tokenizer {
     }
 
     /// Token ids of a text rendered from escaped caller strings: special tokens are found in
-    /// the rest (the template's markup) only.
-    pub fn encode_escaped(&self, rendered: &str) -> Vec<u32> {
-        self.encode_with(rendered, false, super::Parse::Escaped)
+    /// the rest (the template's markup) only. `None` past `limit` tokens.
+    pub fn encode_escaped(&self, rendered: &str, limit: usize) -> Option<Vec<u32>> {
+        self.encode_with(rendered, false, super::Parse::Escaped, limit)
     }
 
     fn is_user_defined(&self, id: u32) -> bool {

@@ -2,7 +2,7 @@
 //! token ids: special tokens are split out first (longest first), then each run of plain text
 //! goes through byte-level BPE (`gpt2`) or SentencePiece-style merging (`llama`).
 //!
-//! Text a caller sends is read with control tokens off ([`Tokenizer::encode_plain`],
+//! Text a caller sends is read with control tokens off ([`Tokenizer::encode_caller`],
 //! [`caller_text`]): only the operator's own text (and a chat template's markup) may contain
 //! them.
 
@@ -133,6 +133,9 @@ pub struct Tokenizer {
     pub add_bos: bool,
     pub add_eos: bool,
     add_space_prefix: bool,
+    /// The most input bytes one token stands for: a text of N bytes has at least
+    /// N / max_token_bytes tokens.
+    max_token_bytes: usize,
 }
 
 /// A piece of input: raw text, or a special token found in it.
@@ -290,7 +293,7 @@ impl Tokenizer {
         }
 
         let specials = specials::Specials::new(&vocab)?;
-        Ok(Tokenizer {
+        let mut tokenizer = Tokenizer {
             vocab,
             model,
             specials,
@@ -300,7 +303,14 @@ impl Tokenizer {
             add_bos,
             add_eos,
             add_space_prefix,
-        })
+            max_token_bytes: 1,
+        };
+        tokenizer.max_token_bytes = (0..n as u32)
+            .map(|id| tokenizer.token_bytes(id, true).len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        Ok(tokenizer)
     }
 
     pub fn kind(&self) -> TokenizerKind {
@@ -329,40 +339,70 @@ impl Tokenizer {
 
     /// Token ids for `text`. Special-token texts in the input become their tokens (as the
     /// llama.cpp server does); `add_special` adds BOS/EOS as the model's metadata asks. For
-    /// the operator's own text: a caller's goes through [`Tokenizer::encode_plain`].
+    /// the operator's own text: a caller's goes through [`Tokenizer::encode_caller`].
     pub fn encode(&self, text: &str, add_special: bool) -> Vec<u32> {
-        self.encode_with(text, add_special, Parse::All)
+        self.encode_with(text, add_special, Parse::All, usize::MAX)
+            .unwrap_or_default()
     }
 
-    /// Token ids for `text` with control (and unknown) tokens' texts read as plain text, as
-    /// llama.cpp's `parse_special = false` reads them; user-defined tokens are still found.
-    pub fn encode_plain(&self, text: &str, add_special: bool) -> Vec<u32> {
-        self.encode_with(text, add_special, Parse::NoControl)
+    /// Token ids for a caller's `text`. Unless the caller is trusted with `control_tokens`,
+    /// control (and unknown) tokens' texts are read as plain text, as llama.cpp's
+    /// `parse_special = false` reads them; user-defined tokens are still found. `None` as soon
+    /// as there are more than `limit` tokens (a prompt longer than the context costs no more
+    /// than one that fills it).
+    pub fn encode_caller(
+        &self,
+        text: &str,
+        add_special: bool,
+        control_tokens: bool,
+        limit: usize,
+    ) -> Option<Vec<u32>> {
+        let parse = match control_tokens {
+            true => Parse::All,
+            false => Parse::NoControl,
+        };
+        self.encode_with(text, add_special, parse, limit)
     }
 
-    fn encode_with(&self, text: &str, add_special: bool, parse: Parse) -> Vec<u32> {
+    fn encode_with(
+        &self,
+        text: &str,
+        add_special: bool,
+        parse: Parse,
+        limit: usize,
+    ) -> Option<Vec<u32>> {
+        // Too long to fit, whatever its tokens: refused before any work. (An escape marker,
+        // at most 18 bytes, stands for at least one token.)
+        if text.len().div_ceil(self.max_token_bytes.max(18)) > limit {
+            return None;
+        }
         let mut out = Vec::new();
         if add_special && self.add_bos {
             out.extend(self.bos);
         }
         let mut prev_special = true;
-        self.encode_fragments(text, parse, &mut prev_special, &mut out);
+        self.encode_fragments(text, parse, &mut prev_special, limit, &mut out);
         if add_special && self.add_eos {
             out.extend(self.eos);
         }
-        out
+        (out.len() <= limit).then_some(out)
     }
 
-    /// `text`'s tokens onto `out`; `prev_special` says whether a special token came last (a
-    /// SentencePiece text after one gets the space prefix).
+    /// `text`'s tokens onto `out`, stopping once there are more than `limit`; `prev_special`
+    /// says whether a special token came last (a SentencePiece text after one gets the space
+    /// prefix).
     fn encode_fragments(
         &self,
         text: &str,
         parse: Parse,
         prev_special: &mut bool,
+        limit: usize,
         out: &mut Vec<u32>,
     ) {
         for fragment in self.specials.split(text, parse != Parse::NoControl) {
+            if out.len() > limit {
+                return;
+            }
             match fragment {
                 Fragment::Token(id) => {
                     out.push(id);
@@ -370,17 +410,17 @@ impl Tokenizer {
                 }
                 Fragment::Text(t) if parse == Parse::Escaped && caller_text::is_escaped(t) => {
                     let restored = caller_text::restore(&self.vocab, t);
-                    self.encode_fragments(&restored, Parse::NoControl, prev_special, out);
+                    self.encode_fragments(&restored, Parse::NoControl, prev_special, limit, out);
                 }
                 Fragment::Text(t) => {
-                    self.encode_text(t, *prev_special, out);
+                    self.encode_text(t, *prev_special, limit, out);
                     *prev_special = false;
                 }
             }
         }
     }
 
-    fn encode_text(&self, text: &str, prev_special: bool, out: &mut Vec<u32>) {
+    fn encode_text(&self, text: &str, prev_special: bool, limit: usize, out: &mut Vec<u32>) {
         match &self.model {
             Model::Spm => {
                 let prefix = if self.add_space_prefix && prev_special {
@@ -395,6 +435,9 @@ impl Tokenizer {
                 let chars: Vec<char> = text.chars().collect();
                 let mut word = String::new();
                 for span in bpe.pre.pre.split(&chars) {
+                    if out.len() > limit {
+                        return;
+                    }
                     word.clear();
                     for &c in &chars[span] {
                         for &b in c.encode_utf8(&mut [0; 4]).as_bytes() {
