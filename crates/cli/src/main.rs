@@ -39,6 +39,10 @@ enum Command {
     Synth(synth::SynthArgs),
     /// Check an audit log's hash chain (`ward audit verify PATH`).
     Audit(audit::AuditArgs),
+    /// Render chat templates for `ward serve`, one JSON line at a time on stdin and stdout
+    /// (started by the server itself).
+    #[command(hide = true)]
+    TemplateWorker,
     /// Make API keys for calling services (`ward keys new NAME`).
     Keys(keys::KeysArgs),
 }
@@ -81,6 +85,11 @@ fn main() {
         Command::List(a) => models::list(a),
         Command::Synth(a) => synth::synth(a),
         Command::Audit(a) => audit::audit(a),
+        Command::TemplateWorker => ward_models::template::run_template_worker(
+            std::io::stdin().lock(),
+            std::io::stdout().lock(),
+        )
+        .map_err(Into::into),
         Command::Keys(a) => keys::keys(a),
     };
     if let Err(e) = result {

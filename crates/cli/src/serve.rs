@@ -176,8 +176,16 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let device = crate::run::device(a.gpu);
         let load = tokio::task::spawn_blocking(move || {
             let sha256 = verify_model(&resolved, strict)?;
-            let mut lm = LoadedModel::load_on(&resolved.path, resolved.template_override.as_deref(), device)
-                .with_context(|| format!("loading {}", resolved.path.display()))?;
+            // The chat template comes with the model file: it runs in worker processes of
+            // this binary, where a hostile one can only fail its own request.
+            let worker = std::env::current_exe().context("finding the ward binary")?;
+            let mut lm = LoadedModel::load_with(
+                &resolved.path,
+                resolved.template_override.as_deref(),
+                device,
+                Some(&worker),
+            )
+            .with_context(|| format!("loading {}", resolved.path.display()))?;
             lm.trust_control_tokens = trust_control_tokens;
             let engine = EngineHandle::start(lm, &resolved.name, engine_config)
                 .context("starting the engine")?;

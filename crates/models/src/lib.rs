@@ -133,6 +133,17 @@ impl LoadedModel {
         template_override: Option<&str>,
         device: Device,
     ) -> Result<LoadedModel, ModelError> {
+        LoadedModel::load_with(path, template_override, device, None)
+    }
+
+    /// [`LoadedModel::load_on`], with the chat template rendered by `template_worker`
+    /// processes (`ward serve` runs its own binary, see [`ChatTemplate::new_apart`]).
+    pub fn load_with(
+        path: &Path,
+        template_override: Option<&str>,
+        device: Device,
+        template_worker: Option<&Path>,
+    ) -> Result<LoadedModel, ModelError> {
         let gguf = gguf::GgufFile::open(path)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let model: Box<dyn CausalLm> = match device {
@@ -166,8 +177,12 @@ impl LoadedModel {
                 .unwrap_or("")
                 .to_string()
         };
+        let (bos, eos) = (token_text(tokenizer.bos), token_text(tokenizer.eos));
         let template = source
-            .map(|s| ChatTemplate::new(s, &token_text(tokenizer.bos), &token_text(tokenizer.eos)))
+            .map(|s| match template_worker {
+                Some(exe) => ChatTemplate::new_apart(s, &bos, &eos, exe),
+                None => ChatTemplate::new(s, &bos, &eos),
+            })
             .transpose()?;
         Ok(LoadedModel {
             path: path.to_path_buf(),

@@ -6,6 +6,7 @@
 //! conversation adjustments, Llama 3.x's date, `enable_thinking`, thinking left open).
 //! Checked byte for byte against jinja2 by tests/template_fixtures.rs.
 
+mod apart;
 mod pyjson;
 mod strftime;
 
@@ -14,12 +15,16 @@ use minijinja::{context, Environment, Error as JinjaError, ErrorKind};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use apart::run_worker as run_template_worker;
 pub use pyjson::dumps as python_json_dumps;
 pub use strftime::strftime;
 
 /// Enough for conversations of thousands of turns with the usual templates; a template that
 /// needs more is treated as hostile.
 const FUEL: u64 = 2_000_000;
+/// The longest rendering accepted: far more than any context holds (128k tokens of at most a
+/// few hundred bytes each), so only a runaway template reaches it.
+const MAX_RENDERED_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
@@ -31,7 +36,7 @@ pub enum TemplateError {
     Render(String),
 }
 
-#[derive(Clone, PartialEq, Eq, Serialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ChatMessage {
     pub role: String,
     /// The text. An assistant turn that only calls tools has none: the template gets `null`
@@ -165,10 +170,38 @@ pub struct ChatTemplate {
     llama3: bool,
     /// The template renders a `tools` list itself.
     pub takes_tools: bool,
+    /// Generation prompts are rendered in worker processes ([`ChatTemplate::new_apart`]).
+    apart: Option<apart::Apart>,
 }
 
 impl ChatTemplate {
+    /// The template, rendered in this process (with fuel and an output limit): for templates
+    /// the operator trusts, and for tests.
     pub fn new(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+    ) -> Result<ChatTemplate, TemplateError> {
+        let mut template = ChatTemplate::compile(source, bos_token, eos_token)?;
+        template.needs = template.probe();
+        Ok(template)
+    }
+
+    /// The template, with generation prompts rendered by `worker_exe template-worker`
+    /// processes, under a memory limit and a deadline (see [`apart`]); nothing of it runs in
+    /// this process.
+    pub fn new_apart(
+        source: &str,
+        bos_token: &str,
+        eos_token: &str,
+        worker_exe: &std::path::Path,
+    ) -> Result<ChatTemplate, TemplateError> {
+        let mut template = ChatTemplate::compile(source, bos_token, eos_token)?;
+        template.apart = Some(apart::Apart::new(worker_exe, source, bos_token, eos_token)?);
+        Ok(template)
+    }
+
+    fn compile(
         source: &str,
         bos_token: &str,
         eos_token: &str,
@@ -187,16 +220,15 @@ impl ChatTemplate {
         env.add_filter("tojson", pyjson::tojson);
         env.add_template_owned("chat", source.to_string())
             .map_err(|e| TemplateError::Compile(e.to_string()))?;
-        let mut template = ChatTemplate {
+        Ok(ChatTemplate {
             env,
             bos_token: bos_token.to_string(),
             eos_token: eos_token.to_string(),
             needs: Needs::default(),
             llama3: source.contains("<|start_header_id|>ipython<|end_header_id|>"),
             takes_tools: source.contains("tools"),
-        };
-        template.needs = template.probe();
-        Ok(template)
+            apart: None,
+        })
     }
 
     pub fn render(
@@ -243,6 +275,9 @@ impl ChatTemplate {
         messages: &[ChatMessage],
         inputs: &ChatInputs,
     ) -> Result<GenerationPrompt, TemplateError> {
+        if let Some(apart) = &self.apart {
+            return apart.generation_prompt(messages, inputs);
+        }
         let now = inputs.now.unwrap_or_else(unix_now);
         let mut kwargs = Map::new();
         if self.llama3 {
@@ -282,7 +317,7 @@ impl ChatTemplate {
         let strftime_now = JValue::from_function(move |format: String| strftime(&format, now));
         let kwargs = JValue::from_serialize(inputs.kwargs.unwrap_or(&Map::new()));
         // Variables named first win over the same names in `kwargs`.
-        tmpl.render(context! {
+        let context = context! {
             messages => JValue::from_serialize(messages),
             tools => inputs.tools.map(JValue::from_serialize),
             add_generation_prompt => add_generation_prompt,
@@ -290,8 +325,11 @@ impl ChatTemplate {
             eos_token => self.eos_token,
             strftime_now => strftime_now,
             ..kwargs
-        })
-        .map_err(|e| TemplateError::Render(render_error(&e)))
+        };
+        let mut out = Bounded(Vec::new());
+        tmpl.render_captured_to(context, &mut out)
+            .map_err(|e| TemplateError::Render(render_error(&e)))?;
+        String::from_utf8(out.0).map_err(|e| TemplateError::Render(e.to_string()))
     }
 
     /// A message as the template sees it (llama.cpp's JSON of it, adjusted to the template).
@@ -379,6 +417,26 @@ impl ChatTemplate {
             non_null_content,
             object_arguments: renders_objects && !renders_text,
         }
+    }
+}
+
+/// Rendered output, refused past [`MAX_RENDERED_BYTES`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_RENDERED_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the rendering passed {} MiB",
+                MAX_RENDERED_BYTES >> 20
+            )));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
