@@ -65,6 +65,14 @@ pub struct ServeArgs {
     /// Seconds requests in flight may run on after a stop signal.
     #[arg(long, env = "WARD_SHUTDOWN_TIMEOUT", default_value_t = 30)]
     shutdown_timeout: u64,
+    /// Connections held open at once; more are closed as they come (default: three quarters
+    /// of the open-file limit, `ulimit -n`).
+    #[arg(long, env = "WARD_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Connections held open at once from one client address. Behind a proxy every caller
+    /// has the proxy's address: raise this (or rely on the proxy's own limits).
+    #[arg(long, env = "WARD_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = ServerConfig::default().max_connections_per_address)]
+    max_connections_per_address: usize,
     /// TOML file of the services allowed to call, with their key hashes, models and rates
     /// (see README "Access control"). Without it anyone who can connect may call.
     #[arg(long, env = "WARD_API_KEYS", value_name = "FILE")]
@@ -135,6 +143,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         body_timeout: Duration::from_secs(a.body_timeout.max(1)),
         shutdown_timeout: Duration::from_secs(a.shutdown_timeout),
         request_timeout: (a.request_timeout > 0).then(|| Duration::from_secs(a.request_timeout)),
+        max_connections: a
+            .max_connections
+            .unwrap_or(ServerConfig::default().max_connections),
+        max_connections_per_address: a.max_connections_per_address,
         ..ServerConfig::default()
     };
     let engine_config = EngineConfig {

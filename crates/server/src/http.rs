@@ -1,5 +1,6 @@
 //! The connection loop: HTTP/1.1 with a header-read timeout that also closes kept-alive
-//! connections left idle, so slow or silent clients cannot hold connections forever, and a
+//! connections left idle, so slow or silent clients cannot hold connections forever (nor more
+//! of them than the connection limits allow, nor much memory with unfinished headers), and a
 //! graceful stop: on the stop signal `/ready` turns 503 and new requests get 503 (so a load
 //! balancer moves on) while those in flight finish, up to the shutdown timeout.
 
@@ -13,8 +14,13 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use crate::connections::ConnectionLimits;
 use crate::tls::TlsAcceptor;
 use crate::{router, App};
+
+/// The most a connection may buffer of a request's head (its request line and headers):
+/// hyper's default, about 400 KB, would let 1000 unfinished requests hold 400 MB.
+const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// How often the drain looks whether requests are still in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
@@ -33,7 +39,9 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES)
         .keep_alive(true);
+    let limits = ConnectionLimits::new(config.max_connections, config.max_connections_per_address);
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     let mut drain_until: Option<Instant> = None;
@@ -41,8 +49,12 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _peer)) => stream,
+                let (stream, admitted) = match accepted {
+                    // Over a limit: closed at once (dropped).
+                    Ok((stream, peer)) => match limits.admit(peer.ip()) {
+                        Some(admitted) => (stream, admitted),
+                        None => continue,
+                    },
                     Err(e) => {
                         // Out of file descriptors and the like: back off instead of spinning.
                         tracing::warn!(error = %e, "accept failed");
@@ -57,6 +69,7 @@ pub async fn serve(
                 let tls = tls.clone();
                 // Errors here are a client's broken connection or handshake: nothing to answer.
                 tokio::spawn(async move {
+                    let _admitted = admitted;
                     match tls {
                         None => {
                             let _ = watcher.watch(builder.serve_connection(TokioIo::new(stream), service)).await;

@@ -8,6 +8,7 @@
 
 pub mod audit;
 mod auth;
+mod connections;
 mod error;
 mod generation;
 mod http;
@@ -48,6 +49,10 @@ pub struct ServerConfig {
     /// turn. Each may take many times its body's size in memory while it is, so this bounds
     /// that memory, and the CPU time the event loop's neighbours see taken.
     pub max_preparing: usize,
+    /// Connections held open at once, in all and from one client address; more are closed
+    /// as they come.
+    pub max_connections: usize,
+    pub max_connections_per_address: usize,
 }
 
 impl Default for ServerConfig {
@@ -59,6 +64,8 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(30),
             request_timeout: None,
             max_preparing: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            max_connections: connections::default_max_connections(),
+            max_connections_per_address: 256,
         }
     }
 }

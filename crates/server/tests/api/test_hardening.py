@@ -4,9 +4,11 @@ keep the server within its memory budget."""
 import concurrent.futures
 import json
 import re
+import socket
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -132,3 +134,52 @@ def test_prompts_tokenized_in_full_stay_within_the_memory_budget(gemma):
         print(f"{path}: 16 x 1.4 MB prompts, +{growth} MiB")
         assert statuses == [400] * 16, statuses
         assert growth < MEMORY_BUDGET_MIB, f"{path}: +{growth} MiB"
+
+
+def address(server):
+    host, port = urllib.parse.urlsplit(server.url).netloc.split(":")
+    return host, int(port)
+
+
+def closed_at_once(s):
+    """Whether the server closes `s` without a word (within a few seconds)."""
+    s.settimeout(5)
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, socket.timeout):
+        return False
+
+
+def test_one_address_cannot_hold_every_connection():
+    s = Server("--max-connections-per-address", "4")
+    try:
+        idle = [socket.create_connection(address(s)) for _ in range(4)]
+        with socket.create_connection(address(s)) as fifth:
+            assert closed_at_once(fifth)
+        idle.pop().close()
+        time.sleep(0.5)
+        with socket.create_connection(address(s)) as again:
+            again.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            again.settimeout(10)
+            assert again.recv(65536).startswith(b"HTTP/1.1 200")
+        for c in idle:
+            c.close()
+    finally:
+        assert s.stop() == 0, s.log_text()
+
+
+def test_unfinished_headers_are_bounded(server):
+    with socket.create_connection(address(server), timeout=30) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        try:
+            for _ in range(20):  # 400 KB of headers that never end
+                s.sendall(b"X-Pad: " + b"a" * 20_000 + b"\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # closed as soon as the head passed the limit
+        reply = b""
+        try:
+            while chunk := s.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+        assert reply == b"" or reply.startswith(b"HTTP/1.1 431"), reply[:80]

@@ -41,6 +41,7 @@ def secured(tmp_path_factory):
 name = "lab"
 key_sha256 = "{sha(LAB_KEY)}"
 models = ["{MODEL}"]
+admin = true
 
 [[service]]
 name = "billing"
