@@ -55,6 +55,8 @@ pub struct GenerateRequest {
     /// Prefix-cache entries are shared only between requests with the same salt (a tenant's
     /// key or name), so one service cannot detect another's prompts by their speed.
     pub cache_salt: String,
+    /// Who asks: waiting sequences start in weighted turns between tenants.
+    pub tenant: Tenant,
     /// Give up (with [`Event::TimedOut`]) if not finished this long after submission.
     pub timeout: Option<std::time::Duration>,
 }
@@ -70,6 +72,23 @@ impl std::fmt::Debug for GenerateRequest {
             .field("stop", &format_args!("<{} strings>", self.stop.len()))
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
+    }
+}
+
+/// A calling service and its weight: when sequences wait for a place, each tenant gets
+/// places in proportion to its weight (one with twice the weight runs twice as many).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    pub name: String,
+    pub weight: u32,
+}
+
+impl Default for Tenant {
+    fn default() -> Self {
+        Tenant {
+            name: String::new(),
+            weight: 1,
+        }
     }
 }
 
@@ -241,6 +260,11 @@ pub trait Engine: Send + Sync + 'static {
     /// Requests accepted but not yet started.
     fn queue_depth(&self) -> usize;
 
+    /// The most sequences the engine holds, waiting and running, before it refuses more.
+    fn capacity(&self) -> usize {
+        usize::MAX
+    }
+
     /// The token ids `submit` would run for `prompt` (a chat rendered through the template,
     /// with the generation prompt).
     fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError>;
@@ -278,6 +302,7 @@ mod tests {
                 tools: None,
                 chat_template_kwargs: Default::default(),
                 cache_salt: secret.into(),
+                tenant: Tenant::default(),
                 timeout: None,
             };
             let shown = format!("{request:?}");

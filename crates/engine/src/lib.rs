@@ -17,7 +17,7 @@ pub mod worker;
 
 pub use api::{
     Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, ResponseFormat,
-    SubmitError, TokenChoice, TokenLogprob, Usage,
+    SubmitError, Tenant, TokenChoice, TokenLogprob, Usage,
 };
 pub use generate::{generate, FinishReason, GenerateParams, GenerationStats, MAX_TOP_LOGPROBS};
 pub use sampler::{Sampler, SamplingParams};

@@ -14,6 +14,8 @@
 //! computes every token exactly as alone, and each sequence samples with its own random state.
 
 use std::collections::VecDeque;
+
+use crate::api::Tenant;
 use std::time::Instant;
 
 use ward_models::cache::{kv_blocks_for, KV_BLOCK};
@@ -45,6 +47,7 @@ pub struct Job {
     pub params: GenerateParams,
     /// Keeps prefix-cache entries apart between tenants.
     pub salt: String,
+    pub tenant: Tenant,
     pub deadline: Option<Instant>,
     pub events: EventSender,
 }
@@ -84,6 +87,16 @@ impl Sequence {
     }
 }
 
+/// Virtual times of start-time fair queueing between tenants (see
+/// [`Scheduler::next_waiting`]).
+#[derive(Default)]
+struct FairTurns {
+    /// Each tenant's next turn.
+    turns: std::collections::HashMap<String, f64>,
+    /// The turn of the last sequence started.
+    now: f64,
+}
+
 pub struct Scheduler<'m> {
     lm: &'m LoadedModel,
     config: SchedulerConfig,
@@ -91,6 +104,7 @@ pub struct Scheduler<'m> {
     blocks: BlockManager,
     ws: Workspace,
     waiting: VecDeque<Sequence>,
+    fair: FairTurns,
     /// Oldest first; preemption takes from the end.
     running: Vec<Sequence>,
     steps: u64,
@@ -109,6 +123,7 @@ impl<'m> Scheduler<'m> {
             blocks: BlockManager::new(config.kv_blocks),
             ws: Workspace::default(),
             waiting: VecDeque::new(),
+            fair: FairTurns::default(),
             running: Vec::new(),
             steps: 0,
             preemptions: 0,
@@ -201,21 +216,54 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Move waiting sequences to running, oldest first, while there are blocks for all their
-    /// tokens. Stops at the first that does not fit, so a long prompt is not passed over for
-    /// ever by shorter ones.
+    /// Move waiting sequences to running while there are blocks for all their tokens, in
+    /// weighted turns between tenants (see [`Scheduler::next_waiting`]). Stops at the first
+    /// that does not fit, so a long prompt is not passed over for ever by shorter ones.
     fn admit(&mut self) {
         while self.running.len() < self.config.max_running {
-            let Some(mut seq) = self.waiting.pop_front() else {
+            let Some(next) = self.next_waiting() else {
                 break;
             };
+            let mut seq = self.waiting.remove(next).expect("an index of waiting");
             if !self.take_blocks(&mut seq) {
-                self.waiting.push_front(seq);
+                self.waiting.insert(next, seq);
                 break;
             }
+            self.took_turn(&seq.job.tenant);
             seq.cached_tokens.get_or_insert(seq.kv.len());
             self.running.push(seq);
         }
+    }
+
+    /// The waiting sequence to start next, by start-time fair queueing: each tenant's turn
+    /// comes at its virtual time, which each start advances by 1/weight, so tenants take
+    /// turns in proportion to their weights however many each has waiting; within a tenant,
+    /// the oldest first. A tenant that was idle joins at the current virtual time, with no
+    /// credit saved up.
+    fn next_waiting(&self) -> Option<usize> {
+        let mut best: Option<(f64, usize)> = None;
+        for (i, seq) in self.waiting.iter().enumerate() {
+            let turn = self.turn(&seq.job.tenant);
+            if best.is_none_or(|(b, _)| turn < b) {
+                best = Some((turn, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    fn turn(&self, tenant: &Tenant) -> f64 {
+        let own = self.fair.turns.get(&tenant.name).copied().unwrap_or(0.0);
+        own.max(self.fair.now)
+    }
+
+    /// A sequence of `tenant` starts: its next turn comes 1/weight later.
+    fn took_turn(&mut self, tenant: &Tenant) {
+        let turn = self.turn(tenant);
+        self.fair.now = turn;
+        self.fair.turns.insert(
+            tenant.name.clone(),
+            turn + 1.0 / f64::from(tenant.weight.max(1)),
+        );
     }
 
     /// Blocks for all of `seq`'s tokens: those of its leading full blocks found in the prefix

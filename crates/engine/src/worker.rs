@@ -55,6 +55,7 @@ pub struct EngineHandle {
     info: Arc<ModelInfo>,
     jobs: Sender<Job>,
     max_queue: usize,
+    max_running: usize,
     shared: Arc<Shared>,
     /// The vocabulary sorted by bytes, built for the first request that wants JSON.
     trie: Arc<OnceLock<Arc<TokenTrie>>>,
@@ -119,6 +120,7 @@ impl EngineHandle {
             info: Arc::new(info),
             jobs,
             max_queue: config.max_queue,
+            max_running: config.max_running,
             shared,
             trie: Arc::default(),
         })
@@ -270,6 +272,7 @@ impl Engine for EngineHandle {
                 json,
             },
             salt: request.cache_salt,
+            tenant: request.tenant,
             deadline: request.timeout.map(|t| Instant::now() + t),
             events,
         };
@@ -280,6 +283,10 @@ impl Engine for EngineHandle {
             SubmitError::ShuttingDown
         })?;
         Ok(stream)
+    }
+
+    fn capacity(&self) -> usize {
+        self.max_queue + self.max_running
     }
 
     fn queue_depth(&self) -> usize {

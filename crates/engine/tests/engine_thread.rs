@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use ward_engine::{
     generate, ChatMessage, Engine, EngineConfig, EngineHandle, Event, EventStream, FinishReason,
-    GenerateParams, GenerateRequest, Prompt, ResponseFormat, SamplingParams, SubmitError, Usage,
+    GenerateParams, GenerateRequest, Prompt, ResponseFormat, SamplingParams, SubmitError, Tenant,
+    Usage,
 };
 use ward_models::LoadedModel;
 
@@ -41,6 +42,7 @@ fn request(prompt: Prompt, max_tokens: Option<usize>) -> GenerateRequest {
         tools: None,
         chat_template_kwargs: Default::default(),
         cache_salt: String::new(),
+        tenant: Default::default(),
         timeout: None,
     }
 }
@@ -458,4 +460,46 @@ fn streams_say_when_the_prompt_left_the_thinking_open() {
         .submit(request(Prompt::Text("<think>\n".into()), Some(2)))
         .unwrap();
     assert_eq!(text.thinking, None);
+}
+
+/// Waiting sequences start in turns weighted per tenant: one tenant with many waiting does
+/// not keep another's waiting behind them, and a tenant of weight 3 gets three turns to
+/// another's one.
+#[test]
+fn waiting_tenants_take_weighted_turns() {
+    let config = EngineConfig {
+        max_queue: 32,
+        max_running: 1,
+        ..Default::default()
+    };
+    let engine = EngineHandle::start(smollm2(), "smollm2", config).unwrap();
+    let from = |name: &str, weight: u32, max_tokens| {
+        let mut r = request(Prompt::Text("Hello".into()), Some(max_tokens));
+        r.tenant = Tenant {
+            name: name.into(),
+            weight,
+        };
+        r
+    };
+    // A's long request runs while the others queue up behind it.
+    let mut blocker = engine.submit(from("a", 1, 2000)).unwrap();
+    assert!(matches!(blocker.next_blocking(), Some(Event::Text(_))));
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut waiters = Vec::new();
+    for (name, weight) in [("a", 1), ("a", 1), ("a", 1), ("a", 1), ("a", 1), ("a", 1)]
+        .into_iter()
+        .chain([("b", 3); 6])
+    {
+        let events = engine.submit(from(name, weight, 2)).unwrap();
+        let order = order.clone();
+        waiters.push(std::thread::spawn(move || {
+            collect(events);
+            order.lock().unwrap().push(name);
+        }));
+    }
+    wait_for(&engine, "all to queue", |e| e.load().waiting == 12);
+    drop(blocker);
+    waiters.into_iter().for_each(|w| w.join().unwrap());
+    let order = order.lock().unwrap().concat();
+    assert_eq!(order, "bbbabbbaaaaa", "{order}");
 }

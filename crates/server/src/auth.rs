@@ -11,7 +11,14 @@
 //! requests_per_minute = 120       # optional: no limit when left out
 //! tokens_per_minute = 60000       # optional: prompt + generated tokens
 //! admin = true                    # optional: /metrics shows every service's traffic to it
+//! weight = 2                      # optional (1): its share of the queue and of turns
 //! ```
+//!
+//! Sharing: each service is guaranteed a part of the engine's places (waiting and running
+//! sequences) in proportion to its weight, and may use more only where that leaves every
+//! other service its guaranteed part; an `n`-choice request takes `n` places. A request's
+//! tokens (`n` × `max_tokens`) are reserved against `tokens_per_minute` when it is admitted
+//! and settled when it ends, so one request cannot spend more than the rate.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -41,6 +48,7 @@ struct ServiceEntry {
     tokens_per_minute: Option<u32>,
     #[serde(default)]
     admin: bool,
+    weight: Option<u32>,
 }
 
 /// A calling service, as the key file describes it, with its rate limits' state.
@@ -48,6 +56,10 @@ pub struct Service {
     pub name: String,
     /// May see other services' traffic in `/metrics`.
     pub admin: bool,
+    /// Its share of places and turns, relative to the other services'.
+    pub weight: u32,
+    /// Its position in the key file, for [`Keys::hold`].
+    index: usize,
     key_hash: [u8; 32],
     models: Vec<String>,
     requests: Option<Mutex<Bucket>>,
@@ -57,6 +69,21 @@ pub struct Service {
 /// The services allowed to call this server.
 pub struct Keys {
     services: Vec<Arc<Service>>,
+    /// Engine places (sequences waiting or running) each service holds, by index.
+    held: Arc<Mutex<Vec<usize>>>,
+}
+
+/// Places a request holds in the engine until it is dropped (see [`Keys::hold`]).
+pub struct Held {
+    held: Arc<Mutex<Vec<usize>>>,
+    index: usize,
+    n: usize,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())[self.index] -= self.n;
+    }
 }
 
 /// Who made a request: `None` when the server runs without keys.
@@ -126,7 +153,12 @@ impl Keys {
                 Some(r) => Ok(Some(Mutex::new(Bucket::new(r)))),
                 None => Ok(None),
             };
+            if entry.weight == Some(0) {
+                return Err(format!("service {name:?}: weight must be at least 1"));
+            }
             services.push(Arc::new(Service {
+                weight: entry.weight.unwrap_or(1),
+                index: services.len(),
                 requests: bucket(entry.requests_per_minute, "requests_per_minute")?,
                 tokens: bucket(entry.tokens_per_minute, "tokens_per_minute")?,
                 name,
@@ -135,7 +167,8 @@ impl Keys {
                 models: entry.models,
             }));
         }
-        Ok(Keys { services })
+        let held = Arc::new(Mutex::new(vec![0; services.len()]));
+        Ok(Keys { services, held })
     }
 
     pub fn len(&self) -> usize {
@@ -144,6 +177,37 @@ impl Keys {
 
     pub fn is_empty(&self) -> bool {
         self.services.is_empty()
+    }
+
+    /// `n` places for `service` in an engine that holds `capacity`: within its guaranteed
+    /// share (capacity × its weight / all weights), or beyond it only where every other
+    /// service keeps room for its own share; otherwise 429.
+    pub fn hold(&self, service: &Service, n: usize, capacity: usize) -> Result<Held, ApiError> {
+        let total_weight: usize = self.services.iter().map(|s| s.weight as usize).sum();
+        let share =
+            |s: &Service| (capacity.saturating_mul(s.weight as usize) / total_weight).max(1);
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let mine = held[service.index];
+        let within_share = mine + n <= share(service);
+        let others_kept: usize = self
+            .services
+            .iter()
+            .filter(|s| s.index != service.index)
+            .map(|s| share(s).saturating_sub(held[s.index]))
+            .sum();
+        let in_use: usize = held.iter().sum();
+        if !within_share && in_use + n + others_kept > capacity {
+            return Err(ApiError::rate_limited(
+                "this service holds its share of the server's queue; retry later",
+                Duration::from_secs(1),
+            ));
+        }
+        held[service.index] += n;
+        Ok(Held {
+            held: self.held.clone(),
+            index: service.index,
+            n,
+        })
     }
 
     /// The service whose key is `presented`. Every service's hash is compared in full,
@@ -206,13 +270,33 @@ impl Service {
         Ok(())
     }
 
-    /// Charge tokens a request has used (the prompt on admission, each generated token as it
-    /// comes). The balance may go below zero: a request already running is never cut short,
-    /// the service's next ones wait instead.
-    pub fn charge_tokens(&self, n: usize) {
+    /// Reserve the most tokens a request may generate, or 429 when the balance does not hold
+    /// them (and will never, when they are more than a minute's worth).
+    pub fn reserve_tokens(&self, n: usize) -> Result<(), ApiError> {
         if let Some(bucket) = &self.tokens {
             let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
-            bucket.charge(n as f64, Instant::now());
+            if n as f64 > bucket.per_minute {
+                return Err(ApiError::rate_limited(
+                    "the request may generate more tokens than this service's tokens_per_minute; \
+                     ask for fewer (max_tokens, n)",
+                    Duration::from_secs(60),
+                ));
+            }
+            bucket.take(n as f64, Instant::now()).map_err(|wait| {
+                ApiError::rate_limited("this service is over its tokens_per_minute", wait)
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Charge `used` tokens against the `reserved` ones (the prompt on admission, with nothing
+    /// reserved; the generated tokens at the end, giving back what was reserved and not used).
+    /// The balance may go below zero: a request already running is never cut short, the
+    /// service's next ones wait instead.
+    pub fn settle_tokens(&self, reserved: usize, used: usize) {
+        if let Some(bucket) = &self.tokens {
+            let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
+            bucket.charge(used as f64 - reserved as f64, Instant::now());
         }
     }
 }
@@ -267,7 +351,7 @@ impl Bucket {
 
     fn charge(&mut self, n: f64, now: Instant) {
         self.refill(now);
-        self.level -= n;
+        self.level = (self.level - n).min(self.per_minute);
     }
 }
 

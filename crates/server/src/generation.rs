@@ -16,7 +16,8 @@ use futures_util::stream::{select_all, unfold};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use ward_engine::{
-    Engine, Event, EventStream, GenerateRequest, ResponseFormat, SubmitError, TokenLogprob, Usage,
+    Engine, Event, EventStream, GenerateRequest, ResponseFormat, SubmitError, Tenant, TokenLogprob,
+    Usage,
 };
 
 use crate::auth::Caller;
@@ -97,7 +98,19 @@ async fn generate(
         // One service's prompts never share cache blocks with another's (nor reveal them by
         // their speed).
         request.cache_salt = format!("{}\0{}", service.name, request.cache_salt);
+        request.tenant = Tenant {
+            name: service.name.clone(),
+            weight: service.weight,
+        };
+        // Its places in the engine, one per choice, held until the response ends.
+        let keys = app
+            .keys
+            .as_ref()
+            .expect("a calling service means a key file");
+        let held = keys.hold(service, n, engine.capacity())?;
+        ledger.with(|r| r.held = Some(held));
     }
+    let max_tokens = request.max_tokens;
     let logprobs = request.logprobs.is_some();
     let meta = Meta::new(endpoint, &id.0, &info.id, &info.fingerprint);
     // Templating and tokenizing a long prompt is CPU work: keep it off the I/O threads.
@@ -113,7 +126,12 @@ async fn generate(
         r.streaming = stream;
     });
     if let Some(service) = &caller.0 {
-        service.charge_tokens(prompt_tokens);
+        // The most it may generate is reserved now and settled when it ends (a refusal here
+        // drops the streams, which cancels them).
+        let reserved = n * max_tokens.unwrap_or(info.context_length.saturating_sub(prompt_tokens));
+        service.reserve_tokens(reserved)?;
+        ledger.with(|r| r.reserved_tokens = reserved);
+        service.settle_tokens(0, prompt_tokens);
     }
     let track = Track {
         app: app.clone(),

@@ -18,7 +18,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::auth::{sha256_hex, Caller, Service};
+use crate::auth::{sha256_hex, Caller, Held, Service};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Finished;
 use crate::request_id::{known_route, new_id, request_id, RequestId, HEADER};
@@ -45,6 +45,11 @@ pub struct Record {
     pub streaming: bool,
     /// `ok`, or the error code the request ended with; unset if the client left first.
     pub outcome: Option<&'static str>,
+    /// Its places in the engine (generation requests of a calling service), given back when
+    /// the record is dropped at the request's end.
+    pub held: Option<Held>,
+    /// Tokens reserved against the service's `tokens_per_minute`, settled at the end.
+    pub reserved_tokens: usize,
 }
 
 impl Ledger {
@@ -195,7 +200,7 @@ impl Drop for End {
             "request"
         );
         if let Some(caller) = &record.caller {
-            caller.charge_tokens(record.completion_tokens);
+            caller.settle_tokens(record.reserved_tokens, record.completion_tokens);
         }
         self.app.metrics.request_finished(&Finished {
             service,

@@ -121,9 +121,10 @@ async fn a_service_over_its_rates_gets_429_with_retry_after() {
         StatusCode::OK
     );
 
-    // Tokens: the mock's prompt is 5 tokens and its answer 2, past a limit of 6 a minute.
+    // Tokens: the mock's prompt is 5 tokens and its answer 2 (2 reserved), past a limit of
+    // 6 a minute.
     let (app, _) = served(Some(keys("tokens_per_minute = 6")), None);
-    let chat = chat_body(json!({}));
+    let chat = chat_body(json!({"max_tokens": 2}));
     let (status, _, _) = call(&app, "POST", "/v1/chat/completions", Some(LAB_KEY), &chat).await;
     assert_eq!(status, StatusCode::OK);
     let (status, body, headers) =

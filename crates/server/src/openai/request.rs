@@ -432,6 +432,7 @@ impl RequestBody {
                 tools: None,
                 chat_template_kwargs: Default::default(),
                 cache_salt: self.cache_salt.clone().unwrap_or_default(),
+                tenant: Default::default(),
                 // Set by the route, from the server's configuration.
                 timeout: None,
             },

@@ -25,6 +25,8 @@ pub struct MockEngine {
     pub thinking: Option<ThinkingFormat>,
     pub seen: Mutex<Vec<GenerateRequest>>,
     pub senders: Mutex<Vec<EventSender>>,
+    /// Sequences it holds at most (what [`Engine::capacity`] says).
+    pub capacity: usize,
 }
 
 impl MockEngine {
@@ -42,6 +44,7 @@ impl MockEngine {
             thinking: None,
             seen: Mutex::new(Vec::new()),
             senders: Mutex::new(Vec::new()),
+            capacity: usize::MAX,
         }
     }
 }
@@ -91,6 +94,10 @@ impl Engine for MockEngine {
 
     fn queue_depth(&self) -> usize {
         0
+    }
+
+    fn capacity(&self) -> usize {
+        self.capacity
     }
 }
 
