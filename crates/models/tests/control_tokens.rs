@@ -7,7 +7,8 @@
 mod common;
 
 use common::{
-    fixture, model_path, root, DEEPSEEK_R1_QWEN_VOCAB, GEMMA3, LLAMA3_VOCAB, QWEN2, SMOLLM2,
+    fixture, model_path, root, wire_message, DEEPSEEK_R1_QWEN_VOCAB, GEMMA3, LLAMA3_VOCAB, QWEN2,
+    SMOLLM2,
 };
 use serde_json::{json, Map, Value};
 use ward_models::gguf::GgufFile;
@@ -272,16 +273,7 @@ fn ordinary_conversations_tokenize_as_before() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| {
-                let mut message = ChatMessage::new(
-                    m["role"].as_str().unwrap(),
-                    m["content"].as_str().unwrap_or(""),
-                );
-                message.tool_calls = m.get("tool_calls").cloned();
-                message.tool_call_id = m["tool_call_id"].as_str().map(String::from);
-                message.reasoning_content = m["reasoning_content"].as_str().map(String::from);
-                message
-            })
+            .map(wire_message)
             .collect();
         let inputs = ChatInputs {
             tools: c.get("tools").filter(|t| !t.is_null()),

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{fixture, model_path, root, SMOLLM2};
+use common::{fixture, model_path, root, wire_message, SMOLLM2};
 use ward_models::gguf::GgufFile;
 use ward_models::registry::Registry;
 use ward_models::{ChatInputs, ChatMessage, ChatTemplate, TemplateError, ThinkingFormat};
@@ -39,19 +39,6 @@ fn renderings_equal_jinja2() {
             .unwrap();
         assert_eq!(got, case["rendered"].as_str().unwrap(), "template {name}");
     }
-}
-
-/// A message of a fixture, as an OpenAI-style client sends it (content `null` on a turn that
-/// only calls tools, arguments as JSON text).
-fn wire_message(m: &serde_json::Value) -> ChatMessage {
-    let mut message = ChatMessage::new(
-        m["role"].as_str().unwrap(),
-        m["content"].as_str().unwrap_or(""),
-    );
-    message.tool_calls = m.get("tool_calls").cloned();
-    message.tool_call_id = m["tool_call_id"].as_str().map(String::from);
-    message.reasoning_content = m["reasoning_content"].as_str().map(String::from);
-    message
 }
 
 /// Qwen2.5, Llama 3.1/3.2/3.3, the DeepSeek-R1 distills (today's template and the one in

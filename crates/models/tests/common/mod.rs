@@ -34,3 +34,16 @@ pub fn fixture(name: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     serde_json::from_str(&text).unwrap()
 }
+
+/// A message of a fixture, as an OpenAI-style client sends it (content `null` on a turn that
+/// only calls tools, arguments as JSON text).
+pub fn wire_message(m: &serde_json::Value) -> ward_models::ChatMessage {
+    let mut message = ward_models::ChatMessage::new(
+        m["role"].as_str().unwrap(),
+        m["content"].as_str().unwrap_or(""),
+    );
+    message.tool_calls = m.get("tool_calls").cloned();
+    message.tool_call_id = m["tool_call_id"].as_str().map(String::from);
+    message.reasoning_content = m["reasoning_content"].as_str().map(String::from);
+    message
+}
