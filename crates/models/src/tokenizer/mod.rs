@@ -152,7 +152,8 @@ enum Parse {
     All,
     /// User-defined ones only (llama.cpp's `parse_special = false`).
     NoControl,
-    /// All, in a text whose caller-supplied parts were escaped by [`caller_text::escape`]:
+    /// All, in a text whose caller-supplied parts were escaped by
+    /// [`Tokenizer::escape_controls`]:
     /// those parts are restored and read with [`Parse::NoControl`].
     Escaped,
 }
