@@ -103,9 +103,11 @@ async fn metrics(State(app): State<Arc<App>>) -> Response {
     let described = engine
         .zip(load)
         .map(|(e, load)| (e.info().id.as_str(), app.model_sha256().unwrap_or(""), load));
-    let text = app
-        .metrics
-        .render(described, engine.is_some() && !app.is_stopping());
+    let ready = engine.is_some() && !app.is_stopping() && app.audit_available();
+    let mut text = app.metrics.render(described, ready);
+    if let Some(audit) = &app.audit {
+        audit.render_metrics(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -121,14 +123,20 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The model is loaded and requests can be served.
+/// The model is loaded and requests can be served (and audited).
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    if app.is_stopping() {
-        return (
+    let not = |status: &str| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "stopping"})),
+            Json(json!({"status": status})),
         )
-            .into_response();
+            .into_response()
+    };
+    if app.is_stopping() {
+        return not("stopping");
+    }
+    if !app.audit_available() {
+        return not("audit_unavailable");
     }
     match app.engine() {
         Ok(engine) => {
@@ -143,10 +151,6 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
             }))
         }
         .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "loading"})),
-        )
-            .into_response(),
+        Err(_) => not("loading"),
     }
 }
