@@ -184,10 +184,13 @@ fn admit(
     if app.is_stopping() && route != "/metrics" {
         return Err(ApiError::shutting_down());
     }
-    if app.audit.as_ref().is_some_and(|a| !a.available()) && route != "/metrics" {
-        // Nothing to audit: the log is what fails.
+    if app.audit.as_ref().is_some_and(|a| !a.available()) {
+        // Nothing to audit: the log is what fails. Metrics (no patient data) stay readable,
+        // unaudited, so the failure can be seen.
         ledger.with(|r| r.audited = true);
-        return Err(ApiError::audit_unavailable());
+        if route != "/metrics" {
+            return Err(ApiError::audit_unavailable());
+        }
     }
     let Some(keys) = &app.keys else {
         request.extensions_mut().insert(Caller(None));

@@ -245,6 +245,14 @@ impl Writer {
         if len != self.size && self.file.set_len(self.size).is_err() {
             return false;
         }
+        // Out of budget: resume only with room for more than the next entry or two, so that
+        // service does not flap on and off at the edge.
+        if let Some(max) = self.opts.max_total_bytes {
+            let headroom = (max / 10).min(1 << 20);
+            if self.opts.retain.is_none() && total_size(&self.opts.path) + headroom > max {
+                return false;
+            }
+        }
         let entry = json!({
             "time": timestamp_now(),
             "event": "audit_resumed",
