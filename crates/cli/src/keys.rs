@@ -1,5 +1,6 @@
 //! `ward keys new NAME`: make an API key for a calling service. The key is printed once, for
 //! that service's configuration; the key file gets only its sha256.
+//! `ward keys audit --out FILE`: make the audit log's sealing key.
 
 use clap::{Args, Subcommand};
 
@@ -19,12 +20,21 @@ enum KeysCommand {
         #[arg(long, default_values_t = ["*".to_string()])]
         models: Vec<String>,
     },
+    /// Make a key to seal the audit log (`ward serve --audit-key FILE`): 32 random bytes,
+    /// written to FILE (mode 0600) and printed once for the auditor, who keeps it apart.
+    Audit {
+        /// Where the server's copy goes; an existing file is never overwritten.
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
 }
 
 pub fn keys(a: KeysArgs) -> anyhow::Result<()> {
-    let KeysCommand::New { name, models } = a.command;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    let (name, models) = match a.command {
+        KeysCommand::New { name, models } => (name, models),
+        KeysCommand::Audit { out } => return audit_key(&out),
+    };
+    let bytes = random32()?;
     let key = format!("ward-{}", ward_server::hex(&bytes));
     let models: Vec<String> = models.iter().map(|m| format!("{m:?}")).collect();
     let entry = format!(
@@ -37,5 +47,35 @@ pub fn keys(a: KeysArgs) -> anyhow::Result<()> {
     eprintln!("The key for {name} (give it to that service; it is not stored anywhere):");
     println!("{key}");
     eprintln!("\nAdd this to the --api-keys file:\n\n{entry}");
+    Ok(())
+}
+
+fn random32() -> anyhow::Result<[u8; 32]> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(bytes)
+}
+
+/// The audit key: the server's copy in `out` (0600, never overwriting: a lost key leaves a
+/// log nobody can verify), the auditor's on stdout.
+fn audit_key(out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let key = ward_server::hex(&random32()?);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(out)
+        .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", out.display()))?;
+    file.write_all(format!("{key}\n").as_bytes())?;
+    file.sync_all()?;
+    eprintln!(
+        "Wrote the audit key to {} for `ward serve --audit-key` (it evolves there at every \
+         checkpoint).\nThe initial key, for the auditor (`ward audit verify --key`); keep it \
+         apart from the server, offline:",
+        out.display()
+    );
+    println!("{key}");
     Ok(())
 }

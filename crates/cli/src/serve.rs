@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use ward_engine::{EngineConfig, EngineHandle};
 use ward_models::registry::{check_pin, file_sha256, resolve_model, Registry};
 use ward_models::LoadedModel;
-use ward_server::{App, AuditLog, Keys, ServerConfig};
+use ward_server::{App, AuditLog, AuditOptions, Keys, ServerConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -77,9 +77,39 @@ pub struct ServeArgs {
     /// (see README "Access control"). Without it anyone who can connect may call.
     #[arg(long, env = "WARD_API_KEYS", value_name = "FILE")]
     api_keys: Option<PathBuf>,
-    /// Append a hash-chained JSON line per request to this file (`ward audit verify` checks it).
+    /// Append a sealed, chained JSON line per request to this file (`ward audit verify`
+    /// checks it). Requests are refused (503) while it cannot be written.
     #[arg(long, env = "WARD_AUDIT_LOG", value_name = "PATH")]
     audit_log: Option<PathBuf>,
+    /// Seal the audit log with this key (made by `ward keys audit`; mode 0600, outside the
+    /// log's directory). Ward replaces it with the next epoch's key at every checkpoint.
+    #[arg(
+        long,
+        env = "WARD_AUDIT_KEY",
+        value_name = "FILE",
+        requires = "audit_log"
+    )]
+    audit_key: Option<PathBuf>,
+    /// Append a signed checkpoint (entry count and head MAC) to this file at every epoch and at
+    /// stop; keep it on another disk or host (needs --audit-key).
+    #[arg(
+        long,
+        env = "WARD_AUDIT_CHECKPOINTS",
+        value_name = "PATH",
+        requires = "audit_key"
+    )]
+    audit_checkpoints: Option<PathBuf>,
+    /// Seconds between checkpoints (each also starts a new key epoch), while entries come.
+    #[arg(long, env = "WARD_AUDIT_CHECKPOINT_SECS", default_value_t = 60)]
+    audit_checkpoint_secs: u64,
+    /// Keep this many rotated audit files; older ones are deleted, each deletion recorded in
+    /// the chain. Without it no audit file is ever deleted.
+    #[arg(long, env = "WARD_AUDIT_RETAIN", value_name = "FILES")]
+    audit_retain: Option<u32>,
+    /// Disk budget of all the audit log's files together, in MiB: past it requests are
+    /// refused (503) until space is made, or, with --audit-retain, the oldest files go.
+    #[arg(long, env = "WARD_AUDIT_MAX_TOTAL_MB")]
+    audit_max_total_mb: Option<u64>,
     /// Put prompt and output text in the audit log, not only their sha256. The log then holds
     /// patient data: protect it accordingly.
     #[arg(long, env = "WARD_AUDIT_INCLUDE_TEXT")]
@@ -120,14 +150,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let audit = a
         .audit_log
         .as_deref()
-        .map(|p| {
-            AuditLog::open(
-                p,
-                a.audit_max_mb.saturating_mul(1 << 20),
-                a.audit_include_text,
-            )
-            .with_context(|| format!("opening the audit log {}", p.display()))
-        })
+        .map(|p| audit_log(&a, p))
         .transpose()?;
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(cert), Some(key)) => Some(ward_server::tls::acceptor(cert, key)?),
@@ -241,6 +264,33 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // Do not wait for a model load or generation still running on a blocking thread.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+fn audit_log(a: &ServeArgs, path: &std::path::Path) -> anyhow::Result<AuditLog> {
+    let mb = |n: u64| n.saturating_mul(1 << 20);
+    let options = AuditOptions {
+        max_file_bytes: mb(a.audit_max_mb.max(1)),
+        max_total_bytes: a.audit_max_total_mb.map(mb),
+        retain: a.audit_retain,
+        include_text: a.audit_include_text,
+        key: a.audit_key.clone(),
+        checkpoints: a.audit_checkpoints.clone(),
+        checkpoint_every: Duration::from_secs(a.audit_checkpoint_secs.max(1)),
+        ..AuditOptions::new(path)
+    };
+    if let Some(total) = options.max_total_bytes {
+        anyhow::ensure!(
+            total >= 2 * options.max_file_bytes,
+            "--audit-max-total-mb must be at least twice --audit-max-mb (a full file and the next)"
+        );
+    }
+    if a.audit_key.is_none() {
+        tracing::warn!(
+            "the audit log is not keyed (--audit-key): its chain shows accidents, but anyone who \
+             can write the file can rewrite it undetected"
+        );
+    }
+    AuditLog::open(options).with_context(|| format!("opening the audit log {}", path.display()))
 }
 
 /// The model file's sha256, checked against the registry's pin (refused on a mismatch, and

@@ -101,6 +101,38 @@ impl ApiError {
         .with_code("shutting_down")
     }
 
+    /// 503 while the audit log cannot be written and synced: nothing is served unaudited.
+    pub fn audit_unavailable() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the audit log cannot be written; requests are refused until it can",
+        )
+        .with_code("audit_unavailable")
+    }
+
+    /// 503 for a request still running when the shutdown timeout cut it.
+    pub fn cut_at_shutdown() -> ApiError {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "server_error",
+            "the server stopped before this request finished (shutdown timeout)",
+        )
+        .with_code("shutdown")
+    }
+
+    /// 429: too many refused requests from this address; it may retry after `wait`.
+    pub fn too_many_refusals(wait: std::time::Duration) -> ApiError {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limit_error",
+            "too many refused requests from this address; retry later with a valid API key",
+        )
+        .with_code("too_many_refusals");
+        e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        e
+    }
+
     pub fn route_not_found() -> ApiError {
         ApiError::new(
             StatusCode::NOT_FOUND,

@@ -143,7 +143,11 @@ async fn generate(
         Ok(event_stream(streams, meta, include_usage, logprobs, tool_mode, track).into_response())
     } else {
         let think = endpoint == Endpoint::Chat;
-        let (choices, usage) = collect(streams, logprobs, think, tool_mode, &track).await?;
+        // A request still running at the shutdown timeout ends with 503, and is audited so.
+        let (choices, usage) = tokio::select! {
+            done = collect(streams, logprobs, think, tool_mode, &track) => done?,
+            () = app.cut() => return Err(ApiError::cut_at_shutdown()),
+        };
         Ok(Json(meta.response(&choices, &usage)).into_response())
     }
 }
@@ -434,7 +438,18 @@ fn event_stream(
         let mut offsets = vec![0usize; n];
         let mut usages = Vec::with_capacity(n);
         let mut failed = false;
-        while let Some((i, event)) = merged.next().await {
+        let mut cut = false;
+        loop {
+            let next = tokio::select! {
+                next = merged.next() => next,
+                () = track.app.cut() => {
+                    cut = true;
+                    None
+                }
+            };
+            let Some((i, event)) = next else {
+                break;
+            };
             match event {
                 Event::Logprob(lp) => pending[i].push(lp),
                 Event::Text(t) => {
@@ -475,7 +490,11 @@ fn event_stream(
                 }
             }
         }
-        if !failed && usages.len() < n {
+        if cut {
+            // Cut at the shutdown timeout: the client is told, and the entry says so.
+            track.outcome("shutdown");
+            yield data(ApiError::cut_at_shutdown().body());
+        } else if !failed && usages.len() < n {
             track.outcome("engine_error");
             yield data(ApiError::engine("the engine stopped").body());
         } else if !failed {
@@ -484,7 +503,12 @@ fn event_stream(
                 yield data(meta.usage_chunk(&total_usage(usages.iter())));
             }
         }
-        yield Ok(SseEvent::default().data("[DONE]"));
+        // The last event waits for the audit entry to be synced; if it cannot be written,
+        // the stream ends with an error instead of [DONE].
+        match track.ledger.commit().await {
+            Ok(()) => yield Ok(SseEvent::default().data("[DONE]")),
+            Err(e) => yield data(e.body()),
+        }
     };
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }

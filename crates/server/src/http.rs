@@ -14,9 +14,11 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use axum::Extension;
+
 use crate::connections::ConnectionLimits;
 use crate::tls::TlsAcceptor;
-use crate::{router, App};
+use crate::{router, App, ClientAddr};
 
 /// The most a connection may buffer of a request's head (its request line and headers):
 /// hyper's default, about 400 KB, would let 1000 unfinished requests hold 400 MB.
@@ -24,6 +26,8 @@ const MAX_HEADER_BYTES: usize = 64 << 10;
 
 /// How often the drain looks whether requests are still in flight.
 const DRAIN_POLL: Duration = Duration::from_millis(50);
+/// How long requests cut at the shutdown timeout have to send their error and audit entry.
+const CUT_GRACE: Duration = Duration::from_secs(2);
 
 /// Serve `app` on `listener` (over TLS when given an acceptor) until `stop` completes, then
 /// drain.
@@ -45,14 +49,15 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(stop);
     let mut drain_until: Option<Instant> = None;
+    let mut cut = false;
     let mut drain_tick = tokio::time::interval(DRAIN_POLL);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, admitted) = match accepted {
+                let (stream, peer, admitted) = match accepted {
                     // Over a limit: closed at once (dropped).
                     Ok((stream, peer)) => match limits.admit(peer.ip()) {
-                        Some(admitted) => (stream, admitted),
+                        Some(admitted) => (stream, peer, admitted),
                         None => continue,
                     },
                     Err(e) => {
@@ -63,7 +68,7 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(routes.clone());
+                let service = TowerToHyperService::new(routes.clone().layer(Extension(ClientAddr(peer.ip()))));
                 let (builder, watcher) = (builder.clone(), graceful.watcher());
                 let handshake_timeout = config.header_timeout;
                 let tls = tls.clone();
@@ -93,12 +98,18 @@ pub async fn serve(
                     break;
                 }
                 if drain_until.is_some_and(|t| Instant::now() >= t) {
+                    if cut {
+                        break;
+                    }
                     tracing::warn!(
                         in_flight = app.requests_in_flight(),
                         timeout_s = config.shutdown_timeout.as_secs(),
-                        "requests still running at the shutdown timeout; closing them"
+                        "requests still running at the shutdown timeout; ending them"
                     );
-                    break;
+                    // They end with an error to their clients and an audit entry each.
+                    app.cut_requests();
+                    cut = true;
+                    drain_until = Some(Instant::now() + CUT_GRACE);
                 }
             }
         }

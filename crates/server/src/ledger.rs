@@ -1,15 +1,18 @@
 //! What each request did, and the middleware that sees every request through: it names the
-//! request (`x-request-id`), refuses it while the server stops, checks its API key and request
-//! rate, and when the response has been sent in full (or the client has gone) writes the
-//! access-log line, the audit entry and the metrics from the request's [`Record`].
+//! request (`x-request-id`), refuses it while the server stops or the audit log cannot be
+//! written, checks its API key and request rate (refusals counted per client address), writes
+//! its audit entry before the answer's last bytes go out, and when the response has been sent in
+//! full (or the client has gone) writes the access-log line and the metrics from the request's
+//! [`Record`].
 //!
 //! Handlers fill the record in as they learn things (model, parameters, prompt, token counts,
 //! output). The prompt and output are kept only to be hashed for the audit log (or written
 //! there with `--audit-include-text`); the access log and metrics see counts and codes only.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -21,12 +24,23 @@ use serde_json::{json, Map, Value};
 use crate::auth::{sha256_hex, Caller, Held, Service};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Finished;
-use crate::request_id::{known_route, new_id, request_id, RequestId, HEADER};
+use crate::refusals::{ClientAddr, Note};
+use crate::request_id::{known_route, request_id, RequestId, HEADER};
 use crate::App;
 
-/// A request's record, shared between the middleware and its handler.
-#[derive(Clone, Default)]
-pub struct Ledger(Arc<Mutex<Record>>);
+/// A request's record, shared between the middleware and its handler, and what the audit
+/// entry needs to know about the request.
+#[derive(Clone)]
+pub struct Ledger(Arc<Shared>);
+
+struct Shared {
+    record: Mutex<Record>,
+    app: Arc<App>,
+    id: String,
+    method: Method,
+    route: &'static str,
+    start: Instant,
+}
 
 #[derive(Default)]
 pub struct Record {
@@ -50,11 +64,27 @@ pub struct Record {
     pub held: Option<Held>,
     /// Tokens reserved against the service's `tokens_per_minute`, settled at the end.
     pub reserved_tokens: usize,
+    /// The response's status; unset if the client left before it was ready.
+    pub status: Option<u16>,
+    /// The audit entry is queued already, or is not to be written (a refusal counted in the
+    /// aggregate, or one made because the log cannot be written).
+    pub audited: bool,
 }
 
 impl Ledger {
+    fn new(app: Arc<App>, id: String, method: Method, route: &'static str) -> Ledger {
+        Ledger(Arc::new(Shared {
+            record: Mutex::new(Record::default()),
+            app,
+            id,
+            method,
+            route,
+            start: Instant::now(),
+        }))
+    }
+
     pub fn with<R>(&self, f: impl FnOnce(&mut Record) -> R) -> R {
-        f(&mut self.0.lock().unwrap_or_else(|e| e.into_inner()))
+        f(&mut self.0.record.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Record `text` as part of choice `choice`'s output.
@@ -66,6 +96,30 @@ impl Ledger {
             r.outputs[choice].push_str(text);
         });
     }
+
+    /// Write the request's audit entry and wait until it is synced: the last bytes of an
+    /// answer are sent only after this. Entries of requests finishing together share one sync.
+    /// An error means the entry could not be written: the answer must not go out as a success.
+    pub async fn commit(&self) -> Result<(), ApiError> {
+        let s = &self.0;
+        let Some(audit) = s.app.audit.as_ref().filter(|_| !is_probe(s.route)) else {
+            return Ok(());
+        };
+        let entry = self.with(|r| {
+            let entry = (!r.audited).then(|| self.audit_entry(r));
+            r.audited = true;
+            entry
+        });
+        let Some(entry) = entry else {
+            return Ok(());
+        };
+        if audit.commit(entry).await {
+            Ok(())
+        } else {
+            self.with(|r| r.outcome = Some("audit_unavailable"));
+            Err(ApiError::audit_unavailable())
+        }
+    }
 }
 
 /// Routes that answer without an API key, and while the server stops.
@@ -76,30 +130,35 @@ fn is_probe(route: &str) -> bool {
 pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {
     let id = request_id(request.headers());
     let route = known_route(request.uri().path());
-    let ledger = Ledger::default();
+    let peer = request.extensions().get::<ClientAddr>().map(|a| a.0);
+    let ledger = Ledger::new(app.clone(), id.clone(), request.method().clone(), route);
     request.extensions_mut().insert(RequestId(id.clone()));
     request.extensions_mut().insert(ledger.clone());
-    let mut end = End {
-        app: app.clone(),
-        id: id.clone(),
-        method: request.method().clone(),
-        route,
-        start: Instant::now(),
-        ledger: ledger.clone(),
-        status: None,
-    };
+    let end = End(ledger.clone());
     app.in_flight.fetch_add(1, Ordering::SeqCst);
-    let response = match admit(&app, &mut request, route, &ledger) {
+    app.flush_refusals(false);
+    let mut response = match admit(&app, &mut request, route, &ledger, peer) {
         Ok(()) => next.run(request).await,
         Err(e) => e.into_response(),
     };
-    end.status = Some(response.status().as_u16());
+    let status = response.status().as_u16();
     let error = response.extensions().get::<ErrorCode>().map(|c| c.0);
-    ledger.with(|r| {
-        if error.is_some() || !r.streaming {
+    let whole = ledger.with(|r| {
+        r.status = Some(status);
+        let whole = error.is_some() || !r.streaming;
+        if whole {
             r.outcome = Some(error.unwrap_or("ok"));
         }
+        whole
     });
+    // A whole answer goes out only once its audit entry is synced (a stream's last event
+    // waits for it the same way), and not at all if the entry cannot be written.
+    if whole {
+        if let Err(e) = ledger.commit().await {
+            response = e.into_response();
+            ledger.with(|r| r.status = Some(response.status().as_u16()));
+        }
+    }
     let (mut parts, body) = response.into_parts();
     if let Ok(value) = HeaderValue::from_str(&id) {
         parts.headers.insert(HEADER, value);
@@ -113,14 +172,30 @@ pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next
     )
 }
 
-/// Whether a request may go on: not while stopping (probes and metrics aside), and with a
-/// valid key within its request rate when keys are configured.
-fn admit(app: &App, request: &mut Request, route: &str, ledger: &Ledger) -> Result<(), ApiError> {
+/// Whether a request may go on: not while stopping or while the audit log cannot be written
+/// (probes and metrics aside), and with a valid key within its request rate when keys are
+/// configured. Refusals are counted per client address: past its allowance an address's
+/// refusals are answered 429 and audited only in the periodic aggregate.
+fn admit(
+    app: &App,
+    request: &mut Request,
+    route: &str,
+    ledger: &Ledger,
+    peer: Option<IpAddr>,
+) -> Result<(), ApiError> {
     if is_probe(route) {
         return Ok(());
     }
     if app.is_stopping() && route != "/metrics" {
         return Err(ApiError::shutting_down());
+    }
+    if app.audit.as_ref().is_some_and(|a| !a.available()) {
+        // Nothing to audit: the log is what fails. Metrics (no patient data) stay readable,
+        // unaudited, so the failure can be seen.
+        ledger.with(|r| r.audited = true);
+        if route != "/metrics" {
+            return Err(ApiError::audit_unavailable());
+        }
     }
     let Some(keys) = &app.keys else {
         request.extensions_mut().insert(Caller(None));
@@ -130,11 +205,25 @@ fn admit(app: &App, request: &mut Request, route: &str, ledger: &Ledger) -> Resu
         .headers()
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let service = keys.authenticate(header)?;
-    ledger.with(|r| r.caller = Some(service.clone()));
-    service.admit_request()?;
-    request.extensions_mut().insert(Caller(Some(service)));
-    Ok(())
+    let admitted = keys.authenticate(header).and_then(|service| {
+        ledger.with(|r| r.caller = Some(service.clone()));
+        service.admit_request().map(|()| service)
+    });
+    let refused = match admitted {
+        Ok(service) => {
+            request.extensions_mut().insert(Caller(Some(service)));
+            return Ok(());
+        }
+        Err(e) => e,
+    };
+    let code = refused.code.unwrap_or(refused.kind);
+    match app.refusals.note(peer, code, refused.status.as_u16()) {
+        Note::Audit => Err(refused),
+        Note::Limited(wait) => {
+            ledger.with(|r| r.audited = true);
+            Err(ApiError::too_many_refusals(wait))
+        }
+    }
 }
 
 /// A response body that reports the request's end when it is dropped: sent in full, or
@@ -164,33 +253,34 @@ impl http_body::Body for Tracked {
     }
 }
 
-/// Writes a request's access-log line, audit entry and metrics when dropped.
-struct End {
-    app: Arc<App>,
-    id: String,
-    method: Method,
-    route: &'static str,
-    start: Instant,
-    ledger: Ledger,
-    /// `None`: the client left before the response was ready.
-    status: Option<u16>,
-}
+/// Writes a request's access-log line and metrics when dropped, and its audit entry if the
+/// answer did not wait for one (the client left first).
+struct End(Ledger);
 
 impl Drop for End {
     fn drop(&mut self) {
-        let elapsed = self.start.elapsed();
-        let record = std::mem::take(&mut *self.ledger.0.lock().unwrap_or_else(|e| e.into_inner()));
+        let s = &self.0 .0;
+        let app = &s.app;
+        let elapsed = s.start.elapsed();
+        let record = std::mem::take(&mut *s.record.lock().unwrap_or_else(|e| e.into_inner()));
+        if let Some(audit) = app
+            .audit
+            .as_ref()
+            .filter(|_| !record.audited && !is_probe(s.route))
+        {
+            audit.append(self.0.audit_entry(&record));
+        }
         // 499, as nginx logs it: the client closed the connection before the answer.
-        let status = self.status.unwrap_or(499);
+        let status = record.status.unwrap_or(499);
         let outcome = record.outcome.unwrap_or("client_closed");
         let service = record
             .caller
             .as_ref()
             .map_or("anonymous", |s| s.name.as_str());
         tracing::info!(
-            request_id = %self.id,
-            method = %self.method,
-            route = self.route,
+            request_id = %s.id,
+            method = %s.method,
+            route = s.route,
             status,
             outcome,
             service,
@@ -202,32 +292,25 @@ impl Drop for End {
         if let Some(caller) = &record.caller {
             caller.settle_tokens(record.reserved_tokens, record.completion_tokens);
         }
-        self.app.metrics.request_finished(&Finished {
+        app.metrics.request_finished(&Finished {
             service,
             model: record.model.as_deref().unwrap_or(""),
-            route: self.route,
+            route: s.route,
             status,
             prompt_tokens: record.prompt_tokens,
             generated_tokens: record.completion_tokens,
             duration: elapsed,
         });
-        if let Some(audit) = &self.app.audit {
-            if !is_probe(self.route) {
-                audit.append(self.audit_entry(&record, status, outcome, elapsed));
-            }
-        }
-        self.app.in_flight.fetch_sub(1, Ordering::SeqCst);
+        app.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
-impl End {
-    fn audit_entry(
-        &self,
-        record: &Record,
-        status: u16,
-        outcome: &str,
-        elapsed: Duration,
-    ) -> Map<String, Value> {
+impl Ledger {
+    fn audit_entry(&self, record: &Record) -> Map<String, Value> {
+        let s = &self.0;
+        let status = record.status.unwrap_or(499);
+        let outcome = record.outcome.unwrap_or("client_closed");
+        let elapsed = s.start.elapsed();
         let prompt_text = record.prompt.as_ref().map(canonical_json);
         let mut entry = Map::new();
         let mut put = |k: &str, v: Value| {
@@ -235,19 +318,17 @@ impl End {
         };
         put("time", json!(crate::audit::timestamp_now()));
         put("event", json!("request"));
-        // The caller may choose `request_id` (and repeat it); this one is the server's own.
-        put("audit_id", json!(new_id()));
-        put("request_id", json!(self.id));
+        put("request_id", json!(s.id));
         put("service", json!(record.caller.as_ref().map(|s| &s.name)));
-        put("method", json!(self.method.as_str()));
-        put("endpoint", json!(self.route));
+        put("method", json!(s.method.as_str()));
+        put("endpoint", json!(s.route));
         put("status", json!(status));
         put("outcome", json!(outcome));
         put("latency_ms", json!(elapsed.as_millis() as u64));
         put("model", json!(record.model));
         put(
             "model_sha256",
-            json!(record.model.as_ref().and(self.app.model_sha256())),
+            json!(record.model.as_ref().and(s.app.model_sha256())),
         );
         put("params", record.params.clone().unwrap_or(Value::Null));
         put("prompt_tokens", json!(record.prompt_tokens));
@@ -262,7 +343,7 @@ impl End {
             .map(|o| sha256_hex(o.as_bytes()))
             .collect();
         put("output_sha256", json!(outputs));
-        if self.app.audit.as_ref().is_some_and(|a| a.include_text) {
+        if s.app.audit.as_ref().is_some_and(|a| a.include_text) {
             put("prompt", record.prompt.clone().unwrap_or(Value::Null));
             put("output", json!(record.outputs));
         }

@@ -15,6 +15,7 @@ mod http;
 mod ledger;
 mod metrics;
 mod openai;
+mod refusals;
 mod request_id;
 mod routes;
 pub mod tls;
@@ -24,11 +25,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-pub use audit::AuditLog;
+pub use audit::{AuditError, AuditLog, AuditOptions};
 pub use auth::{hex, sha256_hex, KeyFileError, Keys};
 use error::ApiError;
 pub use http::serve;
 use metrics::Metrics;
+pub use refusals::ClientAddr;
+use refusals::Refusals;
 pub use routes::router;
 use ward_engine::Engine;
 
@@ -79,7 +82,11 @@ pub struct App {
     keys: Option<Keys>,
     audit: Option<AuditLog>,
     metrics: Metrics,
+    /// Refused requests per client address.
+    refusals: Refusals,
     stopping: AtomicBool,
+    /// Set at the shutdown timeout: requests still running end with an error, audited.
+    cut: tokio::sync::watch::Sender<bool>,
     /// Requests whose response has not been sent in full yet.
     in_flight: AtomicUsize,
     /// Turns to parse, template and tokenize a request (`max_preparing` of them).
@@ -104,7 +111,9 @@ impl App {
             keys,
             audit,
             metrics: Metrics::default(),
+            refusals: Refusals::default(),
             stopping: AtomicBool::new(false),
+            cut: tokio::sync::watch::Sender::new(false),
             in_flight: AtomicUsize::new(0),
         })
     }
@@ -137,6 +146,32 @@ impl App {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// At the shutdown timeout: requests still running stop, each with an error to its client
+    /// and an audit entry with the outcome `shutdown`.
+    pub fn cut_requests(&self) {
+        self.cut.send_replace(true);
+    }
+
+    /// Completes when [`App::cut_requests`] is called.
+    async fn cut(&self) {
+        let mut rx = self.cut.subscribe();
+        let _ = rx.wait_for(|cut| *cut).await;
+    }
+
+    /// Whether requests can be audited (always, without an audit log).
+    fn audit_available(&self) -> bool {
+        self.audit.as_ref().is_none_or(AuditLog::available)
+    }
+
+    /// Queue the refusal counts of a window that is over (all of them at stop).
+    fn flush_refusals(&self, all: bool) {
+        if let Some(entry) = self.refusals.take_due(all) {
+            if let Some(audit) = &self.audit {
+                audit.append(entry);
+            }
+        }
+    }
+
     /// Requests whose responses are still being produced or sent.
     pub fn requests_in_flight(&self) -> usize {
         self.in_flight.load(Ordering::SeqCst)
@@ -144,6 +179,7 @@ impl App {
 
     /// Write out what the audit log holds and close it (at exit).
     pub fn close_audit(&self) {
+        self.flush_refusals(true);
         if let Some(audit) = &self.audit {
             audit.close();
         }
@@ -151,6 +187,8 @@ impl App {
 
     /// An entry in the audit log that is not a request (start, stop).
     pub fn audit_event(&self, event: &str, fields: serde_json::Value) {
+        // The refusals counted so far go in before the last entry.
+        self.flush_refusals(event == "stop");
         if let Some(audit) = &self.audit {
             let mut entry = serde_json::Map::new();
             entry.insert("time".into(), audit::timestamp_now().into());

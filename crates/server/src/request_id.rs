@@ -31,7 +31,7 @@ fn is_plain_id(v: &str) -> bool {
 
 /// 16 hex digits: a per-process random key mixed with a counter, unique and unguessable enough
 /// for correlating logs (not a secret).
-pub fn new_id() -> String {
+fn new_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut h = RandomState::new().build_hasher();
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));

@@ -114,11 +114,11 @@ async fn metrics(State(app): State<Arc<App>>, Extension(caller): Extension<Calle
         .as_ref()
         .filter(|s| !s.admin)
         .map(|s| s.name.as_str());
-    let text = app.metrics.render(
-        described,
-        engine.is_some() && !app.is_stopping(),
-        only_service,
-    );
+    let ready = engine.is_some() && !app.is_stopping() && app.audit_available();
+    let mut text = app.metrics.render(described, ready, only_service);
+    if let Some(audit) = &app.audit {
+        audit.render_metrics(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,
@@ -134,14 +134,20 @@ async fn health() -> Json<Value> {
     Json(json!({"status": "ok"}))
 }
 
-/// The model is loaded and requests can be served.
+/// The model is loaded and requests can be served (and audited).
 async fn ready(State(app): State<Arc<App>>) -> Response {
-    if app.is_stopping() {
-        return (
+    let not = |status: &str| {
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "stopping"})),
+            Json(json!({"status": status})),
         )
-            .into_response();
+            .into_response()
+    };
+    if app.is_stopping() {
+        return not("stopping");
+    }
+    if !app.audit_available() {
+        return not("audit_unavailable");
     }
     match app.engine() {
         Ok(engine) => {
@@ -156,10 +162,6 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
             }))
         }
         .into_response(),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "loading"})),
-        )
-            .into_response(),
+        Err(_) => not("loading"),
     }
 }

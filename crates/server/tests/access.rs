@@ -9,7 +9,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::*;
 use serde_json::{json, Value};
-use ward_server::{router, sha256_hex, App, AuditLog, Keys, ServerConfig};
+use ward_server::{router, sha256_hex, App, AuditLog, AuditOptions, Keys, ServerConfig};
 
 const LAB_KEY: &str = "ward-lab-key";
 const BILLING_KEY: &str = "ward-billing-key";
@@ -188,7 +188,7 @@ fn temp_log(name: &str) -> PathBuf {
 #[tokio::test]
 async fn the_audit_log_records_each_request_by_hash_only() {
     let path = temp_log("hash");
-    let audit = AuditLog::open(&path, 1 << 20, false).unwrap();
+    let audit = AuditLog::open(AuditOptions::new(&path)).unwrap();
     let (app, _) = served(Some(keys("")), Some(audit));
     let canary = "CANARY-7f3a-patient-Jane-Roe";
     let messages = json!([{"role": "user", "content": canary}]);
@@ -227,7 +227,8 @@ async fn the_audit_log_records_each_request_by_hash_only() {
     assert!(!text.contains("CANARY"), "{text}");
     let lines: Vec<Value> = text
         .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|l| l["event"] == "request")
         .collect();
     assert_eq!(lines.len(), 3, "probes are not audited: {text}");
     let ok = &lines[0];
@@ -261,19 +262,24 @@ async fn the_audit_log_records_each_request_by_hash_only() {
         (lines[2]["status"].as_u64(), lines[2]["outcome"].as_str()),
         (Some(400), Some("invalid_value"))
     );
-    let report = ward_server::audit::verify(&path).unwrap();
-    assert_eq!((report.entries, report.broken), (3, None));
+    let report = ward_server::audit::verify(&path, None, None).unwrap();
+    assert_eq!((report.entries, report.broken), (4, None));
 }
 
 #[tokio::test]
 async fn with_text_the_audit_log_holds_prompt_and_output() {
     let path = temp_log("text");
-    let audit = AuditLog::open(&path, 1 << 20, true).unwrap();
+    let audit = AuditLog::open(AuditOptions {
+        include_text: true,
+        ..AuditOptions::new(&path)
+    })
+    .unwrap();
     let (app, _) = served(None, Some(audit));
     let stream = chat_body(json!({"stream": true}));
     call(&app, "POST", "/v1/chat/completions", None, &stream).await;
     app.close_audit();
-    let line: Value = serde_json::from_str(std::fs::read_to_string(&path).unwrap().trim()).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let line: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(line["output"], json!(["Hello"]));
     assert_eq!(line["prompt"][0]["content"], "hi");
     assert_eq!(line["outcome"], "ok");

@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 
@@ -15,7 +16,7 @@ import openai
 import pytest
 
 from conftest import MODEL, ROOT, Server
-from test_http import read_until, request, send_stream, wait_until
+from test_http import read_until, read_until_closed, request, send_stream, wait_until
 
 LAB_KEY = "ward-test-lab-4b1d"
 BILLING_KEY = "ward-test-billing-77c0"
@@ -178,10 +179,11 @@ def test_the_audit_log_records_each_request_and_verifies(secured, tmp_path):
     # An edited copy fails, naming the line.
     copy = tmp_path / "audit.log"
     lines = secured.audit.read_text().splitlines()
-    lines[1] = lines[1].replace('"status":', '"status": ', 1)
+    n = next(i for i, line in enumerate(lines) if '"status":' in line)
+    lines[n] = lines[n].replace('"status":', '"status": ', 1)
     copy.write_text("\n".join(lines) + "\n")
     bad = ward("audit", "verify", str(copy))
-    assert bad.returncode == 1 and f"{copy}:3:" in bad.stdout, bad.stdout
+    assert bad.returncode == 1 and f"{copy}:{n + 1}:" in bad.stdout, bad.stdout
 
 
 def test_metrics_report_requests_tokens_latency_and_the_cache(secured):
@@ -227,17 +229,64 @@ def test_a_torn_line_after_kill_9_is_reported_and_the_chain_continues(tmp_path):
     audit = tmp_path / "audit.log"
     s = Server("--audit-log", str(audit))
     request(s, "GET", "/v1/models")
-    wait_until(lambda: audit.read_text().count("\n") >= 2, "two audit lines")
+    lines = audit.read_text().count("\n")  # the answer came after its entry was synced
+    assert lines >= 3  # open, start, the request
     s.proc.kill()
     s.proc.wait()
     with open(audit, "a") as f:  # what a write cut off by the kill leaves
         f.write('{"time":"2026-11-30T00:00:00.000Z","event":"requ')
+    done = ward("audit", "verify", str(audit))
+    assert done.returncode == 0, done.stdout
+    assert f"{audit}:{lines + 1}: a torn last line" in done.stdout and "chain intact" in done.stdout, done.stdout
+    # The next start cuts it off and records that in the chain.
     s = Server("--audit-log", str(audit))
     request(s, "GET", "/v1/models")
     assert s.stop() == 0
     done = ward("audit", "verify", str(audit))
     assert done.returncode == 0, done.stdout
-    assert "torn:" in done.stdout and f"{audit}:3" in done.stdout and "chain intact" in done.stdout
+    assert "removed a torn line of 48 bytes" in done.stdout and "chain intact" in done.stdout, done.stdout
+
+
+def test_a_keyed_log_with_checkpoints_verifies_and_shows_a_dropped_tail(tmp_path):
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "log").mkdir()
+    key, audit, cps = tmp_path / "secret" / "audit.key", tmp_path / "log" / "audit.log", tmp_path / "checkpoints"
+    made = ward("keys", "audit", "--out", str(key))
+    assert made.returncode == 0, made.stderr
+    initial = tmp_path / "initial.key"  # the auditor's copy
+    initial.write_text(made.stdout)
+    s = Server("--audit-log", str(audit), "--audit-key", str(key), "--audit-checkpoints", str(cps))
+    status, _, _ = request(s, "POST", "/v1/completions", {"model": MODEL, "prompt": "Hi", "max_tokens": 2})
+    assert status == 200
+    assert s.stop() == 0
+    assert "epoch = 1" in key.read_text()  # the key evolved at the checkpoint written at stop
+    verify = ("audit", "verify", str(audit), "--key", str(initial), "--checkpoints", str(cps))
+    done = ward(*verify)
+    assert done.returncode == 0 and "chain intact" in done.stdout and "checkpoints: 1 verified" in done.stdout, \
+        done.stdout + done.stderr
+    lines = audit.read_text().splitlines()
+    audit.write_text("\n".join(lines[:-1]) + "\n")  # the stop line removed
+    bad = ward(*verify)
+    assert bad.returncode == 1 and "removed from its end" in bad.stdout, bad.stdout
+
+
+def test_a_stream_cut_at_the_shutdown_timeout_gets_an_error_and_an_audit_entry(tmp_path):
+    audit = tmp_path / "audit.log"
+    s = Server("--audit-log", str(audit), "--shutdown-timeout", "1")
+    host, port = s.url.split("//")[1].split(":")
+    body = json.dumps({"model": MODEL, "prompt": "Count: 1, 2, 3,", "max_tokens": 4000, "ignore_eos": True,
+                       "stream": True}).encode()
+    stream = socket.create_connection((host, int(port)), timeout=120)
+    stream.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                   + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    read_until(stream, b'"text"')
+    s.proc.send_signal(signal.SIGTERM)
+    rest = read_until_closed(stream)
+    stream.close()
+    assert b'"code":"shutdown"' in rest, rest
+    assert s.proc.wait(60) == 0, s.log_text()
+    cut = [e for e in audit_lines(audit) if e.get("outcome") == "shutdown"]
+    assert len(cut) == 1 and cut[0]["status"] == 200 and cut[0]["completion_tokens"] > 0, cut
 
 
 def test_keys_new_prints_a_key_and_an_entry_the_server_accepts(tmp_path):

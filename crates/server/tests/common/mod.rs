@@ -27,6 +27,8 @@ pub struct MockEngine {
     pub senders: Mutex<Vec<EventSender>>,
     /// Sequences it holds at most (what [`Engine::capacity`] says).
     pub capacity: usize,
+    /// Sequences do not finish until [`MockEngine::finish_held`].
+    pub hold: std::sync::atomic::AtomicBool,
 }
 
 impl MockEngine {
@@ -45,6 +47,25 @@ impl MockEngine {
             seen: Mutex::new(Vec::new()),
             senders: Mutex::new(Vec::new()),
             capacity: usize::MAX,
+            hold: Default::default(),
+        }
+    }
+}
+
+impl MockEngine {
+    fn finished(&self, prompt_tokens: usize) -> Event {
+        Event::Finished(Usage {
+            finish: FinishReason::Length,
+            prompt_tokens,
+            cached_tokens: 0,
+            completion_tokens: self.pieces.len(),
+        })
+    }
+
+    /// Finish the sequences held back by `hold`.
+    pub fn finish_held(&self) {
+        for tx in self.senders.lock().unwrap().iter() {
+            tx.send(self.finished(5));
         }
     }
 }
@@ -81,12 +102,9 @@ impl Engine for MockEngine {
         for p in &self.pieces {
             tx.send(Event::Text(p.to_string()));
         }
-        tx.send(Event::Finished(Usage {
-            finish: FinishReason::Length,
-            prompt_tokens,
-            cached_tokens: 0,
-            completion_tokens: self.pieces.len(),
-        }));
+        if !self.hold.load(std::sync::atomic::Ordering::SeqCst) {
+            tx.send(self.finished(prompt_tokens));
+        }
         // Kept so a test can see whether the receiver was dropped.
         self.senders.lock().unwrap().push(tx);
         Ok(rx)
