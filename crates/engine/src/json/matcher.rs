@@ -12,7 +12,9 @@ const MAX_INDENT: u8 = 4 * MAX_NESTING as u8;
 const MAX_NEWLINES: u8 = 2;
 /// Most nested objects and arrays.
 const MAX_NESTING: usize = 32;
-/// Longest number, in bytes.
+/// Longest number, in bytes. With at most two exponent digits, every number fits an f64
+/// (below 10^(28 + 99)): serde_json, and so the server reading a tool call back, refuses
+/// numbers past f64's range such as `1e400`.
 const MAX_NUMBER: u8 = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +45,22 @@ enum Arr {
 enum Str {
     Text,
     Escape,
-    /// Hex digits still to come of a `\u` escape.
-    Unicode(u8),
+    /// In a `\u` escape: hex digits read, their value so far, and whether it must be the low
+    /// half of a surrogate pair (serde_json refuses a lone surrogate).
+    Unicode {
+        read: u8,
+        value: u16,
+        low: bool,
+    },
+    /// After a high surrogate's escape: the low one's `\` (false) or `u` (true) comes next.
+    LowNext(bool),
+    /// Inside a multi-byte UTF-8 character: bytes still to come, and the range the next one
+    /// must be in (JSON text is UTF-8, and a token may end inside a character).
+    Utf8 {
+        left: u8,
+        lo: u8,
+        hi: u8,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +73,10 @@ enum Num {
     Frac,
     Exp,
     ExpSign,
+    /// One exponent digit read.
     ExpDigits,
+    /// Two: the exponent is complete.
+    ExpDigits2,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,16 +215,37 @@ impl Matcher {
                     }
                     (Str::Text, b'\\') => Str::Escape,
                     (Str::Text, 0..=0x1f) => return Step::Reject,
-                    (Str::Text, _) => Str::Text,
+                    (Str::Text, 0x20..=0x7f) => Str::Text,
+                    (Str::Text, lead) => match utf8_lead(lead) {
+                        Some(next) => next,
+                        None => return Step::Reject,
+                    },
+                    (Str::Utf8 { left, lo, hi }, _) if (lo..=hi).contains(&b) => match left {
+                        1 => Str::Text,
+                        _ => Str::Utf8 {
+                            left: left - 1,
+                            lo: 0x80,
+                            hi: 0xbf,
+                        },
+                    },
                     (Str::Escape, b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
                         Str::Text
                     }
-                    (Str::Escape, b'u') => Str::Unicode(4),
-                    (Str::Unicode(n), _) if b.is_ascii_hexdigit() => {
-                        if n == 1 {
-                            Str::Text
-                        } else {
-                            Str::Unicode(n - 1)
+                    (Str::Escape, b'u') => Str::Unicode {
+                        read: 0,
+                        value: 0,
+                        low: false,
+                    },
+                    (Str::LowNext(false), b'\\') => Str::LowNext(true),
+                    (Str::LowNext(true), b'u') => Str::Unicode {
+                        read: 0,
+                        value: 0,
+                        low: true,
+                    },
+                    (Str::Unicode { read, value, low }, _) if b.is_ascii_hexdigit() => {
+                        match unicode_escape(read + 1, value << 4 | hex(b), low) {
+                            Some(next) => next,
+                            None => return Step::Reject,
                         }
                     }
                     _ => return Step::Reject,
@@ -255,7 +295,8 @@ impl Matcher {
                     (Num::Dot | Num::Frac, _) if digit => Some(Num::Frac),
                     (Num::Zero | Num::Int | Num::Frac, b'e' | b'E') if !integer => Some(Num::Exp),
                     (Num::Exp, b'+' | b'-') => Some(Num::ExpSign),
-                    (Num::Exp | Num::ExpSign | Num::ExpDigits, _) if digit => Some(Num::ExpDigits),
+                    (Num::Exp | Num::ExpSign, _) if digit => Some(Num::ExpDigits),
+                    (Num::ExpDigits, _) if digit => Some(Num::ExpDigits2),
                     _ => None,
                 };
                 match next {
@@ -268,7 +309,11 @@ impl Matcher {
                         Step::Took
                     }
                     Some(_) => Step::Reject,
-                    None if matches!(phase, Num::Zero | Num::Int | Num::Frac | Num::ExpDigits) => {
+                    None if matches!(
+                        phase,
+                        Num::Zero | Num::Int | Num::Frac | Num::ExpDigits | Num::ExpDigits2
+                    ) =>
+                    {
                         self.value_done();
                         Step::Again
                     }
@@ -481,6 +526,39 @@ impl Matcher {
             _ => Step::Reject,
         }
     }
+}
+
+/// The state after `read` hex digits of a `\u` escape whose value so far is `value`, or
+/// `None` if no surrogate rule can hold any more: the first two digits tell a surrogate half.
+fn unicode_escape(read: u8, value: u16, low: bool) -> Option<Str> {
+    let is_low = (0xdc..=0xdf).contains(&value);
+    match read {
+        1 if low && value != 0xd => None,
+        2 if low != is_low => None,
+        4 if !low && (0xd800..=0xdbff).contains(&value) => Some(Str::LowNext(false)),
+        4 => Some(Str::Text),
+        _ => Some(Str::Unicode { read, value, low }),
+    }
+}
+
+fn hex(b: u8) -> u16 {
+    (b as char).to_digit(16).expect("a hex digit") as u16
+}
+
+/// What may follow a UTF-8 lead byte (`None`: not a lead byte), as `str::from_utf8` (and so
+/// serde_json) checks it: no overlong forms, no surrogates, nothing past U+10FFFF.
+fn utf8_lead(b: u8) -> Option<Str> {
+    let (left, lo, hi) = match b {
+        0xc2..=0xdf => (1, 0x80, 0xbf),
+        0xe0 => (2, 0xa0, 0xbf),
+        0xed => (2, 0x80, 0x9f),
+        0xe1..=0xef => (2, 0x80, 0xbf),
+        0xf0 => (3, 0x90, 0xbf),
+        0xf1..=0xf3 => (3, 0x80, 0xbf),
+        0xf4 => (3, 0x80, 0x8f),
+        _ => return None,
+    };
+    Some(Str::Utf8 { left, lo, hi })
 }
 
 enum Step {

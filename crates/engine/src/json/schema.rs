@@ -62,6 +62,9 @@ fn err<T>(message: impl Into<String>) -> Result<T, SchemaError> {
 
 /// Deepest nesting of schemas (through `$ref` too), which also stops recursive definitions.
 const MAX_DEPTH: usize = 32;
+/// Longest `const` / `enum` text (as JSON) and property name: the matcher counts its place in
+/// them in 16 bits.
+const MAX_TEXT: usize = u16::MAX as usize;
 /// Most nodes a schema compiles to: `$ref`s are expanded where they are used, so a small
 /// schema could otherwise multiply into millions.
 const MAX_NODES: usize = 10_000;
@@ -134,7 +137,7 @@ impl Compiler<'_> {
             return self.node(target, depth + 1);
         }
         if let Some(c) = obj.get("const") {
-            return Ok(self.push(Node::Literals(vec![c.to_string()])));
+            return Ok(self.push(Node::Literals(vec![literal(c)?])));
         }
         if let Some(e) = obj.get("enum") {
             let values = e
@@ -143,9 +146,8 @@ impl Compiler<'_> {
                 .ok_or_else(|| {
                     SchemaError(format!("'enum' must list 1 to {MAX_CHOICES} values"))
                 })?;
-            return Ok(self.push(Node::Literals(
-                values.iter().map(Value::to_string).collect(),
-            )));
+            let values = values.iter().map(literal).collect::<Result<_, _>>()?;
+            return Ok(self.push(Node::Literals(values)));
         }
         for key in ["anyOf", "oneOf"] {
             if let Some(alts) = obj.get(key) {
@@ -198,6 +200,11 @@ impl Compiler<'_> {
                         for (name, s) in props {
                             if name.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
                                 return err("property names with quotes, backslashes or control characters are not supported");
+                            }
+                            if name.len() > MAX_TEXT {
+                                return err(format!(
+                                    "property names may be at most {MAX_TEXT} bytes long"
+                                ));
                             }
                             list.push((name.clone(), self.node(s, depth + 1)?));
                         }
@@ -269,6 +276,17 @@ impl Compiler<'_> {
         }
         Ok(self.push(Node::AnyOf(ids)))
     }
+}
+
+/// A `const` or `enum` value as the JSON text the answer must hold.
+fn literal(value: &Value) -> Result<String, SchemaError> {
+    let text = value.to_string();
+    if text.len() > MAX_TEXT {
+        return err(format!(
+            "'const' and 'enum' values may be at most {MAX_TEXT} bytes long (as JSON)"
+        ));
+    }
+    Ok(text)
 }
 
 /// The schema a local `$ref` (`#/$defs/name`) points at within `root`.

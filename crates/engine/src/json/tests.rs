@@ -5,12 +5,13 @@ use serde_json::json;
 use super::{Matcher, Schema};
 
 /// Whether `doc` is a complete document for `schema`, and how far it got if not.
-fn run(schema: &Schema, doc: &str) -> Result<(), usize> {
+fn run(schema: &Schema, doc: impl AsRef<[u8]>) -> Result<(), usize> {
+    let doc = doc.as_ref();
     let mut m = Matcher::new(Arc::new(Schema {
         nodes: schema.nodes.clone(),
         ..*schema
     }));
-    for (i, b) in doc.bytes().enumerate() {
+    for (i, &b) in doc.iter().enumerate() {
         if !m.feed(b) {
             return Err(i);
         }
@@ -49,8 +50,70 @@ fn any_object_accepts_json_objects_and_nothing_else() {
     // Deep indentation is fine; endless blanks are not.
     let deep = "{\n\"a\": {\n  \"b\": {\n      \"c\": [\n          1\n      ]\n  }\n}\n}";
     assert_eq!(run(&s, deep), Ok(()));
-    assert_eq!(run(&s, &format!("{{{}}}", " ".repeat(129))), Err(129));
+    assert_eq!(run(&s, format!("{{{}}}", " ".repeat(129))), Err(129));
     assert_eq!(run(&s, "{\n\n\n}"), Err(3));
+}
+
+/// JSON text is UTF-8: a string (or free key) holds whole, valid characters only, as
+/// serde_json reads them (found by fuzz/fuzz_targets/json_schema.rs: `{"\xff":{}}` passed).
+#[test]
+fn strings_are_valid_utf8() {
+    let s = Schema::any_object();
+    for ok in ["{\"é\": \"€ 🩺 \u{7f}\"}", "{\"\u{10ffff}\": 1}"] {
+        assert_eq!(run(&s, ok), Ok(()), "{ok}");
+    }
+    for (bad, at) in [
+        (&b"{\"\xff\":{}}"[..], 2),            // not UTF-8 at all
+        (b"{\"\x80\":1}", 2),                  // a continuation byte alone
+        (b"{\"a\": \"\xc3\"}", 8),             // a character cut short
+        (b"{\"a\": \"\xc0\xaf\"}", 7),         // overlong
+        (b"{\"a\": \"\xed\xa0\x80\"}", 8),     // a surrogate
+        (b"{\"a\": \"\xf4\x90\x80\x80\"}", 8), // past U+10FFFF
+    ] {
+        assert_eq!(run(&s, bad), Err(at), "{}", String::from_utf8_lossy(bad));
+        assert!(serde_json::from_slice::<serde_json::Value>(bad).is_err());
+    }
+}
+
+/// `\u` escapes of surrogates come in pairs, high then low, as serde_json requires (found by
+/// fuzz/fuzz_targets/json_schema.rs: `"\udd7a"`); a pair cut short is refused at the first
+/// byte that cannot complete it.
+#[test]
+fn escaped_surrogates_come_in_pairs() {
+    let s = Schema::any_object();
+    for ok in [
+        r#"{"a": "\ud83e\udd7a \u00e9 \uD7FF \uE000"}"#,
+        r#"{"\uDBFF\uDFFF": 0}"#,
+    ] {
+        assert_eq!(run(&s, ok), Ok(()), "{ok}");
+        serde_json::from_str::<serde_json::Value>(ok).unwrap();
+    }
+    for (bad, at) in [
+        (r#"{"a": "\udd7a"}"#, 10),       // a low half alone
+        (r#"{"a": "\ud83e"}"#, 13),       // a high half alone
+        (r#"{"a": "\ud83ex"}"#, 13),      // not followed by an escape
+        (r#"{"a": "\ud83e\n"}"#, 14),     // nor by a \u escape
+        (r#"{"a": "\ud83e\u00e9"}"#, 15), // nor by a low half
+        (r#"{"a": "\ud83e\ud83e"}"#, 16), // two high halves
+    ] {
+        assert_eq!(run(&s, bad), Err(at), "{bad}");
+        assert!(serde_json::from_str::<serde_json::Value>(bad).is_err());
+    }
+}
+
+/// Every number fits an f64, as serde_json (which reads forced tool calls back) requires:
+/// exponents have at most two digits (found by fuzz/fuzz_targets/json_schema.rs: `1E772`).
+#[test]
+fn numbers_stay_within_f64() {
+    let s = Schema::any_object();
+    let biggest = format!(r#"{{"a": {}e+99}}"#, "9".repeat(26));
+    for ok in [r#"{"a": 1e99}"#, r#"{"a": -2.5E-07}"#, biggest.as_str()] {
+        assert_eq!(run(&s, ok), Ok(()), "{ok}");
+        serde_json::from_str::<serde_json::Value>(ok).unwrap();
+    }
+    for (bad, at) in [(r#"{"a": 1e308}"#, 10), (r#"{"a": 24443E772}"#, 14)] {
+        assert_eq!(run(&s, bad), Err(at), "{bad}");
+    }
 }
 
 #[test]
@@ -161,5 +224,24 @@ fn unsupported_schemas_are_refused_with_a_reason() {
     ] {
         let e = Schema::compile(&schema).unwrap_err().to_string();
         assert!(e.contains(says), "{schema}: {e}");
+    }
+}
+
+/// The matcher counts its place in a `const` / `enum` text or a property name in 16 bits:
+/// longer ones are refused when the schema compiles, not wrapped around mid-document.
+#[test]
+fn texts_longer_than_the_matcher_counts_are_refused() {
+    let fits = "x".repeat(usize::from(u16::MAX) - 2); // 65 535 bytes with its quotes
+    let s =
+        Schema::compile(&json!({"type": "object", "properties": {"a": {"const": fits}}})).unwrap();
+    assert_eq!(run(&s, format!(r#"{{"a":"{fits}"}}"#)), Ok(()));
+    let long = "x".repeat(usize::from(u16::MAX) + 1);
+    for schema in [
+        json!({"type": "object", "properties": {"a": {"const": long}}}),
+        json!({"type": "object", "properties": {"a": {"enum": ["x", long]}}}),
+        json!({"type": "object", "properties": {long.clone(): {}}}),
+    ] {
+        let e = Schema::compile(&schema).unwrap_err().to_string();
+        assert!(e.contains("at most 65535 bytes"), "{e}");
     }
 }
