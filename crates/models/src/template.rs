@@ -327,8 +327,15 @@ impl ChatTemplate {
             ..kwargs
         };
         let mut out = Bounded(Vec::new());
-        tmpl.render_captured_to(context, &mut out)
-            .map_err(|e| TemplateError::Render(render_error(&e)))?;
+        // minijinja 2 panics on a few inputs (reversing an empty string or list with
+        // `x[::-1]`; fixed in minijinja 3.1): a template fails its own rendering, never the
+        // process. Nothing is shared with the next rendering but the environment, which
+        // rendering does not change.
+        let rendered = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            tmpl.render_captured_to(context, &mut out)
+        }))
+        .map_err(|_| TemplateError::Render("the template engine failed (a panic)".into()))?;
+        rendered.map_err(|e| TemplateError::Render(render_error(&e)))?;
         String::from_utf8(out.0).map_err(|e| TemplateError::Render(e.to_string()))
     }
 

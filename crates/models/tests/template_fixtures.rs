@@ -248,6 +248,22 @@ fn raise_exception_and_fuel_limit_give_errors() {
     ));
 }
 
+/// minijinja 2 panics reversing an empty string or list (`x[::-1]`): the rendering fails, the
+/// process goes on (found by fuzz/fuzz_targets/template.rs).
+#[test]
+fn a_panic_in_the_template_engine_is_a_render_error() {
+    let t = ChatTemplate::new("{{ messages[0].content[::-1] }}", "", "").unwrap();
+    assert_eq!(
+        t.render(&[ChatMessage::new("user", "abc")], true).unwrap(),
+        "cba"
+    );
+    let r = t.render(&[ChatMessage::new("user", "")], true);
+    assert!(
+        matches!(&r, Err(TemplateError::Render(m)) if m.contains("panic")),
+        "{r:?}"
+    );
+}
+
 #[test]
 fn registry_entry_can_override_the_template() {
     let dir = std::env::temp_dir().join(format!("ward-registry-test-{}", std::process::id()));
