@@ -331,6 +331,11 @@ async fn bad_parameters_get_400_naming_them_without_echoing_values() {
         ),
         (json!({"logit_bias": {"5": 101}}), "logit_bias"),
         (json!({"logit_bias": {"five": 1}}), "logit_bias"),
+        // A key with a value of the wrong type was once named in the error (found by
+        // fuzz/fuzz_targets/request.rs).
+        (json!({"logit_bias": {"SECRET-PATIENT": "x"}}), "logit_bias"),
+        (json!({"logit_bias": {"5": [1]}}), "logit_bias"),
+        (json!({"logit_bias": ["SECRET-PATIENT"]}), "logit_bias"),
         (json!({"messages": []}), "messages"),
         (
             json!({"messages": [{"role": "wizard", "content": "x"}]}),

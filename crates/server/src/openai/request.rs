@@ -47,7 +47,9 @@ pub struct RequestBody {
     /// Chat: a boolean (with `top_logprobs`); completions: the number of alternatives.
     logprobs: Option<Value>,
     top_logprobs: Option<Value>,
-    logit_bias: Option<std::collections::HashMap<String, f64>>,
+    /// Token ids (as strings) to biases. Read as any JSON and checked by hand: a map typed for
+    /// serde would name a key that holds a wrong value in the error, and keys are caller text.
+    logit_bias: Option<Value>,
     /// vLLM's extensions: more tokens that end the answer; generating past end-of-turn.
     stop_token_ids: Option<Vec<u32>>,
     ignore_eos: Option<bool>,
@@ -513,8 +515,15 @@ impl RequestBody {
 
     /// OpenAI's `logit_bias`: token ids (as strings) to a bias between -100 and 100.
     fn logit_bias(&self) -> Result<Vec<(u32, f32)>, ApiError> {
-        let Some(map) = &self.logit_bias else {
-            return Ok(Vec::new());
+        let map = match &self.logit_bias {
+            None => return Ok(Vec::new()),
+            Some(Value::Object(map)) => map,
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "logit_bias",
+                    "'logit_bias' must be an object of token ids to biases",
+                ))
+            }
         };
         if map.len() > MAX_LOGIT_BIAS {
             return Err(ApiError::invalid_param(
@@ -524,14 +533,15 @@ impl RequestBody {
         }
         let mut bias: Vec<(u32, f32)> = map
             .iter()
-            .map(|(id, &b)| {
+            .map(|(id, b)| {
                 let id = id.parse::<u32>().map_err(|_| {
                     ApiError::invalid_param("logit_bias", "'logit_bias' keys must be token ids")
                 })?;
+                let b = b.as_f64().unwrap_or(f64::NAN);
                 if !(-100.0..=100.0).contains(&b) {
                     return Err(ApiError::invalid_param(
                         "logit_bias",
-                        "'logit_bias' values must be between -100 and 100",
+                        "'logit_bias' values must be numbers between -100 and 100",
                     ));
                 }
                 Ok((id, b as f32))
