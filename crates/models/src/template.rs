@@ -201,6 +201,14 @@ impl ChatTemplate {
         Ok(template)
     }
 
+    /// Compile `source` as [`ChatTemplate::new_apart`] does in the serving process, rendering
+    /// nothing: a model file's template runs only in workers, and only its compilation in the
+    /// server. (The fuzz target's way in for arbitrary template source.)
+    #[doc(hidden)]
+    pub fn compile_only(source: &str) -> Result<(), TemplateError> {
+        ChatTemplate::compile(source, "", "").map(drop)
+    }
+
     fn compile(
         source: &str,
         bos_token: &str,

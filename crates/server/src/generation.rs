@@ -73,23 +73,16 @@ async fn generate(
     // Held until the prompt is tokenized: parsing, templating and tokenizing a large body
     // take many times its size in memory.
     let preparing = app.preparing.acquire().await;
-    let body = parse_body(&bytes)?;
-    record_prompt(&ledger, &bytes)?;
-    let info = engine.info();
-    if body.model.is_none() {
-        return Err(ApiError::invalid_param("model", "'model' is required"));
-    }
-    check_model(&app, &caller, &ledger, body.model.as_deref())?;
     let Validated {
         mut request,
         stream,
         include_usage,
         n,
         tool_mode,
-    } = match endpoint {
-        Endpoint::Chat => body.into_chat()?,
-        Endpoint::Completion => body.into_completion()?,
-    };
+    } = read_request(&bytes, endpoint, &ledger, |model| {
+        check_model(&app, &caller, &ledger, model)
+    })?;
+    let info = engine.info();
     request.id = id.0.clone();
     request.timeout = app.config.request_timeout;
     ledger.with(|r| r.params = Some(audit_params(&request, n, stream)));
@@ -149,6 +142,27 @@ async fn generate(
             () = app.cut() => return Err(ApiError::cut_at_shutdown()),
         };
         Ok(Json(meta.response(&choices, &usage)).into_response())
+    }
+}
+
+/// A body as `endpoint` reads it, before the engine sees it: parsed, its prompt recorded in
+/// `ledger`, the model it names checked by `check_model`, then validated. (Also the fuzz
+/// target's way in, see [`crate::fuzzing`].)
+pub(crate) fn read_request(
+    bytes: &[u8],
+    endpoint: Endpoint,
+    ledger: &Ledger,
+    check_model: impl FnOnce(Option<&str>) -> Result<(), ApiError>,
+) -> Result<Validated, ApiError> {
+    let body = parse_body(bytes)?;
+    record_prompt(ledger, bytes)?;
+    if body.model.is_none() {
+        return Err(ApiError::invalid_param("model", "'model' is required"));
+    }
+    check_model(body.model.as_deref())?;
+    match endpoint {
+        Endpoint::Chat => body.into_chat(),
+        Endpoint::Completion => body.into_completion(),
     }
 }
 

@@ -72,7 +72,7 @@ pub struct Record {
 }
 
 impl Ledger {
-    fn new(app: Arc<App>, id: String, method: Method, route: &'static str) -> Ledger {
+    pub(crate) fn new(app: Arc<App>, id: String, method: Method, route: &'static str) -> Ledger {
         Ledger(Arc::new(Shared {
             record: Mutex::new(Record::default()),
             app,

@@ -10,6 +10,8 @@ pub mod audit;
 mod auth;
 mod connections;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod generation;
 mod http;
 mod ledger;
