@@ -296,3 +296,29 @@ fn the_checkpoints_file_cannot_be_rolled_back_or_edited() {
         "checkpoints:2: not a checkpoint",
     );
 }
+
+/// An epoch forged far ahead is refused before the key is derived that far: each epoch costs an
+/// HMAC, and 10^15 of them kept `verify` busy for ever (found with an input written for
+/// fuzz/fuzz_targets/audit_verify.rs).
+#[test]
+fn an_epoch_forged_far_ahead_is_refused_at_once() {
+    let far = |line: &str| {
+        let (head, rest) = line.split_once("\"epoch\":").unwrap();
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap();
+        format!("{head}\"epoch\":1000000000000000{}", &rest[digits..])
+    };
+    caught(
+        "a checkpoint of epoch 10^15",
+        |fx| fx.edit(&fx.cps, |l| l[1] = far(&l[1])),
+        "checkpoints:2: its key epoch 1000000000000000 is more than",
+    );
+    // The chain's first entry where the oldest files were deleted: nothing before it to follow.
+    caught(
+        "the first entry present, of epoch 10^15",
+        |fx| {
+            std::fs::remove_file(fx.rot(1)).unwrap();
+            fx.edit(&fx.rot(2), |l| l[0] = far(&l[0]));
+        },
+        "audit.log.2:1: its key epoch 1000000000000000 is more than",
+    );
+}

@@ -13,6 +13,27 @@ use serde_json::Value;
 use super::files::{for_each_line, rotated};
 use super::seal::{SealKey, Sealed, GENESIS};
 
+/// Most key epochs one entry or checkpoint may carry the key forward. Each epoch costs an HMAC
+/// to derive, so an epoch forged far ahead (10^15) would keep the verifier busy for ever before
+/// the MAC could be found wrong. An epoch lasts at least a second (`--audit-checkpoint-secs`,
+/// 60 by default), so this is half a year of epochs at the fastest and 32 years at the default,
+/// derived in a few seconds.
+const MAX_EPOCH_STEP: u64 = 1 << 24;
+
+/// The key carried forward to `epoch`: an error naming `what` if that is backwards or
+/// implausibly far ahead.
+fn key_at(key: &SealKey, epoch: u64, what: &str) -> Result<SealKey, String> {
+    if epoch.saturating_sub(key.epoch) > MAX_EPOCH_STEP {
+        return Err(format!(
+            "its key epoch {epoch} is more than {MAX_EPOCH_STEP} past the key's {} at the {what} \
+             before it: no log gets that far (forged)",
+            key.epoch
+        ));
+    }
+    key.at_epoch(epoch)
+        .ok_or_else(|| format!("its key epoch is earlier than the {what} before it"))
+}
+
 /// What [`verify`] found.
 #[derive(Debug, Default)]
 pub struct Verified {
@@ -184,9 +205,7 @@ fn check_line(line: &[u8], here: &str, chain: &mut Chain, v: &mut Verified) -> R
     }
     match (&mut chain.key, e.epoch) {
         (Some(k), Some(epoch)) => {
-            *k = k
-                .at_epoch(epoch)
-                .ok_or("its key epoch is earlier than the entry before it")?;
+            *k = key_at(k, epoch, "entry")?;
             if !e.mac_ok(Some(k)) {
                 return Err(
                     "its MAC does not match: the entry was changed, or sealed with \
@@ -364,16 +383,16 @@ fn read_checkpoints(
             broken = Some(format!("{here}: not a checkpoint"));
             return;
         };
-        let why = match key.at_epoch(cp.epoch) {
-            None => Some("its key epoch is earlier than the checkpoint before it"),
-            Some(k) => {
+        let why = match key_at(&key, cp.epoch, "checkpoint") {
+            Err(why) => Some(why),
+            Ok(k) => {
                 key = k;
                 if !e.mac_ok(Some(&key)) {
-                    Some("its MAC does not match: changed, or sealed with another key")
+                    Some("its MAC does not match: changed, or sealed with another key".into())
                 } else if cp.number != cps.len() as u64 || e.prev != prev {
-                    Some("it does not follow the checkpoint before it (removed, inserted or reordered)")
+                    Some("it does not follow the checkpoint before it (removed, inserted or reordered)".into())
                 } else if cps.last().is_some_and(|p| p.head_seq > cp.head_seq) {
-                    Some("it seals fewer entries than the checkpoint before it")
+                    Some("it seals fewer entries than the checkpoint before it".into())
                 } else {
                     None
                 }
