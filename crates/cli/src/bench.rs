@@ -102,6 +102,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let prefill_tok_s = (a.batch * a.prompt_tokens) as f64 / prefill;
     let decode_tok_s = (a.batch * a.gen_tokens) as f64 / decode;
     let threads = ward_kernels::pool::global().threads();
+    let kernels = lm.kernels;
     // Decode reads every weight once per token (the embedding table too where the output
     // projection is tied to it), so bandwidth / weight bytes bounds decode speed.
     let weight_bytes: u64 = ward_models::gguf::GgufFile::open(&lm.path)?
@@ -122,13 +123,16 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"model": model, "threads": threads, "batch": a.batch, "prompt_tokens": a.prompt_tokens,
+            serde_json::json!({"model": model, "kernels": kernels, "threads": threads, "batch": a.batch, "prompt_tokens": a.prompt_tokens,
                 "gen_tokens": a.gen_tokens, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
                 "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth,
                 "decode_fraction_of_bandwidth_limit": weight_fraction})
         );
     } else {
-        println!("model {model}, {threads} threads, {} sequences", a.batch);
+        println!(
+            "model {model}, {kernels} kernels, {threads} threads, {} sequences",
+            a.batch
+        );
         println!(
             "prefill: {} tokens in {prefill:.2}s = {prefill_tok_s:.1} tok/s",
             a.batch * a.prompt_tokens

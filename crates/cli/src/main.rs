@@ -1,4 +1,5 @@
-//! ward: the command-line entry point (serve, run, inspect, bench, pull, list, synth, audit, keys).
+//! ward: the command-line entry point (serve, run, inspect, bench, pull, list, synth, audit, keys,
+//! tiers).
 //! The only crate with clap and logging set-up; logs go to stderr, generated text to stdout.
 
 mod audit;
@@ -11,6 +12,7 @@ mod models;
 mod run;
 mod serve;
 mod synth;
+mod tiers;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +47,9 @@ enum Command {
     TemplateWorker,
     /// Make API keys for calling services (`ward keys new NAME`).
     Keys(keys::KeysArgs),
+    /// The CPU kernel tiers: which this machine runs, and which one is in use
+    /// (`WARD_KERNEL_TIER=NAME` forces one).
+    Tiers,
 }
 
 /// Size the kernels' worker pool (default: the physical cores this process may use); must run
@@ -74,6 +79,12 @@ fn main() {
         std::process::exit(2);
     }
     let cli = Cli::parse();
+    // A kernel tier forced with WARD_KERNEL_TIER that this CPU cannot run is refused here,
+    // before any work, rather than when the first kernel asks for it.
+    if let Err(e) = ward_kernels::tier::configured() {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
     init_logging();
     return_large_blocks_to_the_system();
     let result = match cli.command {
@@ -91,6 +102,7 @@ fn main() {
         )
         .map_err(Into::into),
         Command::Keys(a) => keys::keys(a),
+        Command::Tiers => tiers::tiers(),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -112,6 +112,8 @@ pub struct ModelInfo {
     pub fingerprint: String,
     /// Unix time the model was loaded.
     pub created: u64,
+    /// Which kernels compute it: the CPU kernel tier ("avx2", "avx512", …) or "cuda".
+    pub kernels: String,
 }
 
 /// Why a request was not accepted. Each maps to one HTTP status in the server.

@@ -312,6 +312,7 @@ fn model_info(lm: &LoadedModel, id: &str, kv_positions: usize) -> ModelInfo {
         context_length: lm.model.hparams().context_length.min(kv_positions),
         has_chat_template: lm.template.is_some(),
         fingerprint: format!("fp_{fnv:016x}"),
+        kernels: lm.kernels.to_string(),
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

@@ -1,26 +1,21 @@
-//! Kernel throughput: each weight format's matmul (bytes of weights per second; the decode
-//! shape is one token, the prefill shape 64) and attention at growing contexts.
+//! Kernel throughput: each weight format's matmul on every kernel tier this machine has (bytes
+//! of weights per second; the decode shape is one token, the prefill shape 64) and attention at
+//! growing contexts.
 //!
 //!   cargo bench -p ward-kernels [-- FILTER]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use half::f16;
 use ward_kernels::attention::{attention, kv_block_len, kv_blocks_for, AttnShape, PagedKv};
-use ward_kernels::quant::{matmul, Layout, QuantMatrix, WeightType};
+use ward_kernels::quant::{matmul, QuantMatrix, WeightType};
+use ward_kernels::tier::{tier, Tier};
 
 /// Random bytes with sane f16 scales: enough for timing (the values do not change the work).
 fn weights(ty: WeightType, rows: usize, cols: usize) -> QuantMatrix {
-    weights_in(
-        ty,
-        rows,
-        cols,
-        QuantMatrix::new(ty, vec![0; ty.row_bytes(cols).unwrap()], 1, cols)
-            .unwrap()
-            .layout(),
-    )
+    weights_on(ty, rows, cols, tier())
 }
 
-fn weights_in(ty: WeightType, rows: usize, cols: usize, layout: Layout) -> QuantMatrix {
+fn weights_on(ty: WeightType, rows: usize, cols: usize, tier: Tier) -> QuantMatrix {
     let n = ty.row_bytes(cols).unwrap() * rows;
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut bytes: Vec<u8> = (0..n)
@@ -38,7 +33,7 @@ fn weights_in(ty: WeightType, rows: usize, cols: usize, layout: Layout) -> Quant
             .chunks_exact_mut(2)
             .for_each(|c| c.copy_from_slice(&[0x00, 0x14]));
     }
-    QuantMatrix::with_layout(ty, bytes, rows, cols, layout).unwrap()
+    QuantMatrix::on_tier(ty, bytes, rows, cols, tier).unwrap()
 }
 
 fn matmuls(c: &mut Criterion) {
@@ -54,14 +49,14 @@ fn matmuls(c: &mut Criterion) {
             g.throughput(Throughput::Bytes(
                 ty.row_bytes(cols).unwrap() as u64 * rows as u64,
             ));
-            // GGUF's row layout beside the tiles, where this machine has them.
-            let best = weights(ty, rows, cols);
-            let mut runs = vec![best];
-            if runs[0].layout() != Layout::Rows {
-                runs.push(weights_in(ty, rows, cols, Layout::Rows));
-            }
+            // Every tier this machine has, the scalar reference included.
+            let runs: Vec<_> = Tier::ALL
+                .into_iter()
+                .filter(|t| t.is_supported())
+                .map(|t| weights_on(ty, rows, cols, t))
+                .collect();
             for w in &runs {
-                let id = format!("{ty:?}/{:?}", w.layout());
+                let id = format!("{ty:?}/{}", w.tier());
                 g.bench_function(BenchmarkId::from_parameter(id), |b| {
                     b.iter(|| matmul(w, &x))
                 });

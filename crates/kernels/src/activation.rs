@@ -45,8 +45,8 @@ impl Activation {
 /// AVX2, the same bits either way).
 fn silu(gate: &mut [f32], up: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    let done = if crate::quant::tier() == crate::quant::Tier::Avx2 {
-        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+    let done = if crate::tier::avx2_floats() {
+        // SAFETY: `avx2_floats` is true only where the CPU has AVX2, FMA and F16C.
         unsafe { avx2::silu(gate, up) }
     } else {
         0
@@ -100,8 +100,8 @@ fn gelu(gate: &mut [f32], up: &[f32]) {
 /// Up to eight values rounded to f16, as bit patterns (with F16C, eight in one instruction).
 fn f16_bits(x: &[f32], out: &mut [u16; 8]) {
     #[cfg(target_arch = "x86_64")]
-    if x.len() == 8 && crate::quant::tier() == crate::quant::Tier::Avx2 {
-        // SAFETY: the AVX2 tier is chosen only where the CPU has F16C; eight values each way.
+    if x.len() == 8 && crate::tier::avx2_floats() {
+        // SAFETY: `avx2_floats` is true only where the CPU has F16C; eight values each way.
         unsafe { avx2::f16_bits(x, out) };
         return;
     }
@@ -113,7 +113,7 @@ fn f16_bits(x: &[f32], out: &mut [u16; 8]) {
 /// Eight f16 bit patterns as floats.
 fn f16_values(bits: &[u16; 8], out: &mut [f32; 8]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::quant::tier() == crate::quant::Tier::Avx2 {
+    if crate::tier::avx2_floats() {
         // SAFETY: as above.
         unsafe { avx2::f16_values(bits, out) };
         return;

@@ -88,7 +88,7 @@ mod tests {
     #[test]
     fn eight_at_a_time_equals_one_at_a_time() {
         use std::arch::x86_64::*;
-        if !crate::quant::avx2_available() {
+        if !crate::tier::Tier::Avx2.is_supported() {
             return;
         }
         let xs: Vec<f32> = (0..800).map(|i| (i as f32 - 400.0) * 0.37).collect();

@@ -14,3 +14,4 @@ pub mod pool;
 pub mod probe;
 pub mod quant;
 pub mod rope;
+pub mod tier;

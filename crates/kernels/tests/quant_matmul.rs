@@ -1,19 +1,19 @@
 //! The weight-format kernels on random data, for every type: every tier the machine has
 //! against exact f64 arithmetic on the dequantized blocks (the reference definition), and the
-//! parallel matmul in every layout (GGUF's rows, 8-row tiles) against the same and plain float
+//! parallel matmul on every tier (GGUF's rows, 8-row tiles) against the same and plain float
 //! maths — over odd shapes, tails and token counts, with each token's outputs independent of the
 //! others in the batch.
 
 mod common;
 
-use common::{f16_fields, random_weights, Rng};
+use common::{f16_fields, random_weights, tiers, Rng};
 use ward_kernels::activation::Activation;
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::quant::{
-    avx2_available, dequantize_activations, dequantize_row, matmul, matmul_gated, matmul_normed,
-    neon_available, pair_groups, quantize_activations, vec_dot, ActivationType, Layout,
-    QuantMatrix, Tier, WeightType,
+    dequantize_activations, dequantize_row, matmul, matmul_gated, matmul_normed, pair_groups,
+    quantize_activations, vec_dot, ActivationType, Layout, QuantMatrix, WeightType,
 };
+use ward_kernels::tier::Tier;
 
 /// `matmul_gated` into a new vector.
 fn gated(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>, act: Activation) -> Vec<f32> {
@@ -50,17 +50,6 @@ fn tolerance(ty: WeightType, w: &[f64], a: &[f64], a_bytes: &[u8]) -> f64 {
         tol += 0.02 * sum_terms / 1024.0 * 2.0;
     }
     tol
-}
-
-fn tiers() -> Vec<Tier> {
-    let mut t = vec![Tier::Scalar];
-    if avx2_available() {
-        t.push(Tier::Avx2);
-    }
-    if neon_available() {
-        t.push(Tier::Neon);
-    }
-    t
 }
 
 /// Row lengths: one block, several, model sizes, and (for the float types) tails.
@@ -104,7 +93,8 @@ fn every_tier_of_every_type_matches_exact_arithmetic() {
 #[test]
 fn extreme_values_do_not_overflow_the_integer_sums() {
     // Every quantized value at its largest magnitude, activations all at the extreme: the i16
-    // pair sums of `maddubs` are where an overflow would show.
+    // pair sums of `maddubs` are where an overflow would show, in the row products and in the
+    // tile kernels.
     let mut rng = Rng(7);
     for ty in WeightType::ALL.into_iter().filter(|t| t.block_len() > 1) {
         let cols = 512;
@@ -125,30 +115,29 @@ fn extreme_values_do_not_overflow_the_integer_sums() {
                 let exact: f64 = wf.iter().zip(&a_floats).map(|(w, a)| w * a).sum();
                 let tol = tolerance(ty, &wf, &a_floats, &a);
                 for tier in tiers() {
-                    let got = f64::from(vec_dot(ty, tier, &w, &a));
-                    assert!(
-                        (got - exact).abs() <= tol,
-                        "{ty:?} {tier:?} fill {fill:#x} sign {sign}: {got} vs {exact}"
-                    );
+                    let dot = f64::from(vec_dot(ty, tier, &w, &a));
+                    // The tile kernels too: 8 copies of the row, two tokens.
+                    let tiled = matrix(ty, w.repeat(8), 8, cols, tier);
+                    let y = matmul(&tiled, &[x.clone(), x.clone()].concat());
+                    for got in std::iter::once(dot).chain(y.into_iter().map(f64::from)) {
+                        assert!(
+                            (got - exact).abs() <= tol,
+                            "{ty:?} {tier:?} fill {fill:#x} sign {sign}: {got} vs {exact}"
+                        );
+                    }
                 }
             }
         }
     }
 }
 
-/// Every layout this machine can run `ty` in.
-fn layouts(ty: WeightType) -> Vec<Layout> {
-    let cols = ty.block_len().max(32);
-    let one_row = vec![0; ty.row_bytes(cols).unwrap()];
-    let mut l = vec![Layout::Rows];
-    if QuantMatrix::with_layout(ty, one_row, 1, cols, Layout::Interleaved8).is_ok() {
-        l.push(Layout::Interleaved8);
-    }
-    l
+/// `rows × cols` of `ty` in GGUF's layout, for the kernels of `tier`.
+fn matrix(ty: WeightType, bytes: Vec<u8>, rows: usize, cols: usize, tier: Tier) -> QuantMatrix {
+    QuantMatrix::on_tier(ty, bytes, rows, cols, tier).unwrap()
 }
 
 #[test]
-fn matmul_in_every_layout_matches_exact_arithmetic_and_float_math() {
+fn matmul_on_every_tier_matches_exact_arithmetic_and_float_math() {
     let mut rng = Rng(42);
     for ty in WeightType::ALL {
         let bl = ty.block_len().max(32);
@@ -156,8 +145,9 @@ fn matmul_in_every_layout_matches_exact_arithmetic_and_float_math() {
             let cols = blocks * bl;
             let bytes = random_weights(ty, rows, cols, &mut rng);
             let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
-            for layout in layouts(ty) {
-                let w = QuantMatrix::with_layout(ty, bytes.clone(), rows, cols, layout).unwrap();
+            for tier in tiers() {
+                let w = matrix(ty, bytes.clone(), rows, cols, tier);
+                let layout = (tier, w.layout());
                 let y = matmul(&w, &x);
                 assert_eq!(y.len(), n * rows);
                 let row_bytes = bytes.len() / rows;
@@ -207,16 +197,15 @@ fn the_gated_matmul_equals_two_matmuls_and_the_activation() {
             let up = random_weights(ty, out_rows, cols, &mut rng);
             let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
             let row_bytes = gate.len() / out_rows;
-            for layout in layouts(ty) {
-                let m =
-                    |b: Vec<u8>, rows| QuantMatrix::with_layout(ty, b, rows, cols, layout).unwrap();
+            for tier in tiers() {
+                let m = |b: Vec<u8>, rows| matrix(ty, b, rows, cols, tier);
                 let paired = m(pair_groups(&gate, &up, row_bytes), 2 * out_rows);
                 let (g, u) = (m(gate.clone(), out_rows), m(up.clone(), out_rows));
                 for act in [Activation::Silu, Activation::Gelu] {
                     let mut want = matmul(&g, &x);
                     act.apply_parallel(&mut want, &matmul(&u, &x));
                     let got = gated(&paired, &x, None, act);
-                    assert_eq!(got, want, "{ty:?} {layout:?} {act:?} {out_rows}×{n}");
+                    assert_eq!(got, want, "{ty:?} {tier} {act:?} {out_rows}×{n}");
                 }
             }
         }
@@ -238,11 +227,11 @@ fn a_norm_applied_while_converting_equals_the_norm_applied_first() {
         };
         let mut normed = x.clone();
         rms_norm_inplace(&mut normed, &weight, 1e-6);
-        for layout in layouts(ty) {
-            let w = QuantMatrix::with_layout(ty, bytes.clone(), rows, cols, layout).unwrap();
+        for tier in tiers() {
+            let w = matrix(ty, bytes.clone(), rows, cols, tier);
             let mut got = vec![0.0; n * rows];
             matmul_normed(&w, &x, Some(norm), &mut got);
-            assert_eq!(got, matmul(&w, &normed), "{ty:?} {layout:?}");
+            assert_eq!(got, matmul(&w, &normed), "{ty:?} {tier}");
             let fused = gated(&w, &x, Some(norm), Activation::Silu);
             assert_eq!(fused, gated(&w, &normed, None, Activation::Silu));
         }
@@ -254,16 +243,73 @@ fn aarch64_has_the_neon_tier() {
     // A tier that silently became unavailable would leave every test above on the reference.
     assert_eq!(
         cfg!(all(target_arch = "aarch64", target_endian = "little")),
-        neon_available()
+        Tier::Neon.is_supported()
     );
 }
 
 #[test]
-fn the_interleaved_formats_are_covered_where_the_machine_has_them() {
-    use WeightType::*;
-    let expected = if avx2_available() { 2 } else { 1 };
-    for ty in [Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
-        assert_eq!(layouts(ty).len(), expected, "{ty:?}");
+fn the_x86_tiers_tile_every_quantized_format() {
+    for tier in tiers() {
+        for ty in WeightType::ALL {
+            let cols = ty.block_len().max(32);
+            let one_row = vec![0; ty.row_bytes(cols).unwrap()];
+            let tiled = match tier {
+                Tier::Avx2 | Tier::Avx512 => ty.block_len() > 1,
+                Tier::Scalar | Tier::Neon => false,
+            };
+            let want = if tiled {
+                Layout::Interleaved8
+            } else {
+                Layout::Rows
+            };
+            assert_eq!(
+                matrix(ty, one_row, 1, cols, tier).layout(),
+                want,
+                "{ty:?} {tier}"
+            );
+        }
+    }
+}
+
+/// The SIMD tiers' integer sums are exact and their float steps the same, so they agree to the
+/// bit: a token's logits do not depend on which tier (or how many tokens at once) computed
+/// them.
+#[test]
+fn the_simd_tiers_agree_to_the_bit() {
+    let simd: Vec<Tier> = tiers()
+        .into_iter()
+        .filter(|t| matches!(t, Tier::Avx2 | Tier::Avx512))
+        .collect();
+    let mut rng = Rng(0x5eed);
+    for ty in WeightType::ALL {
+        let bl = ty.block_len().max(32);
+        for (rows, blocks, n) in [(8, 1, 1), (24, 7, 3), (40, 9, 6), (17, 4, 9)] {
+            let cols = blocks * bl;
+            let bytes = random_weights(ty, rows, cols, &mut rng);
+            let x = rng.vec(n * cols);
+            let outputs: Vec<_> = simd
+                .iter()
+                .map(|&t| (t, matmul(&matrix(ty, bytes.clone(), rows, cols, t), &x)))
+                .collect();
+            for (t, y) in &outputs[1.min(outputs.len())..] {
+                let (t0, y0) = &outputs[0];
+                let same = y.iter().zip(y0).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(
+                    same,
+                    "{ty:?} {rows}×{cols}, {n} tokens: {t} differs from {t0}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_matrix_for_a_tier_this_cpu_lacks_is_refused() {
+    for tier in Tier::ALL.into_iter().filter(|t| !t.is_supported()) {
+        let Err(err) = QuantMatrix::on_tier(WeightType::Q8_0, vec![0; 34], 1, 32, tier) else {
+            panic!("a {tier} matrix on a CPU without it");
+        };
+        assert!(err.contains("lacks") || err.contains("built for"), "{err}");
     }
 }
 

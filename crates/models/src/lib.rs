@@ -118,6 +118,9 @@ pub struct LoadedModel {
     /// trusted callers only). Off: a caller's text is read as plain text, and only the
     /// template's markup makes control tokens (see [`tokenizer::caller_text`]).
     pub trust_control_tokens: bool,
+    /// Which kernels compute it: the CPU's kernel tier (`ward_kernels::tier`, e.g. "avx512")
+    /// or "cuda".
+    pub kernels: &'static str,
 }
 
 impl LoadedModel {
@@ -146,6 +149,10 @@ impl LoadedModel {
     ) -> Result<LoadedModel, ModelError> {
         let gguf = gguf::GgufFile::open(path)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
+        let kernels = match device {
+            Device::Cpu => ward_kernels::tier::tier().name(),
+            Device::Cuda(_) => "cuda",
+        };
         let model: Box<dyn CausalLm> = match device {
             Device::Cpu => arch::load(&gguf)?,
             #[cfg(feature = "cuda")]
@@ -190,6 +197,7 @@ impl LoadedModel {
             tokenizer,
             template,
             trust_control_tokens: false,
+            kernels,
         })
     }
 

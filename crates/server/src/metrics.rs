@@ -7,7 +7,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use ward_engine::SchedulerLoad;
+use ward_engine::{ModelInfo, SchedulerLoad};
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const TTFT_BUCKETS: [f64; 12] = [
@@ -117,7 +117,7 @@ impl Metrics {
     /// given (a service sees its own traffic; an admin key, or a server without keys, all).
     pub fn render(
         &self,
-        engine: Option<(&str, &str, SchedulerLoad)>,
+        engine: Option<(&ModelInfo, &str, SchedulerLoad)>,
         ready: bool,
         only_service: Option<&str>,
     ) -> String {
@@ -193,17 +193,18 @@ impl Metrics {
         for (route, h) in &m.duration {
             histogram(w, name, &format!("route=\"{route}\""), h);
         }
-        if let Some((model, sha256, load)) = engine {
+        if let Some((info, sha256, load)) = engine {
             header(
                 w,
                 "ward_model_info",
                 "gauge",
-                "The model served and its file's sha256.",
+                "The model served, its file's sha256 and the kernels computing it (the CPU's \
+                 kernel tier, or cuda).",
             );
-            let model = label(model);
+            let (model, kernels) = (label(&info.id), label(&info.kernels));
             let _ = writeln!(
                 w,
-                "ward_model_info{{model=\"{model}\",sha256=\"{sha256}\"}} 1"
+                "ward_model_info{{model=\"{model}\",sha256=\"{sha256}\",kernels=\"{kernels}\"}} 1"
             );
             let gauges = [
                 (

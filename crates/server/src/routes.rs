@@ -107,7 +107,7 @@ async fn metrics(State(app): State<Arc<App>>, Extension(caller): Extension<Calle
     });
     let described = engine
         .zip(load)
-        .map(|(e, load)| (e.info().id.as_str(), app.model_sha256().unwrap_or(""), load));
+        .map(|(e, load)| (e.info(), app.model_sha256().unwrap_or(""), load));
     // Another service's traffic is its own business, unless this key is an admin's.
     let only_service = caller
         .0

@@ -170,7 +170,7 @@ async fn metrics_count_requests_tokens_and_latency() {
         "ward_generated_tokens_total{service=\"lab\",model=\"mock-model\"} 4",
         "ward_time_to_first_token_seconds_count{model=\"mock-model\"} 2",
         "ward_inter_token_latency_seconds_count{model=\"mock-model\"} 2",
-        &format!("ward_model_info{{model=\"mock-model\",sha256=\"{MOCK_SHA256}\"}} 1"),
+        &format!("ward_model_info{{model=\"mock-model\",sha256=\"{MOCK_SHA256}\",kernels=\"scalar\"}} 1"),
         "ward_queue_depth 0",
         "ward_ready 1",
     ] {

@@ -8,7 +8,7 @@ use half::f16;
 use super::{kv_row_at, KV_BLOCK};
 
 #[cfg(target_arch = "x86_64")]
-use crate::quant::{tier, Tier};
+use crate::tier::avx2_floats;
 
 /// One KV head's rows of a sequence in a paged cache (see `KV_BLOCK`): contiguous within a
 /// block, the blocks where the sequence's `table` says.
@@ -70,14 +70,14 @@ const MAX_GROUP: usize = 8;
 
 #[cfg(target_arch = "x86_64")]
 fn simd(rows: &Rows, group: usize) -> bool {
-    tier() == Tier::Avx2 && rows.head_dim.is_multiple_of(8) && group <= MAX_GROUP
+    avx2_floats() && rows.head_dim.is_multiple_of(8) && group <= MAX_GROUP
 }
 
 /// `out[i] = x[i]` rounded to f16 (the query, as llama.cpp converts it for `q·k`).
 pub fn round_to_f16(x: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    let done = if tier() == Tier::Avx2 {
-        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+    let done = if avx2_floats() {
+        // SAFETY: `avx2_floats` is true only where the CPU has AVX2, FMA and F16C.
         unsafe { avx2::round_to_f16(x, out) }
     } else {
         0
@@ -106,7 +106,7 @@ fn scores_run(q: &[f32], k: &Rows, first: usize, scale: f32, out: &mut [f32]) {
     let group = q.len() / hd;
     #[cfg(target_arch = "x86_64")]
     if simd(k, group) {
-        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+        // SAFETY: `avx2_floats` is true only where the CPU has AVX2, FMA and F16C.
         return unsafe { avx2::scores(q, k, first, scale, out) };
     }
     for (i, per_head) in out.chunks_exact_mut(group).enumerate() {

@@ -8,14 +8,14 @@ use half::f16;
 
 use crate::exp::exp;
 #[cfg(target_arch = "x86_64")]
-use crate::quant::{tier, Tier};
+use crate::tier::avx2_floats;
 
 /// For each of the `group` columns of `scores` (`[position][group]`): `m[g]` = its maximum,
 /// the column replaced by `exp(s - m[g])`, `l[g]` = their sum.
 pub fn exps(scores: &mut [f32], group: usize, m: &mut [f32], l: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if tier() == Tier::Avx2 && group <= 8 {
-        // SAFETY: the AVX2 tier is chosen only where the CPU has AVX2, FMA and F16C.
+    if avx2_floats() && group <= 8 {
+        // SAFETY: `avx2_floats` is true only where the CPU has AVX2, FMA and F16C.
         return unsafe { avx2::exps(scores, m, l) };
     }
     m.fill(f32::NEG_INFINITY);
@@ -32,7 +32,7 @@ pub fn exps(scores: &mut [f32], group: usize, m: &mut [f32], l: &mut [f32]) {
 /// Each column `g` of `exps` (`[position][group]`) multiplied by `factor[g]` and rounded to f16.
 pub fn round_weights(exps: &mut [f32], group: usize, factor: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    let done = if tier() == Tier::Avx2 && group <= 8 {
+    let done = if avx2_floats() && group <= 8 {
         // SAFETY: as above.
         unsafe { avx2::round_weights(exps, factor) }
     } else {

@@ -67,25 +67,34 @@ unsafe fn run<const T: usize>(
             WeightType::Q4_K => q4_k::<T>(t, a, blocks),
             WeightType::Q5_K => q5_k::<T>(t, a, blocks),
             WeightType::Q6_K => q6_k::<T>(t, a, blocks),
-            _ => unreachable!("{ty:?} has no interleaved layout"),
+            WeightType::F32 | WeightType::F16 | WeightType::BF16 => {
+                unreachable!("{ty:?} has no interleaved layout")
+            }
         }
     };
+    store(acc, out);
+}
+
+/// Each row's 8 sums into its 8 outputs.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn store<const T: usize>(acc: [__m256; T], out: &mut [f32]) {
     for (acc, o) in acc.iter().zip(out.chunks_exact_mut(8)) {
-        // SAFETY: each chunk holds 8 floats.
+        let o: &mut [f32; 8] = o.try_into().expect("chunks of 8");
+        // SAFETY: `o` holds 8 floats.
         unsafe { _mm256_storeu_ps(o.as_mut_ptr(), *acc) }
     }
 }
 
 /// Eight f16 as f32.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn f16x8(p: *const u8) -> __m256 {
+pub(super) unsafe fn f16x8(p: *const u8) -> __m256 {
     // SAFETY: the caller points at 16 readable bytes.
     unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
 }
 
 /// Four activation bytes in every lane.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn broadcast4(p: *const u8) -> __m256i {
+pub(super) unsafe fn broadcast4(p: *const u8) -> __m256i {
     // SAFETY: the caller points at four readable bytes.
     _mm256_set1_epi32(unsafe { p.cast::<i32>().read_unaligned() })
 }
@@ -94,7 +103,7 @@ unsafe fn broadcast4(p: *const u8) -> __m256i {
 /// bit r of each byte of such a vector belongs to register r of the values it goes with (the
 /// fifth bits of Q5_0/Q5_1/Q5_K, worth 16, and the third bits of Q3_K, worth 4).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn plane_bits(high: __m256i, r: usize, value: i8) -> __m256i {
+pub(super) fn plane_bits(high: __m256i, r: usize, value: i8) -> __m256i {
     let bit = _mm256_set1_epi8(1 << r);
     _mm256_and_si256(
         _mm256_cmpeq_epi8(_mm256_and_si256(high, bit), bit),
@@ -104,13 +113,13 @@ fn plane_bits(high: __m256i, r: usize, value: i8) -> __m256i {
 
 /// Fifth bits: 16 where set.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn fifth_bits(high: __m256i, r: usize) -> __m256i {
+pub(super) fn fifth_bits(high: __m256i, r: usize) -> __m256i {
     plane_bits(high, r, 16)
 }
 
 /// Register r (0..4) of a vector of 2-bit values: bits 2r..2r + 2 of each byte.
 #[target_feature(enable = "avx2,fma,f16c")]
-fn crumbs(v: __m256i, r: usize) -> __m256i {
+pub(super) fn crumbs(v: __m256i, r: usize) -> __m256i {
     let shifted = match r {
         0 => v,
         1 => _mm256_srli_epi16(v, 2),
@@ -178,7 +187,7 @@ unsafe fn nibble_tile_sums<const T: usize>(
 
 /// `acc[i] += d8 · scale(a[i]) · sums[i]` for i32 `sums`, the same float steps for every row.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_into<const T: usize>(
+pub(super) unsafe fn scale_into<const T: usize>(
     acc: &mut [__m256; T],
     d8: __m256,
     a: [*const u8; T],
@@ -193,7 +202,11 @@ unsafe fn scale_into<const T: usize>(
 
 /// `acc[i] += m8 · s(a[i])`: the minimum of Q4_1/Q5_1 times the row's Q8_1 sum.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn add_minimums<const T: usize>(acc: &mut [__m256; T], m8: __m256, a: [*const u8; T]) {
+pub(super) unsafe fn add_minimums<const T: usize>(
+    acc: &mut [__m256; T],
+    m8: __m256,
+    a: [*const u8; T],
+) {
     for (acc, a) in acc.iter_mut().zip(a) {
         // SAFETY: a Q8_1 block keeps s at byte 2.
         *acc = _mm256_fmadd_ps(m8, _mm256_set1_ps(unsafe { f16(a.add(2)) }), *acc);
@@ -207,11 +220,11 @@ fn widen<const T: usize>(sums: [__m256i; T]) -> [__m256i; T] {
 }
 
 /// Each row's activation pointers advanced to block `b`.
-fn at<const T: usize>(a: [*const u8; T], b: usize, block: usize) -> [*const u8; T] {
+pub(super) fn at<const T: usize>(a: [*const u8; T], b: usize, block: usize) -> [*const u8; T] {
     a.map(|p| p.wrapping_add(b * block))
 }
 
-fn offset<const T: usize>(a: [*const u8; T], by: usize) -> [*const u8; T] {
+pub(super) fn offset<const T: usize>(a: [*const u8; T], by: usize) -> [*const u8; T] {
     a.map(|p| p.wrapping_add(by))
 }
 
@@ -333,11 +346,11 @@ unsafe fn q8_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 // K-quants: one tile is one super-block of 8 rows; activations are Q8_K (f32 d at 0, 256 i8 at
 // 4, 16 i16 sums of 16 values at 260).
 
-const Q8K: usize = 292;
+pub(super) const Q8K: usize = 292;
 
 /// Eight per-row bytes (one sub-block's scales) as i32 lanes, zero- or sign-extended.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn bytes8(p: *const u8, signed: bool) -> __m256i {
+pub(super) unsafe fn bytes8(p: *const u8, signed: bool) -> __m256i {
     // SAFETY: the caller points at eight readable bytes.
     let v = unsafe { _mm_loadl_epi64(p.cast()) };
     if signed {
@@ -357,7 +370,7 @@ fn both_halves(v: __m256i) -> __m256i {
 }
 
 /// Sum of the Q8_K block sums `first..first + n` of one row.
-unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
+pub(super) unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
     (first..first + n)
         // SAFETY: the caller points at a Q8_K block.
         .map(|g| i32::from(unsafe { a.add(260 + 2 * g).cast::<i16>().read_unaligned() }))
@@ -367,7 +380,7 @@ unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
 /// The end of a K-quant super-block: `acc[i] += d8·da·sumi[i]`, then `− dmin8·da·mins[i]` for
 /// the formats with minimums, where `da` is row i's Q8_K scale.
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn scale_super_block<const T: usize>(
+pub(super) unsafe fn scale_super_block<const T: usize>(
     acc: &mut [__m256; T],
     d8: __m256,
     ab: [*const u8; T],

@@ -25,10 +25,15 @@ pub const GROUP: usize = 8;
 /// Whether `ty` has an interleaved layout.
 pub fn supported(ty: WeightType) -> bool {
     use WeightType::*;
-    matches!(
-        ty,
-        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K
-    )
+    match ty {
+        Q4_0 | Q4_1 | Q5_0 | Q5_1 | Q8_0 | Q2_K | Q3_K | Q4_K | Q5_K | Q6_K => true,
+        F32 | F16 | BF16 => false,
+    }
+}
+
+/// The panic of a tile function asked about a type without tiles (callers check `supported`).
+fn untiled(ty: WeightType) -> ! {
+    unreachable!("{ty:?} has no interleaved layout")
 }
 
 /// Bytes of one tile (8 rows of one block): the blocks' own bytes, plus 32 for Q3_K, Q4_K and
@@ -40,7 +45,12 @@ pub fn tile_bytes(ty: WeightType) -> usize {
         WeightType::Q4_K => interleave_k::Q4_K_TILE,
         WeightType::Q5_K => interleave_k::Q5_K_TILE,
         WeightType::Q6_K => interleave_k::Q6_K_TILE,
-        _ => GROUP * ty.block_bytes(),
+        WeightType::Q4_0
+        | WeightType::Q4_1
+        | WeightType::Q5_0
+        | WeightType::Q5_1
+        | WeightType::Q8_0 => GROUP * ty.block_bytes(),
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => untiled(ty),
     }
 }
 
@@ -52,7 +62,12 @@ fn put_block(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
         WeightType::Q4_K => interleave_k::put_q4_k(block, j, tile),
         WeightType::Q5_K => interleave_k::put_q5_k(block, j, tile),
         WeightType::Q6_K => interleave_k::put_q6_k(block, j, tile),
-        _ => put_row(ty, tile_layout(ty), &split(ty, block), j, tile),
+        WeightType::Q4_0
+        | WeightType::Q4_1
+        | WeightType::Q5_0
+        | WeightType::Q5_1
+        | WeightType::Q8_0 => put_row(ty, tile_layout(ty), &split(ty, block), j, tile),
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => untiled(ty),
     }
 }
 
@@ -64,7 +79,12 @@ fn get_block(ty: WeightType, tile: &[u8], j: usize, block: &mut [u8]) {
         WeightType::Q4_K => interleave_k::get_q4_k(tile, j, block),
         WeightType::Q5_K => interleave_k::get_q5_k(tile, j, block),
         WeightType::Q6_K => interleave_k::get_q6_k(tile, j, block),
-        _ => join(ty, &get_row(ty, tile_layout(ty), tile, j), block),
+        WeightType::Q4_0
+        | WeightType::Q4_1
+        | WeightType::Q5_0
+        | WeightType::Q5_1
+        | WeightType::Q8_0 => join(ty, &get_row(ty, tile_layout(ty), tile, j), block),
+        WeightType::F32 | WeightType::F16 | WeightType::BF16 => untiled(ty),
     }
 }
 
@@ -104,7 +124,15 @@ fn packed_at(ty: WeightType) -> Option<(usize, Option<usize>)> {
         WeightType::Q4_1 => Some((4, None)),
         WeightType::Q5_0 => Some((6, Some(2))),
         WeightType::Q5_1 => Some((8, Some(4))),
-        _ => None,
+        WeightType::Q8_0 => None,
+        WeightType::Q2_K
+        | WeightType::Q3_K
+        | WeightType::Q4_K
+        | WeightType::Q5_K
+        | WeightType::Q6_K
+        | WeightType::F32
+        | WeightType::F16
+        | WeightType::BF16 => unreachable!("{ty:?} is not a 32-value format"),
     }
 }
 

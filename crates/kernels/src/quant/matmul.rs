@@ -6,7 +6,7 @@ use std::cell::{Cell, RefCell};
 
 use super::interleave::{self, GROUP};
 use super::{
-    avx2_available, dequantize_row, quantize_activations, tier, vec_dot, Tier, WeightType,
+    dequantize_row, quantize_activations, tier, tile_kernel, vec_dot, Tier, TileGemm, WeightType,
 };
 use crate::activation::Activation;
 use crate::norm::RmsNorm;
@@ -19,7 +19,10 @@ pub struct QuantMatrix {
     rows: usize,
     cols: usize,
     row_bytes: usize,
-    layout: Layout,
+    /// The tier whose kernels multiply this matrix.
+    tier: Tier,
+    /// The tier's kernel for `ty`'s tiles, where it has one (the bytes are then interleaved).
+    tiles: Option<TileGemm>,
 }
 
 /// How the blocks are stored.
@@ -27,34 +30,28 @@ pub struct QuantMatrix {
 pub enum Layout {
     /// GGUF's: each row's blocks one after another.
     Rows,
-    /// Tiles of 8 rows (`interleave.rs`), for the SIMD tier.
+    /// Tiles of 8 rows (`interleave.rs`), for the x86 tiers.
     Interleaved8,
 }
 
 impl QuantMatrix {
     /// Checks that `bytes` holds exactly `rows` rows of `cols` values (GGUF's layout), and
-    /// stores them in the layout this machine's tier reads fastest.
+    /// stores them in the layout this process's tier reads fastest.
     pub fn new(ty: WeightType, bytes: Vec<u8>, rows: usize, cols: usize) -> Result<Self, String> {
-        let layout = if tier() == Tier::Avx2 && interleave::supported(ty) {
-            Layout::Interleaved8
-        } else {
-            Layout::Rows
-        };
-        Self::with_layout(ty, bytes, rows, cols, layout)
+        Self::on_tier(ty, bytes, rows, cols, tier())
     }
 
-    /// The same with the layout chosen by the caller (tests compare them); the interleaved
-    /// layout is refused where this machine lacks the SIMD tier or the type has none.
-    pub fn with_layout(
+    /// The same for the kernels of `tier` (tests and benches compare tiers in one process);
+    /// refused where this CPU lacks the tier.
+    pub fn on_tier(
         ty: WeightType,
         bytes: Vec<u8>,
         rows: usize,
         cols: usize,
-        layout: Layout,
+        tier: Tier,
     ) -> Result<Self, String> {
-        if layout == Layout::Interleaved8 && !(avx2_available() && interleave::supported(ty)) {
-            return Err(format!("no interleaved {ty:?} kernel on this machine"));
-        }
+        tier.supported()
+            .map_err(|why| format!("no {tier} kernels here: {why}"))?;
         let row_bytes = ty.row_bytes(cols).filter(|_| cols > 0).ok_or_else(|| {
             format!(
                 "row length {cols} is not a positive multiple of {ty:?}'s block of {}",
@@ -68,10 +65,10 @@ impl QuantMatrix {
                 bytes.len()
             ));
         }
-        let blocks = cols / ty.block_len();
-        let bytes = match layout {
-            Layout::Rows => bytes,
-            Layout::Interleaved8 => interleave::interleave(ty, &bytes, rows, blocks),
+        let tiles = tile_kernel(tier, ty);
+        let bytes = match tiles {
+            None => bytes,
+            Some(_) => interleave::interleave(ty, &bytes, rows, cols / ty.block_len()),
         };
         Ok(QuantMatrix {
             ty,
@@ -79,12 +76,20 @@ impl QuantMatrix {
             rows,
             cols,
             row_bytes,
-            layout,
+            tier,
+            tiles,
         })
     }
 
     pub fn layout(&self) -> Layout {
-        self.layout
+        match self.tiles {
+            Some(_) => Layout::Interleaved8,
+            None => Layout::Rows,
+        }
+    }
+
+    pub fn tier(&self) -> Tier {
+        self.tier
     }
 
     pub fn weight_type(&self) -> WeightType {
@@ -102,7 +107,7 @@ impl QuantMatrix {
     /// Row `r` as floats (embedding lookups). Panics if `r` is out of range.
     pub fn dequantize_row(&self, r: usize, out: &mut [f32]) {
         assert!(r < self.rows, "row {r} of {}", self.rows);
-        match self.layout {
+        match self.layout() {
             Layout::Rows => dequantize_row(
                 self.ty,
                 &self.bytes[r * self.row_bytes..][..self.row_bytes],
@@ -290,26 +295,21 @@ fn chunk_rows(w: &QuantMatrix) -> usize {
 /// The outputs of row group `g` (rows `8g..8g + 8`; 0 for rows past the matrix) for each of
 /// the up to 4 activation rows in `acts`, into `out` as `[token][8]`.
 fn group_outputs(w: &QuantMatrix, g: usize, acts: &[u8], act_row: usize, out: &mut [f32]) {
-    match w.layout {
-        Layout::Interleaved8 => {
+    match w.tiles {
+        Some(gemm) => {
             let group_bytes = w.blocks() * interleave::tile_bytes(w.ty);
             let tiles = &w.bytes[g * group_bytes..][..group_bytes];
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: the interleaved layout is chosen only where the CPU has the AVX2 tier;
-            // `tiles` is one group and `acts` whole activation rows of this matrix.
-            unsafe {
-                super::avx2_x8::gemm_x8(w.ty, tiles, acts, act_row, w.blocks(), out);
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("no interleaved layout on this architecture: {tiles:p}");
+            // SAFETY: `tiles` is set only for a tier this CPU has (checked when the matrix was
+            // made) and a type it tiles; `tiles` is one group and `acts` whole activation rows
+            // of this matrix.
+            unsafe { gemm(w.ty, tiles, acts, act_row, w.blocks(), out) }
         }
-        Layout::Rows => {
-            let tier = tier();
+        None => {
             for (a, o) in acts.chunks_exact(act_row).zip(out.chunks_exact_mut(GROUP)) {
                 for (j, o) in o.iter_mut().enumerate() {
                     let r = g * GROUP + j;
                     *o = if r < w.rows {
-                        vec_dot(w.ty, tier, &w.bytes[r * w.row_bytes..][..w.row_bytes], a)
+                        vec_dot(w.ty, w.tier, &w.bytes[r * w.row_bytes..][..w.row_bytes], a)
                     } else {
                         0.0
                     };

@@ -4,17 +4,20 @@
 //! each output is a dot product of the two — integer sums per block, scaled in f32.
 //!
 //! `dequant.rs` defines every format (the plain reference, ggml's layout), `scalar.rs` the
-//! reference dot products built on it, and the SIMD tiers: `avx2.rs` (AVX2 + FMA + F16C) on
-//! x86-64, chosen at run time, and `neon.rs` on aarch64, where NEON is always there. On aarch64
-//! matrices keep GGUF's row layout (the 8-row tiles are AVX2's), so `vec_dot` is the hot path.
-//! `WARD_KERNEL_TIER=scalar` forces the reference so tests (and suspicious users) can compare
-//! tiers on the same machine.
+//! reference dot products built on it, and the SIMD tiers (`crate::tier`): on x86-64 the 8-row
+//! tiles of `interleave.rs` multiplied by `avx2_x8.rs` (AVX2 + FMA + F16C) or `avx512_x8.rs`
+//! (the same arithmetic with VNNI's `vpdpbusd`, bit-identical), with `avx2.rs`'s row products
+//! for the float types; on aarch64 GGUF's row layout and `neon.rs`'s row products.
+//! `WARD_KERNEL_TIER` forces a tier so tests (and suspicious users) can compare tiers on the
+//! same machine; a matrix resolves its kernel for its tier when it is loaded.
 
 mod activations;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx2_x8;
+#[cfg(target_arch = "x86_64")]
+mod avx512_x8;
 mod dequant;
 mod interleave;
 mod interleave_k;
@@ -25,7 +28,7 @@ mod matmul;
 mod neon;
 mod scalar;
 
-use std::sync::OnceLock;
+pub use crate::tier::{tier, Tier};
 
 pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
@@ -177,55 +180,6 @@ impl ActivationType {
     }
 }
 
-/// Which implementation the kernels use on this machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tier {
-    Scalar,
-    Avx2,
-    Neon,
-}
-
-/// The best tier this CPU supports, unless `WARD_KERNEL_TIER=scalar` asks for the reference.
-/// Decided once per process.
-pub fn tier() -> Tier {
-    static TIER: OnceLock<Tier> = OnceLock::new();
-    *TIER.get_or_init(|| {
-        let forced_scalar = std::env::var("WARD_KERNEL_TIER").is_ok_and(|v| v == "scalar");
-        if forced_scalar {
-            Tier::Scalar
-        } else if avx2_available() {
-            Tier::Avx2
-        } else if neon_available() {
-            Tier::Neon
-        } else {
-            Tier::Scalar
-        }
-    })
-}
-
-/// Whether this CPU has what the AVX2 tier needs (checked once).
-pub fn avx2_available() -> bool {
-    static AVAILABLE: OnceLock<bool> = OnceLock::new();
-    *AVAILABLE.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c")
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            false
-        }
-    })
-}
-
-/// Whether the NEON tier is built for this target: every (little-endian) aarch64 CPU has NEON,
-/// so there is nothing to detect.
-pub fn neon_available() -> bool {
-    cfg!(all(target_arch = "aarch64", target_endian = "little"))
-}
-
 /// Dot product of one weight row with one activation row (converted by `quantize_activations`
 /// for this weight type), on `tier` (the scalar reference where the CPU lacks the tier).
 ///
@@ -238,14 +192,46 @@ pub fn vec_dot(ty: WeightType, tier: Tier, w: &[u8], a: &[u8]) -> f32 {
         a.len() >= act_blocks * act.block_bytes(),
         "activation row shorter than the weight row"
     );
+    assert!(
+        tier.is_supported(),
+        "vec_dot on the {tier} tier, which this CPU lacks"
+    );
     match tier {
+        Tier::Avx2 | Tier::Avx512 => {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: both tiers mean AVX2, FMA and F16C (checked above); the assert above covers
+            // the bytes read.
+            return unsafe { avx2::vec_dot(ty, w, a, blocks) };
+        }
+        Tier::Neon => {
+            #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+            // SAFETY: NEON is part of the target; the assert above covers the bytes read.
+            return unsafe { neon::vec_dot(ty, w, a, blocks) };
+        }
+        Tier::Scalar => {}
+    }
+    scalar::vec_dot(ty, w, a)
+}
+
+/// The product of one group of 8 interleaved rows with up to 4 activation rows, into `[row][8]`
+/// outputs: `(type, tiles, activations, bytes per activation row, blocks, out)`. See
+/// `avx2_x8::gemm_x8` for the contract.
+pub(crate) type TileGemm = unsafe fn(WeightType, &[u8], &[u8], usize, usize, &mut [f32]);
+
+/// The tile kernel `tier` runs for `ty`, or None where it multiplies GGUF's rows with
+/// `vec_dot` (the float types, and the tiers without tiles).
+pub(crate) fn tile_kernel(tier: Tier, ty: WeightType) -> Option<TileGemm> {
+    if !interleave::supported(ty) {
+        return None;
+    }
+    match tier {
+        Tier::Scalar | Tier::Neon => None,
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: the CPU has AVX2, FMA and F16C; the assert above covers the bytes read.
-        Tier::Avx2 if avx2_available() => unsafe { avx2::vec_dot(ty, w, a, blocks) },
-        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-        // SAFETY: NEON is part of the target; the assert above covers the bytes read.
-        Tier::Neon if neon_available() => unsafe { neon::vec_dot(ty, w, a, blocks) },
-        _ => scalar::vec_dot(ty, w, a),
+        Tier::Avx2 => Some(avx2_x8::gemm_x8),
+        #[cfg(target_arch = "x86_64")]
+        Tier::Avx512 => Some(avx512_x8::gemm_x8),
+        #[cfg(not(target_arch = "x86_64"))]
+        Tier::Avx2 | Tier::Avx512 => None,
     }
 }
 

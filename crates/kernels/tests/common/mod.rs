@@ -5,6 +5,22 @@
 use ward_kernels::quant::{
     dequantize_activations, dequantize_row, quantize_activations, ActivationType, WeightType,
 };
+use ward_kernels::tier::Tier;
+
+/// The tiers this machine can run, the scalar reference first. Each one it cannot run is named
+/// on stderr with the reason (`cargo test -- --nocapture` shows them), never silently dropped.
+pub fn tiers() -> Vec<Tier> {
+    Tier::ALL
+        .into_iter()
+        .filter(|t| match t.supported() {
+            Ok(()) => true,
+            Err(why) => {
+                eprintln!("kernel tier {t} skipped: {why}");
+                false
+            }
+        })
+        .collect()
+}
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 pub struct Rng(pub u64);

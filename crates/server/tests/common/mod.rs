@@ -40,6 +40,7 @@ impl MockEngine {
                 has_chat_template: true,
                 fingerprint: "fp_mock".into(),
                 created: 1_700_000_000,
+                kernels: "scalar".into(),
             },
             pieces,
             refuse: None,
