@@ -2,8 +2,10 @@
 # Ward and llama.cpp on the same GGUF with the same thread count, interleaved over several
 # rounds, with Ward/llama.cpp ratios of the medians and the median (range) of per-round ratios.
 #   scripts/bench-vs-llamacpp.sh [--rounds N] [--threads N] [--prompt-tokens N] [--gen-tokens N] [MODEL...]
-# MODEL is a registry name (default: both test models). llama.cpp comes from the reference venv
-# that scripts/reference/make-fixtures.sh builds.
+# MODEL is a registry name or a GGUF path (default: the test models). llama.cpp is built for
+# every vector extension this CPU has (scripts/reference/peer-llamacpp.sh: AVX-512 VNNI/BF16
+# where present), never the portable AVX2 build of the oracle fixtures; WARD_PEER_VENV names
+# another venv with llama_cpp. The report names both engines' kernels and the CPU's flags.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -17,18 +19,23 @@ while [ $# -gt 0 ]; do
     *) models+=("$1"); shift ;;
   esac
 done
-[ ${#models[@]} -gt 0 ] || models=(smollm2-135m-instruct gemma-3-270m)
-venv="${WARD_REFERENCE_VENV:-$root/.venv-reference}"
-[ -x "$venv/bin/python" ] || { echo "no llama.cpp venv at $venv: run scripts/reference/make-fixtures.sh" >&2; exit 1; }
+[ ${#models[@]} -gt 0 ] || models=(smollm2-135m-instruct gemma-3-270m qwen2.5-coder-0.5b-instruct)
+venv="${WARD_PEER_VENV:-$(scripts/reference/peer-llamacpp.sh)}"
 scripts/fetch-models.sh >&2
 cargo build --release --quiet --bin ward
+echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2-), $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|avx512f|avx512_vnni|avx512_bf16|avx_vnni|amx_int8)$' | tr '\n' ' ')"
+echo "ward kernels: $(target/release/ward tiers | awk '/in use/ {print $1}'); llama.cpp: $(basename "$venv")"
 out=$(mktemp)
 for m in "${models[@]}"; do
-  file=$(python3 -c "import tomllib,sys; r=tomllib.load(open('models/registry.toml','rb')); print([e['file'] for e in r['model'] if e['name']==sys.argv[1]][0])" "$m")
+  if [ -f "$m" ]; then
+    file=$m
+  else
+    file=models/$(python3 -c "import tomllib,sys; r=tomllib.load(open('models/registry.toml','rb')); print([e['file'] for e in r['model'] if e['name']==sys.argv[1]][0])" "$m")
+  fi
   for r in $(seq "$rounds"); do
-    target/release/ward bench --model "$m" --threads "$threads" --prompt-tokens "$pp" --gen-tokens "$tg" --json 2>/dev/null \
+    target/release/ward bench --model "$file" --threads "$threads" --prompt-tokens "$pp" --gen-tokens "$tg" --json 2>/dev/null \
       | python3 -c "import json,sys; d=json.loads(sys.stdin.read()); d['engine']='ward'; print(json.dumps(d))" | tee -a "$out"
-    "$venv/bin/python" scripts/reference/bench_llamacpp.py "models/$file" --threads "$threads" \
+    "$venv/bin/python" scripts/reference/bench_llamacpp.py "$file" --threads "$threads" \
       --prompt-tokens "$pp" --gen-tokens "$tg" | tee -a "$out"
   done
 done

@@ -24,6 +24,9 @@ set +e
 cargo test --release --workspace "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 cargo build --release -p ward 2>&1 | tail -1
+# The kernel tests ran every tier this machine has against the scalar reference; name them.
+echo "kernel tiers exercised on this machine:"
+"$root/target/release/ward" tiers | sed 's/^/  /'
 WARD_BIN="$root/target/release/ward" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$api_tests" 2>&1 | tee -a "$log"
 api_status=${PIPESTATUS[0]}
 set -e
