@@ -9,6 +9,7 @@ pub mod attention;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod exp;
+mod huge_pages;
 pub mod norm;
 pub mod pool;
 pub mod probe;

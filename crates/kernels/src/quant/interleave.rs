@@ -186,7 +186,9 @@ fn join(ty: WeightType, p: &Parts, b: &mut [u8]) {
 pub fn interleave(ty: WeightType, bytes: &[u8], rows: usize, blocks: usize) -> Vec<u8> {
     let bb = ty.block_bytes();
     let groups = rows.div_ceil(GROUP);
+    // Zeroed by mapping fresh pages, so the advice comes before any is touched.
     let mut out = vec![0u8; groups * blocks * tile_bytes(ty)];
+    crate::huge_pages::advise(&mut out);
     for (t, tile) in out.chunks_exact_mut(tile_bytes(ty)).enumerate() {
         let (g, b) = (t / blocks, t % blocks);
         for j in 0..GROUP {
