@@ -5,7 +5,8 @@
 #   scripts/bench-serve.sh [--threads N] [--streams 1,4,16,64] [--requests N] [--max-tokens N]
 #                          [--prompt-words N] [--no-llama] [-- WARD SERVE FLAGS...]
 # llama-server is built once (into .cache/llama-server) from the llama.cpp source that ships in
-# llama-cpp-python's source package on PyPI, with the same CPU flags as the reference venv.
+# llama-cpp-python's source package on PyPI, for every vector extension this CPU reports
+# (scripts/reference/peer-cmake-args.sh), one build per machine kind.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -28,7 +29,10 @@ max_streams=$(tr ',' '\n' <<<"$streams" | sort -n | tail -1)
 scripts/fetch-models.sh >&2
 cargo build --release --quiet --bin ward
 
-llama_server=.cache/llama-server/build/bin/llama-server
+# llama-server built for every vector extension this CPU has, one build per machine kind.
+source scripts/reference/peer-cmake-args.sh
+build=.cache/llama-server/build-$peer_flavor
+llama_server=$build/bin/llama-server
 if [ "$llama" = 1 ] && [ ! -x "$llama_server" ]; then
   version=0.3.36
   src=.cache/llama-server/llama_cpp_python-$version/vendor/llama.cpp
@@ -38,11 +42,9 @@ if [ "$llama" = 1 ] && [ ! -x "$llama_server" ]; then
     tar xzf ".cache/llama-server/llama_cpp_python-$version.tar.gz" -C .cache/llama-server
   fi
   command -v cmake >/dev/null || pip install --quiet cmake
-  cmake -S "$src" -B .cache/llama-server/build -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
-    -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
-    -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_BUILD_TESTS=OFF \
-    -DLLAMA_BUILD_EXAMPLES=OFF >&2
-  cmake --build .cache/llama-server/build --target llama-server -j "$(nproc)" >&2
+  cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLLAMA_CURL=OFF \
+    "${peer_cmake_args[@]}" -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF >&2
+  cmake --build "$build" --target llama-server -j "$(nproc)" >&2
 fi
 
 logs=$(mktemp -d)

@@ -27,6 +27,13 @@ cargo build --release -p ward 2>&1 | tail -1
 # The kernel tests ran every tier this machine has against the scalar reference; name them.
 echo "kernel tiers exercised on this machine:"
 "$root/target/release/ward" tiers | sed 's/^/  /'
+# The models' invariants (a batch of prompts and decode steps equals each sequence alone, the
+# llama.cpp logits fixtures) once more on each other SIMD tier this machine runs.
+for tier in $("$root/target/release/ward" tiers | awk '/runs here/ && !/in use/ && $1 != "scalar" { print $1 }'); do
+  echo "model tests on the $tier tier:"
+  WARD_KERNEL_TIER=$tier cargo test --release -p ward-models --test batch --test logits_fixtures 2>&1 | tee -a "$log"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+done
 WARD_BIN="$root/target/release/ward" "$venv/bin/python" -m pytest -q -p no:cacheprovider "$api_tests" 2>&1 | tee -a "$log"
 api_status=${PIPESTATUS[0]}
 set -e
