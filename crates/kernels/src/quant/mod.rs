@@ -28,7 +28,7 @@ mod matmul;
 mod neon;
 mod scalar;
 
-pub use crate::tier::{tier, Tier};
+use crate::tier::{tier, Tier};
 
 pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
