@@ -54,5 +54,14 @@ for model in dict.fromkeys(r["model"] for r in rows):
         rounds = [w / l for w, l in zip(by["ward"], by["llama.cpp"])]
         print(f"{model:40} {metric.removesuffix('_tok_s'):8} {med['ward']:9.1f} {med['llama.cpp']:10.1f} "
               f"{med['ward']/med['llama.cpp']:7.2f}x   {statistics.median(rounds):.2f}x ({min(rounds):.2f}-{max(rounds):.2f})")
+# The same medians as the README's table rows (scripts/bench-readme.sh splices them in).
+print()
+for model in dict.fromkeys(r["model"] for r in rows):
+    cells = []
+    for metric in ("prefill_tok_s", "decode_tok_s"):
+        med = {e: statistics.median(r[metric] for r in rows if r["model"] == model and r["engine"] == e)
+               for e in ("ward", "llama.cpp")}
+        cells += [f"{med['ward']:.1f}", f"{med['llama.cpp']:.1f}", f"{med['ward'] / med['llama.cpp']:.2f}×"]
+    print(f"| {model.removesuffix('.gguf')} | " + " | ".join(cells) + " |")
 PY
 rm -f "$out"

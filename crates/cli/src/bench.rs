@@ -93,12 +93,20 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let mut next = step(&vec![&prompt[..]; a.batch], &mut seqs)?;
     let prefill = t0.elapsed().as_secs_f64();
+    ward_kernels::pool::measure(true);
     let t1 = Instant::now();
     for _ in 0..a.gen_tokens {
         let tokens: Vec<&[u32]> = next.iter().map(std::slice::from_ref).collect();
         next = step(&tokens, &mut seqs)?;
     }
     let decode = t1.elapsed().as_secs_f64();
+    let sync = ward_kernels::pool::sync_stats();
+    ward_kernels::pool::measure(false);
+    // Per decode step: the pool jobs handed out, and the microseconds the handing thread spent
+    // waiting at their barriers (time that is not the caller's own share of the work).
+    let jobs_per_step = sync.jobs as f64 / a.gen_tokens as f64;
+    let wait_us_per_step = sync.waiting.as_secs_f64() * 1e6 / a.gen_tokens as f64;
+    let step_us = decode * 1e6 / a.gen_tokens as f64;
     let prefill_tok_s = (a.batch * a.prompt_tokens) as f64 / prefill;
     let decode_tok_s = (a.batch * a.gen_tokens) as f64 / decode;
     let threads = ward_kernels::pool::global().threads();
@@ -126,7 +134,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
             serde_json::json!({"model": model, "kernels": kernels, "threads": threads, "batch": a.batch, "prompt_tokens": a.prompt_tokens,
                 "gen_tokens": a.gen_tokens, "prefill_tok_s": prefill_tok_s, "decode_tok_s": decode_tok_s,
                 "weight_bytes": weight_bytes, "read_bandwidth_gb_s": bandwidth,
-                "decode_fraction_of_bandwidth_limit": weight_fraction})
+                "decode_fraction_of_bandwidth_limit": weight_fraction,
+                "decode_pool_jobs_per_step": jobs_per_step, "decode_barrier_wait_us_per_step": wait_us_per_step})
         );
     } else {
         println!(
@@ -146,6 +155,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
              {decode_limit:.0} steps/s, reached {:.0} %",
             weight_bytes as f64 / 1e6,
             100.0 * weight_fraction
+        );
+        println!(
+            "sync:    {jobs_per_step:.0} pool jobs per decode step, {wait_us_per_step:.0} µs of \
+             {step_us:.0} waiting at their barriers ({:.1} %)",
+            100.0 * wait_us_per_step / step_us
         );
     }
     Ok(())

@@ -14,6 +14,7 @@ use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, OnceLock, TryLockError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Spins before a worker goes to sleep: long enough to bridge the gap between the matmuls of
 /// one decode step (tens of microseconds), short enough not to matter when idle.
@@ -109,8 +110,14 @@ impl Pool {
             s.wake.notify_all();
         }
         let mine = catch_unwind(AssertUnwindSafe(|| f(0)));
+        let measuring = MEASURING.load(Ordering::Relaxed);
+        let waiting_since = measuring.then(Instant::now);
         while s.remaining.load(Ordering::Acquire) > 0 {
             std::hint::spin_loop();
+        }
+        if let Some(since) = waiting_since {
+            JOBS.fetch_add(1, Ordering::Relaxed);
+            WAITING_NS.fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
         }
         let worker_panicked = s.panicked.swap(false, Ordering::SeqCst);
         if let Err(payload) = mine {
@@ -249,6 +256,34 @@ fn wait_for_epoch(s: &Shared, seen: u64) -> u64 {
 
 static GLOBAL: OnceLock<Pool> = OnceLock::new();
 
+static MEASURING: AtomicBool = AtomicBool::new(false);
+static JOBS: AtomicU64 = AtomicU64::new(0);
+static WAITING_NS: AtomicU64 = AtomicU64::new(0);
+
+/// What the pools' jobs cost in synchronisation since `measure(true)`: how many jobs were handed
+/// to the workers, and how long the handing thread then waited for the last of them (its own
+/// share done; the wake-up, the workers' tail and the barrier).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncStats {
+    pub jobs: u64,
+    pub waiting: Duration,
+}
+
+/// Start (from zero) or stop counting `SyncStats`; off by default, so a server pays nothing.
+pub fn measure(on: bool) {
+    JOBS.store(0, Ordering::Relaxed);
+    WAITING_NS.store(0, Ordering::Relaxed);
+    MEASURING.store(on, Ordering::Relaxed);
+}
+
+/// The counts since `measure(true)`.
+pub fn sync_stats() -> SyncStats {
+    SyncStats {
+        jobs: JOBS.load(Ordering::Relaxed),
+        waiting: Duration::from_nanos(WAITING_NS.load(Ordering::Relaxed)),
+    }
+}
+
 /// Size the shared pool used by the kernels. Takes effect only before the first kernel call;
 /// returns false if the pool was already started (with the size it has).
 pub fn configure(threads: usize) -> bool {
@@ -309,6 +344,22 @@ mod tests {
             });
             assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
         }
+    }
+
+    #[test]
+    fn the_wait_for_a_slow_worker_is_counted() {
+        let pool = Pool::new(2);
+        measure(true);
+        pool.run(&|i| {
+            if i == 1 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let stats = sync_stats();
+        measure(false);
+        // Other tests' pools may add jobs while this one measures, never take them away.
+        assert!(stats.jobs >= 1, "{stats:?}");
+        assert!(stats.waiting >= Duration::from_millis(15), "{stats:?}");
     }
 
     #[test]
