@@ -19,8 +19,14 @@ pub enum Tier {
     /// AVX2's plus AVX-512 F/BW/VL and VNNI: the integer products of the tiles by `vpdpbusd`.
     /// Its results are bit-identical to AVX2's.
     Avx512,
-    /// aarch64 with NEON: GGUF's row layout, one dot product per row.
+    /// aarch64 with NEON: GGUF's row layout, one dot product per row. The baseline every
+    /// aarch64 CPU runs.
     Neon,
+    /// aarch64 with NEON and the dot-product extension (`sdot`: Armv8.2's optional, Armv8.4's
+    /// mandatory; Kunpeng 920, Graviton 2 and later, Ampere Altra): the x86 tiers' 8-row tiles,
+    /// four products of signed bytes summed into each i32 lane by one instruction. Its results
+    /// are bit-identical to AVX2's; its float kernels are NEON's.
+    Dotprod,
 }
 
 /// The f32 vector code a tier runs for attention, softmax and activations.
@@ -34,15 +40,20 @@ pub enum FloatVectors {
 
 /// Tiers named for `WARD_KERNEL_TIER` that Ward has no kernels for yet: forcing one is refused
 /// with this reason rather than silently running another.
-const PLANNED: [(&str, &str); 3] = [
+const PLANNED: [(&str, &str); 2] = [
     ("amx", "Ward has no AMX kernels yet"),
-    ("dotprod", "Ward has no Arm dotprod kernels yet"),
     ("i8mm", "Ward has no Arm i8mm kernels yet"),
 ];
 
 impl Tier {
     /// Every tier, in order of preference (the last one the machine has is chosen).
-    pub const ALL: [Tier; 4] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Neon];
+    pub const ALL: [Tier; 5] = [
+        Tier::Scalar,
+        Tier::Avx2,
+        Tier::Avx512,
+        Tier::Neon,
+        Tier::Dotprod,
+    ];
 
     /// The name `WARD_KERNEL_TIER`, `ward bench` and `/metrics` use.
     pub fn name(self) -> &'static str {
@@ -51,6 +62,7 @@ impl Tier {
             Tier::Avx2 => "avx2",
             Tier::Avx512 => "avx512",
             Tier::Neon => "neon",
+            Tier::Dotprod => "dotprod",
         }
     }
 
@@ -85,6 +97,11 @@ impl Tier {
             Tier::Avx512 => missing("AVX-512 F/BW/VL or VNNI"),
             Tier::Neon if cfg!(all(target_arch = "aarch64", target_endian = "little")) => Ok(()),
             Tier::Neon => Err("the NEON tier is built for little-endian aarch64 only".into()),
+            Tier::Dotprod if Tier::Neon.supported().is_err() => {
+                Err("the dotprod tier is built for little-endian aarch64 only".into())
+            }
+            Tier::Dotprod if aarch64_has_dotprod() => Ok(()),
+            Tier::Dotprod => missing("the dot-product extension (sdot)"),
         }
     }
 
@@ -107,7 +124,7 @@ impl Tier {
     /// The f32 vector code of this tier.
     pub fn float_vectors(self) -> FloatVectors {
         match self {
-            Tier::Scalar | Tier::Neon => FloatVectors::Plain,
+            Tier::Scalar | Tier::Neon | Tier::Dotprod => FloatVectors::Plain,
             Tier::Avx2 | Tier::Avx512 => FloatVectors::Avx2,
         }
     }
@@ -151,6 +168,18 @@ fn x86_has(features: &[&str]) -> bool {
     }
 }
 
+/// Whether this aarch64 CPU has the dot-product extension (`sdot`, `udot`); false elsewhere.
+fn aarch64_has_dotprod() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
 /// The tier `WARD_KERNEL_TIER` asks for (when set), checked against this CPU; otherwise the
 /// best one. `ward` calls this at start-up so that a refused tier is a clear error.
 pub fn configured() -> Result<Tier, String> {
@@ -188,9 +217,30 @@ mod tests {
         assert!(Tier::from_name("amx")
             .unwrap_err()
             .contains("no AMX kernels"));
+        assert!(Tier::from_name("i8mm")
+            .unwrap_err()
+            .contains("no Arm i8mm kernels"));
         assert!(Tier::from_name("avx9")
             .unwrap_err()
             .contains("tiers: scalar"));
+    }
+
+    /// `WARD_KERNEL_TIER` (when the test run sets it) is obeyed where the CPU has the tier and
+    /// refused with the reason where it does not; `scripts/test-aarch64.sh` forces dotprod on a
+    /// CPU model without it and reads the printed outcome.
+    #[test]
+    fn a_forced_tier_is_obeyed_or_refused() {
+        let outcome = configured();
+        eprintln!("configured tier: {outcome:?}");
+        let Ok(name) = std::env::var("WARD_KERNEL_TIER") else {
+            assert_eq!(outcome, Ok(Tier::best()));
+            return;
+        };
+        let forced = Tier::from_name(name.trim()).expect("a known tier");
+        match forced.supported() {
+            Ok(()) => assert_eq!(outcome, Ok(forced)),
+            Err(why) => assert!(outcome.unwrap_err().ends_with(&why)),
+        }
     }
 
     #[test]
@@ -199,6 +249,8 @@ mod tests {
         assert!(Tier::Scalar.is_supported());
         // AVX-512 builds on AVX2: a machine with the one has the other.
         assert!(!Tier::Avx512.is_supported() || Tier::Avx2.is_supported());
+        // So does dotprod on NEON.
+        assert!(!Tier::Dotprod.is_supported() || Tier::Neon.is_supported());
         assert_eq!(
             Tier::Neon.is_supported(),
             cfg!(all(target_arch = "aarch64", target_endian = "little"))
