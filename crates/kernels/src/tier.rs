@@ -27,6 +27,10 @@ pub enum Tier {
     /// four products of signed bytes summed into each i32 lane by one instruction. Its results
     /// are bit-identical to AVX2's; its float kernels are NEON's.
     Dotprod,
+    /// dotprod's plus the int8 matrix-multiply extension (Armv8.6; Graviton 3 and later,
+    /// Neoverse N2/V1/V2): two activation rows at a time meet a tile's rows in one `smmla`
+    /// (2×8 by 8×2 bytes). Bit-identical to dotprod; one activation row is dotprod's.
+    I8mm,
 }
 
 /// The f32 vector code a tier runs for attention, softmax and activations.
@@ -40,19 +44,17 @@ pub enum FloatVectors {
 
 /// Tiers named for `WARD_KERNEL_TIER` that Ward has no kernels for yet: forcing one is refused
 /// with this reason rather than silently running another.
-const PLANNED: [(&str, &str); 2] = [
-    ("amx", "Ward has no AMX kernels yet"),
-    ("i8mm", "Ward has no Arm i8mm kernels yet"),
-];
+const PLANNED: [(&str, &str); 1] = [("amx", "Ward has no AMX kernels yet")];
 
 impl Tier {
     /// Every tier, in order of preference (the last one the machine has is chosen).
-    pub const ALL: [Tier; 5] = [
+    pub const ALL: [Tier; 6] = [
         Tier::Scalar,
         Tier::Avx2,
         Tier::Avx512,
         Tier::Neon,
         Tier::Dotprod,
+        Tier::I8mm,
     ];
 
     /// The name `WARD_KERNEL_TIER`, `ward bench` and `/metrics` use.
@@ -63,6 +65,7 @@ impl Tier {
             Tier::Avx512 => "avx512",
             Tier::Neon => "neon",
             Tier::Dotprod => "dotprod",
+            Tier::I8mm => "i8mm",
         }
     }
 
@@ -102,6 +105,9 @@ impl Tier {
             }
             Tier::Dotprod if aarch64_has_dotprod() => Ok(()),
             Tier::Dotprod => missing("the dot-product extension (sdot)"),
+            Tier::I8mm if Tier::Dotprod.supported().is_err() => Tier::Dotprod.supported(),
+            Tier::I8mm if aarch64_has_i8mm() => Ok(()),
+            Tier::I8mm => missing("the int8 matrix-multiply extension (smmla)"),
         }
     }
 
@@ -124,7 +130,7 @@ impl Tier {
     /// The f32 vector code of this tier.
     pub fn float_vectors(self) -> FloatVectors {
         match self {
-            Tier::Scalar | Tier::Neon | Tier::Dotprod => FloatVectors::Plain,
+            Tier::Scalar | Tier::Neon | Tier::Dotprod | Tier::I8mm => FloatVectors::Plain,
             Tier::Avx2 | Tier::Avx512 => FloatVectors::Avx2,
         }
     }
@@ -180,6 +186,18 @@ fn aarch64_has_dotprod() -> bool {
     }
 }
 
+/// Whether this aarch64 CPU has the int8 matrix-multiply extension (`smmla`); false elsewhere.
+fn aarch64_has_i8mm() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("i8mm")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
 /// The tier `WARD_KERNEL_TIER` asks for (when set), checked against this CPU; otherwise the
 /// best one. `ward` calls this at start-up so that a refused tier is a clear error.
 pub fn configured() -> Result<Tier, String> {
@@ -217,9 +235,6 @@ mod tests {
         assert!(Tier::from_name("amx")
             .unwrap_err()
             .contains("no AMX kernels"));
-        assert!(Tier::from_name("i8mm")
-            .unwrap_err()
-            .contains("no Arm i8mm kernels"));
         assert!(Tier::from_name("avx9")
             .unwrap_err()
             .contains("tiers: scalar"));
@@ -249,8 +264,9 @@ mod tests {
         assert!(Tier::Scalar.is_supported());
         // AVX-512 builds on AVX2: a machine with the one has the other.
         assert!(!Tier::Avx512.is_supported() || Tier::Avx2.is_supported());
-        // So does dotprod on NEON.
+        // So do dotprod on NEON and i8mm on dotprod.
         assert!(!Tier::Dotprod.is_supported() || Tier::Neon.is_supported());
+        assert!(!Tier::I8mm.is_supported() || Tier::Dotprod.is_supported());
         assert_eq!(
             Tier::Neon.is_supported(),
             cfg!(all(target_arch = "aarch64", target_endian = "little"))

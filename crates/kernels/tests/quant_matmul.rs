@@ -254,21 +254,29 @@ fn aarch64_with_the_dot_product_extension_has_the_dotprod_tier() {
     #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
     let expected = false;
     assert_eq!(expected, Tier::Dotprod.is_supported());
-    if expected {
-        assert_eq!(
-            Tier::best(),
-            Tier::Dotprod,
-            "the dotprod tier is preferred to NEON"
-        );
+    if Tier::I8mm.is_supported() {
+        assert_eq!(Tier::best(), Tier::I8mm, "i8mm is preferred to dotprod");
+    } else if expected {
+        assert_eq!(Tier::best(), Tier::Dotprod, "dotprod is preferred to NEON");
     } else if Tier::Neon.is_supported() {
         assert_eq!(Tier::best(), Tier::Neon, "without dotprod, plain NEON");
     }
 }
 
+#[test]
+fn aarch64_with_the_int8_matrix_multiply_extension_has_the_i8mm_tier() {
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    let expected = std::arch::is_aarch64_feature_detected!("dotprod")
+        && std::arch::is_aarch64_feature_detected!("i8mm");
+    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+    let expected = false;
+    assert_eq!(expected, Tier::I8mm.is_supported());
+}
+
 /// Whether `tier` multiplies 8-row tiles (the quantized types' `Layout::Interleaved8`).
 fn tiles(tier: Tier) -> bool {
     match tier {
-        Tier::Avx2 | Tier::Avx512 | Tier::Dotprod => true,
+        Tier::Avx2 | Tier::Avx512 | Tier::Dotprod | Tier::I8mm => true,
         Tier::Scalar | Tier::Neon => false,
     }
 }
@@ -324,8 +332,9 @@ fn the_tiled_tiers_agree_to_the_bit() {
 }
 
 /// A hash of the tiled tiers' outputs over every quantized type, 1 to 6 tokens, recorded on
-/// x86-64 (AVX2 and AVX-512 give it) and checked on aarch64's dotprod tier: the tiers agree to
-/// the bit across ISAs, not only on one machine. The inputs are the reproducible generator's
+/// x86-64 (AVX2 and AVX-512 give it) and checked on aarch64's dotprod and i8mm tiers (1 to 4
+/// activation rows per tile product: i8mm's pairs and its single rows): the tiers agree to the
+/// bit across ISAs, not only on one machine. The inputs are the reproducible generator's
 /// and their conversion to Q8 is plain scalar code, so only the kernels could change it.
 const TILED_OUTPUTS_FNV1A: u64 = 0xce23_6938_416c_c49c;
 

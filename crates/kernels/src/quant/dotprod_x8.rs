@@ -1,6 +1,6 @@
-//! The dotprod tier's products of one row group (8 interleaved rows, `interleave.rs`) with up to
-//! 4 activation rows: the x86 tiers' tiles and arithmetic on aarch64, each product of four
-//! weight bytes and four activation bytes summed into an i32 lane by one `sdot`.
+//! The dotprod and i8mm tiers' products of one row group (8 interleaved rows, `interleave.rs`)
+//! with up to 4 activation rows: the x86 tiers' tiles and arithmetic on aarch64, each product
+//! of four weight bytes and four activation bytes summed into an i32 lane by one `sdot`.
 //!
 //! A tile's 32-byte value vector is two 128-bit registers here (`Bytes32`): bytes 0..16 hold
 //! rows 0–3, bytes 16..32 rows 4–7, four bytes of one row per 32-bit lane. `sdot` by element
@@ -9,16 +9,22 @@
 //! what `vpdpbusd` does with a broadcast, but signed × signed, so the signed formats need none
 //! of the x86 tiers' sign tricks and nothing passes through i16.
 //!
+//! The i8mm tier runs the same kernels with `MM`: two activation rows at a time meet the tile in
+//! `smmla` (a 2×8 by 8×2 byte matrix product into 2×2 i32), each instruction doing twice an
+//! `sdot`'s products, at the cost of pairing the rows' lanes before and the activation rows'
+//! sums after (`pair_sums`). A lone activation row (decoding one token) is dotprod's. Integer
+//! sums are exact either way, so both tiers give the same bits.
+//!
 //! The results are bit-identical to the x86 tiers' (`avx2_x8.rs`, `avx512_x8.rs`): the integer
 //! sums are exact in every tier (no i32 sum comes near overflow), a sub-block's scale is
 //! applied to its i32 sum as in `avx512_x8.rs`, and the float steps are AVX2's, lane by lane —
 //! the same multiplications and the same fused multiply-adds (`vfmaq_f32` and `vfmsq_f32` round
 //! once, like `_mm256_fmadd_ps` and `_mm256_fnmadd_ps`), in the same order.
 //!
-//! `sdot` is inline assembly: Rust's `vdotq_laneq_s32` is not stable. Every function here says
-//! `#[target_feature(enable = "neon,dotprod")]`, so the assembler accepts the instruction and
-//! the compiler keeps it out of code that may run without it; the tier checks the CPU at run
-//! time (`Tier::Dotprod`). Loads are byte loads, as in `neon.rs`, and read the file's
+//! `sdot` and `smmla` are inline assembly: Rust's `vdotq_laneq_s32` and `vmmlaq_s32` are not
+//! stable. Every function here says `#[target_feature(enable = "neon,dotprod")]`, so the
+//! assembler accepts `sdot` and the compiler keeps it out of code that may run without it (for
+//! `smmla` see `smmla`); the tiers check the CPU at run time (`Tier::Dotprod`, `Tier::I8mm`). Loads are byte loads, as in `neon.rs`, and read the file's
 //! little-endian bytes as native numbers: the tier is built for little-endian aarch64 only.
 
 use std::arch::aarch64::*;
@@ -54,21 +60,53 @@ pub unsafe fn gemm_x8(
     blocks: usize,
     out: &mut [f32],
 ) {
+    // SAFETY: forwarded from the caller.
+    unsafe { gemm::<false>(ty, tiles, acts, act_row, blocks, out) }
+}
+
+/// `gemm_x8` with each pair of activation rows multiplied by `smmla`.
+///
+/// # Safety
+/// The CPU must support the i8mm tier (`Tier::I8mm`); the rest as for `gemm_x8`.
+#[target_feature(enable = "neon,dotprod")]
+pub unsafe fn gemm_x8_i8mm(
+    ty: WeightType,
+    tiles: &[u8],
+    acts: &[u8],
+    act_row: usize,
+    blocks: usize,
+    out: &mut [f32],
+) {
+    // SAFETY: forwarded from the caller, who vouches for i8mm too.
+    unsafe { gemm::<true>(ty, tiles, acts, act_row, blocks, out) }
+}
+
+/// The tile product, with `smmla` for pairs of activation rows where `MM` (the CPU then has
+/// i8mm: every function below taking `MM` relies on it).
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn gemm<const MM: bool>(
+    ty: WeightType,
+    tiles: &[u8],
+    acts: &[u8],
+    act_row: usize,
+    blocks: usize,
+    out: &mut [f32],
+) {
     let n = acts.len() / act_row;
     assert!((1..=4).contains(&n) && out.len() == 8 * n);
     // SAFETY: forwarded from the caller.
     unsafe {
         match n {
-            1 => run::<1>(ty, tiles, acts, act_row, blocks, out),
-            2 => run::<2>(ty, tiles, acts, act_row, blocks, out),
-            3 => run::<3>(ty, tiles, acts, act_row, blocks, out),
-            _ => run::<4>(ty, tiles, acts, act_row, blocks, out),
+            1 => run::<1, MM>(ty, tiles, acts, act_row, blocks, out),
+            2 => run::<2, MM>(ty, tiles, acts, act_row, blocks, out),
+            3 => run::<3, MM>(ty, tiles, acts, act_row, blocks, out),
+            _ => run::<4, MM>(ty, tiles, acts, act_row, blocks, out),
         }
     }
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn run<const T: usize>(
+unsafe fn run<const T: usize, const MM: bool>(
     ty: WeightType,
     tiles: &[u8],
     acts: &[u8],
@@ -81,16 +119,16 @@ unsafe fn run<const T: usize>(
     // SAFETY: forwarded from the caller.
     let acc = unsafe {
         match ty {
-            WeightType::Q4_0 => q4_0::<T>(t, a, blocks),
-            WeightType::Q4_1 => q4_1::<T>(t, a, blocks),
-            WeightType::Q5_0 => q5_0::<T>(t, a, blocks),
-            WeightType::Q5_1 => q5_1::<T>(t, a, blocks),
-            WeightType::Q8_0 => q8_0::<T>(t, a, blocks),
-            WeightType::Q2_K => q2_k::<T>(t, a, blocks),
-            WeightType::Q3_K => q3_k::<T>(t, a, blocks),
-            WeightType::Q4_K => q45_k::<T, false>(t, a, blocks),
-            WeightType::Q5_K => q45_k::<T, true>(t, a, blocks),
-            WeightType::Q6_K => q6_k::<T>(t, a, blocks),
+            WeightType::Q4_0 => q4_0::<T, MM>(t, a, blocks),
+            WeightType::Q4_1 => q4_1::<T, MM>(t, a, blocks),
+            WeightType::Q5_0 => q5_0::<T, MM>(t, a, blocks),
+            WeightType::Q5_1 => q5_1::<T, MM>(t, a, blocks),
+            WeightType::Q8_0 => q8_0::<T, MM>(t, a, blocks),
+            WeightType::Q2_K => q2_k::<T, MM>(t, a, blocks),
+            WeightType::Q3_K => q3_k::<T, MM>(t, a, blocks),
+            WeightType::Q4_K => q45_k::<T, MM, false>(t, a, blocks),
+            WeightType::Q5_K => q45_k::<T, MM, true>(t, a, blocks),
+            WeightType::Q6_K => q6_k::<T, MM>(t, a, blocks),
             WeightType::F32 | WeightType::F16 | WeightType::BF16 => {
                 unreachable!("{ty:?} has no interleaved layout")
             }
@@ -255,12 +293,92 @@ unsafe fn dots(mut acc: Ints8, regs: &[Bytes32], qa: *const u8) -> Ints8 {
     acc
 }
 
-/// `dots` from zero, for each row at `qa`.
+/// `acc` plus the product of the 2×8 matrices in `w` (rows) and `a` (columns):
+/// `[w0·a0, w0·a1, w1·a0, w1·a1]`, with w0 and a0 bytes 0..8, w1 and a1 bytes 8..16.
+///
+/// The assembler is told the instruction exists (`.arch_extension`) instead of the function
+/// being compiled for i8mm: that would keep it from being inlined into the kernels, which are
+/// shared with the dotprod tier.
+///
+/// # Safety
+/// The CPU must have the i8mm extension.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn row_sums<const T: usize>(regs: &[Bytes32], qa: [*const u8; T]) -> [Ints8; T] {
+unsafe fn smmla(mut acc: int32x4_t, w: uint8x16_t, a: int8x16_t) -> int32x4_t {
+    // SAFETY: registers only; the caller vouches for i8mm.
+    unsafe {
+        asm!(
+            ".arch_extension i8mm",
+            "smmla {acc:v}.4s, {w:v}.16b, {a:v}.16b",
+            acc = inout(vreg) acc,
+            w = in(vreg) w,
+            a = in(vreg) a,
+            options(pure, nomem, nostack, preserves_flags),
+        );
+    }
+    acc
+}
+
+/// `dots` from zero for two activation rows at once, by `smmla`: registers 2p and 2p + 1 hold
+/// values 8p..8p + 8 of each row in two 4-byte lanes, which `zip` puts side by side (rows
+/// 4h, 4h + 1 in one register, 4h + 2, 4h + 3 in another), to meet the same 8 activation bytes
+/// of both activation rows; the 2×2 results are taken apart per activation row at the end.
+///
+/// # Safety
+/// The CPU must have the i8mm extension; `qa0` and `qa1` point at 4 · regs.len() bytes.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn pair_sums(regs: &[Bytes32], qa0: *const u8, qa1: *const u8) -> [Ints8; 2] {
+    // acc[h][q]: rows 4h + 2q and 4h + 2q + 1 against both activation rows.
+    let mut acc = [[vdupq_n_s32(0); 2]; 2];
+    for (p, pair) in regs.chunks_exact(2).enumerate() {
+        // SAFETY: activation bytes 8p..8p + 8 of both rows.
+        let a = unsafe {
+            vcombine_s8(
+                vld1_s8(qa0.add(8 * p).cast()),
+                vld1_s8(qa1.add(8 * p).cast()),
+            )
+        };
+        for (h, acc) in acc.iter_mut().enumerate() {
+            let (x, y) = (
+                vreinterpretq_u32_u8(pair[0][h]),
+                vreinterpretq_u32_u8(pair[1][h]),
+            );
+            let rows01 = vreinterpretq_u8_u32(vzip1q_u32(x, y));
+            let rows23 = vreinterpretq_u8_u32(vzip2q_u32(x, y));
+            // SAFETY: the caller vouches for i8mm.
+            unsafe {
+                acc[0] = smmla(acc[0], rows01, a);
+                acc[1] = smmla(acc[1], rows23, a);
+            }
+        }
+    }
+    // Lanes [r0·a0, r0·a1, r1·a0, r1·a1] of both: the even ones are activation row 0's.
+    [
+        each(acc, |[r01, r23]| vuzp1q_s32(r01, r23)),
+        each(acc, |[r01, r23]| vuzp2q_s32(r01, r23)),
+    ]
+}
+
+/// `dots` from zero, for each activation row at `qa`; with `MM`, pairs of rows by `pair_sums`.
+///
+/// # Safety
+/// With `MM` the CPU must have the i8mm extension; each `qa` points at 4 · regs.len() bytes.
+#[target_feature(enable = "neon,dotprod")]
+unsafe fn row_sums<const T: usize, const MM: bool>(
+    regs: &[Bytes32],
+    qa: [*const u8; T],
+) -> [Ints8; T] {
     let zero = [vdupq_n_s32(0); 2];
-    // SAFETY: forwarded from the caller.
-    qa.map(|qa| unsafe { dots(zero, regs, qa) })
+    let mut sums = [zero; T];
+    let paired = if MM { T - T % 2 } else { 0 };
+    for i in (0..paired).step_by(2) {
+        // SAFETY: forwarded from the caller.
+        [sums[i], sums[i + 1]] = unsafe { pair_sums(regs, qa[i], qa[i + 1]) };
+    }
+    for i in paired..T {
+        // SAFETY: forwarded from the caller.
+        sums[i] = unsafe { dots(zero, regs, qa[i]) };
+    }
+    sums
 }
 
 /// `acc + x · y`, lane by lane.
@@ -344,7 +462,11 @@ fn zeros<const T: usize>() -> [Floats8; T] {
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q4_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q4_0<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let l = tile_layout(WeightType::Q4_0);
     let mut acc = zeros();
     for b in 0..blocks {
@@ -352,7 +474,7 @@ unsafe fn q4_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
         unsafe {
             let (tb, ab) = (t.add(b * 144), at(a, b, 34));
             let regs = nibble_registers(tb.add(l.values), |_, v| minus(v, 8));
-            let sums = row_sums(&regs, offset(ab, 2));
+            let sums = row_sums::<T, MM>(&regs, offset(ab, 2));
             scale_into(&mut acc, f16x8(tb), ab, sums);
         }
     }
@@ -360,7 +482,11 @@ unsafe fn q4_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q4_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q4_1<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let l = tile_layout(WeightType::Q4_1);
     let mut acc = zeros();
     for b in 0..blocks {
@@ -368,7 +494,7 @@ unsafe fn q4_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
         unsafe {
             let (tb, ab) = (t.add(b * 160), at(a, b, 36));
             let regs = nibble_registers(tb.add(l.values), |_, v| v);
-            let sums = row_sums(&regs, offset(ab, 4));
+            let sums = row_sums::<T, MM>(&regs, offset(ab, 4));
             scale_into(&mut acc, f16x8(tb), ab, sums);
             add_minimums(&mut acc, f16x8(tb.add(l.min)), ab);
         }
@@ -377,7 +503,11 @@ unsafe fn q4_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q5_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q5_0<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let l = tile_layout(WeightType::Q5_0);
     let mut acc = zeros();
     for b in 0..blocks {
@@ -389,7 +519,7 @@ unsafe fn q5_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
             let regs = nibble_registers(tb.add(l.values), |r, v| {
                 minus(or(v, fifth_bits(high, r)), 16)
             });
-            let sums = row_sums(&regs, offset(ab, 2));
+            let sums = row_sums::<T, MM>(&regs, offset(ab, 2));
             scale_into(&mut acc, f16x8(tb), ab, sums);
         }
     }
@@ -397,7 +527,11 @@ unsafe fn q5_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q5_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q5_1<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let l = tile_layout(WeightType::Q5_1);
     let mut acc = zeros();
     for b in 0..blocks {
@@ -406,7 +540,7 @@ unsafe fn q5_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
             let (tb, ab) = (t.add(b * 192), at(a, b, 36));
             let high = load(tb.add(l.high_bits));
             let regs = nibble_registers(tb.add(l.values), |r, v| or(v, fifth_bits(high, r)));
-            let sums = row_sums(&regs, offset(ab, 4));
+            let sums = row_sums::<T, MM>(&regs, offset(ab, 4));
             scale_into(&mut acc, f16x8(tb), ab, sums);
             add_minimums(&mut acc, f16x8(tb.add(l.min)), ab);
         }
@@ -415,7 +549,11 @@ unsafe fn q5_1<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 }
 
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q8_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q8_0<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let l = tile_layout(WeightType::Q8_0);
     let mut acc = zeros();
     for b in 0..blocks {
@@ -424,7 +562,7 @@ unsafe fn q8_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
             let (tb, ab) = (t.add(b * 272), at(a, b, 34));
             let qs = tb.add(l.values);
             let regs: [Bytes32; 8] = std::array::from_fn(|k| load(qs.add(32 * k)));
-            let sums = row_sums(&regs, offset(ab, 2));
+            let sums = row_sums::<T, MM>(&regs, offset(ab, 2));
             scale_into(&mut acc, f16x8(tb), ab, sums);
         }
     }
@@ -437,7 +575,11 @@ unsafe fn q8_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 
 /// Q2_K: x = d·scale·q − dmin·min per 16-value sub-block, q in 0..4.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q2_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q2_k<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let mut acc = zeros();
     for b in 0..blocks {
         // SAFETY: tile b and one Q8_K block per row.
@@ -451,7 +593,7 @@ unsafe fn q2_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                 let min = each(packed, |p| vshrq_n_s32::<4>(p));
                 let v = load(tb.add(k2::VALUES + 32 * s));
                 let regs = [0, 1, 2, 3].map(|r| crumbs(v, r));
-                let sums = row_sums(&regs, offset(ab, 4 + 16 * s));
+                let sums = row_sums::<T, MM>(&regs, offset(ab, 4 + 16 * s));
                 for i in 0..T {
                     sumi[i] = mul_add(sumi[i], sums[i], scale);
                     mins[i] = mul_add_n(mins[i], min, bsums(ab[i], s, 1));
@@ -467,7 +609,11 @@ unsafe fn q2_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 /// Q3_K: x = d·scale·(q − 4) per 16-value sub-block, the − 4 taken off through the block sums:
 /// scale·(Σq·a − 4·Σa).
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q3_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q3_k<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let mut acc = zeros();
     for b in 0..blocks {
         // SAFETY: tile b and one Q8_K block per row.
@@ -480,7 +626,7 @@ unsafe fn q3_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                 let high = load(tb.add(k3::HIGH + 32 * (s / 2)));
                 let regs =
                     [0, 1, 2, 3].map(|r| or(crumbs(v, r), plane_bits(high, 4 * (s % 2) + r, 4)));
-                let sums = row_sums(&regs, offset(ab, 4 + 16 * s));
+                let sums = row_sums::<T, MM>(&regs, offset(ab, 4 + 16 * s));
                 for i in 0..T {
                     let shifted = minus_n(sums[i], 4 * bsums(ab[i], s, 1));
                     sumi[i] = mul_add(sumi[i], shifted, scale);
@@ -495,7 +641,7 @@ unsafe fn q3_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 /// Q4_K, or with `FIVE` Q5_K: 32-value sub-blocks, each nibble's fifth bit (0 or 16) added from
 /// the sub-block's bit vector.
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q45_k<const T: usize, const FIVE: bool>(
+unsafe fn q45_k<const T: usize, const MM: bool, const FIVE: bool>(
     t: *const u8,
     a: [*const u8; T],
     blocks: usize,
@@ -523,7 +669,7 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                         v
                     }
                 });
-                let sums = row_sums(&regs, offset(ab, 4 + 32 * s));
+                let sums = row_sums::<T, MM>(&regs, offset(ab, 4 + 32 * s));
                 for i in 0..T {
                     sumi[i] = mul_add(sumi[i], sums[i], scale);
                     mins[i] = mul_add_n(mins[i], min, bsums(ab[i], 2 * s, 2));
@@ -539,7 +685,11 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
 /// Q6_K: x = d·scale·(q − 32) per 16-value sub-block, q in 0..64 from a nibble and two high
 /// bits; the − 32 taken off through the block sums: scale·(Σq·a − 32·Σa).
 #[target_feature(enable = "neon,dotprod")]
-unsafe fn q6_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [Floats8; T] {
+unsafe fn q6_k<const T: usize, const MM: bool>(
+    t: *const u8,
+    a: [*const u8; T],
+    blocks: usize,
+) -> [Floats8; T] {
     let low = vdupq_n_u8(0x0f);
     let three = vdupq_n_u8(3);
     let mut acc = zeros();
@@ -566,7 +716,7 @@ unsafe fn q6_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                     with_high(each(v1, |v| vandq_u8(v, low)), 2),
                     with_high(shr(v1, 4), 3),
                 ];
-                let sums = row_sums(&regs, offset(ab, 4 + 16 * s));
+                let sums = row_sums::<T, MM>(&regs, offset(ab, 4 + 16 * s));
                 for i in 0..T {
                     let shifted = minus_n(sums[i], 32 * bsums(ab[i], s, 1));
                     sumi[i] = mul_add(sumi[i], shifted, scale);

@@ -8,8 +8,9 @@
 //! tiles of `interleave.rs` multiplied by `avx2_x8.rs` (AVX2 + FMA + F16C) or `avx512_x8.rs`
 //! (the same arithmetic with VNNI's `vpdpbusd`, bit-identical), with `avx2.rs`'s row products
 //! for the float types; on aarch64 with the dot-product extension the same tiles multiplied by
-//! `dotprod_x8.rs` (`sdot`, bit-identical to the x86 tiers), and on plain NEON GGUF's row
-//! layout; both aarch64 tiers take `neon.rs`'s row products where they do not tile.
+//! `dotprod_x8.rs` (`sdot`, bit-identical to the x86 tiers; with i8mm, pairs of activation
+//! rows by `smmla`), and on plain NEON GGUF's row layout; the aarch64 tiers take `neon.rs`'s
+//! row products where they do not tile.
 //! `WARD_KERNEL_TIER` forces a tier so tests (and suspicious users) can compare tiers on the
 //! same machine; a matrix resolves its kernel for its tier when it is loaded.
 
@@ -207,9 +208,9 @@ pub fn vec_dot(ty: WeightType, tier: Tier, w: &[u8], a: &[u8]) -> f32 {
             // the bytes read.
             return unsafe { avx2::vec_dot(ty, w, a, blocks) };
         }
-        Tier::Neon | Tier::Dotprod => {
+        Tier::Neon | Tier::Dotprod | Tier::I8mm => {
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-            // SAFETY: NEON is part of the target (the dotprod tier's row products are NEON's);
+            // SAFETY: NEON is part of the target (the tiled tiers' row products are NEON's);
             // the assert above covers the bytes read.
             return unsafe { neon::vec_dot(ty, w, a, blocks) };
         }
@@ -239,8 +240,10 @@ pub(crate) fn tile_kernel(tier: Tier, ty: WeightType) -> Option<TileGemm> {
         Tier::Avx2 | Tier::Avx512 => None,
         #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
         Tier::Dotprod => Some(dotprod_x8::gemm_x8),
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        Tier::I8mm => Some(dotprod_x8::gemm_x8_i8mm),
         #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
-        Tier::Dotprod => None,
+        Tier::Dotprod | Tier::I8mm => None,
     }
 }
 
