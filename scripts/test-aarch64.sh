@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# The kernels' tests on aarch64, where the NEON tier runs: cross-built with Debian's rustc
-# (packaged with an arm64 standard library, which this machine's rustup toolchain lacks) and
-# run under qemu user-mode emulation, once on the best tier and once on the scalar reference.
+# The kernels' tests on aarch64: cross-built with Debian's rustc (packaged with an arm64
+# standard library, which this machine's rustup toolchain lacks) and run under qemu user-mode
+# emulation. qemu's default CPU model (`max`) has the dot-product and int8 matrix-multiply
+# extensions, so the tests run on the best tier (i8mm), on dotprod, on the plain NEON baseline
+# and on the scalar reference; then on a Neoverse-N1 model (dotprod without i8mm) and a
+# Cortex-A53 model (neither), where the best tier must fall back and forcing the missing tier
+# must be refused.
 # Installs what it needs from Debian's packages (root, or sudo). Correctness only: emulated
 # timings mean nothing.
 set -euo pipefail
@@ -24,4 +28,24 @@ export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64-static -L /"
 target=(--release --target aarch64-unknown-linux-gnu --target-dir "$root/target/aarch64")
 cargo test -p ward-kernels "${target[@]}"
-WARD_KERNEL_TIER=scalar cargo test -p ward-kernels "${target[@]}"
+for tier in dotprod neon scalar; do
+  WARD_KERNEL_TIER=$tier cargo test -p ward-kernels "${target[@]}"
+done
+
+# On a CPU model without tier $2 (lacking $3): every test passes on what it has (the tiers it
+# lacks are skipped, not failed), and forcing $2 is refused with the reason rather than run on
+# another tier.
+without() {
+  QEMU_CPU=$1 cargo test -p ward-kernels "${target[@]}"
+  local out
+  out="$(QEMU_CPU=$1 WARD_KERNEL_TIER=$2 cargo test -p ward-kernels "${target[@]}" \
+    --lib -- tier::tests::a_forced_tier_is_obeyed_or_refused --nocapture 2>&1)"
+  if ! grep -q "configured tier: Err(\".*lacks $3" <<<"$out"; then
+    echo "$out" >&2
+    echo "WARD_KERNEL_TIER=$2 was not refused on $1" >&2
+    exit 1
+  fi
+  echo "WARD_KERNEL_TIER=$2 is refused on $1, as it should be"
+}
+without neoverse-n1 i8mm "the int8 matrix-multiply extension"
+without cortex-a53 dotprod "the dot-product extension"

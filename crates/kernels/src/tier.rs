@@ -19,8 +19,18 @@ pub enum Tier {
     /// AVX2's plus AVX-512 F/BW/VL and VNNI: the integer products of the tiles by `vpdpbusd`.
     /// Its results are bit-identical to AVX2's.
     Avx512,
-    /// aarch64 with NEON: GGUF's row layout, one dot product per row.
+    /// aarch64 with NEON: GGUF's row layout, one dot product per row. The baseline every
+    /// aarch64 CPU runs.
     Neon,
+    /// aarch64 with NEON and the dot-product extension (`sdot`: Armv8.2's optional, Armv8.4's
+    /// mandatory; Kunpeng 920, Graviton 2 and later, Ampere Altra): the x86 tiers' 8-row tiles,
+    /// four products of signed bytes summed into each i32 lane by one instruction. Its results
+    /// are bit-identical to AVX2's; its float kernels are NEON's.
+    Dotprod,
+    /// dotprod's plus the int8 matrix-multiply extension (Armv8.6; Graviton 3 and later,
+    /// Neoverse N2/V1/V2): two activation rows at a time meet a tile's rows in one `smmla`
+    /// (2×8 by 8×2 bytes). Bit-identical to dotprod; one activation row is dotprod's.
+    I8mm,
 }
 
 /// The f32 vector code a tier runs for attention, softmax and activations.
@@ -34,15 +44,18 @@ pub enum FloatVectors {
 
 /// Tiers named for `WARD_KERNEL_TIER` that Ward has no kernels for yet: forcing one is refused
 /// with this reason rather than silently running another.
-const PLANNED: [(&str, &str); 3] = [
-    ("amx", "Ward has no AMX kernels yet"),
-    ("dotprod", "Ward has no Arm dotprod kernels yet"),
-    ("i8mm", "Ward has no Arm i8mm kernels yet"),
-];
+const PLANNED: [(&str, &str); 1] = [("amx", "Ward has no AMX kernels yet")];
 
 impl Tier {
     /// Every tier, in order of preference (the last one the machine has is chosen).
-    pub const ALL: [Tier; 4] = [Tier::Scalar, Tier::Avx2, Tier::Avx512, Tier::Neon];
+    pub const ALL: [Tier; 6] = [
+        Tier::Scalar,
+        Tier::Avx2,
+        Tier::Avx512,
+        Tier::Neon,
+        Tier::Dotprod,
+        Tier::I8mm,
+    ];
 
     /// The name `WARD_KERNEL_TIER`, `ward bench` and `/metrics` use.
     pub fn name(self) -> &'static str {
@@ -51,6 +64,8 @@ impl Tier {
             Tier::Avx2 => "avx2",
             Tier::Avx512 => "avx512",
             Tier::Neon => "neon",
+            Tier::Dotprod => "dotprod",
+            Tier::I8mm => "i8mm",
         }
     }
 
@@ -85,6 +100,14 @@ impl Tier {
             Tier::Avx512 => missing("AVX-512 F/BW/VL or VNNI"),
             Tier::Neon if cfg!(all(target_arch = "aarch64", target_endian = "little")) => Ok(()),
             Tier::Neon => Err("the NEON tier is built for little-endian aarch64 only".into()),
+            Tier::Dotprod if Tier::Neon.supported().is_err() => {
+                Err("the dotprod tier is built for little-endian aarch64 only".into())
+            }
+            Tier::Dotprod if aarch64_has_dotprod() => Ok(()),
+            Tier::Dotprod => missing("the dot-product extension (sdot)"),
+            Tier::I8mm if Tier::Dotprod.supported().is_err() => Tier::Dotprod.supported(),
+            Tier::I8mm if aarch64_has_i8mm() => Ok(()),
+            Tier::I8mm => missing("the int8 matrix-multiply extension (smmla)"),
         }
     }
 
@@ -107,7 +130,7 @@ impl Tier {
     /// The f32 vector code of this tier.
     pub fn float_vectors(self) -> FloatVectors {
         match self {
-            Tier::Scalar | Tier::Neon => FloatVectors::Plain,
+            Tier::Scalar | Tier::Neon | Tier::Dotprod | Tier::I8mm => FloatVectors::Plain,
             Tier::Avx2 | Tier::Avx512 => FloatVectors::Avx2,
         }
     }
@@ -147,6 +170,30 @@ fn x86_has(features: &[&str]) -> bool {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = features;
+        false
+    }
+}
+
+/// Whether this aarch64 CPU has the dot-product extension (`sdot`, `udot`); false elsewhere.
+fn aarch64_has_dotprod() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("dotprod")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
+        false
+    }
+}
+
+/// Whether this aarch64 CPU has the int8 matrix-multiply extension (`smmla`); false elsewhere.
+fn aarch64_has_i8mm() -> bool {
+    #[cfg(target_arch = "aarch64")]
+    {
+        std::arch::is_aarch64_feature_detected!("i8mm")
+    }
+    #[cfg(not(target_arch = "aarch64"))]
+    {
         false
     }
 }
@@ -193,12 +240,33 @@ mod tests {
             .contains("tiers: scalar"));
     }
 
+    /// `WARD_KERNEL_TIER` (when the test run sets it) is obeyed where the CPU has the tier and
+    /// refused with the reason where it does not; `scripts/test-aarch64.sh` forces dotprod on a
+    /// CPU model without it and reads the printed outcome.
+    #[test]
+    fn a_forced_tier_is_obeyed_or_refused() {
+        let outcome = configured();
+        eprintln!("configured tier: {outcome:?}");
+        let Ok(name) = std::env::var("WARD_KERNEL_TIER") else {
+            assert_eq!(outcome, Ok(Tier::best()));
+            return;
+        };
+        let forced = Tier::from_name(name.trim()).expect("a known tier");
+        match forced.supported() {
+            Ok(()) => assert_eq!(outcome, Ok(forced)),
+            Err(why) => assert!(outcome.unwrap_err().ends_with(&why)),
+        }
+    }
+
     #[test]
     fn the_best_tier_is_supported_and_scalar_always_is() {
         assert!(Tier::best().is_supported());
         assert!(Tier::Scalar.is_supported());
         // AVX-512 builds on AVX2: a machine with the one has the other.
         assert!(!Tier::Avx512.is_supported() || Tier::Avx2.is_supported());
+        // So do dotprod on NEON and i8mm on dotprod.
+        assert!(!Tier::Dotprod.is_supported() || Tier::Neon.is_supported());
+        assert!(!Tier::I8mm.is_supported() || Tier::Dotprod.is_supported());
         assert_eq!(
             Tier::Neon.is_supported(),
             cfg!(all(target_arch = "aarch64", target_endian = "little"))

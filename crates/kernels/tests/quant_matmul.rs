@@ -248,15 +248,46 @@ fn aarch64_has_the_neon_tier() {
 }
 
 #[test]
-fn the_x86_tiers_tile_every_quantized_format() {
+fn aarch64_with_the_dot_product_extension_has_the_dotprod_tier() {
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    let expected = std::arch::is_aarch64_feature_detected!("dotprod");
+    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+    let expected = false;
+    assert_eq!(expected, Tier::Dotprod.is_supported());
+    if Tier::I8mm.is_supported() {
+        assert_eq!(Tier::best(), Tier::I8mm, "i8mm is preferred to dotprod");
+    } else if expected {
+        assert_eq!(Tier::best(), Tier::Dotprod, "dotprod is preferred to NEON");
+    } else if Tier::Neon.is_supported() {
+        assert_eq!(Tier::best(), Tier::Neon, "without dotprod, plain NEON");
+    }
+}
+
+#[test]
+fn aarch64_with_the_int8_matrix_multiply_extension_has_the_i8mm_tier() {
+    #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+    let expected = std::arch::is_aarch64_feature_detected!("dotprod")
+        && std::arch::is_aarch64_feature_detected!("i8mm");
+    #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+    let expected = false;
+    assert_eq!(expected, Tier::I8mm.is_supported());
+}
+
+/// Whether `tier` multiplies 8-row tiles (the quantized types' `Layout::Interleaved8`).
+fn tiles(tier: Tier) -> bool {
+    match tier {
+        Tier::Avx2 | Tier::Avx512 | Tier::Dotprod | Tier::I8mm => true,
+        Tier::Scalar | Tier::Neon => false,
+    }
+}
+
+#[test]
+fn the_tiled_tiers_tile_every_quantized_format() {
     for tier in tiers() {
         for ty in WeightType::ALL {
             let cols = ty.block_len().max(32);
             let one_row = vec![0; ty.row_bytes(cols).unwrap()];
-            let tiled = match tier {
-                Tier::Avx2 | Tier::Avx512 => ty.block_len() > 1,
-                Tier::Scalar | Tier::Neon => false,
-            };
+            let tiled = tiles(tier) && ty.block_len() > 1;
             let want = if tiled {
                 Layout::Interleaved8
             } else {
@@ -271,15 +302,12 @@ fn the_x86_tiers_tile_every_quantized_format() {
     }
 }
 
-/// The SIMD tiers' integer sums are exact and their float steps the same, so they agree to the
+/// The tiled tiers' integer sums are exact and their float steps the same, so they agree to the
 /// bit: a token's logits do not depend on which tier (or how many tokens at once) computed
 /// them.
 #[test]
-fn the_simd_tiers_agree_to_the_bit() {
-    let simd: Vec<Tier> = tiers()
-        .into_iter()
-        .filter(|t| matches!(t, Tier::Avx2 | Tier::Avx512))
-        .collect();
+fn the_tiled_tiers_agree_to_the_bit() {
+    let simd: Vec<Tier> = tiers().into_iter().filter(|&t| tiles(t)).collect();
     let mut rng = Rng(0x5eed);
     for ty in WeightType::ALL {
         let bl = ty.block_len().max(32);
@@ -300,6 +328,37 @@ fn the_simd_tiers_agree_to_the_bit() {
                 );
             }
         }
+    }
+}
+
+/// A hash of the tiled tiers' outputs over every quantized type, 1 to 6 tokens, recorded on
+/// x86-64 (AVX2 and AVX-512 give it) and checked on aarch64's dotprod and i8mm tiers (1 to 4
+/// activation rows per tile product: i8mm's pairs and its single rows): the tiers agree to the
+/// bit across ISAs, not only on one machine. The inputs are the reproducible generator's
+/// and their conversion to Q8 is plain scalar code, so only the kernels could change it.
+const TILED_OUTPUTS_FNV1A: u64 = 0xce23_6938_416c_c49c;
+
+#[test]
+fn the_tiled_tiers_agree_to_the_bit_across_isas() {
+    for tier in tiers().into_iter().filter(|&t| tiles(t)) {
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        let mut hash = 0xcbf2_9ce4_8422_2325u64;
+        for ty in WeightType::ALL.into_iter().filter(|t| t.block_len() > 1) {
+            for (rows, blocks, n) in [(8, 1, 1), (24, 3, 2), (16, 2, 6), (9, 4, 4)] {
+                let cols = blocks * ty.block_len();
+                let bytes = random_weights(ty, rows, cols, &mut rng);
+                let x = rng.vec(n * cols);
+                for y in matmul(&matrix(ty, bytes, rows, cols, tier), &x) {
+                    for byte in y.to_bits().to_le_bytes() {
+                        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            hash, TILED_OUTPUTS_FNV1A,
+            "the {tier} tier's outputs differ from the recorded x86 ones"
+        );
     }
 }
 

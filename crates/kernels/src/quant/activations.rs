@@ -81,6 +81,33 @@ fn quantize_block_k(x: &[f32], out: &mut Vec<u8>) {
     }
 }
 
+// Reading converted activation rows: what the tile kernels of every ISA share. A kernel holds
+// one pointer per activation row it multiplies at once.
+
+/// Bytes of one Q8_K block: f32 d at 0, 256 i8 at 4, 16 i16 sums of 16 values at 260.
+pub(super) const Q8K: usize = 4 + QK_K + 2 * QK_K / 16;
+
+/// Each row's activation pointers advanced to block `b` (of `block` bytes).
+pub(super) fn at<const T: usize>(a: [*const u8; T], b: usize, block: usize) -> [*const u8; T] {
+    a.map(|p| p.wrapping_add(b * block))
+}
+
+/// Each row's activation pointers advanced by `by` bytes (past a block's scales, to its values).
+pub(super) fn offset<const T: usize>(a: [*const u8; T], by: usize) -> [*const u8; T] {
+    a.map(|p| p.wrapping_add(by))
+}
+
+/// Sum of the Q8_K block sums `first..first + n` of one row.
+///
+/// # Safety
+/// `a` must point at a Q8_K block.
+pub(super) unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
+    (first..first + n)
+        // SAFETY: the caller points at a Q8_K block.
+        .map(|g| i32::from(unsafe { a.add(260 + 2 * g).cast::<i16>().read_unaligned() }))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::dequantize_activations;

@@ -5,6 +5,7 @@
 
 use std::arch::x86_64::*;
 
+use super::activations::{at, bsums, offset, Q8K};
 use super::avx2::{f16, f32_at, load};
 use super::interleave::tile_layout;
 use super::interleave_k::{
@@ -219,15 +220,6 @@ fn widen<const T: usize>(sums: [__m256i; T]) -> [__m256i; T] {
     sums.map(|s| _mm256_madd_epi16(s, _mm256_set1_epi16(1)))
 }
 
-/// Each row's activation pointers advanced to block `b`.
-pub(super) fn at<const T: usize>(a: [*const u8; T], b: usize, block: usize) -> [*const u8; T] {
-    a.map(|p| p.wrapping_add(b * block))
-}
-
-pub(super) fn offset<const T: usize>(a: [*const u8; T], by: usize) -> [*const u8; T] {
-    a.map(|p| p.wrapping_add(by))
-}
-
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn q4_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -> [__m256; T] {
     let l = tile_layout(WeightType::Q4_0);
@@ -346,8 +338,6 @@ unsafe fn q8_0<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
 // K-quants: one tile is one super-block of 8 rows; activations are Q8_K (f32 d at 0, 256 i8 at
 // 4, 16 i16 sums of 16 values at 260).
 
-pub(super) const Q8K: usize = 292;
-
 /// Eight per-row bytes (one sub-block's scales) as i32 lanes, zero- or sign-extended.
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn bytes8(p: *const u8, signed: bool) -> __m256i {
@@ -367,14 +357,6 @@ fn both_halves(v: __m256i) -> __m256i {
         _mm256_and_si256(v, _mm256_set1_epi32(0xffff)),
         _mm256_slli_epi32(v, 16),
     )
-}
-
-/// Sum of the Q8_K block sums `first..first + n` of one row.
-pub(super) unsafe fn bsums(a: *const u8, first: usize, n: usize) -> i32 {
-    (first..first + n)
-        // SAFETY: the caller points at a Q8_K block.
-        .map(|g| i32::from(unsafe { a.add(260 + 2 * g).cast::<i16>().read_unaligned() }))
-        .sum()
 }
 
 /// The end of a K-quant super-block: `acc[i] += d8·da·sumi[i]`, then `− dmin8·da·mins[i]` for

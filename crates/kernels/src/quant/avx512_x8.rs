@@ -11,10 +11,11 @@
 
 use std::arch::x86_64::*;
 
+use super::activations::{at, bsums, offset, Q8K};
 use super::avx2::load;
 use super::avx2_x8::{
-    add_minimums, at, broadcast4, bsums, bytes8, crumbs, f16x8, fifth_bits, offset, plane_bits,
-    scale_into, scale_super_block, store, Q8K,
+    add_minimums, broadcast4, bytes8, crumbs, f16x8, fifth_bits, plane_bits, scale_into,
+    scale_super_block, store,
 };
 use super::interleave::tile_layout;
 use super::interleave_k::{

@@ -1,7 +1,10 @@
-//! The row-interleaved layout the SIMD tier reads: the same block of 8 consecutive rows stored
-//! together as one tile, so a matrix × vector product loads each activation block once for 8
-//! rows, converts 8 scales with one instruction, and ends with the 8 row sums in the 8 lanes of
-//! one register (no horizontal sums).
+//! The row-interleaved layout the x86 tiers and the dotprod tier read: the same block of 8
+//! consecutive rows stored together as one tile, so a matrix × vector product loads each
+//! activation block once for 8 rows, converts 8 scales at once, and ends with the 8 row sums in
+//! the 8 lanes of one 256-bit register (two 128-bit ones on aarch64: rows 0–3 in the low 16
+//! bytes of a value vector, rows 4–7 in the high), with no horizontal sums. Four bytes of a row
+//! meet four activation bytes in one instruction: x86's `vpdpbusd` (or `maddubs` + `madd`),
+//! Arm's `sdot`.
 //!
 //! A tile of the 32-value formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) has exactly the bytes of its 8
 //! blocks, rearranged:

@@ -30,7 +30,7 @@ pub struct QuantMatrix {
 pub enum Layout {
     /// GGUF's: each row's blocks one after another.
     Rows,
-    /// Tiles of 8 rows (`interleave.rs`), for the x86 tiers.
+    /// Tiles of 8 rows (`interleave.rs`), for the x86 tiers and the dotprod tier.
     Interleaved8,
 }
 

@@ -7,7 +7,10 @@
 //! reference dot products built on it, and the SIMD tiers (`crate::tier`): on x86-64 the 8-row
 //! tiles of `interleave.rs` multiplied by `avx2_x8.rs` (AVX2 + FMA + F16C) or `avx512_x8.rs`
 //! (the same arithmetic with VNNI's `vpdpbusd`, bit-identical), with `avx2.rs`'s row products
-//! for the float types; on aarch64 GGUF's row layout and `neon.rs`'s row products.
+//! for the float types; on aarch64 with the dot-product extension the same tiles multiplied by
+//! `dotprod_x8.rs` (`sdot`, bit-identical to the x86 tiers; with i8mm, pairs of activation
+//! rows by `smmla`), and on plain NEON GGUF's row layout; the aarch64 tiers take `neon.rs`'s
+//! row products where they do not tile.
 //! `WARD_KERNEL_TIER` forces a tier so tests (and suspicious users) can compare tiers on the
 //! same machine; a matrix resolves its kernel for its tier when it is loaded.
 
@@ -19,6 +22,8 @@ mod avx2_x8;
 #[cfg(target_arch = "x86_64")]
 mod avx512_x8;
 mod dequant;
+#[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+mod dotprod_x8;
 mod interleave;
 mod interleave_k;
 mod matmul;
@@ -203,9 +208,10 @@ pub fn vec_dot(ty: WeightType, tier: Tier, w: &[u8], a: &[u8]) -> f32 {
             // the bytes read.
             return unsafe { avx2::vec_dot(ty, w, a, blocks) };
         }
-        Tier::Neon => {
+        Tier::Neon | Tier::Dotprod | Tier::I8mm => {
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
-            // SAFETY: NEON is part of the target; the assert above covers the bytes read.
+            // SAFETY: NEON is part of the target (the tiled tiers' row products are NEON's);
+            // the assert above covers the bytes read.
             return unsafe { neon::vec_dot(ty, w, a, blocks) };
         }
         Tier::Scalar => {}
@@ -232,6 +238,12 @@ pub(crate) fn tile_kernel(tier: Tier, ty: WeightType) -> Option<TileGemm> {
         Tier::Avx512 => Some(avx512_x8::gemm_x8),
         #[cfg(not(target_arch = "x86_64"))]
         Tier::Avx2 | Tier::Avx512 => None,
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        Tier::Dotprod => Some(dotprod_x8::gemm_x8),
+        #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
+        Tier::I8mm => Some(dotprod_x8::gemm_x8_i8mm),
+        #[cfg(not(all(target_arch = "aarch64", target_endian = "little")))]
+        Tier::Dotprod | Tier::I8mm => None,
     }
 }
 

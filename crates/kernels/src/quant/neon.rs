@@ -2,9 +2,9 @@
 //!
 //! Only baseline Advanced SIMD, which every aarch64 CPU has, so there is no run-time check. The
 //! functions still say `#[target_feature(enable = "neon")]`: Rust wants it in the calling
-//! function, not just in the build, before an intrinsic may be called outside `unsafe`. The
-//! dot-product extension's `vdotq_s32` would be faster but is not stable in Rust and would need
-//! a run-time check.
+//! function, not just in the build, before an intrinsic may be called outside `unsafe`. CPUs
+//! with the dot-product extension run the dotprod tier (`dotprod_x8.rs`) for the quantized
+//! types and these functions for the float ones.
 //!
 //! Integer products use `vmull_s8` (i8 × i8 → i16 per product, so even −128 · −128 fits, with
 //! no pair sums that could overflow as `maddubs` can) and `vpadalq_s16` (pairs → i32). Scales
@@ -53,14 +53,14 @@ pub unsafe fn vec_dot(ty: WeightType, w: &[u8], a: &[u8], blocks: usize) -> f32 
 /// The f16 at `p` as f32, with `fcvtl` (half → single is baseline on aarch64; only f16
 /// arithmetic needs the `fp16` extension).
 #[target_feature(enable = "neon")]
-unsafe fn f16(p: *const u8) -> f32 {
+pub(super) unsafe fn f16(p: *const u8) -> f32 {
     // SAFETY: the caller points at two readable bytes.
     let bits = unsafe { p.cast::<u16>().read_unaligned() };
     vgetq_lane_f32::<0>(vcvt_f32_f16(vreinterpret_f16_u16(vdup_n_u16(bits))))
 }
 
 #[target_feature(enable = "neon")]
-unsafe fn f32_at(p: *const u8) -> f32 {
+pub(super) unsafe fn f32_at(p: *const u8) -> f32 {
     // SAFETY: the caller points at four readable bytes.
     unsafe { p.cast::<f32>().read_unaligned() }
 }
@@ -153,8 +153,8 @@ unsafe fn float_dot(
     let main = n - n % 8;
     for i in (0..main).step_by(8) {
         for (h, acc) in acc.iter_mut().enumerate() {
-            // SAFETY: values i..i + 8 are within n on both sides.
             let at = size * (i + 4 * h);
+            // SAFETY: values i..i + 8 are within n on both sides.
             *acc = unsafe { vfmaq_f32(*acc, lanes(w.add(at)), lanes(a.add(at))) };
         }
     }
