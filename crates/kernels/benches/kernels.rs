@@ -66,18 +66,31 @@ fn matmuls(c: &mut Criterion) {
     }
 }
 
-/// Gemma 3's tied output projection (262144 × 640 Q8_0, 178 MB): one decode token, the weights
-/// streamed from memory, against `ward bench`'s bandwidth probe.
-fn vocab_projection(c: &mut Criterion) {
-    let (rows, cols) = (262_144, 640);
-    let w = weights(WeightType::Q8_0, rows, cols);
-    let x: Vec<f32> = (0..cols).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect();
-    let mut g = c.benchmark_group("matmul/vocab-projection");
+/// Decode's matrices streamed from memory, against `ward bench`'s bandwidth probe: Gemma 3's tied
+/// output projection (262144 × 640 Q8_0, 178 MB), and from the Llama-3-8B shape the gate and up
+/// projections as Ward pairs them (28672 × 4096 Q4_K, 66 MB) and the output projection (128256 ×
+/// 4096 Q6_K, 431 MB), each on every SIMD tier this machine has: one decode token, so these are
+/// the rates a decode step reads its weights at.
+fn from_memory(c: &mut Criterion) {
+    let mut g = c.benchmark_group("matmul/from-memory");
     g.sample_size(10);
-    g.throughput(Throughput::Bytes(
-        WeightType::Q8_0.row_bytes(cols).unwrap() as u64 * rows as u64,
-    ));
-    g.bench_function("Q8_0", |b| b.iter(|| matmul(&w, &x)));
+    for (name, ty, rows, cols) in [
+        ("gemma-output", WeightType::Q8_0, 262_144, 640),
+        ("llama3-8b-gate-up", WeightType::Q4_K, 28_672, 4096),
+        ("llama3-8b-output", WeightType::Q6_K, 128_256, 4096),
+    ] {
+        let x: Vec<f32> = (0..cols).map(|i| ((i % 17) as f32 - 8.0) * 0.1).collect();
+        g.throughput(Throughput::Bytes(
+            ty.row_bytes(cols).unwrap() as u64 * rows as u64,
+        ));
+        for tier in Tier::ALL.into_iter().filter(|t| t.is_supported()) {
+            if tier == Tier::Scalar {
+                continue;
+            }
+            let w = weights_on(ty, rows, cols, tier);
+            g.bench_function(BenchmarkId::new(name, tier), |b| b.iter(|| matmul(&w, &x)));
+        }
+    }
     g.finish();
     println!(
         "read bandwidth probe: {:.1} GB/s",
@@ -158,6 +171,6 @@ fn attentions(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = matmuls, vocab_projection, attentions
+    targets = matmuls, from_memory, attentions
 }
 criterion_main!(benches);

@@ -424,8 +424,8 @@ unsafe fn q3_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
                 let stored = bytes8(tb.add(k3::SCALES + 8 * s), false);
                 let scale32 = _mm256_sub_epi32(stored, _mm256_set1_epi32(32));
                 let scale = both_halves(scale32);
-                let v = load(tb.add(k3::LOW + 32 * s));
-                let high = load(tb.add(k3::HIGH + 32 * (s / 2)));
+                let v = load(tb.add(k3::low(s)));
+                let high = load(tb.add(k3::high(s / 2)));
                 let regs = [0, 1, 2, 3]
                     .map(|r| _mm256_or_si256(crumbs(v, r), plane_bits(high, 4 * (s % 2) + r, 4)));
                 for i in 0..T {
@@ -477,14 +477,14 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                 let scale = both_halves(bytes8(tb.add(k4::SCALES + 8 * s), false));
                 let min = bytes8(tb.add(k4::MINS + 8 * s), false);
                 let high = if FIVE {
-                    load(tb.add(k5::HIGH + 32 * s))
+                    load(tb.add(k5::high(s)))
                 } else {
                     _mm256_setzero_si256()
                 };
                 for first in (0..4).step_by(per_sum) {
                     let mut sum16 = [_mm256_setzero_si256(); T];
                     for k in first..first + per_sum {
-                        let v = load(tb.add(k4::VALUES + 32 * (4 * s + k)));
+                        let v = load(tb.add(k4::values::<FIVE>(s) + 32 * k));
                         let (mut lo, mut hi) = (
                             _mm256_and_si256(v, low),
                             _mm256_and_si256(_mm256_srli_epi16(v, 4), low),
@@ -531,11 +531,8 @@ unsafe fn q6_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
             for s in 0..16 {
                 let scale32 = bytes8(tb.add(k6::SCALES + 8 * s), true);
                 let scale = both_halves(scale32);
-                let high = load(tb.add(k6::HIGH + 32 * s));
-                let (v0, v1) = (
-                    load(tb.add(k6::LOW + 64 * s)),
-                    load(tb.add(k6::LOW + 64 * s + 32)),
-                );
+                let high = load(tb.add(k6::high(s)));
+                let (v0, v1) = (load(tb.add(k6::low(s))), load(tb.add(k6::low(s) + 32)));
                 let with_high = |nibbles: __m256i, shift: i32| {
                     let bits = match shift {
                         0 => high,

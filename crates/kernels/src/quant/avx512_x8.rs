@@ -280,8 +280,8 @@ unsafe fn q3_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
             for s in 0..16 {
                 let stored = bytes8(tb.add(k3::SCALES + 8 * s), false);
                 let scale = _mm256_sub_epi32(stored, _mm256_set1_epi32(32));
-                let v = load(tb.add(k3::LOW + 32 * s));
-                let high = load(tb.add(k3::HIGH + 32 * (s / 2)));
+                let v = load(tb.add(k3::low(s)));
+                let high = load(tb.add(k3::high(s / 2)));
                 let regs = [0, 1, 2, 3]
                     .map(|r| _mm256_or_si256(crumbs(v, r), plane_bits(high, 4 * (s % 2) + r, 4)));
                 for i in 0..T {
@@ -317,11 +317,11 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                 let scale = bytes8(tb.add(k4::SCALES + 8 * s), false);
                 let min = bytes8(tb.add(k4::MINS + 8 * s), false);
                 let high = if FIVE {
-                    load(tb.add(k5::HIGH + 32 * s))
+                    load(tb.add(k5::high(s)))
                 } else {
                     _mm256_setzero_si256()
                 };
-                let regs = nibble_registers(tb.add(k4::VALUES + 128 * s), |r, v| {
+                let regs = nibble_registers(tb.add(k4::values::<FIVE>(s)), |r, v| {
                     if FIVE {
                         _mm256_or_si256(v, fifth_bits(high, r))
                     } else {
@@ -356,11 +356,8 @@ unsafe fn q6_k<const T: usize>(t: *const u8, a: [*const u8; T], blocks: usize) -
             let mut sumi = [_mm256_setzero_si256(); T];
             for s in 0..16 {
                 let scale = bytes8(tb.add(k6::SCALES + 8 * s), true);
-                let high = load(tb.add(k6::HIGH + 32 * s));
-                let (v0, v1) = (
-                    load(tb.add(k6::LOW + 64 * s)),
-                    load(tb.add(k6::LOW + 64 * s + 32)),
-                );
+                let high = load(tb.add(k6::high(s)));
+                let (v0, v1) = (load(tb.add(k6::low(s))), load(tb.add(k6::low(s) + 32)));
                 // High bit pair r of each byte (bits 2r, 2r + 1) as the value's bits 4 and 5.
                 let with_high = |nibbles: __m256i, r: usize| {
                     let bits = match r {

@@ -622,8 +622,8 @@ unsafe fn q3_k<const T: usize, const MM: bool>(
             let mut sumi = [[vdupq_n_s32(0); 2]; T];
             for s in 0..16 {
                 let scale = minus_n(bytes8(tb.add(k3::SCALES + 8 * s), false), 32);
-                let v = load(tb.add(k3::LOW + 32 * s));
-                let high = load(tb.add(k3::HIGH + 32 * (s / 2)));
+                let v = load(tb.add(k3::low(s)));
+                let high = load(tb.add(k3::high(s / 2)));
                 let regs =
                     [0, 1, 2, 3].map(|r| or(crumbs(v, r), plane_bits(high, 4 * (s % 2) + r, 4)));
                 let sums = row_sums::<T, MM>(&regs, offset(ab, 4 + 16 * s));
@@ -658,11 +658,11 @@ unsafe fn q45_k<const T: usize, const MM: bool, const FIVE: bool>(
                 let scale = bytes8(tb.add(k4::SCALES + 8 * s), false);
                 let min = bytes8(tb.add(k4::MINS + 8 * s), false);
                 let high = if FIVE {
-                    load(tb.add(k5::HIGH + 32 * s))
+                    load(tb.add(k5::high(s)))
                 } else {
                     [vdupq_n_u8(0); 2]
                 };
-                let regs = nibble_registers(tb.add(k4::VALUES + 128 * s), |r, v| {
+                let regs = nibble_registers(tb.add(k4::values::<FIVE>(s)), |r, v| {
                     if FIVE {
                         or(v, fifth_bits(high, r))
                     } else {
@@ -700,11 +700,8 @@ unsafe fn q6_k<const T: usize, const MM: bool>(
             let mut sumi = [[vdupq_n_s32(0); 2]; T];
             for s in 0..16 {
                 let scale = bytes8(tb.add(k6::SCALES + 8 * s), true);
-                let high = load(tb.add(k6::HIGH + 32 * s));
-                let (v0, v1) = (
-                    load(tb.add(k6::LOW + 64 * s)),
-                    load(tb.add(k6::LOW + 64 * s + 32)),
-                );
+                let high = load(tb.add(k6::high(s)));
+                let (v0, v1) = (load(tb.add(k6::low(s))), load(tb.add(k6::low(s) + 32)));
                 // High bit pair r of each byte (bits 2r, 2r + 1) as the value's bits 4 and 5.
                 let with_high = |nibbles: Bytes32, r: u32| {
                     let bits = each(shr(high, 2 * r), |h| vshlq_n_u8::<4>(vandq_u8(h, three)));

@@ -7,9 +7,17 @@
 //! mins [8][8] u8 @96, 32 value vectors @160 (vector 4s + k: values 32s + 8k + p low,
 //! 32s + 8k + 4 + p high).
 //!
-//! Q5_K tile (1440 bytes): Q4_K's tile, then 8 vectors of fifth bits @1184 (vector s for
-//! sub-block s: bit 2k of byte 4j + p is the fifth bit of the low nibble of value vector 4s + k
-//! at that byte, bit 2k + 1 that of its high nibble).
+//! Q5_K tile (1440 bytes): Q4_K's first 160 bytes, then for each sub-block s 160 bytes
+//! @160 + 160s: its 4 value vectors as in Q4_K, and its vector of fifth bits (bit 2k of byte
+//! 4j + p is the fifth bit of the low nibble of value vector 4s + k at that byte, bit 2k + 1
+//! that of its high nibble).
+//!
+//! Q3_K's, Q5_K's and Q6_K's tiles keep all of a sub-block's bits together, so that a decode
+//! step reads a tile front to back as one stream. With their high bits in a second stream after
+//! the low ones (the first layout), the hardware prefetchers fell behind: on 2 Zen 4 cores a
+//! 431 MB Q6_K matrix streamed from memory at 12–14 GiB/s and 164 MB of Q5_K at 15–19, against
+//! Q4_K's 33–37; now Q6_K at 31–40 and Q5_K at 43–45 (`cargo bench -p ward-kernels --
+//! from-memory`). Q3_K's arithmetic, not its layout, holds it at 22–23.
 //!
 //! Q2_K tile (672 bytes, the blocks' own size): d 8×f16 @0, dmin 8×f16 @16, scales [16 sub][8
 //! rows] u8 @32 (GGUF's bytes: scale in the low nibble, min in the high), 16 vectors of 2-bit
@@ -17,13 +25,13 @@
 //! of row j, so register r unpacks with one shift and mask).
 //!
 //! Q3_K tile (912 bytes): d 8×f16 @0, scales [16 sub][8 rows] u8 @16 (unpacked, still plus 32 as
-//! in the file, so that a zero tile is a zero block), the
-//! low two bits as Q2_K's 16 vectors @144, 8 vectors of high bits @656 (vector t for sub-blocks
-//! 2t and 2t + 1: bit 4u + r of byte 4j + p is the high bit of value 16(2t + u) + 4r + p).
+//! in the file, so that a zero tile is a zero block), then for each pair of sub-blocks 2t,
+//! 2t + 1 96 bytes @144 + 96t: their two vectors of low two bits as in Q2_K, and their vector of
+//! high bits (bit 4u + r of byte 4j + p is the high bit of value 16(2t + u) + 4r + p).
 //!
-//! Q6_K tile (1680 bytes): d 8×f16 @0, scales [16 sub][8 rows] i8 @16, 32 vectors of low
-//! nibbles @144 (vector v: group 2v low, group 2v + 1 high, a group being 4 values), 16 vectors
-//! of high bit pairs @1168 (vector s, for sub-block s = vectors 2s and 2s + 1: bits 0–1 the low
+//! Q6_K tile (1680 bytes): d 8×f16 @0, scales [16 sub][8 rows] i8 @16, then for each sub-block s
+//! 96 bytes @144 + 96s: its two vectors of low nibbles (vector v = 2s, 2s + 1: group 2v low,
+//! group 2v + 1 high, a group being 4 values) and its vector of high bit pairs (bits 0–1 the low
 //! register of 2s, 2–3 its high register, 4–5 and 6–7 those of 2s + 1).
 
 use super::dequant::{q3_k_scales, scale_min_k4};
@@ -38,12 +46,19 @@ pub mod q4_k {
     pub const DMIN: usize = 16;
     pub const SCALES: usize = 32;
     pub const MINS: usize = 96;
-    pub const VALUES: usize = 160;
+    /// Sub-block s's four value vectors in a Q4_K tile (`FIVE` false) or a Q5_K one.
+    pub const fn values<const FIVE: bool>(s: usize) -> usize {
+        160 + if FIVE { 160 } else { 128 } * s
+    }
 }
 
-/// Q5_K's tile is Q4_K's (same offsets) with the fifth bits after it.
+/// Q5_K's tile has Q4_K's header; each sub-block's value vectors are followed by its vector
+/// of fifth bits.
 pub mod q5_k {
-    pub const HIGH: usize = 1184;
+    /// Sub-block s's vector of fifth bits.
+    pub const fn high(s: usize) -> usize {
+        super::q4_k::values::<true>(s) + 128
+    }
 }
 
 pub mod q2_k {
@@ -54,14 +69,26 @@ pub mod q2_k {
 
 pub mod q3_k {
     pub const SCALES: usize = 16;
-    pub const LOW: usize = 144;
-    pub const HIGH: usize = 656;
+    /// Sub-block s's vector of low bits.
+    pub const fn low(s: usize) -> usize {
+        144 + 96 * (s / 2) + 32 * (s % 2)
+    }
+    /// The vector of high bits of sub-blocks 2t and 2t + 1.
+    pub const fn high(t: usize) -> usize {
+        144 + 96 * t + 64
+    }
 }
 
 pub mod q6_k {
     pub const SCALES: usize = 16;
-    pub const LOW: usize = 144;
-    pub const HIGH: usize = 1168;
+    /// Sub-block s's two vectors of low nibbles.
+    pub const fn low(s: usize) -> usize {
+        144 + 96 * s
+    }
+    /// Sub-block s's vector of high bit pairs.
+    pub const fn high(s: usize) -> usize {
+        low(s) + 64
+    }
 }
 
 /// Value i (0..256) of a Q4_K block (nibbles at 16) or a Q5_K block (nibbles at 48, fifth bits
@@ -97,9 +124,14 @@ fn put_q45_k(b: &[u8], five_bit: bool, j: usize, tile: &mut [u8]) {
             for p in 0..4 {
                 let lo = q45_k_value(b, five_bit, 32 * s + 8 * k + p);
                 let hi = q45_k_value(b, five_bit, 32 * s + 8 * k + 4 + p);
-                tile[q4_k::VALUES + 32 * (4 * s + k) + 4 * j + p] = (lo & 0x0f) | (hi << 4);
+                let values = if five_bit {
+                    q4_k::values::<true>(s)
+                } else {
+                    q4_k::values::<false>(s)
+                };
+                tile[values + 32 * k + 4 * j + p] = (lo & 0x0f) | (hi << 4);
                 if five_bit {
-                    tile[q5_k::HIGH + 32 * s + 4 * j + p] |=
+                    tile[q5_k::high(s) + 4 * j + p] |=
                         ((lo >> 4) << (2 * k)) | ((hi >> 4) << (2 * k + 1));
                 }
             }
@@ -110,14 +142,14 @@ fn put_q45_k(b: &[u8], five_bit: bool, j: usize, tile: &mut [u8]) {
 pub fn get_q5_k(tile: &[u8], j: usize, b: &mut [u8]) {
     // The Q4_K part with the nibbles at 48 instead of 16, then the fifth bits.
     let mut q4 = [0u8; 144];
-    get_q4_k(tile, j, &mut q4);
+    get_q45_k_nibbles(tile, true, j, &mut q4);
     b[..16].copy_from_slice(&q4[..16]);
     b[48..176].copy_from_slice(&q4[16..144]);
     b[16..48].fill(0);
     for s in 0..8 {
         for k in 0..4 {
             for p in 0..4 {
-                let bits = tile[q5_k::HIGH + 32 * s + 4 * j + p];
+                let bits = tile[q5_k::high(s) + 4 * j + p];
                 for (i, bit) in [
                     (32 * s + 8 * k + p, (bits >> (2 * k)) & 1),
                     (32 * s + 8 * k + 4 + p, (bits >> (2 * k + 1)) & 1),
@@ -130,6 +162,11 @@ pub fn get_q5_k(tile: &[u8], j: usize, b: &mut [u8]) {
 }
 
 pub fn get_q4_k(tile: &[u8], j: usize, b: &mut [u8]) {
+    get_q45_k_nibbles(tile, false, j, b);
+}
+
+/// Row j's Q4_K block from a Q4_K tile, or from a Q5_K tile its block without the fifth bits.
+fn get_q45_k_nibbles(tile: &[u8], five_bit: bool, j: usize, b: &mut [u8]) {
     b[0..2].copy_from_slice(&tile[2 * j..2 * j + 2]);
     b[2..4].copy_from_slice(&tile[q4_k::DMIN + 2 * j..][..2]);
     let sc: [u8; 8] = std::array::from_fn(|s| tile[q4_k::SCALES + 8 * s + j]);
@@ -145,7 +182,12 @@ pub fn get_q4_k(tile: &[u8], j: usize, b: &mut [u8]) {
     for s in 0..8 {
         for k in 0..4 {
             for p in 0..4 {
-                let byte = tile[q4_k::VALUES + 32 * (4 * s + k) + 4 * j + p];
+                let values = if five_bit {
+                    q4_k::values::<true>(s)
+                } else {
+                    q4_k::values::<false>(s)
+                };
+                let byte = tile[values + 32 * k + 4 * j + p];
                 for (i, v) in [
                     (32 * s + 8 * k + p, byte & 0x0f),
                     (32 * s + 8 * k + 4 + p, byte >> 4),
@@ -173,9 +215,9 @@ fn q6_k_bits(i: usize) -> ((usize, u32), (usize, u32)) {
 fn q6_k_tile_bits(i: usize, j: usize) -> ((usize, u32), (usize, u32)) {
     let (group, p) = (i / 4, i % 4);
     let (v, reg) = (group / 2, group % 2);
-    let low = (q6_k::LOW + 32 * v + 4 * j + p, 4 * reg as u32);
+    let low = (q6_k::low(v / 2) + 32 * (v % 2) + 4 * j + p, 4 * reg as u32);
     let field = 2 * (v % 2) + reg;
-    let high = (q6_k::HIGH + 32 * (v / 2) + 4 * j + p, 2 * field as u32);
+    let high = (q6_k::high(v / 2) + 4 * j + p, 2 * field as u32);
     (low, high)
 }
 
@@ -260,9 +302,9 @@ pub fn put_q3_k(b: &[u8], j: usize, tile: &mut [u8]) {
     for i in 0..256 {
         let (lb, ls) = q23_k_low_bits(i);
         let (tb, ts) = q23_k_tile_low_bits(i, j);
-        tile[q3_k::LOW + tb] |= ((b[32 + lb] >> ls) & 3) << ts;
+        tile[q3_k::low(tb / 32) + tb % 32] |= ((b[32 + lb] >> ls) & 3) << ts;
         let (hb, hs) = q3_k_tile_high_bit(i, j);
-        tile[q3_k::HIGH + hb] |= ((b[i % 32] >> (i / 32)) & 1) << hs;
+        tile[q3_k::high(hb / 32) + hb % 32] |= ((b[i % 32] >> (i / 32)) & 1) << hs;
     }
 }
 
@@ -279,8 +321,8 @@ pub fn get_q3_k(tile: &[u8], j: usize, b: &mut [u8]) {
     for i in 0..256 {
         let (lb, ls) = q23_k_low_bits(i);
         let (tb, ts) = q23_k_tile_low_bits(i, j);
-        b[32 + lb] |= ((tile[q3_k::LOW + tb] >> ts) & 3) << ls;
+        b[32 + lb] |= ((tile[q3_k::low(tb / 32) + tb % 32] >> ts) & 3) << ls;
         let (hb, hs) = q3_k_tile_high_bit(i, j);
-        b[i % 32] |= ((tile[q3_k::HIGH + hb] >> hs) & 1) << (i / 32);
+        b[i % 32] |= ((tile[q3_k::high(hb / 32) + hb % 32] >> hs) & 1) << (i / 32);
     }
 }
