@@ -111,12 +111,14 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
     let decode_tok_s = (a.batch * a.gen_tokens) as f64 / decode;
     let threads = ward_kernels::pool::global().threads();
     let kernels = lm.kernels;
-    // Decode reads every weight once per token (the embedding table too where the output
-    // projection is tied to it), so bandwidth / weight bytes bounds decode speed.
-    let weight_bytes: u64 = ward_models::gguf::GgufFile::open(&lm.path)?
-        .header
-        .tensors
+    // Decode reads every weight once per token, so bandwidth / weight bytes bounds decode speed:
+    // the embedding table counts only where the output projection is tied to it (otherwise a
+    // step reads one row of it).
+    let tensors = ward_models::gguf::GgufFile::open(&lm.path)?.header.tensors;
+    let untied = tensors.iter().any(|t| t.name == "output.weight");
+    let weight_bytes: u64 = tensors
         .iter()
+        .filter(|t| !(untied && t.name == "token_embd.weight"))
         .map(|t| t.n_bytes)
         .sum();
     let bandwidth = ward_kernels::probe::read_bandwidth_gb_s(1 << 30, 3);
