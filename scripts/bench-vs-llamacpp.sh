@@ -46,7 +46,9 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 # machine's state (a shared VM's bandwidth moves by tens of percent); its median and range say
 # more than the ratio of the two medians alone.
 print(f"\n{'model':40} {'metric':8} {'ward':>9} {'llama.cpp':>10} {'ratio':>7}   {'per-round ratio: median (range)':>32}")
+table = []  # the same medians as the README's table rows (scripts/bench-readme.sh splices them in)
 for model in dict.fromkeys(r["model"] for r in rows):
+    cells = []
     for metric in ("prefill_tok_s", "decode_tok_s"):
         by = {e: [r[metric] for r in rows if r["model"] == model and r["engine"] == e]
               for e in ("ward", "llama.cpp")}
@@ -54,14 +56,8 @@ for model in dict.fromkeys(r["model"] for r in rows):
         rounds = [w / l for w, l in zip(by["ward"], by["llama.cpp"])]
         print(f"{model:40} {metric.removesuffix('_tok_s'):8} {med['ward']:9.1f} {med['llama.cpp']:10.1f} "
               f"{med['ward']/med['llama.cpp']:7.2f}x   {statistics.median(rounds):.2f}x ({min(rounds):.2f}-{max(rounds):.2f})")
-# The same medians as the README's table rows (scripts/bench-readme.sh splices them in).
-print()
-for model in dict.fromkeys(r["model"] for r in rows):
-    cells = []
-    for metric in ("prefill_tok_s", "decode_tok_s"):
-        med = {e: statistics.median(r[metric] for r in rows if r["model"] == model and r["engine"] == e)
-               for e in ("ward", "llama.cpp")}
         cells += [f"{med['ward']:.1f}", f"{med['llama.cpp']:.1f}", f"{med['ward'] / med['llama.cpp']:.2f}×"]
-    print(f"| {model.removesuffix('.gguf')} | " + " | ".join(cells) + " |")
+    table.append(f"| {model.removesuffix('.gguf')} | " + " | ".join(cells) + " |")
+print("\n" + "\n".join(table))
 PY
 rm -f "$out"

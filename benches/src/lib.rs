@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 
+use ward_engine::sampler::argmax;
 use ward_models::arch::BatchItem;
 use ward_models::cache::{KvPool, SeqKv};
 use ward_models::workspace::Workspace;
@@ -89,16 +90,6 @@ impl Batch {
 /// A prompt of `n` ordinary tokens (cycling through ids from 1000 on, within any test vocabulary).
 pub fn prompt(n: usize) -> Vec<u32> {
     (0..n as u32).map(|i| 1000 + i % 5000).collect()
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best as u32
 }
 
 #[cfg(test)]

@@ -83,10 +83,10 @@ fn from_memory(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(
             ty.row_bytes(cols).unwrap() as u64 * rows as u64,
         ));
-        for tier in Tier::ALL.into_iter().filter(|t| t.is_supported()) {
-            if tier == Tier::Scalar {
-                continue;
-            }
+        let simd = Tier::ALL
+            .into_iter()
+            .filter(|&t| t != Tier::Scalar && t.is_supported());
+        for tier in simd {
             let w = weights_on(ty, rows, cols, tier);
             g.bench_function(BenchmarkId::new(name, tier), |b| b.iter(|| matmul(&w, &x)));
         }

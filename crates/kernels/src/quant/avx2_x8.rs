@@ -484,7 +484,7 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                 for first in (0..4).step_by(per_sum) {
                     let mut sum16 = [_mm256_setzero_si256(); T];
                     for k in first..first + per_sum {
-                        let v = load(tb.add(k4::values::<FIVE>(s) + 32 * k));
+                        let v = load(tb.add(k4::values(FIVE, s) + 32 * k));
                         let (mut lo, mut hi) = (
                             _mm256_and_si256(v, low),
                             _mm256_and_si256(_mm256_srli_epi16(v, 4), low),

@@ -321,7 +321,7 @@ unsafe fn q45_k<const T: usize, const FIVE: bool>(
                 } else {
                     _mm256_setzero_si256()
                 };
-                let regs = nibble_registers(tb.add(k4::values::<FIVE>(s)), |r, v| {
+                let regs = nibble_registers(tb.add(k4::values(FIVE, s)), |r, v| {
                     if FIVE {
                         _mm256_or_si256(v, fifth_bits(high, r))
                     } else {

@@ -662,7 +662,7 @@ unsafe fn q45_k<const T: usize, const MM: bool, const FIVE: bool>(
                 } else {
                     [vdupq_n_u8(0); 2]
                 };
-                let regs = nibble_registers(tb.add(k4::values::<FIVE>(s)), |r, v| {
+                let regs = nibble_registers(tb.add(k4::values(FIVE, s)), |r, v| {
                     if FIVE {
                         or(v, fifth_bits(high, r))
                     } else {

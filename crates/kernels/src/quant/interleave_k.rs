@@ -46,9 +46,9 @@ pub mod q4_k {
     pub const DMIN: usize = 16;
     pub const SCALES: usize = 32;
     pub const MINS: usize = 96;
-    /// Sub-block s's four value vectors in a Q4_K tile (`FIVE` false) or a Q5_K one.
-    pub const fn values<const FIVE: bool>(s: usize) -> usize {
-        160 + if FIVE { 160 } else { 128 } * s
+    /// Sub-block s's four value vectors in a Q4_K tile (`five` false) or a Q5_K one.
+    pub const fn values(five: bool, s: usize) -> usize {
+        160 + if five { 160 } else { 128 } * s
     }
 }
 
@@ -57,7 +57,7 @@ pub mod q4_k {
 pub mod q5_k {
     /// Sub-block s's vector of fifth bits.
     pub const fn high(s: usize) -> usize {
-        super::q4_k::values::<true>(s) + 128
+        super::q4_k::values(true, s) + 128
     }
 }
 
@@ -124,12 +124,7 @@ fn put_q45_k(b: &[u8], five_bit: bool, j: usize, tile: &mut [u8]) {
             for p in 0..4 {
                 let lo = q45_k_value(b, five_bit, 32 * s + 8 * k + p);
                 let hi = q45_k_value(b, five_bit, 32 * s + 8 * k + 4 + p);
-                let values = if five_bit {
-                    q4_k::values::<true>(s)
-                } else {
-                    q4_k::values::<false>(s)
-                };
-                tile[values + 32 * k + 4 * j + p] = (lo & 0x0f) | (hi << 4);
+                tile[q4_k::values(five_bit, s) + 32 * k + 4 * j + p] = (lo & 0x0f) | (hi << 4);
                 if five_bit {
                     tile[q5_k::high(s) + 4 * j + p] |=
                         ((lo >> 4) << (2 * k)) | ((hi >> 4) << (2 * k + 1));
@@ -182,12 +177,7 @@ fn get_q45_k_nibbles(tile: &[u8], five_bit: bool, j: usize, b: &mut [u8]) {
     for s in 0..8 {
         for k in 0..4 {
             for p in 0..4 {
-                let values = if five_bit {
-                    q4_k::values::<true>(s)
-                } else {
-                    q4_k::values::<false>(s)
-                };
-                let byte = tile[values + 32 * k + 4 * j + p];
+                let byte = tile[q4_k::values(five_bit, s) + 32 * k + 4 * j + p];
                 for (i, v) in [
                     (32 * s + 8 * k + p, byte & 0x0f),
                     (32 * s + 8 * k + 4 + p, byte >> 4),
