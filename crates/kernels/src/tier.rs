@@ -40,6 +40,9 @@ pub enum FloatVectors {
     Plain,
     /// 8 lanes of AVX2 + FMA + F16C.
     Avx2,
+    /// AVX2's, with attention's two loops on 16 lanes of AVX-512 F: the same bits, since no
+    /// lane's sum depends on the width of its vector (see `attention/rows.rs`).
+    Avx512,
 }
 
 /// Tiers named for `WARD_KERNEL_TIER` that Ward has no kernels for yet: forcing one is refused
@@ -131,7 +134,8 @@ impl Tier {
     pub fn float_vectors(self) -> FloatVectors {
         match self {
             Tier::Scalar | Tier::Neon | Tier::Dotprod | Tier::I8mm => FloatVectors::Plain,
-            Tier::Avx2 | Tier::Avx512 => FloatVectors::Avx2,
+            Tier::Avx2 => FloatVectors::Avx2,
+            Tier::Avx512 => FloatVectors::Avx512,
         }
     }
 }
@@ -139,10 +143,15 @@ impl Tier {
 /// Whether this process's f32 kernels (attention, softmax, activations) run their AVX2 code:
 /// true only where the CPU has AVX2, FMA and F16C.
 pub fn avx2_floats() -> bool {
-    match tier().float_vectors() {
-        FloatVectors::Avx2 => true,
+    match float_vectors() {
+        FloatVectors::Avx2 | FloatVectors::Avx512 => true,
         FloatVectors::Plain => false,
     }
+}
+
+/// The f32 vector code of this process's tier.
+pub fn float_vectors() -> FloatVectors {
+    tier().float_vectors()
 }
 
 impl fmt::Display for Tier {

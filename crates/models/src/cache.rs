@@ -6,11 +6,12 @@
 
 use half::f16;
 use half::vec::HalfBitsVecExt;
-use ward_kernels::attention::{kv_block_len, write_kv, PagedKv};
+use ward_kernels::attention::{kv_block_len, write_keys, write_values, PagedKv};
 /// The block size and its arithmetic, for the engine's block manager.
 pub use ward_kernels::attention::{kv_blocks_for, KV_BLOCK};
 
-/// One layer's pools, `[block][kv_head][KV_BLOCK][head_dim]` each.
+/// One layer's pools, `[block][kv_head][KV_BLOCK × head_dim]` each (the keys of a block's head
+/// as columns, its values as rows: `attention::write_keys`, `write_values`).
 #[derive(Default, Clone)]
 pub struct LayerPool {
     pub k: Vec<f16>,
@@ -99,8 +100,8 @@ impl KvPool {
     /// of `seq`, rounded to f16 into their places in layer `il`.
     pub(crate) fn write(&mut self, il: usize, seq: &SeqKv, start_pos: usize, k: &[f32], v: &[f32]) {
         let (layer, nkv, hd) = (&mut self.layers[il], self.n_kv_head, self.head_dim);
-        write_kv(&mut layer.k, &seq.blocks, k, start_pos, nkv, hd);
-        write_kv(&mut layer.v, &seq.blocks, v, start_pos, nkv, hd);
+        write_keys(&mut layer.k, &seq.blocks, k, start_pos, nkv, hd);
+        write_values(&mut layer.v, &seq.blocks, v, start_pos, nkv, hd);
     }
 }
 

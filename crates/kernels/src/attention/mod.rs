@@ -1,9 +1,9 @@
 //! Causal attention over an F16 KV cache, with grouped-query heads and optional sliding window.
 //!
-//! The cache is a sequence of blocks of `KV_BLOCK` positions, each `[kv_head][position]
-//! [head_dim]`, so one head's rows are contiguous within a block. Each query head `h` reads KV
-//! head `h / (n_head / n_kv_head)`; all the query heads of a group are computed together, so
-//! each cached K/V row is read once for them. No T×T mask is built: the causal limit and the
+//! The cache is a sequence of blocks of `KV_BLOCK` positions, each holding one part per KV
+//! head: its keys as columns, `[head_dim][KV_BLOCK]`, its values as rows, `[KV_BLOCK][head_dim]`
+//! (see `rows.rs`). Each query head `h` reads KV head `h / (n_head / n_kv_head)`; all the query
+//! heads of a group are computed together, so each cached key and value is read once for them. No T×T mask is built: the causal limit and the
 //! window are loop bounds.
 //!
 //! The visible positions of each (token, KV head) pair are cut into chunks of `KV_CHUNK`
@@ -31,8 +31,8 @@ mod softmax;
 
 /// Positions per block of the KV cache: the unit in which caches are allocated, shared between
 /// sequences (a prefix cache reuses whole blocks) and laid out for reading. A block holds
-/// `[kv_head][KV_BLOCK][head_dim]`: a head's rows one after another, so a decode step reads
-/// them as one stream (rows interleaved with the other heads' were read at a fifth of the
+/// `[kv_head][KV_BLOCK × head_dim]`: a head's keys (or values) in one piece, so a decode step
+/// reads them as one stream (rows interleaved with the other heads' were read at a fifth of the
 /// memory's speed, `attention/decode-from-memory` in the benches). Small enough that sharing
 /// is fine-grained and a sequence wastes little of its last block; the rows further ahead, in
 /// whichever block they are, are prefetched by position (see `rows.rs`).
@@ -58,39 +58,58 @@ pub struct PagedKv<'a> {
     pub table: &'a [u32],
 }
 
-/// Where the row of `kv_head` at `pos` starts in a pool, for a sequence with block `table`.
-fn kv_row_at(
+/// `k` (`[n_tok][n_kv_head][head_dim]`, the keys of positions `start_pos..`) rounded to f16
+/// into their places in a pool of keys, in the blocks `table` gives for them (it must cover
+/// those positions).
+pub fn write_keys(
+    pool: &mut [f16],
     table: &[u32],
-    pos: usize,
-    kv_head: usize,
+    k: &[f32],
+    start_pos: usize,
     n_kv_head: usize,
     head_dim: usize,
-) -> usize {
-    let block = table[pos / KV_BLOCK] as usize;
-    ((block * n_kv_head + kv_head) * KV_BLOCK + pos % KV_BLOCK) * head_dim
+) {
+    write(pool, table, k, start_pos, n_kv_head, head_dim, rows::key_at);
 }
 
-/// `x` (`[n_tok][n_kv_head][head_dim]`, the keys or values of positions `start_pos..`) rounded
-/// to f16 into their places in `pool`, in the blocks `table` gives for them (it must cover
-/// those positions).
-pub fn write_kv(
+/// `write_keys` for values, into a pool of values.
+pub fn write_values(
+    pool: &mut [f16],
+    table: &[u32],
+    v: &[f32],
+    start_pos: usize,
+    n_kv_head: usize,
+    head_dim: usize,
+) {
+    write(
+        pool,
+        table,
+        v,
+        start_pos,
+        n_kv_head,
+        head_dim,
+        rows::value_at,
+    );
+}
+
+/// `x` into `pool`, each head's value `d` at position `o` of a block at `at(o, d, head_dim)`
+/// within the head's part of the block.
+fn write(
     pool: &mut [f16],
     table: &[u32],
     x: &[f32],
     start_pos: usize,
     n_kv_head: usize,
     head_dim: usize,
+    at: fn(usize, usize, usize) -> usize,
 ) {
+    let head_part = KV_BLOCK * head_dim;
     for (i, row) in x.chunks_exact(head_dim).enumerate() {
-        let at = kv_row_at(
-            table,
-            start_pos + i / n_kv_head,
-            i % n_kv_head,
-            n_kv_head,
-            head_dim,
-        );
-        for (c, &v) in pool[at..at + head_dim].iter_mut().zip(row) {
-            *c = f16::from_f32(v);
+        let pos = start_pos + i / n_kv_head;
+        let block = table[pos / KV_BLOCK] as usize;
+        let part = &mut pool[(block * n_kv_head + i % n_kv_head) * head_part..][..head_part];
+        for (d, &v) in row.iter().enumerate() {
+            part[at(pos % KV_BLOCK, d, head_dim)] = f16::from_f32(v);
         }
     }
 }
@@ -238,7 +257,8 @@ struct Pair<'a> {
 
 /// The parts of one chunk's working memory, `[m; group][l; group][scores; KV_CHUNK * group]
 /// [acc; group * head_dim]`: the chunk's maximum score and sum of exponentials (after
-/// `normalize`, the factor of its weights), its scores (then weights), its sum of V.
+/// `normalize`, the factor of its weights), its scores (then weights: `[group][positions]`),
+/// its sum of V.
 struct Chunk<'c> {
     m: &'c mut [f32],
     l: &'c mut [f32],
@@ -284,11 +304,11 @@ impl<'a> Pair<'a> {
         }
     }
 
-    fn rows<'c>(&self, pool: &'c [f16]) -> rows::Rows<'c>
+    fn head<'c>(&self, pool: &'c [f16]) -> rows::Head<'c>
     where
         'a: 'c,
     {
-        rows::Rows {
+        rows::Head {
             pool,
             table: self.kv.table,
             kv_head: self.kv_head,
@@ -304,7 +324,7 @@ impl<'a> Pair<'a> {
         let ch = self.split(c, chunk);
         rows::scores(
             q16,
-            &self.rows(self.kv.k),
+            &self.head(self.kv.k),
             first,
             self.shape.scale,
             ch.scores,
@@ -340,7 +360,7 @@ impl<'a> Pair<'a> {
         let ch = self.split(c, chunk);
         softmax::round_weights(ch.scores, self.group(), ch.m);
         ch.acc.fill(0.0);
-        rows::weighted_sum(ch.scores, &self.rows(self.kv.v), first, ch.acc);
+        rows::weighted_sum(ch.scores, &self.head(self.kv.v), first, ch.acc);
     }
 
     /// The chunks' sums of V, added in order, into the group's output.
@@ -396,14 +416,16 @@ mod tests {
         out
     }
 
-    /// `x` (`[position][kv_head][head_dim]`) written into a pool of twice the blocks it needs,
-    /// in scattered blocks (the odd ones, last position first); returns the pool and the table.
-    fn paged(x: &[f32], nkv: usize, hd: usize) -> (Vec<f16>, Vec<u32>) {
-        let n = kv_blocks_for(x.len() / (nkv * hd));
+    /// Keys and values (`[position][kv_head][head_dim]`) written into pools of twice the blocks
+    /// they need, in scattered blocks (the odd ones, last position first).
+    fn paged(k: &[f32], v: &[f32], nkv: usize, hd: usize) -> (Vec<f16>, Vec<f16>, Vec<u32>) {
+        let n = kv_blocks_for(k.len() / (nkv * hd));
         let table: Vec<u32> = (0..n as u32).map(|i| 2 * (n as u32 - 1 - i) + 1).collect();
-        let mut pool = vec![f16::ZERO; 2 * n * kv_block_len(nkv, hd)];
-        write_kv(&mut pool, &table, x, 0, nkv, hd);
-        (pool, table)
+        let mut keys = vec![f16::ZERO; 2 * n * kv_block_len(nkv, hd)];
+        let mut values = keys.clone();
+        write_keys(&mut keys, &table, k, 0, nkv, hd);
+        write_values(&mut values, &table, v, 0, nkv, hd);
+        (keys, values, table)
     }
 
     fn lcg(seed: &mut u64) -> f32 {
@@ -442,7 +464,7 @@ mod tests {
                 scale: 0.5,
                 window,
             };
-            let ((k16, table), (v16, _)) = (paged(&k, nkv, hd), paged(&v, nkv, hd));
+            let (k16, v16, table) = paged(&k, &v, nkv, hd);
             let kv = PagedKv {
                 k: &k16,
                 v: &v16,
@@ -481,7 +503,7 @@ mod tests {
             let k: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
             let v: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
             let q: Vec<f32> = (0..total * nh * hd).map(|_| r(lcg(&mut seed))).collect();
-            let ((k16, table), (v16, _)) = (paged(&k, nkv, hd), paged(&v, nkv, hd));
+            let (k16, v16, table) = paged(&k, &v, nkv, hd);
             let kv = PagedKv {
                 k: &k16,
                 v: &v16,

@@ -10,38 +10,42 @@ use crate::exp::exp;
 #[cfg(target_arch = "x86_64")]
 use crate::tier::avx2_floats;
 
-/// For each of the `group` columns of `scores` (`[position][group]`): `m[g]` = its maximum,
-/// the column replaced by `exp(s - m[g])`, `l[g]` = their sum.
+/// For each of the `group` rows of `scores` (`[group][positions]`): `m[g]` = its maximum, the
+/// row replaced by `exp(s - m[g])`, `l[g]` = their sum.
 pub fn exps(scores: &mut [f32], group: usize, m: &mut [f32], l: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2_floats() && group <= 8 {
-        // SAFETY: `avx2_floats` is true only where the CPU has AVX2, FMA and F16C.
-        return unsafe { avx2::exps(scores, m, l) };
-    }
-    m.fill(f32::NEG_INFINITY);
-    for (i, &s) in scores.iter().enumerate() {
-        m[i % group] = m[i % group].max(s);
-    }
-    l.fill(0.0);
-    for (i, s) in scores.iter_mut().enumerate() {
-        *s = exp(*s - m[i % group]);
-        l[i % group] += *s;
+    let n = scores.len() / group;
+    for ((row, m), l) in scores.chunks_exact_mut(n.max(1)).zip(m).zip(l) {
+        #[cfg(target_arch = "x86_64")]
+        if avx2_floats() {
+            // SAFETY: `avx2_floats` is true only where the CPU has AVX2, FMA and F16C.
+            (*m, *l) = unsafe { avx2::exps(row) };
+            continue;
+        }
+        *m = row.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+        *l = 0.0;
+        for s in row.iter_mut() {
+            *s = exp(*s - *m);
+            *l += *s;
+        }
     }
 }
 
-/// Each column `g` of `exps` (`[position][group]`) multiplied by `factor[g]` and rounded to f16.
+/// Each row `g` of `exps` (`[group][positions]`) multiplied by `factor[g]` and rounded to f16.
 pub fn round_weights(exps: &mut [f32], group: usize, factor: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    let done = if avx2_floats() && group <= 8 {
-        // SAFETY: as above.
-        unsafe { avx2::round_weights(exps, factor) }
-    } else {
-        0
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let done = 0;
-    for (i, e) in exps.iter_mut().enumerate().skip(done) {
-        *e = f16::from_f32(*e * factor[i % group]).to_f32();
+    let n = exps.len() / group;
+    for (row, &f) in exps.chunks_exact_mut(n.max(1)).zip(factor) {
+        #[cfg(target_arch = "x86_64")]
+        let done = if avx2_floats() {
+            // SAFETY: as above.
+            unsafe { avx2::round_weights(row, f) }
+        } else {
+            0
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = 0;
+        for e in &mut row[done..] {
+            *e = f16::from_f32(*e * f).to_f32();
+        }
     }
 }
 
@@ -52,101 +56,62 @@ mod avx2 {
     use super::*;
     use crate::exp::avx2::exp8;
 
-    /// Lane j of the vector at offset o of a `[position][group]` array belongs to column
-    /// (o + j) % group: the per-column values repeated, to be read from offset o % group.
-    fn repeated(per_column: &[f32]) -> [f32; 16] {
-        std::array::from_fn(|i| per_column[i % per_column.len()])
-    }
-
-    /// `f` on each whole vector of `x` with the matching lanes of `per_column`; returns how
-    /// many values were done.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    fn map_columns(
-        x: &mut [f32],
-        per_column: &[f32],
-        mut f: impl FnMut(__m256, __m256) -> __m256,
-    ) -> usize {
-        let repeated = repeated(per_column);
-        let group = per_column.len();
-        let whole = x.len() / 8 * 8;
-        for o in (0..whole).step_by(8) {
-            // SAFETY: o + 8 <= x.len() and o % group + 8 <= 16.
-            unsafe {
-                let p = x.as_mut_ptr().add(o);
-                let c = _mm256_loadu_ps(repeated.as_ptr().add(o % group));
-                _mm256_storeu_ps(p, f(_mm256_loadu_ps(p), c));
-            }
-        }
-        whole
-    }
-
-    /// `exps` with vector maxima and sums. Lane j of the vector at offset o belongs to column
-    /// (o + j) % group, so vectors `period` apart have the same columns in the same lanes: each
-    /// of `period` accumulators takes every `period`-th vector, and their lanes are folded into
-    /// the columns at the end.
+    /// `exps` of one row: the maximum and the sum, the row's whole vectors by vectors (the
+    /// sum's lanes then added in order), the rest one by one.
     ///
     /// # Safety
-    /// The CPU must support AVX2, FMA and F16C; `m.len()` (the group) is at most 8.
+    /// The CPU must support AVX2, FMA and F16C.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn exps(scores: &mut [f32], m: &mut [f32], l: &mut [f32]) {
-        let group = m.len();
-        let period = group / gcd(8, group);
-        let whole = scores.len() / 8 * 8;
-        let fold = |acc: &[__m256], out: &mut [f32], f: fn(f32, f32) -> f32| {
-            for (k, &v) in acc[..period].iter().enumerate() {
-                let mut lanes = [0.0f32; 8];
-                // SAFETY: eight floats.
-                unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
-                for (j, &x) in lanes.iter().enumerate() {
-                    let c = (8 * k + j) % group;
-                    out[c] = f(out[c], x);
-                }
-            }
-        };
-        let mut acc = [_mm256_set1_ps(f32::NEG_INFINITY); 8];
-        let mut k = 0;
-        for o in (0..whole).step_by(8) {
-            // SAFETY: o + 8 <= scores.len().
-            acc[k] = _mm256_max_ps(acc[k], unsafe { _mm256_loadu_ps(scores.as_ptr().add(o)) });
-            k = if k + 1 == period { 0 } else { k + 1 };
+    pub unsafe fn exps(row: &mut [f32]) -> (f32, f32) {
+        let (vectors, rest) = row.as_chunks_mut::<8>();
+        // SAFETY (all loads and stores): each of `vectors` is eight floats.
+        let load = |v: &[f32; 8]| unsafe { _mm256_loadu_ps(v.as_ptr()) };
+        let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+        for v in vectors.iter() {
+            max = _mm256_max_ps(max, load(v));
         }
-        m.fill(f32::NEG_INFINITY);
-        fold(&acc, m, f32::max);
-        for (i, &s) in scores.iter().enumerate().skip(whole) {
-            m[i % group] = m[i % group].max(s);
+        let m = lanes(max)
+            .into_iter()
+            .chain(rest.iter().copied())
+            .fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = _mm256_setzero_ps();
+        for v in vectors.iter_mut() {
+            let e = exp8(_mm256_sub_ps(load(v), _mm256_set1_ps(m)));
+            sum = _mm256_add_ps(sum, e);
+            unsafe { _mm256_storeu_ps(v.as_mut_ptr(), e) };
         }
-        let mut acc = [_mm256_setzero_ps(); 8];
-        k = 0;
-        let done = map_columns(scores, m, |s, m| {
-            let e = exp8(_mm256_sub_ps(s, m));
-            acc[k] = _mm256_add_ps(acc[k], e);
-            k = if k + 1 == period { 0 } else { k + 1 };
-            e
-        });
-        l.fill(0.0);
-        fold(&acc, l, |a, b| a + b);
-        for (i, s) in scores.iter_mut().enumerate().skip(done) {
-            *s = exp(*s - m[i % group]);
-            l[i % group] += *s;
+        let mut l = lanes(sum).into_iter().sum::<f32>();
+        for s in rest {
+            *s = exp(*s - m);
+            l += *s;
         }
+        (m, l)
     }
 
-    fn gcd(a: usize, b: usize) -> usize {
-        if b == 0 {
-            a
-        } else {
-            gcd(b, a % b)
-        }
+    #[target_feature(enable = "avx2,fma,f16c")]
+    fn lanes(v: __m256) -> [f32; 8] {
+        let mut lanes = [0.0f32; 8];
+        // SAFETY: eight floats.
+        unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), v) };
+        lanes
     }
 
+    /// The whole vectors of `round_weights` for one row; returns how many values were done.
+    ///
     /// # Safety
     /// As `exps`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn round_weights(exps: &mut [f32], factor: &[f32]) -> usize {
-        map_columns(exps, factor, |e, f| {
-            let w = _mm256_mul_ps(e, f);
-            _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT))
-        })
+    pub unsafe fn round_weights(row: &mut [f32], factor: f32) -> usize {
+        let (vectors, _) = row.as_chunks_mut::<8>();
+        for v in vectors.iter_mut() {
+            // SAFETY: eight floats.
+            unsafe {
+                let w = _mm256_mul_ps(_mm256_loadu_ps(v.as_ptr()), _mm256_set1_ps(factor));
+                let w = _mm256_cvtph_ps(_mm256_cvtps_ph(w, _MM_FROUND_TO_NEAREST_INT));
+                _mm256_storeu_ps(v.as_mut_ptr(), w);
+            }
+        }
+        vectors.len() * 8
     }
 }
 
@@ -157,20 +122,21 @@ mod tests {
     #[test]
     fn vector_and_scalar_paths_agree_bit_for_bit() {
         for group in 1..=9 {
-            let n = 37 * group;
-            let scores: Vec<f32> = (0..n)
+            // Rows of whole vectors and a tail.
+            let n = 37;
+            let scores: Vec<f32> = (0..n * group)
                 .map(|i| ((i * 7919 % 1000) as f32 - 500.0) * 0.05)
                 .collect();
             let (mut m, mut l) = (vec![0.0; group], vec![0.0; group]);
             let mut e = scores.clone();
             exps(&mut e, group, &mut m, &mut l);
             for g in 0..group {
-                let column = || scores.iter().skip(g).step_by(group);
-                assert_eq!(m[g], column().fold(f32::MIN, |a, &b| a.max(b)));
+                let row = || scores[g * n..][..n].iter();
+                assert_eq!(m[g], row().fold(f32::MIN, |a, &b| a.max(b)));
                 // Summed in another order by the vector path.
-                let sum: f32 = column().map(|&s| exp(s - m[g])).sum();
+                let sum: f32 = row().map(|&s| exp(s - m[g])).sum();
                 assert!((l[g] - sum).abs() <= 1e-6 * sum, "{} vs {sum}", l[g]);
-                for (&e, &s) in e.iter().skip(g).step_by(group).zip(column()) {
+                for (&e, &s) in e[g * n..][..n].iter().zip(row()) {
                     assert_eq!(e.to_bits(), exp(s - m[g]).to_bits());
                 }
             }
@@ -178,7 +144,7 @@ mod tests {
             let mut w = e.clone();
             round_weights(&mut w, group, &factor);
             for (i, &w) in w.iter().enumerate() {
-                let want = f16::from_f32(exp(scores[i] - m[i % group]) * factor[i % group]);
+                let want = f16::from_f32(exp(scores[i] - m[i / n]) * factor[i / n]);
                 assert_eq!(
                     w.to_bits(),
                     want.to_f32().to_bits(),

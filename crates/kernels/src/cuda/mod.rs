@@ -39,8 +39,9 @@ pub struct Gpu {
     functions: HashMap<String, CudaFunction>,
 }
 
-/// The shape of a decode-attention launch; the KV pool is laid out as the CPU's
-/// (`attention::PagedKv`): blocks of 64 positions, each `[kv_head][position][head_dim]`, f16.
+/// The shape of a decode-attention launch; the GPU's KV pool is paged as the CPU's
+/// (`attention::PagedKv`), in blocks of 64 positions, but with keys and values both as rows:
+/// `[kv_head][position][head_dim]`, f16.
 #[derive(Debug, Clone, Copy)]
 pub struct AttentionShape {
     pub sequences: usize,
