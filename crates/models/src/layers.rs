@@ -1,6 +1,6 @@
 //! Building blocks shared by the architectures: attention with RoPE and KV cache, gated FFN.
 
-use ward_kernels::attention::{attention, AttnShape};
+use ward_kernels::attention::{attention_batch, AttnShape, Queries};
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::rope::Rope;
 
@@ -109,7 +109,6 @@ impl Attention {
             rms_norm_inplace(q, qn, self.eps);
             rms_norm_inplace(k, kn, self.eps);
         }
-        let attn = sized(&mut s.attn, n_tok * q_row);
         let mut t0 = 0;
         for item in batch.iter_mut() {
             let (n, start_pos) = (item.tokens.len(), item.seq.len());
@@ -119,10 +118,16 @@ impl Attention {
                 .rotate_both(q, shape.n_head, k, shape.n_kv_head, start_pos);
             let v = &v[t0 * kv_row..][..n * kv_row];
             pool.write(il, item.seq, start_pos, k, v);
-            let attn = &mut attn[t0 * q_row..][..n * q_row];
-            attention(q, pool.paged(il, item.seq), start_pos, shape, attn);
             t0 += n;
         }
+        let attn = sized(&mut s.attn, n_tok * q_row);
+        let (batch, pool) = (&*batch, &*pool);
+        let queries = |i: usize| Queries {
+            kv: pool.paged(il, batch[i].seq),
+            start_pos: batch[i].seq.len(),
+            n_tok: batch[i].tokens.len(),
+        };
+        attention_batch(q, batch.len(), queries, shape, attn);
         self.wo.forward(attn, out);
     }
 }

@@ -143,42 +143,97 @@ thread_local! {
 ///
 /// `q` is `[n_tok][n_head][head_dim]`, `out` the same shape.
 pub fn attention(q: &[f32], kv: PagedKv, start_pos: usize, shape: &AttnShape, out: &mut [f32]) {
+    let n_tok = q.len() / (shape.n_head * shape.head_dim).max(1);
+    let queries = Queries {
+        kv,
+        start_pos,
+        n_tok,
+    };
+    attention_batch(q, 1, |_| queries, shape, out);
+}
+
+/// One sequence's part of a batched attention: `n_tok` query tokens at positions
+/// `start_pos..start_pos + n_tok`, whose keys and values (with all earlier ones) are already in
+/// `kv`.
+#[derive(Clone, Copy)]
+pub struct Queries<'a> {
+    pub kv: PagedKv<'a>,
+    pub start_pos: usize,
+    pub n_tok: usize,
+}
+
+/// `attention` for the query tokens of `n_seqs` sequences at once, `seq(i)` saying where
+/// sequence `i`'s are; `q` and `out` hold all their tokens, sequence after sequence. One
+/// dispatch over the pool for all of them (a batch of decode steps would otherwise wake the
+/// threads twice per sequence and layer), and each token's result is the bits `attention`
+/// gives it alone.
+pub fn attention_batch<'a>(
+    q: &[f32],
+    n_seqs: usize,
+    seq: impl Fn(usize) -> Queries<'a> + Sync,
+    shape: &AttnShape,
+    out: &mut [f32],
+) {
     let s = *shape;
     assert!(
         s.n_kv_head > 0 && s.n_head.is_multiple_of(s.n_kv_head),
         "attention: n_head must be a multiple of n_kv_head"
     );
     let row = s.n_head * s.head_dim;
-    let n_tok = q.len() / row;
+    let n_tok: usize = (0..n_seqs).map(|i| seq(i).n_tok).sum();
     assert!(
         q.len() == n_tok * row && out.len() == q.len(),
         "attention: q/out shape mismatch"
     );
-    assert!(
-        kv.table.len() >= kv_blocks_for(start_pos + n_tok),
-        "attention: block table shorter than the queries"
-    );
-    assert_eq!(kv.k.len(), kv.v.len(), "attention: K and V pools differ");
-    let n_blocks = kv.k.len() / kv_block_len(s.n_kv_head, s.head_dim);
-    assert!(
-        kv.table.iter().all(|&b| (b as usize) < n_blocks),
-        "attention: block table points outside the pool"
-    );
+    for Queries {
+        kv,
+        start_pos,
+        n_tok,
+    } in (0..n_seqs).map(&seq)
+    {
+        assert!(
+            kv.table.len() >= kv_blocks_for(start_pos + n_tok),
+            "attention: block table shorter than the queries"
+        );
+        assert_eq!(kv.k.len(), kv.v.len(), "attention: K and V pools differ");
+        let n_blocks = kv.k.len() / kv_block_len(s.n_kv_head, s.head_dim);
+        assert!(
+            kv.table.iter().all(|&b| (b as usize) < n_blocks),
+            "attention: block table points outside the pool"
+        );
+    }
     let group_len = s.n_head / s.n_kv_head * s.head_dim;
     if n_tok == 0 {
         return;
     }
-    let pair = |p: usize| Pair {
-        q: &q[p * group_len..][..group_len],
-        pos: start_pos + p / s.n_kv_head,
-        kv_head: p % s.n_kv_head,
-        kv,
-        shape: s,
+    // Token t of the batch: its sequence's queries and its position.
+    let token = |mut t: usize| {
+        for queries in (0..n_seqs).map(&seq) {
+            if t < queries.n_tok {
+                return (queries, queries.start_pos + t);
+            }
+            t -= queries.n_tok;
+        }
+        unreachable!("token past the batch")
     };
+    let pair = |p: usize| {
+        let (queries, pos) = token(p / s.n_kv_head);
+        Pair {
+            q: &q[p * group_len..][..group_len],
+            pos,
+            kv_head: p % s.n_kv_head,
+            kv: queries.kv,
+            shape: s,
+        }
+    };
+    let longest = (0..n_seqs)
+        .map(|i| seq(i).start_pos + seq(i).n_tok)
+        .max()
+        .unwrap_or(0)
+        .min(s.window.unwrap_or(usize::MAX));
     let pool = pool::global();
     let n_pairs = n_tok * s.n_kv_head;
     let chunk_len = pair(0).chunk_len();
-    let longest = s.window.unwrap_or(usize::MAX).min(start_pos + n_tok);
     if n_pairs >= 2 * pool.threads() || longest <= KV_CHUNK {
         // Each pair owns its group's slice of `out` and runs both passes of its chunks.
         pool.for_each_chunk(out, group_len, |offset, o| {
@@ -557,6 +612,63 @@ mod tests {
                 let qs = &q[pos * row..][..n * row];
                 attention(qs, PagedKv { table, ..kv }, pos, &shape, &mut some);
                 assert_eq!(some, prefill[pos * row..][..n * row], "positions {pos}+{n}");
+            }
+        }
+    }
+
+    /// Sequences attended together (decode steps beside a prompt, of different lengths, in
+    /// caches sharing one pool) get the bits each gets alone.
+    #[test]
+    fn a_batch_of_sequences_equals_each_alone() {
+        let mut seed = 3u64;
+        let (nh, nkv, hd) = (6usize, 2usize, 32usize);
+        let shape = AttnShape {
+            n_head: nh,
+            n_kv_head: nkv,
+            head_dim: hd,
+            scale: 0.2,
+            window: None,
+        };
+        let total = 400;
+        let r = |x: f32| f16::from_f32(x).to_f32();
+        let k: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
+        let v: Vec<f32> = (0..total * nkv * hd).map(|_| r(lcg(&mut seed))).collect();
+        let (k16, v16, table) = paged(&k, &v, nkv, hd);
+        // Each sequence reads the same cache up to its own length.
+        for batch in [
+            vec![(399usize, 1usize), (150, 1), (10, 1)],
+            vec![(0, 40), (300, 1)],
+            vec![(200, 3), (390, 2), (64, 1), (65, 1)],
+        ] {
+            let n_tok: usize = batch.iter().map(|&(_, n)| n).sum();
+            let q: Vec<f32> = (0..n_tok * nh * hd).map(|_| lcg(&mut seed)).collect();
+            let queries = |i: usize| {
+                let (start_pos, n_tok) = batch[i];
+                let table = &table[..kv_blocks_for(start_pos + n_tok)];
+                Queries {
+                    kv: PagedKv {
+                        k: &k16,
+                        v: &v16,
+                        table,
+                    },
+                    start_pos,
+                    n_tok,
+                }
+            };
+            let mut together = vec![0.0; q.len()];
+            attention_batch(&q, batch.len(), queries, &shape, &mut together);
+            let mut t0 = 0;
+            for i in 0..batch.len() {
+                let Queries {
+                    kv,
+                    start_pos,
+                    n_tok,
+                } = queries(i);
+                let rows = t0 * nh * hd..(t0 + n_tok) * nh * hd;
+                let mut alone = vec![0.0; rows.len()];
+                attention(&q[rows.clone()], kv, start_pos, &shape, &mut alone);
+                assert_eq!(alone, together[rows], "{batch:?}, sequence {i}");
+                t0 += n_tok;
             }
         }
     }
