@@ -255,8 +255,8 @@ pub fn attention_batch<'a>(
     }
     // Few pairs over long contexts (decode): every (token, chunk) is a task, which runs the
     // chunk of each of the token's pairs in turn (a block holds the KV heads' parts side by
-    // side, so a task reads one stream of memory; a task per pair read at 80 % of the speed),
-    // and each pass is one dispatch. Pair p's chunks are after those of the pairs before it in
+    // side, so a task reads one stream of memory; a task per pair read at 80 % of the speed at
+    // 6k positions), and each pass is one dispatch. Pair p's chunks are after those of the pairs before it in
     // the working memory.
     let token_chunks = |i: usize| pair(i * s.n_kv_head).n_chunks();
     // Task t: its token, chunk, and where the token's pairs' chunks start.
@@ -272,16 +272,26 @@ pub fn attention_batch<'a>(
         }
         unreachable!("task past the chunks of the tokens")
     };
-    let n_tasks: usize = (0..n_tok).map(token_chunks).sum();
+    let token_chunk_count: usize = (0..n_tok).map(token_chunks).sum();
+    // Too few of those to share out evenly (a few hundred positions): a task per head instead.
+    let task_heads = if token_chunk_count >= 4 * pool.threads() {
+        s.n_kv_head
+    } else {
+        1
+    };
+    let parts = s.n_kv_head / task_heads;
+    let n_tasks = token_chunk_count * parts;
     // Consecutive tasks to a thread, so that what one prefetches ahead is its own next task's;
     // but enough handfuls to keep every thread busy.
     let per_range = (n_tasks / (4 * pool.threads())).clamp(1, 4);
     let each_chunk = |chunks: &mut [f32], f: &(dyn Fn(&Pair, usize, &mut [f32]) + Sync)| {
         let slots = pool::Disjoint::new(chunks);
         pool.for_each_range(n_tasks, per_range, |tasks| {
-            for (i, c, first) in tasks.map(locate) {
+            for task in tasks {
+                let (i, c, first) = locate(task / parts);
                 let n = token_chunks(i);
-                for h in 0..s.n_kv_head {
+                let part = task % parts;
+                for h in part * task_heads..(part + 1) * task_heads {
                     let at = (first + h * n + c) * chunk_len;
                     // SAFETY: each (token, head, chunk) has its own slot, handed out once.
                     f(&pair(i * s.n_kv_head + h), c, unsafe {
@@ -291,7 +301,7 @@ pub fn attention_batch<'a>(
             }
         });
     };
-    let n_chunks = n_tasks * s.n_kv_head;
+    let n_chunks = token_chunk_count * s.n_kv_head;
     CHUNKS.with_borrow_mut(|chunks| {
         let chunks = grow(chunks, n_chunks * chunk_len);
         each_chunk(chunks, &|p, c, chunk| {
