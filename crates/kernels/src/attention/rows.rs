@@ -391,9 +391,10 @@ mod x86 {
                 let mut acc: [[$vec; V]; G] = [[$zero(); V]; G];
                 for d in 0..hd {
                     prefetch(ahead, d * KV_BLOCK, 2 * KV_BLOCK);
-                    // SAFETY: g < G heads of hd values in q.
-                    let qd: [$vec; G] =
-                        std::array::from_fn(|g| $set1(unsafe { *q.get_unchecked(g * hd + d) }));
+                    let qd: [$vec; G] = std::array::from_fn(|g| {
+                        // SAFETY: g < G heads of hd values in q.
+                        $set1(unsafe { *q.get_unchecked(g * hd + d) })
+                    });
                     let keys = block[d * KV_BLOCK..].as_ptr().wrapping_add(first * $lanes);
                     for v in 0..V {
                         // SAFETY: vector `first + v` ends within the block's row `d`.
@@ -547,9 +548,11 @@ mod x86 {
                 let n = rows.len() / hd;
                 for d in (0..hd).step_by($lanes * C) {
                     let at = |g: usize, c: usize| g * hd + d + $lanes * c;
-                    // SAFETY: every `at(g, c) + $lanes <= acc.len()`.
                     let mut sums: [[$vec; C]; G] = std::array::from_fn(|g| {
-                        std::array::from_fn(|c| unsafe { $load(acc[at(g, c)..].as_ptr()) })
+                        std::array::from_fn(|c| {
+                            // SAFETY: every `at(g, c) + $lanes <= acc.len()`.
+                            unsafe { $load(acc[at(g, c)..].as_ptr()) }
+                        })
                     });
                     for i in 0..n {
                         if d == 0 {
@@ -633,6 +636,7 @@ mod tests {
     }
 
     /// The vector code of each x86 tier this CPU can run (the others reported as skipped).
+    #[cfg(target_arch = "x86_64")]
     fn vector_tiers() -> Vec<FloatVectors> {
         use crate::tier::Tier;
         let mut tiers = Vec::new();
@@ -649,6 +653,7 @@ mod tests {
     /// `MAX_GROUP`, head sizes with and without whole vectors, and runs that start and end
     /// inside blocks; the kernels of different widths give the same bits.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn vector_kernels_match_the_plain_loops_and_each_other() {
         let mut seed = 5u64;
         for hd in [8usize, 24, 64, 128, 256] {
@@ -683,7 +688,6 @@ mod tests {
                     };
                     let (plain_s, plain_acc) = run(None, None);
                     let mut bits = None;
-                    #[cfg(target_arch = "x86_64")]
                     for vectors in vector_tiers() {
                         let (s, acc) = run(
                             x86::scores_block(vectors),

@@ -64,7 +64,7 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn exps(row: &mut [f32]) -> (f32, f32) {
         let (vectors, rest) = row.as_chunks_mut::<8>();
-        // SAFETY (all loads and stores): each of `vectors` is eight floats.
+        // SAFETY: each of `vectors` is eight floats.
         let load = |v: &[f32; 8]| unsafe { _mm256_loadu_ps(v.as_ptr()) };
         let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
         for v in vectors.iter() {
@@ -78,6 +78,7 @@ mod avx2 {
         for v in vectors.iter_mut() {
             let e = exp8(_mm256_sub_ps(load(v), _mm256_set1_ps(m)));
             sum = _mm256_add_ps(sum, e);
+            // SAFETY: `v` is eight floats.
             unsafe { _mm256_storeu_ps(v.as_mut_ptr(), e) };
         }
         let mut l = lanes(sum).into_iter().sum::<f32>();
