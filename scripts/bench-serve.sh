@@ -70,16 +70,22 @@ if [ "$llama" = 1 ]; then
 fi
 
 out=$(mktemp)
+failed=0  # `ward bench serve` exits non-zero when requests failed: the table still shows them
 for s in ${streams//,/ }; do
   load=(--streams "$s" --requests "$requests" --max-tokens "$max_tokens" --prompt-words "$prompt_words" --model "$model")
-  target/release/ward bench serve --addr 127.0.0.1:8181 --label ward --json "${load[@]}" | tee -a "$out"
+  target/release/ward bench serve --addr 127.0.0.1:8181 --label ward --json "${load[@]}" | tee -a "$out" || failed=1
   if [ "$llama" = 1 ]; then
-    target/release/ward bench serve --addr 127.0.0.1:8182 --label llama.cpp --json "${load[@]}" | tee -a "$out"
+    target/release/ward bench serve --addr 127.0.0.1:8182 --label llama.cpp --json "${load[@]}" | tee -a "$out" || failed=1
   fi
 done
 python3 - "$out" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+for r in rows:
+    if r["decode_tok_s"] is None:
+        print(f"{r['label']} at {r['streams']} streams: {r['failed']} of {r['requests']} requests failed, "
+              "too few answers to time; left out below")
+rows = [r for r in rows if r["decode_tok_s"] is not None]
 # tok/s: all generated tokens over the level's wall time; decode: streams / median ITL, the
 # rate with every stream decoding.
 print(f"\n{'server':>10} {'streams':>7} {'tok/s':>7} {'decode':>7} {'failed':>6} "
@@ -104,3 +110,4 @@ if llama:
               f"ITL p99 {l['itl_ms'][2] / max(w['itl_ms'][2], 1e-9):.2f}x lower")
 PY
 rm -f "$out"
+exit "$failed"

@@ -1,24 +1,35 @@
-//! `ward inspect FILE.gguf`: what a model file holds, without loading its weights.
+//! `ward inspect MODEL`: what a model file holds, without loading its weights.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::Path;
 
 use clap::Args;
+use serde_json::{json, Value};
 use ward_models::gguf::GgufFile;
+use ward_models::registry::resolve_model;
 use ward_models::{HParams, Tokenizer};
 
 #[derive(Args)]
 pub struct InspectArgs {
-    file: PathBuf,
+    /// A registry name (`ward list`) or a path to a .gguf file.
+    model: String,
     /// Also list every metadata key.
     #[arg(long)]
     metadata: bool,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
-    let gguf = GgufFile::open(&a.file)?;
+    let path = resolve_model(Some(&a.model))?.path;
+    let gguf = GgufFile::open(&path)?;
+    if a.json {
+        println!("{}", describe_json(&gguf, &path, a.metadata)?);
+        return Ok(());
+    }
     let h = &gguf.header;
-    println!("file: {}", a.file.display());
+    println!("file: {}", path.display());
     println!(
         "gguf version: {}, alignment {}, data at byte {}",
         h.version, h.alignment, h.data_offset
@@ -105,6 +116,78 @@ pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `inspect` prints, as one JSON object; parts Ward cannot read are `{"error": why}`.
+fn describe_json(gguf: &GgufFile, path: &Path, metadata: bool) -> anyhow::Result<Value> {
+    let h = &gguf.header;
+    let hparams = match HParams::from_gguf(gguf) {
+        Ok(hp) => json!({
+            "layers": hp.n_layer,
+            "embedding": hp.n_embd,
+            "feed_forward": hp.n_ff,
+            "heads": hp.n_head,
+            "kv_heads": hp.n_head_kv,
+            "head_dim": hp.head_dim,
+            "rope_dim": hp.rope_dim,
+            "context_length": hp.context_length,
+            "rms_eps": hp.rms_eps,
+            "rope_base": hp.rope_base,
+            "sliding_window": hp.sliding_window.map(|w| json!({
+                "size": w.size, "pattern": w.pattern, "rope_base": hp.rope_base_local,
+            })),
+            "description": describe(&hp),
+        }),
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let mut by_type: BTreeMap<&str, (usize, u64)> = BTreeMap::new();
+    for t in &h.tensors {
+        let e = by_type.entry(t.ggml_type.name).or_default();
+        e.0 += 1;
+        e.1 += t.n_bytes;
+    }
+    let by_type: serde_json::Map<String, Value> = by_type
+        .into_iter()
+        .map(|(ty, (n, bytes))| (ty.to_string(), json!({"tensors": n, "bytes": bytes})))
+        .collect();
+    let tokenizer = match Tokenizer::from_gguf(gguf) {
+        Ok(tok) => {
+            let text = |id: Option<u32>| id.and_then(|i| tok.vocab().text(i));
+            json!({
+                "kind": format!("{:?}", tok.kind()).to_lowercase(),
+                "tokens": tok.vocab().len(),
+                "bos": text(tok.bos),
+                "add_bos": tok.add_bos,
+                "eos": text(tok.eos),
+            })
+        }
+        Err(e) => json!({"error": e.to_string()}),
+    };
+    let mut v = json!({
+        "file": path.display().to_string(),
+        "gguf_version": h.version,
+        "alignment": h.alignment,
+        "data_offset": h.data_offset,
+        "architecture": gguf.get_str("general.architecture")?,
+        "name": gguf.get_str("general.name")?,
+        "hyper_parameters": hparams,
+        "tensors": {
+            "count": h.tensors.len(),
+            "bytes": h.tensors.iter().map(|t| t.n_bytes).sum::<u64>(),
+            "by_type": by_type,
+        },
+        "tokenizer": tokenizer,
+        "chat_template": gguf.get_str("tokenizer.chat_template")?,
+    });
+    if metadata {
+        let all: serde_json::Map<String, Value> = gguf
+            .metadata()
+            .iter()
+            .map(|(k, val)| (k.to_string(), Value::String(val.summary())))
+            .collect();
+        v["metadata"] = Value::Object(all);
+    }
+    Ok(v)
 }
 
 /// The description's switches, in words: what this file's model computes beyond plain llama.

@@ -3,7 +3,8 @@
 //! streamed `/v1/completions` requests one after another (a closed loop), and reports aggregate
 //! generated tokens per second, time to first token and inter-token latency percentiles, and
 //! failures. Every request has its own prompt (so no server gains from a prefix cache) and
-//! asks for exactly `--max-tokens` tokens (`ignore_eos`).
+//! asks for exactly `--max-tokens` tokens (`ignore_eos`). Exits non-zero if any request
+//! failed.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +19,7 @@ use tokio::net::TcpStream;
 
 #[derive(Args)]
 pub struct LoadArgs {
-    /// The server's address (host:port).
+    /// The server's address: host:port, or http://host:port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     addr: String,
     /// The model name to put in requests.
@@ -57,26 +58,51 @@ pub fn load(a: LoadArgs) -> anyhow::Result<()> {
         a.requests > 0 && a.max_tokens > 0 && a.streams.iter().all(|&s| s > 0),
         "--streams, --requests and --max-tokens must be > 0"
     );
+    let addr = host_port(&a.addr)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    runtime.block_on(async {
+    let (failed, sent) = runtime.block_on(async {
+        let (mut failed, mut sent) = (0, 0);
         for &streams in &a.streams {
-            level(&a, streams).await?;
+            let (f, s) = level(&a, &addr, streams).await?;
+            (failed, sent) = (failed + f, sent + s);
         }
-        anyhow::Ok(())
-    })
+        anyhow::Ok((failed, sent))
+    })?;
+    anyhow::ensure!(failed == 0, "{failed} of {sent} requests failed");
+    Ok(())
 }
 
-async fn level(a: &LoadArgs, streams: usize) -> anyhow::Result<()> {
+/// `host:port` from what `--addr` was given: `host:port` or `http://host:port[/]`.
+fn host_port(addr: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !addr.starts_with("https://"),
+        "--addr {addr}: the load generator speaks plain HTTP only; give a plain-HTTP listener's \
+         host:port"
+    );
+    let rest = addr.strip_prefix("http://").unwrap_or(addr);
+    let host_port = rest.strip_suffix('/').unwrap_or(rest);
+    let (host, port) = host_port
+        .rsplit_once(':')
+        .with_context(|| format!("--addr {addr}: expected host:port or http://host:port"))?;
+    anyhow::ensure!(
+        !host.is_empty() && !host.contains('/') && port.parse::<u16>().is_ok(),
+        "--addr {addr}: expected host:port or http://host:port"
+    );
+    Ok(host_port.to_string())
+}
+
+/// Run one concurrency level and print its line; returns the requests failed and sent.
+async fn level(a: &LoadArgs, addr: &str, streams: usize) -> anyhow::Result<(usize, usize)> {
     let t0 = Instant::now();
     let tasks: Vec<_> = (0..streams)
         .map(|s| {
             let bodies: Vec<String> = (0..a.requests)
                 .map(|r| body(a, streams, s * a.requests + r))
                 .collect();
-            let addr = a.addr.clone();
+            let addr = addr.to_string();
             tokio::spawn(async move {
                 let mut out = Vec::new();
                 for b in bodies {
@@ -101,29 +127,44 @@ async fn level(a: &LoadArgs, streams: usize) -> anyhow::Result<()> {
     let mut ttft: Vec<Duration> = samples.iter().map(|s| s.ttft).collect();
     let mut itl: Vec<Duration> = samples.iter().flat_map(|s| s.gaps.clone()).collect();
     let tok_s = tokens as f64 / wall;
+    // None where nothing was measured (every request failed; one token each, so no gaps).
     let (ttft, itl) = (percentiles(&mut ttft), percentiles(&mut itl));
     // The rate with every stream decoding at the median inter-token latency: the steady
     // decode throughput, free of the time spent reading prompts.
-    let decode_tok_s = streams as f64 * 1e3 / itl[0].max(1e-9);
+    let decode_tok_s = itl
+        .filter(|p| p[0] > 0.0)
+        .map(|p| streams as f64 * 1e3 / p[0]);
+    let sent = samples.len() + failures.len();
     if a.json {
         println!(
             "{}",
-            json!({"label": a.label, "streams": streams, "requests": samples.len() + failures.len(),
+            json!({"label": a.label, "streams": streams, "requests": sent,
                    "failed": failures.len(), "tokens": tokens, "seconds": wall, "tok_s": tok_s, "decode_tok_s": decode_tok_s,
                    "ttft_ms": ttft, "itl_ms": itl})
         );
     } else {
+        let ms = |p: Option<[f64; 3]>, digits: usize| {
+            p.map_or("n/a".into(), |p| {
+                format!(
+                    "p50 {:.digits$} p90 {:.digits$} p99 {:.digits$}",
+                    p[0], p[1], p[2]
+                )
+            })
+        };
+        let decode = decode_tok_s.map_or("n/a".into(), |r| format!("{r:6.1}"));
         println!(
             "{:>10} {streams:>3} streams: {tok_s:6.1} tok/s ({tokens} tokens in {wall:.1} s), decode \
-             {decode_tok_s:6.1} tok/s, {} failed | TTFT ms p50 {:.0} p90 {:.0} p99 {:.0} | ITL ms \
-             p50 {:.1} p90 {:.1} p99 {:.1}",
-            a.label, failures.len(), ttft[0], ttft[1], ttft[2], itl[0], itl[1], itl[2]
+             {decode} tok/s, {} failed | TTFT ms {} | ITL ms {}",
+            a.label,
+            failures.len(),
+            ms(ttft, 0),
+            ms(itl, 1)
         );
     }
     if let Some(f) = failures.first() {
         eprintln!("first failure: {f}");
     }
-    Ok(())
+    Ok((failures.len(), sent))
 }
 
 /// A prompt of ordinary clinical words, made unique by its number.
@@ -212,11 +253,43 @@ async fn request(addr: &str, body: String) -> anyhow::Result<Sample> {
     })
 }
 
-/// p50, p90 and p99 in milliseconds (0 when there are none).
-fn percentiles(v: &mut [Duration]) -> [f64; 3] {
+/// p50, p90 and p99 in milliseconds (None when there are none).
+fn percentiles(v: &mut [Duration]) -> Option<[f64; 3]> {
     v.sort_unstable();
-    [0.50, 0.90, 0.99].map(|q| {
-        v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
-            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
-    })
+    let last = v.len().checked_sub(1)?;
+    Some(
+        [0.50, 0.90, 0.99]
+            .map(|q| v[((v.len() as f64 * q) as usize).min(last)].as_secs_f64() * 1e3),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_with_or_without_the_scheme() {
+        assert_eq!(host_port("127.0.0.1:8080").unwrap(), "127.0.0.1:8080");
+        assert_eq!(
+            host_port("http://localhost:8181/").unwrap(),
+            "localhost:8181"
+        );
+        assert_eq!(host_port("http://[::1]:80").unwrap(), "[::1]:80");
+        for bad in [
+            "https://x:443",
+            "localhost",
+            "http://x:80/v1",
+            "x:http",
+            ":80",
+        ] {
+            assert!(host_port(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn no_measurements_give_no_percentiles() {
+        assert_eq!(percentiles(&mut []), None);
+        let mut one = [Duration::from_millis(5)];
+        assert_eq!(percentiles(&mut one), Some([5.0; 3]));
+    }
 }

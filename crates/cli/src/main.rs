@@ -105,9 +105,24 @@ fn main() {
         Command::Tiers => tiers::tiers(),
     };
     if let Err(e) = result {
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", in_words(&e));
         std::process::exit(1);
     }
+}
+
+/// An error and its causes, `a: b: c`, each said once: many errors (an OS error inside a
+/// library's) also print their cause in their own message.
+fn in_words(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain().map(ToString::to_string) {
+        if !text.contains(&cause) {
+            if !text.is_empty() {
+                text += ": ";
+            }
+            text += &cause;
+        }
+    }
+    text
 }
 
 /// Buffers of a megabyte or more (request bodies, prompts being tokenized) are mapped on their

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
-use ward_models::registry::{file_sha256, Entry, Registry, Runnable};
+use ward_models::registry::{file_sha256, file_sha256_with_progress, Entry, Registry, Runnable};
 
 #[derive(Args)]
 pub struct PullArgs {
@@ -30,6 +30,9 @@ pub struct ListArgs {
     /// Hash every present file again instead of trusting its stamp.
     #[arg(long)]
     verify: bool,
+    /// Print one JSON array instead of the table.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn pull(a: PullArgs) -> anyhow::Result<()> {
@@ -43,7 +46,7 @@ pub fn pull(a: PullArgs) -> anyhow::Result<()> {
     })?;
     let pin = pin_for(entry, a.sha256.as_deref())?;
     let dest = registry.path_of(entry);
-    if dest.is_file() && file_sha256(&dest)? == pin {
+    if dest.is_file() && hash(&dest)? == pin {
         stamp(&dest, &pin)?;
         println!(
             "{}: already present and verified ({})",
@@ -56,7 +59,7 @@ pub fn pull(a: PullArgs) -> anyhow::Result<()> {
         Some(file) => import(file, &dest)?,
         None => download(entry, &registry.dir, &pin)?,
     };
-    let got = file_sha256(&staged)?;
+    let got = hash(&staged)?;
     if got != pin {
         let _ = std::fs::remove_file(&staged);
         bail!(
@@ -73,6 +76,36 @@ pub fn pull(a: PullArgs) -> anyhow::Result<()> {
         dest.display()
     );
     Ok(())
+}
+
+/// A file's sha256, with its progress on stderr for a large one (a multi-GB model takes a
+/// while): a line redrawn on a terminal, a line per tenth otherwise.
+fn hash(file: &Path) -> anyhow::Result<String> {
+    use std::io::{IsTerminal, Write};
+    const LARGE: u64 = 64 << 20;
+    let terminal = std::io::stderr().is_terminal();
+    let mut shown = 0;
+    let sha = file_sha256_with_progress(file, |done, size| {
+        let tenths = done * 10 / size.max(1);
+        if size < LARGE || tenths == shown {
+            return;
+        }
+        shown = tenths;
+        let (end, gb) = (if terminal { "\r" } else { "\n" }, 1e9);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "hashing {}: {:3}% of {:.1} GB{end}",
+            file.display(),
+            tenths * 10,
+            size as f64 / gb
+        );
+        if terminal && done == size {
+            let _ = writeln!(err);
+        }
+    })
+    .with_context(|| format!("hashing {}", file.display()))?;
+    Ok(sha)
 }
 
 /// The hash the file must have: the registry's pin, or the operator's for an unpinned entry.
@@ -134,9 +167,14 @@ fn download(entry: &Entry, models: &Path, pin: &str) -> anyhow::Result<PathBuf> 
         revision,
     ));
     // The Hub names a large file by its sha256: a different file is refused before it is fetched.
-    let meta = api
-        .metadata(&repo.url(&hf.file))
-        .with_context(|| format!("asking the Hub about {}/{}", hf.repo, hf.file))?;
+    let meta = api.metadata(&repo.url(&hf.file)).with_context(|| {
+        format!(
+            "asking the Hugging Face Hub about {}/{}: the Hub cannot be reached from here, or \
+             refused; on a site without Internet access copy the file in by hand and run `ward \
+             pull {} --from FILE`",
+            hf.repo, hf.file, entry.name
+        )
+    })?;
     let etag = meta.etag();
     if etag.len() == 64 && etag.bytes().all(|b| b.is_ascii_hexdigit()) && etag != pin {
         bail!(
@@ -212,10 +250,12 @@ pub fn list(a: ListArgs) -> anyhow::Result<()> {
         "{:<30} {:<8} {:>8}  {:<18} {:<5} {}\n",
         "NAME", "ARCH", "CONTEXT", "STATE", "RUNS", "LICENCE / DESCRIPTION"
     );
+    let mut rows = Vec::new();
     let mut failed = false;
     let mut cannot = String::new();
     for entry in &registry.models {
-        let runs = match registry.can_run(entry) {
+        let runnable = registry.can_run(entry);
+        let runs = match &runnable {
             Runnable::Yes => "yes",
             // Not downloaded: its architecture is one Ward runs.
             Runnable::ByArchitecture => "arch",
@@ -247,6 +287,21 @@ pub fn list(a: ListArgs) -> anyhow::Result<()> {
                 (Some(_), None) => "present, unpinned".into(),
             }
         };
+        rows.push(serde_json::json!({
+            "name": entry.name,
+            "architecture": entry.architecture,
+            "context_length": entry.context_length,
+            "file": path.display().to_string(),
+            "sha256": entry.sha256,
+            "state": state,
+            "runs": runs,
+            "why_not": match runnable {
+                Runnable::No(why) => Some(why.to_string()),
+                _ => None,
+            },
+            "license": entry.license,
+            "description": entry.description,
+        }));
         let context = entry.context_length.map_or("-".into(), |c| c.to_string());
         let about = entry.description.as_deref().unwrap_or("");
         let _ = writeln!(
@@ -262,6 +317,9 @@ pub fn list(a: ListArgs) -> anyhow::Result<()> {
     if !cannot.is_empty() {
         table.push_str("Models this build cannot run:\n");
         table.push_str(&cannot);
+    }
+    if a.json {
+        table = serde_json::Value::Array(rows).to_string() + "\n";
     }
     // A reader that stops early (`| head`) is not an error.
     let _ = std::io::Write::write_all(&mut std::io::stdout(), table.as_bytes());

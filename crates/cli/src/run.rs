@@ -34,8 +34,9 @@ pub struct RunArgs {
     presence_penalty: f32,
     #[arg(long)]
     seed: Option<u64>,
-    /// Stop before this text (may be repeated).
-    #[arg(long)]
+    /// Stop before this text (may be repeated). Escapes are read as in a C or Rust string:
+    /// `"\n\n"` is two newlines (`\n`, `\r`, `\t`, `\0`, `\\`, `\"`, `\u{XXXX}`).
+    #[arg(long, value_parser = unescape)]
     stop: Vec<String>,
     /// Wrap the prompt as one user message through the model's chat template.
     #[arg(long)]
@@ -56,7 +57,7 @@ pub fn device(gpu: Option<usize>) -> Device {
 pub fn load(model: Option<&str>, device: Device) -> anyhow::Result<LoadedModel> {
     let resolved = resolve_model(model)?;
     eprintln!(
-        "ward: loading {} from {} ({device:?})",
+        "ward: loading {} from {} on the {device}",
         resolved.name,
         resolved.path.display()
     );
@@ -66,6 +67,46 @@ pub fn load(model: Option<&str>, device: Device) -> anyhow::Result<LoadedModel> 
         device,
     )
     .with_context(|| format!("loading {}", resolved.path.display()))
+}
+
+/// `text` with its backslash escapes replaced by what they stand for (a shell passes `"\n"` on
+/// as a backslash and an `n`).
+fn unescape(text: &str) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next() {
+            Some('n') => '\n',
+            Some('r') => '\r',
+            Some('t') => '\t',
+            Some('0') => '\0',
+            Some('\\') => '\\',
+            Some('"') => '"',
+            Some('\'') => '\'',
+            Some('u') => {
+                let rest = chars.as_str();
+                let code = rest
+                    .strip_prefix('{')
+                    .and_then(|r| r.split_once('}'))
+                    .and_then(|(hex, _)| u32::from_str_radix(hex, 16).ok())
+                    .and_then(char::from_u32)
+                    .ok_or("\\u takes a code point in braces, like \\u{2029}")?;
+                chars = rest[rest.find('}').map_or(0, |i| i + 1)..].chars();
+                code
+            }
+            Some(other) => {
+                return Err(format!(
+                    "unknown escape \\{other} (write \\\\ for a backslash)"
+                ))
+            }
+            None => return Err("a lone backslash at the end (write \\\\ for a backslash)".into()),
+        });
+    }
+    Ok(out)
 }
 
 pub fn run(a: RunArgs) -> anyhow::Result<()> {
@@ -120,12 +161,33 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     }
     writeln!(stdout)?;
     eprintln!(
-        "ward: {} prompt tokens, {} generated ({:?}), prefill {:.2}s, decode {:.1} tok/s",
+        "ward: {} prompt tokens, {} generated (finish: {}), prefill {:.2}s, decode {:.1} tok/s",
         stats.prompt_tokens,
         stats.tokens.len(),
-        stats.finish,
+        stats.finish.as_str(),
         stats.prefill_time.as_secs_f64(),
         stats.tokens.len() as f64 / stats.decode_time.as_secs_f64().max(1e-9)
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    #[test]
+    fn escapes_become_the_characters_they_name() {
+        assert_eq!(unescape(r"\n\n").unwrap(), "\n\n");
+        assert_eq!(
+            unescape(r#"a\tb\\c\"d\u{2029}e"#).unwrap(),
+            "a\tb\\c\"d\u{2029}e"
+        );
+        assert_eq!(
+            unescape("plain text: 37.5°C").unwrap(),
+            "plain text: 37.5°C"
+        );
+        for bad in [r"\q", "end\\", r"\u{110000}", r"\u2029", r"\u{zz}"] {
+            assert!(unescape(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -216,3 +216,96 @@ fn serve_refuses_a_taken_port_and_an_unknown_model_with_a_clear_error() {
         text(&out.stderr)
     );
 }
+
+/// A models directory of its own, with `registry` as its registry.toml.
+fn models_dir(tag: &str, registry: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ward-cli-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("registry.toml"), registry).unwrap();
+    dir
+}
+
+#[test]
+fn pull_from_a_file_shows_its_hashing_and_without_the_hub_names_from() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let smollm2 = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let registry = "default = \"small\"\n[[model]]\nname = \"small\"\nfile = \"small.gguf\"\n\
+        architecture = \"llama\"\nlicense = \"x\"\n\
+        sha256 = \"b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53\"\n\
+        hf = { repo = \"someone/small-GGUF\", file = \"small.gguf\" }\n";
+    let dir = models_dir("pull", registry);
+    let pull = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_ward"))
+            .args(["pull", "small"])
+            .args(extra)
+            .env("WARD_MODELS_DIR", &dir)
+            // Nothing listens there: the Hub is unreachable, as on a closed hospital network.
+            .env("HF_ENDPOINT", "http://127.0.0.1:9")
+            .output()
+            .unwrap()
+    };
+    let offline = pull(&[]);
+    let err = text(&offline.stderr);
+    assert_eq!(offline.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("cannot be reached") && err.contains("ward pull small --from FILE"),
+        "{err}"
+    );
+    let imported = pull(&["--from", smollm2.to_str().unwrap()]);
+    let err = text(&imported.stderr);
+    assert!(imported.status.success(), "{err}");
+    assert!(err.contains("100% of 0.1 GB"), "{err}");
+    assert!(text(&imported.stdout).contains("verified sha256 b179c952"));
+    // Listed as verified, in JSON too; and inspected by its name.
+    let list = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["list", "--json"])
+        .env("WARD_MODELS_DIR", &dir)
+        .output()
+        .unwrap();
+    let models: serde_json::Value = serde_json::from_slice(&list.stdout).unwrap();
+    assert_eq!(models[0]["name"], "small");
+    assert_eq!(models[0]["state"], "verified");
+    assert_eq!(models[0]["runs"], "yes");
+    let inspect = Command::new(env!("CARGO_BIN_EXE_ward"))
+        .args(["inspect", "small", "--json"])
+        .env("WARD_MODELS_DIR", &dir)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(inspect.status.success(), "{}", text(&inspect.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).unwrap();
+    assert_eq!(v["architecture"], "llama");
+    assert_eq!(v["hyper_parameters"]["layers"], 30);
+    assert_eq!(v["tokenizer"]["kind"], "bpe");
+    assert!(v["file"].as_str().unwrap().ends_with("small.gguf"));
+}
+
+#[test]
+fn errors_name_the_problem_once_in_words() {
+    let o = ward(&["inspect", "/nonexistent/model.gguf"]);
+    let err = text(&o.stderr);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    let o = ward(&["run", "--prompt", "Fever is", "--max-tokens", "3"]);
+    let err = text(&o.stderr);
+    assert!(
+        err.contains("on the CPU") && err.contains("(finish: length)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_reads_escapes_in_stop_strings() {
+    // Counting from 1 with a comma between: greedy SmolLM2 writes "1, 2, 3, ...".
+    let args = ["run", "--prompt", "1, 2, 3, 4,", "--max-tokens", "12"];
+    let all = text(&ward(&args).stdout);
+    let cut = ward(&[&args[..], &["--stop", r"\u{2C} 7"]].concat());
+    assert!(cut.status.success(), "{}", text(&cut.stderr));
+    let cut = text(&cut.stdout);
+    assert!(
+        all.contains(", 7") && !cut.contains(", 7"),
+        "{all:?} / {cut:?}"
+    );
+    let bad = ward(&[&args[..], &["--stop", r"\q"]].concat());
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("unknown escape"));
+}

@@ -41,6 +41,19 @@ pub enum FinishReason {
     TimedOut,
 }
 
+impl FinishReason {
+    /// OpenAI's `finish_reason` (the last two are never sent as one: nobody is left to read a
+    /// cancelled answer, and a timeout is sent as an error).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::Cancelled => "cancelled",
+            FinishReason::TimedOut => "timeout",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct GenerationStats {
     pub prompt_tokens: usize,

@@ -62,7 +62,6 @@ pub struct EngineHandle {
 }
 
 /// What the engine thread reports back.
-#[derive(Default)]
 struct Shared {
     /// Jobs sent and not yet taken in by the scheduler.
     in_channel: AtomicUsize,
@@ -98,7 +97,14 @@ impl EngineHandle {
         let info = model_info(&lm, id, kv_blocks * KV_BLOCK);
         let lm = Arc::new(lm);
         let (jobs, rx) = channel();
-        let shared = Arc::new(Shared::default());
+        // The pool's size is reported from the start, not from the first step.
+        let shared = Arc::new(Shared {
+            in_channel: AtomicUsize::new(0),
+            load: Mutex::new(SchedulerLoad {
+                kv_blocks_total: kv_blocks,
+                ..SchedulerLoad::default()
+            }),
+        });
         let scheduler = SchedulerConfig {
             kv_blocks,
             max_batch_tokens: config.max_batch_tokens,

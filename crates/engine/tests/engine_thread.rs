@@ -265,6 +265,9 @@ fn the_prefix_cache_reuses_blocks_within_a_tenant_only() {
 #[test]
 fn a_client_that_leaves_frees_its_blocks_within_a_step() {
     let engine = EngineHandle::start(smollm2(), "smollm2", EngineConfig::default()).unwrap();
+    // The pool's size is known from the start, before any request has run a step.
+    assert!(engine.load().kv_blocks_total > 0);
+    assert_eq!(engine.load().steps, 0);
     let mut events = engine
         .submit(request(Prompt::Text("1, 2, 3, 4, 5,".into()), Some(1000)))
         .unwrap();

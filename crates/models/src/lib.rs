@@ -84,6 +84,15 @@ pub enum Device {
     Cuda(usize),
 }
 
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "CPU"),
+            Device::Cuda(n) => write!(f, "GPU {n}"),
+        }
+    }
+}
+
 impl Device {
     /// Refuse, by name, a model whose description asks for what this device's kernels have
     /// not got. The GPU path has been checked on llama and gemma3 without biases or RoPE

@@ -32,17 +32,30 @@ pub enum RegistryError {
 
 /// Hex sha256 of a file's contents.
 pub fn file_sha256(path: &Path) -> std::io::Result<String> {
+    file_sha256_with_progress(path, |_, _| {})
+}
+
+/// [`file_sha256`], telling `progress` the bytes read so far and the file's size after each
+/// megabyte.
+pub fn file_sha256_with_progress(
+    path: &Path,
+    mut progress: impl FnMut(u64, u64),
+) -> std::io::Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::Read;
     let mut file = std::fs::File::open(path)?;
+    let size = file.metadata()?.len();
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
     loop {
         let n = file.read(&mut buf)?;
         if n == 0 {
             break;
         }
         hasher.update(&buf[..n]);
+        done += n as u64;
+        progress(done, size);
     }
     Ok(hasher
         .finalize()

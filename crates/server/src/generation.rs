@@ -16,8 +16,8 @@ use futures_util::stream::{select_all, unfold};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use ward_engine::{
-    Engine, Event, EventStream, GenerateRequest, ResponseFormat, SubmitError, Tenant, TokenLogprob,
-    Usage,
+    Engine, Event, EventStream, GenerateRequest, Prompt, ResponseFormat, SubmitError, Tenant,
+    TokenLogprob, Usage,
 };
 
 use crate::auth::Caller;
@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::ledger::Ledger;
 use crate::openai::reasoning::{ReasoningSplitter, Split};
 use crate::openai::request::{parse_body, Validated};
-use crate::openai::response::{finish_reason, Choice, Endpoint, Meta};
+use crate::openai::response::{Choice, Endpoint, Meta};
 use crate::openai::tools::{ToolCall, ToolMode, ToolStream};
 use crate::request_id::RequestId;
 use crate::routes::check_model;
@@ -78,6 +78,7 @@ async fn generate(
         stream,
         include_usage,
         n,
+        more_prompts,
         tool_mode,
     } = read_request(&bytes, endpoint, &ledger, |model| {
         check_model(&app, &caller, &ledger, model)
@@ -85,7 +86,8 @@ async fn generate(
     let info = engine.info();
     request.id = id.0.clone();
     request.timeout = app.config.request_timeout;
-    ledger.with(|r| r.params = Some(audit_params(&request, n, stream)));
+    let sequences = n * (1 + more_prompts.len());
+    ledger.with(|r| r.params = Some(audit_params(&request, n, sequences, stream)));
     if let Some(service) = &caller.0 {
         service.check_tokens()?;
         // One service's prompts never share cache blocks with another's (nor reveal them by
@@ -95,12 +97,12 @@ async fn generate(
             name: service.name.clone(),
             weight: service.weight,
         };
-        // Its places in the engine, one per choice, held until the response ends.
+        // Its places in the engine, one per sequence, held until the response ends.
         let keys = app
             .keys
             .as_ref()
             .expect("a calling service means a key file");
-        let held = keys.hold(service, n, engine.capacity())?;
+        let held = keys.hold(service, sequences, engine.capacity())?;
         ledger.with(|r| r.held = Some(held));
     }
     let max_tokens = request.max_tokens;
@@ -108,12 +110,14 @@ async fn generate(
     let meta = Meta::new(endpoint, &id.0, &info.id, &info.fingerprint);
     // Templating and tokenizing a long prompt is CPU work: keep it off the I/O threads.
     let submitter = engine.clone();
-    let streams = tokio::task::spawn_blocking(move || submit_n(&*submitter, request, n))
-        .await
-        .map_err(|_| ApiError::engine("the request could not be prepared"))?
-        .map_err(|e| ApiError::from_submit(e, endpoint.prompt_param()))?;
+    let streams =
+        tokio::task::spawn_blocking(move || submit(&*submitter, request, more_prompts, n))
+            .await
+            .map_err(|_| ApiError::engine("the request could not be prepared"))?
+            .map_err(|e| ApiError::from_submit(e, endpoint.prompt_param()))?;
     drop(preparing);
-    let prompt_tokens = streams.first().map_or(0, |s| s.prompt_tokens);
+    // Each prompt counted once, however many choices it has.
+    let prompt_tokens: usize = streams.iter().step_by(n).map(|s| s.prompt_tokens).sum();
     ledger.with(|r| {
         r.prompt_tokens = prompt_tokens;
         r.streaming = stream;
@@ -121,7 +125,10 @@ async fn generate(
     if let Some(service) = &caller.0 {
         // The most it may generate is reserved now and settled when it ends (a refusal here
         // drops the streams, which cancels them).
-        let reserved = n * max_tokens.unwrap_or(info.context_length.saturating_sub(prompt_tokens));
+        let reserved = streams
+            .iter()
+            .map(|s| max_tokens.unwrap_or(info.context_length.saturating_sub(s.prompt_tokens)))
+            .sum();
         service.reserve_tokens(reserved)?;
         ledger.with(|r| r.reserved_tokens = reserved);
         service.settle_tokens(0, prompt_tokens);
@@ -133,12 +140,13 @@ async fn generate(
         arrived,
     };
     if stream {
-        Ok(event_stream(streams, meta, include_usage, logprobs, tool_mode, track).into_response())
+        let stream = event_stream(streams, n, meta, include_usage, logprobs, tool_mode, track);
+        Ok(stream.into_response())
     } else {
         let think = endpoint == Endpoint::Chat;
         // A request still running at the shutdown timeout ends with 503, and is audited so.
         let (choices, usage) = tokio::select! {
-            done = collect(streams, logprobs, think, tool_mode, &track) => done?,
+            done = collect(streams, n, logprobs, think, tool_mode, &track) => done?,
             () = app.cut() => return Err(ApiError::cut_at_shutdown()),
         };
         Ok(Json(meta.response(&choices, &usage)).into_response())
@@ -183,7 +191,7 @@ pub(crate) fn record_prompt(ledger: &Ledger, bytes: &[u8]) -> Result<(), ApiErro
 }
 
 /// The parameters the audit log shows: numbers, switches and counts, never text.
-fn audit_params(r: &GenerateRequest, n: usize, stream: bool) -> Value {
+fn audit_params(r: &GenerateRequest, n: usize, sequences: usize, stream: bool) -> Value {
     let s = &r.sampling;
     json!({
         "max_tokens": r.max_tokens,
@@ -193,6 +201,7 @@ fn audit_params(r: &GenerateRequest, n: usize, stream: bool) -> Value {
         "min_p": s.min_p,
         "seed": s.seed,
         "n": n,
+        "prompts": sequences / n,
         "stream": stream,
         "logprobs": r.logprobs,
         "stop": r.stop.len(),
@@ -228,24 +237,31 @@ impl Track {
     }
 }
 
-/// `n` sequences for one request (OpenAI's `n`), each with its own events. Choice `i` samples
-/// with seed `seed + i`, so seeded choices differ from one another and repeat from call to
-/// call. Sequences after the first usually find the prompt in the prefix cache.
-fn submit_n(
+/// `n` sequences for each of a request's prompts (OpenAI's `n`), each with its own events,
+/// prompt by prompt. A prompt's choice `i` samples with seed `seed + i`, so seeded choices
+/// differ from one another, repeat from call to call, and a prompt gets the same answers in a
+/// batch as alone. Sequences after a prompt's first usually find it in the prefix cache.
+fn submit(
     engine: &dyn Engine,
     request: GenerateRequest,
+    more_prompts: Vec<Prompt>,
     n: usize,
 ) -> Result<Vec<EventStream>, SubmitError> {
-    (0..n)
-        .map(|i| {
+    let several = n > 1 || !more_prompts.is_empty();
+    let prompts = std::iter::once(request.prompt.clone()).chain(more_prompts);
+    let mut streams = Vec::new();
+    for (p, prompt) in prompts.enumerate() {
+        for i in 0..n {
             let mut r = request.clone();
+            r.prompt = prompt.clone();
             r.sampling.seed = r.sampling.seed.map(|s| s.wrapping_add(i as u64));
-            if n > 1 {
-                r.id = format!("{}.{i}", request.id);
+            if several {
+                r.id = format!("{}.{}", request.id, p * n + i);
             }
-            engine.submit(r)
-        })
-        .collect()
+            streams.push(engine.submit(r)?);
+        }
+    }
+    Ok(streams)
 }
 
 /// Read the whole body within the body timeout, refusing more than `max_body_bytes`.
@@ -283,6 +299,7 @@ pub(crate) async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> 
 /// Every sequence's output; the first failure ends them all (dropping the others cancels them).
 async fn collect(
     streams: Vec<EventStream>,
+    n: usize,
     logprobs: bool,
     think: bool,
     tool_mode: ToolMode,
@@ -294,8 +311,8 @@ async fn collect(
         collect_one(s, logprobs, out)
     };
     let results = try_join_all(streams.into_iter().enumerate().map(one)).await?;
-    let usage = total_usage(results.iter().map(|r| &r.1));
-    Ok((results.into_iter().map(|r| r.0).collect(), usage))
+    let (choices, usages): (Vec<Choice>, Vec<Usage>) = results.into_iter().unzip();
+    Ok((choices, total_usage(&usages, n)))
 }
 
 /// One sequence's whole output, through the same [`ChoiceOutput`] as a stream, so a
@@ -406,18 +423,21 @@ impl ChoiceOutput {
     }
 }
 
-/// The usage of `n` sequences of one prompt: the prompt counted once, the completions summed.
-fn total_usage<'a>(usages: impl Iterator<Item = &'a Usage>) -> Usage {
-    let mut usages = usages.peekable();
-    let first = **usages.peek().expect("at least one sequence");
+/// The usage of a request's sequences, in choice order, `n` per prompt: each prompt counted
+/// once, the completions summed.
+fn total_usage(usages: &[Usage], n: usize) -> Usage {
+    let prompts = || usages.iter().step_by(n);
     Usage {
-        completion_tokens: usages.map(|u| u.completion_tokens).sum(),
-        ..first
+        finish: usages[0].finish,
+        prompt_tokens: prompts().map(|u| u.prompt_tokens).sum(),
+        cached_tokens: prompts().map(|u| u.cached_tokens).sum(),
+        completion_tokens: usages.iter().map(|u| u.completion_tokens).sum(),
     }
 }
 
 fn event_stream(
     streams: Vec<EventStream>,
+    per_prompt: usize,
     meta: Meta,
     include_usage: bool,
     logprobs: bool,
@@ -450,7 +470,9 @@ fn event_stream(
             .collect();
         let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let mut offsets = vec![0usize; n];
-        let mut usages = Vec::with_capacity(n);
+        // Per choice: its usage once it has finished.
+        let mut usages: Vec<Option<Usage>> = vec![None; n];
+        let mut finished = 0;
         let mut failed = false;
         let mut cut = false;
         loop {
@@ -477,7 +499,7 @@ fn event_stream(
                 }
                 Event::Finished(usage) => {
                     let (rest, calls) = outputs[i].finish(&usage);
-                    let mut finish = finish_reason(usage.finish);
+                    let mut finish = usage.finish.as_str();
                     if !calls.is_empty() {
                         yield data(meta.tool_calls_chunk(i, &calls, include_usage));
                         finish = "tool_calls";
@@ -485,8 +507,9 @@ fn event_stream(
                     let lps = std::mem::take(&mut pending[i]);
                     let lps = (logprobs && !lps.is_empty()).then_some((&lps[..], &mut offsets[i]));
                     yield data(meta.chunk(i, &rest.content, &rest.reasoning, lps, Some(finish), include_usage));
-                    usages.push(usage);
-                    if usages.len() == n {
+                    usages[i] = Some(usage);
+                    finished += 1;
+                    if finished == n {
                         break;
                     }
                 }
@@ -508,13 +531,14 @@ fn event_stream(
             // Cut at the shutdown timeout: the client is told, and the entry says so.
             track.outcome("shutdown");
             yield data(ApiError::cut_at_shutdown().body());
-        } else if !failed && usages.len() < n {
+        } else if !failed && finished < n {
             track.outcome("engine_error");
             yield data(ApiError::engine("the engine stopped").body());
         } else if !failed {
             track.outcome("ok");
             if include_usage {
-                yield data(meta.usage_chunk(&total_usage(usages.iter())));
+                let usages: Vec<Usage> = usages.into_iter().flatten().collect();
+                yield data(meta.usage_chunk(&total_usage(&usages, per_prompt)));
             }
         }
         // The last event waits for the audit entry to be synced; if it cannot be written,

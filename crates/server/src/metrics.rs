@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use ward_engine::{ModelInfo, SchedulerLoad};
 
+mod process;
+
 /// Upper bounds (seconds) of the latency histograms' buckets.
 const TTFT_BUCKETS: [f64; 12] = [
     0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0, 120.0,
@@ -223,7 +225,7 @@ impl Metrics {
                     load.kv_blocks_used as f64,
                 ),
                 (
-                    "ward_kv_cache_blocks_total",
+                    "ward_kv_cache_blocks_capacity",
                     "KV-cache blocks in the pool.",
                     load.kv_blocks_total as f64,
                 ),
@@ -269,6 +271,7 @@ impl Metrics {
                 let _ = writeln!(w, "{name} {v}");
             }
         }
+        process::render(w);
         out
     }
 }

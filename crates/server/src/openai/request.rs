@@ -21,6 +21,9 @@ const MAX_STOP_LEN: usize = 256;
 const MAX_LOGIT_BIAS: usize = 300;
 /// Most choices a request may ask for (`n`); each is a sequence of its own.
 const MAX_N: i64 = 16;
+/// Most sequences one request may start: its prompts (a completions batch) times `n`. LangChain
+/// sends batches of 20 prompts.
+const MAX_SEQUENCES: usize = 32;
 /// Most alternatives per token the completions API's `logprobs` may ask for (OpenAI's limit).
 const MAX_COMPLETION_LOGPROBS: u64 = 5;
 
@@ -119,8 +122,11 @@ pub struct Validated {
     pub request: GenerateRequest,
     pub stream: bool,
     pub include_usage: bool,
-    /// Choices to generate.
+    /// Choices to generate per prompt.
     pub n: usize,
+    /// A completions batch's prompts after the first (which is `request.prompt`): each gets
+    /// `n` choices, numbered after the previous prompt's, as OpenAI does.
+    pub more_prompts: Vec<Prompt>,
     /// How the answer is read back as tool calls.
     pub tool_mode: ToolMode,
 }
@@ -199,7 +205,7 @@ fn data_error(path: &str, e: &serde_json::Error) -> ApiError {
 fn describe_untagged(path: &str) -> String {
     let last = path.rsplit('.').next().unwrap_or(path);
     match last {
-        "prompt" => "a string, an array of strings, or an array of token ids".into(),
+        "prompt" => "a string, an array of token ids, or an array of either".into(),
         "stop" => "a string or an array of strings".into(),
         _ if last.starts_with("content") => "a string or an array of content parts".into(),
         _ => "a value of another type".into(),
@@ -333,19 +339,20 @@ impl RequestBody {
                 "completions take 'prompt', not 'messages'",
             ));
         }
-        let prompt = match self.prompt.take() {
+        let mut prompts: Vec<Prompt> = match self.prompt.take() {
             None => return Err(ApiError::invalid_param("prompt", "'prompt' is required")),
-            Some(WirePrompt::Text(t)) => Prompt::Text(t),
-            Some(WirePrompt::Tokens(t)) => Prompt::Tokens(t),
-            Some(WirePrompt::TextBatch(mut v)) if v.len() == 1 => Prompt::Text(v.remove(0)),
-            Some(WirePrompt::TokenBatch(mut v)) if v.len() == 1 => Prompt::Tokens(v.remove(0)),
-            Some(_) => {
-                return Err(ApiError::invalid_param(
-                    "prompt",
-                    "give one prompt per request (a string or one array of token ids)",
-                ))
-            }
+            Some(WirePrompt::Text(t)) => vec![Prompt::Text(t)],
+            Some(WirePrompt::Tokens(t)) => vec![Prompt::Tokens(t)],
+            Some(WirePrompt::TextBatch(v)) => v.into_iter().map(Prompt::Text).collect(),
+            Some(WirePrompt::TokenBatch(v)) => v.into_iter().map(Prompt::Tokens).collect(),
         };
+        if prompts.is_empty() {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "'prompt' must hold at least one prompt",
+            ));
+        }
+        let first = prompts.remove(0);
         if self.echo == Some(true) {
             return Err(unsupported("echo"));
         }
@@ -376,11 +383,22 @@ impl RequestBody {
         }
         // 16 is OpenAI's default for completions.
         let logprobs = self.completion_logprobs()?;
-        self.validate(
-            prompt,
+        let mut v = self.validate(
+            first,
             Some(("max_tokens", self.max_tokens.unwrap_or(16))),
             logprobs,
-        )
+        )?;
+        if (1 + prompts.len()) * v.n > MAX_SEQUENCES {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                format!(
+                    "too many choices: the prompts times 'n' may be at most {MAX_SEQUENCES} \
+                     per request"
+                ),
+            ));
+        }
+        v.more_prompts = prompts;
+        Ok(v)
     }
 
     fn validate(
@@ -441,6 +459,7 @@ impl RequestBody {
             stream,
             include_usage,
             n,
+            more_prompts: Vec::new(),
             tool_mode: ToolMode::Off,
         })
     }

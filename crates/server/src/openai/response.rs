@@ -69,7 +69,7 @@ impl Meta {
             .map(|(index, c)| {
                 let logprobs = c.logprobs.as_ref().map(|lps| self.logprobs(lps, &mut 0));
                 let finish = if c.tool_calls.is_empty() {
-                    c.finish.map(finish_reason)
+                    c.finish.map(FinishReason::as_str)
                 } else {
                     Some("tool_calls")
                 };
@@ -249,16 +249,6 @@ impl Meta {
             body["usage"] = usage;
         }
         body
-    }
-}
-
-pub fn finish_reason(f: FinishReason) -> &'static str {
-    match f {
-        FinishReason::Stop => "stop",
-        FinishReason::Length => "length",
-        // Nobody is left to read it, or it is sent as an error; named for completeness.
-        FinishReason::Cancelled => "cancelled",
-        FinishReason::TimedOut => "timeout",
     }
 }
 

@@ -201,9 +201,12 @@ def test_metrics_report_requests_tokens_latency_and_the_cache(secured):
     assert samples[f'ward_time_to_first_token_seconds_count{{model="{MODEL}"}}'] >= 1
     assert samples[f'ward_inter_token_latency_seconds_count{{model="{MODEL}"}}'] >= 1
     for gauge in ["ward_queue_depth", "ward_running_sequences", "ward_kv_cache_blocks_used",
-                  "ward_kv_cache_blocks_total", "ward_prefix_cache_hit_ratio", "ward_ready"]:
+                  "ward_kv_cache_blocks_capacity", "ward_prefix_cache_hit_ratio", "ward_ready"]:
         assert gauge in samples, gauge
-    assert samples["ward_kv_cache_blocks_total"] > 0 and samples["ward_ready"] == 1
+    assert samples["ward_kv_cache_blocks_capacity"] > 0 and samples["ward_ready"] == 1
+    assert samples["process_resident_memory_bytes"] > 0 and samples["process_cpu_seconds_total"] > 0
+    assert samples["process_open_fds"] <= samples["process_max_fds"]
+    assert any(name.startswith('ward_build_info{version="') for name in samples)
 
 
 def test_sigterm_finishes_requests_in_flight_and_refuses_new_ones(tmp_path):

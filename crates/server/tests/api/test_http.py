@@ -116,6 +116,12 @@ def test_completion_parameter_errors(server):
     assert_error(request(server, "POST", "/v1/completions", {"model": MODEL, "prompt": ""}), 400,
                  param="prompt")
     assert_error(request(server, "POST", "/v1/completions", {"model": MODEL}), 400, param="prompt")
+    # Batches: empty, too many, or one bad prompt among good ones.
+    for prompt in ([], ["Hello"] * 33, ["Hello", ""], [[1, 2], [3, 99999999]], ["a", 1]):
+        body = {"model": MODEL, "prompt": prompt, "max_tokens": 1}
+        assert_error(request(server, "POST", "/v1/completions", body), 400, param="prompt")
+    body = {"model": MODEL, "prompt": ["Hello"] * 8, "n": 5, "max_tokens": 1}
+    assert_error(request(server, "POST", "/v1/completions", body), 400, param="prompt")
 
 
 def test_unknown_model_route_and_method_are_404_and_405(server):

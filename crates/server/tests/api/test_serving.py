@@ -74,6 +74,41 @@ def test_n_choices_are_seeded_apart_and_stream_like_they_answer(bclient):
     assert finishes == [c.finish_reason for c in r.choices]
 
 
+def test_a_prompt_batch_answers_each_prompt_as_it_is_answered_alone(batching, bclient):
+    ask = dict(model=MODEL, max_tokens=12, temperature=0.8, seed=3, n=2)
+    r = bclient.completions.create(prompt=PROMPTS[:3], **ask)
+    alone = [bclient.completions.create(prompt=p, **ask) for p in PROMPTS[:3]]
+    # Prompt by prompt, each prompt's n choices.
+    assert [c.index for c in r.choices] == list(range(6))
+    assert [c.text for c in r.choices] == [c.text for a in alone for c in a.choices]
+    assert r.usage.prompt_tokens == sum(a.usage.prompt_tokens for a in alone)
+    assert r.usage.completion_tokens == sum(a.usage.completion_tokens for a in alone)
+    streamed, usage = [""] * 6, None
+    for chunk in bclient.completions.create(prompt=PROMPTS[:3], **ask, stream=True,
+                                            stream_options={"include_usage": True}):
+        for c in chunk.choices:
+            streamed[c.index] += c.text
+        usage = chunk.usage or usage
+    assert streamed == [c.text for c in r.choices]
+    assert usage.prompt_tokens == r.usage.prompt_tokens
+    assert usage.completion_tokens == r.usage.completion_tokens
+    # The same prompts as token ids.
+    ids = [tokenize(batching, prompt=p)["tokens"] for p in PROMPTS[:3]]
+    by_ids = bclient.completions.create(prompt=ids, **ask)
+    assert [c.text for c in by_ids.choices] == [c.text for c in r.choices]
+
+
+def test_langchain_batches_completions_in_one_request(batching, bclient):
+    from langchain_openai import OpenAI
+    llm = OpenAI(base_url=batching.url + "/v1", api_key="unused", model=MODEL, max_tokens=8,
+                 temperature=0, max_retries=0)
+    alone = [bclient.completions.create(model=MODEL, prompt=p, max_tokens=8, temperature=0).choices[0].text
+             for p in PROMPTS[:4]]
+    assert llm.batch(PROMPTS[:4]) == alone
+    generated = llm.generate(PROMPTS[:4])
+    assert [g[0].text for g in generated.generations] == alone
+
+
 def test_chat_logprobs_describe_each_token(bclient):
     r = bclient.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "Say hello."}],
                                         max_tokens=10, temperature=0, logprobs=True, top_logprobs=3)
@@ -163,6 +198,8 @@ def test_a_client_that_leaves_frees_its_sequence_and_blocks(batching):
 def test_a_request_past_the_timeout_is_a_504_or_an_error_event():
     s = Server("--request-timeout", "3")
     try:
+        # A fresh server reports its KV pool's size before any request has run.
+        assert ready(s)["kv_blocks_total"] > 0 and ready(s)["kv_blocks_used"] == 0
         body = {"model": MODEL, "prompt": "1, 2, 3,", "max_tokens": 5000, "ignore_eos": True}
         status, _, reply = request(s, "POST", "/v1/completions", body)
         assert status == 504 and reply["error"]["code"] == "request_timeout", reply
