@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the OpenAI-compatible API (chat, completions, models) over one model.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Generate a continuation of a prompt and print it as it is produced.
     Run(run::RunArgs),
     /// Describe a GGUF file: architecture, hyper-parameters, tensors, tokenizer, template.
@@ -88,7 +88,7 @@ fn main() {
     init_logging();
     return_large_blocks_to_the_system();
     let result = match cli.command {
-        Command::Serve(a) => serve::serve(a),
+        Command::Serve(a) => serve::serve(*a),
         Command::Run(a) => run::run(a),
         Command::Inspect(a) => inspect::inspect(a),
         Command::Bench(a) => bench::bench(a),

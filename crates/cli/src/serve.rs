@@ -135,6 +135,11 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "WARD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Let browser pages from this origin (scheme://host[:port]) call the API: answer their
+    /// CORS preflights and mark the answers readable by them (repeatable, or comma-separated;
+    /// none by default).
+    #[arg(long, env = "WARD_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
+    cors_origin: Vec<String>,
     /// A TOML file of these settings (`port = 8443`, `api-keys = "/etc/ward/keys.toml"`, …);
     /// flags and WARD_* variables override it.
     #[arg(long, env = "WARD_CONFIG", value_name = "FILE")]
@@ -170,6 +175,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .max_connections
             .unwrap_or(ServerConfig::default().max_connections),
         max_connections_per_address: a.max_connections_per_address,
+        cors_origins: a.cors_origin.clone(),
         ..ServerConfig::default()
     };
     let engine_config = EngineConfig {
@@ -335,4 +341,8 @@ async fn stop_signal() {
         () = ctrl_c => {},
         () = term => {},
     }
+}
+
+fn parse_origin(origin: &str) -> Result<String, String> {
+    ward_server::check_origin(origin).map(|()| origin.to_string())
 }

@@ -9,6 +9,7 @@
 pub mod audit;
 mod auth;
 mod connections;
+mod cors;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 pub use audit::{AuditError, AuditLog, AuditOptions};
 pub use auth::{hex, sha256_hex, KeyFileError, Keys};
+pub use cors::check_origin;
 use error::ApiError;
 pub use http::serve;
 use metrics::Metrics;
@@ -58,6 +60,8 @@ pub struct ServerConfig {
     /// as they come.
     pub max_connections: usize,
     pub max_connections_per_address: usize,
+    /// Origins whose browser pages may call the API (`scheme://host[:port]`); none by default.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -71,6 +75,7 @@ impl Default for ServerConfig {
             max_preparing: std::thread::available_parallelism().map_or(2, |n| n.get()),
             max_connections: connections::default_max_connections(),
             max_connections_per_address: 256,
+            cors_origins: Vec::new(),
         }
     }
 }

@@ -13,6 +13,7 @@ use axum::{middleware, Extension, Json, Router};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
+use crate::cors::cors;
 use crate::error::ApiError;
 use crate::generation::{chat_completions, completions};
 use crate::ledger::{track, Ledger};
@@ -35,6 +36,8 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(|| async { ApiError::route_not_found() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(app.clone(), track))
+        // Outermost: a preflight is answered before it is tracked and its (absent) key checked.
+        .layer(middleware::from_fn_with_state(app.clone(), cors))
         .with_state(app)
 }
 

@@ -20,6 +20,7 @@ from test_http import read_until, read_until_closed, request, send_stream, wait_
 
 LAB_KEY = "ward-test-lab-4b1d"
 BILLING_KEY = "ward-test-billing-77c0"
+EHR_ORIGIN = "https://ehr.hospital.example"
 CANARY = "CANARY-9d2e PHI Jane Roe MRN 55123"
 CANARY_MARKS = ("CANARY-9d2e", "Jane Roe", "55123")
 
@@ -51,11 +52,35 @@ models = ["some-other-model"]
 requests_per_minute = 1000
 """)
     audit = d / "audit.log"
-    s = Server("--api-keys", str(keys), "--audit-log", str(audit))
+    s = Server("--api-keys", str(keys), "--audit-log", str(audit), "--cors-origin", EHR_ORIGIN)
     s.audit = audit
     yield s
     if s.proc.poll() is None:
         assert s.stop() == 0, s.log_text()
+
+
+def test_listed_browser_origins_may_call_and_others_may_not(secured):
+    preflight = {"Origin": EHR_ORIGIN, "Access-Control-Request-Method": "POST",
+                 "Access-Control-Request-Headers": "authorization, content-type"}
+    # A preflight carries no key: answered before keys are checked, and never audited.
+    status, headers, _ = request(secured, "OPTIONS", "/v1/chat/completions", headers=preflight)
+    assert status == 204
+    assert headers["access-control-allow-origin"] == EHR_ORIGIN
+    assert "POST" in headers["access-control-allow-methods"]
+    assert headers["access-control-allow-headers"] == "authorization, content-type"
+    status, headers, _ = request(secured, "GET", "/v1/models",
+                                 headers={"Origin": EHR_ORIGIN, **bearer(LAB_KEY)})
+    assert status == 200 and headers["access-control-allow-origin"] == EHR_ORIGIN
+    # The page still needs a key.
+    status, headers, _ = request(secured, "GET", "/v1/models", headers={"Origin": EHR_ORIGIN})
+    assert status == 401 and headers["access-control-allow-origin"] == EHR_ORIGIN
+    # Another origin gets no CORS headers, so its browser keeps the answer from the page.
+    other = {**preflight, "Origin": "https://elsewhere.example"}
+    status, headers, _ = request(secured, "OPTIONS", "/v1/chat/completions", headers=other)
+    assert status != 204 and "access-control-allow-origin" not in headers
+    status, headers, _ = request(secured, "GET", "/v1/models",
+                                 headers={"Origin": "https://elsewhere.example", **bearer(LAB_KEY)})
+    assert status == 200 and "access-control-allow-origin" not in headers
 
 
 def client_for(server, key):
