@@ -268,8 +268,13 @@ pub trait Engine: Send + Sync + 'static {
     }
 
     /// The token ids `submit` would run for `prompt` (a chat rendered through the template,
-    /// with the generation prompt).
-    fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError>;
+    /// with the generation prompt, the `tools` offered and the template variables `kwargs`).
+    fn tokenize(
+        &self,
+        prompt: Prompt,
+        tools: Option<&serde_json::Value>,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<u32>, SubmitError>;
 
     /// The text of `tokens`, special tokens included.
     fn detokenize(&self, tokens: &[u32]) -> Result<String, SubmitError>;

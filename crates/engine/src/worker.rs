@@ -189,8 +189,13 @@ impl Engine for EngineHandle {
         &self.info
     }
 
-    fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError> {
-        Ok(self.prompt_tokens(prompt, None, &Default::default())?.0)
+    fn tokenize(
+        &self,
+        prompt: Prompt,
+        tools: Option<&serde_json::Value>,
+        kwargs: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Vec<u32>, SubmitError> {
+        Ok(self.prompt_tokens(prompt, tools, kwargs)?.0)
     }
 
     fn detokenize(&self, tokens: &[u32]) -> Result<String, SubmitError> {

@@ -80,6 +80,7 @@ async fn generate(
         n,
         more_prompts,
         tool_mode,
+        legacy_functions,
     } = read_request(&bytes, endpoint, &ledger, |model| {
         check_model(&app, &caller, &ledger, model)
     })?;
@@ -107,7 +108,8 @@ async fn generate(
     }
     let max_tokens = request.max_tokens;
     let logprobs = request.logprobs.is_some();
-    let meta = Meta::new(endpoint, &id.0, &info.id, &info.fingerprint);
+    let mut meta = Meta::new(endpoint, &id.0, &info.id, &info.fingerprint);
+    meta.legacy_functions = legacy_functions;
     // Templating and tokenizing a long prompt is CPU work: keep it off the I/O threads.
     let submitter = engine.clone();
     let streams =
@@ -502,7 +504,7 @@ fn event_stream(
                     let mut finish = usage.finish.as_str();
                     if !calls.is_empty() {
                         yield data(meta.tool_calls_chunk(i, &calls, include_usage));
-                        finish = "tool_calls";
+                        finish = meta.calls_finish();
                     }
                     let lps = std::mem::take(&mut pending[i]);
                     let lps = (logprobs && !lps.is_empty()).then_some((&lps[..], &mut offsets[i]));

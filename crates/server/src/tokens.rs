@@ -10,23 +10,14 @@ use axum::extract::State;
 use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use ward_engine::Prompt;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::generation::{read_body, record_prompt};
 use crate::ledger::Ledger;
-use crate::openai::request::{chat_messages, parse_json, WireMessage};
+use crate::openai::request::{parse_json, RequestBody};
 use crate::routes::check_model;
 use crate::App;
-
-/// Deliberately without `Debug`: it holds the prompt.
-#[derive(Deserialize)]
-struct TokenizeBody {
-    model: Option<String>,
-    prompt: Option<String>,
-    messages: Option<Vec<WireMessage>>,
-}
 
 #[derive(Deserialize)]
 struct DetokenizeBody {
@@ -45,25 +36,20 @@ pub async fn tokenize(
     let bytes = read_body(body, &app).await?;
     // As for generation: one of the few turns to parse and tokenize.
     let _preparing = app.preparing.acquire().await;
-    let body: TokenizeBody = parse_json(&bytes)?;
+    // Read as a generation request is, so a conversation renders with the same tools and
+    // template variables; a prompt is run as `/v1/completions` runs it (with BOS where the
+    // model's metadata asks for it).
+    let body: RequestBody = parse_json(&bytes)?;
     record_prompt(&ledger, &bytes)?;
     check_model(&app, &caller, &ledger, body.model.as_deref())?;
     let engine = app.engine()?.clone();
-    let (prompt, param) = match (body.prompt, body.messages) {
-        // As `/v1/completions` runs it: with BOS where the model's metadata asks for it.
-        (Some(p), None) => (Prompt::Text(p), "prompt"),
-        (None, Some(m)) => (Prompt::Chat(chat_messages(&m)?), "messages"),
-        _ => {
-            return Err(ApiError::invalid_param(
-                "prompt",
-                "give either 'prompt' (a string) or 'messages'",
-            ))
-        }
-    };
-    let ids = tokio::task::spawn_blocking(move || engine.tokenize(prompt))
-        .await
-        .map_err(|_| ApiError::engine("the prompt could not be tokenized"))?
-        .map_err(|e| ApiError::from_submit(e, param))?;
+    let t = body.into_tokenize()?;
+    let param = t.param;
+    let ids =
+        tokio::task::spawn_blocking(move || engine.tokenize(t.prompt, t.tools.as_ref(), &t.kwargs))
+            .await
+            .map_err(|_| ApiError::engine("the prompt could not be tokenized"))?
+            .map_err(|e| ApiError::from_submit(e, param))?;
     ledger.with(|r| r.prompt_tokens = ids.len());
     Ok(answer(&app, ids))
 }

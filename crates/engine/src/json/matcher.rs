@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use super::schema::{first_bytes, Node, NodeId, Schema};
 
-/// Most spaces or tabs in a row between tokens of the document, and most line breaks in a row:
-/// enough for any indentation, few enough that a model cannot fill its answer with blanks.
-const MAX_INDENT: u8 = 4 * MAX_NESTING as u8;
-const MAX_NEWLINES: u8 = 2;
+/// Between two tokens of the document: at most one line break, and on each side of it at most
+/// `INDENT_PER_LEVEL` spaces or tabs per level of nesting (plus one level), as llguidance and
+/// XGrammar allow: room for any pretty-printing, none for a model to fill its answer with
+/// blanks.
+const INDENT_PER_LEVEL: usize = 4;
+const MAX_NEWLINES: u8 = 1;
 /// Most nested objects and arrays.
 const MAX_NESTING: usize = 32;
 /// Longest number, in bytes. With at most two exponent digits, every number fits an f64
@@ -160,14 +162,14 @@ impl Matcher {
                     (self.indent, self.newlines) = (0, 0);
                     return true;
                 }
-                Step::Whitespace if byte == b'\n' || byte == b'\r' => {
+                Step::Whitespace if byte == b'\n' => {
                     // A new line starts a new indent.
                     (self.indent, self.newlines) = (0, self.newlines + 1);
                     return self.newlines <= MAX_NEWLINES;
                 }
                 Step::Whitespace => {
                     self.indent += 1;
-                    return self.indent <= MAX_INDENT;
+                    return self.indent as usize <= INDENT_PER_LEVEL * (self.depth() + 1);
                 }
                 Step::Again => continue,
                 Step::Reject => return false,
@@ -175,8 +177,40 @@ impl Matcher {
         }
     }
 
+    /// Literal `i` was read: if it was a tagged object's tag, the object goes on as the
+    /// alternative it names, with the tag's property seen.
+    fn tag_read(&mut self, i: usize) {
+        let Frame::Object { node, phase, .. } = *self.top() else {
+            return;
+        };
+        let Node::Tagged { tag, cases } = self.schema.node(node) else {
+            return;
+        };
+        let case = cases[i];
+        let (Some(props), _) = self.properties(case) else {
+            unreachable!("a tagged object's alternatives are objects with properties")
+        };
+        let key = props
+            .iter()
+            .position(|(name, _)| *name == tag[0].0)
+            .expect("each alternative has the tag");
+        *self.top() = Frame::Object {
+            node: case,
+            phase,
+            seen: 1 << key,
+        };
+    }
+
     fn top(&mut self) -> &mut Frame {
         self.stack.last_mut().expect("a frame")
+    }
+
+    /// Objects and arrays open.
+    fn depth(&self) -> usize {
+        self.stack
+            .iter()
+            .filter(|f| matches!(f, Frame::Object { .. } | Frame::Array { .. }))
+            .count()
     }
 
     /// The frame on top has finished its value: tell the one below.
@@ -259,9 +293,11 @@ impl Matcher {
                 };
                 let p = pos as usize;
                 let mut next = 0u64;
-                let mut complete = false;
+                let mut complete = None;
                 for (i, lit) in lits.iter().enumerate().filter(|(i, _)| cands >> i & 1 == 1) {
-                    complete |= lit.len() == p;
+                    if lit.len() == p {
+                        complete = Some(i);
+                    }
                     if lit.as_bytes().get(p) == Some(&b) {
                         next |= 1 << i;
                     }
@@ -273,8 +309,9 @@ impl Matcher {
                         pos: pos + 1,
                     };
                     Step::Took
-                } else if complete {
+                } else if let Some(i) = complete {
                     self.value_done();
+                    self.tag_read(i);
                     Step::Again
                 } else {
                     Step::Reject
@@ -343,7 +380,9 @@ impl Matcher {
                 b'-' | b'0'..=b'9' => self.number(false),
                 _ => return Step::Reject,
             },
-            Node::Object { .. } | Node::Array { .. } | Node::String => return self.open(node, b),
+            Node::Object { .. } | Node::Tagged { .. } | Node::Array { .. } | Node::String => {
+                return self.open(node, b)
+            }
             Node::Number { integer } => self.number(integer),
             Node::Boolean => self.literal(self.schema.booleans),
             Node::Null => self.literal(self.schema.null),
@@ -356,7 +395,7 @@ impl Matcher {
     /// `{`, `[` or `"` opening a value of `node`.
     fn open(&mut self, node: NodeId, b: u8) -> Step {
         let frame = match (self.schema.node(node), b) {
-            (Node::Object { .. } | Node::Any, b'{') => Frame::Object {
+            (Node::Object { .. } | Node::Tagged { .. } | Node::Any, b'{') => Frame::Object {
                 node,
                 phase: Obj::Start,
                 seen: 0,
@@ -392,13 +431,15 @@ impl Matcher {
         }
     }
 
-    /// The object's properties (`None`: any key) and which must be present.
+    /// The object's properties (`None`: any key) and which must be present (a tagged object:
+    /// its tag, until the tag is read).
     fn properties(&self, node: NodeId) -> (Option<&[(String, NodeId)]>, u64) {
         match self.schema.node(node) {
             Node::Object {
                 properties,
                 required,
             } => (properties.as_deref(), *required),
+            Node::Tagged { tag, .. } => (Some(tag), 1),
             _ => (None, 0),
         }
     }

@@ -1,8 +1,10 @@
 //! JSON Schemas (the subset structured output needs) compiled into a tree of nodes that the
 //! matcher walks. Supported: `type` (one or a list), `properties` / `required` /
 //! `additionalProperties`, `items` / `minItems` / `maxItems`, `enum`, `const`, `anyOf` /
-//! `oneOf` whose alternatives begin differently (an object, a string, a number…), and `$ref`
-//! into `$defs` / `definitions`. Annotations (`title`, `description`, `format`, `pattern`,
+//! `oneOf` whose alternatives begin differently (an object, a string, a number…) or are
+//! objects told apart by a `const` property (a discriminated union, such as a call of one of
+//! several tools: the answer gives that property first), and `$ref` into `$defs` /
+//! `definitions`. Annotations (`title`, `description`, `format`, `pattern`,
 //! lengths…) are accepted and not enforced. An object with `properties` allows only those
 //! (as OpenAI's strict mode requires), in any order, each once.
 
@@ -39,6 +41,13 @@ pub enum Node {
     Literals(Vec<String>),
     /// One of these, told apart by their first byte.
     AnyOf(Vec<NodeId>),
+    /// One of several objects, told apart by the value of one property, which comes first:
+    /// `tag` is `[(its name, a Literals node of every alternative's values)]`, and after
+    /// literal `i` the object goes on as `cases[i]`.
+    Tagged {
+        tag: Vec<(String, NodeId)>,
+        cases: Vec<NodeId>,
+    },
 }
 
 #[derive(Debug)]
@@ -82,7 +91,10 @@ impl Schema {
             nodes: Vec::new(),
         };
         let root = c.node(schema, 0)?;
-        if !matches!(c.nodes[root as usize], Node::Object { .. }) {
+        if !matches!(
+            c.nodes[root as usize],
+            Node::Object { .. } | Node::Tagged { .. }
+        ) {
             return err("the schema's root must be an object ('type': 'object')");
         }
         let any = c.push(Node::Any);
@@ -258,8 +270,20 @@ impl Compiler<'_> {
         Ok(self.push(node))
     }
 
-    /// Alternatives must start with different bytes, so the first byte picks one.
-    fn any_of(&mut self, ids: Vec<NodeId>) -> Result<NodeId, SchemaError> {
+    /// Alternatives must start with different bytes, so the first byte picks one; objects
+    /// among them may instead share a property of distinct `const`s or `enum`s, which picks one.
+    fn any_of(&mut self, mut ids: Vec<NodeId>) -> Result<NodeId, SchemaError> {
+        let objects: Vec<NodeId> = ids
+            .iter()
+            .copied()
+            .filter(|&id| matches!(self.nodes[id as usize], Node::Object { .. }))
+            .collect();
+        if objects.len() > 1 {
+            if let Some(tagged) = self.tagged(&objects) {
+                ids.retain(|id| !objects.contains(id));
+                ids.push(tagged);
+            }
+        }
         if ids.len() == 1 {
             return Ok(ids[0]);
         }
@@ -275,6 +299,59 @@ impl Compiler<'_> {
             }
         }
         Ok(self.push(Node::AnyOf(ids)))
+    }
+}
+
+impl Compiler<'_> {
+    /// A [`Node::Tagged`] over `objects`, if some property is required in each of them and
+    /// holds literals no other of them allows.
+    fn tagged(&mut self, objects: &[NodeId]) -> Option<NodeId> {
+        let keys: Vec<String> = match &self.nodes[objects[0] as usize] {
+            Node::Object {
+                properties: Some(p),
+                ..
+            } => p.iter().map(|(k, _)| k.clone()).collect(),
+            _ => return None,
+        };
+        for key in keys {
+            let mut literals = Vec::new();
+            let mut cases = Vec::new();
+            for &id in objects {
+                let Some(values) = self.required_literals(id, &key) else {
+                    break;
+                };
+                cases.extend(std::iter::repeat_n(id, values.len()));
+                literals.extend(values.iter().cloned());
+            }
+            let mut distinct = literals.clone();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let each = objects.iter().all(|o| cases.contains(o));
+            if each && distinct.len() == literals.len() && literals.len() <= MAX_CHOICES {
+                let tags = self.push(Node::Literals(literals));
+                return Some(self.push(Node::Tagged {
+                    tag: vec![(key, tags)],
+                    cases,
+                }));
+            }
+        }
+        None
+    }
+
+    /// The literals object `id`'s property `key` must hold, if it is required and so bound.
+    fn required_literals(&self, id: NodeId, key: &str) -> Option<&[String]> {
+        let Node::Object {
+            properties: Some(props),
+            required,
+        } = &self.nodes[id as usize]
+        else {
+            return None;
+        };
+        let i = props.iter().position(|(n, _)| n == key)?;
+        match &self.nodes[props[i].1 as usize] {
+            Node::Literals(values) if required >> i & 1 == 1 => Some(values),
+            _ => None,
+        }
     }
 }
 
@@ -309,7 +386,7 @@ pub fn first_bytes(nodes: &[Node], id: NodeId) -> Vec<u8> {
     const NUMBER: &[u8] = b"-0123456789";
     match &nodes[id as usize] {
         Node::Any => [b"{[\"tfn".as_slice(), NUMBER].concat(),
-        Node::Object { .. } => vec![b'{'],
+        Node::Object { .. } | Node::Tagged { .. } => vec![b'{'],
         Node::Array { .. } => vec![b'['],
         Node::String => vec![b'"'],
         Node::Number { .. } => NUMBER.to_vec(),

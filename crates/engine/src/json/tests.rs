@@ -47,11 +47,64 @@ fn any_object_accepts_json_objects_and_nothing_else() {
     ] {
         assert_eq!(run(&s, bad), Err(at), "{bad}");
     }
-    // Deep indentation is fine; endless blanks are not.
+    // Pretty-printing is fine (a line break and up to 4 blanks per level between tokens);
+    // blank lines and runs of blanks past the indentation are not.
     let deep = "{\n\"a\": {\n  \"b\": {\n      \"c\": [\n          1\n      ]\n  }\n}\n}";
     assert_eq!(run(&s, deep), Ok(()));
-    assert_eq!(run(&s, format!("{{{}}}", " ".repeat(129))), Err(129));
-    assert_eq!(run(&s, "{\n\n\n}"), Err(3));
+    assert_eq!(run(&s, "{\r\n\t\"a\": [\r\n\t\t1\r\n\t]\r\n}"), Ok(()));
+    assert_eq!(run(&s, format!("{{{}}}", " ".repeat(9))), Err(9));
+    assert_eq!(
+        run(&s, format!("{{\"a\":{{\"b\":{}1}}}}", " ".repeat(12))),
+        Ok(())
+    );
+    assert_eq!(
+        run(&s, format!("{{\"a\":{{\"b\":{}1}}}}", " ".repeat(13))),
+        Err(22)
+    );
+    assert_eq!(run(&s, "{\n\n}"), Err(2));
+    assert_eq!(run(&s, "{\n  \n}"), Err(4));
+}
+
+/// Objects that share a property of distinct constants (a call of one of several tools, a
+/// discriminated union) are told apart by it, given first: the rest follows the object it
+/// names.
+#[test]
+fn a_constant_property_tells_objects_apart() {
+    let call = |name: &str, args: &serde_json::Value| {
+        json!({"type": "object", "properties": {"name": {"const": name}, "arguments": args},
+               "required": ["name", "arguments"]})
+    };
+    let temp = json!({"type": "object", "properties": {"celsius": {"type": "number"}},
+                      "required": ["celsius"]});
+    let drug = json!({"type": "object", "properties": {"drug": {"enum": ["aspirin", "heparin"]}},
+                      "required": ["drug"]});
+    let s = Schema::compile(&json!({"anyOf": [call("record_temp", &temp), call("order", &drug)]}))
+        .unwrap();
+    for ok in [
+        r#"{"name": "record_temp", "arguments": {"celsius": 38.5}}"#,
+        r#"{"name":"order","arguments":{"drug":"heparin"}}"#,
+    ] {
+        assert_eq!(run(&s, ok), Ok(()), "{ok}");
+    }
+    for (bad, at) in [
+        // Another tool's arguments, an unknown tool, the tag not first, the tag twice.
+        (r#"{"name": "order", "arguments": {"celsius": 38.5}}"#, 33),
+        (r#"{"name": "orders""#, 15),
+        (r#"{"arguments": {}, "name": "order"}"#, 2),
+        (r#"{"name": "order", "name": "order"}"#, 19),
+        (
+            r#"{"name": "order", "arguments": {"drug": "ibuprofen"}}"#,
+            41,
+        ),
+    ] {
+        assert_eq!(run(&s, bad), Err(at), "{bad}");
+    }
+    // Constants shared between objects do not tell them apart.
+    let same = json!({"anyOf": [call("a", &json!({"type": "object"})), call("a", &temp)]});
+    assert!(Schema::compile(&same)
+        .unwrap_err()
+        .to_string()
+        .contains("start differently"));
 }
 
 /// JSON text is UTF-8: a string (or free key) holds whole, valid characters only, as

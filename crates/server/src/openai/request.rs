@@ -59,6 +59,11 @@ pub struct RequestBody {
     response_format: Option<Value>,
     tools: Option<Value>,
     tool_choice: Option<Value>,
+    parallel_tool_calls: Option<bool>,
+    /// The older form of `tools` and `tool_choice`, answered in its own shape
+    /// (`message.function_call`).
+    functions: Option<Value>,
+    function_call: Option<Value>,
     /// llama.cpp's and vLLM's extension: more variables for the chat template
     /// (`{"enable_thinking": false}`).
     chat_template_kwargs: Option<Value>,
@@ -78,6 +83,10 @@ pub(crate) struct WireMessage {
     tool_calls: Option<Vec<Value>>,
     /// A tool turn: the call it answers.
     tool_call_id: Option<String>,
+    /// The older form of both: an assistant turn's one call (`{"name", "arguments"}`), and a
+    /// `function` turn's result, named by the function.
+    function_call: Option<Value>,
+    name: Option<String>,
     /// A past assistant turn's thinking, apart from its content (as this server answers it).
     reasoning_content: Option<String>,
 }
@@ -129,6 +138,17 @@ pub struct Validated {
     pub more_prompts: Vec<Prompt>,
     /// How the answer is read back as tool calls.
     pub tool_mode: ToolMode,
+    /// The request offered `functions` (not `tools`): a call is answered as `function_call`.
+    pub legacy_functions: bool,
+}
+
+/// What `/tokenize` renders, as a generation request would.
+pub struct Tokenize {
+    pub prompt: Prompt,
+    pub tools: Option<Value>,
+    pub kwargs: serde_json::Map<String, Value>,
+    /// Where the prompt is in the request, for errors about it.
+    pub param: &'static str,
 }
 
 /// Parse a completions or chat body; see [`parse_json`].
@@ -233,8 +253,14 @@ impl RequestBody {
             (None, None) => None,
         };
         let logprobs = self.chat_logprobs()?;
-        let (tools, tool_mode, call_schema) =
-            tools::validate(self.tools.as_ref(), self.tool_choice.as_ref())?;
+        let legacy_functions = self.functions.as_ref().is_some_and(|f| !f.is_null());
+        let (tools, tool_mode, call_schema) = if legacy_functions {
+            let (tools, choice) = self.functions_as_tools()?;
+            tools::validate(Some(&tools), choice.as_ref(), true)?
+        } else {
+            let one_call = self.parallel_tool_calls == Some(false);
+            tools::validate(self.tools.as_ref(), self.tool_choice.as_ref(), one_call)?
+        };
         let mut v = self.validate(Prompt::Chat(messages), max_tokens, logprobs)?;
         if let Some(schema) = call_schema {
             if v.request.response_format.is_some() {
@@ -247,8 +273,69 @@ impl RequestBody {
         }
         v.request.tools = tools;
         v.tool_mode = tool_mode;
+        v.legacy_functions = legacy_functions;
         v.request.chat_template_kwargs = self.chat_template_kwargs()?;
         Ok(v)
+    }
+
+    /// What `/tokenize` counts: the prompt (a string), or the conversation with the tools and
+    /// template variables a chat request would render with.
+    pub fn into_tokenize(self) -> Result<Tokenize, ApiError> {
+        match (&self.prompt, &self.messages) {
+            (Some(WirePrompt::Text(p)), None) => Ok(Tokenize {
+                prompt: Prompt::Text(p.clone()),
+                tools: None,
+                kwargs: Default::default(),
+                param: "prompt",
+            }),
+            (None, Some(_)) => {
+                let r = self.into_chat()?.request;
+                Ok(Tokenize {
+                    prompt: r.prompt,
+                    tools: r.tools,
+                    kwargs: r.chat_template_kwargs,
+                    param: "messages",
+                })
+            }
+            _ => Err(ApiError::invalid_param(
+                "prompt",
+                "give either 'prompt' (a string) or 'messages'",
+            )),
+        }
+    }
+
+    /// The older `functions` and `function_call` as `tools` and `tool_choice`.
+    fn functions_as_tools(&self) -> Result<(Value, Option<Value>), ApiError> {
+        if self.tools.as_ref().is_some_and(|t| !t.is_null()) {
+            return Err(ApiError::invalid_param(
+                "functions",
+                "give 'tools' or the older 'functions', not both",
+            ));
+        }
+        let Some(Value::Array(functions)) = &self.functions else {
+            return Err(ApiError::invalid_param(
+                "functions",
+                "'functions' must be a list of functions",
+            ));
+        };
+        let tools = functions
+            .iter()
+            .map(|f| serde_json::json!({"type": "function", "function": f}))
+            .collect();
+        let choice = match &self.function_call {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s == "none" || s == "auto" => Some(Value::String(s.clone())),
+            Some(Value::Object(o)) if o.get("name").is_some_and(Value::is_string) => {
+                Some(serde_json::json!({"type": "function", "function": {"name": o["name"]}}))
+            }
+            Some(_) => {
+                return Err(ApiError::invalid_param(
+                    "function_call",
+                    "'function_call' must be 'none', 'auto' or {\"name\": …}",
+                ))
+            }
+        };
+        Ok((Value::Array(tools), choice))
     }
 
     /// `chat_template_kwargs`: an object of template variables; `enable_thinking`, which
@@ -356,11 +443,13 @@ impl RequestBody {
         if self.echo == Some(true) {
             return Err(unsupported("echo"));
         }
-        if self.tools.as_ref().is_some_and(|t| !t.is_null()) {
-            return Err(ApiError::invalid_param(
-                "tools",
-                "tools are offered through /v1/chat/completions",
-            ));
+        for (param, given) in [("tools", &self.tools), ("functions", &self.functions)] {
+            if given.as_ref().is_some_and(|t| !t.is_null()) {
+                return Err(ApiError::invalid_param(
+                    param,
+                    "tools are offered through /v1/chat/completions",
+                ));
+            }
         }
         if self
             .chat_template_kwargs
@@ -461,6 +550,7 @@ impl RequestBody {
             n,
             more_prompts: Vec::new(),
             tool_mode: ToolMode::Off,
+            legacy_functions: false,
         })
     }
 
@@ -632,17 +722,18 @@ pub(crate) fn chat_messages(messages: &[WireMessage]) -> Result<Vec<ChatMessage>
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            let role = match m.role.as_str() {
-                // Newer OpenAI models call the system role "developer"; templates know "system".
-                "developer" => "system",
-                r @ ("system" | "user" | "assistant" | "tool") => r,
-                _ => {
-                    return Err(ApiError::invalid_param(
+            let role =
+                match m.role.as_str() {
+                    // Newer OpenAI models call the system role "developer"; templates know "system".
+                    "developer" => "system",
+                    r @ ("system" | "user" | "assistant" | "tool") => r,
+                    // The older form of a tool's result.
+                    "function" => "tool",
+                    _ => return Err(ApiError::invalid_param(
                         format!("messages[{i}].role"),
-                        "role must be one of system, developer, user, assistant, tool",
-                    ))
-                }
-            };
+                        "role must be one of system, developer, user, assistant, tool, function",
+                    )),
+                };
             let content = match &m.content {
                 None => String::new(),
                 Some(Content::Text(t)) => t.clone(),
@@ -652,8 +743,18 @@ pub(crate) fn chat_messages(messages: &[WireMessage]) -> Result<Vec<ChatMessage>
             message.tool_call_id = m.tool_call_id.clone();
             message.reasoning_content = m.reasoning_content.clone();
             // Arguments stay as sent (JSON text); the template layer gives them to templates
-            // that render only objects parsed, as llama.cpp does.
-            message.tool_calls = m.tool_calls.clone().map(Value::Array);
+            // that render only objects parsed, as llama.cpp does. The older `function_call` is
+            // one call of the same shape; a `function` turn's result is named by its function.
+            message.tool_calls = match (&m.tool_calls, &m.function_call) {
+                (Some(calls), _) => Some(Value::Array(calls.clone())),
+                (None, Some(call)) => Some(serde_json::json!([
+                    {"id": format!("call_{i}"), "type": "function", "function": call}
+                ])),
+                (None, None) => None,
+            };
+            if m.role == "function" {
+                message.tool_call_id = m.name.clone();
+            }
             Ok(message)
         })
         .collect()

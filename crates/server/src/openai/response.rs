@@ -48,6 +48,8 @@ pub struct Meta {
     pub created: u64,
     pub model: String,
     pub fingerprint: String,
+    /// The request offered the older `functions`: a call is `function_call`, not `tool_calls`.
+    pub legacy_functions: bool,
 }
 
 impl Meta {
@@ -58,7 +60,29 @@ impl Meta {
             created: unix_now(),
             model: model.to_string(),
             fingerprint: fingerprint.to_string(),
+            legacy_functions: false,
         }
+    }
+
+    /// The finish reason of an answer that calls tools.
+    pub fn calls_finish(&self) -> &'static str {
+        if self.legacy_functions {
+            "function_call"
+        } else {
+            "tool_calls"
+        }
+    }
+
+    /// A message's (or a delta's) calls, under the key the request's form uses.
+    fn calls_json(&self, calls: &[ToolCall], index: usize, delta: bool) -> (&'static str, Value) {
+        if self.legacy_functions {
+            // The older form makes one call at most.
+            let c = &calls[0];
+            let call = json!({"name": c.name, "arguments": c.arguments});
+            return ("function_call", call);
+        }
+        let id = format!("{}_{index}", self.id);
+        ("tool_calls", tool_calls_json(calls, &id, delta))
     }
 
     /// The complete (non-streaming) response, with one choice per sequence.
@@ -71,7 +95,7 @@ impl Meta {
                 let finish = if c.tool_calls.is_empty() {
                     c.finish.map(FinishReason::as_str)
                 } else {
-                    Some("tool_calls")
+                    Some(self.calls_finish())
                 };
                 match self.endpoint {
                     Endpoint::Chat => {
@@ -80,8 +104,8 @@ impl Meta {
                             message["reasoning_content"] = json!(c.reasoning);
                         }
                         if !c.tool_calls.is_empty() {
-                            let id = format!("{}_{index}", self.id);
-                            message["tool_calls"] = tool_calls_json(&c.tool_calls, &id, false);
+                            let (key, calls) = self.calls_json(&c.tool_calls, index, false);
+                            message[key] = calls;
                             if c.text.is_empty() {
                                 message["content"] = Value::Null;
                             }
@@ -151,10 +175,10 @@ impl Meta {
         calls: &[ToolCall],
         with_usage_key: bool,
     ) -> Value {
-        let id = format!("{}_{index}", self.id);
+        let (key, calls) = self.calls_json(calls, index, true);
         let choice = json!({
             "index": index,
-            "delta": {"tool_calls": tool_calls_json(calls, &id, true)},
+            "delta": {key: calls},
             "logprobs": null,
             "finish_reason": null,
         });

@@ -2,8 +2,8 @@
 //! read back as `tool_calls`.
 //!
 //! With `tool_choice` `"required"` or a named function, the answer is constrained to the JSON
-//! of one call (`{"name": …, "arguments": {…}}`, the arguments valid against the function's
-//! parameters when it is named), so it always parses. With `"auto"` the model chooses: calls
+//! of one call (`{"name": …, "arguments": {…}}`: the name one of the tools, given first, and
+//! the arguments valid against that function's parameters), so it always parses. With `"auto"` the model chooses: calls
 //! are read from `<tool_call>{…}</tool_call>` blocks (the Hermes format the tools are offered
 //! in, see `ward_models::template::tools_system_prompt`), and the text outside them is the
 //! content. A block that is not a valid call stays in the content.
@@ -25,8 +25,12 @@ pub enum ToolMode {
     /// No tools: the answer is content.
     Off,
     /// The model may call these tools in `<tool_call>` blocks (a block naming another stays
-    /// content).
-    Auto(Arc<[String]>),
+    /// content); `one_call`: only the first call counts (`parallel_tool_calls: false`, or the
+    /// older `functions`).
+    Auto {
+        names: Arc<[String]>,
+        one_call: bool,
+    },
     /// The whole answer is one call's JSON.
     Forced,
 }
@@ -43,6 +47,7 @@ pub struct ToolCall {
 pub fn validate(
     tools: Option<&Value>,
     choice: Option<&Value>,
+    one_call: bool,
 ) -> Result<(Option<Value>, ToolMode, Option<Value>), ApiError> {
     let bad = |param: &str, m: &str| ApiError::invalid_param(param, m);
     let tools = match tools {
@@ -105,8 +110,8 @@ pub fn validate(
                 .and_then(Value::as_str)
                 .filter(|n| names.contains(n))
                 .ok_or_else(|| bad("tool_choice", "'tool_choice' must name one of the 'tools'"))?;
-            let params = &functions[names.iter().position(|n| n == &name).expect("found")].1;
-            let schema = call_schema(json!({"const": name}), params.clone());
+            let (name, params) = &functions[names.iter().position(|n| n == &name).expect("found")];
+            let schema = calls_schema(std::slice::from_ref(&(name.clone(), params.clone())));
             return Ok((
                 tools.map(|t| Value::Array(t.clone())),
                 ToolMode::Forced,
@@ -123,9 +128,7 @@ pub fn validate(
     Ok(match (mode, tools) {
         ("required", None) => return Err(bad("tool_choice", "'required' needs 'tools'")),
         ("required", Some(t)) => {
-            // One schema for all: any of the names, arguments an object (checked per function
-            // only when the call is named).
-            let schema = call_schema(json!({"enum": names}), json!({"type": "object"}));
+            let schema = calls_schema(&functions);
             (
                 Some(Value::Array(t.clone())),
                 ToolMode::Forced,
@@ -134,27 +137,82 @@ pub fn validate(
         }
         ("auto", Some(t)) => {
             let names = names.iter().map(|n| n.to_string()).collect();
-            (Some(Value::Array(t.clone())), ToolMode::Auto(names), None)
+            let mode = ToolMode::Auto { names, one_call };
+            (Some(Value::Array(t.clone())), mode, None)
         }
         _ => (None, ToolMode::Off, None),
     })
 }
 
-/// The JSON of one call. Definitions the parameters' `$ref`s point at move to the top, where
-/// `#/$defs/…` finds them.
-fn call_schema(name: Value, mut arguments: Value) -> Value {
-    let mut schema = json!({
-        "type": "object",
-        "properties": {"name": name},
-        "required": ["name", "arguments"],
-    });
-    for defs in ["$defs", "definitions"] {
-        if let Some(d) = arguments.as_object_mut().and_then(|a| a.remove(defs)) {
-            schema[defs] = d;
+/// The JSON of a call of one of `functions` (name, parameters): `{"name": …, "arguments":
+/// …}`, the arguments valid against the named function's parameters (the matcher tells the
+/// calls apart by their names). Definitions the parameters' `$ref`s point at move to the top,
+/// where `#/$defs/…` finds them, each function's renamed apart from the others'.
+fn calls_schema(functions: &[(String, Value)]) -> Value {
+    let mut defs = serde_json::Map::new();
+    let calls: Vec<Value> = functions
+        .iter()
+        .enumerate()
+        .map(|(i, (name, params))| {
+            let mut arguments = params.clone();
+            let prefix = if functions.len() == 1 {
+                String::new()
+            } else {
+                format!("f{i}.")
+            };
+            hoist_definitions(&mut arguments, &prefix, &mut defs);
+            json!({
+                "type": "object",
+                "properties": {"name": {"const": name}, "arguments": arguments},
+                "required": ["name", "arguments"],
+            })
+        })
+        .collect();
+    let mut schema = match <[Value; 1]>::try_from(calls) {
+        Ok([call]) => call,
+        Err(calls) => json!({"anyOf": calls}),
+    };
+    if !defs.is_empty() {
+        schema["$defs"] = Value::Object(defs);
+    }
+    schema
+}
+
+/// Move `schema`'s own `$defs` / `definitions` into `defs`, each name given `prefix`, and
+/// point its `$ref`s (and theirs) at the new places.
+fn hoist_definitions(schema: &mut Value, prefix: &str, defs: &mut serde_json::Map<String, Value>) {
+    let mut own = serde_json::Map::new();
+    for key in ["$defs", "definitions"] {
+        if let Some(Value::Object(d)) = schema.as_object_mut().and_then(|s| s.remove(key)) {
+            own.extend(d);
         }
     }
-    schema["properties"]["arguments"] = arguments;
-    schema
+    fn repoint(v: &mut Value, prefix: &str) {
+        match v {
+            Value::Object(o) => {
+                for (k, item) in o.iter_mut() {
+                    match (k.as_str(), item) {
+                        ("$ref", Value::String(r)) => {
+                            let name = r
+                                .strip_prefix("#/$defs/")
+                                .or_else(|| r.strip_prefix("#/definitions/"));
+                            if let Some(name) = name {
+                                *r = format!("#/$defs/{prefix}{name}");
+                            }
+                        }
+                        (_, item) => repoint(item, prefix),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|item| repoint(item, prefix)),
+            _ => {}
+        }
+    }
+    repoint(schema, prefix);
+    for (name, mut def) in own {
+        repoint(&mut def, prefix);
+        defs.insert(format!("{prefix}{name}"), def);
+    }
 }
 
 /// One call from its JSON (`{"name", "arguments"}`; `parameters` accepted too).
@@ -181,7 +239,7 @@ fn parse(mode: &ToolMode, text: &str) -> (String, Vec<ToolCall>) {
             Some(call) => (String::new(), vec![call]),
             None => (text.to_string(), Vec::new()),
         },
-        ToolMode::Auto(names) => {
+        ToolMode::Auto { names, one_call } => {
             let (mut content, mut calls, mut rest) = (String::new(), Vec::new(), text);
             while let Some(at) = rest.find(OPEN) {
                 content.push_str(&rest[..at]);
@@ -191,6 +249,8 @@ fn parse(mode: &ToolMode, text: &str) -> (String, Vec<ToolCall>) {
                     None => (after, ""), // cut short: take what there is
                 };
                 match call_from(inside) {
+                    // Calls past the first are dropped where only one may be made.
+                    Some(_) if *one_call && !calls.is_empty() => {}
                     Some(call) if names.contains(&call.name) => calls.push(call),
                     _ => content.push_str(&rest[at..rest.len() - next.len()]),
                 }
@@ -231,7 +291,7 @@ impl ToolStream {
                 self.held.push_str(text);
                 String::new()
             }
-            ToolMode::Auto(_) => {
+            ToolMode::Auto { .. } => {
                 let calling = self.held.starts_with(OPEN);
                 self.held.push_str(text);
                 if calling {
@@ -289,7 +349,10 @@ mod tests {
     #[test]
     fn auto_answers_give_calls_and_the_content_around_them() {
         let text = "Let me check.\n<tool_call>\n{\"name\": \"get_vitals\", \"arguments\": {\"bed\": 4}}\n</tool_call>";
-        let auto = ToolMode::Auto(["get_vitals".to_string()].into());
+        let auto = ToolMode::Auto {
+            names: ["get_vitals".to_string()].into(),
+            one_call: false,
+        };
         let (content, calls) = parse(&auto, text);
         assert_eq!(content, "Let me check.");
         assert_eq!(
@@ -307,6 +370,14 @@ mod tests {
             let (content, calls) = parse(&auto, text);
             assert_eq!((content.as_str(), calls.len()), (text, 0));
         }
+        // Where one call may be made, the first counts and the others are dropped.
+        let twice = format!("{text}\n{}", &text[text.find(OPEN).unwrap()..]);
+        let one = ToolMode::Auto {
+            names: ["get_vitals".to_string()].into(),
+            one_call: true,
+        };
+        assert_eq!(parse(&auto, &twice).1.len(), 2);
+        assert_eq!(parse(&one, &twice), (content.clone(), calls.clone()));
         // Streamed in pieces that split the tag: the same.
         for cut in 1..text.len() {
             if !text.is_char_boundary(cut) {
@@ -325,13 +396,16 @@ mod tests {
     fn tool_choice_decides_the_mode_and_the_schema() {
         let tools = json!([{"type": "function", "function": {"name": "dose", "parameters":
             {"type": "object", "properties": {"mg": {"type": "number"}}, "required": ["mg"]}}}]);
-        let (offered, mode, schema) = validate(Some(&tools), None).unwrap();
-        let auto = ToolMode::Auto(["dose".to_string()].into());
+        let (offered, mode, schema) = validate(Some(&tools), None, false).unwrap();
+        let auto = ToolMode::Auto {
+            names: ["dose".to_string()].into(),
+            one_call: false,
+        };
         assert_eq!((offered.is_some(), mode, schema), (true, auto, None));
-        let (offered, mode, _) = validate(Some(&tools), Some(&json!("none"))).unwrap();
+        let (offered, mode, _) = validate(Some(&tools), Some(&json!("none")), false).unwrap();
         assert_eq!((offered, mode), (None, ToolMode::Off));
         let named = json!({"type": "function", "function": {"name": "dose"}});
-        let (_, mode, schema) = validate(Some(&tools), Some(&named)).unwrap();
+        let (_, mode, schema) = validate(Some(&tools), Some(&named), false).unwrap();
         assert_eq!(mode, ToolMode::Forced);
         assert_eq!(
             schema.unwrap()["properties"]["arguments"]["required"],
@@ -348,7 +422,7 @@ mod tests {
             ),
             (json!([]), Some(json!("required"))),
         ] {
-            assert!(validate(Some(&t), c.as_ref()).is_err(), "{t} {c:?}");
+            assert!(validate(Some(&t), c.as_ref(), false).is_err(), "{t} {c:?}");
         }
         let (_, calls) = parse(
             &ToolMode::Forced,

@@ -267,6 +267,68 @@ LABS_TOOL = {"type": "function", "function": {
     "name": "get_labs", "parameters": {"type": "object", "properties": {"test": {"type": "string"}}}}}
 
 
+ORDER_TOOL = {"type": "function", "function": {
+    "name": "order_test", "description": "Order a laboratory test",
+    "parameters": {"type": "object", "properties": {
+        "test": {"enum": ["CBC", "CRP", "troponin"]}, "urgent": {"type": "boolean"},
+        "note": {"$ref": "#/$defs/note"}},
+        "required": ["test", "urgent"], "additionalProperties": False,
+        "$defs": {"note": {"type": "string"}}}}}
+TOOLS_BY_NAME = {t["function"]["name"]: t for t in (VITALS_TOOL, LABS_TOOL, ORDER_TOOL)}
+
+
+def test_required_calls_follow_the_chosen_tools_schema(bclient):
+    messages = [{"role": "user", "content": "Order a troponin test for the patient in bed 4, urgently."}]
+    finished = 0
+    for seed in range(6):
+        r = bclient.chat.completions.create(model=MODEL, messages=messages, max_tokens=60, temperature=0.9,
+                                            seed=seed, tools=[VITALS_TOOL, ORDER_TOOL], tool_choice="required")
+        c = r.choices[0]
+        if c.finish_reason == "length":
+            continue
+        finished += 1
+        call = c.message.tool_calls[0]
+        assert call.function.name in TOOLS_BY_NAME, call
+        jsonschema.validate(json.loads(call.function.arguments),
+                            TOOLS_BY_NAME[call.function.name]["function"]["parameters"])
+    assert finished >= 3
+
+
+def test_the_older_functions_form_is_answered_in_its_own_shape(batching, bclient):
+    messages = [{"role": "user", "content": "What are the vitals of the patient in bed 4?"}]
+    ask = dict(model=MODEL, messages=messages, max_tokens=60, temperature=0,
+               functions=[VITALS_TOOL["function"]], function_call={"name": "get_vitals"})
+    r = bclient.chat.completions.create(**ask)
+    c = r.choices[0]
+    assert c.finish_reason == "function_call" and c.message.tool_calls is None
+    assert c.message.function_call.name == "get_vitals"
+    jsonschema.validate(json.loads(c.message.function_call.arguments), VITALS_TOOL["function"]["parameters"])
+    streamed, finish = "", None
+    for chunk in bclient.chat.completions.create(**ask, stream=True):
+        for ch in chunk.choices:
+            if ch.delta.function_call:
+                streamed += ch.delta.function_call.arguments
+            finish = ch.finish_reason or finish
+    assert (streamed, finish) == (c.message.function_call.arguments, "function_call")
+    # The call and its result go back in the older form too.
+    follow = messages + [
+        {"role": "assistant", "content": None,
+         "function_call": {"name": "get_vitals", "arguments": '{"bed": 4}'}},
+        {"role": "function", "name": "get_vitals", "content": '{"pulse": 88}'},
+    ]
+    r = bclient.chat.completions.create(model=MODEL, messages=follow, max_tokens=8, temperature=0,
+                                        functions=[VITALS_TOOL["function"]])
+    assert r.choices[0].finish_reason in ("stop", "length", "function_call")
+    with pytest.raises(openai.BadRequestError) as e:
+        bclient.chat.completions.create(**ask, tools=[VITALS_TOOL])
+    assert e.value.body["param"] == "functions"
+    # /tokenize renders the tools as the chat request does.
+    bare = tokenize(batching, messages=messages)["count"]
+    with_tools = tokenize(batching, messages=messages, tools=[VITALS_TOOL])["count"]
+    chat = bclient.chat.completions.create(model=MODEL, messages=messages, max_tokens=1, tools=[VITALS_TOOL])
+    assert bare < with_tools == chat.usage.prompt_tokens
+
+
 def test_a_required_tool_call_parses_and_its_result_can_be_sent_back(bclient):
     messages = [{"role": "user", "content": "What are the vitals of the patient in bed 4?"}]
     for choice in ({"type": "function", "function": {"name": "get_vitals"}}, "required"):
@@ -282,7 +344,7 @@ def test_a_required_tool_call_parses_and_its_result_can_be_sent_back(bclient):
         args = json.loads(call.function.arguments)
         if choice != "required":
             assert call.function.name == "get_vitals"
-            jsonschema.validate(args, VITALS_TOOL["function"]["parameters"])
+        jsonschema.validate(args, TOOLS_BY_NAME[call.function.name]["function"]["parameters"])
     # The conversation goes on with the call and its result.
     follow = messages + [
         {"role": "assistant", "content": None, "tool_calls": [

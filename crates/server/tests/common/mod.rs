@@ -77,7 +77,12 @@ impl Engine for MockEngine {
     }
 
     /// One token per byte of text.
-    fn tokenize(&self, prompt: Prompt) -> Result<Vec<u32>, SubmitError> {
+    fn tokenize(
+        &self,
+        prompt: Prompt,
+        _tools: Option<&Value>,
+        _kwargs: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<u32>, SubmitError> {
         match prompt {
             Prompt::Text(t) => Ok(t.bytes().map(u32::from).collect()),
             _ => Err(SubmitError::NoChatTemplate),
