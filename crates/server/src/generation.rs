@@ -33,7 +33,7 @@ use crate::App;
 
 /// Comments sent on a quiet stream (a long prefill) so proxies keep it open and a departed
 /// client is noticed.
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
+pub(crate) const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// A body larger than the limit is still read (and thrown away) up to this size, so the client
 /// gets the 413 instead of a reset connection; past it the connection is closed.
 const DRAIN_LIMIT: usize = 64 << 20;
@@ -69,6 +69,55 @@ async fn generate(
 ) -> Result<Response, ApiError> {
     let arrived = Instant::now();
     let bytes = read_body(body, &app).await?;
+    let started = start(&app, &id, &caller, ledger, &bytes, endpoint, arrived).await?;
+    let Started {
+        streams,
+        n,
+        meta,
+        stream,
+        include_usage,
+        logprobs,
+        tool_mode,
+        track,
+    } = started;
+    if stream {
+        let stream = event_stream(streams, n, meta, include_usage, logprobs, tool_mode, track);
+        Ok(stream.into_response())
+    } else {
+        let think = endpoint == Endpoint::Chat;
+        // A request still running at the shutdown timeout ends with 503, and is audited so.
+        let (choices, usage) = tokio::select! {
+            done = collect(streams, n, logprobs, think, tool_mode, &track) => done?,
+            () = app.cut() => return Err(ApiError::cut_at_shutdown()),
+        };
+        Ok(Json(meta.response(&choices, &usage)).into_response())
+    }
+}
+
+/// A generation request on its way: its sequences' events, and how to answer.
+pub(crate) struct Started {
+    pub streams: Vec<EventStream>,
+    /// Choices per prompt.
+    pub n: usize,
+    pub meta: Meta,
+    pub stream: bool,
+    pub include_usage: bool,
+    pub logprobs: bool,
+    pub tool_mode: ToolMode,
+    pub track: Track,
+}
+
+/// Read `bytes` as `endpoint` does, check the caller's share and tokens, and submit the
+/// sequences to the engine.
+pub(crate) async fn start(
+    app: &Arc<App>,
+    id: &RequestId,
+    caller: &Caller,
+    ledger: Ledger,
+    bytes: &[u8],
+    endpoint: Endpoint,
+    arrived: Instant,
+) -> Result<Started, ApiError> {
     let engine = app.engine()?.clone();
     // Held until the prompt is tokenized: parsing, templating and tokenizing a large body
     // take many times its size in memory.
@@ -81,8 +130,8 @@ async fn generate(
         more_prompts,
         tool_mode,
         legacy_functions,
-    } = read_request(&bytes, endpoint, &ledger, |model| {
-        check_model(&app, &caller, &ledger, model)
+    } = read_request(bytes, endpoint, &ledger, |model| {
+        check_model(app, caller, &ledger, model)
     })?;
     let info = engine.info();
     request.id = id.0.clone();
@@ -141,18 +190,16 @@ async fn generate(
         model: info.id.clone(),
         arrived,
     };
-    if stream {
-        let stream = event_stream(streams, n, meta, include_usage, logprobs, tool_mode, track);
-        Ok(stream.into_response())
-    } else {
-        let think = endpoint == Endpoint::Chat;
-        // A request still running at the shutdown timeout ends with 503, and is audited so.
-        let (choices, usage) = tokio::select! {
-            done = collect(streams, n, logprobs, think, tool_mode, &track) => done?,
-            () = app.cut() => return Err(ApiError::cut_at_shutdown()),
-        };
-        Ok(Json(meta.response(&choices, &usage)).into_response())
-    }
+    Ok(Started {
+        streams,
+        n,
+        meta,
+        stream,
+        include_usage,
+        logprobs,
+        tool_mode,
+        track,
+    })
 }
 
 /// A body as `endpoint` reads it, before the engine sees it: parsed, its prompt recorded in
@@ -226,15 +273,15 @@ fn audit_params(r: &GenerateRequest, n: usize, sequences: usize, stream: bool) -
 /// Where a request's output is recorded as it comes: its ledger (text, token counts, outcome)
 /// and the latency metrics.
 #[derive(Clone)]
-struct Track {
-    app: Arc<App>,
-    ledger: Ledger,
+pub(crate) struct Track {
+    pub app: Arc<App>,
+    pub ledger: Ledger,
     model: String,
     arrived: Instant,
 }
 
 impl Track {
-    fn outcome(&self, outcome: &'static str) {
+    pub(crate) fn outcome(&self, outcome: &'static str) {
         self.ledger.with(|r| r.outcome = Some(outcome));
     }
 }
@@ -299,7 +346,7 @@ pub(crate) async fn read_body(body: Body, app: &App) -> Result<Bytes, ApiError> 
 }
 
 /// Every sequence's output; the first failure ends them all (dropping the others cancels them).
-async fn collect(
+pub(crate) async fn collect(
     streams: Vec<EventStream>,
     n: usize,
     logprobs: bool,
@@ -356,7 +403,7 @@ async fn collect_one(
 /// One choice's text on its way to the client: a reasoning model's thinking split from its
 /// answer (chat), tool calls held back until they are complete; recorded in the request's
 /// ledger and timed for the latency metrics on the way.
-struct ChoiceOutput {
+pub(crate) struct ChoiceOutput {
     thinking: Option<ReasoningSplitter>,
     tools: ToolStream,
     track: Track,
@@ -368,7 +415,7 @@ struct ChoiceOutput {
 
 impl ChoiceOutput {
     /// `thinking`: the splitter of a chat answer (none for completions).
-    fn new(
+    pub(crate) fn new(
         thinking: Option<ReasoningSplitter>,
         tool_mode: ToolMode,
         track: Track,
@@ -385,7 +432,7 @@ impl ChoiceOutput {
     }
 
     /// What of `text` can be sent now.
-    fn text(&mut self, text: String) -> Split {
+    pub(crate) fn text(&mut self, text: String) -> Split {
         let now = Instant::now();
         let metrics = &self.track.app.metrics;
         match self.last {
@@ -408,7 +455,7 @@ impl ChoiceOutput {
     }
 
     /// At the end: everything held back, and the tool calls.
-    fn finish(&mut self, usage: &Usage) -> (Split, Vec<ToolCall>) {
+    pub(crate) fn finish(&mut self, usage: &Usage) -> (Split, Vec<ToolCall>) {
         // Pieces were counted as tokens as they came; the engine knows the exact count.
         let uncounted = usage.completion_tokens.saturating_sub(self.pieces);
         self.track.ledger.with(|r| r.completion_tokens += uncounted);

@@ -39,9 +39,10 @@ fn new_id() -> String {
 }
 
 pub fn known_route(path: &str) -> &'static str {
-    const ROUTES: [&str; 11] = [
+    const ROUTES: [&str; 12] = [
         "/v1/chat/completions",
         "/v1/completions",
+        "/v1/responses",
         "/v1/models",
         "/tokenize",
         "/detokenize",

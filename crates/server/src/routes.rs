@@ -17,6 +17,7 @@ use crate::cors::cors;
 use crate::error::ApiError;
 use crate::generation::{chat_completions, completions};
 use crate::ledger::{track, Ledger};
+use crate::openai::responses::responses;
 use crate::tokens::{detokenize, tokenize};
 use crate::App;
 
@@ -24,6 +25,7 @@ pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
+        .route("/v1/responses", post(responses))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         .route("/tokenize", post(tokenize))

@@ -524,3 +524,58 @@ async fn dropping_a_stream_cancels_it_for_the_engine() {
     drop(response);
     assert!(engine.senders.lock().unwrap()[0].is_cancelled());
 }
+
+/// The Responses API gives a reasoning model's thinking as a reasoning item before the
+/// message, whole or streamed as its own typed events.
+#[tokio::test]
+async fn responses_put_the_thinking_in_a_reasoning_item() {
+    let pieces = vec!["<thi", "nk>Weigh", " the dose.</th", "ink>\n\n5", " mg."];
+    let body = json!({"model": "mock-model", "input": "Dose?"}).to_string();
+    let app = app_with(
+        Some(Arc::new(MockEngine::new(pieces.clone()))),
+        ServerConfig::default(),
+    );
+    let (status, r, _) = send(app, "POST", "/v1/responses", &body).await;
+    assert_eq!(status, StatusCode::OK, "{r}");
+    assert_eq!(r["output"][0]["type"], "reasoning");
+    assert_eq!(r["output"][0]["content"][0]["text"], "Weigh the dose.");
+    assert_eq!(r["output"][1]["type"], "message");
+    assert_eq!(r["output"][1]["content"][0]["text"], "5 mg.");
+
+    let body = json!({"model": "mock-model", "input": "Dose?", "stream": true}).to_string();
+    let app = app_with(
+        Some(Arc::new(MockEngine::new(pieces))),
+        ServerConfig::default(),
+    );
+    let (_, events, _) = send(app, "POST", "/v1/responses", &body).await;
+    let (mut thinking, mut text, mut last) = (String::new(), String::new(), Value::Null);
+    for event in events.as_str().unwrap().split("\n\n") {
+        let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) else {
+            continue;
+        };
+        let e: Value = serde_json::from_str(data).unwrap();
+        match e["type"].as_str().unwrap() {
+            "response.reasoning_text.delta" => thinking += e["delta"].as_str().unwrap(),
+            "response.output_text.delta" => text += e["delta"].as_str().unwrap(),
+            _ => {}
+        }
+        last = e;
+    }
+    assert_eq!(
+        (thinking.as_str(), text.as_str()),
+        ("Weigh the dose.", "5 mg.")
+    );
+    assert_eq!(last["type"], "response.completed");
+    // The same items as the whole response (each response's ids are its own).
+    let without_ids = |output: &Value| {
+        let mut items = output.as_array().unwrap().clone();
+        items
+            .iter_mut()
+            .for_each(|i| drop(i.as_object_mut().unwrap().remove("id")));
+        items
+    };
+    assert_eq!(
+        without_ids(&last["response"]["output"]),
+        without_ids(&r["output"])
+    );
+}

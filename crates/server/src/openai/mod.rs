@@ -3,4 +3,5 @@
 pub mod reasoning;
 pub mod request;
 pub mod response;
+pub mod responses;
 pub mod tools;
