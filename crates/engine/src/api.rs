@@ -114,6 +114,9 @@ pub struct ModelInfo {
     pub created: u64,
     /// Which kernels compute it: the CPU kernel tier ("avx2", "avx512", …) or "cuda".
     pub kernels: String,
+    /// The file's `general.architecture` ("llama", "qwen2", …) and size in bytes.
+    pub architecture: String,
+    pub file_bytes: u64,
 }
 
 /// Why a request was not accepted. Each maps to one HTTP status in the server.

@@ -324,6 +324,8 @@ fn model_info(lm: &LoadedModel, id: &str, kv_positions: usize) -> ModelInfo {
         has_chat_template: lm.template.is_some(),
         fingerprint: format!("fp_{fnv:016x}"),
         kernels: lm.kernels.to_string(),
+        architecture: lm.model.hparams().arch.name().to_string(),
+        file_bytes: file_len,
         created: std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs()),

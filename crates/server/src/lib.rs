@@ -17,6 +17,7 @@ mod generation;
 mod http;
 mod ledger;
 mod metrics;
+mod ollama;
 mod openai;
 mod refusals;
 mod request_id;

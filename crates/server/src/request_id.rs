@@ -39,10 +39,18 @@ fn new_id() -> String {
 }
 
 pub fn known_route(path: &str) -> &'static str {
-    const ROUTES: [&str; 12] = [
+    const ROUTES: [&str; 20] = [
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/responses",
+        "/api/chat",
+        "/api/generate",
+        "/api/tags",
+        "/api/ps",
+        "/api/show",
+        "/api/version",
+        "/api/embed",
+        "/api/embeddings",
         "/v1/models",
         "/tokenize",
         "/detokenize",

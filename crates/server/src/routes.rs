@@ -17,6 +17,7 @@ use crate::cors::cors;
 use crate::error::ApiError;
 use crate::generation::{chat_completions, completions};
 use crate::ledger::{track, Ledger};
+use crate::ollama;
 use crate::openai::responses::responses;
 use crate::tokens::{detokenize, tokenize};
 use crate::App;
@@ -32,6 +33,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/detokenize", post(detokenize))
         .route("/v1/tokenize", post(tokenize))
         .route("/v1/detokenize", post(detokenize))
+        .route("/api/chat", post(ollama::chat))
+        .route("/api/generate", post(ollama::generate))
+        .route("/api/tags", get(ollama::tags))
+        .route("/api/ps", get(ollama::ps))
+        .route("/api/show", post(ollama::show))
+        .route("/api/version", get(ollama::version))
+        .route("/api/embed", post(ollama::embed))
+        .route("/api/embeddings", post(ollama::embed))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))

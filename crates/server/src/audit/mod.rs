@@ -245,7 +245,7 @@ pub fn timestamp_now() -> String {
     timestamp(now.as_secs(), now.subsec_millis())
 }
 
-fn timestamp(secs: u64, millis: u32) -> String {
+pub(crate) fn timestamp(secs: u64, millis: u32) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.

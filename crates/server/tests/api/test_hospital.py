@@ -83,6 +83,21 @@ def test_listed_browser_origins_may_call_and_others_may_not(secured):
     assert status == 200 and "access-control-allow-origin" not in headers
 
 
+def test_ollama_routes_keep_the_same_keys(secured):
+    import ollama
+    with pytest.raises(ollama.ResponseError) as e:
+        ollama.Client(host=secured.url).list()
+    assert e.value.status_code == 401
+    lab = ollama.Client(host=secured.url, headers=bearer(LAB_KEY))
+    assert [m.model for m in lab.list().models] == [MODEL]
+    assert lab.generate(model=MODEL, prompt="Sepsis is", raw=True, options={"num_predict": 2}).done
+    billing = ollama.Client(host=secured.url, headers=bearer(BILLING_KEY))
+    assert billing.list().models == []
+    with pytest.raises(ollama.ResponseError) as e:
+        billing.chat(model=MODEL, messages=[{"role": "user", "content": "hi"}])
+    assert e.value.status_code == 403
+
+
 def client_for(server, key):
     return openai.OpenAI(base_url=server.url + "/v1", api_key=key, max_retries=0, timeout=180)
 

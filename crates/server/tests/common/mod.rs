@@ -41,6 +41,8 @@ impl MockEngine {
                 fingerprint: "fp_mock".into(),
                 created: 1_700_000_000,
                 kernels: "scalar".into(),
+                architecture: "llama".into(),
+                file_bytes: 1 << 20,
             },
             pieces,
             refuse: None,

@@ -1,0 +1,511 @@
+//! Ollama's API (`/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/ps`,
+//! `/api/version`, `/api/embed`), so that tools built for Ollama, Open WebUI among them, work
+//! unmodified. A chat or generate request is read as the OpenAI request it stands for and runs
+//! as one (the same keys, audit entries and limits); the answer comes back in Ollama's shape,
+//! streamed as one JSON object per line (Ollama's default) or whole. Errors are Ollama's
+//! `{"error": "…"}`. Ollama's runtime options that do not change the answer (`num_ctx`,
+//! `num_thread`, `keep_alive`, …) are accepted and have no effect: this server's context and
+//! threads are set at start.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures_util::Stream;
+use serde_json::{json, Map, Value};
+use ward_engine::{Event, FinishReason};
+
+use crate::audit::{timestamp, timestamp_now};
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::generation::{read_body, start, ChoiceOutput, Started};
+use crate::ledger::Ledger;
+use crate::openai::reasoning::ReasoningSplitter;
+use crate::openai::request::parse_json;
+use crate::openai::response::Endpoint;
+use crate::openai::tools::ToolCall;
+use crate::request_id::RequestId;
+use crate::routes::check_model;
+use crate::App;
+
+/// An error in Ollama's shape, with the status (and the audit's error code) of the API's own.
+fn ollama_error(e: ApiError) -> Response {
+    let message = e.message.clone();
+    let mut response = e.into_response();
+    *response.body_mut() = Body::from(json!({"error": message}).to_string());
+    response
+}
+
+type Answer = Result<Response, Response>;
+
+pub async fn chat(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
+    body: Body,
+) -> Answer {
+    generate_as(app, id, caller, ledger, body, Kind::Chat)
+        .await
+        .map_err(ollama_error)
+}
+
+pub async fn generate(
+    State(app): State<Arc<App>>,
+    Extension(id): Extension<RequestId>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
+    body: Body,
+) -> Answer {
+    generate_as(app, id, caller, ledger, body, Kind::Generate)
+        .await
+        .map_err(ollama_error)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Chat,
+    Generate,
+}
+
+async fn generate_as(
+    app: Arc<App>,
+    id: RequestId,
+    caller: Caller,
+    ledger: Ledger,
+    body: Body,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    let bytes = read_body(body, &app).await?;
+    let request: Map<String, Value> = parse_json(&bytes)?;
+    let has_template = app.engine()?.info().has_chat_template;
+    let (openai, endpoint) = match kind {
+        Kind::Chat => (chat_request(&request)?, Endpoint::Chat),
+        Kind::Generate => generate_request(&request, has_template)?,
+    };
+    let openai = serde_json::to_vec(&openai).expect("a JSON value serializes");
+    let started = start(&app, &id, &caller, ledger, &openai, endpoint, arrived).await?;
+    let stream = started.stream;
+    let lines = answer_lines(started, kind, endpoint == Endpoint::Chat, arrived);
+    if stream {
+        // A failure partway is Ollama's `{"error"}` line.
+        let lines = futures_util::StreamExt::map(lines, |line| {
+            let line = line.unwrap_or_else(|e| json!({"error": e.message}));
+            Ok::<_, std::convert::Infallible>(format!("{line}\n"))
+        });
+        return Ok((
+            [(header::CONTENT_TYPE, "application/x-ndjson")],
+            Body::from_stream(lines),
+        )
+            .into_response());
+    }
+    // Whole: the pieces joined into the last object.
+    let mut lines = std::pin::pin!(lines);
+    let (mut content, mut thinking) = (String::new(), String::new());
+    let text_key = if kind == Kind::Chat {
+        "content"
+    } else {
+        "response"
+    };
+    while let Some(line) = futures_util::StreamExt::next(&mut lines).await {
+        let mut line = line?;
+        let part = if kind == Kind::Chat {
+            &mut line["message"]
+        } else {
+            &mut line
+        };
+        content += part[text_key].as_str().unwrap_or("");
+        thinking += part["thinking"].as_str().unwrap_or("");
+        if line["done"] == true {
+            let part = if kind == Kind::Chat {
+                &mut line["message"]
+            } else {
+                &mut line
+            };
+            part[text_key] = json!(content);
+            if !thinking.is_empty() {
+                part["thinking"] = json!(thinking);
+            }
+            return Ok(Json(line).into_response());
+        }
+    }
+    Err(ApiError::engine("the engine stopped"))
+}
+
+/// Ollama's sampling options as the OpenAI request's parameters.
+fn options(request: &Map<String, Value>, into: &mut Value) -> Result<(), ApiError> {
+    let Some(options) = request.get("options").filter(|o| !o.is_null()) else {
+        return Ok(());
+    };
+    let options = options
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_param("options", "'options' must be an object"))?;
+    for (ollama, openai) in [
+        ("temperature", "temperature"),
+        ("top_p", "top_p"),
+        ("top_k", "top_k"),
+        ("min_p", "min_p"),
+        ("seed", "seed"),
+        ("stop", "stop"),
+        ("repeat_penalty", "repetition_penalty"),
+        ("presence_penalty", "presence_penalty"),
+        ("frequency_penalty", "frequency_penalty"),
+    ] {
+        if let Some(v) = options.get(ollama) {
+            into[openai] = v.clone();
+        }
+    }
+    // -1: until the model stops; -2: fill the context. Either is the OpenAI default here.
+    match options.get("num_predict").and_then(Value::as_i64) {
+        Some(n) if n > 0 => into["max_tokens"] = json!(n),
+        _ => {}
+    }
+    Ok(())
+}
+
+/// `format`: `"json"` or a JSON Schema.
+fn format(request: &Map<String, Value>, into: &mut Value) -> Result<(), ApiError> {
+    match request.get("format") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) if s.is_empty() => {}
+        Some(Value::String(s)) if s == "json" => {
+            into["response_format"] = json!({"type": "json_object"})
+        }
+        Some(schema @ Value::Object(_)) => {
+            into["response_format"] =
+                json!({"type": "json_schema", "json_schema": {"name": "format", "schema": schema}})
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "format",
+                "'format' must be \"json\" or a JSON Schema",
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// What both requests share: the model, streaming (on unless `false`), options, format, and
+/// `think: false` closing a reasoning model's thinking.
+fn common(request: &Map<String, Value>) -> Result<Value, ApiError> {
+    let mut openai = json!({
+        "model": request.get("model"),
+        "stream": request.get("stream").and_then(Value::as_bool).unwrap_or(true),
+    });
+    options(request, &mut openai)?;
+    format(request, &mut openai)?;
+    match request.get("think") {
+        Some(Value::Bool(false)) => {
+            openai["chat_template_kwargs"] = json!({"enable_thinking": false})
+        }
+        None | Some(Value::Null | Value::Bool(true)) => {}
+        // Levels ("low", "high") are for models that take them; Ward's do not.
+        Some(_) => {}
+    }
+    if request.get("images").is_some_and(|i| !i.is_null()) {
+        return Err(ApiError::invalid_param(
+            "images",
+            "this model takes text only",
+        ));
+    }
+    Ok(openai)
+}
+
+fn chat_request(request: &Map<String, Value>) -> Result<Value, ApiError> {
+    let mut openai = common(request)?;
+    let Some(Value::Array(messages)) = request.get("messages") else {
+        return Err(ApiError::invalid_param(
+            "messages",
+            "'messages' must be a list",
+        ));
+    };
+    let mut out = Vec::with_capacity(messages.len());
+    for (i, m) in messages.iter().enumerate() {
+        if m.get("images").is_some_and(|i| !i.is_null()) {
+            return Err(ApiError::invalid_param(
+                format!("messages[{i}].images"),
+                "this model takes text only",
+            ));
+        }
+        let mut message = json!({"role": m.get("role"), "content": m.get("content")});
+        if let Some(Value::Array(calls)) = m.get("tool_calls") {
+            // Ollama's arguments are an object; OpenAI's are its JSON text.
+            let calls: Vec<Value> = calls
+                .iter()
+                .enumerate()
+                .map(|(j, c)| {
+                    let f = &c["function"];
+                    json!({"id": format!("call_{i}_{j}"), "type": "function",
+                           "function": {"name": f["name"], "arguments": f["arguments"].to_string()}})
+                })
+                .collect();
+            message["tool_calls"] = json!(calls);
+        }
+        if let Some(name) = m.get("tool_name") {
+            message["tool_call_id"] = name.clone();
+        }
+        out.push(message);
+    }
+    openai["messages"] = json!(out);
+    if let Some(tools) = request.get("tools") {
+        openai["tools"] = tools.clone();
+    }
+    Ok(openai)
+}
+
+/// A generate request: the prompt (after `system`) through the chat template, as Ollama does,
+/// or as it is with `raw` or on a model without a template.
+fn generate_request(
+    request: &Map<String, Value>,
+    has_template: bool,
+) -> Result<(Value, Endpoint), ApiError> {
+    for unsupported in ["template", "suffix", "context"] {
+        if request
+            .get(unsupported)
+            .is_some_and(|v| !v.is_null() && v != "" && v != &json!([]))
+        {
+            return Err(ApiError::invalid_param(
+                unsupported,
+                format!("'{unsupported}' is not supported by this server"),
+            ));
+        }
+    }
+    let mut openai = common(request)?;
+    let prompt = match request.get("prompt") {
+        Some(Value::String(p)) => p.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(_) => {
+            return Err(ApiError::invalid_param(
+                "prompt",
+                "'prompt' must be a string",
+            ))
+        }
+    };
+    let raw = request.get("raw").and_then(Value::as_bool).unwrap_or(false);
+    if raw || !has_template {
+        openai["prompt"] = json!(prompt);
+        return Ok((openai, Endpoint::Completion));
+    }
+    let mut messages = Vec::new();
+    if let Some(Value::String(system)) = request.get("system") {
+        messages.push(json!({"role": "system", "content": system}));
+    }
+    messages.push(json!({"role": "user", "content": prompt}));
+    openai["messages"] = json!(messages);
+    Ok((openai, Endpoint::Chat))
+}
+
+/// The answer as Ollama's objects: one per piece of text (`done: false`), then the last with
+/// the counts and durations (in nanoseconds); or an error where generation failed.
+fn answer_lines(
+    started: Started,
+    kind: Kind,
+    chat_template: bool,
+    arrived: Instant,
+) -> impl Stream<Item = Result<Value, ApiError>> {
+    let Started {
+        mut streams,
+        meta,
+        tool_mode,
+        track,
+        stream: started_stream,
+        ..
+    } = started;
+    let mut events = streams.remove(0);
+    let splitter = chat_template.then(|| ReasoningSplitter::after_prompt(events.thinking));
+    let mut out = ChoiceOutput::new(splitter, tool_mode, track.clone(), 0);
+    let model = meta.model;
+    let streaming = started_stream;
+    async_stream::stream! {
+        let line = |content: &str, thinking: &str, calls: &[ToolCall]| {
+            let mut part = json!({});
+            let text_key = if kind == Kind::Chat { "content" } else { "response" };
+            part[text_key] = json!(content);
+            if !thinking.is_empty() {
+                part["thinking"] = json!(thinking);
+            }
+            if !calls.is_empty() {
+                part["tool_calls"] = calls.iter().map(|c| json!({"function": {
+                    "name": c.name,
+                    "arguments": serde_json::from_str::<Value>(&c.arguments).unwrap_or(json!({})),
+                }})).collect();
+            }
+            let mut line = json!({"model": model, "created_at": timestamp_now(), "done": false});
+            if kind == Kind::Chat {
+                part["role"] = json!("assistant");
+                line["message"] = part;
+            } else if let Value::Object(part) = part {
+                line.as_object_mut().expect("an object").extend(part);
+            }
+            line
+        };
+        let mut first: Option<Instant> = None;
+        loop {
+            let next = tokio::select! {
+                next = events.next() => next,
+                () = track.app.cut() => {
+                    track.outcome("shutdown");
+                    yield Err(ApiError::cut_at_shutdown());
+                    break;
+                }
+            };
+            match next {
+                Some(Event::Text(t)) => {
+                    first.get_or_insert_with(Instant::now);
+                    let split = out.text(t);
+                    if !split.content.is_empty() || !split.reasoning.is_empty() {
+                        yield Ok(line(&split.content, &split.reasoning, &[]));
+                    }
+                }
+                Some(Event::Logprob(_)) => {}
+                Some(Event::Finished(usage)) => {
+                    let (rest, calls) = out.finish(&usage);
+                    let mut last = line(&rest.content, &rest.reasoning, &calls);
+                    let first = first.unwrap_or_else(Instant::now);
+                    let nanos = |d: Duration| d.as_nanos() as u64;
+                    last["done"] = json!(true);
+                    last["done_reason"] = json!(match usage.finish {
+                        FinishReason::Length => "length",
+                        _ => "stop",
+                    });
+                    last["total_duration"] = json!(nanos(arrived.elapsed()));
+                    last["load_duration"] = json!(0);
+                    last["prompt_eval_count"] = json!(usage.prompt_tokens);
+                    last["prompt_eval_duration"] = json!(nanos(first - arrived));
+                    last["eval_count"] = json!(usage.completion_tokens);
+                    last["eval_duration"] = json!(nanos(first.elapsed()));
+                    track.outcome("ok");
+                    // As for OpenAI's streams: the last line goes once the audit entry is
+                    // synced (a whole answer's entry is written as it is sent).
+                    if streaming {
+                        if let Err(e) = track.ledger.commit().await {
+                            yield Err(e);
+                            break;
+                        }
+                    }
+                    yield Ok(last);
+                    break;
+                }
+                Some(Event::Failed(message)) => {
+                    track.outcome("engine_error");
+                    yield Err(ApiError::engine(message));
+                    break;
+                }
+                Some(Event::TimedOut) => {
+                    track.outcome("request_timeout");
+                    yield Err(ApiError::timed_out());
+                    break;
+                }
+                None => {
+                    track.outcome("engine_error");
+                    yield Err(ApiError::engine("the engine stopped"));
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The model's description in Ollama's terms.
+fn details(app: &App) -> Result<(Value, Value), ApiError> {
+    let info = app.engine()?.info();
+    let details = json!({
+        "format": "gguf",
+        "family": info.architecture,
+        "families": [info.architecture],
+        "parameter_size": "",
+        "quantization_level": "",
+    });
+    let model = json!({
+        "name": info.id,
+        "model": info.id,
+        "modified_at": timestamp(info.created, 0),
+        "size": info.file_bytes,
+        "digest": app.model_sha256().unwrap_or(""),
+        "details": details,
+    });
+    Ok((model, details))
+}
+
+/// `GET /api/tags`: the models this caller may use.
+pub async fn tags(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Answer {
+    let (model, _) = details(&app).map_err(ollama_error)?;
+    let allowed = caller
+        .0
+        .as_ref()
+        .is_none_or(|s| s.may_use(model["name"].as_str().unwrap_or("")));
+    let models: Vec<Value> = allowed.then_some(model).into_iter().collect();
+    Ok(Json(json!({"models": models})).into_response())
+}
+
+/// `GET /api/ps`: the models loaded (the one served, on this server), as `/api/tags` with the
+/// context length.
+pub async fn ps(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Answer {
+    let (mut model, _) = details(&app).map_err(ollama_error)?;
+    let info = app.engine().map_err(ollama_error)?.info();
+    model["context_length"] = json!(info.context_length);
+    model["size_vram"] = json!(if info.kernels == "cuda" {
+        info.file_bytes
+    } else {
+        0
+    });
+    let allowed = caller.0.as_ref().is_none_or(|s| s.may_use(&info.id));
+    let models: Vec<Value> = allowed.then_some(model).into_iter().collect();
+    Ok(Json(json!({"models": models})).into_response())
+}
+
+/// `POST /api/show`: one model's description.
+pub async fn show(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
+    body: Body,
+) -> Answer {
+    let show = async {
+        let request: Map<String, Value> = parse_json(&read_body(body, &app).await?)?;
+        let name = request
+            .get("model")
+            .or_else(|| request.get("name"))
+            .and_then(Value::as_str);
+        check_model(&app, &caller, &ledger, Some(name.unwrap_or("")))?;
+        let (_, details) = details(&app)?;
+        let info = app.engine()?.info();
+        let mut capabilities = vec!["completion"];
+        if info.has_chat_template {
+            capabilities.push("tools");
+        }
+        Ok(json!({
+            "modelfile": "",
+            "parameters": "",
+            "template": "",
+            "details": details,
+            "model_info": {
+                "general.architecture": info.architecture,
+                format!("{}.context_length", info.architecture): info.context_length,
+            },
+            "capabilities": capabilities,
+            "modified_at": timestamp(info.created, 0),
+        }))
+    };
+    show.await
+        .map(|v| Json(v).into_response())
+        .map_err(ollama_error)
+}
+
+/// `GET /api/version`: this server's version.
+pub async fn version() -> Json<Value> {
+    Json(json!({"version": env!("CARGO_PKG_VERSION")}))
+}
+
+/// `POST /api/embed` and `/api/embeddings`: not before the server serves embedding models.
+pub async fn embed() -> Response {
+    ollama_error(ApiError::invalid_param(
+        "model",
+        "this server's model does not produce embeddings",
+    ))
+}
