@@ -2,12 +2,20 @@
 # The whole test suite, from a fresh machine: fetch and verify the test models, then build and
 # run every Rust test (unit, hostile-file, tokenizer/template/logit fixtures, engine, server and
 # CLI) with optimised code, since several tests run the real models; then the API tests, which
-# drive the real `ward serve` with the official `openai` Python package and raw HTTP (their
-# packages go into .venv-test). Ends with one "N passed, N failed" line summing everything.
+# drive the real `ward serve` with the official `openai` Python package, LangChain, the `ollama`
+# client, raw HTTP and a headless chromium (their packages go into .venv-test). Ends with one
+# "N passed, N failed" line summing everything.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/fetch-models.sh
+
+# The chat page's test drives a real headless browser: Debian's chromium.
+if ! command -v chromium >/dev/null; then
+  sudo_if_needed() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  sudo_if_needed apt-get update -q
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+fi
 
 api_tests=crates/server/tests/api
 venv="$root/.venv-test"

@@ -140,6 +140,9 @@ pub struct ServeArgs {
     /// none by default).
     #[arg(long, env = "WARD_CORS_ORIGIN", value_name = "ORIGIN", value_delimiter = ',', value_parser = parse_origin)]
     cors_origin: Vec<String>,
+    /// Do not serve the chat page at `/`.
+    #[arg(long, env = "WARD_NO_UI")]
+    no_ui: bool,
     /// A TOML file of these settings (`port = 8443`, `api-keys = "/etc/ward/keys.toml"`, …);
     /// flags and WARD_* variables override it.
     #[arg(long, env = "WARD_CONFIG", value_name = "FILE")]
@@ -176,6 +179,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .unwrap_or(ServerConfig::default().max_connections),
         max_connections_per_address: a.max_connections_per_address,
         cors_origins: a.cors_origin.clone(),
+        ui: !a.no_ui,
         ..ServerConfig::default()
     };
     let engine_config = EngineConfig {

@@ -122,9 +122,10 @@ impl Ledger {
     }
 }
 
-/// Routes that answer without an API key, and while the server stops.
+/// Routes that answer without an API key, and while the server stops, unaudited: the probes,
+/// and the chat page's files (no data; the page then calls the API with a key).
 fn is_probe(route: &str) -> bool {
-    route == "/health" || route == "/ready"
+    route == "/health" || route == "/ready" || crate::ui::ROUTES.contains(&route)
 }
 
 pub async fn track(State(app): State<Arc<App>>, mut request: Request, next: Next) -> Response {

@@ -24,6 +24,7 @@ mod request_id;
 mod routes;
 pub mod tls;
 mod tokens;
+mod ui;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -63,6 +64,8 @@ pub struct ServerConfig {
     pub max_connections_per_address: usize,
     /// Origins whose browser pages may call the API (`scheme://host[:port]`); none by default.
     pub cors_origins: Vec<String>,
+    /// Serve the chat page at `/`.
+    pub ui: bool,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +80,7 @@ impl Default for ServerConfig {
             max_connections: connections::default_max_connections(),
             max_connections_per_address: 256,
             cors_origins: Vec::new(),
+            ui: true,
         }
     }
 }

@@ -39,7 +39,11 @@ fn new_id() -> String {
 }
 
 pub fn known_route(path: &str) -> &'static str {
-    const ROUTES: [&str; 20] = [
+    const ROUTES: [&str; 24] = [
+        "/",
+        "/ui/chat.js",
+        "/ui/chat.css",
+        "/favicon.ico",
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/responses",

@@ -23,8 +23,12 @@ use crate::tokens::{detokenize, tokenize};
 use crate::App;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/chat/completions", post(chat_completions))
+    let ui = if app.config.ui {
+        crate::ui::routes()
+    } else {
+        Router::new()
+    };
+    ui.route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/responses", post(responses))
         .route("/v1/models", get(list_models))
