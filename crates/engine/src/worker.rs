@@ -265,6 +265,7 @@ impl Engine for EngineHandle {
                 Some(JsonSpec {
                     schema: Arc::new(schema),
                     trie,
+                    masks: Arc::default(),
                 })
             }
         };

@@ -19,7 +19,7 @@ const MAX_NESTING: usize = 32;
 /// numbers past f64's range such as `1e400`.
 const MAX_NUMBER: u8 = 32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Obj {
     /// After `{`: a key or `}`.
     Start,
@@ -35,7 +35,7 @@ enum Obj {
     AfterComma,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Arr {
     Start,
     InValue,
@@ -43,7 +43,7 @@ enum Arr {
     AfterComma,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Str {
     Text,
     Escape,
@@ -65,7 +65,7 @@ enum Str {
     },
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Num {
     Start,
     Minus,
@@ -81,7 +81,7 @@ enum Num {
     ExpDigits2,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Frame {
     /// The whole document; `true` once its value is complete.
     Root(bool),
@@ -118,6 +118,10 @@ enum Frame {
     },
 }
 
+/// A matcher's state, as a key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct State(Vec<Frame>, u8, u8);
+
 /// Where a document is, for the schema it must satisfy.
 #[derive(Debug, Clone)]
 pub struct Matcher {
@@ -137,6 +141,12 @@ impl Matcher {
             indent: 0,
             newlines: 0,
         }
+    }
+
+    /// What decides which bytes may come next: two matchers of one schema with the same state
+    /// accept the same continuations.
+    pub fn state(&self) -> State {
+        State(self.stack.clone(), self.indent, self.newlines)
     }
 
     /// Become a copy of `other`, reusing this one's memory.
