@@ -1,17 +1,17 @@
-//! Structured output's token masks on SmolLM2's real vocabulary: a mask found in the request's
-//! cache (the same matcher state seen before) is the mask a fresh walk of the vocabulary gives,
-//! at every step of a document whose states repeat.
+//! Structured output's token masks on SmolLM2's real vocabulary, at every step of a document
+//! whose states repeat: the mask (the vocabulary walked in parts on the kernel threads, or found
+//! in the request's cache) allows exactly the tokens whose bytes the matcher takes one by one.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::json;
-use ward_engine::json::{JsonConstraint, JsonSpec, Schema, TokenTrie};
+use ward_engine::json::{JsonConstraint, JsonSpec, Matcher, Schema, TokenTrie};
 use ward_models::gguf::GgufFile;
 use ward_models::Tokenizer;
 
 #[test]
-fn cached_masks_are_the_masks_walked_afresh() {
+fn masks_allow_exactly_the_tokens_the_matcher_takes() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../models/SmolLM2-135M-Instruct.Q4_1.gguf");
     assert!(path.is_file(), "run scripts/fetch-models.sh");
@@ -28,7 +28,8 @@ fn cached_masks_are_the_masks_walked_afresh() {
         trie: trie.clone(),
         masks,
     };
-    let doc = r#"{"drugs": ["aspirin", "heparin", "aspirin", "heparin"], "doses": [1, 2.5, 1, 2.5]}"#;
+    let doc =
+        r#"{"drugs": ["aspirin", "heparin", "aspirin", "heparin"], "doses": [1, 2.5, 1, 2.5]}"#;
     let tokens = tokenizer.encode(doc, false);
     let vocab = tokenizer.vocab().len();
     let masked = |c: &mut JsonConstraint| {
@@ -36,14 +37,24 @@ fn cached_masks_are_the_masks_walked_afresh() {
         assert!(c.mask(&mut logits, |_| false));
         logits.iter().map(|l| l.is_finite()).collect::<Vec<bool>>()
     };
+    // The plain reference: each token's bytes fed to a copy of the matcher.
+    let mut matcher = Matcher::new(schema.clone());
     let mut cached = JsonConstraint::new(spec(Arc::default()));
     for (i, &token) in tokens.iter().enumerate() {
+        let want: Vec<bool> = (0..vocab as u32)
+            .map(|t| {
+                let mut m = matcher.clone();
+                let bytes = trie.bytes(t);
+                !bytes.is_empty() && bytes.iter().all(|&b| m.feed(b))
+            })
+            .collect();
         let mut fresh = JsonConstraint::new(spec(Arc::default()));
         tokens[..i].iter().for_each(|&t| fresh.accept(t));
-        let want = masked(&mut fresh);
-        assert_eq!(masked(&mut cached), want, "step {i}");
+        assert_eq!(masked(&mut fresh), want, "step {i}");
+        assert_eq!(masked(&mut cached), want, "step {i}, from the cache");
         assert!(want[token as usize], "the document's own token {i} is masked");
         cached.accept(token);
+        trie.bytes(token).iter().for_each(|&b| assert!(matcher.feed(b)));
     }
     assert!(cached.is_complete());
 }

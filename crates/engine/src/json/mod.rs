@@ -7,6 +7,8 @@ mod matcher;
 mod schema;
 
 use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use ward_models::Tokenizer;
@@ -23,7 +25,15 @@ pub struct TokenTrie {
     bytes: Vec<Vec<u8>>,
     /// `lcp[k]`: bytes `order[k]` shares with `order[k - 1]`.
     lcp: Vec<usize>,
+    /// `order` cut where the first byte changes, into parts of about `PART` tokens: each
+    /// part's walk starts from the matcher's state alone, so the kernel threads share a mask.
+    parts: Vec<Range<usize>>,
+    /// The most bytes of any token.
+    longest: usize,
 }
+
+/// About how many tokens one part of a mask's walk covers.
+const PART: usize = 2048;
 
 impl TokenTrie {
     pub fn new(tokenizer: &Tokenizer) -> TokenTrie {
@@ -33,7 +43,7 @@ impl TokenTrie {
             .filter(|&id| !bytes[id as usize].is_empty())
             .collect();
         order.sort_by(|&a, &b| bytes[a as usize].cmp(&bytes[b as usize]));
-        let lcp = (0..order.len())
+        let lcp: Vec<usize> = (0..order.len())
             .map(|k| {
                 if k == 0 {
                     return 0;
@@ -42,31 +52,54 @@ impl TokenTrie {
                 a.iter().zip(b).take_while(|(x, y)| x == y).count()
             })
             .collect();
-        TokenTrie { order, bytes, lcp }
+        let mut parts = Vec::new();
+        let mut start = 0;
+        for k in 1..=order.len() {
+            if k == order.len() || (lcp[k] == 0 && k - start >= PART) {
+                parts.push(start..k);
+                start = k;
+            }
+        }
+        let longest = bytes.iter().map(Vec::len).max().unwrap_or(0);
+        TokenTrie {
+            order,
+            bytes,
+            lcp,
+            parts,
+            longest,
+        }
     }
 
     pub fn bytes(&self, token: u32) -> &[u8] {
         &self.bytes[token as usize]
     }
 
-    /// `allowed[id]`: all of token `id`'s bytes can follow `state`. `states` is scratch.
-    fn allowed(&self, state: &Matcher, states: &mut Vec<Matcher>, allowed: &mut [bool]) {
-        allowed.fill(false);
-        // states[d]: the state after the first d bytes of the current token, valid for
-        // d <= depth; a prefix of `failed + 1` bytes of the previous token was rejected.
-        let longest = self
-            .order
-            .iter()
-            .map(|&t| self.bytes[t as usize].len())
-            .max()
-            .unwrap_or(0);
-        while states.len() < longest + 1 {
-            states.push(state.clone());
-        }
-        states[0].copy_from(state);
+    /// Bit `id` of the result: all of token `id`'s bytes can follow `state`. The parts of the
+    /// vocabulary are walked on the kernel threads.
+    fn allowed(&self, state: &Matcher) -> Vec<u64> {
+        let bits: Vec<AtomicU64> = (0..self.bytes.len().div_ceil(64))
+            .map(|_| AtomicU64::new(0))
+            .collect();
+        let pool = ward_kernels::pool::global();
+        let per_call = self.parts.len().div_ceil(4 * pool.threads()).max(1);
+        pool.for_each_range(self.parts.len(), per_call, |parts| {
+            let mut states = vec![state.clone(); self.longest + 1];
+            for part in &self.parts[parts] {
+                self.walk(part.clone(), &mut states, &bits);
+            }
+        });
+        bits.into_iter().map(AtomicU64::into_inner).collect()
+    }
+
+    /// The walk of `order[part]`, whose first token shares nothing with the one before.
+    /// `states[d]`: the state after the first d bytes of the current token, valid for
+    /// d <= depth (`states[0]` is the state the mask is for); a prefix of `failed + 1` bytes of
+    /// the previous token was rejected.
+    fn walk(&self, part: Range<usize>, states: &mut [Matcher], bits: &[AtomicU64]) {
         let mut depth = 0;
         let mut failed: Option<usize> = None;
-        for (k, &token) in self.order.iter().enumerate() {
+        for k in part {
+            let token = self.order[k];
             let (bytes, lcp) = (&self.bytes[token as usize], self.lcp[k]);
             if failed.is_some_and(|f| lcp > f) {
                 continue; // shares the rejected prefix
@@ -82,7 +115,10 @@ impl TokenTrie {
                 }
                 depth += 1;
             }
-            allowed[token as usize] = failed.is_none();
+            if failed.is_none() {
+                let id = token as usize;
+                bits[id / 64].fetch_or(1 << (id % 64), Ordering::Relaxed);
+            }
         }
     }
 }
@@ -116,16 +152,12 @@ impl std::fmt::Debug for JsonSpec {
 pub struct JsonConstraint {
     spec: JsonSpec,
     matcher: Matcher,
-    states: Vec<Matcher>,
-    allowed: Vec<bool>,
 }
 
 impl JsonConstraint {
     pub fn new(spec: JsonSpec) -> JsonConstraint {
         JsonConstraint {
             matcher: Matcher::new(spec.schema.clone()),
-            allowed: vec![false; spec.trie.bytes.len()],
-            states: Vec::new(),
             spec,
         }
     }
@@ -138,14 +170,7 @@ impl JsonConstraint {
         if let Some(bits) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
             return bits.clone();
         }
-        self.spec
-            .trie
-            .allowed(&self.matcher, &mut self.states, &mut self.allowed);
-        let mut bits = vec![0u64; self.allowed.len().div_ceil(64)];
-        for (id, _) in self.allowed.iter().enumerate().filter(|(_, &ok)| ok) {
-            bits[id / 64] |= 1 << (id % 64);
-        }
-        let bits: Arc<[u64]> = bits.into();
+        let bits: Arc<[u64]> = self.spec.trie.allowed(&self.matcher).into();
         let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
         if cache.len() >= MAX_CACHED_MASKS {
             cache.clear();
