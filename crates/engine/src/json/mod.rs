@@ -54,11 +54,14 @@ impl TokenTrie {
             .collect();
         let mut parts = Vec::new();
         let mut start = 0;
-        for k in 1..=order.len() {
-            if k == order.len() || (lcp[k] == 0 && k - start >= PART) {
+        for (k, &shared) in lcp.iter().enumerate() {
+            if shared == 0 && k - start >= PART {
                 parts.push(start..k);
                 start = k;
             }
+        }
+        if start < order.len() {
+            parts.push(start..order.len());
         }
         let longest = bytes.iter().map(Vec::len).max().unwrap_or(0);
         TokenTrie {
