@@ -52,9 +52,14 @@ fn masks_allow_exactly_the_tokens_the_matcher_takes() {
         tokens[..i].iter().for_each(|&t| fresh.accept(t));
         assert_eq!(masked(&mut fresh), want, "step {i}");
         assert_eq!(masked(&mut cached), want, "step {i}, from the cache");
-        assert!(want[token as usize], "the document's own token {i} is masked");
+        assert!(
+            want[token as usize],
+            "the document's own token {i} is masked"
+        );
         cached.accept(token);
-        trie.bytes(token).iter().for_each(|&b| assert!(matcher.feed(b)));
+        trie.bytes(token)
+            .iter()
+            .for_each(|&b| assert!(matcher.feed(b)));
     }
     assert!(cached.is_complete());
 }
