@@ -432,15 +432,18 @@ fn details(app: &App) -> Result<(Value, Value), ApiError> {
     Ok((model, details))
 }
 
+/// `{"models": [model]}`, or no models if the caller may not use the one served.
+fn models_for(caller: &Caller, model: Value) -> Response {
+    let name = model["name"].as_str().unwrap_or_default();
+    let allowed = caller.0.as_ref().is_none_or(|s| s.may_use(name));
+    let models: Vec<Value> = allowed.then_some(model).into_iter().collect();
+    Json(json!({"models": models})).into_response()
+}
+
 /// `GET /api/tags`: the models this caller may use.
 pub async fn tags(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Answer {
     let (model, _) = details(&app).map_err(ollama_error)?;
-    let allowed = caller
-        .0
-        .as_ref()
-        .is_none_or(|s| s.may_use(model["name"].as_str().unwrap_or("")));
-    let models: Vec<Value> = allowed.then_some(model).into_iter().collect();
-    Ok(Json(json!({"models": models})).into_response())
+    Ok(models_for(&caller, model))
 }
 
 /// `GET /api/ps`: the models loaded (the one served, on this server), as `/api/tags` with the
@@ -454,9 +457,7 @@ pub async fn ps(State(app): State<Arc<App>>, Extension(caller): Extension<Caller
     } else {
         0
     });
-    let allowed = caller.0.as_ref().is_none_or(|s| s.may_use(&info.id));
-    let models: Vec<Value> = allowed.then_some(model).into_iter().collect();
-    Ok(Json(json!({"models": models})).into_response())
+    Ok(models_for(&caller, model))
 }
 
 /// `POST /api/show`: one model's description.
