@@ -72,6 +72,25 @@ enum Kind {
     Generate,
 }
 
+impl Kind {
+    /// Where an answer object carries the text: chat's `message.content`, generate's
+    /// `response`.
+    fn text_key(self) -> &'static str {
+        match self {
+            Kind::Chat => "content",
+            Kind::Generate => "response",
+        }
+    }
+
+    /// The part of an answer object that holds the text.
+    fn part(self, line: &mut Value) -> &mut Value {
+        match self {
+            Kind::Chat => &mut line["message"],
+            Kind::Generate => line,
+        }
+    }
+}
+
 async fn generate_as(
     app: Arc<App>,
     id: RequestId,
@@ -107,27 +126,14 @@ async fn generate_as(
     // Whole: the pieces joined into the last object.
     let mut lines = std::pin::pin!(lines);
     let (mut content, mut thinking) = (String::new(), String::new());
-    let text_key = if kind == Kind::Chat {
-        "content"
-    } else {
-        "response"
-    };
     while let Some(line) = futures_util::StreamExt::next(&mut lines).await {
         let mut line = line?;
-        let part = if kind == Kind::Chat {
-            &mut line["message"]
-        } else {
-            &mut line
-        };
-        content += part[text_key].as_str().unwrap_or("");
+        let done = line["done"] == true;
+        let part = kind.part(&mut line);
+        content += part[kind.text_key()].as_str().unwrap_or("");
         thinking += part["thinking"].as_str().unwrap_or("");
-        if line["done"] == true {
-            let part = if kind == Kind::Chat {
-                &mut line["message"]
-            } else {
-                &mut line
-            };
-            part[text_key] = json!(content);
+        if done {
+            part[kind.text_key()] = json!(content);
             if !thinking.is_empty() {
                 part["thinking"] = json!(thinking);
             }
@@ -324,8 +330,7 @@ fn answer_lines(
     async_stream::stream! {
         let line = |content: &str, thinking: &str, calls: &[ToolCall]| {
             let mut part = json!({});
-            let text_key = if kind == Kind::Chat { "content" } else { "response" };
-            part[text_key] = json!(content);
+            part[kind.text_key()] = json!(content);
             if !thinking.is_empty() {
                 part["thinking"] = json!(thinking);
             }
