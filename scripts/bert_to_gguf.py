@@ -1,0 +1,183 @@
+"""A sentence-transformers BERT checkpoint (config.json, model.safetensors, WordPiece
+tokenizer.json, the Pooling module's config) as a GGUF, written the way llama.cpp's
+convert_hf_to_gguf.py writes it with `--outtype f16`: the same metadata in the same order, the
+same tensor names, order and types (matrices F16, vectors and the position/type tables F32) and
+the vocabulary in llama.cpp's "phantom space" form (a word-initial piece gets "▁", a "##"
+continuation loses its "##"). Plain Python (struct, json, zipfile) so scripts/fetch-models.sh runs
+it with the system python3; scripts/reference/embeddings.py checks it byte for byte against
+llama.cpp's converter.
+
+    bert_to_gguf.convert(read, metadata) -> bytes
+        read(name) returns a member of the checkpoint ("config.json", "model.safetensors", ...);
+        metadata holds what the converter derives from the Hub repository's name and the
+        tokenizer's hash (general.name, general.organization, general.size_label,
+        tokenizer.ggml.pre)."""
+import json
+import struct
+
+import gguf_header as gh
+
+F32, F16 = 0, 1
+ALIGN = 32
+CONTROL, NORMAL, UNUSED = 3, 1, 5
+POOLING = {"pooling_mode_mean_tokens": 1, "pooling_mode_cls_token": 2, "pooling_mode_lasttoken": 3}
+
+
+class ConvertError(ValueError):
+    pass
+
+
+def tensor_name(hf):
+    """llama.cpp's name for a BertModel tensor, or None for one it drops."""
+    name = hf.removeprefix("bert.")
+    if name in ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"):
+        return None
+    fixed = {
+        "embeddings.word_embeddings.weight": "token_embd.weight",
+        "embeddings.position_embeddings.weight": "position_embd.weight",
+        "embeddings.token_type_embeddings.weight": "token_types.weight",
+        "embeddings.LayerNorm.weight": "token_embd_norm.weight",
+        "embeddings.LayerNorm.bias": "token_embd_norm.bias",
+    }
+    if name in fixed:
+        return fixed[name]
+    parts = name.split(".")
+    if parts[:2] != ["encoder", "layer"] or not parts[2].isdecimal():
+        raise ConvertError(f"tensor {hf!r} is not part of a BertModel")
+    per_layer = {
+        "attention.self.query": "attn_q",
+        "attention.self.key": "attn_k",
+        "attention.self.value": "attn_v",
+        "attention.output.dense": "attn_output",
+        "attention.output.LayerNorm": "attn_output_norm",
+        "intermediate.dense": "ffn_up",
+        "output.dense": "ffn_down",
+        "output.LayerNorm": "layer_output_norm",
+    }
+    inner, kind = ".".join(parts[3:-1]), parts[-1]
+    if inner not in per_layer or kind not in ("weight", "bias"):
+        raise ConvertError(f"tensor {hf!r} is not part of a BertModel")
+    return f"blk.{parts[2]}.{per_layer[inner]}.{kind}"
+
+
+def safetensors(data):
+    """[(name, shape, f32 bytes)] in the file's order; only F32 tensors are accepted."""
+    if len(data) < 8:
+        raise ConvertError("model.safetensors is cut short")
+    (n,) = struct.unpack_from("<Q", data)
+    if n > len(data) - 8:
+        raise ConvertError("model.safetensors: the header runs past the end of the file")
+    header = json.loads(data[8:8 + n])
+    base, out = 8 + n, []
+    for name, t in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = t["data_offsets"]
+        count = 1
+        for d in t["shape"]:
+            count *= d
+        if t["dtype"] == "I64" and name.endswith("position_ids"):
+            continue
+        if t["dtype"] != "F32" or end - start != 4 * count or base + end > len(data):
+            raise ConvertError(f"model.safetensors: tensor {name!r} is not {t['shape']} F32 in the file")
+        out.append((name, t["shape"], data[base + start:base + end]))
+    return out
+
+
+def to_f16(raw):
+    out = bytearray()
+    step = 1 << 20
+    for at in range(0, len(raw), 4 * step):
+        chunk = raw[at:at + 4 * step]
+        values = struct.unpack(f"<{len(chunk) // 4}f", chunk)
+        out += struct.pack(f"<{len(values)}e", *values)
+    return bytes(out)
+
+
+def vocabulary(tok_json):
+    tj = json.loads(tok_json)
+    model = tj["model"]
+    if model.get("type") != "WordPiece" or model.get("continuing_subword_prefix") != "##":
+        raise ConvertError("tokenizer.json is not a BERT WordPiece tokenizer")
+    special = {t["id"] for t in tj["added_tokens"] if t["special"]}
+    by_id = {i: t for t, i in model["vocab"].items()}
+    tokens, types = [], []
+    for i in range(max(by_id) + 1):
+        if i not in by_id:
+            tokens.append(f"[PAD{i}]"); types.append(UNUSED)
+        elif i in special:
+            tokens.append(by_id[i]); types.append(CONTROL)
+        else:
+            t = by_id[i]
+            tokens.append(t[2:] if t.startswith("##") else "\u2581" + t); types.append(NORMAL)
+    lowercase = bool((tj.get("normalizer") or {}).get("lowercase"))
+    return tokens, types, {t: i for t, i in model["vocab"].items()}, lowercase
+
+
+def convert(read, metadata):
+    config = json.loads(read("config.json"))
+    if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu" \
+            or config.get("position_embedding_type", "absolute") != "absolute":
+        raise ConvertError("config.json does not describe a plain BERT (absolute positions, GELU)")
+    pooling = None
+    for module in json.loads(read("modules.json")):
+        if module["type"].endswith("Pooling"):
+            pool_cfg = json.loads(read(f"{module['path']}/config.json"))
+            pooling = next((v for k, v in POOLING.items() if pool_cfg.get(k)), None)
+            if pooling is None:
+                raise ConvertError("the Pooling module is not mean, CLS or last-token pooling")
+    tokens, types, vocab, lowercase = vocabulary(read("tokenizer.json"))
+    tok_cfg = json.loads(read("tokenizer_config.json"))
+    ids = {k: vocab[tok_cfg[f"{k}_token"]] for k in ("cls", "sep", "unk", "pad", "mask")}
+
+    kvs = [gh.entry("general.architecture", gh.STRING, "bert"),
+           gh.entry("general.type", gh.STRING, "model")]
+    for key in ("general.name", "general.organization", "general.size_label"):
+        kvs.append(gh.entry(key, gh.STRING, metadata[key]))
+    u32 = lambda k, v: gh.entry(k, gh.U32, v)
+    kvs += [u32("bert.block_count", config["num_hidden_layers"]),
+            u32("bert.context_length", config["max_position_embeddings"]),
+            u32("bert.embedding_length", config["hidden_size"]),
+            u32("bert.feed_forward_length", config["intermediate_size"]),
+            u32("bert.attention.head_count", config["num_attention_heads"]),
+            gh.entry("bert.attention.layer_norm_epsilon", gh.F32, config["layer_norm_eps"]),
+            u32("general.file_type", 1),
+            gh.entry("bert.attention.causal", gh.BOOL, False)]
+    if pooling is not None:
+        kvs.append(u32("bert.pooling_type", pooling))
+    kvs += [u32("general.quantization_version", 2),
+            u32("tokenizer.ggml.token_type_count", config.get("type_vocab_size", 1)),
+            gh.entry("tokenizer.ggml.model", gh.STRING, "bert"),
+            gh.entry("tokenizer.ggml.pre", gh.STRING, metadata["tokenizer.ggml.pre"]),
+            gh.entry("tokenizer.ggml.tokens", gh.ARRAY, (gh.STRING, tokens)),
+            gh.entry("tokenizer.ggml.token_type", gh.ARRAY, (gh.I32, types)),
+            u32("tokenizer.ggml.bos_token_id", ids["cls"]),
+            u32("tokenizer.ggml.eos_token_id", ids["sep"]),
+            u32("tokenizer.ggml.unknown_token_id", ids["unk"]),
+            u32("tokenizer.ggml.seperator_token_id", ids["sep"]),
+            u32("tokenizer.ggml.padding_token_id", ids["pad"]),
+            u32("tokenizer.ggml.mask_token_id", ids["mask"]),
+            gh.entry("tokenizer.ggml.add_bos_token", gh.BOOL, True),
+            gh.entry("tokenizer.ggml.add_eos_token", gh.BOOL, True),
+            gh.entry("tokenizer.ggml.add_sep_token", gh.BOOL, False),
+            gh.entry("tokenizer.ggml.normalizer.lowercase", gh.BOOL, lowercase)]
+
+    infos, blobs, offset = [], [], 0
+    for hf, shape, raw in safetensors(read("model.safetensors")):
+        name = tensor_name(hf)
+        if name is None:
+            continue
+        # Matrices become F16, except the position and token-type tables (as llama.cpp).
+        if len(shape) == 2 and name not in ("position_embd.weight", "token_types.weight"):
+            ggml_type, blob = F16, to_f16(raw)
+        else:
+            ggml_type, blob = F32, raw
+        dims = list(reversed(shape))
+        info = struct.pack("<Q", len(name)) + name.encode() + struct.pack("<I", len(dims))
+        info += b"".join(struct.pack("<Q", d) for d in dims) + struct.pack("<IQ", ggml_type, offset)
+        infos.append(info)
+        pad = -len(blob) % ALIGN
+        blobs.append(blob + b"\0" * pad)
+        offset += len(blob) + pad
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(infos), len(kvs)) + b"".join(kvs) + b"".join(infos)
+    return head + b"\0" * (-len(head) % ALIGN) + b"".join(blobs)
