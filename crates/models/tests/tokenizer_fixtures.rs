@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     fixture, model_path, DEEPSEEK_R1_QWEN_VOCAB as DEEPSEEK_R1_QWEN, GEMMA3,
-    LLAMA3_VOCAB as LLAMA3, QWEN2, SMOLLM2,
+    LLAMA3_VOCAB as LLAMA3, MINILM, QWEN2, SMOLLM2,
 };
 use ward_models::gguf::{GgufFile, Value};
 use ward_models::tokenizer::{PreConfig, PreTokenizer};
@@ -20,17 +20,16 @@ fn check(model: &str, fixture_name: &str) {
     check_tokenizer(&tokenizer(model), fixture_name);
 }
 
-fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
-    let cases = fixture(fixture_name);
-    let cases = cases.as_array().unwrap();
-    assert!(cases.len() >= 30, "need at least 30 fixture strings");
-    let ids_of = |v: &serde_json::Value| -> Vec<u32> {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap() as u32)
-            .collect()
-    };
+fn ids_of(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+/// The three readings of every fixture string equal llama.cpp's; the differences, listed.
+fn id_failures(tok: &Tokenizer, cases: &[serde_json::Value]) -> Vec<String> {
     let mut failures = Vec::new();
     for case in cases {
         let text = case["text"].as_str().unwrap();
@@ -54,6 +53,18 @@ fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
                 "{text:?} (control tokens as text): ward {got_plain:?} llama.cpp {want_plain:?}"
             ));
         }
+    }
+    failures
+}
+
+fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
+    let cases = fixture(fixture_name);
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 30, "need at least 30 fixture strings");
+    let failures = id_failures(tok, cases);
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let want = ids_of(&case["ids"]);
         // Decoding is the exact inverse (special-token texts included).
         assert_eq!(tok.decode(&want, true), text, "decode of {want:?}");
         // Streaming, a token at a time, gives the same text once control tokens are dropped,
@@ -77,6 +88,49 @@ fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// BERT's WordPiece. Its ids are the model's own tokenizer's (Hugging Face `tokenizers`, which
+/// sentence-transformers runs) for every string, and llama.cpp's wherever llama.cpp agrees with
+/// that (all but the four strings named below). Lowercased, accents stripped, punctuation split
+/// off: decoding does not give the text back.
+#[test]
+fn minilm_wordpiece_matches_its_own_tokenizer_and_llama_cpp() {
+    let tok = tokenizer(MINILM);
+    let cases = fixture("tokenizer-minilm.json");
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 100);
+    let (agreeing, differing): (Vec<_>, Vec<_>) = cases
+        .iter()
+        .cloned()
+        .partition(|c| c["ids_with_special"] == c["hf_ids"]);
+    // llama.cpp keeps only the first code point of an NFD decomposition (Hangul loses its
+    // vowels), strips Devanagari's spacing vowel signs, and splits at U+0085.
+    let mut differing: Vec<_> = differing.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    differing.sort();
+    assert_eq!(
+        differing,
+        [
+            "English, Русский, Ελληνικά, עברית, العربية, हिन्दी, ไทย, 日本語, 한국어",
+            "Metformin (二甲双胍) 500 mg, Aspirin (アスピリン) 100 mg, 아스피린 정",
+            "line\u{2028}separator\u{2029}paragraph\u{85}next",
+            "नमस्ते डॉक्टर, मुझे बुखार है।",
+        ]
+    );
+    let failures = id_failures(&tok, &agreeing);
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(tok.encode(text, true), ids_of(&case["hf_ids"]), "{text:?}");
+    }
+    assert_eq!(
+        tok.decode(&tok.encode("Naïve CAFÉ-au-lait", false), false),
+        " naive cafe - au - lait"
+    );
+    // Hugging Face's WordPiece gives up on words of more than 100 characters.
+    let unk = tok.vocab().id("[UNK]").unwrap();
+    assert_eq!(tok.encode(&"a".repeat(101), false), [unk]);
+    assert_ne!(tok.encode(&"a".repeat(100), false), [unk]);
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata, matching llama.cpp's
 //! token ids: special tokens are split out first (longest first), then each run of plain text
-//! goes through byte-level BPE (`gpt2`) or SentencePiece-style merging (`llama`).
+//! goes through byte-level BPE (`gpt2`), SentencePiece-style merging (`llama`) or BERT's
+//! WordPiece (`bert`).
 //!
 //! Text a caller sends is read with control tokens off ([`Tokenizer::encode_caller`],
 //! [`caller_text`]): only the operator's own text (and a chat template's markup) may contain
@@ -16,6 +17,7 @@ mod stream;
 #[cfg(test)]
 mod tests;
 mod unicode;
+mod wpm;
 
 use std::collections::HashMap;
 
@@ -105,11 +107,14 @@ pub enum TokenizerKind {
     Bpe,
     /// `tokenizer.ggml.model = "llama"`: SentencePiece-style.
     Spm,
+    /// `tokenizer.ggml.model = "bert"`: WordPiece.
+    Wpm,
 }
 
 enum Model {
     Bpe(Box<ByteLevelBpe>),
     Spm,
+    Wpm(wpm::WordPiece),
 }
 
 struct ByteLevelBpe {
@@ -128,6 +133,8 @@ pub struct Tokenizer {
     specials: specials::Specials,
     pub bos: Option<u32>,
     pub eos: Option<u32>,
+    /// What `add_eos` appends: EOS, or for WordPiece the separator.
+    suffix: Option<u32>,
     /// Tokens that end generation: EOS plus the end-of-turn tokens llama.cpp also stops on.
     end_of_generation: Vec<u32>,
     pub add_bos: bool,
@@ -245,6 +252,20 @@ impl Tokenizer {
                 }
                 Model::Spm
             }
+            "bert" => {
+                let lowercase = gguf
+                    .get_bool("tokenizer.ggml.normalizer.lowercase")?
+                    .unwrap_or(false);
+                let strip_accents = gguf
+                    .get_bool("tokenizer.ggml.normalizer.strip_accents")?
+                    .unwrap_or(lowercase);
+                Model::Wpm(wpm::WordPiece {
+                    lowercase,
+                    strip_accents,
+                    unk: required_id(gguf, "tokenizer.ggml.unknown_token_id", n)?,
+                    max_piece_bytes: vocab.texts.iter().map(String::len).max().unwrap_or(1),
+                })
+            }
             other => {
                 return Err(TokenizerError::Unsupported(format!(
                     "tokenizer.ggml.model = {other:?}"
@@ -254,7 +275,7 @@ impl Tokenizer {
         let is_spm = matches!(model, Model::Spm);
         // llama.cpp adds BOS by default for SentencePiece and for some BPE families (Llama 3).
         let default_bos = match &model {
-            Model::Spm => true,
+            Model::Spm | Model::Wpm(_) => true,
             Model::Bpe(bpe) => bpe.pre.add_bos,
         };
 
@@ -270,12 +291,18 @@ impl Tokenizer {
         let bos = token_id("tokenizer.ggml.bos_token_id")?;
         let eos = token_id("tokenizer.ggml.eos_token_id")?;
         let end_of_generation = special::apply_llama_cpp_rules(&mut vocab, &token_id, eos)?;
-        let add_bos = gguf
+        let mut add_bos = gguf
             .get_bool("tokenizer.ggml.add_bos_token")?
             .unwrap_or(default_bos);
-        let add_eos = gguf
+        let mut add_eos = gguf
             .get_bool("tokenizer.ggml.add_eos_token")?
             .unwrap_or(false);
+        let mut suffix = eos;
+        // llama.cpp's WordPiece always frames a text as [CLS] … [SEP], whatever the flags say.
+        if let Model::Wpm(_) = model {
+            (add_bos, add_eos) = (true, true);
+            suffix = Some(required_id(gguf, "tokenizer.ggml.seperator_token_id", n)?);
+        }
         let add_space_prefix = gguf
             .get_bool("tokenizer.ggml.add_space_prefix")?
             .unwrap_or(is_spm);
@@ -287,7 +314,7 @@ impl Tokenizer {
                     .into(),
             ));
         }
-        if add_eos && eos.is_none() {
+        if add_eos && suffix.is_none() {
             return Err(TokenizerError::Invalid(
                 "add_eos_token is set but eos_token_id is missing".into(),
             ));
@@ -300,6 +327,7 @@ impl Tokenizer {
             specials,
             bos,
             eos,
+            suffix,
             end_of_generation,
             add_bos,
             add_eos,
@@ -318,6 +346,7 @@ impl Tokenizer {
         match self.model {
             Model::Bpe(_) => TokenizerKind::Bpe,
             Model::Spm => TokenizerKind::Spm,
+            Model::Wpm(_) => TokenizerKind::Wpm,
         }
     }
 
@@ -329,7 +358,7 @@ impl Tokenizer {
     pub fn pre_config(&self) -> Option<PreConfig> {
         match &self.model {
             Model::Bpe(bpe) => Some(bpe.pre),
-            Model::Spm => None,
+            Model::Spm | Model::Wpm(_) => None,
         }
     }
 
@@ -384,7 +413,7 @@ impl Tokenizer {
         let mut prev_special = true;
         self.encode_fragments(text, parse, &mut prev_special, limit, &mut out);
         if add_special && self.add_eos {
-            out.extend(self.eos);
+            out.extend(self.suffix);
         }
         (out.len() <= limit).then_some(out)
     }
@@ -423,6 +452,7 @@ impl Tokenizer {
 
     fn encode_text(&self, text: &str, prev_special: bool, limit: usize, out: &mut Vec<u32>) {
         match &self.model {
+            Model::Wpm(wpm) => wpm.tokenize(&self.vocab, text, limit, out),
             Model::Spm => {
                 let prefix = if self.add_space_prefix && prev_special {
                     " "
@@ -483,7 +513,7 @@ impl Tokenizer {
             TokenType::Unused => Vec::new(),
             TokenType::Byte => parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
             TokenType::Normal => match &self.model {
-                Model::Spm => text.replace('\u{2581}', " ").into_bytes(),
+                Model::Spm | Model::Wpm(_) => text.replace('\u{2581}', " ").into_bytes(),
                 Model::Bpe(bpe) => {
                     let mut out = Vec::with_capacity(text.len());
                     for c in text.chars() {
@@ -505,6 +535,17 @@ impl Tokenizer {
             .flat_map(|&id| self.token_bytes(id, with_special))
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+/// A token id the tokenizer cannot work without, inside the vocabulary.
+fn required_id(gguf: &GgufFile, key: &str, n: usize) -> Result<u32, TokenizerError> {
+    match gguf.get_u64(key)? {
+        Some(id) if (id as usize) < n => Ok(id as u32),
+        Some(id) => Err(TokenizerError::Invalid(format!(
+            "{key} = {id} is outside the {n}-token vocabulary"
+        ))),
+        None => Err(TokenizerError::Invalid(format!("{key} is missing"))),
     }
 }
 
