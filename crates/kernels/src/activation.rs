@@ -71,6 +71,17 @@ pub fn gelu_tanh(x: f32) -> f32 {
 /// (128 KiB, of which the 37 K entries inside (-10, 10) are read: it stays in a core's L2 while
 /// the weights stream past).
 fn gelu(gate: &mut [f32], up: &[f32]) {
+    gelu_times(gate, Some(up))
+}
+
+/// The plain (ungated) GELU of a BERT feed-forward block, `x = gelu(x)` in place, spread over
+/// the kernel pool; the same function, table and rounding as the gated one.
+pub fn gelu_parallel(x: &mut [f32]) {
+    pool::global().for_each_chunk(x, CHUNK, |_, x| gelu_times(x, None));
+}
+
+/// `gate = gelu(gate) * up`, or `gelu(gate)` without `up`.
+fn gelu_times(gate: &mut [f32], up: Option<&[f32]>) {
     static TABLE: OnceLock<Vec<u16>> = OnceLock::new();
     let table = TABLE.get_or_init(|| {
         (0..=u16::MAX)
@@ -78,13 +89,14 @@ fn gelu(gate: &mut [f32], up: &[f32]) {
             .collect()
     });
     let (mut bits, mut acts) = ([0u16; 8], [0.0f32; 8]);
-    for (g, u) in gate.chunks_mut(8).zip(up.chunks(8)) {
+    for (i, g) in gate.chunks_mut(8).enumerate() {
+        let u = up.map(|up| &up[i * 8..][..g.len()]);
         f16_bits(g, &mut bits);
         for b in bits.iter_mut() {
             *b = table[usize::from(*b)];
         }
         f16_values(&bits, &mut acts);
-        for ((x, &u), &act) in g.iter_mut().zip(u).zip(&acts) {
+        for (j, (x, &act)) in g.iter_mut().zip(&acts).enumerate() {
             let act = if *x <= -10.0 {
                 0.0
             } else if *x >= 10.0 {
@@ -92,7 +104,10 @@ fn gelu(gate: &mut [f32], up: &[f32]) {
             } else {
                 act
             };
-            *x = act * u;
+            *x = match u {
+                Some(u) => act * u[j],
+                None => act,
+            };
         }
     }
 }
@@ -183,6 +198,17 @@ mod tests {
         assert!((g[0] - 2.0 * 0.841_192).abs() < 2e-3);
         assert_eq!(g[1], 0.0);
         assert_eq!(g[2], 40.0);
+    }
+
+    #[test]
+    fn plain_gelu_is_the_gated_one_times_one() {
+        let x: Vec<f32> = (0..10_000).map(|i| (i as f32 - 5000.0) * 0.0031).collect();
+        let mut plain = x.clone();
+        gelu_parallel(&mut plain);
+        let mut gated = x.clone();
+        Activation::Gelu.apply_parallel(&mut gated, &vec![1.0; x.len()]);
+        assert_eq!(plain, gated);
+        assert!((plain[5000 + 323] - gelu_tanh(x[5000 + 323])).abs() < 2e-3);
     }
 
     #[test]

@@ -26,6 +26,7 @@ use half::f16;
 use crate::exp::exp;
 use crate::pool;
 
+pub mod full;
 mod rows;
 mod softmax;
 
