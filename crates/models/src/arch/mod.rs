@@ -1,6 +1,7 @@
 //! The `CausalLm` trait and the CPU decoder that implements it for every architecture the
 //! model description ([`HParams`]) accepts.
 
+pub mod bert;
 mod decoder;
 
 use std::sync::Arc;

@@ -1,0 +1,86 @@
+//! The BERT encoder's embeddings against llama.cpp's on the same GGUF, and against
+//! sentence-transformers on the checkpoint it was converted from (fixtures written by
+//! scripts/reference/embeddings.py): cosine similarity at least 0.999 for every input. An
+//! input's vector is the same alone and in a batch, bit for bit.
+
+mod common;
+
+use common::{fixture, model_path, MINILM};
+use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace, Pooling};
+use ward_models::gguf::GgufFile;
+use ward_models::Tokenizer;
+
+fn cosine(a: &[f32], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y).sum();
+    let na: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|y| y * y).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+}
+
+#[test]
+fn minilm_matches_llama_cpp_and_sentence_transformers() {
+    let gguf = GgufFile::open(&model_path(MINILM)).unwrap();
+    let bert = Bert::load(&gguf).unwrap();
+    let tok = Tokenizer::from_gguf(&gguf).unwrap();
+    let p = bert.params();
+    assert_eq!((p.n_embd, p.n_layer, p.pooling), (384, 6, Pooling::Mean));
+    let cases = fixture("embeddings-minilm.json");
+    let cases = cases.as_array().unwrap();
+    assert!(cases.len() >= 10);
+    let ids: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|c| tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512).unwrap())
+        .collect();
+    let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let mut ws = EncoderWorkspace::default();
+    // All the inputs in one pass.
+    let mut all = bert.embed(&inputs, &mut ws).unwrap();
+    normalize(&mut all, 384);
+    let (mut worst_llama, mut worst_st, mut st_compared) = (1.0f64, 1.0f64, 0);
+    for (i, case) in cases.iter().enumerate() {
+        let text = case["text"].as_str().unwrap();
+        let want_ids: Vec<u32> = floats(&case["ids"]).iter().map(|&x| x as u32).collect();
+        assert_eq!(ids[i], want_ids, "{text:?}: token ids differ from llama.cpp's");
+        let got = &all[i * 384..][..384];
+        let c = cosine(got, &floats(&case["llama"]));
+        assert!(c >= 0.999, "{text:?}: cosine {c} with llama.cpp");
+        worst_llama = worst_llama.min(c);
+        // sentence-transformers reads "[CLS]" in a text as the token; Ward reads a caller's text
+        // as text (as llama.cpp's special=false does), so those inputs are not the same.
+        if case["hf_ids"] == case["ids"] {
+            let c = cosine(got, &floats(&case["st"]));
+            assert!(c >= 0.999, "{text:?}: cosine {c} with sentence-transformers");
+            worst_st = worst_st.min(c);
+            st_compared += 1;
+        }
+        // The same alone as in the batch, bit for bit.
+        let mut alone = bert.embed(&[&ids[i]], &mut ws).unwrap();
+        normalize(&mut alone, 384);
+        assert_eq!(alone, got, "{text:?}: alone and batched differ");
+    }
+    assert!(st_compared + 1 >= cases.len());
+    eprintln!(
+        "worst cosine: {worst_llama:.6} with llama.cpp, {worst_st:.6} with sentence-transformers \
+         ({st_compared} inputs)"
+    );
+}
+
+#[test]
+fn bad_inputs_are_refused_before_any_work() {
+    let gguf = GgufFile::open(&model_path(MINILM)).unwrap();
+    let bert = Bert::load(&gguf).unwrap();
+    let mut ws = EncoderWorkspace::default();
+    let long = vec![1000u32; 513];
+    for (input, needle) in [
+        (&[][..], "no tokens"),
+        (&long[..], "more than 512"),
+        (&[101, 30522, 102][..], "outside the 30522-token vocabulary"),
+    ] {
+        let e = bert.embed(&[&[101, 102], input], &mut ws).unwrap_err();
+        assert!(e.to_string().contains(needle), "{e}");
+    }
+}
