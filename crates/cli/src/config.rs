@@ -67,7 +67,13 @@ fn settings(text: &str) -> anyhow::Result<Vec<(String, String)>> {
             toml::Value::Integer(i) => i.to_string(),
             toml::Value::Float(f) => f.to_string(),
             toml::Value::Boolean(b) => b.to_string(),
-            _ => bail!("setting {key:?} must be a string, number or true/false"),
+            // A repeatable flag (`model = ["a", "b"]`): its variable takes a comma-separated list.
+            toml::Value::Array(items) if items.iter().all(toml::Value::is_str) => items
+                .iter()
+                .filter_map(toml::Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => bail!("setting {key:?} must be a string, number, true/false or a list of strings"),
         };
         out.push((env, value));
     }

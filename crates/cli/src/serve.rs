@@ -1,6 +1,7 @@
-//! `ward serve`: the OpenAI-compatible API over one model. Binds first (so a taken port fails
-//! at once and `/health` answers during a long load), hashes and loads the model, prints the
-//! URL when it is ready, and stops gracefully on Ctrl-C or SIGTERM: `/ready` turns 503, new
+//! `ward serve`: the OpenAI-compatible API over a generative model, embedding models, or both
+//! (`--model` repeated: one engine each, routed by the request's `model`). Binds first (so a
+//! taken port fails at once and `/health` answers during a long load), hashes and loads the
+//! models, prints the URL when they are ready, and stops gracefully on Ctrl-C or SIGTERM: `/ready` turns 503, new
 //! requests get 503, those in flight finish, the audit log is flushed, exit 0.
 
 use std::path::PathBuf;
@@ -11,16 +12,18 @@ use anyhow::Context;
 use clap::Args;
 use serde_json::json;
 use tokio::net::TcpListener;
-use ward_engine::{EngineConfig, EngineHandle};
+use ward_engine::{Embedder, EmbedderConfig, EmbedderHandle, EngineConfig, EngineHandle};
 use ward_models::registry::{check_pin, file_sha256, resolve_model, Registry};
 use ward_models::LoadedModel;
 use ward_server::{App, AuditLog, AuditOptions, Keys, ServerConfig};
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Registry name or path to a .gguf file (default: the registry's default model).
-    #[arg(long, env = "WARD_MODEL")]
-    model: Option<String>,
+    /// Registry name or path to a .gguf file (default: the registry's default model). Repeat
+    /// (or comma-separate) to serve an embedding model beside the generative one: each gets its
+    /// own engine, and requests go to the one their `model` names. At most one generative model.
+    #[arg(long, env = "WARD_MODEL", value_delimiter = ',')]
+    model: Vec<String>,
     /// Address to listen on. The default keeps Ward reachable from this machine only; listen
     /// more widely only with --api-keys (or behind an authenticating proxy).
     #[arg(long, env = "WARD_HOST", default_value = "127.0.0.1")]
@@ -153,7 +156,21 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     anyhow::ensure!(a.max_queue > 0, "--max-queue must be at least 1");
     anyhow::ensure!(a.max_body > 0, "--max-body must be at least 1");
     crate::set_threads(a.threads);
-    let resolved = resolve_model(a.model.as_deref())?;
+    let resolved = match a.model.is_empty() {
+        true => vec![resolve_model(None)?],
+        false => a
+            .model
+            .iter()
+            .map(|m| resolve_model(Some(m)))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    for (i, r) in resolved.iter().enumerate() {
+        anyhow::ensure!(
+            !resolved[..i].iter().any(|o| o.name == r.name),
+            "--model {} is given twice",
+            r.name
+        );
+    }
     let keys = a.api_keys.as_deref().map(Keys::load).transpose()?;
     let audit = a
         .audit_log
@@ -211,33 +228,59 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         let url = format!("{scheme}://{addr}");
         let services = keys.as_ref().map_or(0, Keys::len);
         let app = App::with_access(config, keys, audit);
-        tracing::info!(model = %resolved.name, %url, "hashing and loading the model; /health answers meanwhile");
-        let name = resolved.name.clone();
+        let names: Vec<String> = resolved.iter().map(|r| r.name.clone()).collect();
+        let name = names.join(", ");
+        tracing::info!(model = %name, %url, "hashing and loading the model; /health answers meanwhile");
         let strict = a.strict_models;
         let trust_control_tokens = a.allow_control_tokens;
         if trust_control_tokens {
             tracing::warn!("callers' text may contain control tokens (--allow-control-tokens)");
         }
         let device = crate::run::device(a.gpu);
+        let embedder_config = EmbedderConfig {
+            max_queue: a.max_queue,
+            max_batch_tokens: a.max_prefill_tokens,
+            trust_control_tokens,
+        };
         let load = tokio::task::spawn_blocking(move || {
-            let sha256 = verify_model(&resolved, strict)?;
-            // The chat template comes with the model file: it runs in worker processes of
-            // this binary, where a hostile one can only fail its own request.
-            let worker = std::env::current_exe().context("finding the ward binary")?;
-            let mut lm = LoadedModel::load_with(
-                &resolved.path,
-                resolved.template_override.as_deref(),
-                device,
-                Some(&worker),
-            )
-            .with_context(|| format!("loading {}", resolved.path.display()))?;
-            lm.trust_control_tokens = trust_control_tokens;
-            let engine = EngineHandle::start(lm, &resolved.name, engine_config)
-                .context("starting the engine")?;
-            anyhow::Ok((engine, sha256))
+            let mut loaded = Loaded::default();
+            for resolved in resolved {
+                let sha256 = verify_model(&resolved, strict)?;
+                let path = &resolved.path;
+                let loading = || format!("loading {}", path.display());
+                if is_embedding_model(path).with_context(loading)? {
+                    let e = EmbedderHandle::load(path, &resolved.name, embedder_config)
+                        .with_context(loading)?;
+                    loaded.models.push(json!({"model": resolved.name, "model_sha256": sha256}));
+                    loaded.embedders.push(Arc::new(e));
+                    continue;
+                }
+                anyhow::ensure!(
+                    loaded.engine.is_none(),
+                    "{} and another generative model: a server runs one generative model (and \
+                     any number of embedding models); start a second `ward serve` for it",
+                    resolved.name
+                );
+                // The chat template comes with the model file: it runs in worker processes of
+                // this binary, where a hostile one can only fail its own request.
+                let worker = std::env::current_exe().context("finding the ward binary")?;
+                let mut lm = LoadedModel::load_with(
+                    path,
+                    resolved.template_override.as_deref(),
+                    device,
+                    Some(&worker),
+                )
+                .with_context(loading)?;
+                lm.trust_control_tokens = trust_control_tokens;
+                let engine = EngineHandle::start(lm, &resolved.name, engine_config)
+                    .context("starting the engine")?;
+                loaded.models.insert(0, json!({"model": resolved.name, "model_sha256": sha256}));
+                loaded.engine = Some((engine, sha256));
+            }
+            anyhow::Ok(loaded)
         });
         let mut server = tokio::spawn(ward_server::serve(listener, app.clone(), tls, stop_signal()));
-        let (engine, sha256) = tokio::select! {
+        let loaded = tokio::select! {
             loaded = load => match loaded? {
                 Ok(loaded) => loaded,
                 Err(e) => {
@@ -252,17 +295,26 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 return Ok(());
             }
         };
+        // The generative model (or the first) under the names every entry had before, and all
+        // of them under `models`.
+        let first = &loaded.models[0];
         app.audit_event(
             "start",
             json!({
-                "model": name,
-                "model_sha256": sha256,
+                "model": first["model"],
+                "model_sha256": first["model_sha256"],
+                "models": loaded.models,
                 "version": env!("CARGO_PKG_VERSION"),
                 "address": addr.to_string(),
                 "services": services,
             }),
         );
-        app.set_engine(Arc::new(engine), sha256);
+        if !loaded.embedders.is_empty() {
+            app.set_embedders(loaded.embedders);
+        }
+        if let Some((engine, sha256)) = loaded.engine {
+            app.set_engine(Arc::new(engine), sha256);
+        }
         // Scripts and tests wait for this line.
         eprintln!("ward: serving {name} at {url}/v1 (ready)");
         server.await?;
@@ -274,6 +326,21 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
     // Do not wait for a model load or generation still running on a blocking thread.
     runtime.shutdown_timeout(Duration::from_secs(1));
     result
+}
+
+/// What `serve` loaded: at most one generative engine (with its file's sha256), the embedding
+/// models, and each model's name and sha256 for the audit log (the generative one first).
+#[derive(Default)]
+struct Loaded {
+    engine: Option<(EngineHandle, String)>,
+    embedders: Vec<Arc<dyn Embedder>>,
+    models: Vec<serde_json::Value>,
+}
+
+/// Whether the GGUF at `path` is a text encoder (BERT), served for embeddings.
+fn is_embedding_model(path: &std::path::Path) -> anyhow::Result<bool> {
+    let gguf = ward_models::gguf::GgufFile::open(path)?;
+    Ok(gguf.require_str("general.architecture")? == "bert")
 }
 
 fn audit_log(a: &ServeArgs, path: &std::path::Path) -> anyhow::Result<AuditLog> {

@@ -288,6 +288,85 @@ pub trait Engine: Send + Sync + 'static {
     }
 }
 
+impl ModelInfo {
+    /// The identity every engine shares: `id`, the file's size, a fingerprint that changes
+    /// whenever the engine version or the model file does (cheaply: no hashing of gigabytes at
+    /// start-up; the pinned sha256 is the strong identity), the load time and the CPU kernel
+    /// tier. The caller fills in what depends on the model.
+    pub fn describe(path: &std::path::Path, id: &str) -> ModelInfo {
+        let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        let identity = format!("{}/{id}/{file_bytes}", env!("CARGO_PKG_VERSION"));
+        let fnv = identity.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        ModelInfo {
+            id: id.to_string(),
+            context_length: 0,
+            has_chat_template: false,
+            fingerprint: format!("fp_{fnv:016x}"),
+            created: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            kernels: ward_kernels::tier::tier().name().to_string(),
+            architecture: String::new(),
+            file_bytes,
+        }
+    }
+}
+
+/// One input to embed.
+#[derive(Clone)]
+pub enum EmbedInput {
+    /// Text, framed as the model's tokenizer frames a text ([CLS] … [SEP] for BERT).
+    Text(String),
+    /// Token ids, used as given.
+    Tokens(Vec<u32>),
+}
+
+impl std::fmt::Debug for EmbedInput {
+    // Inputs are patient data: never printed, only measured.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbedInput::Text(t) => write!(f, "Text(<{} bytes>)", t.len()),
+            EmbedInput::Tokens(t) => write!(f, "Tokens(<{} tokens>)", t.len()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbedRequest {
+    pub inputs: Vec<EmbedInput>,
+}
+
+/// One unit-length vector per input, in order.
+#[derive(Debug, Clone)]
+pub struct Embeddings {
+    pub dim: usize,
+    /// `[inputs][dim]`.
+    pub vectors: Vec<f32>,
+    pub prompt_tokens: usize,
+}
+
+/// A model that turns texts into vectors (an embedding model), as the server sees it.
+pub trait Embedder: Send + Sync + 'static {
+    fn info(&self) -> &ModelInfo;
+
+    /// Length of each vector.
+    fn dimensions(&self) -> usize;
+
+    /// Validate, tokenize and queue a request; errors come back at once.
+    fn embed(
+        &self,
+        request: EmbedRequest,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<Embeddings, SubmitError>>, SubmitError>;
+
+    /// Requests accepted but not yet started.
+    fn queue_depth(&self) -> usize;
+
+    /// The most requests it holds before it refuses more.
+    fn capacity(&self) -> usize;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

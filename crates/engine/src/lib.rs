@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod blocks;
+pub mod embed;
 pub mod generate;
 pub mod json;
 pub mod rng;
@@ -16,7 +17,7 @@ pub mod stop;
 pub mod worker;
 
 pub use api::{
-    Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, ResponseFormat,
+    EmbedInput, EmbedRequest, Embedder, Embeddings, Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, ResponseFormat,
     SubmitError, Tenant, TokenChoice, TokenLogprob, Usage,
 };
 pub use generate::{generate, FinishReason, GenerateParams, GenerationStats, MAX_TOP_LOGPROBS};
@@ -25,4 +26,5 @@ pub use scheduler::SchedulerLoad;
 pub use stop::StopMatcher;
 /// Re-exported so the server can build chat prompts without depending on ward-models.
 pub use ward_models::{ChatMessage, ThinkingFormat, THINKING_FORMATS};
+pub use embed::{EmbedderConfig, EmbedderHandle};
 pub use worker::{EngineConfig, EngineHandle};

@@ -312,24 +312,12 @@ impl Engine for EngineHandle {
 }
 
 fn model_info(lm: &LoadedModel, id: &str, kv_positions: usize) -> ModelInfo {
-    // Changes whenever the engine version or the model file does (cheaply: no hashing of
-    // gigabytes at start-up; #6's pinned sha256 is the strong identity).
-    let file_len = std::fs::metadata(&lm.path).map(|m| m.len()).unwrap_or(0);
-    let identity = format!("{}/{id}/{file_len}", env!("CARGO_PKG_VERSION"));
-    let fnv = identity.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
     ModelInfo {
-        id: id.to_string(),
         context_length: lm.model.hparams().context_length.min(kv_positions),
         has_chat_template: lm.template.is_some(),
-        fingerprint: format!("fp_{fnv:016x}"),
         kernels: lm.kernels.to_string(),
         architecture: lm.model.hparams().arch.name().to_string(),
-        file_bytes: file_len,
-        created: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs()),
+        ..ModelInfo::describe(&lm.path, id)
     }
 }
 

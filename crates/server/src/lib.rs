@@ -39,7 +39,7 @@ use metrics::Metrics;
 pub use refusals::ClientAddr;
 use refusals::Refusals;
 pub use routes::router;
-use ward_engine::Engine;
+use ward_engine::{Embedder, Engine};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -90,6 +90,8 @@ impl Default for ServerConfig {
 pub struct App {
     pub config: ServerConfig,
     engine: OnceLock<(Arc<dyn Engine>, String)>,
+    /// The embedding models, beside it or alone.
+    embedders: OnceLock<Vec<Arc<dyn Embedder>>>,
     /// `None`: no key file, anyone who can connect may call.
     keys: Option<Keys>,
     audit: Option<AuditLog>,
@@ -120,6 +122,7 @@ impl App {
             preparing: tokio::sync::Semaphore::new(config.max_preparing.max(1)),
             config,
             engine: OnceLock::new(),
+            embedders: OnceLock::new(),
             keys,
             audit,
             metrics: Metrics::default(),
@@ -137,11 +140,32 @@ impl App {
         let _ = self.engine.set((engine, model_sha256));
     }
 
+    /// Make embedding models available (with or without a generative one).
+    pub fn set_embedders(&self, embedders: Vec<Arc<dyn Embedder>>) {
+        let _ = self.embedders.set(embedders);
+    }
+
+    /// The generative model: 503 while loading, 404 where only embedding models are served.
     fn engine(&self) -> Result<&Arc<dyn Engine>, ApiError> {
-        self.engine
-            .get()
-            .map(|e| &e.0)
-            .ok_or_else(ApiError::not_ready)
+        match (self.engine.get(), self.embedders.get()) {
+            (Some(e), _) => Ok(&e.0),
+            (None, Some(_)) => Err(ApiError::model_not_found()),
+            (None, None) => Err(ApiError::not_ready()),
+        }
+    }
+
+    fn embedders(&self) -> &[Arc<dyn Embedder>] {
+        self.embedders.get().map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether `name` is the generative model served.
+    fn serves_generative(&self, name: &str) -> bool {
+        self.engine.get().is_some_and(|e| e.0.info().id == name)
+    }
+
+    /// Whether models are loaded and requests can be served.
+    fn loaded(&self) -> bool {
+        self.engine.get().is_some() || self.embedders.get().is_some()
     }
 
     fn model_sha256(&self) -> Option<&str> {

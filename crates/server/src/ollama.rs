@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::Stream;
 use serde_json::{json, Map, Value};
-use ward_engine::{Event, FinishReason};
+use ward_engine::{Event, FinishReason, ModelInfo};
 
 use crate::audit::{timestamp, timestamp_now};
 use crate::auth::Caller;
@@ -29,7 +29,8 @@ use crate::openai::request::parse_json;
 use crate::openai::response::Endpoint;
 use crate::openai::tools::ToolCall;
 use crate::request_id::RequestId;
-use crate::routes::check_model;
+use crate::openai::embeddings::{check_embedder, record_input, run as run_embed, vectors, Input};
+use crate::routes::{check_model, served_models};
 use crate::App;
 
 /// An error in Ollama's shape, with the status (and the audit's error code) of the API's own.
@@ -416,9 +417,14 @@ fn answer_lines(
     }
 }
 
-/// The model's description in Ollama's terms.
+/// The generative model's description in Ollama's terms.
 fn details(app: &App) -> Result<(Value, Value), ApiError> {
     let info = app.engine()?.info();
+    Ok(describe(info, app.model_sha256().unwrap_or("")))
+}
+
+/// A model's description in Ollama's terms: the model object and its `details`.
+fn describe(info: &ModelInfo, digest: &str) -> (Value, Value) {
     let details = json!({
         "format": "gguf",
         "family": info.architecture,
@@ -431,38 +437,50 @@ fn details(app: &App) -> Result<(Value, Value), ApiError> {
         "model": info.id,
         "modified_at": timestamp(info.created, 0),
         "size": info.file_bytes,
-        "digest": app.model_sha256().unwrap_or(""),
+        "digest": digest,
         "details": details,
     });
-    Ok((model, details))
+    (model, details)
 }
 
 /// `{"models": [model]}`, or no models if the caller may not use the one served.
-fn models_for(caller: &Caller, model: Value) -> Response {
-    let name = model["name"].as_str().unwrap_or_default();
-    let allowed = caller.0.as_ref().is_none_or(|s| s.may_use(name));
-    let models: Vec<Value> = allowed.then_some(model).into_iter().collect();
-    Json(json!({"models": models})).into_response()
+/// Every model served that this caller may use, described by `describe`.
+fn models_for(app: &App, caller: &Caller, describe: impl Fn(&ModelInfo) -> Value) -> Answer {
+    let models: Vec<Value> = served_models(app)
+        .map_err(ollama_error)?
+        .into_iter()
+        .filter(|m| caller.0.as_ref().is_none_or(|s| s.may_use(&m.id)))
+        .map(describe)
+        .collect();
+    Ok(Json(json!({"models": models})).into_response())
+}
+
+/// The sha256 of a served model's file, where the server knows it.
+fn digest<'a>(app: &'a App, info: &ModelInfo) -> &'a str {
+    match app.serves_generative(&info.id) {
+        true => app.model_sha256().unwrap_or(""),
+        false => "",
+    }
 }
 
 /// `GET /api/tags`: the models this caller may use.
 pub async fn tags(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Answer {
-    let (model, _) = details(&app).map_err(ollama_error)?;
-    Ok(models_for(&caller, model))
+    models_for(&app, &caller, |info| describe(info, digest(&app, info)).0)
 }
 
-/// `GET /api/ps`: the models loaded (the one served, on this server), as `/api/tags` with the
+/// `GET /api/ps`: the models loaded (all of them, on this server), as `/api/tags` with the
 /// context length.
 pub async fn ps(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Answer {
-    let (mut model, _) = details(&app).map_err(ollama_error)?;
-    let info = app.engine().map_err(ollama_error)?.info();
-    model["context_length"] = json!(info.context_length);
-    model["size_vram"] = json!(if info.kernels == "cuda" {
-        info.file_bytes
-    } else {
-        0
-    });
-    Ok(models_for(&caller, model))
+    models_for(&app, &caller, |info| {
+        let (mut model, _) = describe(info, digest(&app, info));
+        model["context_length"] = json!(info.context_length);
+        model["size_vram"] = json!(if info.kernels == "cuda" {
+            info.file_bytes
+        } else {
+            0
+        });
+        model
+    })
 }
 
 /// `POST /api/show`: one model's description.
@@ -508,10 +526,60 @@ pub async fn version() -> Json<Value> {
     Json(json!({"version": env!("CARGO_PKG_VERSION")}))
 }
 
-/// `POST /api/embed` and `/api/embeddings`: not before the server serves embedding models.
-pub async fn embed() -> Response {
-    ollama_error(ApiError::invalid_param(
-        "model",
-        "this server's model does not produce embeddings",
-    ))
+/// `POST /api/embed` (`input`: a string or strings; answers `embeddings`) and the older
+/// `/api/embeddings` (`prompt`: one string; answers `embedding`). Inputs longer than the
+/// model's context are refused (Ollama's `truncate: false`), never cut.
+pub async fn embed(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Extension(ledger): Extension<Ledger>,
+    uri: axum::http::Uri,
+    body: Body,
+) -> Answer {
+    #[derive(serde::Deserialize)]
+    struct EmbedBody {
+        model: Option<String>,
+        input: Option<Input>,
+        prompt: Option<String>,
+        dimensions: Option<usize>,
+    }
+    let started = Instant::now();
+    let legacy = uri.path() == "/api/embeddings";
+    let answer = async {
+        let bytes = read_body(body, &app).await?;
+        let body: EmbedBody = parse_json(&bytes)?;
+        record_input(&ledger, &bytes)?;
+        let embedder = check_embedder(&app, &caller, &ledger, body.model.as_deref())?;
+        let input = match (legacy, body.input, body.prompt) {
+            (true, _, Some(prompt)) => Input::One(prompt),
+            (false, Some(input), _) => input,
+            (true, _, None) => return Err(ApiError::invalid_param("prompt", "'prompt' is required")),
+            (false, None, _) => return Err(ApiError::invalid_param("input", "'input' is required")),
+        };
+        let dim = embedder.dimensions();
+        let dimensions = body.dimensions.unwrap_or(dim);
+        if !(1..=dim).contains(&dimensions) {
+            return Err(ApiError::invalid_param(
+                "dimensions",
+                format!("'dimensions' must be between 1 and {dim} for this model"),
+            ));
+        }
+        let out = run_embed(&app, &caller, &ledger, &embedder, input.into_inputs()?).await?;
+        let vectors: Vec<Vec<f32>> = vectors(&out, dimensions).collect();
+        Ok(if legacy {
+            json!({"embedding": vectors[0]})
+        } else {
+            json!({
+                "model": embedder.info().id,
+                "embeddings": vectors,
+                "total_duration": started.elapsed().as_nanos() as u64,
+                "load_duration": 0,
+                "prompt_eval_count": out.prompt_tokens,
+            })
+        })
+    };
+    answer
+        .await
+        .map(|a| Json(a).into_response())
+        .map_err(ollama_error)
 }

@@ -18,9 +18,11 @@ use crate::error::ApiError;
 use crate::generation::{chat_completions, completions};
 use crate::ledger::{track, Ledger};
 use crate::ollama;
+use crate::openai::embeddings::embeddings;
 use crate::openai::responses::responses;
 use crate::tokens::{detokenize, tokenize};
 use crate::App;
+use ward_engine::ModelInfo;
 
 pub fn router(app: Arc<App>) -> Router {
     let ui = if app.config.ui {
@@ -31,6 +33,8 @@ pub fn router(app: Arc<App>) -> Router {
     ui.route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/responses", post(responses))
+        .route("/v1/embeddings", post(embeddings))
+        .route("/embeddings", post(embeddings))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         .route("/tokenize", post(tokenize))
@@ -56,15 +60,25 @@ pub fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// Whether the caller may use the model it names (`requested`, the body's `model`; `None`: the
-/// served one): 403 if its key does not allow it, 404 if it is not the one served. Records the
-/// model in the request's ledger.
+/// Whether the caller may use the generative model it names (`requested`, the body's `model`;
+/// `None`: the served one): 403 if its key does not allow it, 400 if it is an embedding model,
+/// 404 if it is not served. Records the model in the request's ledger.
 pub(crate) fn check_model(
     app: &App,
     caller: &Caller,
     ledger: &Ledger,
     requested: Option<&str>,
 ) -> Result<(), ApiError> {
+    let is_embedder = |name: &str| app.embedders().iter().any(|e| e.info().id == name);
+    if let Some(name) = requested.filter(|n| is_embedder(n)) {
+        if caller.0.as_ref().is_some_and(|s| !s.may_use(name)) {
+            return Err(ApiError::model_not_allowed());
+        }
+        return Err(ApiError::invalid_param(
+            "model",
+            "this is an embedding model; use /v1/embeddings",
+        ));
+    }
     let served = &app.engine()?.info().id;
     let name = requested.unwrap_or(served);
     if caller.0.as_ref().is_some_and(|s| !s.may_use(name)) {
@@ -77,15 +91,26 @@ pub(crate) fn check_model(
     Ok(())
 }
 
-fn model_object(app: &App) -> Result<Value, ApiError> {
-    let info = app.engine()?.info();
-    Ok(json!({
+fn model_object(info: &ModelInfo) -> Value {
+    json!({
         "id": info.id,
         "object": "model",
         "created": info.created,
         "owned_by": "ward",
         "context_length": info.context_length,
-    }))
+    })
+}
+
+/// Every model served, generative first, as the caller may or may not use them.
+pub(crate) fn served_models(app: &App) -> Result<Vec<&ModelInfo>, ApiError> {
+    if !app.loaded() {
+        return Err(ApiError::not_ready());
+    }
+    let generative = app.engine.get().map(|e| e.0.info());
+    Ok(generative
+        .into_iter()
+        .chain(app.embedders().iter().map(|e| e.info()))
+        .collect())
 }
 
 /// The models this caller may use.
@@ -93,10 +118,11 @@ async fn list_models(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    let model = model_object(&app)?;
-    let served = &app.engine()?.info().id;
-    let allowed = caller.0.as_ref().is_none_or(|s| s.may_use(served));
-    let data: Vec<Value> = allowed.then_some(model).into_iter().collect();
+    let data: Vec<Value> = served_models(&app)?
+        .into_iter()
+        .filter(|m| caller.0.as_ref().is_none_or(|s| s.may_use(&m.id)))
+        .map(model_object)
+        .collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
 
@@ -110,8 +136,16 @@ async fn get_model(
     let Ok(Path(id)) = id else {
         return Err(ApiError::model_not_found());
     };
-    check_model(&app, &caller, &ledger, Some(&id))?;
-    Ok(Json(model_object(&app)?))
+    if caller.0.as_ref().is_some_and(|s| !s.may_use(&id)) {
+        return Err(ApiError::model_not_allowed());
+    }
+    let models = served_models(&app)?;
+    let info = models
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(ApiError::model_not_found)?;
+    ledger.with(|r| r.model = Some(id.clone()));
+    Ok(Json(model_object(info)))
 }
 
 /// Prometheus' text format.
@@ -132,7 +166,7 @@ async fn metrics(State(app): State<Arc<App>>, Extension(caller): Extension<Calle
         .as_ref()
         .filter(|s| !s.admin)
         .map(|s| s.name.as_str());
-    let ready = engine.is_some() && !app.is_stopping() && app.audit_available();
+    let ready = app.loaded() && !app.is_stopping() && app.audit_available();
     let mut text = app.metrics.render(described, ready, only_service);
     if let Some(audit) = &app.audit {
         audit.render_metrics(&mut text);
@@ -167,19 +201,28 @@ async fn ready(State(app): State<Arc<App>>) -> Response {
     if !app.audit_available() {
         return not("audit_unavailable");
     }
-    match app.engine() {
-        Ok(engine) => {
-            let load = engine.load();
-            Json(json!({
-                "status": "ready",
-                "model": engine.info().id,
-                "queue_depth": engine.queue_depth(),
-                "running": load.running,
-                "kv_blocks_used": load.kv_blocks_used,
-                "kv_blocks_total": load.kv_blocks_total,
-            }))
-        }
-        .into_response(),
-        Err(_) => not("loading"),
+    if !app.loaded() {
+        return not("loading");
     }
+    let mut answer = json!({"status": "ready"});
+    if let Ok(engine) = app.engine() {
+        let load = engine.load();
+        answer = json!({
+            "status": "ready",
+            "model": engine.info().id,
+            "queue_depth": engine.queue_depth(),
+            "running": load.running,
+            "kv_blocks_used": load.kv_blocks_used,
+            "kv_blocks_total": load.kv_blocks_total,
+        });
+    }
+    let embedding: Vec<Value> = app
+        .embedders()
+        .iter()
+        .map(|e| json!({"model": e.info().id, "queue_depth": e.queue_depth()}))
+        .collect();
+    if !embedding.is_empty() {
+        answer["embedding_models"] = json!(embedding);
+    }
+    Json(answer).into_response()
 }
