@@ -11,7 +11,13 @@ Run through make-fixtures.sh (after scripts/fetch-models.sh has built the GGUF).
                                     ids_with_special, ids_plain), and the Hugging Face
                                     tokenizer's (hf_ids, with [CLS]/[SEP]), for the tokenizer
                                     strings and the embedding texts
+  fixtures/embeddings-random-tiny-qwen3-embedding.json
+                                    llama.cpp's last-token embeddings of Ward's random-weight
+                                    Qwen3 embedding model (`ward synth tiny-qwen3-embedding`,
+                                    Qwen2.5's vocabulary), with the file's sha256 (the test
+                                    writes the same file again and checks it)
 """
+import hashlib
 import json
 import os
 import subprocess
@@ -28,6 +34,9 @@ ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 MODEL = os.path.join(ROOT, "models", "all-MiniLM-L6-v2.F16.gguf")
 OUT = os.path.join(HERE, "fixtures", "embeddings-minilm.json")
 TOKENS_OUT = os.path.join(HERE, "fixtures", "tokenizer-minilm.json")
+WARD = os.environ.get("WARD_BIN", os.path.join(ROOT, "target", "release", "ward"))
+QWEN3_VOCAB = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+SEED = 11
 
 # The sentence-transformers half, run in the python that has it, on the unzipped checkpoint.
 ST_SCRIPT = r"""
@@ -93,5 +102,31 @@ def main():
         print(f"wrote {path} ({len(data)} texts)")
 
 
+def random_qwen3_embedding():
+    """The decoder path: a random Qwen3 with last-token pooling, as Qwen3-Embedding is."""
+    shape = "tiny-qwen3-embedding"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"{shape}.gguf")
+        subprocess.run([WARD, "synth", shape, "--seed", str(SEED), "--out", path,
+                        "--vocab", os.path.join(ROOT, "models", QWEN3_VOCAB)], check=True)
+        with open(path, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        llm = Llama(model_path=path, embedding=True, n_ctx=4096, n_batch=4096, n_ubatch=4096,
+                    verbose=False)
+        cases = []
+        for text in inputs.EMBEDDING_TEXTS:
+            ids = llm.tokenize(text.encode("utf-8"), add_bos=True, special=False)
+            emb = llm.embed(text, normalize=True)
+            cases.append({"text": text, "ids": ids, "llama": [round(float(v), 7) for v in emb]})
+        del llm
+    out = os.path.join(HERE, "fixtures", f"embeddings-random-{shape}.json")
+    with open(out, "w") as f:
+        json.dump({"shape": shape, "seed": SEED, "vocab": QWEN3_VOCAB, "sha256": digest,
+                   "cases": cases}, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    print(f"wrote {out} ({len(cases)} texts)")
+
+
 if __name__ == "__main__":
     main()
+    random_qwen3_embedding()

@@ -337,10 +337,10 @@ struct Loaded {
     models: Vec<serde_json::Value>,
 }
 
-/// Whether the GGUF at `path` is a text encoder (BERT), served for embeddings.
+/// Whether the GGUF at `path` holds an embedding model (BERT, or a decoder with pooling).
 fn is_embedding_model(path: &std::path::Path) -> anyhow::Result<bool> {
     let gguf = ward_models::gguf::GgufFile::open(path)?;
-    Ok(gguf.require_str("general.architecture")? == "bert")
+    Ok(ward_models::arch::is_embedding_model(&gguf)?)
 }
 
 fn audit_log(a: &ServeArgs, path: &std::path::Path) -> anyhow::Result<AuditLog> {

@@ -12,7 +12,7 @@ use ward_models::synthetic::{write_random_model, Shape};
 #[derive(Args)]
 pub struct SynthArgs {
     /// The shape: `llama3-8b` (4.9 GB), `qwen2.5-7b` (4.7 GB), `tiny`, `tiny-llama3.1` or
-    /// `tiny-qwen3`.
+    /// `tiny-qwen3` (or `tiny-qwen3-embedding`, the same with last-token pooling).
     shape: String,
     /// A GGUF whose vocabulary to use (its `tokenizer.*` metadata), so that llama.cpp loads the
     /// file and text means something: a Llama 3 or Qwen model for those shapes. Default: one

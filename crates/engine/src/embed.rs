@@ -1,4 +1,5 @@
-//! The embedding engine: a text encoder (BERT) on a thread of its own, behind the [`Embedder`]
+//! The embedding engine: an embedding model (a BERT encoder, or a decoder that pools its final
+//! hidden states, as Qwen3-Embedding does) on a thread of its own, behind the [`Embedder`]
 //! trait. As for generation, inputs are tokenized and checked in `embed`, on the caller's
 //! thread, so a bad request is refused at once; the encoder thread then runs each request's
 //! inputs in as few passes as `max_batch_tokens` allows (many inputs, one pass), and answers
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace};
 use ward_models::gguf::GgufFile;
-use ward_models::{ModelError, Tokenizer};
+use ward_models::{CausalLm, ModelError, Tokenizer, Workspace};
 
 use crate::api::{EmbedInput, EmbedRequest, Embedder, Embeddings, ModelInfo, SubmitError};
 
@@ -26,6 +27,33 @@ pub struct EmbedderConfig {
     pub max_batch_tokens: usize,
     /// Callers' text may contain control tokens (`--allow-control-tokens`).
     pub trust_control_tokens: bool,
+}
+
+/// The longest input a decoder embedding model takes: its KV cache for one input is allocated
+/// whole, so this bounds the memory a request can make it take (Qwen3-Embedding's 32k context
+/// would take gigabytes).
+const DECODER_MAX_INPUT: usize = 8192;
+
+/// The model and its workspace.
+enum Encoder {
+    Bert(Bert, EncoderWorkspace),
+    /// One input at a time, each with its own KV cache.
+    Decoder(Box<dyn CausalLm>, Workspace),
+}
+
+impl Encoder {
+    fn embed(&mut self, inputs: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
+        match self {
+            Encoder::Bert(bert, ws) => bert.embed(inputs, ws),
+            Encoder::Decoder(model, ws) => {
+                let mut out = Vec::new();
+                for input in inputs {
+                    out.extend(model.embed(input, ws)?);
+                }
+                Ok(out)
+            }
+        }
+    }
 }
 
 struct Job {
@@ -49,31 +77,46 @@ impl EmbedderHandle {
     /// Load the encoder in `path` and start its thread; served under the name `id`.
     pub fn load(path: &Path, id: &str, config: EmbedderConfig) -> Result<Self, ModelError> {
         let gguf = GgufFile::open(path)?;
-        let bert = Bert::load(&gguf)?;
         let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
-        let p = bert.params().clone();
         let architecture = gguf.require_str("general.architecture")?.to_string();
+        let (encoder, dim, context_length, n_vocab) = if architecture == "bert" {
+            let bert = Bert::load(&gguf)?;
+            let p = bert.params();
+            let (dim, ctx, n_vocab) = (p.n_embd, p.context_length, bert.n_vocab());
+            (Encoder::Bert(bert, EncoderWorkspace::default()), dim, ctx, n_vocab)
+        } else {
+            let model = ward_models::arch::load(&gguf)?;
+            let hp = model.hparams();
+            if hp.pooling.is_none() {
+                return Err(ModelError::BadTensor {
+                    name: format!("{architecture}.pooling_type"),
+                    reason: "a generative model, not an embedding model".into(),
+                });
+            }
+            let (dim, ctx) = (hp.n_embd, hp.context_length.min(DECODER_MAX_INPUT));
+            let n_vocab = model.n_vocab();
+            (Encoder::Decoder(model, Workspace::default()), dim, ctx, n_vocab)
+        };
         let info = ModelInfo {
-            context_length: p.context_length,
+            context_length,
             has_chat_template: false,
             architecture,
             ..ModelInfo::describe(path, id)
         };
         let (jobs, rx) = sync_channel(config.max_queue.max(1));
         let queued = Arc::new(AtomicUsize::new(0));
-        let max_batch_tokens = config.max_batch_tokens.max(p.context_length);
+        let max_batch_tokens = config.max_batch_tokens.max(context_length);
         let thread_queued = queued.clone();
-        let n_vocab = bert.n_vocab();
         std::thread::Builder::new()
             .name("ward-embed".into())
-            .spawn(move || run(&bert, rx, max_batch_tokens, &thread_queued))
+            .spawn(move || run(encoder, dim, rx, max_batch_tokens, &thread_queued))
             .map_err(|e| ModelError::BadTensor {
                 name: "(encoder thread)".into(),
                 reason: e.to_string(),
             })?;
         Ok(EmbedderHandle {
             info,
-            dim: p.n_embd,
+            dim,
             tokenizer,
             n_vocab,
             trust_control_tokens: config.trust_control_tokens,
@@ -159,9 +202,13 @@ impl Embedder for EmbedderHandle {
 
 /// The encoder thread: one request at a time, its inputs in passes of at most
 /// `max_batch_tokens` tokens. Ends when every handle is gone.
-fn run(bert: &Bert, jobs: Receiver<Job>, max_batch_tokens: usize, queued: &AtomicUsize) {
-    let mut ws = EncoderWorkspace::default();
-    let dim = bert.params().n_embd;
+fn run(
+    mut encoder: Encoder,
+    dim: usize,
+    jobs: Receiver<Job>,
+    max_batch_tokens: usize,
+    queued: &AtomicUsize,
+) {
     for job in jobs {
         queued.fetch_sub(1, Ordering::SeqCst);
         if job.reply.is_closed() {
@@ -172,7 +219,7 @@ fn run(bert: &Bert, jobs: Receiver<Job>, max_batch_tokens: usize, queued: &Atomi
         let mut result = Ok(());
         for pass in passes(&job.inputs, max_batch_tokens) {
             let inputs: Vec<&[u32]> = pass.iter().map(Vec::as_slice).collect();
-            match bert.embed(&inputs, &mut ws) {
+            match encoder.embed(&inputs) {
                 Ok(v) => vectors.extend(v),
                 Err(e) => {
                     result = Err(e);

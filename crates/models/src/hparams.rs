@@ -81,6 +81,47 @@ pub struct HParams {
     pub embed_scale: Option<f32>,
     /// No `output.weight`: the output projection is the embedding table.
     pub tied_output: bool,
+    /// An embedding model (Qwen3-Embedding): how its final hidden states become one vector per
+    /// input. `None`: a generative model.
+    pub pooling: Option<Pooling>,
+}
+
+/// How an embedding model's token vectors become one per input (llama.cpp's `pooling_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    /// The first token's ([CLS]).
+    Cls,
+    /// The last token's (Qwen3-Embedding).
+    Last,
+}
+
+impl Pooling {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pooling::Mean => "mean",
+            Pooling::Cls => "cls",
+            Pooling::Last => "last",
+        }
+    }
+
+    /// The pooling `key` asks for: `None` for none (0, or no key: a generative model).
+    pub fn from_gguf(gguf: &GgufFile, key: &str) -> Result<Option<Pooling>, GgufError> {
+        Ok(match gguf.get_u64(key)? {
+            None | Some(0) => None,
+            Some(1) => Some(Pooling::Mean),
+            Some(2) => Some(Pooling::Cls),
+            Some(3) => Some(Pooling::Last),
+            Some(4) => {
+                return Err(invalid(
+                    key,
+                    4,
+                    "a reranker (rank pooling): Ward does not serve rerankers yet",
+                ))
+            }
+            Some(v) => return Err(invalid(key, v, "not a pooling type llama.cpp defines")),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +151,8 @@ const COMMON_KEYS: &[&str] = &[
     "rope.scaling.original_context_length",
     "rope.scaling.finetuned",
     "vocab_size",
+    // An embedding model's pooling (see `Pooling`).
+    "pooling_type",
     // Accepted only as 0 (a dense model).
     "expert_count",
     "expert_used_count",
@@ -276,6 +319,7 @@ impl HParams {
             activation: Activation::Silu,
             embed_scale: None,
             tied_output: !has("output.weight"),
+            pooling: Pooling::from_gguf(gguf, &key("pooling_type"))?,
         };
         match arch {
             Arch::Llama => {

@@ -37,6 +37,8 @@ pub struct Shape {
     /// a tiny model's logits depend on the tokens and their positions (random Q4_K bits carry
     /// offsets that make one token win everywhere), as an oracle model needs.
     pub q8_0: bool,
+    /// An embedding model's `pooling_type` (llama.cpp's numbering), if it is one.
+    pub pooling: Option<u32>,
 }
 
 impl Shape {
@@ -54,6 +56,7 @@ impl Shape {
         rope_base: 500_000.0,
         rope_freqs: false,
         q8_0: false,
+        pooling: None,
     };
 
     /// HuatuoGPT-o1-7B, DeepSeek-R1-Distill-Qwen-7B and Apollo2-7B have this shape.
@@ -71,6 +74,7 @@ impl Shape {
         rope_base: 1_000_000.0,
         rope_freqs: false,
         q8_0: false,
+        pooling: None,
     };
 
     /// Small enough for a test, with every kind of tensor the large one has.
@@ -88,6 +92,7 @@ impl Shape {
         rope_base: 500_000.0,
         rope_freqs: false,
         q8_0: false,
+        pooling: None,
     };
 
     /// Llama 3.1's layout in small: frequency factors, 4 query heads per KV head.
@@ -114,12 +119,20 @@ impl Shape {
         ..Shape::TINY
     };
 
-    pub const ALL: [Shape; 5] = [
+    /// Qwen3-Embedding's layout in small: Qwen3 with last-token pooling.
+    pub const TINY_QWEN3_EMBEDDING: Shape = Shape {
+        name: "tiny-qwen3-embedding",
+        pooling: Some(3),
+        ..Shape::TINY_QWEN3
+    };
+
+    pub const ALL: [Shape; 6] = [
         Shape::LLAMA3_8B,
         Shape::QWEN25_7B,
         Shape::TINY,
         Shape::TINY_LLAMA31,
         Shape::TINY_QWEN3,
+        Shape::TINY_QWEN3_EMBEDDING,
     ];
 
     pub fn by_name(name: &str) -> Option<Shape> {
@@ -227,6 +240,9 @@ pub fn write_random_model(
         (p("context_length"), Value::U32(shape.context)),
         (p("attention.layer_norm_rms_epsilon"), Value::F32(1e-6)),
     ];
+    if let Some(pooling) = shape.pooling {
+        keys.push((p("pooling_type"), Value::U32(pooling)));
+    }
     let n_vocab = match vocab {
         Some(v) => copy_vocabulary(v, &mut keys)?,
         None => {

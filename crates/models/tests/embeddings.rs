@@ -1,14 +1,15 @@
 //! The BERT encoder's embeddings against llama.cpp's on the same GGUF, and against
 //! sentence-transformers on the checkpoint it was converted from (fixtures written by
 //! scripts/reference/embeddings.py): cosine similarity at least 0.999 for every input. An
-//! input's vector is the same alone and in a batch, bit for bit.
+//! input's vector is the same alone and in a batch, bit for bit. The decoder path (Qwen3-
+//! Embedding's last-token pooling) against llama.cpp on a random-weight model of its layout.
 
 mod common;
 
-use common::{fixture, model_path, MINILM};
+use common::{fixture, model_path, random_model, MINILM, QWEN2};
 use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace, Pooling};
 use ward_models::gguf::GgufFile;
-use ward_models::Tokenizer;
+use ward_models::{Tokenizer, Workspace};
 
 fn cosine(a: &[f32], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y).sum();
@@ -83,4 +84,29 @@ fn bad_inputs_are_refused_before_any_work() {
         let e = bert.embed(&[&[101, 102], input], &mut ws).unwrap_err();
         assert!(e.to_string().contains(needle), "{e}");
     }
+}
+
+#[test]
+fn random_qwen3_embedding_matches_llama_cpp() {
+    let fx = fixture("embeddings-random-tiny-qwen3-embedding.json");
+    let bytes = random_model("tiny-qwen3-embedding", QWEN2, &fx);
+    let gguf = GgufFile::from_bytes(bytes).unwrap();
+    let model = ward_models::arch::load(&gguf).unwrap();
+    assert_eq!(model.hparams().pooling, Some(Pooling::Last));
+    let tok = Tokenizer::from_gguf(&gguf).unwrap();
+    let dim = model.hparams().n_embd;
+    let mut ws = Workspace::default();
+    let mut worst = 1.0f64;
+    for case in fx["cases"].as_array().unwrap() {
+        let text = case["text"].as_str().unwrap();
+        let ids = tok.encode_caller(text, true, false, 4096).unwrap();
+        let want_ids: Vec<u32> = floats(&case["ids"]).iter().map(|&x| x as u32).collect();
+        assert_eq!(ids, want_ids, "{text:?}");
+        let mut v = model.embed(&ids, &mut ws).unwrap();
+        normalize(&mut v, dim);
+        let c = cosine(&v, &floats(&case["llama"]));
+        assert!(c >= 0.999, "{text:?}: cosine {c} with llama.cpp");
+        worst = worst.min(c);
+    }
+    eprintln!("worst cosine with llama.cpp: {worst:.6}");
 }

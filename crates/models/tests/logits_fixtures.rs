@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{fixture, model_path, GEMMA3, LLAMA3_VOCAB, QWEN2, SMOLLM2};
+use common::{fixture, model_path, random_model, GEMMA3, LLAMA3_VOCAB, QWEN2, SMOLLM2};
 use ward_models::gguf::GgufFile;
 #[cfg(feature = "cuda")]
 use ward_models::LoadedModel;
@@ -196,25 +196,9 @@ fn qwen2_teacher_forced_matches_llama_cpp() {
 /// (the sha256 proves it): Qwen3's heads wider than n_embd / n_head with Q/K norms, and Llama
 /// 3.1's RoPE frequency factors, each with its real vocabulary.
 fn check_random(shape_name: &str, vocab: &str) {
-    use sha2::{Digest, Sha256};
-    use ward_models::synthetic::{write_random_model, Shape};
     let fixture_name = format!("logits-random-{shape_name}.json");
     let fx = fixture(&fixture_name);
-    let shape = Shape::by_name(shape_name).unwrap();
-    let vocab = GgufFile::open(&model_path(vocab)).unwrap();
-    let path = std::env::temp_dir().join(format!("ward-{shape_name}-{}.gguf", std::process::id()));
-    let seed = fx["seed"].as_u64().unwrap();
-    write_random_model(&path, &shape, seed, Some(&vocab)).unwrap();
-    let bytes = std::fs::read(&path).unwrap();
-    std::fs::remove_file(&path).unwrap();
-    let digest: String = Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        digest, fx["sha256"],
-        "the writer no longer writes the file llama.cpp ran: regenerate the fixture"
-    );
+    let bytes = random_model(shape_name, vocab, &fx);
     let model = ward_models::arch::load(&GgufFile::from_bytes(bytes).unwrap()).unwrap();
     check_with(shape_name, &fixture_name, 0.5, 0.1, logits_of(model));
 }

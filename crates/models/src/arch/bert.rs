@@ -14,29 +14,10 @@ use ward_kernels::attention::full::{bidirectional, FullShape};
 use ward_kernels::norm::layer_norm_inplace;
 
 use crate::gguf::{GgufError, GgufFile};
+pub use crate::hparams::Pooling;
 use crate::weights::{Embedding, Linear, WeightLoader};
 use crate::workspace::sized;
 use crate::ModelError;
-
-/// How an input's token vectors become one (llama.cpp's `pooling_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pooling {
-    Mean,
-    /// The first token's ([CLS]).
-    Cls,
-    /// The last token's.
-    Last,
-}
-
-impl Pooling {
-    pub fn name(self) -> &'static str {
-        match self {
-            Pooling::Mean => "mean",
-            Pooling::Cls => "cls",
-            Pooling::Last => "last",
-        }
-    }
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct EncoderParams {
@@ -119,25 +100,13 @@ impl EncoderParams {
                 "a causal BERT is not an encoder Ward runs",
             ));
         }
-        let pooling = match gguf.get_u64("bert.pooling_type")? {
-            Some(1) => Pooling::Mean,
-            Some(2) => Pooling::Cls,
-            Some(3) => Pooling::Last,
-            Some(4) => {
-                return Err(invalid(
-                    "bert.pooling_type",
-                    4,
-                    "a reranker (rank pooling): Ward does not serve rerankers yet",
-                ))
-            }
-            other => {
-                return Err(invalid(
-                    "bert.pooling_type",
-                    other.map_or("(missing)".to_string(), |v| v.to_string()),
-                    "an embedding model needs mean (1), CLS (2) or last-token (3) pooling",
-                ))
-            }
-        };
+        let pooling = Pooling::from_gguf(gguf, "bert.pooling_type")?.ok_or_else(|| {
+            invalid(
+                "bert.pooling_type",
+                "(none)",
+                "an embedding model needs mean (1), CLS (2) or last-token (3) pooling",
+            )
+        })?;
         let eps = gguf
             .get_f64("bert.attention.layer_norm_epsilon")?
             .ok_or_else(|| GgufError::MissingKey("bert.attention.layer_norm_epsilon".into()))?
@@ -372,7 +341,7 @@ fn add_then_norm(x: &mut [f32], y: &[f32], norm: &Norm, eps: f32) {
 }
 
 /// Each input's rows of `x` (`lens` of them, one input after another) pooled into one vector.
-fn pool(x: &[f32], lens: &[usize], d: usize, pooling: Pooling) -> Vec<f32> {
+pub(crate) fn pool(x: &[f32], lens: &[usize], d: usize, pooling: Pooling) -> Vec<f32> {
     let mut out = Vec::with_capacity(lens.len() * d);
     let mut start = 0;
     for &len in lens {

@@ -12,6 +12,7 @@
 
 use ward_kernels::norm::rms_norm_inplace;
 
+use super::bert::pool;
 use super::{BatchItem, CausalLm, Head, Logits};
 use crate::cache::KvPool;
 use crate::layers::{add_inplace, Attention, FeedForward};
@@ -69,6 +70,38 @@ impl CausalLm for Decoder {
         pool: &mut KvPool,
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError> {
+        self.layers(batch, pool, ws)?;
+        Ok(self.head.finish(batch, ws))
+    }
+
+    fn embed(&self, tokens: &[u32], ws: &mut Workspace) -> Result<Vec<f32>, ModelError> {
+        let pooling = self.hp.pooling.ok_or_else(|| ModelError::BadTensor {
+            name: format!("{}.pooling_type", self.hp.arch.name()),
+            reason: "this is a generative model; it has no pooling for embeddings".into(),
+        })?;
+        let mut cache = self.new_cache(tokens.len());
+        cache.reserve(tokens.len());
+        let mut batch = [BatchItem {
+            tokens,
+            seq: &mut cache.seq,
+            n_logits: 0,
+        }];
+        self.layers(&mut batch, &mut cache.pool, ws)?;
+        // The final norm's output is the hidden state llama.cpp pools.
+        rms_norm_inplace(&mut ws.x, &self.head.norm, self.hp.rms_eps);
+        Ok(pool(&ws.x, &[tokens.len()], self.hp.n_embd, pooling))
+    }
+}
+
+impl Decoder {
+    /// The batch's embeddings through every block, into `ws.x` (the caches then hold the
+    /// batch's keys and values; their lengths are advanced by `Head::finish`).
+    fn layers(
+        &self,
+        batch: &mut [BatchItem<'_>],
+        pool: &mut KvPool,
+        ws: &mut Workspace,
+    ) -> Result<(), ModelError> {
         self.head.start(batch, pool, &mut ws.x)?;
         if let Some(scale) = self.hp.embed_scale {
             ws.x.iter_mut().for_each(|v| *v *= scale);
@@ -87,6 +120,6 @@ impl CausalLm for Decoder {
             }
             add_inplace(&mut ws.x, out);
         }
-        Ok(self.head.finish(batch, ws))
+        Ok(())
     }
 }

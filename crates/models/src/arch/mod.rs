@@ -79,6 +79,14 @@ pub trait CausalLm: Send + Sync {
         ws: &'w mut Workspace,
     ) -> Result<Logits<'w>, ModelError>;
 
+    /// An embedding model's unnormalised vector for `tokens` (run alone, from position 0):
+    /// the final norm's output, pooled as the model's description says.
+    fn embed(&self, _tokens: &[u32], _ws: &mut Workspace) -> Result<Vec<f32>, ModelError> {
+        Err(ModelError::Gpu(
+            "embedding models run on the CPU (serve them without --gpu)".into(),
+        ))
+    }
+
     /// Run `tokens` at the positions after those already in `cache`, append them to it, and
     /// return logits for the last `n_logits` of them (1 for generation, more for scoring).
     fn forward<'w>(
@@ -139,6 +147,14 @@ pub fn check_batch(batch: &[BatchItem<'_>], pool_blocks: usize) -> Result<(), Mo
         }
     }
     Ok(())
+}
+
+/// Whether a GGUF holds an embedding model (a BERT encoder, or a decoder with a pooling type,
+/// as Qwen3-Embedding) rather than a generative one.
+pub fn is_embedding_model(gguf: &GgufFile) -> Result<bool, ModelError> {
+    let arch = gguf.require_str("general.architecture")?;
+    let key = format!("{arch}.pooling_type");
+    Ok(arch == "bert" || crate::hparams::Pooling::from_gguf(gguf, &key)?.is_some())
 }
 
 /// Load the model a GGUF file describes, for the CPU.

@@ -49,3 +49,28 @@ pub fn wire_message(m: &serde_json::Value) -> ward_models::ChatMessage {
     message.reasoning_content = m["reasoning_content"].as_str().map(String::from);
     message
 }
+
+/// The bytes of `ward synth`'s random model `shape_name` with the vocabulary of the GGUF `vocab`,
+/// written again exactly as a reference script wrote it for llama.cpp: the fixture `fx` holds
+/// its seed and sha256, which must match.
+pub fn random_model(shape_name: &str, vocab: &str, fx: &serde_json::Value) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    use ward_models::gguf::GgufFile;
+    use ward_models::synthetic::{write_random_model, Shape};
+    let shape = Shape::by_name(shape_name).unwrap();
+    let vocab = GgufFile::open(&model_path(vocab)).unwrap();
+    let path = std::env::temp_dir().join(format!("ward-{shape_name}-{}.gguf", std::process::id()));
+    let seed = fx["seed"].as_u64().unwrap();
+    write_random_model(&path, &shape, seed, Some(&vocab)).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let digest: String = Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        digest, fx["sha256"],
+        "the writer no longer writes the file llama.cpp ran: regenerate the fixture"
+    );
+    bytes
+}

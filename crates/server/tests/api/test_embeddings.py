@@ -7,13 +7,14 @@ import base64
 import json
 import os
 import struct
+import subprocess
 
 import ollama
 import openai
 import pytest
 from langchain_openai import OpenAIEmbeddings
 
-from conftest import FIXTURES, MODEL, Server
+from conftest import FIXTURES, MODEL, ROOT, Server
 from test_http import request
 
 EMBED = "all-minilm-l6-v2"
@@ -141,5 +142,26 @@ def test_an_embedding_model_alone(cases):
         assert status == 404
         status, _, body = request(s, "GET", "/v1/models")
         assert [m["id"] for m in body["data"]] == [EMBED]
+    finally:
+        assert s.stop() == 0, s.log_text()
+
+
+def test_a_decoder_embedding_model(tmp_path):
+    """Qwen3-Embedding's path (a decoder with last-token pooling), on the random-weight model of
+    its layout that llama.cpp embedded for the fixture."""
+    with open(os.path.join(FIXTURES, "embeddings-random-tiny-qwen3-embedding.json"), encoding="utf-8") as f:
+        fx = json.load(f)
+    binary = os.environ.get("WARD_BIN", os.path.join(ROOT, "target", "release", "ward"))
+    path = tmp_path / "tiny-qwen3-embedding.gguf"
+    subprocess.run([binary, "synth", fx["shape"], "--seed", str(fx["seed"]), "--out", str(path),
+                    "--vocab", os.path.join(ROOT, "models", fx["vocab"])], check=True, capture_output=True)
+    s = Server("--model", str(path))
+    try:
+        oai = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0, timeout=180)
+        cases = fx["cases"][:6]
+        r = oai.embeddings.create(model="tiny-qwen3-embedding", input=[c["text"] for c in cases])
+        assert r.usage.prompt_tokens == sum(len(c["ids"]) for c in cases)
+        for case, d in zip(cases, r.data):
+            assert cosine(d.embedding, case["llama"]) >= 0.999, case["text"]
     finally:
         assert s.stop() == 0, s.log_text()
