@@ -11,8 +11,15 @@ llama.cpp's converter.
         read(name) returns a member of the checkpoint ("config.json", "model.safetensors", ...);
         metadata holds what the converter derives from the Hub repository's name and the
         tokenizer's hash (general.name, general.organization, general.size_label,
-        tokenizer.ggml.pre)."""
+        tokenizer.ggml.pre).
+
+With `classifier_seed` in the metadata it writes a cross-encoder for reranking instead (rank
+pooling, `bert.pooling_type = 4`): the checkpoint's own pooler becomes the classification
+head's dense layer (`cls.weight`/`cls.bias`, tanh after it, as llama.cpp computes a reranker's
+head) and a projection to one score drawn from that seed (`cls.output.*`) follows. The
+projection is not trained: the file tests a reranker's arithmetic and API, not its ranking."""
 import json
+import random
 import struct
 
 import gguf_header as gh
@@ -21,15 +28,25 @@ F32, F16 = 0, 1
 ALIGN = 32
 CONTROL, NORMAL, UNUSED = 3, 1, 5
 POOLING = {"pooling_mode_mean_tokens": 1, "pooling_mode_cls_token": 2, "pooling_mode_lasttoken": 3}
+RANK = 4
 
 
 class ConvertError(ValueError):
     pass
 
 
-def tensor_name(hf):
-    """llama.cpp's name for a BertModel tensor, or None for one it drops."""
+def classifier(seed, n_embd):
+    """The reranker's score projection: `n_embd` weights and a bias, from `seed`."""
+    rng = random.Random(seed)
+    return [rng.gauss(0.0, 0.2) for _ in range(n_embd)], 0.1
+
+
+def tensor_name(hf, rank=False):
+    """llama.cpp's name for a BertModel tensor, or None for one it drops (a reranker keeps the
+    pooler as its head's dense layer)."""
     name = hf.removeprefix("bert.")
+    if rank and name in ("pooler.dense.weight", "pooler.dense.bias"):
+        return "cls." + name.rsplit(".", 1)[1]
     if name in ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"):
         return None
     fixed = {
@@ -119,6 +136,7 @@ def convert(read, metadata):
     if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu" \
             or config.get("position_embedding_type", "absolute") != "absolute":
         raise ConvertError("config.json does not describe a plain BERT (absolute positions, GELU)")
+    rank_seed = metadata.get("classifier_seed")
     pooling = None
     for module in json.loads(read("modules.json")):
         if module["type"].endswith("Pooling"):
@@ -143,6 +161,8 @@ def convert(read, metadata):
             gh.entry("bert.attention.layer_norm_epsilon", gh.F32, config["layer_norm_eps"]),
             u32("general.file_type", 1),
             gh.entry("bert.attention.causal", gh.BOOL, False)]
+    if rank_seed is not None:
+        pooling = RANK
     if pooling is not None:
         kvs.append(u32("bert.pooling_type", pooling))
     kvs += [u32("general.quantization_version", 2),
@@ -162,9 +182,14 @@ def convert(read, metadata):
             gh.entry("tokenizer.ggml.add_sep_token", gh.BOOL, False),
             gh.entry("tokenizer.ggml.normalizer.lowercase", gh.BOOL, lowercase)]
 
+    tensors = [(tensor_name(hf, rank_seed is not None), shape, raw)
+               for hf, shape, raw in safetensors(read("model.safetensors"))]
+    if rank_seed is not None:
+        weights, bias = classifier(rank_seed, config["hidden_size"])
+        tensors += [("cls.output.weight", [1, len(weights)], struct.pack(f"<{len(weights)}f", *weights)),
+                    ("cls.output.bias", [1], struct.pack("<f", bias))]
     infos, blobs, offset = [], [], 0
-    for hf, shape, raw in safetensors(read("model.safetensors")):
-        name = tensor_name(hf)
+    for name, shape, raw in tensors:
         if name is None:
             continue
         # Matrices become F16, except the position and token-type tables (as llama.cpp).

@@ -11,6 +11,11 @@ Run through make-fixtures.sh (after scripts/fetch-models.sh has built the GGUF).
                                     ids_with_special, ids_plain), and the Hugging Face
                                     tokenizer's (hf_ids, with [CLS]/[SEP]), for the tokenizer
                                     strings and the embedding texts
+  fixtures/rerank-minilm.json        the test reranker's scores (models/minilm-rerank-test.F16.gguf,
+                                    rank pooling) for every query/document pair of
+                                    inputs.RERANK_*: llama.cpp's (`llama`, with its pair `ids`)
+                                    and transformers' BertForSequenceClassification on the same
+                                    weights (`hf`, token types all 0 as llama.cpp reads them)
   fixtures/embeddings-random-tiny-qwen3-embedding.json
                                     llama.cpp's last-token embeddings of Ward's random-weight
                                     Qwen3 embedding model (`ward synth tiny-qwen3-embedding`,
@@ -102,6 +107,66 @@ def main():
         print(f"wrote {path} ({len(data)} texts)")
 
 
+# The transformers half of the reranker fixture: the checkpoint as BertForSequenceClassification
+# with the GGUF's head (the pooler, and the projection bert_to_gguf draws from the seed).
+HF_RERANK = r"""
+import json, sys, torch
+from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+sys.path.insert(0, sys.argv[2])
+import bert_to_gguf
+path, seed = sys.argv[1], int(sys.argv[3])
+config = BertConfig.from_pretrained(path, num_labels=1)
+model = BertForSequenceClassification.from_pretrained(path, config=config).eval()
+weights, bias = bert_to_gguf.classifier(seed, config.hidden_size)
+with torch.no_grad():
+    model.classifier.weight.copy_(torch.tensor([weights]))
+    model.classifier.bias.copy_(torch.tensor([bias]))
+tok = AutoTokenizer.from_pretrained(path)
+out = []
+for query, doc in json.load(sys.stdin):
+    enc = tok(query, doc, return_tensors="pt")
+    with torch.no_grad():
+        score = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                      token_type_ids=torch.zeros_like(enc["input_ids"])).logits[0, 0]
+    out.append({"hf_ids": enc["input_ids"][0].tolist(), "hf": round(float(score), 6)})
+json.dump(out, sys.stdout)
+"""
+
+
+def rerank():
+    import llama_cpp
+    entry = "minilm-rerank-test"
+    path = os.path.join(ROOT, "models", "minilm-rerank-test.F16.gguf")
+    llm = Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
+    bos, eos = llama_cpp.llama_token_bos(llm._model.vocab), llama_cpp.llama_token_eos(llm._model.vocab)
+    pairs = [(q, d) for q in inputs.RERANK_QUERIES for d in inputs.RERANK_DOCUMENTS]
+    cases = []
+    for query, doc in pairs:
+        # llama-server's pair format for this vocabulary: BOS query EOS document EOS.
+        ids = [bos] + llm.tokenize(query.encode(), add_bos=False, special=False) + [eos] \
+            + llm.tokenize(doc.encode(), add_bos=False, special=False) + [eos]
+        llm._ctx.kv_cache_clear()
+        llm._batch.reset()
+        llm._batch.add_sequence(ids, 0, False)
+        llm._ctx.decode(llm._batch)
+        score = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[0]
+        cases.append({"query": query, "document": doc, "ids": ids, "llama": round(float(score), 6)})
+    del llm
+    st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
+    if st_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run([st_python, "-c", HF_RERANK, checkpoint_dir(tmp), os.path.join(ROOT, "scripts"),
+                                  str(7)], input=json.dumps(pairs), cwd=tmp, stdout=subprocess.PIPE,
+                                 text=True, check=True)
+        for case, hf in zip(cases, json.loads(got.stdout)):
+            case.update(hf)
+    out = os.path.join(HERE, "fixtures", "rerank-minilm.json")
+    with open(out, "w") as f:
+        json.dump({"model": entry, "classifier_seed": 7, "cases": cases}, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    print(f"wrote {out} ({len(cases)} pairs)")
+
+
 def random_qwen3_embedding():
     """The decoder path: a random Qwen3 with last-token pooling, as Qwen3-Embedding is."""
     shape = "tiny-qwen3-embedding"
@@ -129,4 +194,5 @@ def random_qwen3_embedding():
 
 if __name__ == "__main__":
     main()
+    rerank()
     random_qwen3_embedding()

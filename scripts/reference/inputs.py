@@ -314,3 +314,16 @@ EMBEDDING_TEXTS = [
     "A caller's [CLS] and [SEP] and [MASK] stay text",
     " ".join(["The discharge summary lists the diagnoses, procedures, medications and follow-up plan."] * 12),
 ]
+
+# Query and documents the reranker fixtures score (every pair), as a retrieval step would.
+RERANK_QUERIES = [
+    "What is the first-line treatment for community-acquired pneumonia?",
+    "患者胸痛的鉴别诊断",
+]
+RERANK_DOCUMENTS = [
+    "Amoxicillin is recommended as first-line therapy for outpatients with community-acquired pneumonia.",
+    "The cafeteria is open from 7 am to 7 pm on weekdays.",
+    "急性心肌梗死、肺栓塞和主动脉夹层是胸痛的重要鉴别诊断。",
+    "Vancomycin 15 mg/kg IV q12h; target trough 15-20 mcg/mL.",
+    "Chest pain with ST elevation requires immediate reperfusion therapy.",
+]

@@ -94,6 +94,9 @@ pub enum Pooling {
     Cls,
     /// The last token's (Qwen3-Embedding).
     Last,
+    /// A reranker's: the first token's vector through the classification head, one score per
+    /// (query, document) pair.
+    Rank,
 }
 
 impl Pooling {
@@ -102,6 +105,7 @@ impl Pooling {
             Pooling::Mean => "mean",
             Pooling::Cls => "cls",
             Pooling::Last => "last",
+            Pooling::Rank => "rank",
         }
     }
 
@@ -112,13 +116,7 @@ impl Pooling {
             Some(1) => Some(Pooling::Mean),
             Some(2) => Some(Pooling::Cls),
             Some(3) => Some(Pooling::Last),
-            Some(4) => {
-                return Err(invalid(
-                    key,
-                    4,
-                    "a reranker (rank pooling): Ward does not serve rerankers yet",
-                ))
-            }
+            Some(4) => Some(Pooling::Rank),
             Some(v) => return Err(invalid(key, v, "not a pooling type llama.cpp defines")),
         })
     }
@@ -321,6 +319,13 @@ impl HParams {
             tied_output: !has("output.weight"),
             pooling: Pooling::from_gguf(gguf, &key("pooling_type"))?,
         };
+        if hp.pooling == Some(Pooling::Rank) {
+            return Err(invalid(
+                &key("pooling_type"),
+                4,
+                "a reranker of this architecture: Ward serves BERT rerankers only",
+            ));
+        }
         match arch {
             Arch::Llama => {
                 hp.rope_layout = RopeLayout::Interleaved;

@@ -2,11 +2,12 @@
 //! sentence-transformers on the checkpoint it was converted from (fixtures written by
 //! scripts/reference/embeddings.py): cosine similarity at least 0.999 for every input. An
 //! input's vector is the same alone and in a batch, bit for bit. The decoder path (Qwen3-
-//! Embedding's last-token pooling) against llama.cpp on a random-weight model of its layout.
+//! Embedding's last-token pooling) against llama.cpp on a random-weight model of its layout. A
+//! reranker's scores (rank pooling) against llama.cpp's and transformers'.
 
 mod common;
 
-use common::{fixture, model_path, random_model, MINILM, QWEN2};
+use common::{fixture, model_path, random_model, MINILM, MINILM_RERANK, QWEN2};
 use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace, Pooling};
 use ward_models::gguf::GgufFile;
 use ward_models::{Tokenizer, Workspace};
@@ -109,4 +110,43 @@ fn random_qwen3_embedding_matches_llama_cpp() {
         worst = worst.min(c);
     }
     eprintln!("worst cosine with llama.cpp: {worst:.6}");
+}
+
+#[test]
+fn minilm_reranker_scores_match_llama_cpp_and_transformers() {
+    let gguf = GgufFile::open(&model_path(MINILM_RERANK)).unwrap();
+    let bert = Bert::load(&gguf).unwrap();
+    assert_eq!((bert.params().pooling, bert.output_dim()), (Pooling::Rank, 1));
+    let tok = Tokenizer::from_gguf(&gguf).unwrap();
+    let fx = fixture("rerank-minilm.json");
+    let cases = fx["cases"].as_array().unwrap();
+    let pairs: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|c| {
+            let (q, d) = (c["query"].as_str().unwrap(), c["document"].as_str().unwrap());
+            tok.encode_pair(q, d, false, 512).unwrap()
+        })
+        .collect();
+    let inputs: Vec<&[u32]> = pairs.iter().map(Vec::as_slice).collect();
+    let scores = bert.embed(&inputs, &mut EncoderWorkspace::default()).unwrap();
+    let mut worst = (0.0f64, 0.0f64);
+    for ((case, ids), &score) in cases.iter().zip(&pairs).zip(&scores) {
+        let want_ids: Vec<u32> = floats(&case["ids"]).iter().map(|&x| x as u32).collect();
+        assert_eq!(ids, &want_ids, "{case}");
+        let (llama, hf) = (case["llama"].as_f64().unwrap(), case["hf"].as_f64().unwrap());
+        let (dl, dh) = ((score as f64 - llama).abs(), (score as f64 - hf).abs());
+        assert!(dl < 2e-3 && dh < 2e-3, "ward {score}, llama.cpp {llama}, transformers {hf}");
+        worst = (worst.0.max(dl), worst.1.max(dh));
+    }
+    // The order of the documents for each query is llama.cpp's.
+    for q in scores.chunks(5).zip(cases.chunks(5)) {
+        let order = |s: Vec<f64>| {
+            let mut i: Vec<usize> = (0..s.len()).collect();
+            i.sort_by(|&a, &b| s[b].total_cmp(&s[a]));
+            i
+        };
+        let llama: Vec<f64> = q.1.iter().map(|c| c["llama"].as_f64().unwrap()).collect();
+        assert_eq!(order(q.0.iter().map(|&s| s as f64).collect()), order(llama));
+    }
+    eprintln!("largest score difference: {:.6} with llama.cpp, {:.6} with transformers", worst.0, worst.1);
 }

@@ -1,8 +1,10 @@
 //! BERT-style text encoders for embeddings (`general.architecture = "bert"`: bge-small/base/
 //! large, e5, all-MiniLM): learned absolute positions, post-norm blocks (LayerNorm after each
 //! residual add), bidirectional attention, a GELU feed-forward block, every projection with a
-//! bias; then one vector per input, pooled as the file's `bert.pooling_type` says. Follows
-//! llama.cpp's `src/models/bert.cpp`; token types are all 0 ("sentence A"), as there.
+//! bias; then one vector per input, pooled as the file's `bert.pooling_type` says. A reranker
+//! (rank pooling) runs its first token's vector through its classification head (a dense layer
+//! and tanh, then a projection to the scores) instead. Follows llama.cpp's `src/models/bert.cpp`
+//! and its pooling; token types are all 0 ("sentence A"), as there.
 //!
 //! Loading is fail-closed as for the decoders: an unknown `bert.*` key, a causal or unpooled
 //! model, a tensor of the wrong shape or one this encoder does not use is refused by name.
@@ -45,6 +47,8 @@ const KEYS: &[&str] = &[
     "attention.causal",
     "pooling_type",
     "vocab_size",
+    // A classifier's label names (informational).
+    "classifier.output_labels",
 ];
 
 impl EncoderParams {
@@ -104,7 +108,8 @@ impl EncoderParams {
             invalid(
                 "bert.pooling_type",
                 "(none)",
-                "an embedding model needs mean (1), CLS (2) or last-token (3) pooling",
+                "an embedding model needs mean (1), CLS (2) or last-token (3) pooling, a \
+                 reranker rank (4) pooling",
             )
         })?;
         let eps = gguf
@@ -153,6 +158,12 @@ impl Dense {
     }
 }
 
+/// A reranker's classification head: `out(tanh(dense(x)))`.
+struct RankHead {
+    dense: Option<Dense>,
+    out: Dense,
+}
+
 struct Block {
     q: Dense,
     k: Dense,
@@ -184,6 +195,8 @@ pub struct Bert {
     type0: Vec<f32>,
     embd_norm: Norm,
     blocks: Vec<Block>,
+    /// Present with rank pooling.
+    rank_head: Option<RankHead>,
 }
 
 impl Bert {
@@ -192,7 +205,7 @@ impl Bert {
         let w = WeightLoader { gguf };
         let d = p.n_embd;
         let kv = p.n_head_kv * p.head_dim;
-        check_tensors(gguf, p.n_layer)?;
+        check_tensors(gguf, p.n_layer, p.pooling == Pooling::Rank)?;
         let n_vocab = gguf
             .tensor_info("token_embd.weight")
             .and_then(|t| t.dims.get(1).copied())
@@ -237,7 +250,26 @@ impl Bert {
                 })
             })
             .collect::<Result<_, ModelError>>()?;
+        let rank_head = match p.pooling {
+            Pooling::Rank => {
+                let n_out = gguf
+                    .tensor_info("cls.output.weight")
+                    .and_then(|t| t.dims.get(1).copied())
+                    .ok_or_else(|| GgufError::MissingTensor("cls.output.weight".into()))?
+                    as usize;
+                let hidden = match gguf.tensor_info("cls.weight") {
+                    Some(_) => Some(dense("cls", d, d)?),
+                    None => None,
+                };
+                Some(RankHead {
+                    dense: hidden,
+                    out: dense("cls.output", d, n_out)?,
+                })
+            }
+            _ => None,
+        };
         Ok(Bert {
+            rank_head,
             tokens: Embedding::new(Arc::new(w.matrix("token_embd.weight", d, n_vocab)?)),
             positions: Embedding::new(Arc::new(w.matrix(
                 "position_embd.weight",
@@ -257,6 +289,14 @@ impl Bert {
 
     pub fn n_vocab(&self) -> usize {
         self.tokens.n_vocab()
+    }
+
+    /// Values per input: the embedding's length, or a reranker's scores (one).
+    pub fn output_dim(&self) -> usize {
+        match &self.rank_head {
+            Some(head) => head.out.bias.len(),
+            None => self.p.n_embd,
+        }
     }
 
     /// One pooled vector per input (`[inputs][n_embd]`, not normalised), all inputs in one pass:
@@ -331,7 +371,19 @@ impl Bert {
             b.down.forward(&ws.ff, out);
             add_then_norm(&mut ws.x, &ws.tmp, &b.out_norm, p.norm_eps);
         }
-        Ok(pool(&ws.x, &lens, d, p.pooling))
+        let pooled = pool(&ws.x, &lens, d, p.pooling);
+        let Some(head) = &self.rank_head else {
+            return Ok(pooled);
+        };
+        let mut x = pooled;
+        if let Some(dense) = &head.dense {
+            let mut y = vec![0.0; x.len()];
+            dense.forward(&x, &mut y);
+            x = y.into_iter().map(f32::tanh).collect();
+        }
+        let mut scores = vec![0.0; inputs.len() * head.out.bias.len()];
+        head.out.forward(&x, &mut scores);
+        Ok(scores)
     }
 }
 
@@ -347,7 +399,7 @@ pub(crate) fn pool(x: &[f32], lens: &[usize], d: usize, pooling: Pooling) -> Vec
     for &len in lens {
         let rows = &x[start * d..(start + len) * d];
         match pooling {
-            Pooling::Cls => out.extend_from_slice(&rows[..d]),
+            Pooling::Cls | Pooling::Rank => out.extend_from_slice(&rows[..d]),
             Pooling::Last => out.extend_from_slice(&rows[(len - 1) * d..]),
             Pooling::Mean => {
                 let mut sum = vec![0.0f32; d];
@@ -363,7 +415,7 @@ pub(crate) fn pool(x: &[f32], lens: &[usize], d: usize, pooling: Pooling) -> Vec
 }
 
 /// Every tensor of the file must be one this encoder consumes.
-fn check_tensors(gguf: &GgufFile, n_layer: usize) -> Result<(), GgufError> {
+fn check_tensors(gguf: &GgufFile, n_layer: usize, rank: bool) -> Result<(), GgufError> {
     const GLOBAL: &[&str] = &[
         "token_embd.weight",
         "token_types.weight",
@@ -394,7 +446,12 @@ fn check_tensors(gguf: &GgufFile, n_layer: usize) -> Result<(), GgufError> {
             && matches!(kind, "weight" | "bias")
     };
     for t in &gguf.header.tensors {
-        if !(GLOBAL.contains(&t.name.as_str()) || in_layer(&t.name)) {
+        let head = rank
+            && matches!(
+                t.name.as_str(),
+                "cls.weight" | "cls.bias" | "cls.output.weight" | "cls.output.bias"
+            );
+        if !(GLOBAL.contains(&t.name.as_str()) || in_layer(&t.name) || head) {
             return Err(invalid(
                 &t.name,
                 "tensor",

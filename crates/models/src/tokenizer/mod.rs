@@ -135,6 +135,10 @@ pub struct Tokenizer {
     pub eos: Option<u32>,
     /// What `add_eos` appends: EOS, or for WordPiece the separator.
     suffix: Option<u32>,
+    /// The separator between a pair's texts (a reranker's query and document), and whether it
+    /// is added.
+    sep: Option<u32>,
+    add_sep: bool,
     /// Tokens that end generation: EOS plus the end-of-turn tokens llama.cpp also stops on.
     end_of_generation: Vec<u32>,
     pub add_bos: bool,
@@ -314,6 +318,10 @@ impl Tokenizer {
                     .into(),
             ));
         }
+        let sep = token_id("tokenizer.ggml.seperator_token_id")?;
+        let add_sep = gguf
+            .get_bool("tokenizer.ggml.add_sep_token")?
+            .unwrap_or(matches!(model, Model::Wpm(_)));
         if add_eos && suffix.is_none() {
             return Err(TokenizerError::Invalid(
                 "add_eos_token is set but eos_token_id is missing".into(),
@@ -328,6 +336,8 @@ impl Tokenizer {
             bos,
             eos,
             suffix,
+            sep,
+            add_sep,
             end_of_generation,
             add_bos,
             add_eos,
@@ -392,6 +402,36 @@ impl Tokenizer {
             false => Parse::NoControl,
         };
         self.encode_with(text, add_special, parse, limit)
+    }
+
+    /// A (query, document) pair as a reranker reads it, framed as llama.cpp's server frames
+    /// one: BOS, the query, EOS, the separator, the document, EOS, each where the model's
+    /// metadata asks for it. Both texts are a caller's (see [`Tokenizer::encode_caller`]);
+    /// `None` beyond `limit` tokens.
+    pub fn encode_pair(
+        &self,
+        query: &str,
+        document: &str,
+        control_tokens: bool,
+        limit: usize,
+    ) -> Option<Vec<u32>> {
+        let eos = self.eos.or(self.sep);
+        let mut out = Vec::new();
+        if self.add_bos {
+            out.extend(self.bos);
+        }
+        out.extend(self.encode_caller(query, false, control_tokens, limit)?);
+        if self.add_eos {
+            out.extend(eos);
+        }
+        if self.add_sep {
+            out.extend(self.sep);
+        }
+        out.extend(self.encode_caller(document, false, control_tokens, limit)?);
+        if self.add_eos {
+            out.extend(eos);
+        }
+        (out.len() <= limit).then_some(out)
     }
 
     fn encode_with(

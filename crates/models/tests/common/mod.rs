@@ -27,6 +27,8 @@ pub const GEMMA3: &str = "gemma-3-270m-q4_k_m.gguf";
 pub const QWEN2: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 /// The test embedding model (BERT, WordPiece), converted by fetch-models.sh.
 pub const MINILM: &str = "all-MiniLM-L6-v2.F16.gguf";
+/// The same as a cross-encoder for reranking (rank pooling, an untrained score projection).
+pub const MINILM_RERANK: &str = "minilm-rerank-test.F16.gguf";
 /// Vocabulary-only GGUFs (tokenizer metadata, no weights) that fetch-models.sh builds.
 pub const DEEPSEEK_R1_QWEN_VOCAB: &str = "deepseek-r1-distill-qwen-7b.vocab.gguf";
 pub const LLAMA3_VOCAB: &str = "llama-3-instruct.vocab.gguf";
