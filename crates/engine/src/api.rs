@@ -321,6 +321,8 @@ pub enum EmbedInput {
     Text(String),
     /// Token ids, used as given.
     Tokens(Vec<u32>),
+    /// A reranker's (query, document) pair, framed as the model's tokenizer frames a pair.
+    Pair(String, String),
 }
 
 impl std::fmt::Debug for EmbedInput {
@@ -329,6 +331,7 @@ impl std::fmt::Debug for EmbedInput {
         match self {
             EmbedInput::Text(t) => write!(f, "Text(<{} bytes>)", t.len()),
             EmbedInput::Tokens(t) => write!(f, "Tokens(<{} tokens>)", t.len()),
+            EmbedInput::Pair(q, d) => write!(f, "Pair(<{} bytes>, <{} bytes>)", q.len(), d.len()),
         }
     }
 }
@@ -338,7 +341,7 @@ pub struct EmbedRequest {
     pub inputs: Vec<EmbedInput>,
 }
 
-/// One unit-length vector per input, in order.
+/// One unit-length vector per input, in order (a reranker's: its scores, as they are).
 #[derive(Debug, Clone)]
 pub struct Embeddings {
     pub dim: usize,
@@ -351,8 +354,11 @@ pub struct Embeddings {
 pub trait Embedder: Send + Sync + 'static {
     fn info(&self) -> &ModelInfo;
 
-    /// Length of each vector.
+    /// Length of each vector (a reranker's: 1, its score).
     fn dimensions(&self) -> usize;
+
+    /// A reranker: its inputs are (query, document) pairs, its outputs scores.
+    fn is_reranker(&self) -> bool;
 
     /// Validate, tokenize and queue a request; errors come back at once.
     fn embed(

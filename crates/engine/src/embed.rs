@@ -3,7 +3,7 @@
 //! trait. As for generation, inputs are tokenized and checked in `embed`, on the caller's
 //! thread, so a bad request is refused at once; the encoder thread then runs each request's
 //! inputs in as few passes as `max_batch_tokens` allows (many inputs, one pass), and answers
-//! with unit-length vectors.
+//! with unit-length vectors (a reranker, with its scores).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -11,7 +11,7 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
-use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace};
+use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace, Pooling};
 use ward_models::gguf::GgufFile;
 use ward_models::{CausalLm, ModelError, Tokenizer, Workspace};
 
@@ -64,6 +64,7 @@ struct Job {
 pub struct EmbedderHandle {
     info: ModelInfo,
     dim: usize,
+    reranker: bool,
     tokenizer: Arc<Tokenizer>,
     n_vocab: usize,
     trust_control_tokens: bool,
@@ -82,7 +83,7 @@ impl EmbedderHandle {
         let (encoder, dim, context_length, n_vocab) = if architecture == "bert" {
             let bert = Bert::load(&gguf)?;
             let p = bert.params();
-            let (dim, ctx, n_vocab) = (p.n_embd, p.context_length, bert.n_vocab());
+            let (dim, ctx, n_vocab) = (bert.output_dim(), p.context_length, bert.n_vocab());
             (Encoder::Bert(bert, EncoderWorkspace::default()), dim, ctx, n_vocab)
         } else {
             let model = ward_models::arch::load(&gguf)?;
@@ -97,6 +98,7 @@ impl EmbedderHandle {
             let n_vocab = model.n_vocab();
             (Encoder::Decoder(model, Workspace::default()), dim, ctx, n_vocab)
         };
+        let reranker = matches!(&encoder, Encoder::Bert(b, _) if b.params().pooling == Pooling::Rank);
         let info = ModelInfo {
             context_length,
             has_chat_template: false,
@@ -109,7 +111,7 @@ impl EmbedderHandle {
         let thread_queued = queued.clone();
         std::thread::Builder::new()
             .name("ward-embed".into())
-            .spawn(move || run(encoder, dim, rx, max_batch_tokens, &thread_queued))
+            .spawn(move || run(encoder, dim, !reranker, rx, max_batch_tokens, &thread_queued))
             .map_err(|e| ModelError::BadTensor {
                 name: "(encoder thread)".into(),
                 reason: e.to_string(),
@@ -117,6 +119,7 @@ impl EmbedderHandle {
         Ok(EmbedderHandle {
             info,
             dim,
+            reranker,
             tokenizer,
             n_vocab,
             trust_control_tokens: config.trust_control_tokens,
@@ -134,6 +137,10 @@ impl EmbedderHandle {
                 .encode_caller(&text, true, self.trust_control_tokens, context_length)
                 .ok_or(SubmitError::PromptTooLong { context_length })?,
             EmbedInput::Tokens(ids) => ids,
+            EmbedInput::Pair(query, document) => self
+                .tokenizer
+                .encode_pair(&query, &document, self.trust_control_tokens, context_length)
+                .ok_or(SubmitError::PromptTooLong { context_length })?,
         };
         if ids.is_empty() {
             return Err(SubmitError::InvalidPrompt {
@@ -164,6 +171,10 @@ impl Embedder for EmbedderHandle {
 
     fn dimensions(&self) -> usize {
         self.dim
+    }
+
+    fn is_reranker(&self) -> bool {
+        self.reranker
     }
 
     fn embed(
@@ -205,6 +216,7 @@ impl Embedder for EmbedderHandle {
 fn run(
     mut encoder: Encoder,
     dim: usize,
+    unit_length: bool,
     jobs: Receiver<Job>,
     max_batch_tokens: usize,
     queued: &AtomicUsize,
@@ -229,7 +241,9 @@ fn run(
         }
         let answer = result
             .map(|()| {
-                normalize(&mut vectors, dim);
+                if unit_length {
+                    normalize(&mut vectors, dim);
+                }
                 Embeddings {
                     dim,
                     vectors,

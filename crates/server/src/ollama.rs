@@ -549,7 +549,7 @@ pub async fn embed(
         let bytes = read_body(body, &app).await?;
         let body: EmbedBody = parse_json(&bytes)?;
         record_input(&ledger, &bytes)?;
-        let embedder = check_embedder(&app, &caller, &ledger, body.model.as_deref())?;
+        let embedder = check_embedder(&app, &caller, &ledger, body.model.as_deref(), false)?;
         let input = match (legacy, body.input, body.prompt) {
             (true, _, Some(prompt)) => Input::One(prompt),
             (false, Some(input), _) => input,

@@ -19,6 +19,7 @@ use crate::generation::{chat_completions, completions};
 use crate::ledger::{track, Ledger};
 use crate::ollama;
 use crate::openai::embeddings::embeddings;
+use crate::openai::rerank::rerank;
 use crate::openai::responses::responses;
 use crate::tokens::{detokenize, tokenize};
 use crate::App;
@@ -35,6 +36,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/responses", post(responses))
         .route("/v1/embeddings", post(embeddings))
         .route("/embeddings", post(embeddings))
+        .route("/v1/rerank", post(rerank))
+        .route("/v2/rerank", post(rerank))
+        .route("/rerank", post(rerank))
         .route("/v1/models", get(list_models))
         .route("/v1/models/{id}", get(get_model))
         .route("/tokenize", post(tokenize))
@@ -76,7 +80,7 @@ pub(crate) fn check_model(
         }
         return Err(ApiError::invalid_param(
             "model",
-            "this is an embedding model; use /v1/embeddings",
+            "this is an embedding model or reranker; use /v1/embeddings or /v1/rerank",
         ));
     }
     let served = &app.engine()?.info().id;

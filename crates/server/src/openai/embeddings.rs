@@ -63,6 +63,7 @@ impl Input {
         let empty = |i: &EmbedInput| match i {
             EmbedInput::Text(s) => s.is_empty(),
             EmbedInput::Tokens(t) => t.is_empty(),
+            EmbedInput::Pair(q, d) => q.is_empty() || d.is_empty(),
         };
         if inputs.iter().any(empty) {
             return bad("'input' must not contain an empty string or token array");
@@ -90,7 +91,7 @@ pub async fn embeddings(
             ))
         }
     };
-    let embedder = check_embedder(&app, &caller, &ledger, body.model.as_deref())?;
+    let embedder = check_embedder(&app, &caller, &ledger, body.model.as_deref(), false)?;
     let dim = embedder.dimensions();
     let dimensions = match body.dimensions {
         None => dim,
@@ -126,16 +127,22 @@ pub async fn embeddings(
     })))
 }
 
-/// The embedding model the request names (`None`: the only one served), if the caller may use
-/// it. Records the model in the request's ledger.
+/// The embedding model (or, with `reranker`, the reranker) the request names (`None`: the only
+/// one of its kind served), if the caller may use it. Records the model in the request's
+/// ledger.
 pub(crate) fn check_embedder(
     app: &App,
     caller: &Caller,
     ledger: &Ledger,
     requested: Option<&str>,
+    reranker: bool,
 ) -> Result<Arc<dyn Embedder>, ApiError> {
     let embedders = app.embedders();
-    let name = match (requested, embedders) {
+    let of_kind: Vec<_> = embedders
+        .iter()
+        .filter(|e| e.is_reranker() == reranker)
+        .collect();
+    let name = match (requested, of_kind.as_slice()) {
         (Some(name), _) => name,
         (None, [only]) => only.info().id.as_str(),
         (None, _) => return Err(ApiError::invalid_param("model", "'model' is required")),
@@ -147,11 +154,20 @@ pub(crate) fn check_embedder(
         if app.serves_generative(name) {
             return Err(ApiError::invalid_param(
                 "model",
-                "this model generates text; it does not produce embeddings",
+                "this model generates text; it does not produce embeddings or scores",
             ));
         }
         return Err(ApiError::model_not_found());
     };
+    if embedder.is_reranker() != reranker {
+        return Err(ApiError::invalid_param(
+            "model",
+            match reranker {
+                true => "this is an embedding model; rerank with a reranker",
+                false => "this is a reranker; use /v1/rerank",
+            },
+        ));
+    }
     ledger.with(|r| r.model = Some(name.to_string()));
     Ok(embedder.clone())
 }

@@ -2,6 +2,7 @@
 
 pub mod embeddings;
 pub mod reasoning;
+pub mod rerank;
 pub mod request;
 pub mod response;
 pub mod responses;

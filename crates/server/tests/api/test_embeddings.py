@@ -1,8 +1,10 @@
-"""Embeddings for retrieval (RAG): `ward serve` with the chat model and the test embedding model
-side by side (`--model` twice), driven by the openai SDK (`client.embeddings.create`, which asks
-for base64), LangChain's `OpenAIEmbeddings` and the `ollama` client. Vectors are checked against
-llama.cpp's on the same GGUF and sentence-transformers' on the original checkpoint
-(fixtures/embeddings-minilm.json); the chat model keeps answering beside it."""
+"""Embeddings and reranking for retrieval (RAG): `ward serve` with the chat model, the test
+embedding model and the test reranker side by side (`--model` three times), driven by the openai
+SDK (`client.embeddings.create`, which asks for base64), LangChain's `OpenAIEmbeddings`, the
+`ollama` client and raw HTTP for `/v1/rerank`. Vectors are checked against llama.cpp's on the
+same GGUF and sentence-transformers' on the original checkpoint (fixtures/embeddings-minilm.json),
+scores against llama.cpp's and transformers' (fixtures/rerank-minilm.json); the chat model keeps
+answering beside them."""
 import base64
 import json
 import os
@@ -18,11 +20,12 @@ from conftest import FIXTURES, MODEL, ROOT, Server
 from test_http import request
 
 EMBED = "all-minilm-l6-v2"
+RERANK = "minilm-rerank-test"
 
 
 @pytest.fixture(scope="module")
 def both():
-    s = Server("--model", MODEL, "--model", EMBED, "--max-queue", "4")
+    s = Server("--model", MODEL, "--model", EMBED, "--model", RERANK, "--max-queue", "4")
     yield s
     assert s.stop() == 0, s.log_text()
 
@@ -91,7 +94,7 @@ def test_langchain_and_ollama_clients(both, cases):
     assert cosine(r.embeddings[0], cases[0]["llama"]) >= 0.999
     legacy = oc.embeddings(model=EMBED, prompt=cases[0]["text"])
     assert cosine(legacy.embedding, r.embeddings[0]) > 0.99999
-    assert {m.model for m in oc.list().models} == {MODEL, EMBED}
+    assert {m.model for m in oc.list().models} == {MODEL, EMBED, RERANK}
 
 
 def test_bad_requests_get_clear_errors(both, oai):
@@ -112,6 +115,7 @@ def test_bad_requests_get_clear_errors(both, oai):
     err = refused({"model": EMBED, "input": "word " * 600}, 400, "maximum context length is 512")
     assert err["code"] == "context_length_exceeded"
     refused({"model": MODEL, "input": "a"}, 400, "does not produce embeddings")
+    refused({"model": RERANK, "input": "a"}, 400, "this is a reranker")
     refused({"model": "no-such-model", "input": "a"}, 404, "not served")
     # The chat model still answers, and refuses to be confused with the embedding model.
     r = oai.chat.completions.create(model=MODEL, max_tokens=4, temperature=0,
@@ -165,3 +169,42 @@ def test_a_decoder_embedding_model(tmp_path):
             assert cosine(d.embedding, case["llama"]) >= 0.999, case["text"]
     finally:
         assert s.stop() == 0, s.log_text()
+
+
+def test_rerank_scores_and_orders_documents(both):
+    with open(os.path.join(FIXTURES, "rerank-minilm.json"), encoding="utf-8") as f:
+        cases = json.load(f)["cases"]
+    query = cases[0]["query"]
+    mine = [c for c in cases if c["query"] == query]
+    docs = [c["document"] for c in mine]
+    status, _, body = request(both, "POST", "/v1/rerank", {"model": RERANK, "query": query, "documents": docs})
+    assert status == 200, body
+    results = body["results"]
+    assert [r["relevance_score"] for r in results] == sorted((r["relevance_score"] for r in results), reverse=True)
+    assert sorted(r["index"] for r in results) == list(range(len(docs)))
+    for r in results:
+        assert abs(r["relevance_score"] - mine[r["index"]]["llama"]) < 2e-3
+        assert r["document"]["text"] == docs[r["index"]]
+    assert body["usage"]["prompt_tokens"] == sum(len(c["ids"]) for c in mine)
+    # top_n, documents as objects, no texts back; the other paths of the same route.
+    for path in ("/v2/rerank", "/rerank"):
+        status, _, top = request(both, "POST", path, {
+            "model": RERANK, "query": query, "documents": [{"text": d} for d in docs],
+            "top_n": 2, "return_documents": False})
+        assert status == 200 and [r["index"] for r in top["results"]] == [r["index"] for r in results[:2]]
+        assert "document" not in top["results"][0]
+
+
+def test_rerank_refuses_what_it_cannot_score(both):
+    def refused(body, status, needle):
+        got, _, answer = request(both, "POST", "/v1/rerank", body)
+        assert got == status and needle in answer["error"]["message"], (body, answer)
+
+    refused({"model": RERANK, "query": "q", "documents": []}, 400, "between 1 and 2048")
+    refused({"model": RERANK, "query": "", "documents": ["d"]}, 400, "'query' must not be empty")
+    refused({"model": RERANK, "query": "q", "documents": ["d", ""]}, 400, "empty text")
+    refused({"model": RERANK, "query": "q", "documents": ["d"], "top_n": 0}, 400, "top_n")
+    refused({"model": RERANK, "query": "q " * 300, "documents": ["d " * 300]}, 400, "maximum context length")
+    refused({"model": EMBED, "query": "q", "documents": ["d"]}, 400, "this is an embedding model")
+    refused({"model": MODEL, "query": "q", "documents": ["d"]}, 400, "generates text")
+    refused({"model": RERANK, "query": "q", "documents": "d"}, 400, "documents")
