@@ -184,6 +184,14 @@ impl HParams {
 
     pub fn from_gguf(gguf: &GgufFile) -> Result<HParams, GgufError> {
         let arch_name = gguf.require_str("general.architecture")?;
+        if arch_name == "bert" {
+            return Err(invalid(
+                "general.architecture",
+                arch_name,
+                "a text encoder (embeddings, reranking), not a generative model: `ward serve \
+                 --model` serves it at /v1/embeddings or /v1/rerank",
+            ));
+        }
         let arch = Arch::from_name(arch_name).ok_or_else(|| {
             let known: Vec<_> = Arch::ALL.iter().map(|a| a.name()).collect();
             invalid(

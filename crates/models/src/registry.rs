@@ -226,9 +226,11 @@ impl Registry {
     pub fn can_run(&self, entry: &Entry) -> Runnable {
         let path = self.path_of(entry);
         if !path.is_file() {
-            return match crate::Arch::from_name(&entry.architecture) {
-                Some(_) => Runnable::ByArchitecture,
-                None => Runnable::No(format!(
+            let known = crate::Arch::from_name(&entry.architecture).is_some()
+                || entry.architecture == "bert";
+            return match known {
+                true => Runnable::ByArchitecture,
+                false => Runnable::No(format!(
                     "the {} architecture is not implemented",
                     entry.architecture
                 )),
@@ -237,7 +239,15 @@ impl Registry {
         let checked = crate::gguf::GgufFile::open(&path)
             .map_err(|e| e.to_string())
             .and_then(|g| {
-                crate::HParams::from_gguf(&g).map_err(|e| e.to_string())?;
+                // An encoder (embeddings, reranking) has its own description.
+                match g.get_str("general.architecture") {
+                    Ok(Some("bert")) => crate::arch::bert::EncoderParams::from_gguf(&g)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())?,
+                    _ => crate::HParams::from_gguf(&g)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())?,
+                }
                 crate::Tokenizer::from_gguf(&g).map_err(|e| e.to_string())?;
                 Ok(())
             });
