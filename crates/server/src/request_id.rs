@@ -39,7 +39,7 @@ fn new_id() -> String {
 }
 
 pub fn known_route(path: &str) -> &'static str {
-    const ROUTES: [&str; 24] = [
+    const ROUTES: [&str; 29] = [
         "/",
         "/ui/chat.js",
         "/ui/chat.css",
@@ -47,6 +47,11 @@ pub fn known_route(path: &str) -> &'static str {
         "/v1/chat/completions",
         "/v1/completions",
         "/v1/responses",
+        "/v1/embeddings",
+        "/embeddings",
+        "/v1/rerank",
+        "/v2/rerank",
+        "/rerank",
         "/api/chat",
         "/api/generate",
         "/api/tags",
