@@ -84,7 +84,12 @@ impl EmbedderHandle {
             let bert = Bert::load(&gguf)?;
             let p = bert.params();
             let (dim, ctx, n_vocab) = (bert.output_dim(), p.context_length, bert.n_vocab());
-            (Encoder::Bert(bert, EncoderWorkspace::default()), dim, ctx, n_vocab)
+            (
+                Encoder::Bert(bert, EncoderWorkspace::default()),
+                dim,
+                ctx,
+                n_vocab,
+            )
         } else {
             let model = ward_models::arch::load(&gguf)?;
             let hp = model.hparams();
@@ -96,9 +101,15 @@ impl EmbedderHandle {
             }
             let (dim, ctx) = (hp.n_embd, hp.context_length.min(DECODER_MAX_INPUT));
             let n_vocab = model.n_vocab();
-            (Encoder::Decoder(model, Workspace::default()), dim, ctx, n_vocab)
+            (
+                Encoder::Decoder(model, Workspace::default()),
+                dim,
+                ctx,
+                n_vocab,
+            )
         };
-        let reranker = matches!(&encoder, Encoder::Bert(b, _) if b.params().pooling == Pooling::Rank);
+        let reranker =
+            matches!(&encoder, Encoder::Bert(b, _) if b.params().pooling == Pooling::Rank);
         let info = ModelInfo {
             context_length,
             has_chat_template: false,
@@ -111,7 +122,16 @@ impl EmbedderHandle {
         let thread_queued = queued.clone();
         std::thread::Builder::new()
             .name("ward-embed".into())
-            .spawn(move || run(encoder, dim, !reranker, rx, max_batch_tokens, &thread_queued))
+            .spawn(move || {
+                run(
+                    encoder,
+                    dim,
+                    !reranker,
+                    rx,
+                    max_batch_tokens,
+                    &thread_queued,
+                )
+            })
             .map_err(|e| ModelError::BadTensor {
                 name: "(encoder thread)".into(),
                 reason: e.to_string(),
@@ -287,7 +307,10 @@ mod tests {
             p.iter().map(|s| s.iter().map(Vec::len).collect()).collect()
         };
         assert_eq!(lens(passes(&inputs, 9)), [vec![3, 4, 2], vec![9], vec![1]]);
-        assert_eq!(lens(passes(&inputs, 5)), [vec![3], vec![4], vec![2], vec![9], vec![1]]);
+        assert_eq!(
+            lens(passes(&inputs, 5)),
+            [vec![3], vec![4], vec![2], vec![9], vec![1]]
+        );
         assert_eq!(lens(passes(&inputs, 100)), [vec![3, 4, 2, 9, 1]]);
         assert!(passes(&[], 5).is_empty());
     }

@@ -17,14 +17,15 @@ pub mod stop;
 pub mod worker;
 
 pub use api::{
-    EmbedInput, EmbedRequest, Embedder, Embeddings, Engine, Event, EventSender, EventStream, GenerateRequest, ModelInfo, Prompt, ResponseFormat,
-    SubmitError, Tenant, TokenChoice, TokenLogprob, Usage,
+    EmbedInput, EmbedRequest, Embedder, Embeddings, Engine, Event, EventSender, EventStream,
+    GenerateRequest, ModelInfo, Prompt, ResponseFormat, SubmitError, Tenant, TokenChoice,
+    TokenLogprob, Usage,
 };
+pub use embed::{EmbedderConfig, EmbedderHandle};
 pub use generate::{generate, FinishReason, GenerateParams, GenerationStats, MAX_TOP_LOGPROBS};
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::SchedulerLoad;
 pub use stop::StopMatcher;
 /// Re-exported so the server can build chat prompts without depending on ward-models.
 pub use ward_models::{ChatMessage, ThinkingFormat, THINKING_FORMATS};
-pub use embed::{EmbedderConfig, EmbedderHandle};
 pub use worker::{EngineConfig, EngineHandle};

@@ -73,7 +73,9 @@ mod tests {
     #[test]
     fn layer_norm_matches_its_definition() {
         let n = 37;
-        let mut x: Vec<f32> = (0..n * 5).map(|i| ((i * 7919) % 101) as f32 * 0.37 - 11.0).collect();
+        let mut x: Vec<f32> = (0..n * 5)
+            .map(|i| ((i * 7919) % 101) as f32 * 0.37 - 11.0)
+            .collect();
         let weight: Vec<f32> = (0..n).map(|i| 0.5 + i as f32 * 0.01).collect();
         let bias: Vec<f32> = (0..n).map(|i| i as f32 * -0.02).collect();
         let want: Vec<f32> = x

@@ -20,7 +20,11 @@ fn cosine(a: &[f32], b: &[f64]) -> f64 {
 }
 
 fn floats(v: &serde_json::Value) -> Vec<f64> {
-    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -35,7 +39,10 @@ fn minilm_matches_llama_cpp_and_sentence_transformers() {
     assert!(cases.len() >= 10);
     let ids: Vec<Vec<u32>> = cases
         .iter()
-        .map(|c| tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512).unwrap())
+        .map(|c| {
+            tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512)
+                .unwrap()
+        })
         .collect();
     let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let mut ws = EncoderWorkspace::default();
@@ -46,7 +53,10 @@ fn minilm_matches_llama_cpp_and_sentence_transformers() {
     for (i, case) in cases.iter().enumerate() {
         let text = case["text"].as_str().unwrap();
         let want_ids: Vec<u32> = floats(&case["ids"]).iter().map(|&x| x as u32).collect();
-        assert_eq!(ids[i], want_ids, "{text:?}: token ids differ from llama.cpp's");
+        assert_eq!(
+            ids[i], want_ids,
+            "{text:?}: token ids differ from llama.cpp's"
+        );
         let got = &all[i * 384..][..384];
         let c = cosine(got, &floats(&case["llama"]));
         assert!(c >= 0.999, "{text:?}: cosine {c} with llama.cpp");
@@ -55,7 +65,10 @@ fn minilm_matches_llama_cpp_and_sentence_transformers() {
         // as text (as llama.cpp's special=false does), so those inputs are not the same.
         if case["hf_ids"] == case["ids"] {
             let c = cosine(got, &floats(&case["st"]));
-            assert!(c >= 0.999, "{text:?}: cosine {c} with sentence-transformers");
+            assert!(
+                c >= 0.999,
+                "{text:?}: cosine {c} with sentence-transformers"
+            );
             worst_st = worst_st.min(c);
             st_compared += 1;
         }
@@ -116,26 +129,40 @@ fn random_qwen3_embedding_matches_llama_cpp() {
 fn minilm_reranker_scores_match_llama_cpp_and_transformers() {
     let gguf = GgufFile::open(&model_path(MINILM_RERANK)).unwrap();
     let bert = Bert::load(&gguf).unwrap();
-    assert_eq!((bert.params().pooling, bert.output_dim()), (Pooling::Rank, 1));
+    assert_eq!(
+        (bert.params().pooling, bert.output_dim()),
+        (Pooling::Rank, 1)
+    );
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
     let fx = fixture("rerank-minilm.json");
     let cases = fx["cases"].as_array().unwrap();
     let pairs: Vec<Vec<u32>> = cases
         .iter()
         .map(|c| {
-            let (q, d) = (c["query"].as_str().unwrap(), c["document"].as_str().unwrap());
+            let (q, d) = (
+                c["query"].as_str().unwrap(),
+                c["document"].as_str().unwrap(),
+            );
             tok.encode_pair(q, d, false, 512).unwrap()
         })
         .collect();
     let inputs: Vec<&[u32]> = pairs.iter().map(Vec::as_slice).collect();
-    let scores = bert.embed(&inputs, &mut EncoderWorkspace::default()).unwrap();
+    let scores = bert
+        .embed(&inputs, &mut EncoderWorkspace::default())
+        .unwrap();
     let mut worst = (0.0f64, 0.0f64);
     for ((case, ids), &score) in cases.iter().zip(&pairs).zip(&scores) {
         let want_ids: Vec<u32> = floats(&case["ids"]).iter().map(|&x| x as u32).collect();
         assert_eq!(ids, &want_ids, "{case}");
-        let (llama, hf) = (case["llama"].as_f64().unwrap(), case["hf"].as_f64().unwrap());
+        let (llama, hf) = (
+            case["llama"].as_f64().unwrap(),
+            case["hf"].as_f64().unwrap(),
+        );
         let (dl, dh) = ((score as f64 - llama).abs(), (score as f64 - hf).abs());
-        assert!(dl < 2e-3 && dh < 2e-3, "ward {score}, llama.cpp {llama}, transformers {hf}");
+        assert!(
+            dl < 2e-3 && dh < 2e-3,
+            "ward {score}, llama.cpp {llama}, transformers {hf}"
+        );
         worst = (worst.0.max(dl), worst.1.max(dh));
     }
     // The order of the documents for each query is llama.cpp's.
@@ -148,5 +175,8 @@ fn minilm_reranker_scores_match_llama_cpp_and_transformers() {
         let llama: Vec<f64> = q.1.iter().map(|c| c["llama"].as_f64().unwrap()).collect();
         assert_eq!(order(q.0.iter().map(|&s| s as f64).collect()), order(llama));
     }
-    eprintln!("largest score difference: {:.6} with llama.cpp, {:.6} with transformers", worst.0, worst.1);
+    eprintln!(
+        "largest score difference: {:.6} with llama.cpp, {:.6} with transformers",
+        worst.0, worst.1
+    );
 }

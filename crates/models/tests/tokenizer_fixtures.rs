@@ -106,7 +106,10 @@ fn minilm_wordpiece_matches_its_own_tokenizer_and_llama_cpp() {
         .partition(|c| c["ids_with_special"] == c["hf_ids"]);
     // llama.cpp keeps only the first code point of an NFD decomposition (Hangul loses its
     // vowels), strips Devanagari's spacing vowel signs, and splits at U+0085.
-    let mut differing: Vec<_> = differing.iter().map(|c| c["text"].as_str().unwrap()).collect();
+    let mut differing: Vec<_> = differing
+        .iter()
+        .map(|c| c["text"].as_str().unwrap())
+        .collect();
     differing.sort();
     assert_eq!(
         differing,

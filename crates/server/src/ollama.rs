@@ -24,12 +24,12 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::generation::{read_body, start, ChoiceOutput, Started};
 use crate::ledger::Ledger;
+use crate::openai::embeddings::{check_embedder, record_input, run as run_embed, vectors, Input};
 use crate::openai::reasoning::ReasoningSplitter;
 use crate::openai::request::parse_json;
 use crate::openai::response::Endpoint;
 use crate::openai::tools::ToolCall;
 use crate::request_id::RequestId;
-use crate::openai::embeddings::{check_embedder, record_input, run as run_embed, vectors, Input};
 use crate::routes::{check_model, served_models};
 use crate::App;
 
@@ -445,14 +445,18 @@ fn describe(info: &ModelInfo, digest: &str) -> (Value, Value) {
 
 /// `{"models": [model]}`, or no models if the caller may not use the one served.
 /// Every model served that this caller may use, described by `describe`.
-fn models_for(app: &App, caller: &Caller, describe: impl Fn(&ModelInfo) -> Value) -> Answer {
-    let models: Vec<Value> = served_models(app)
-        .map_err(ollama_error)?
-        .into_iter()
-        .filter(|m| caller.0.as_ref().is_none_or(|s| s.may_use(&m.id)))
-        .map(describe)
-        .collect();
-    Ok(Json(json!({"models": models})).into_response())
+fn models_for(app: &App, caller: &Caller, describe: impl Fn(&ModelInfo) -> Value) -> Response {
+    match served_models(app) {
+        Err(e) => ollama_error(e),
+        Ok(models) => {
+            let models: Vec<Value> = models
+                .into_iter()
+                .filter(|m| caller.0.as_ref().is_none_or(|s| s.may_use(&m.id)))
+                .map(describe)
+                .collect();
+            Json(json!({"models": models})).into_response()
+        }
+    }
 }
 
 /// The sha256 of a served model's file, where the server knows it.
@@ -464,13 +468,13 @@ fn digest<'a>(app: &'a App, info: &ModelInfo) -> &'a str {
 }
 
 /// `GET /api/tags`: the models this caller may use.
-pub async fn tags(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Answer {
+pub async fn tags(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Response {
     models_for(&app, &caller, |info| describe(info, digest(&app, info)).0)
 }
 
 /// `GET /api/ps`: the models loaded (all of them, on this server), as `/api/tags` with the
 /// context length.
-pub async fn ps(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Answer {
+pub async fn ps(State(app): State<Arc<App>>, Extension(caller): Extension<Caller>) -> Response {
     models_for(&app, &caller, |info| {
         let (mut model, _) = describe(info, digest(&app, info));
         model["context_length"] = json!(info.context_length);
@@ -553,8 +557,12 @@ pub async fn embed(
         let input = match (legacy, body.input, body.prompt) {
             (true, _, Some(prompt)) => Input::One(prompt),
             (false, Some(input), _) => input,
-            (true, _, None) => return Err(ApiError::invalid_param("prompt", "'prompt' is required")),
-            (false, None, _) => return Err(ApiError::invalid_param("input", "'input' is required")),
+            (true, _, None) => {
+                return Err(ApiError::invalid_param("prompt", "'prompt' is required"))
+            }
+            (false, None, _) => {
+                return Err(ApiError::invalid_param("input", "'input' is required"))
+            }
         };
         let dim = embedder.dimensions();
         let dimensions = body.dimensions.unwrap_or(dim);

@@ -93,7 +93,12 @@ pub fn bidirectional(
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
     for (x, y) in ac.zip(bc) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -195,7 +200,14 @@ mod tests {
         let mut batch = vec![0.0; q.len()];
         bidirectional(&q, &k, &v, &[9, 31], &shape, &mut batch);
         let mut alone = vec![0.0; 31 * row];
-        bidirectional(&q[9 * row..], &k[9 * 32..], &v[9 * 32..], &[31], &shape, &mut alone);
+        bidirectional(
+            &q[9 * row..],
+            &k[9 * 32..],
+            &v[9 * 32..],
+            &[31],
+            &shape,
+            &mut alone,
+        );
         assert_eq!(&batch[9 * row..], &alone[..]);
     }
 }

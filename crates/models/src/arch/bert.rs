@@ -81,7 +81,7 @@ impl EncoderParams {
         let n_head = count("attention.head_count", 1024)?;
         let n_head_kv = match gguf.get_u64("bert.attention.head_count_kv")? {
             None => n_head,
-            Some(v) if v >= 1 && n_head as u64 % v == 0 => v as usize,
+            Some(v) if v >= 1 && (n_head as u64).is_multiple_of(v) => v as usize,
             Some(v) => {
                 return Err(invalid(
                     "bert.attention.head_count_kv",
@@ -334,7 +334,8 @@ impl Bert {
         let mut at = 0;
         for input in inputs {
             let positions: Vec<u32> = (0..input.len() as u32).collect();
-            self.tokens.lookup(input, &mut x[at * d..][..input.len() * d])?;
+            self.tokens
+                .lookup(input, &mut x[at * d..][..input.len() * d])?;
             self.positions
                 .lookup(&positions, &mut pos[at * d..][..input.len() * d])?;
             at += input.len();
@@ -475,9 +476,14 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> GgufError {
 /// llama-server's embeddings are.
 pub fn normalize(vectors: &mut [f32], dim: usize) {
     for v in vectors.chunks_exact_mut(dim) {
-        let norm = v.iter().map(|&x| f64::from(x) * f64::from(x)).sum::<f64>().sqrt();
+        let norm = v
+            .iter()
+            .map(|&x| f64::from(x) * f64::from(x))
+            .sum::<f64>()
+            .sqrt();
         if norm > 0.0 {
-            v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+            v.iter_mut()
+                .for_each(|x| *x = (f64::from(*x) / norm) as f32);
         }
     }
 }

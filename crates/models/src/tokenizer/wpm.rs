@@ -85,10 +85,8 @@ fn words(text: &str, lowercase: bool, strip_accents: bool) -> Vec<String> {
         let alone = c.general_category_group() == GeneralCategoryGroup::Punctuation
             || c.is_ascii_punctuation()
             || is_cjk(c as u32);
-        if c.is_whitespace() || alone {
-            if !words.last().is_some_and(String::is_empty) {
-                words.push(String::new());
-            }
+        if (c.is_whitespace() || alone) && !words.last().is_some_and(String::is_empty) {
+            words.push(String::new());
         }
         if alone {
             words.last_mut().expect("never empty").push(c);

@@ -218,7 +218,8 @@ pub(crate) fn vectors(out: &Embeddings, dimensions: usize) -> impl Iterator<Item
         if dimensions < out.dim {
             let norm = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
             if norm > 0.0 {
-                v.iter_mut().for_each(|x| *x = (f64::from(*x) / norm) as f32);
+                v.iter_mut()
+                    .for_each(|x| *x = (f64::from(*x) / norm) as f32);
             }
         }
         v

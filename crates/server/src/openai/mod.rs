@@ -2,8 +2,8 @@
 
 pub mod embeddings;
 pub mod reasoning;
-pub mod rerank;
 pub mod request;
+pub mod rerank;
 pub mod response;
 pub mod responses;
 pub mod tools;
