@@ -42,6 +42,51 @@ enum Encoder {
 }
 
 impl Encoder {
+    /// The embedding model (or reranker) a GGUF holds.
+    fn load(gguf: &GgufFile) -> Result<Encoder, ModelError> {
+        if gguf.require_str("general.architecture")? == "bert" {
+            return Ok(Encoder::Bert(
+                Bert::load(gguf)?,
+                EncoderWorkspace::default(),
+            ));
+        }
+        let model = ward_models::arch::load(gguf)?;
+        let hp = model.hparams();
+        if hp.pooling.is_none() {
+            return Err(ModelError::NotAnEmbeddingModel {
+                arch: hp.arch.name().into(),
+            });
+        }
+        Ok(Encoder::Decoder(model, Workspace::default()))
+    }
+
+    /// Values per input.
+    fn dim(&self) -> usize {
+        match self {
+            Encoder::Bert(bert, _) => bert.output_dim(),
+            Encoder::Decoder(model, _) => model.hparams().n_embd,
+        }
+    }
+
+    /// The longest input.
+    fn context_length(&self) -> usize {
+        match self {
+            Encoder::Bert(bert, _) => bert.params().context_length,
+            Encoder::Decoder(model, _) => model.hparams().context_length.min(DECODER_MAX_INPUT),
+        }
+    }
+
+    fn n_vocab(&self) -> usize {
+        match self {
+            Encoder::Bert(bert, _) => bert.n_vocab(),
+            Encoder::Decoder(model, _) => model.n_vocab(),
+        }
+    }
+
+    fn is_reranker(&self) -> bool {
+        matches!(self, Encoder::Bert(bert, _) if bert.params().pooling == Pooling::Rank)
+    }
+
     fn embed(&mut self, inputs: &[&[u32]]) -> Result<Vec<f32>, ModelError> {
         match self {
             Encoder::Bert(bert, ws) => bert.embed(inputs, ws),
@@ -54,6 +99,14 @@ impl Encoder {
             }
         }
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedderError {
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("starting the encoder thread: {0}")]
+    Thread(std::io::Error),
 }
 
 struct Job {
@@ -76,40 +129,16 @@ pub struct EmbedderHandle {
 
 impl EmbedderHandle {
     /// Load the encoder in `path` and start its thread; served under the name `id`.
-    pub fn load(path: &Path, id: &str, config: EmbedderConfig) -> Result<Self, ModelError> {
-        let gguf = GgufFile::open(path)?;
-        let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf)?);
-        let architecture = gguf.require_str("general.architecture")?.to_string();
-        let (encoder, dim, context_length, n_vocab) = if architecture == "bert" {
-            let bert = Bert::load(&gguf)?;
-            let p = bert.params();
-            let (dim, ctx, n_vocab) = (bert.output_dim(), p.context_length, bert.n_vocab());
-            (
-                Encoder::Bert(bert, EncoderWorkspace::default()),
-                dim,
-                ctx,
-                n_vocab,
-            )
-        } else {
-            let model = ward_models::arch::load(&gguf)?;
-            let hp = model.hparams();
-            if hp.pooling.is_none() {
-                return Err(ModelError::BadTensor {
-                    name: format!("{architecture}.pooling_type"),
-                    reason: "a generative model, not an embedding model".into(),
-                });
-            }
-            let (dim, ctx) = (hp.n_embd, hp.context_length.min(DECODER_MAX_INPUT));
-            let n_vocab = model.n_vocab();
-            (
-                Encoder::Decoder(model, Workspace::default()),
-                dim,
-                ctx,
-                n_vocab,
-            )
-        };
-        let reranker =
-            matches!(&encoder, Encoder::Bert(b, _) if b.params().pooling == Pooling::Rank);
+    pub fn load(path: &Path, id: &str, config: EmbedderConfig) -> Result<Self, EmbedderError> {
+        let gguf = GgufFile::open(path).map_err(ModelError::from)?;
+        let tokenizer = Arc::new(Tokenizer::from_gguf(&gguf).map_err(ModelError::from)?);
+        let encoder = Encoder::load(&gguf)?;
+        let (dim, context_length) = (encoder.dim(), encoder.context_length());
+        let (n_vocab, reranker) = (encoder.n_vocab(), encoder.is_reranker());
+        let architecture = gguf
+            .require_str("general.architecture")
+            .map_err(ModelError::from)?
+            .to_string();
         let info = ModelInfo {
             context_length,
             has_chat_template: false,
@@ -132,10 +161,7 @@ impl EmbedderHandle {
                     &thread_queued,
                 )
             })
-            .map_err(|e| ModelError::BadTensor {
-                name: "(encoder thread)".into(),
-                reason: e.to_string(),
-            })?;
+            .map_err(EmbedderError::Thread)?;
         Ok(EmbedderHandle {
             info,
             dim,

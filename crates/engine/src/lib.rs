@@ -21,7 +21,7 @@ pub use api::{
     GenerateRequest, ModelInfo, Prompt, ResponseFormat, SubmitError, Tenant, TokenChoice,
     TokenLogprob, Usage,
 };
-pub use embed::{EmbedderConfig, EmbedderHandle};
+pub use embed::{EmbedderConfig, EmbedderError, EmbedderHandle};
 pub use generate::{generate, FinishReason, GenerateParams, GenerationStats, MAX_TOP_LOGPROBS};
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::SchedulerLoad;

@@ -164,10 +164,13 @@ impl<'m> Scheduler<'m> {
         }
     }
 
-    /// Run one step; false if there was nothing to run.
-    pub fn step(&mut self) -> bool {
+    /// Run one step; false if there was nothing to run. `admitted` is told the load once the
+    /// waiting sequences that fit have been admitted, before the forward pass (whose first
+    /// tokens their clients may answer with new requests).
+    pub fn step(&mut self, admitted: impl FnOnce(SchedulerLoad)) -> bool {
         self.drop_departed();
         self.admit();
+        admitted(self.load());
         let chunks = self.plan();
         if chunks.is_empty() {
             return false;

@@ -323,9 +323,15 @@ fn model_info(lm: &LoadedModel, id: &str, kv_positions: usize) -> ModelInfo {
 
 fn run(lm: &LoadedModel, config: SchedulerConfig, jobs: Receiver<Job>, shared: &Shared) {
     let mut scheduler = Scheduler::new(lm, config);
+    let publish = |load| *shared.load.lock().unwrap_or_else(|e| e.into_inner()) = load;
+    // A job moves from the channel's count to the scheduler's waiting count as one: the
+    // published load counts it before the channel stops counting it, so `queue_depth` may
+    // count it twice for a moment (a refusal too many) but never misses it (a request admitted
+    // past `max_queue`). The step publishes again as soon as it has admitted sequences.
     let take = |scheduler: &mut Scheduler, job| {
-        shared.in_channel.fetch_sub(1, Ordering::SeqCst);
         scheduler.add(job);
+        publish(scheduler.load());
+        shared.in_channel.fetch_sub(1, Ordering::SeqCst);
     };
     loop {
         if scheduler.is_idle() {
@@ -338,8 +344,8 @@ fn run(lm: &LoadedModel, config: SchedulerConfig, jobs: Receiver<Job>, shared: &
         while let Ok(job) = jobs.try_recv() {
             take(&mut scheduler, job);
         }
-        let ran = scheduler.step();
-        *shared.load.lock().unwrap_or_else(|e| e.into_inner()) = scheduler.load();
+        let ran = scheduler.step(publish);
+        publish(scheduler.load());
         if !ran {
             // Nothing could run (a client gone mid-queue, say): wait briefly for news rather
             // than spin.

@@ -71,6 +71,9 @@ pub enum ModelError {
     },
     #[error("tensor {name:?}: {reason}")]
     BadTensor { name: String, reason: String },
+    /// Embeddings asked of a generative model (no `<arch>.pooling_type`).
+    #[error("this {arch} model generates text; it has no pooling type for embeddings")]
+    NotAnEmbeddingModel { arch: String },
     /// The GPU failed, or cannot run this model.
     #[error("GPU: {0}")]
     Gpu(String),

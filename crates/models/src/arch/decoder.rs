@@ -75,10 +75,12 @@ impl CausalLm for Decoder {
     }
 
     fn embed(&self, tokens: &[u32], ws: &mut Workspace) -> Result<Vec<f32>, ModelError> {
-        let pooling = self.hp.pooling.ok_or_else(|| ModelError::BadTensor {
-            name: format!("{}.pooling_type", self.hp.arch.name()),
-            reason: "this is a generative model; it has no pooling for embeddings".into(),
-        })?;
+        let pooling = self
+            .hp
+            .pooling
+            .ok_or_else(|| ModelError::NotAnEmbeddingModel {
+                arch: self.hp.arch.name().into(),
+            })?;
         let mut cache = self.new_cache(tokens.len());
         cache.reserve(tokens.len());
         let mut batch = [BatchItem {
