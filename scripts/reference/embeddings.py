@@ -22,7 +22,6 @@ Run through make-fixtures.sh (after scripts/fetch-models.sh has built the GGUF).
                                     Qwen2.5's vocabulary), with the file's sha256 (the test
                                     writes the same file again and checks it)
 """
-import hashlib
 import json
 import os
 import subprocess
@@ -33,15 +32,15 @@ import zipfile
 from llama_cpp import Llama
 
 import inputs
+import random_models
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 MODEL = os.path.join(ROOT, "models", "all-MiniLM-L6-v2.F16.gguf")
 OUT = os.path.join(HERE, "fixtures", "embeddings-minilm.json")
 TOKENS_OUT = os.path.join(HERE, "fixtures", "tokenizer-minilm.json")
-WARD = os.environ.get("WARD_BIN", os.path.join(ROOT, "target", "release", "ward"))
 QWEN3_VOCAB = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-SEED = 11
+SEED = random_models.SEED
 
 # The sentence-transformers half, run in the python that has it, on the unzipped checkpoint.
 ST_SCRIPT = r"""
@@ -171,11 +170,7 @@ def random_qwen3_embedding():
     """The decoder path: a random Qwen3 with last-token pooling, as Qwen3-Embedding is."""
     shape = "tiny-qwen3-embedding"
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(tmp, f"{shape}.gguf")
-        subprocess.run([WARD, "synth", shape, "--seed", str(SEED), "--out", path,
-                        "--vocab", os.path.join(ROOT, "models", QWEN3_VOCAB)], check=True)
-        with open(path, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        path, digest = random_models.synth(shape, QWEN3_VOCAB, tmp)
         llm = Llama(model_path=path, embedding=True, n_ctx=4096, n_batch=4096, n_ubatch=4096,
                     verbose=False)
         cases = []

@@ -24,14 +24,20 @@ MODELS = {
 }
 
 
+def synth(shape, vocab, tmp):
+    """`ward synth`'s random model `shape` with the vocabulary of models/`vocab`, written into
+    the directory `tmp`: its path and sha256."""
+    path = os.path.join(tmp, f"{shape}.gguf")
+    subprocess.run([WARD, "synth", shape, "--seed", str(SEED), "--out", path,
+                    "--vocab", os.path.join(ROOT, "models", vocab)], check=True)
+    with open(path, "rb") as f:
+        return path, hashlib.sha256(f.read()).hexdigest()
+
+
 def main():
     for shape, vocab in MODELS.items():
         with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, f"{shape}.gguf")
-            subprocess.run([WARD, "synth", shape, "--seed", str(SEED), "--out", path,
-                            "--vocab", os.path.join(ROOT, "models", vocab)], check=True)
-            with open(path, "rb") as f:
-                digest = hashlib.sha256(f.read()).hexdigest()
+            path, digest = synth(shape, vocab, tmp)
             llm = load(path, n_ctx=4096)
             cases = []
             # The long note reaches positions where frequency factors turn the slow pairs far.

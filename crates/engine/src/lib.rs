@@ -26,6 +26,8 @@ pub use generate::{generate, FinishReason, GenerateParams, GenerationStats, MAX_
 pub use sampler::{Sampler, SamplingParams};
 pub use scheduler::SchedulerLoad;
 pub use stop::StopMatcher;
+/// How the engine scales embeddings to unit length, for a server that shortens them.
+pub use ward_models::arch::bert::normalize;
 /// Re-exported so the server can build chat prompts without depending on ward-models.
 pub use ward_models::{ChatMessage, ThinkingFormat, THINKING_FORMATS};
 pub use worker::{EngineConfig, EngineHandle};

@@ -426,19 +426,27 @@ fn check_keys(gguf: &GgufFile, arch: Arch) -> Result<(), GgufError> {
         ],
         Arch::Llama | Arch::Qwen2 | Arch::Qwen3 => &[],
     };
-    let prefix = format!("{}.", arch.name());
+    refuse_unknown_keys(gguf, arch.name(), &[COMMON_KEYS, extra])
+}
+
+/// Refuse any `<arch>.*` key that is not in one of the `known` lists.
+pub(crate) fn refuse_unknown_keys(
+    gguf: &GgufFile,
+    arch: &str,
+    known: &[&[&str]],
+) -> Result<(), GgufError> {
+    let prefix = format!("{arch}.");
     for key in gguf.metadata().keys() {
         let Some(rest) = key.strip_prefix(&prefix) else {
             continue;
         };
-        if !COMMON_KEYS.contains(&rest) && !extra.contains(&rest) {
+        if !known.iter().any(|list| list.contains(&rest)) {
             return Err(invalid(
                 key,
                 "(present)",
                 &format!(
-                    "a {} setting Ward does not implement; refusing to run the model \
-                     without it",
-                    arch.name()
+                    "a {arch} setting Ward does not implement; refusing to run the model \
+                     without it"
                 ),
             ));
         }
@@ -471,7 +479,7 @@ fn rope_freq_factors(gguf: &GgufFile, rope_dim: usize) -> Result<Option<Arc<[f32
     Ok(Some(factors.into()))
 }
 
-fn invalid(key: &str, value: impl ToString, reason: &str) -> GgufError {
+pub(crate) fn invalid(key: &str, value: impl ToString, reason: &str) -> GgufError {
     GgufError::InvalidValue {
         key: key.to_string(),
         value: value.to_string(),
@@ -479,14 +487,14 @@ fn invalid(key: &str, value: impl ToString, reason: &str) -> GgufError {
     }
 }
 
-fn bounded(key: &str, v: u64, min: u64, max: u64) -> Result<usize, GgufError> {
+pub(crate) fn bounded(key: &str, v: u64, min: u64, max: u64) -> Result<usize, GgufError> {
     if v < min || v > max {
         return Err(invalid(key, v, &format!("must be between {min} and {max}")));
     }
     Ok(v as usize)
 }
 
-fn positive(gguf: &GgufFile, key: &str, default: Option<f32>) -> Result<f32, GgufError> {
+pub(crate) fn positive(gguf: &GgufFile, key: &str, default: Option<f32>) -> Result<f32, GgufError> {
     let v = match (gguf.get_f64(key)?, default) {
         (Some(v), _) => v as f32,
         (None, Some(d)) => d,

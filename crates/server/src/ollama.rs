@@ -24,7 +24,9 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::generation::{read_body, start, ChoiceOutput, Started};
 use crate::ledger::Ledger;
-use crate::openai::embeddings::{check_embedder, record_input, run as run_embed, vectors, Input};
+use crate::openai::embeddings::{
+    check_embedder, dimensions, record_input, run as run_embed, vectors, Input,
+};
 use crate::openai::reasoning::ReasoningSplitter;
 use crate::openai::request::parse_json;
 use crate::openai::response::Endpoint;
@@ -564,14 +566,7 @@ pub async fn embed(
                 return Err(ApiError::invalid_param("input", "'input' is required"))
             }
         };
-        let dim = embedder.dimensions();
-        let dimensions = body.dimensions.unwrap_or(dim);
-        if !(1..=dim).contains(&dimensions) {
-            return Err(ApiError::invalid_param(
-                "dimensions",
-                format!("'dimensions' must be between 1 and {dim} for this model"),
-            ));
-        }
+        let dimensions = dimensions(&*embedder, body.dimensions)?;
         let out = run_embed(&app, &caller, &ledger, &embedder, input.into_inputs()?).await?;
         let vectors: Vec<Vec<f32>> = vectors(&out, dimensions).collect();
         Ok(if legacy {

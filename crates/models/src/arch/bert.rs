@@ -17,6 +17,7 @@ use ward_kernels::norm::layer_norm_inplace;
 
 use crate::gguf::{GgufError, GgufFile};
 pub use crate::hparams::Pooling;
+use crate::hparams::{bounded, invalid, positive, refuse_unknown_keys};
 use crate::weights::{Embedding, Linear, WeightLoader};
 use crate::workspace::sized;
 use crate::ModelError;
@@ -57,25 +58,10 @@ impl EncoderParams {
         if arch != "bert" {
             return Err(invalid("general.architecture", arch, "not a BERT encoder"));
         }
-        for key in gguf.metadata().keys() {
-            if let Some(rest) = key.strip_prefix("bert.") {
-                if !KEYS.contains(&rest) {
-                    return Err(invalid(
-                        key,
-                        "(present)",
-                        "a bert setting Ward does not implement; refusing to run the model \
-                         without it",
-                    ));
-                }
-            }
-        }
+        refuse_unknown_keys(gguf, "bert", &[KEYS])?;
         let count = |k: &str, max: u64| -> Result<usize, GgufError> {
             let key = format!("bert.{k}");
-            let v = gguf.require_u64(&key)?;
-            if v == 0 || v > max {
-                return Err(invalid(&key, v, &format!("must be between 1 and {max}")));
-            }
-            Ok(v as usize)
+            bounded(&key, gguf.require_u64(&key)?, 1, max)
         };
         let n_embd = count("embedding_length", 1 << 16)?;
         let n_head = count("attention.head_count", 1024)?;
@@ -112,17 +98,7 @@ impl EncoderParams {
                  reranker rank (4) pooling",
             )
         })?;
-        let eps = gguf
-            .get_f64("bert.attention.layer_norm_epsilon")?
-            .ok_or_else(|| GgufError::MissingKey("bert.attention.layer_norm_epsilon".into()))?
-            as f32;
-        if !(eps.is_finite() && eps > 0.0) {
-            return Err(invalid(
-                "bert.attention.layer_norm_epsilon",
-                eps,
-                "must be a positive finite number",
-            ));
-        }
+        let eps = positive(gguf, "bert.attention.layer_norm_epsilon", None)?;
         Ok(EncoderParams {
             n_layer: count("block_count", 1024)?,
             n_embd,
@@ -462,14 +438,6 @@ fn check_tensors(gguf: &GgufFile, n_layer: usize, rank: bool) -> Result<(), Gguf
         }
     }
     Ok(())
-}
-
-fn invalid(key: &str, value: impl ToString, reason: &str) -> GgufError {
-    GgufError::InvalidValue {
-        key: key.to_string(),
-        value: value.to_string(),
-        reason: reason.to_string(),
-    }
 }
 
 /// Scale each `dim`-long vector to unit length (a zero vector stays zero), as OpenAI's and

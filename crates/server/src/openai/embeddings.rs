@@ -13,7 +13,7 @@ use axum::{Extension, Json};
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use ward_engine::{EmbedInput, EmbedRequest, Embedder, Embeddings};
+use ward_engine::{normalize, EmbedInput, EmbedRequest, Embedder, Embeddings};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -92,17 +92,7 @@ pub async fn embeddings(
         }
     };
     let embedder = check_embedder(&app, &caller, &ledger, body.model.as_deref(), false)?;
-    let dim = embedder.dimensions();
-    let dimensions = match body.dimensions {
-        None => dim,
-        Some(d) if (1..=dim).contains(&d) => d,
-        Some(_) => {
-            return Err(ApiError::invalid_param(
-                "dimensions",
-                format!("'dimensions' must be between 1 and {dim} for this model"),
-            ))
-        }
-    };
+    let dimensions = dimensions(&*embedder, body.dimensions)?;
     let inputs = body.input.into_inputs()?;
     let n = inputs.len();
     ledger.with(|r| r.params = Some(json!({"inputs": n, "dimensions": dimensions})));
@@ -211,16 +201,27 @@ pub(crate) async fn run(
     Ok(out)
 }
 
+/// The values to keep of each vector: all of them, or the `requested` first ones.
+pub(crate) fn dimensions(
+    embedder: &dyn Embedder,
+    requested: Option<usize>,
+) -> Result<usize, ApiError> {
+    let dim = embedder.dimensions();
+    match requested.unwrap_or(dim) {
+        d if (1..=dim).contains(&d) => Ok(d),
+        _ => Err(ApiError::invalid_param(
+            "dimensions",
+            format!("'dimensions' must be between 1 and {dim} for this model"),
+        )),
+    }
+}
+
 /// Each vector cut to its first `dimensions` values, back at unit length.
 pub(crate) fn vectors(out: &Embeddings, dimensions: usize) -> impl Iterator<Item = Vec<f32>> + '_ {
     out.vectors.chunks_exact(out.dim).map(move |v| {
         let mut v = v[..dimensions].to_vec();
         if dimensions < out.dim {
-            let norm = v.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>().sqrt();
-            if norm > 0.0 {
-                v.iter_mut()
-                    .for_each(|x| *x = (f64::from(*x) / norm) as f32);
-            }
+            normalize(&mut v, dimensions);
         }
         v
     })
