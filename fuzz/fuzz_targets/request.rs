@@ -9,8 +9,10 @@
 
 #![no_main]
 
+use std::sync::OnceLock;
+
 use libfuzzer_sys::fuzz_target;
-use ward_engine::json::Schema;
+use ward_engine::json::{JsonSpec, Vocabulary};
 use ward_engine::ResponseFormat;
 use ward_server::fuzzing::read_generation_request;
 
@@ -29,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
                 let debug = format!("{request:?}");
                 assert!(!debug.contains(CANARY), "request text in {debug}");
                 if let Some(ResponseFormat::JsonSchema(schema)) = &request.response_format {
-                    if let Err(e) = Schema::compile(schema) {
+                    static BYTES: OnceLock<Vocabulary> = OnceLock::new();
+                    let bytes = BYTES.get_or_init(Vocabulary::of_bytes);
+                    if let Err(e) = JsonSpec::compile(bytes, schema) {
                         assert!(!e.to_string().contains(CANARY), "request text in {e}");
                     }
                 }

@@ -91,6 +91,8 @@ pub struct Continuation {
     /// The raw logits of the last step, kept for log-probabilities (the sampler changes them).
     raw: Vec<f32>,
     json: Option<JsonConstraint>,
+    /// The last mask left no token.
+    dead_end: bool,
     generated: usize,
 }
 
@@ -106,6 +108,7 @@ impl Continuation {
             logprobs: params.logprobs.map(|n| n.min(MAX_TOP_LOGPROBS)),
             raw: Vec::new(),
             json: params.json.clone().map(JsonConstraint::new),
+            dead_end: false,
             generated: 0,
         }
     }
@@ -118,6 +121,20 @@ impl Continuation {
     /// Sample the next token from `logits` (changed in place by the penalties); `history` is
     /// the prompt and the tokens sampled so far.
     pub fn step(&mut self, lm: &LoadedModel, logits: &mut [f32], history: &[u32]) -> TokenStep {
+        self.prepare(lm, logits);
+        self.sample(lm, logits, history)
+    }
+
+    /// Whether [`Continuation::prepare`] has work worth a thread of its own (a JSON mask).
+    pub fn is_constrained(&self) -> bool {
+        self.json.is_some()
+    }
+
+    /// The first half of a step, which reads this sequence's row of logits and nothing else:
+    /// keep the raw logits for log-probabilities and mask what the JSON document cannot take.
+    /// The scheduler runs it for a batch's constrained sequences at once on the kernel
+    /// threads, so one sequence's mask does not hold up the others'.
+    pub fn prepare(&mut self, lm: &LoadedModel, logits: &mut [f32]) {
         if self.logprobs.is_some() {
             self.raw.clear();
             self.raw.extend_from_slice(logits);
@@ -125,20 +142,27 @@ impl Continuation {
         if let Some(json) = &mut self.json {
             let stop_ids = &self.stop_token_ids;
             let is_end = |t| lm.tokenizer.is_end_of_generation(t) || stop_ids.contains(&t);
-            if !json.mask(logits, is_end) {
-                // Nothing can continue the document (a dead end of the schema's limits).
-                self.generated += 1;
-                return TokenStep {
-                    token: lm.tokenizer.eos.unwrap_or(0),
-                    text: self.release_held_back(),
-                    finish: Some(FinishReason::Stop),
-                    logprob: None,
-                };
-            }
+            self.dead_end = !json.mask(logits, is_end);
+        }
+    }
+
+    /// The second half of a step, after [`Continuation::prepare`].
+    pub fn sample(&mut self, lm: &LoadedModel, logits: &mut [f32], history: &[u32]) -> TokenStep {
+        if self.dead_end {
+            // Nothing can continue the document (the grammar failed on a limit).
+            self.generated += 1;
+            return TokenStep {
+                token: lm.tokenizer.eos.unwrap_or(0),
+                text: self.release_held_back(),
+                finish: Some(FinishReason::Stop),
+                logprob: None,
+            };
         }
         let token = self.sampler.sample(logits, history);
         let document_done = self.json.as_mut().is_some_and(|json| {
-            json.accept(token);
+            let is_end =
+                lm.tokenizer.is_end_of_generation(token) || self.stop_token_ids.contains(&token);
+            json.accept(token, is_end);
             json.is_complete()
         });
         self.generated += 1;

@@ -381,25 +381,31 @@ fn json_answers_parse_and_follow_their_schema_when_sampled() {
         "user",
         "Summarise as JSON: 70-year-old with pneumonia, pulse 112, needs admission.",
     )];
-    let streams: Vec<EventStream> = (0..8)
-        .map(|seed| {
-            let mut r = request(Prompt::Chat(messages.clone()), Some(200));
-            r.sampling = SamplingParams {
-                temperature: 0.7,
-                seed: Some(seed),
-                ..Default::default()
-            };
-            r.response_format = Some(if seed % 4 == 3 {
-                ResponseFormat::JsonObject
-            } else {
-                ResponseFormat::JsonSchema(schema.clone())
-            });
-            engine.submit(r).unwrap()
-        })
+    let submit = |seed: u64| {
+        let mut r = request(Prompt::Chat(messages.clone()), Some(200));
+        r.sampling = SamplingParams {
+            temperature: 0.7,
+            seed: Some(seed),
+            ..Default::default()
+        };
+        r.response_format = Some(if seed % 4 == 3 {
+            ResponseFormat::JsonObject
+        } else {
+            ResponseFormat::JsonSchema(schema.clone())
+        });
+        engine.submit(r).unwrap()
+    };
+    // Eight constrained sequences in one batch: their masks are computed side by side.
+    let answers: Vec<(String, Usage)> = (0..8)
+        .map(submit)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .map(collect)
         .collect();
+    // The same seed alone gives the same answer.
+    assert_eq!(collect(submit(2)).0, answers[2].0);
     let mut whole = 0;
-    for (seed, events) in streams.into_iter().enumerate() {
-        let (text, usage) = collect(events);
+    for (seed, (text, usage)) in answers.into_iter().enumerate() {
         if usage.finish == FinishReason::Length {
             continue; // cut short by max_tokens: not a whole document, as for any server
         }
@@ -424,7 +430,7 @@ fn json_answers_parse_and_follow_their_schema_when_sampled() {
     );
     let mut bad = request(Prompt::Text("x".into()), Some(4));
     bad.response_format = Some(ResponseFormat::JsonSchema(
-        serde_json::json!({"type": "array"}),
+        serde_json::json!({"type": "tuple"}),
     ));
     assert!(matches!(
         engine.submit(bad),

@@ -1,205 +1,159 @@
 //! Structured output: answers that are JSON, and valid against a schema, by construction. At
-//! each step the tokens whose bytes cannot continue a valid document are masked out of the
-//! logits before sampling (`response_format` `json_object` / `json_schema`); once the document
-//! is complete only an end-of-generation token remains.
+//! each step the tokens that cannot continue a valid document are masked out of the logits
+//! before sampling (`response_format` `json_object` / `json_schema`); once the document is
+//! complete only an end-of-generation token remains.
+//!
+//! The grammar engine is llguidance (the library behind llama.cpp's, vLLM's and SGLang's
+//! structured output): it enforces the whole of JSON Schema that Ward accepts (`pattern`,
+//! `format`, lengths, bounds…) and computes a mask in tens to hundreds of microseconds on a
+//! 150k-token vocabulary (`cargo run --release -p ward-engine --example json_mask_time -- MODEL.gguf`).
+//! Ward's part is the policy: which schemas are accepted and with what defaults
+//! (`schema.rs`), resource limits per request, errors that never quote the request, and how a
+//! mask meets the sampler's end tokens.
 
-mod matcher;
 mod schema;
 
-use std::collections::HashMap;
-use std::ops::Range;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 
+use llguidance::api::{ParserLimits, TopLevelGrammar};
+use llguidance::toktrie::{ApproximateTokEnv, TokEnv, TokRxInfo, TokTrie};
+use llguidance::{Matcher, ParserFactory};
 use ward_models::Tokenizer;
 
-pub use matcher::Matcher;
-use matcher::State;
-pub use schema::{Schema, SchemaError};
+pub use schema::SchemaError;
 
-/// Every token's bytes in sorted order, so a mask walks each shared prefix once.
-pub struct TokenTrie {
-    /// Ids of the tokens with bytes, sorted by their bytes.
-    order: Vec<u32>,
-    /// Bytes by token id (empty for control tokens, which JSON never needs).
-    bytes: Vec<Vec<u8>>,
-    /// `lcp[k]`: bytes `order[k]` shares with `order[k - 1]`.
-    lcp: Vec<usize>,
-    /// `order` cut where the first byte changes, into parts of about `PART` tokens: each
-    /// part's walk starts from the matcher's state alone, so the kernel threads share a mask.
-    parts: Vec<Range<usize>>,
-    /// The most bytes of any token.
-    longest: usize,
+/// A model's vocabulary as llguidance indexes it, built once per model (on the first
+/// structured request) and shared by every request.
+pub struct Vocabulary {
+    factory: ParserFactory,
+    /// The id llguidance's masks use for "the document may end here".
+    eos: u32,
 }
 
-/// About how many tokens one part of a mask's walk covers.
-const PART: usize = 2048;
-
-impl TokenTrie {
-    pub fn new(tokenizer: &Tokenizer) -> TokenTrie {
+impl Vocabulary {
+    pub fn new(tokenizer: &Tokenizer) -> Vocabulary {
         let n = tokenizer.vocab().len() as u32;
-        let bytes: Vec<Vec<u8>> = (0..n).map(|id| tokenizer.token_bytes(id, false)).collect();
-        let mut order: Vec<u32> = (0..n)
-            .filter(|&id| !bytes[id as usize].is_empty())
-            .collect();
-        order.sort_by(|&a, &b| bytes[a as usize].cmp(&bytes[b as usize]));
-        let lcp: Vec<usize> = (0..order.len())
-            .map(|k| {
-                if k == 0 {
-                    return 0;
-                }
-                let (a, b) = (&bytes[order[k - 1] as usize], &bytes[order[k] as usize]);
-                a.iter().zip(b).take_while(|(x, y)| x == y).count()
+        // Control tokens have no text: llguidance keeps them apart behind a 0xFF byte, which
+        // no JSON text contains, so no document can use one.
+        let words = (0..n)
+            .map(|id| match tokenizer.token_bytes(id, false) {
+                text if !text.is_empty() => text,
+                _ => [&[0xFF][..], &tokenizer.token_bytes(id, true)].concat(),
             })
             .collect();
-        let mut parts = Vec::new();
-        let mut start = 0;
-        for (k, &shared) in lcp.iter().enumerate() {
-            if shared == 0 && k - start >= PART {
-                parts.push(start..k);
-                start = k;
-            }
-        }
-        if start < order.len() {
-            parts.push(start..order.len());
-        }
-        let longest = bytes.iter().map(Vec::len).max().unwrap_or(0);
-        TokenTrie {
-            order,
-            bytes,
-            lcp,
-            parts,
-            longest,
-        }
+        Vocabulary::from_words(words, tokenizer.eos.unwrap_or(0))
     }
 
-    pub fn bytes(&self, token: u32) -> &[u8] {
-        &self.bytes[token as usize]
+    /// One token per byte and an end token, [`Vocabulary::BYTES_EOS`]: tests and the fuzz
+    /// target say at which byte a document is refused.
+    pub fn of_bytes() -> Vocabulary {
+        let mut words: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).collect();
+        // 0xFF marks a control token (it is never in UTF-8 text either).
+        words[0xFF] = b"\xFF<unused>".to_vec();
+        words.push(b"\xFF<eos>".to_vec());
+        Vocabulary::from_words(words, Vocabulary::BYTES_EOS)
     }
 
-    /// Bit `id` of the result: all of token `id`'s bytes can follow `state`. The parts of the
-    /// vocabulary are walked on the kernel threads.
-    fn allowed(&self, state: &Matcher) -> Vec<u64> {
-        let bits: Vec<AtomicU64> = (0..self.bytes.len().div_ceil(64))
-            .map(|_| AtomicU64::new(0))
-            .collect();
-        let pool = ward_kernels::pool::global();
-        let per_call = self.parts.len().div_ceil(4 * pool.threads()).max(1);
-        pool.for_each_range(self.parts.len(), per_call, |parts| {
-            let mut states = vec![state.clone(); self.longest + 1];
-            for part in &self.parts[parts] {
-                self.walk(part.clone(), &mut states, &bits);
-            }
-        });
-        bits.into_iter().map(AtomicU64::into_inner).collect()
-    }
+    pub const BYTES_EOS: u32 = 256;
 
-    /// The walk of `order[part]`, whose first token shares nothing with the one before.
-    /// `states[d]`: the state after the first d bytes of the current token, valid for
-    /// d <= depth (`states[0]` is the state the mask is for); a prefix of `failed + 1` bytes of
-    /// the previous token was rejected.
-    fn walk(&self, part: Range<usize>, states: &mut [Matcher], bits: &[AtomicU64]) {
-        let mut depth = 0;
-        let mut failed: Option<usize> = None;
-        for k in part {
-            let token = self.order[k];
-            let (bytes, lcp) = (&self.bytes[token as usize], self.lcp[k]);
-            if failed.is_some_and(|f| lcp > f) {
-                continue; // shares the rejected prefix
-            }
-            failed = None;
-            depth = depth.min(lcp);
-            while depth < bytes.len() {
-                let (done, rest) = states.split_at_mut(depth + 1);
-                rest[0].copy_from(&done[depth]);
-                if !rest[0].feed(bytes[depth]) {
-                    failed = Some(depth);
-                    break;
-                }
-                depth += 1;
-            }
-            if failed.is_none() {
-                let id = token as usize;
-                bits[id / 64].fetch_or(1 << (id % 64), Ordering::Relaxed);
-            }
-        }
+    fn from_words(words: Vec<Vec<u8>>, eos: u32) -> Vocabulary {
+        let trie = TokTrie::from(&TokRxInfo::new(words.len() as u32, eos), &words);
+        let env: TokEnv = Arc::new(ApproximateTokEnv::new(trie));
+        let mut factory =
+            ParserFactory::new_simple(&env).expect("llguidance indexes any vocabulary");
+        // Nothing on stderr (a warning could quote the grammar), and errors that describe the
+        // failure without the document so far.
+        factory.quiet();
+        *factory.limits_mut() = ParserLimits {
+            // One request's lexer stays within tens of megabytes (1–2 kB a state)...
+            max_lexer_states: 20_000,
+            // ...its grammar within what a schema of a few hundred kilobytes needs...
+            max_grammar_size: 200_000,
+            verbose_errors: false,
+            // ...and the defaults bound a mask's work (at most ~15 ms on this fuel).
+            ..ParserLimits::default()
+        };
+        Vocabulary { factory, eos }
     }
 }
 
-/// Most masks a request keeps (each a bit per token: 19 KB for a 151k-token vocabulary).
-const MAX_CACHED_MASKS: usize = 256;
-
-/// The masks computed for a request, by matcher state: a document's states repeat (inside a
-/// string, after a comma, at each array item), and a state's mask never changes, so most
-/// steps find theirs here instead of walking the vocabulary (5 to 13 ms a token on the test
-/// models, time the whole batch would wait).
-#[derive(Default)]
-pub struct MaskCache(Mutex<HashMap<State, Arc<[u64]>>>);
-
-/// What a request's answer must be.
+/// What a request's answer must be: the compiled grammar, ready for each of its choices.
 #[derive(Clone)]
 pub struct JsonSpec {
-    pub schema: Arc<Schema>,
-    pub trie: Arc<TokenTrie>,
-    /// Shared by the request's choices.
-    pub masks: Arc<MaskCache>,
+    start: Matcher,
+    eos: u32,
 }
 
 impl std::fmt::Debug for JsonSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "JsonSpec(<{} schema nodes>)", self.schema.nodes.len())
+        f.write_str("JsonSpec(<grammar>)")
+    }
+}
+
+impl JsonSpec {
+    /// Any JSON object (`json_object`).
+    pub fn any_object(vocabulary: &Vocabulary) -> JsonSpec {
+        JsonSpec::compile(vocabulary, &serde_json::json!({"type": "object"}))
+            .expect("the object schema compiles")
+    }
+
+    /// A caller's JSON Schema, or why it cannot be used (in words that never quote it).
+    pub fn compile(
+        vocabulary: &Vocabulary,
+        schema: &serde_json::Value,
+    ) -> Result<JsonSpec, SchemaError> {
+        let prepared = schema::prepare(schema)?;
+        let grammar = TopLevelGrammar::from_json_schema(prepared);
+        // A panic in the compiler is one more reason to refuse the schema, not the server's end.
+        let parser = llguidance::panic_utils::catch_unwind(AssertUnwindSafe(|| {
+            vocabulary.factory.create_parser(grammar)
+        }))
+        .map_err(|e| SchemaError::from_llguidance(&e.to_string(), schema))?;
+        Ok(JsonSpec {
+            start: Matcher::new(Ok(parser)),
+            eos: vocabulary.eos,
+        })
     }
 }
 
 /// A sequence's progress through its JSON document.
+#[derive(Clone)]
 pub struct JsonConstraint {
-    spec: JsonSpec,
     matcher: Matcher,
+    eos: u32,
 }
 
 impl JsonConstraint {
     pub fn new(spec: JsonSpec) -> JsonConstraint {
         JsonConstraint {
-            matcher: Matcher::new(spec.schema.clone()),
-            spec,
+            matcher: spec.start,
+            eos: spec.eos,
         }
     }
 
-    /// The tokens that can come next in the matcher's state, as bits by token id: from the
-    /// cache, or walked and kept.
-    fn allowed_now(&mut self) -> Arc<[u64]> {
-        let key = self.matcher.state();
-        let cache = &self.spec.masks.0;
-        if let Some(bits) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
-            return bits.clone();
-        }
-        let bits: Arc<[u64]> = self.spec.trie.allowed(&self.matcher).into();
-        let mut cache = cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= MAX_CACHED_MASKS {
-            cache.clear();
-        }
-        cache.insert(key, bits.clone());
-        bits
-    }
-
-    /// Mask out of `logits` every token that cannot come next: while the document is
-    /// unfinished, those whose bytes cannot continue it; once it is complete, all but the
-    /// end-of-generation tokens (`is_end`, which also stop ids answer). False if no token is
-    /// left.
+    /// Mask out of `logits` every token that cannot come next: text tokens that cannot
+    /// continue the document, and the end-of-generation tokens (`is_end`, which also stop ids
+    /// answer) until it is complete. False if no token is left (the grammar failed, say on its
+    /// per-step work limit): the answer ends there.
     pub fn mask(&mut self, logits: &mut [f32], is_end: impl Fn(u32) -> bool) -> bool {
-        let complete = self.matcher.is_complete();
-        let allowed = if complete {
-            None
-        } else {
-            Some(self.allowed_now())
+        let allowed = match self.matcher.compute_mask_or_eos() {
+            Ok(mask) => mask,
+            Err(_) => {
+                tracing::warn!("structured output: the grammar stopped (a work or size limit)");
+                logits.fill(f32::NEG_INFINITY);
+                return false;
+            }
         };
+        let may_end = allowed.is_allowed(self.eos);
+        let words = allowed.as_slice();
         let mut any = false;
         for (id, l) in logits.iter_mut().enumerate() {
-            // An end token may have text (a user-defined token): still not before the end.
-            let end = is_end(id as u32);
-            let ok = match &allowed {
-                None => end,
-                Some(bits) => !end && bits.get(id / 64).is_some_and(|w| w >> (id % 64) & 1 == 1),
+            // An end token may have text (a user-defined token): it still only ends.
+            let ok = if is_end(id as u32) {
+                may_end
+            } else {
+                id as u32 != self.eos && words.get(id / 32).is_some_and(|w| w >> (id % 32) & 1 == 1)
             };
             if ok {
                 any |= l.is_finite();
@@ -210,16 +164,16 @@ impl JsonConstraint {
         any
     }
 
-    /// The document is complete: the answer ends here.
+    /// The document is complete and nothing can follow it: the answer ends here.
     pub fn is_complete(&self) -> bool {
-        self.matcher.is_complete()
+        self.matcher.is_stopped()
     }
 
-    /// Move past `token`, which `mask` allowed.
-    pub fn accept(&mut self, token: u32) {
-        for &b in self.spec.trie.bytes(token) {
-            let ok = self.matcher.feed(b);
-            debug_assert!(ok, "a masked token was sampled");
+    /// Move past `token`, which `mask` allowed; an end token ends the answer instead.
+    pub fn accept(&mut self, token: u32, is_end: bool) {
+        if !is_end {
+            let took = self.matcher.consume_token(token);
+            debug_assert!(took.is_ok(), "a masked token was sampled");
         }
     }
 }

@@ -211,16 +211,18 @@ def test_a_request_past_the_timeout_is_a_504_or_an_error_event():
         assert s.stop() == 0
 
 
+# Patterns, lengths and bounds are enforced too, and jsonschema checks them.
 PATIENT_SCHEMA = {
     "type": "object",
     "properties": {
-        "diagnosis": {"type": "string"},
+        "mrn": {"type": "string", "pattern": "^[0-9]{7}$"},
+        "diagnosis": {"type": "string", "minLength": 3, "maxLength": 60},
         "severity": {"enum": ["mild", "moderate", "severe"]},
-        "heart_rate": {"type": "integer"},
+        "heart_rate": {"type": "integer", "minimum": 20, "maximum": 250},
         "admit": {"type": "boolean"},
-        "medications": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "medications": {"type": "array", "items": {"type": "string", "maxLength": 30}, "maxItems": 3},
     },
-    "required": ["diagnosis", "severity", "heart_rate", "admit"],
+    "required": ["mrn", "diagnosis", "severity", "heart_rate", "admit"],
     "additionalProperties": False,
 }
 
@@ -252,11 +254,20 @@ def test_json_object_mode_and_refused_schemas(bclient):
                                         response_format={"type": "json_object"})
     if r.choices[0].finish_reason != "length":
         assert isinstance(json.loads(r.choices[0].message.content), dict)
+    # Any JSON value may be the answer, not only an object.
+    vitals = {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 300}, "minItems": 2,
+              "maxItems": 3}
+    r = bclient.chat.completions.create(model=MODEL, max_tokens=40, temperature=0,
+                                        messages=[{"role": "user", "content": "Pulse and systolic pressure?"}],
+                                        response_format={"type": "json_schema",
+                                                         "json_schema": {"name": "vitals", "schema": vitals}})
+    if r.choices[0].finish_reason != "length":
+        jsonschema.validate(json.loads(r.choices[0].message.content), vitals)
     with pytest.raises(openai.BadRequestError) as e:
         bclient.chat.completions.create(model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "x"}],
-                                        response_format={"type": "json_schema",
-                                                         "json_schema": {"name": "x", "schema": {"type": "array"}}})
-    assert e.value.body["param"] == "response_format" and "root" in e.value.body["message"]
+                                        response_format={"type": "json_schema", "json_schema": {
+                                            "name": "x", "schema": {"type": "object", "not": {"required": ["a"]}}}})
+    assert e.value.body["param"] == "response_format" and "not supported" in e.value.body["message"]
 
 
 VITALS_TOOL = {"type": "function", "function": {
