@@ -23,7 +23,7 @@ const EOS: usize = Vocabulary::BYTES_EOS as usize;
 /// The tokens the mask leaves.
 fn allowed(c: &mut JsonConstraint) -> Vec<bool> {
     let mut logits = vec![0.0f32; EOS + 1];
-    c.mask(&mut logits, |t| t as usize == EOS);
+    c.mask(&mut logits, [EOS as u32]);
     logits.iter().map(|l| l.is_finite()).collect()
 }
 

@@ -51,7 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for &token in &tokens {
         logits.fill(0.0);
         let started = Instant::now();
-        assert!(constraint.mask(&mut logits, |t| t == eos));
+        assert!(constraint.mask(&mut logits, [eos]));
         times.push(ms(started) * 1e3);
         assert!(
             logits[token as usize].is_finite(),

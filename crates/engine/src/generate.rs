@@ -140,9 +140,12 @@ impl Continuation {
             self.raw.extend_from_slice(logits);
         }
         if let Some(json) = &mut self.json {
-            let stop_ids = &self.stop_token_ids;
-            let is_end = |t| lm.tokenizer.is_end_of_generation(t) || stop_ids.contains(&t);
-            self.dead_end = !json.mask(logits, is_end);
+            let ends = lm
+                .tokenizer
+                .end_of_generation()
+                .iter()
+                .chain(&self.stop_token_ids);
+            self.dead_end = !json.mask(logits, ends.copied());
         }
     }
 

@@ -14,7 +14,7 @@ const BYTE_EOS: u32 = Vocabulary::BYTES_EOS;
 
 fn allowed(c: &mut JsonConstraint, vocab: usize, end: u32) -> Vec<bool> {
     let mut logits = vec![0.0f32; vocab];
-    assert!(c.mask(&mut logits, |t| t == end));
+    assert!(c.mask(&mut logits, [end]));
     logits.iter().map(|l| l.is_finite()).collect()
 }
 

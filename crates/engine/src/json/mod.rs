@@ -122,6 +122,8 @@ impl JsonSpec {
 pub struct JsonConstraint {
     matcher: Matcher,
     eos: u32,
+    /// The mask being applied, a bit per token (kept: a warm step allocates nothing).
+    bits: Vec<u32>,
 }
 
 impl JsonConstraint {
@@ -129,14 +131,15 @@ impl JsonConstraint {
         JsonConstraint {
             matcher: spec.start,
             eos: spec.eos,
+            bits: Vec::new(),
         }
     }
 
     /// Mask out of `logits` every token that cannot come next: text tokens that cannot
-    /// continue the document, and the end-of-generation tokens (`is_end`, which also stop ids
-    /// answer) until it is complete. False if no token is left (the grammar failed, say on its
+    /// continue the document, and the end-of-generation tokens (`ends`, stop ids included)
+    /// until it is complete. False if no token is left (the grammar failed, say on its
     /// per-step work limit): the answer ends there.
-    pub fn mask(&mut self, logits: &mut [f32], is_end: impl Fn(u32) -> bool) -> bool {
+    pub fn mask(&mut self, logits: &mut [f32], ends: impl IntoIterator<Item = u32>) -> bool {
         let allowed = match self.matcher.compute_mask_or_eos() {
             Ok(mask) => mask,
             Err(_) => {
@@ -145,20 +148,34 @@ impl JsonConstraint {
                 return false;
             }
         };
+        // llguidance's EOS bit says the document may end here; any end token may then end
+        // it, and none is text (an end token may have text: a user-defined token).
         let may_end = allowed.is_allowed(self.eos);
-        let words = allowed.as_slice();
+        self.bits.clear();
+        self.bits.extend_from_slice(allowed.as_slice());
+        let mut set = |id: u32, on: bool| {
+            if let Some(word) = self.bits.get_mut(id as usize / 32) {
+                let bit = 1 << (id % 32);
+                *word = if on { *word | bit } else { *word & !bit };
+            }
+        };
+        set(self.eos, false);
+        ends.into_iter().for_each(|id| set(id, may_end));
         let mut any = false;
-        for (id, l) in logits.iter_mut().enumerate() {
-            // An end token may have text (a user-defined token): it still only ends.
-            let ok = if is_end(id as u32) {
-                may_end
-            } else {
-                id as u32 != self.eos && words.get(id / 32).is_some_and(|w| w >> (id % 32) & 1 == 1)
-            };
-            if ok {
-                any |= l.is_finite();
-            } else {
-                *l = f32::NEG_INFINITY;
+        for (row, &word) in logits
+            .chunks_mut(32)
+            .zip(self.bits.iter().chain(std::iter::repeat(&0)))
+        {
+            if word == 0 {
+                row.fill(f32::NEG_INFINITY);
+                continue;
+            }
+            for (j, l) in row.iter_mut().enumerate() {
+                if word >> j & 1 == 1 {
+                    any |= l.is_finite();
+                } else {
+                    *l = f32::NEG_INFINITY;
+                }
             }
         }
         any

@@ -21,7 +21,7 @@ fn compile(schema: &Value) -> JsonSpec {
 /// Which of the byte tokens and the end token the mask allows now.
 fn allowed(c: &mut JsonConstraint) -> Vec<bool> {
     let mut logits = vec![0.0f32; EOS as usize + 1];
-    c.mask(&mut logits, |t| t == EOS);
+    c.mask(&mut logits, [EOS]);
     logits.iter().map(|l| l.is_finite()).collect()
 }
 
@@ -358,4 +358,13 @@ fn a_complete_document_ends_the_answer() {
     let now = allowed(&mut c);
     assert_eq!(now.iter().filter(|&&ok| ok).count(), 1);
     assert!(now[EOS as usize]);
+    // A stop id with text (here '"') only ends: allowed at the end, never as text.
+    let mut logits = vec![0.0f32; EOS as usize + 1];
+    assert!(c.mask(&mut logits, [EOS, b'"'.into()]));
+    assert!(logits[usize::from(b'"')].is_finite());
+    let mut fresh = JsonConstraint::new(object());
+    fresh.accept(b'{'.into(), false);
+    logits.fill(0.0);
+    assert!(fresh.mask(&mut logits, [EOS, b'"'.into()]));
+    assert!(!logits[usize::from(b'"')].is_finite() && logits[usize::from(b'}')].is_finite());
 }

@@ -377,6 +377,11 @@ impl Tokenizer {
         self.end_of_generation.contains(&id)
     }
 
+    /// The tokens that end a generation (EOS, EOT, `<|im_end|>`…).
+    pub fn end_of_generation(&self) -> &[u32] {
+        &self.end_of_generation
+    }
+
     /// Token ids for `text`. Special-token texts in the input become their tokens (as the
     /// llama.cpp server does); `add_special` adds BOS/EOS as the model's metadata asks. For
     /// the operator's own text: a caller's goes through [`Tokenizer::encode_caller`].
