@@ -49,6 +49,10 @@ def tensor_name(hf, rank=False):
         return "cls." + name.rsplit(".", 1)[1]
     if name in ("embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias"):
         return None
+    # A sequence classifier's head (XLMRobertaForSequenceClassification: bge-reranker-v2-m3).
+    for head, gguf_name in (("classifier.dense.", "cls."), ("classifier.out_proj.", "cls.output.")):
+        if name.startswith(head) and name[len(head):] in ("weight", "bias"):
+            return gguf_name + name[len(head):]
     fixed = {
         "embeddings.word_embeddings.weight": "token_embd.weight",
         "embeddings.position_embeddings.weight": "position_embd.weight",
@@ -211,7 +215,11 @@ def convert(read, metadata):
         raise ConvertError("config.json does not describe a plain BERT or XLM-RoBERTa (absolute positions, GELU)")
     rank_seed = metadata.get("classifier_seed")
     pooling = None
-    for module in json.loads(read("modules.json")):
+    try:
+        modules = json.loads(read("modules.json"))
+    except KeyError:  # not a sentence-transformers model (a cross-encoder)
+        modules = []
+    for module in modules:
         if module["type"].endswith("Pooling"):
             pool_cfg = json.loads(read(f"{module['path']}/config.json"))
             pooling = next((v for k, v in POOLING.items() if pool_cfg.get(k)), None)
@@ -242,6 +250,11 @@ def convert(read, metadata):
             gh.entry("bert.attention.layer_norm_epsilon", gh.F32, config["layer_norm_eps"]),
             u32("general.file_type", 1),
             gh.entry("bert.attention.causal", gh.BOOL, False)]
+    if any(a.endswith("ForSequenceClassification") for a in config.get("architectures", [])):
+        # The converter names the labels and writes no pooling type (llama-server ranks with
+        # the head when asked to rerank).
+        labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+        kvs.append(gh.entry("bert.classifier.output_labels", gh.ARRAY, (gh.STRING, labels)))
     if rank_seed is not None:
         pooling = RANK
     if pooling is not None:

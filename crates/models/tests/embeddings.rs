@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{fixture, model_path, random_model, MINILM, MINILM_RERANK, QWEN2, XLMR};
+use common::{fixture, model_path, random_model, MINILM, MINILM_RERANK, QWEN2, XLMR, XLMR_RERANK};
 use ward_models::arch::bert::{normalize, Bert, EncoderWorkspace, Pooling};
 use ward_models::gguf::GgufFile;
 use ward_models::{Tokenizer, Workspace};
@@ -100,7 +100,10 @@ fn xlm_roberta_matches_llama_cpp_and_transformers() {
     assert!(cases.len() >= 20);
     let ids: Vec<Vec<u32>> = cases
         .iter()
-        .map(|c| tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512).unwrap())
+        .map(|c| {
+            tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512)
+                .unwrap()
+        })
         .collect();
     let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let mut ws = EncoderWorkspace::default();
@@ -165,16 +168,25 @@ fn random_qwen3_embedding_matches_llama_cpp() {
     eprintln!("worst cosine with llama.cpp: {worst:.6}");
 }
 
+/// A reranker's scores (rank pooling) against llama.cpp's in llama-server's pair form and
+/// transformers' on the same weights: MiniLM with a seeded head, and XLM-RoBERTa as a sequence
+/// classifier (bge-reranker-v2-m3's architecture: `<s> q </s></s> d </s>`, its file with no
+/// pooling type, as llama.cpp's converter writes it).
 #[test]
-fn minilm_reranker_scores_match_llama_cpp_and_transformers() {
-    let gguf = GgufFile::open(&model_path(MINILM_RERANK)).unwrap();
+fn reranker_scores_match_llama_cpp_and_transformers() {
+    check_reranker(MINILM_RERANK, "rerank-minilm.json");
+    check_reranker(XLMR_RERANK, "rerank-xlmr.json");
+}
+
+fn check_reranker(model: &str, fixture_name: &str) {
+    let gguf = GgufFile::open(&model_path(model)).unwrap();
     let bert = Bert::load(&gguf).unwrap();
     assert_eq!(
         (bert.params().pooling, bert.output_dim()),
         (Pooling::Rank, 1)
     );
     let tok = Tokenizer::from_gguf(&gguf).unwrap();
-    let fx = fixture("rerank-minilm.json");
+    let fx = fixture(fixture_name);
     let cases = fx["cases"].as_array().unwrap();
     let pairs: Vec<Vec<u32>> = cases
         .iter()
@@ -216,7 +228,7 @@ fn minilm_reranker_scores_match_llama_cpp_and_transformers() {
         assert_eq!(order(q.0.iter().map(|&s| s as f64).collect()), order(llama));
     }
     eprintln!(
-        "largest score difference: {:.6} with llama.cpp, {:.6} with transformers",
+        "{model}: largest score difference {:.6} with llama.cpp, {:.6} with transformers",
         worst.0, worst.1
     );
 }

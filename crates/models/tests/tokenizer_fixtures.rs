@@ -152,7 +152,10 @@ fn xlmr_unigram_matches_llama_cpp_and_sentencepiece() {
         let text = case["text"].as_str().unwrap();
         let got = tok.encode_caller(text, true, false, usize::MAX).unwrap();
         if got != ids_of(&case["ids_plain"]) {
-            failures.push(format!("{text:?}: ward {got:?} llama.cpp {}", case["ids_plain"]));
+            failures.push(format!(
+                "{text:?}: ward {got:?} llama.cpp {}",
+                case["ids_plain"]
+            ));
         }
         let got = tok.encode(text, true);
         if got != ids_of(&case["ids_with_special"]) {

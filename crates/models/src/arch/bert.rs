@@ -90,14 +90,20 @@ impl EncoderParams {
                 "a causal BERT is not an encoder Ward runs",
             ));
         }
-        let pooling = Pooling::from_gguf(gguf, "bert.pooling_type")?.ok_or_else(|| {
-            invalid(
-                "bert.pooling_type",
-                "(none)",
-                "an embedding model needs mean (1), CLS (2) or last-token (3) pooling, a \
-                 reranker rank (4) pooling",
-            )
-        })?;
+        let pooling = match Pooling::from_gguf(gguf, "bert.pooling_type")? {
+            Some(pooling) => pooling,
+            // llama.cpp's converter writes no pooling type for a sequence classifier
+            // (bge-reranker-v2-m3); llama-server ranks with its head.
+            None if gguf.tensor_info("cls.output.weight").is_some() => Pooling::Rank,
+            None => {
+                return Err(invalid(
+                    "bert.pooling_type",
+                    "(none)",
+                    "an embedding model needs mean (1), CLS (2) or last-token (3) pooling, a \
+                     reranker rank (4) pooling or a classifier head",
+                ))
+            }
+        };
         let eps = positive(gguf, "bert.attention.layer_norm_epsilon", None)?;
         Ok(EncoderParams {
             n_layer: count("block_count", 1024)?,

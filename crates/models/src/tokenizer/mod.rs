@@ -478,8 +478,12 @@ impl Tokenizer {
         limit: usize,
     ) -> Option<Vec<u32>> {
         // Too long to fit, whatever its tokens: refused before any work. (An escape marker,
-        // at most 18 bytes, stands for at least one token.)
-        if text.len().div_ceil(self.max_token_bytes.max(18)) > limit {
+        // at most 18 bytes, stands for at least one token.) Not for a unigram model: its runs
+        // of spaces vanish and a run of unknown characters is one token, so no length of text
+        // is too long for its tokens; its work is linear in the text anyway.
+        if !matches!(self.model, Model::Ugm(_))
+            && text.len().div_ceil(self.max_token_bytes.max(18)) > limit
+        {
             return None;
         }
         let mut out = Vec::new();

@@ -252,3 +252,44 @@ impl CharsMap {
         Some((std::str::from_utf8(&tail[..end]).ok()?, len))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A charsmap from a file is read defensively: whatever its bytes, looking a text up in it
+    /// never reads outside it, and a replacement is whole UTF-8 that ends at a character
+    /// boundary of the text.
+    #[test]
+    fn a_hostile_charsmap_never_reads_outside_itself() {
+        let mut state = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let texts = ["", "a", "ＡＢＣ", "\u{0}x", "東京 🩺", "ﬁ ㌔ ½"];
+        let mut read = 0;
+        for _ in 0..3000 {
+            let len = (next() % 96) as usize;
+            let mut data: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len >= 4 && next() % 2 == 0 {
+                // A plausible trie length, so lookups run.
+                let size = ((next() % (len as u64 - 3)) & !3) as u32;
+                data[..4].copy_from_slice(&size.to_le_bytes());
+            }
+            let Ok(map) = CharsMap::new(&data) else {
+                continue;
+            };
+            read += 1;
+            for text in texts {
+                if let Some((replacement, n)) = map.longest(text) {
+                    assert!(text.is_char_boundary(n) && n > 0);
+                    assert!(!replacement.contains('\0'));
+                }
+            }
+        }
+        assert!(read > 100, "only {read} charsmaps were read");
+    }
+}

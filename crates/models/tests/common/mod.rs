@@ -32,6 +32,8 @@ pub const MINILM_RERANK: &str = "minilm-rerank-test.F16.gguf";
 /// XLM-RoBERTa (bge-m3's architecture) with random weights over a SentencePiece unigram
 /// vocabulary (scripts/xlmr_random.py).
 pub const XLMR: &str = "xlmr-random-test.F16.gguf";
+/// The same architecture as a cross-encoder (bge-reranker-v2-m3's: a sequence classifier).
+pub const XLMR_RERANK: &str = "xlmr-rerank-test.F16.gguf";
 /// Vocabulary-only GGUFs (tokenizer metadata, no weights) that fetch-models.sh builds.
 pub const DEEPSEEK_R1_QWEN_VOCAB: &str = "deepseek-r1-distill-qwen-7b.vocab.gguf";
 pub const LLAMA3_VOCAB: &str = "llama-3-instruct.vocab.gguf";

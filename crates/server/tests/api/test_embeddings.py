@@ -171,6 +171,32 @@ def test_a_decoder_embedding_model(tmp_path):
         assert s.stop() == 0, s.log_text()
 
 
+def test_xlm_roberta_embeddings_and_reranker():
+    """bge-m3's and bge-reranker-v2-m3's architecture (XLM-RoBERTa, SentencePiece's unigram
+    tokenizer) on the random-weight test models, served side by side without a chat model."""
+    with open(os.path.join(FIXTURES, "xlmr-random-test.json"), encoding="utf-8") as f:
+        cases = json.load(f)["embeddings"]
+    with open(os.path.join(FIXTURES, "rerank-xlmr.json"), encoding="utf-8") as f:
+        pairs = json.load(f)["cases"]
+    s = Server("--model", "xlmr-random-test", "--model", "xlmr-rerank-test")
+    try:
+        oai = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0, timeout=180)
+        r = oai.embeddings.create(model="xlmr-random-test", input=[c["text"] for c in cases])
+        assert r.usage.prompt_tokens == sum(len(c["ids"]) for c in cases)
+        for case, d in zip(cases, r.data):
+            assert len(d.embedding) == 64 and cosine(d.embedding, case["llama"]) >= 0.999, case["text"]
+        query = pairs[0]["query"]
+        mine = [c for c in pairs if c["query"] == query]
+        status, _, body = request(s, "POST", "/v1/rerank", {
+            "model": "xlmr-rerank-test", "query": query, "documents": [c["document"] for c in mine]})
+        assert status == 200, body
+        for got in body["results"]:
+            assert abs(got["relevance_score"] - mine[got["index"]]["llama"]) < 2e-3
+        assert body["usage"]["prompt_tokens"] == sum(len(c["ids"]) for c in mine)
+    finally:
+        assert s.stop() == 0, s.log_text()
+
+
 def test_rerank_scores_and_orders_documents(both):
     with open(os.path.join(FIXTURES, "rerank-minilm.json"), encoding="utf-8") as f:
         cases = json.load(f)["cases"]
