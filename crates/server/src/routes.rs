@@ -95,14 +95,30 @@ pub(crate) fn check_model(
     Ok(())
 }
 
-fn model_object(info: &ModelInfo) -> Value {
+/// OpenAI's model object, with what the model serves (`capabilities`, in Ollama's words: a
+/// client, the chat page among them, picks a chat model by it).
+fn model_object(app: &App, info: &ModelInfo) -> Value {
     json!({
         "id": info.id,
         "object": "model",
         "created": info.created,
         "owned_by": "ward",
         "context_length": info.context_length,
+        "capabilities": capabilities(app, info),
     })
+}
+
+fn capabilities(app: &App, info: &ModelInfo) -> &'static [&'static str] {
+    if app.serves_generative(&info.id) {
+        return match info.has_chat_template {
+            true => &["chat", "completion"],
+            false => &["completion"],
+        };
+    }
+    match app.embedders().iter().any(|e| e.info().id == info.id && e.is_reranker()) {
+        true => &["rerank"],
+        false => &["embedding"],
+    }
 }
 
 /// Every model served, generative first, as the caller may or may not use them.
@@ -125,7 +141,7 @@ async fn list_models(
     let data: Vec<Value> = served_models(&app)?
         .into_iter()
         .filter(|m| caller.0.as_ref().is_none_or(|s| s.may_use(&m.id)))
-        .map(model_object)
+        .map(|m| model_object(&app, m))
         .collect();
     Ok(Json(json!({"object": "list", "data": data})))
 }
@@ -149,7 +165,7 @@ async fn get_model(
         .find(|m| m.id == id)
         .ok_or_else(ApiError::model_not_found)?;
     ledger.with(|r| r.model = Some(id.clone()));
-    Ok(Json(model_object(info)))
+    Ok(Json(model_object(&app, info)))
 }
 
 /// Prometheus' text format.

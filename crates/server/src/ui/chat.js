@@ -42,9 +42,10 @@ async function loadModels() {
   }
   $("key-form").hidden = true;
   showError("");
-  const models = (await response.json()).data;
+  // Embedding models and rerankers are served beside the chat model: not for this page.
+  const models = (await response.json()).data.filter((m) => (m.capabilities || ["chat"]).includes("chat"));
   $("model").replaceChildren(...models.map((m) => new Option(m.id, m.id)));
-  if (models.length === 0) showError("this key may use no model on this server");
+  if (models.length === 0) showError("this key may use no chat model on this server");
 }
 
 function addTurn(role, text) {

@@ -133,6 +133,12 @@ def test_inputs_never_reach_the_log(both, oai):
     assert "5550123" not in both.log_text()
 
 
+def test_models_say_what_they_serve(both, oai):
+    # The chat page offers only the chat model; other clients can tell them apart too.
+    got = {m.id: m.capabilities for m in oai.models.list().data}
+    assert got == {MODEL: ["chat", "completion"], EMBED: ["embedding"], RERANK: ["rerank"]}
+
+
 def test_an_embedding_model_alone(cases):
     s = Server("--model", EMBED)
     try:
