@@ -115,7 +115,11 @@ fn capabilities(app: &App, info: &ModelInfo) -> &'static [&'static str] {
             false => &["completion"],
         };
     }
-    match app.embedders().iter().any(|e| e.info().id == info.id && e.is_reranker()) {
+    let reranker = app
+        .embedders()
+        .iter()
+        .any(|e| e.info().id == info.id && e.is_reranker());
+    match reranker {
         true => &["rerank"],
         false => &["embedding"],
     }
