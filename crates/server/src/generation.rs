@@ -383,21 +383,29 @@ async fn collect_one(
         choice.reasoning += &part.reasoning;
     };
     loop {
-        match events.next().await {
-            Some(Event::Logprob(lp)) => choice.logprobs.get_or_insert_with(Vec::new).push(lp),
-            Some(Event::Text(t)) => add(&mut choice, out.text(t)),
-            Some(Event::Finished(usage)) => {
-                let (rest, calls) = out.finish(&usage);
+        match out.read(events.next().await) {
+            Output::Logprob(lp) => choice.logprobs.get_or_insert_with(Vec::new).push(lp),
+            Output::Text(part) => add(&mut choice, part),
+            Output::Finished(rest, calls, usage) => {
                 add(&mut choice, rest);
                 choice.finish = Some(usage.finish);
                 choice.tool_calls = calls;
                 return Ok((choice, usage));
             }
-            Some(Event::Failed(message)) => return Err(ApiError::engine(message)),
-            Some(Event::TimedOut) => return Err(ApiError::timed_out()),
-            None => return Err(ApiError::engine("the engine stopped")),
+            Output::Failed(_, e) => return Err(e),
         }
     }
+}
+
+/// An engine event as a route sees it, through [`ChoiceOutput::read`].
+pub(crate) enum Output {
+    /// What of the text can be sent now (both parts may be empty: held back).
+    Text(Split),
+    Logprob(TokenLogprob),
+    /// Everything held back, the tool calls, the usage.
+    Finished(Split, Vec<ToolCall>, Usage),
+    /// The audit outcome and the error the client gets.
+    Failed(&'static str, ApiError),
 }
 
 /// One choice's text on its way to the client: a reasoning model's thinking split from its
@@ -454,8 +462,24 @@ impl ChoiceOutput {
         split
     }
 
+    /// One engine event (None: the engine dropped the stream) through this output, in the
+    /// terms every route's loop needs.
+    pub(crate) fn read(&mut self, event: Option<Event>) -> Output {
+        match event {
+            Some(Event::Text(t)) => Output::Text(self.text(t)),
+            Some(Event::Logprob(lp)) => Output::Logprob(lp),
+            Some(Event::Finished(usage)) => {
+                let (rest, calls) = self.finish(&usage);
+                Output::Finished(rest, calls, usage)
+            }
+            Some(Event::Failed(m)) => Output::Failed("engine_error", ApiError::engine(m)),
+            Some(Event::TimedOut) => Output::Failed("request_timeout", ApiError::timed_out()),
+            None => Output::Failed("engine_error", ApiError::engine("the engine stopped")),
+        }
+    }
+
     /// At the end: everything held back, and the tool calls.
-    pub(crate) fn finish(&mut self, usage: &Usage) -> (Split, Vec<ToolCall>) {
+    fn finish(&mut self, usage: &Usage) -> (Split, Vec<ToolCall>) {
         // Pieces were counted as tokens as they came; the engine knows the exact count.
         let uncounted = usage.completion_tokens.saturating_sub(self.pieces);
         self.track.ledger.with(|r| r.completion_tokens += uncounted);
@@ -535,10 +559,9 @@ fn event_stream(
             let Some((i, event)) = next else {
                 break;
             };
-            match event {
-                Event::Logprob(lp) => pending[i].push(lp),
-                Event::Text(t) => {
-                    let split = outputs[i].text(t);
+            match outputs[i].read(Some(event)) {
+                Output::Logprob(lp) => pending[i].push(lp),
+                Output::Text(split) => {
                     if split.content.is_empty() && split.reasoning.is_empty() {
                         continue; // held back: a marker or a tool call may be starting
                     }
@@ -546,8 +569,7 @@ fn event_stream(
                     let lps = logprobs.then_some((&lps[..], &mut offsets[i]));
                     yield data(meta.chunk(i, &split.content, &split.reasoning, lps, None, include_usage));
                 }
-                Event::Finished(usage) => {
-                    let (rest, calls) = outputs[i].finish(&usage);
+                Output::Finished(rest, calls, usage) => {
                     let mut finish = usage.finish.as_str();
                     if !calls.is_empty() {
                         yield data(meta.tool_calls_chunk(i, &calls, include_usage));
@@ -562,15 +584,9 @@ fn event_stream(
                         break;
                     }
                 }
-                Event::Failed(message) => {
-                    track.outcome("engine_error");
-                    yield data(ApiError::engine(message).body());
-                    failed = true;
-                    break;
-                }
-                Event::TimedOut => {
-                    track.outcome("request_timeout");
-                    yield data(ApiError::timed_out().body());
+                Output::Failed(outcome, e) => {
+                    track.outcome(outcome);
+                    yield data(e.body());
                     failed = true;
                     break;
                 }

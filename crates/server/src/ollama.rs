@@ -17,12 +17,12 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use futures_util::Stream;
 use serde_json::{json, Map, Value};
-use ward_engine::{Event, FinishReason, ModelInfo};
+use ward_engine::{FinishReason, ModelInfo};
 
 use crate::audit::{timestamp, timestamp_now};
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::generation::{read_body, start, ChoiceOutput, Started};
+use crate::generation::{read_body, start, ChoiceOutput, Output, Started};
 use crate::ledger::Ledger;
 use crate::openai::embeddings::{
     check_embedder, dimensions, record_input, run as run_embed, vectors, Input,
@@ -362,17 +362,15 @@ fn answer_lines(
                     break;
                 }
             };
-            match next {
-                Some(Event::Text(t)) => {
+            match out.read(next) {
+                Output::Text(split) => {
                     first.get_or_insert_with(Instant::now);
-                    let split = out.text(t);
                     if !split.content.is_empty() || !split.reasoning.is_empty() {
                         yield Ok(line(&split.content, &split.reasoning, &[]));
                     }
                 }
-                Some(Event::Logprob(_)) => {}
-                Some(Event::Finished(usage)) => {
-                    let (rest, calls) = out.finish(&usage);
+                Output::Logprob(_) => {}
+                Output::Finished(rest, calls, usage) => {
                     let mut last = line(&rest.content, &rest.reasoning, &calls);
                     let first = first.unwrap_or_else(Instant::now);
                     let nanos = |d: Duration| d.as_nanos() as u64;
@@ -399,19 +397,9 @@ fn answer_lines(
                     yield Ok(last);
                     break;
                 }
-                Some(Event::Failed(message)) => {
-                    track.outcome("engine_error");
-                    yield Err(ApiError::engine(message));
-                    break;
-                }
-                Some(Event::TimedOut) => {
-                    track.outcome("request_timeout");
-                    yield Err(ApiError::timed_out());
-                    break;
-                }
-                None => {
-                    track.outcome("engine_error");
-                    yield Err(ApiError::engine("the engine stopped"));
+                Output::Failed(outcome, e) => {
+                    track.outcome(outcome);
+                    yield Err(e);
                     break;
                 }
             }

@@ -15,14 +15,14 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde_json::{json, Map, Value};
-use ward_engine::{Event, FinishReason, Usage};
+use ward_engine::{FinishReason, Usage};
 
 use super::reasoning::ReasoningSplitter;
 use super::response::{unix_now, Endpoint};
 use super::tools::ToolCall;
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::generation::{collect, read_body, start, ChoiceOutput, Started, KEEP_ALIVE};
+use crate::generation::{collect, read_body, start, ChoiceOutput, Output, Started, KEEP_ALIVE};
 use crate::ledger::Ledger;
 use crate::openai::request::parse_json;
 use crate::request_id::RequestId;
@@ -394,24 +394,16 @@ fn event_stream(
                     None
                 }
             };
-            let (split, calls) = match next {
-                Some(Event::Text(t)) => (out.text(t), Vec::new()),
-                Some(Event::Finished(u)) => {
-                    let (rest, calls) = out.finish(&u);
+            let (split, calls) = match out.read(next) {
+                Output::Text(split) => (split, Vec::new()),
+                Output::Finished(rest, calls, u) => {
                     usage = Some(u);
                     (rest, calls)
                 }
-                Some(Event::Logprob(_)) => continue,
-                Some(Event::Failed(m)) => {
-                    failed = Some(("engine_error", ApiError::engine(m)));
-                    break;
-                }
-                Some(Event::TimedOut) => {
-                    failed = Some(("request_timeout", ApiError::timed_out()));
-                    break;
-                }
-                None => {
-                    failed = failed.or(Some(("engine_error", ApiError::engine("the engine stopped"))));
+                Output::Logprob(_) => continue,
+                Output::Failed(outcome, e) => {
+                    // A cut at shutdown has said so already.
+                    failed = failed.or(Some((outcome, e)));
                     break;
                 }
             };
