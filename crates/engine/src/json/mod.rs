@@ -23,8 +23,8 @@ use ward_models::Tokenizer;
 
 pub use schema::SchemaError;
 
-/// A model's vocabulary as llguidance indexes it, built once per model (on the first
-/// structured request) and shared by every request.
+/// A model's vocabulary as llguidance indexes it, built once per model (in the background
+/// when its engine starts) and shared by every request.
 pub struct Vocabulary {
     factory: ParserFactory,
     /// The id llguidance's masks use for "the document may end here".
