@@ -10,6 +10,7 @@ pub mod cache;
 pub mod gguf;
 #[cfg(feature = "cuda")]
 pub mod gpu;
+pub mod hf;
 pub mod hparams;
 pub mod layers;
 pub mod prompt;
