@@ -271,10 +271,11 @@ def convert(read, metadata):
                 gh.entry("tokenizer.ggml.add_space_prefix", gh.BOOL, normalizer["add_dummy_prefix"]),
                 u32("tokenizer.ggml.token_type_count", config.get("type_vocab_size", 1)),
                 gh.entry("tokenizer.ggml.remove_extra_whitespaces", gh.BOOL,
-                         normalizer["remove_extra_whitespaces"]),
-                gh.entry("tokenizer.ggml.precompiled_charsmap", gh.ARRAY,
-                         (gh.U8, normalizer["precompiled_charsmap"])),
-                u32("tokenizer.ggml.bos_token_id", 0),
+                         normalizer["remove_extra_whitespaces"])]
+        if normalizer["precompiled_charsmap"]:  # the converter writes it only if there is one
+            kvs.append(gh.entry("tokenizer.ggml.precompiled_charsmap", gh.ARRAY,
+                                (gh.U8, normalizer["precompiled_charsmap"])))
+        kvs += [u32("tokenizer.ggml.bos_token_id", 0),
                 u32("tokenizer.ggml.eos_token_id", 2),
                 u32("tokenizer.ggml.unknown_token_id", 3),
                 u32("tokenizer.ggml.seperator_token_id", 2),

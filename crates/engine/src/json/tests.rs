@@ -259,6 +259,12 @@ fn objects_are_closed_and_one_of_is_any_of() {
         {"type": "integer"}, {"type": "string"}]}}}));
     assert_eq!(run(&one_of, r#"{"v":"x"}"#), Ok(()));
     assert_eq!(run(&one_of, r#"{"v":7}"#), Ok(()));
+    // An object combined with others is left open for the properties they add.
+    let combined = compile(
+        &json!({"type": "object", "properties": {"a": {"type": "integer"}},
+        "allOf": [{"type": "object", "properties": {"b": {"type": "integer"}}}]}),
+    );
+    assert_eq!(run(&combined, r#"{"a":1,"b":2}"#), Ok(()));
     // allOf's members add properties to each other's.
     let all_of = compile(&json!({"allOf": [
         {"type": "object", "properties": {"a": {"type": "integer"}}},
@@ -323,6 +329,15 @@ fn unsupported_schemas_are_refused_with_a_reason_that_never_quotes_them() {
         ),
         (
             json!({"type": "integer", "minimum": 5, "maximum": 1, "title": "SECRET"}),
+            "not supported",
+        ),
+        // Long values, which llguidance shortens or the message's length cuts.
+        (
+            json!({"type": "string", "format": "SECRET".repeat(80)}),
+            "not supported",
+        ),
+        (
+            json!({"type": "integer", "minimum": "SECRET".repeat(40)}),
             "not supported",
         ),
     ] {

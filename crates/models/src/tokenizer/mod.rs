@@ -478,9 +478,8 @@ impl Tokenizer {
         limit: usize,
     ) -> Option<Vec<u32>> {
         // Too long to fit, whatever its tokens: refused before any work. (An escape marker,
-        // at most 18 bytes, stands for at least one token.) Not for a unigram model: its runs
-        // of spaces vanish and a run of unknown characters is one token, so no length of text
-        // is too long for its tokens; its work is linear in the text anyway.
+        // at most 18 bytes, stands for at least one token.) A unigram model's runs of spaces
+        // vanish in normalisation, so its text is measured after it (`ugm::Unigram::tokenize`).
         if !matches!(self.model, Model::Ugm(_))
             && text.len().div_ceil(self.max_token_bytes.max(18)) > limit
         {
@@ -534,7 +533,14 @@ impl Tokenizer {
         match &self.model {
             Model::Wpm(wpm) => wpm.tokenize(&self.vocab, text, limit, out),
             // Each piece of text gets its own space prefix, as llama.cpp's unigram has it.
-            Model::Ugm(ugm) => ugm.tokenize(&self.vocab, text, out),
+            Model::Ugm(ugm) => {
+                let room = limit.saturating_sub(out.len());
+                if !ugm.tokenize(&self.vocab, text, room, out) {
+                    // Over the limit: left as the other tokenizers leave it, with more tokens
+                    // than allowed (their values do not matter: the caller refuses).
+                    out.resize(limit.saturating_add(1), 0);
+                }
+            }
             Model::Spm => {
                 let prefix = if self.add_space_prefix && prev_special {
                     " "

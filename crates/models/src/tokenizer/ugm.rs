@@ -11,8 +11,9 @@
 
 use super::{TokenType, TokenizerError, Vocab};
 
-/// Scores are summed in f64, as llama.cpp does to match SentencePiece exactly.
-const UNKNOWN_PENALTY: f64 = 10.0;
+/// How far below the least likely piece an unknown character scores. (Scores are summed in
+/// f64, as llama.cpp does to match SentencePiece exactly.)
+const UNKNOWN_PENALTY: f32 = 10.0;
 
 pub struct Unigram {
     charsmap: Option<CharsMap>,
@@ -54,22 +55,32 @@ impl Unigram {
             ));
         }
         Ok(Unigram {
-            charsmap: charsmap.map(CharsMap::new).transpose()?,
+            charsmap: charsmap.map(CharsMap::new).transpose()?.flatten(),
             add_space_prefix,
             remove_extra_whitespaces,
             unk,
-            unknown_score: f64::from(min_score) - UNKNOWN_PENALTY,
+            // In f32, as llama.cpp computes it (one ulp can decide a near tie).
+            unknown_score: f64::from(min_score - UNKNOWN_PENALTY),
             max_piece_bytes,
             max_user_defined_bytes,
         })
     }
 
-    /// `text`'s tokens onto `out`.
-    pub fn tokenize(&self, vocab: &Vocab, text: &str, out: &mut Vec<u32>) {
-        let normalized = self.normalize(vocab, text);
+    /// `text`'s tokens onto `out`; false, with nothing added, if it has more than `limit`.
+    /// A token covers at most the longest piece's bytes of the normalised text (an unknown
+    /// character, before runs of them merge, one character), so a normalised text longer than
+    /// `limit` of those is refused before the Viterbi step: its memory and work stay
+    /// proportional to the limit, however much normalisation grows the text (NFKC can make 33
+    /// bytes of 3). A long run of unknown characters, which would merge into one token, is
+    /// refused with it.
+    pub fn tokenize(&self, vocab: &Vocab, text: &str, limit: usize, out: &mut Vec<u32>) -> bool {
+        let max_bytes = limit.saturating_mul(self.max_piece_bytes.max(4));
+        let Some(normalized) = self.normalize(vocab, text, max_bytes) else {
+            return false;
+        };
         let n = normalized.len();
         if n == 0 {
-            return;
+            return true;
         }
         // best[i]: the best split of normalized[..i]: its last token, where that token starts,
         // and the split's score.
@@ -118,11 +129,13 @@ impl Unigram {
             at = begin;
         }
         out[from..].reverse();
+        true
     }
 
-    /// The text as the Viterbi step sees it (spaces as "▁").
-    fn normalize(&self, vocab: &Vocab, text: &str) -> String {
-        let mut out = String::with_capacity(text.len() * 3);
+    /// The text as the Viterbi step sees it (spaces as "▁"), or None once it passes
+    /// `max_bytes`.
+    fn normalize(&self, vocab: &Vocab, text: &str, max_bytes: usize) -> Option<String> {
+        let mut out = String::with_capacity(text.len().min(max_bytes));
         let mut space_prepended = false;
         let mut in_word = false;
         let bytes = text.as_bytes();
@@ -148,9 +161,12 @@ impl Unigram {
                     }
                 }
             }
+            if out.len() > max_bytes {
+                return None;
+            }
             at += consumed;
         }
-        out
+        Some(out)
     }
 
     /// What the text at `at` becomes, and how many of its bytes that takes: a user-defined
@@ -192,7 +208,11 @@ struct CharsMap {
 }
 
 impl CharsMap {
-    fn new(data: &[u8]) -> Result<CharsMap, TokenizerError> {
+    /// None for an empty map (an identity normaliser), as llama.cpp reads one.
+    fn new(data: &[u8]) -> Result<Option<CharsMap>, TokenizerError> {
+        if data.is_empty() {
+            return Ok(None);
+        }
         let bad = |what: &str| {
             TokenizerError::Invalid(format!("tokenizer.ggml.precompiled_charsmap {what}"))
         };
@@ -207,10 +227,10 @@ impl CharsMap {
             .chunks_exact(4)
             .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
             .collect();
-        Ok(CharsMap {
+        Ok(Some(CharsMap {
             array,
             replacements: data[4 + size..].to_vec(),
-        })
+        }))
     }
 
     fn node(&self, index: usize) -> Option<u32> {
@@ -279,7 +299,7 @@ mod tests {
                 let size = ((next() % (len as u64 - 3)) & !3) as u32;
                 data[..4].copy_from_slice(&size.to_le_bytes());
             }
-            let Ok(map) = CharsMap::new(&data) else {
+            let Ok(Some(map)) = CharsMap::new(&data) else {
                 continue;
             };
             read += 1;
