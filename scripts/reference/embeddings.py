@@ -134,17 +134,18 @@ json.dump(out, sys.stdout)
 """
 
 
-def rerank():
+def llama_rank_cases(llm, sep):
+    """llama.cpp's rank score for every (query, document) pair of the inputs, each framed as
+    llama-server frames it for the vocabulary (`sep`: its add_sep flag): the pairs, and a case
+    per pair with its ids and score."""
     import llama_cpp
-    entry = "minilm-rerank-test"
-    path = os.path.join(ROOT, "models", "minilm-rerank-test.F16.gguf")
-    llm = Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
-    bos, eos = llama_cpp.llama_token_bos(llm._model.vocab), llama_cpp.llama_token_eos(llm._model.vocab)
+    vocab = llm._model.vocab
+    bos, eos = llama_cpp.llama_token_bos(vocab), llama_cpp.llama_token_eos(vocab)
+    between = [eos, llama_cpp.llama_token_sep(vocab)] if sep else [eos]
     pairs = [(q, d) for q in inputs.RERANK_QUERIES for d in inputs.RERANK_DOCUMENTS]
     cases = []
     for query, doc in pairs:
-        # llama-server's pair format for this vocabulary: BOS query EOS document EOS.
-        ids = [bos] + llm.tokenize(query.encode(), add_bos=False, special=False) + [eos] \
+        ids = [bos] + llm.tokenize(query.encode(), add_bos=False, special=False) + between \
             + llm.tokenize(doc.encode(), add_bos=False, special=False) + [eos]
         llm._ctx.kv_cache_clear()
         llm._batch.reset()
@@ -152,6 +153,15 @@ def rerank():
         llm._ctx.decode(llm._batch)
         score = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[0]
         cases.append({"query": query, "document": doc, "ids": ids, "llama": round(float(score), 6)})
+    return pairs, cases
+
+
+def rerank():
+    entry = "minilm-rerank-test"
+    path = os.path.join(ROOT, "models", "minilm-rerank-test.F16.gguf")
+    llm = Llama(model_path=path, embedding=True, n_ctx=512, n_batch=512, n_ubatch=512, verbose=False)
+    # llama-server's pair format for this vocabulary: BOS query EOS document EOS.
+    pairs, cases = llama_rank_cases(llm, sep=False)
     del llm
     st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
     if st_python:
@@ -271,20 +281,8 @@ def xlmr_rerank():
     entry = registry_entry("xlmr-rerank-test")
     llm = Llama(model_path=os.path.join(ROOT, "models", entry["file"]), embedding=True, n_ctx=512, n_batch=512,
                 n_ubatch=512, pooling_type=llama_cpp.LLAMA_POOLING_TYPE_RANK, verbose=False)
-    vocab = llm._model.vocab
-    bos, eos, sep = (llama_cpp.llama_token_bos(vocab), llama_cpp.llama_token_eos(vocab),
-                     llama_cpp.llama_token_sep(vocab))
-    pairs = [(q, d) for q in inputs.RERANK_QUERIES for d in inputs.RERANK_DOCUMENTS]
-    cases = []
-    for query, doc in pairs:
-        ids = [bos] + llm.tokenize(query.encode(), add_bos=False, special=False) + [eos, sep] \
-            + llm.tokenize(doc.encode(), add_bos=False, special=False) + [eos]
-        llm._ctx.kv_cache_clear()
-        llm._batch.reset()
-        llm._batch.add_sequence(ids, 0, False)
-        llm._ctx.decode(llm._batch)
-        score = llama_cpp.llama_get_embeddings_seq(llm._ctx.ctx, 0)[0]
-        cases.append({"query": query, "document": doc, "ids": ids, "llama": round(float(score), 6)})
+    # With add_sep: BOS query EOS SEP document EOS.
+    pairs, cases = llama_rank_cases(llm, sep=True)
     del llm
     st_python = os.environ.get("SENTENCE_TRANSFORMERS_PYTHON")
     if st_python:

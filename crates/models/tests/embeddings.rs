@@ -28,6 +28,27 @@ fn floats(v: &serde_json::Value) -> Vec<f64> {
         .collect()
 }
 
+/// The fixture cases' texts read as a caller's, and all of them embedded in one pass,
+/// normalised (a vector per case, back to back).
+fn embed_cases(
+    bert: &Bert,
+    tok: &Tokenizer,
+    cases: &[serde_json::Value],
+    ws: &mut EncoderWorkspace,
+) -> (Vec<Vec<u32>>, Vec<f32>) {
+    let ids: Vec<Vec<u32>> = cases
+        .iter()
+        .map(|c| {
+            tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512)
+                .unwrap()
+        })
+        .collect();
+    let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+    let mut all = bert.embed(&inputs, ws).unwrap();
+    normalize(&mut all, bert.params().n_embd);
+    (ids, all)
+}
+
 #[test]
 fn minilm_matches_llama_cpp_and_sentence_transformers() {
     let gguf = GgufFile::open(&model_path(MINILM)).unwrap();
@@ -38,18 +59,8 @@ fn minilm_matches_llama_cpp_and_sentence_transformers() {
     let cases = fixture("embeddings-minilm.json");
     let cases = cases.as_array().unwrap();
     assert!(cases.len() >= 10);
-    let ids: Vec<Vec<u32>> = cases
-        .iter()
-        .map(|c| {
-            tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512)
-                .unwrap()
-        })
-        .collect();
-    let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
     let mut ws = EncoderWorkspace::default();
-    // All the inputs in one pass.
-    let mut all = bert.embed(&inputs, &mut ws).unwrap();
-    normalize(&mut all, 384);
+    let (ids, all) = embed_cases(&bert, &tok, cases, &mut ws);
     let (mut worst_llama, mut worst_st, mut st_compared) = (1.0f64, 1.0f64, 0);
     for (i, case) in cases.iter().enumerate() {
         let text = case["text"].as_str().unwrap();
@@ -98,17 +109,7 @@ fn xlm_roberta_matches_llama_cpp_and_transformers() {
     let fx = fixture("xlmr-random-test.json");
     let cases = fx["embeddings"].as_array().unwrap();
     assert!(cases.len() >= 20);
-    let ids: Vec<Vec<u32>> = cases
-        .iter()
-        .map(|c| {
-            tok.encode_caller(c["text"].as_str().unwrap(), true, false, 512)
-                .unwrap()
-        })
-        .collect();
-    let inputs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-    let mut ws = EncoderWorkspace::default();
-    let mut all = bert.embed(&inputs, &mut ws).unwrap();
-    normalize(&mut all, 64);
+    let (ids, all) = embed_cases(&bert, &tok, cases, &mut EncoderWorkspace::default());
     let (mut worst_llama, mut worst_hf) = (1.0f64, 1.0f64);
     for (i, case) in cases.iter().enumerate() {
         let text = case["text"].as_str().unwrap();

@@ -440,7 +440,7 @@ impl ChoiceOutput {
     }
 
     /// What of `text` can be sent now.
-    pub(crate) fn text(&mut self, text: String) -> Split {
+    fn text(&mut self, text: String) -> Split {
         let now = Instant::now();
         let metrics = &self.track.app.metrics;
         match self.last {

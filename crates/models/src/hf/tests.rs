@@ -55,6 +55,16 @@ fn write(dir: &Path, name: &str, data: &[u8]) {
     std::fs::write(dir.join(name), data).unwrap();
 }
 
+/// A directory of these shards and this index.
+fn sharded(name: &str, shards: &[(&str, &[u8])], index: &str) -> PathBuf {
+    let d = dir(name);
+    for (file, bytes) in shards {
+        write(&d, file, bytes);
+    }
+    write(&d, "model.safetensors.index.json", index.as_bytes());
+    d
+}
+
 fn refused(dir: &Path) -> String {
     match Checkpoint::open(dir) {
         Ok(_) => panic!("{} was accepted", dir.display()),
@@ -185,14 +195,11 @@ fn hostile_files_are_refused_with_the_file_and_the_reason() {
     }
     // Shard indexes: a missing shard, a path out of the directory, a tensor the index puts in
     // another shard, one it names that no shard holds, the same tensor in two shards.
-    let d = dir("missing-shard");
-    write(&d, "model-1.safetensors", &good);
-    write(
-        &d,
-        "model.safetensors.index.json",
-        br#"{"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}"#,
-    );
-    let e = refused(&d);
+    let e = refused(&sharded(
+        "missing-shard",
+        &[("model-1.safetensors", &good)],
+        r#"{"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors"}}"#,
+    ));
     assert!(e.contains("model-2.safetensors"), "{e}");
     for (index, says) in [
         (
@@ -211,20 +218,25 @@ fn hostile_files_are_refused_with_the_file_and_the_reason() {
         (r#"{"weight_map": {"a": 7}}"#, "not a file name"),
         ("[", "not JSON"),
     ] {
-        let d = dir("bad-index");
-        write(&d, "model-1.safetensors", &good);
-        write(&d, "model.safetensors.index.json", index.as_bytes());
-        let e = refused(&d);
+        let e = refused(&sharded(
+            "bad-index",
+            &[("model-1.safetensors", &good)],
+            index,
+        ));
         assert!(
             e.contains(says) && e.contains("model.safetensors.index.json"),
             "{index}: {e}"
         );
     }
-    let d = dir("assigned-not-held");
-    write(&d, "model-1.safetensors", &good);
-    write(&d, "model-2.safetensors", &file(&[("b", &a)]));
-    write(&d, "model.safetensors.index.json",
-          br#"{"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors", "c": "model-2.safetensors"}}"#);
+    let d = sharded(
+        "assigned-not-held",
+        &[
+            ("model-1.safetensors", &good),
+            ("model-2.safetensors", &file(&[("b", &a)])),
+        ],
+        r#"{"weight_map": {"a": "model-1.safetensors", "b": "model-2.safetensors",
+                           "c": "model-2.safetensors"}}"#,
+    );
     assert!(
         refused(&d).contains("\"c\" is assigned to model-2.safetensors, which does not hold it")
     );
