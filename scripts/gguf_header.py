@@ -80,3 +80,31 @@ def vocabulary_file(version, raw_entries, alignment=32):
     """A GGUF of these metadata entries and no tensors, padded to `alignment`."""
     out = b"GGUF" + struct.pack("<IQQ", version, 0, len(raw_entries)) + b"".join(raw_entries)
     return out + b"\0" * (-len(out) % alignment)
+
+
+def value(raw):
+    """The value of one entry from `entries`: a string, integer, float or bool, or a list of
+    them (enough to read a vocabulary back)."""
+    (n,) = struct.unpack_from("<Q", raw, 0)
+    off = 8 + n
+    (vtype,) = struct.unpack_from("<I", raw, off)
+    formats = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
+               10: "<Q", 11: "<q", 12: "<d"}
+
+    def one(t, off):
+        if t == STRING:
+            (k,) = struct.unpack_from("<Q", raw, off)
+            return raw[off + 8:off + 8 + k].decode(), off + 8 + k
+        if t not in formats:
+            raise HeaderError(f"cannot read a value of type {t}")
+        return struct.unpack_from(formats[t], raw, off)[0], off + FIXED[t]
+
+    if vtype != ARRAY:
+        return one(vtype, off + 4)[0]
+    etype, count = struct.unpack_from("<IQ", raw, off + 4)
+    off += 16
+    items = []
+    for _ in range(count):
+        v, off = one(etype, off)
+        items.append(v)
+    return items

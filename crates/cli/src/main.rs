@@ -1,10 +1,11 @@
-//! ward: the command-line entry point (serve, run, inspect, bench, pull, list, synth, audit, keys,
-//! tiers).
+//! ward: the command-line entry point (serve, run, inspect, bench, pull, list, convert, synth,
+//! audit, keys, tiers).
 //! The only crate with clap and logging set-up; logs go to stderr, generated text to stdout.
 
 mod audit;
 mod bench;
 mod config;
+mod convert;
 mod inspect;
 mod keys;
 mod loadgen;
@@ -37,6 +38,8 @@ enum Command {
     Pull(models::PullArgs),
     /// The registry's models: which are present and verified.
     List(models::ListArgs),
+    /// Convert a Hugging Face model directory to GGUF, as llama.cpp's converter does.
+    Convert(convert::ConvertArgs),
     /// Write a random-weight model with a real model's shape, for benchmarks.
     Synth(synth::SynthArgs),
     /// Check an audit log's hash chain (`ward audit verify PATH`).
@@ -94,6 +97,7 @@ fn main() {
         Command::Bench(a) => bench::bench(a),
         Command::Pull(a) => models::pull(a),
         Command::List(a) => models::list(a),
+        Command::Convert(a) => convert::convert(a),
         Command::Synth(a) => synth::synth(a),
         Command::Audit(a) => audit::audit(a),
         Command::TemplateWorker => ward_models::template::run_template_worker(

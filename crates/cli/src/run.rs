@@ -5,6 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use clap::Args;
 use ward_engine::{generate, GenerateParams, SamplingParams};
+use ward_models::hf::Quantize;
 use ward_models::registry::resolve_model;
 use ward_models::{ChatMessage, Device, LoadedModel};
 
@@ -47,6 +48,10 @@ pub struct RunArgs {
     /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
     #[arg(long, value_name = "ORDINAL")]
     gpu: Option<usize>,
+    /// What a Hugging Face model directory's weight matrices become at load: none (as
+    /// stored), f32, f16, bf16 or q8_0 (default).
+    #[arg(long, value_parser = Quantize::parse)]
+    quantize: Option<Quantize>,
 }
 
 /// `--gpu N`: the device a command runs its model on.
@@ -54,17 +59,23 @@ pub fn device(gpu: Option<usize>) -> Device {
     gpu.map_or(Device::Cpu, Device::Cuda)
 }
 
-pub fn load(model: Option<&str>, device: Device) -> anyhow::Result<LoadedModel> {
+pub fn load(
+    model: Option<&str>,
+    device: Device,
+    quantize: Option<Quantize>,
+) -> anyhow::Result<LoadedModel> {
     let resolved = resolve_model(model)?;
     eprintln!(
         "ward: loading {} from {} on the {device}",
         resolved.name,
         resolved.path.display()
     );
-    LoadedModel::load_on(
+    LoadedModel::load_with(
         &resolved.path,
         resolved.template_override.as_deref(),
         device,
+        None,
+        quantize,
     )
     .with_context(|| format!("loading {}", resolved.path.display()))
 }
@@ -122,7 +133,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(a.max_tokens > 0, "--max-tokens must be > 0");
     crate::set_threads(a.threads);
-    let lm = load(a.model.as_deref(), device(a.gpu))?;
+    let lm = load(a.model.as_deref(), device(a.gpu), a.quantize)?;
     let prompt = if a.chat {
         lm.chat_prompt(&[ChatMessage::new("user", &a.prompt)])?
     } else {

@@ -13,7 +13,7 @@ use clap::Args;
 use serde_json::json;
 use tokio::net::TcpListener;
 use ward_engine::{Embedder, EmbedderConfig, EmbedderHandle, EngineConfig, EngineHandle};
-use ward_models::registry::{check_pin, file_sha256, resolve_model, Registry};
+use ward_models::registry::{check_pin, model_sha256, resolve_model, Registry};
 use ward_models::LoadedModel;
 use ward_server::{App, AuditLog, AuditOptions, Keys, ServerConfig};
 
@@ -128,6 +128,10 @@ pub struct ServeArgs {
     /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
     #[arg(long, env = "WARD_GPU", value_name = "ORDINAL")]
     gpu: Option<usize>,
+    /// What a Hugging Face model directory's weight matrices become at load: none (as
+    /// stored), f32, f16, bf16 or q8_0 (default). GGUF files keep their own types.
+    #[arg(long, env = "WARD_QUANTIZE", value_parser = ward_models::hf::Quantize::parse)]
+    quantize: Option<ward_models::hf::Quantize>,
     /// Serve only a model file whose sha256 is pinned in models/registry.toml.
     #[arg(long, env = "WARD_STRICT_MODELS")]
     strict_models: bool,
@@ -237,6 +241,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("callers' text may contain control tokens (--allow-control-tokens)");
         }
         let device = crate::run::device(a.gpu);
+        let quantize = a.quantize;
         let embedder_config = EmbedderConfig {
             max_queue: a.max_queue,
             max_batch_tokens: a.max_prefill_tokens,
@@ -269,6 +274,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     resolved.template_override.as_deref(),
                     device,
                     Some(&worker),
+                    quantize,
                 )
                 .with_context(loading)?;
                 lm.trust_control_tokens = trust_control_tokens;
@@ -339,6 +345,9 @@ struct Loaded {
 
 /// Whether the GGUF at `path` holds an embedding model (BERT, or a decoder with pooling).
 fn is_embedding_model(path: &std::path::Path) -> anyhow::Result<bool> {
+    if ward_models::hf::HfModel::is_checkpoint(path) {
+        return Ok(false); // checkpoints of generative architectures only, so far
+    }
     let gguf = ward_models::gguf::GgufFile::open(path)?;
     Ok(ward_models::arch::is_embedding_model(&gguf)?)
 }
@@ -377,7 +386,7 @@ fn verify_model(
     strict: bool,
 ) -> anyhow::Result<String> {
     let started = std::time::Instant::now();
-    let sha256 = file_sha256(&resolved.path)
+    let sha256 = model_sha256(&resolved.path)
         .with_context(|| format!("reading {}", resolved.path.display()))?;
     let registry = Registry::find_dir().and_then(|d| Registry::load(&d)).ok();
     let pinned = check_pin(resolved, &sha256, registry.as_ref(), strict)?;

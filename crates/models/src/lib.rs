@@ -44,6 +44,8 @@ pub enum ModelError {
     Template(#[from] TemplateError),
     #[error(transparent)]
     Registry(#[from] registry::RegistryError),
+    #[error(transparent)]
+    Checkpoint(#[from] hf::HfError),
     #[error("tensor {name:?} has type {ggml_type}, which Ward cannot compute with yet")]
     UnsupportedTensorType {
         name: String,
@@ -78,6 +80,28 @@ pub enum ModelError {
     /// The GPU failed, or cannot run this model.
     #[error("GPU: {0}")]
     Gpu(String),
+}
+
+/// A GGUF file, or a Hugging Face directory converted as llama.cpp's converter would, its
+/// weight matrices in `quantize`'s type (Q8_0 unless asked otherwise).
+pub fn open_model(
+    path: &Path,
+    quantize: Option<hf::Quantize>,
+) -> Result<gguf::GgufFile, ModelError> {
+    if hf::HfModel::is_checkpoint(path) {
+        let q = quantize.unwrap_or(hf::Quantize::To(ward_kernels::quant::WeightType::Q8_0));
+        return Ok(hf::HfModel::open(path, q)?.into_gguf());
+    }
+    if quantize.is_some() {
+        return Err(hf::HfError::File {
+            path: path.to_path_buf(),
+            reason: "--quantize converts a Hugging Face model directory; a GGUF file keeps the \
+                     types it was quantized to"
+                .into(),
+        }
+        .into());
+    }
+    Ok(gguf::GgufFile::open(path)?)
 }
 
 /// Where a model runs.
@@ -149,18 +173,20 @@ impl LoadedModel {
         template_override: Option<&str>,
         device: Device,
     ) -> Result<LoadedModel, ModelError> {
-        LoadedModel::load_with(path, template_override, device, None)
+        LoadedModel::load_with(path, template_override, device, None, None)
     }
 
     /// [`LoadedModel::load_on`], with the chat template rendered by `template_worker`
-    /// processes (`ward serve` runs its own binary, see [`ChatTemplate::new_apart`]).
+    /// processes (`ward serve` runs its own binary, see [`ChatTemplate::new_apart`]) and a
+    /// Hugging Face directory's weights quantized to `quantize` (default Q8_0).
     pub fn load_with(
         path: &Path,
         template_override: Option<&str>,
         device: Device,
         template_worker: Option<&Path>,
+        quantize: Option<hf::Quantize>,
     ) -> Result<LoadedModel, ModelError> {
-        let gguf = gguf::GgufFile::open(path)?;
+        let gguf = open_model(path, quantize)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let kernels = match device {
             Device::Cpu => ward_kernels::tier::tier().name(),

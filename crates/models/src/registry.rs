@@ -35,6 +35,24 @@ pub fn file_sha256(path: &Path) -> std::io::Result<String> {
     file_sha256_with_progress(path, |_, _| {})
 }
 
+/// The sha256 that identifies a model in the audit log and pins: a GGUF file's own; for a
+/// Hugging Face directory, that of its manifest (`sha256sum`'s lines for each file Ward reads
+/// from it, in name order: `sha256sum FILES | sha256sum` reproduces it).
+pub fn model_sha256(path: &Path) -> std::io::Result<String> {
+    if !path.is_dir() {
+        return file_sha256(path);
+    }
+    use sha2::{Digest, Sha256};
+    let mut manifest = String::new();
+    for name in crate::hf::files_read(path)? {
+        manifest.push_str(&format!("{}  {name}\n", file_sha256(&path.join(&name))?));
+    }
+    Ok(Sha256::digest(manifest.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
 /// [`file_sha256`], telling `progress` the bytes read so far and the file's size after each
 /// megabyte.
 pub fn file_sha256_with_progress(
@@ -305,7 +323,8 @@ impl Registry {
 pub fn resolve_model(arg: Option<&str>) -> Result<Resolved, RegistryError> {
     if let Some(a) = arg {
         let p = Path::new(a);
-        if p.is_file() || a.ends_with(".gguf") {
+        // A GGUF file, or a Hugging Face model directory.
+        if p.is_file() || p.is_dir() || a.ends_with(".gguf") {
             let name = p
                 .file_stem()
                 .map(|s| s.to_string_lossy().into_owned())

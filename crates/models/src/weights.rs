@@ -77,11 +77,10 @@ impl<'a> WeightLoader<'a> {
             return Ok(Projections::Separate(parts));
         }
         let ty = weight_type(&names[0], infos[0])?;
-        let bytes: Vec<u8> = infos
-            .iter()
-            .flat_map(|i| self.gguf.tensor_bytes(i))
-            .copied()
-            .collect();
+        let mut bytes = Vec::new();
+        for i in &infos {
+            bytes.extend_from_slice(&self.gguf.tensor_bytes(i));
+        }
         let rows = out_dims.iter().sum();
         let m =
             QuantMatrix::new(ty, bytes, rows, in_dim).map_err(|reason| ModelError::BadTensor {
@@ -116,7 +115,7 @@ impl<'a> WeightLoader<'a> {
         }
         let ty = weight_type(gate, gi)?;
         let (g, u) = (self.gguf.tensor_bytes(gi), self.gguf.tensor_bytes(ui));
-        let bytes = pair_groups(g, u, g.len() / n_ff);
+        let bytes = pair_groups(&g, &u, g.len() / n_ff);
         let m = QuantMatrix::new(ty, bytes, 2 * n_ff, in_dim).map_err(|reason| {
             ModelError::BadTensor {
                 name: format!("{gate}+{up}"),
@@ -135,7 +134,7 @@ impl<'a> WeightLoader<'a> {
     ) -> Result<QuantMatrix, ModelError> {
         let info = self.info(name, dims)?;
         let ty = weight_type(name, info)?;
-        let bytes = self.gguf.tensor_bytes(info).to_vec();
+        let bytes = self.gguf.tensor_bytes(info).into_owned();
         QuantMatrix::new(ty, bytes, rows, cols).map_err(|reason| ModelError::BadTensor {
             name: name.to_string(),
             reason,

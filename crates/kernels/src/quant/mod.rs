@@ -31,6 +31,7 @@ mod matmul;
 // keeps the scalar reference.
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod neon;
+mod quantize;
 mod scalar;
 
 use crate::tier::{tier, Tier};
@@ -39,13 +40,14 @@ pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
 pub use interleave::GROUP;
 pub use matmul::{matmul, matmul_gated, matmul_normed, pair_groups, Layout, QuantMatrix};
+pub use quantize::{quantize_row, QUANTIZABLE};
 
 /// Values per super-block of the K-quants (and per block of Q8_K).
 pub const QK_K: usize = 256;
 
 /// The weight formats Ward computes with: every type the supported models use.
 #[allow(non_camel_case_types)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum WeightType {
     F32,
     F16,
@@ -92,6 +94,13 @@ impl WeightType {
             30 => BF16,
             _ => return None,
         })
+    }
+
+    /// The GGML type id.
+    pub fn ggml_id(self) -> u32 {
+        (0..64)
+            .find(|&id| WeightType::from_ggml_id(id) == Some(self))
+            .expect("every weight type has a GGML id")
     }
 
     /// Values per block.

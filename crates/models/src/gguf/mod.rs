@@ -5,6 +5,7 @@ mod types;
 mod value;
 pub mod writer;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -98,10 +99,18 @@ pub enum GgufError {
     },
 }
 
-/// Storage behind a GGUF file: a read-only memory map, or bytes owned in memory (tests).
+/// Storage behind a GGUF file: a read-only memory map, bytes owned in memory (tests), or a
+/// source that makes each tensor's bytes when asked (a Hugging Face checkpoint, converted as
+/// it is loaded).
 enum Bytes {
     Mapped(memmap2::Mmap),
     Owned(Vec<u8>),
+    Source(Box<dyn TensorSource>),
+}
+
+/// Tensor bytes made on demand, in the GGML type and shape the header gives them.
+pub trait TensorSource: Send + Sync {
+    fn tensor_bytes(&self, name: &str) -> Cow<'_, [u8]>;
 }
 
 /// A validated GGUF file. The tensor bytes stay in the map until a model copies what it needs.
@@ -136,10 +145,12 @@ impl GgufFile {
         })
     }
 
-    fn all_bytes(&self) -> &[u8] {
-        match &self.bytes {
-            Bytes::Mapped(m) => m,
-            Bytes::Owned(v) => v,
+    /// A file made by `source`, described by `header` (whose offsets only lay out the file
+    /// the source would write).
+    pub fn from_source(header: GgufHeader, source: Box<dyn TensorSource>) -> GgufFile {
+        GgufFile {
+            bytes: Bytes::Source(source),
+            header,
         }
     }
 
@@ -151,10 +162,16 @@ impl GgufFile {
         self.header.tensors.iter().find(|t| t.name == name)
     }
 
-    /// The raw bytes of one tensor (bounds were checked when the file was opened).
-    pub fn tensor_bytes(&self, info: &TensorInfo) -> &[u8] {
+    /// The raw bytes of one tensor (bounds were checked when the file was opened); made on
+    /// the spot by a tensor source.
+    pub fn tensor_bytes(&self, info: &TensorInfo) -> Cow<'_, [u8]> {
         let start = (self.header.data_offset + info.offset) as usize;
-        &self.all_bytes()[start..start + info.n_bytes as usize]
+        let all: &[u8] = match &self.bytes {
+            Bytes::Mapped(m) => m,
+            Bytes::Owned(v) => v,
+            Bytes::Source(s) => return s.tensor_bytes(&info.name),
+        };
+        Cow::Borrowed(&all[start..start + info.n_bytes as usize])
     }
 
     pub fn get(&self, key: &str) -> Option<&Value> {

@@ -114,7 +114,7 @@ fn upload_matrix(
         })?;
     Ok(Matrix {
         ty,
-        bytes: gpu.stream.clone_htod(gguf.tensor_bytes(info))?,
+        bytes: gpu.stream.clone_htod(&*gguf.tensor_bytes(info))?,
         rows,
         cols,
     })

@@ -133,6 +133,22 @@ impl Checkpoint {
         self.tensors.keys().map(String::as_str)
     }
 
+    /// The weight files, in file-name order.
+    pub fn shard_files(&self) -> impl Iterator<Item = &str> {
+        self.shards.iter().map(|(f, _)| f.as_str())
+    }
+
+    /// Every tensor's name, shard by shard (shards in file-name order), sorted within each:
+    /// the order llama.cpp's converter writes them in.
+    pub fn names_in_file_order(&self) -> impl Iterator<Item = &str> {
+        (0..self.shards.len()).flat_map(move |shard| {
+            self.tensors
+                .iter()
+                .filter(move |(_, e)| e.shard == shard)
+                .map(|(name, _)| name.as_str())
+        })
+    }
+
     pub fn entry(&self, name: &str) -> Option<&TensorEntry> {
         self.tensors.get(name)
     }

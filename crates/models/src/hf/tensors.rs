@@ -1,0 +1,308 @@
+//! A checkpoint's tensors under GGUF names, in the type each becomes, as llama.cpp's converter
+//! maps them: names per `gguf-py`'s tensor map, Llama's Q/K rows permuted to GGML's RoPE layout,
+//! 1-D tensors and norms in F32, the rest in the chosen type (F16 where a row is not a whole
+//! number of the type's blocks). Every tensor of the checkpoint must be one the model uses.
+
+use std::borrow::Cow;
+
+use safetensors::Dtype;
+use ward_kernels::quant::{quantize_row, WeightType};
+
+use super::checkpoint::{Checkpoint, TensorEntry};
+use super::config::Config;
+use super::{HfError, Quantize};
+use crate::hparams::Arch;
+
+/// One tensor of the model to be: where its values come from and what it becomes.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub name: String,
+    /// GGML order: `dims[0]` is the row length.
+    pub dims: Vec<u64>,
+    pub ty: WeightType,
+    pub source: Source,
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A checkpoint tensor, its rows permuted for RoPE (Llama's Q and K) with `heads` heads.
+    Checkpoint {
+        name: String,
+        permute_heads: Option<usize>,
+    },
+    /// Values computed at conversion (Llama 3.1's `rope_freqs.weight`).
+    Generated(Vec<f32>),
+}
+
+impl Planned {
+    pub fn n_bytes(&self) -> usize {
+        let rows: u64 = self.dims[1..].iter().product();
+        self.ty
+            .row_bytes(self.dims[0] as usize)
+            .expect("planned types take whole rows")
+            * rows as usize
+    }
+
+    /// The tensor's bytes in its GGML type: the checkpoint's own bytes where nothing changes,
+    /// otherwise converted row by row.
+    pub fn bytes<'a>(&'a self, checkpoint: &'a Checkpoint) -> Cow<'a, [u8]> {
+        let (name, permute) = match &self.source {
+            Source::Generated(values) => {
+                let mut out = Vec::with_capacity(self.n_bytes());
+                quantize_row(self.ty, values, &mut out).expect("planned");
+                return Cow::Owned(out);
+            }
+            Source::Checkpoint {
+                name,
+                permute_heads,
+            } => (name, *permute_heads),
+        };
+        let entry = checkpoint.entry(name).expect("planned from the checkpoint");
+        let raw = checkpoint.bytes(entry);
+        if permute.is_none() && stored_as(entry.dtype) == Some(self.ty) {
+            return Cow::Borrowed(raw);
+        }
+        let cols = self.dims[0] as usize;
+        let row_in = cols * dtype_size(entry.dtype);
+        let rows = raw.len() / row_in;
+        let row_out = self
+            .ty
+            .row_bytes(cols)
+            .expect("planned types take whole rows");
+        let mut out = vec![0u8; rows * row_out];
+        // Rows are converted side by side on the kernel threads, 64 KiB of output at a time.
+        let rows_per_chunk = (65536 / row_out).max(1);
+        ward_kernels::pool::global().for_each_chunk(
+            &mut out,
+            rows_per_chunk * row_out,
+            |at, chunk| {
+                let mut values = vec![0.0f32; cols];
+                let mut row = Vec::with_capacity(row_out);
+                for (i, dst) in chunk.chunks_exact_mut(row_out).enumerate() {
+                    let r = at / row_out + i;
+                    let src = permute.map_or(r, |heads| rope_row(r, rows, heads));
+                    to_f32(entry.dtype, &raw[src * row_in..][..row_in], &mut values);
+                    row.clear();
+                    quantize_row(self.ty, &values, &mut row).expect("planned");
+                    dst.copy_from_slice(&row);
+                }
+            },
+        );
+        Cow::Owned(out)
+    }
+}
+
+/// Row `r` of a Q or K projection in GGML's RoPE layout comes from this row of the Hugging Face
+/// one: HF keeps each head's rotated pairs half a head apart, GGML (llama) side by side
+/// (`LlamaModel.permute` in the converter).
+fn rope_row(r: usize, rows: usize, heads: usize) -> usize {
+    let head_dim = rows / heads;
+    let half = head_dim / 2;
+    let (h, i) = (r / head_dim, r % head_dim);
+    h * head_dim + (i % 2) * half + i / 2
+}
+
+fn dtype_size(d: Dtype) -> usize {
+    match d {
+        Dtype::F32 => 4,
+        _ => 2,
+    }
+}
+
+fn stored_as(d: Dtype) -> Option<WeightType> {
+    match d {
+        Dtype::F32 => Some(WeightType::F32),
+        Dtype::F16 => Some(WeightType::F16),
+        Dtype::BF16 => Some(WeightType::BF16),
+        _ => None,
+    }
+}
+
+fn to_f32(d: Dtype, bytes: &[u8], out: &mut [f32]) {
+    match d {
+        Dtype::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Dtype::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        _ => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+    }
+}
+
+/// The GGUF name of a Hugging Face tensor, where the architecture uses it.
+fn gguf_name(hf: &str, config: &Config) -> Option<String> {
+    let global = match hf {
+        "model.embed_tokens.weight" => Some("token_embd.weight"),
+        "model.norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" if !config.tied => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(g) = global {
+        return Some(g.to_string());
+    }
+    let rest = hf.strip_prefix("model.layers.")?;
+    let (il, part) = rest.split_once('.')?;
+    let layer: usize = il.parse().ok().filter(|&n| n < config.n_layer)?;
+    if layer.to_string() != il {
+        return None;
+    }
+    let qkv_bias = config.arch == Arch::Qwen2;
+    let qk_norm = config.arch == Arch::Qwen3;
+    let gguf = match part {
+        "input_layernorm.weight" => "attn_norm.weight",
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "self_attn.q_proj.bias" if qkv_bias => "attn_q.bias",
+        "self_attn.k_proj.bias" if qkv_bias => "attn_k.bias",
+        "self_attn.v_proj.bias" if qkv_bias => "attn_v.bias",
+        "self_attn.q_norm.weight" if qk_norm => "attn_q_norm.weight",
+        "self_attn.k_norm.weight" if qk_norm => "attn_k_norm.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{layer}.{gguf}"))
+}
+
+/// The shape (HF order, rows first) the config says `gguf` must have.
+fn expected_shape(gguf: &str, c: &Config) -> Vec<usize> {
+    let (q, kv) = (c.n_head * c.head_dim, c.n_head_kv * c.head_dim);
+    let part = gguf.splitn(3, '.').nth(2).unwrap_or(gguf);
+    match (gguf, part) {
+        ("token_embd.weight" | "output.weight", _) => vec![c.n_vocab, c.n_embd],
+        ("output_norm.weight", _) => vec![c.n_embd],
+        (_, "attn_norm.weight" | "ffn_norm.weight") => vec![c.n_embd],
+        (_, "attn_q.weight") => vec![q, c.n_embd],
+        (_, "attn_k.weight" | "attn_v.weight") => vec![kv, c.n_embd],
+        (_, "attn_output.weight") => vec![c.n_embd, q],
+        (_, "attn_q.bias") => vec![q],
+        (_, "attn_k.bias" | "attn_v.bias") => vec![kv],
+        (_, "attn_q_norm.weight" | "attn_k_norm.weight") => vec![c.head_dim],
+        (_, "ffn_gate.weight" | "ffn_up.weight") => vec![c.n_ff, c.n_embd],
+        (_, "ffn_down.weight") => vec![c.n_embd, c.n_ff],
+        _ => unreachable!("{gguf} is not a mapped name"),
+    }
+}
+
+/// The model's tensors in the converter's order: generated ones first, then the checkpoint's,
+/// shard by shard in name order. Each is checked against the config (name, dtype, shape), and
+/// a checkpoint tensor the model would not use is refused.
+pub fn plan(
+    checkpoint: &Checkpoint,
+    config: &Config,
+    quantize: Quantize,
+) -> Result<Vec<Planned>, HfError> {
+    let mut out = Vec::new();
+    if let Some(factors) = &config.rope_freqs {
+        out.push(Planned {
+            name: "rope_freqs.weight".into(),
+            dims: vec![factors.len() as u64],
+            ty: WeightType::F32,
+            source: Source::Generated(factors.clone()),
+        });
+    }
+    for hf in checkpoint.names_in_file_order() {
+        // The converter drops these; transformers recomputes them.
+        if hf.ends_with(".rotary_emb.inv_freq") {
+            continue;
+        }
+        let entry = checkpoint.entry(hf).expect("named by the checkpoint");
+        if hf == "lm_head.weight" && config.tied {
+            same_as_embeddings(checkpoint, entry)?;
+            continue;
+        }
+        let bad = |reason: String| HfError::Tensor {
+            name: hf.to_string(),
+            reason,
+        };
+        let gguf = gguf_name(hf, config).ok_or_else(|| {
+            bad(format!(
+                "not a tensor of this {} model; refusing to run it without what it computes",
+                config.arch.name()
+            ))
+        })?;
+        let stored = stored_as(entry.dtype).ok_or_else(|| {
+            bad(format!(
+                "dtype {:?}; Ward reads F32, F16 and BF16 checkpoints",
+                entry.dtype
+            ))
+        })?;
+        let want = expected_shape(&gguf, config);
+        if entry.shape != want {
+            return Err(bad(format!(
+                "shape {:?}, but config.json makes it {want:?}",
+                entry.shape
+            )));
+        }
+        let cols = *want.last().expect("non-empty shape");
+        let is_vector = want.len() == 1 || gguf.ends_with("_norm.weight");
+        let ty = match quantize {
+            _ if is_vector => WeightType::F32,
+            Quantize::None => stored,
+            Quantize::To(t) if cols.is_multiple_of(t.block_len()) => t,
+            // The converter's fallback for rows that are not whole blocks.
+            Quantize::To(_) => WeightType::F16,
+        };
+        let permute_heads = match (config.arch, gguf.rsplit('.').nth(1)) {
+            (Arch::Llama, Some("attn_q")) => Some(config.n_head),
+            (Arch::Llama, Some("attn_k")) => Some(config.n_head_kv),
+            _ => None,
+        };
+        out.push(Planned {
+            name: gguf,
+            dims: want.iter().rev().map(|&d| d as u64).collect(),
+            ty,
+            source: Source::Checkpoint {
+                name: hf.to_string(),
+                permute_heads,
+            },
+        });
+    }
+    let has = |name: &str| out.iter().any(|p| p.name == name);
+    for (needed, why) in [
+        ("token_embd.weight", "model.embed_tokens.weight is missing"),
+        (
+            "output.weight",
+            "lm_head.weight is missing, and config.json does not tie the output to the \
+             embeddings",
+        ),
+    ] {
+        if !has(needed) && !(needed == "output.weight" && config.tied) {
+            return Err(HfError::Tensor {
+                name: needed.into(),
+                reason: why.into(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A tied model's checkpoint may still hold `lm_head.weight`; transformers ignores it, and so
+/// does Ward, if it is the embedding table.
+fn same_as_embeddings(checkpoint: &Checkpoint, lm_head: &TensorEntry) -> Result<(), HfError> {
+    let same = checkpoint
+        .entry("model.embed_tokens.weight")
+        .is_some_and(|e| checkpoint.bytes(e) == checkpoint.bytes(lm_head));
+    if same {
+        return Ok(());
+    }
+    Err(HfError::Tensor {
+        name: "lm_head.weight".into(),
+        reason: "config.json ties the output to the embeddings (tie_word_embeddings), but this \
+                 tensor differs from them"
+            .into(),
+    })
+}

@@ -1,0 +1,728 @@
+//! `tokenizer.json`, `tokenizer_config.json` (and `chat_template.jinja`) → the `tokenizer.*`
+//! metadata llama.cpp's converter writes for a byte-level BPE vocabulary (`_set_vocab_gpt2` and
+//! gguf-py's `SpecialVocab`), which Ward's own tokenizer then reads as it reads a GGUF file's.
+//!
+//! The `tokenizers` crate reads `tokenizer.json` first: a file it cannot load (merges naming
+//! unknown tokens, a broken pre-tokenizer) is refused before anything else is built from it, and
+//! it encodes the converter's check text, whose ids' hash names the pre-tokenizer
+//! (`tokenizer.ggml.pre`) exactly as the converter names it.
+
+use serde_json::{Map, Value as Json};
+use sha2::{Digest, Sha256};
+
+use super::config::strings;
+use super::HfError;
+use crate::gguf::{Array, Value};
+
+/// The token types llama.cpp's converter writes.
+const NORMAL: i32 = 1;
+const CONTROL: i32 = 3;
+const USER_DEFINED: i32 = 4;
+const UNUSED: i32 = 5;
+
+/// The special token kinds gguf-py's `SpecialVocab` looks for, in its order, with their
+/// metadata key.
+const SPECIAL_KINDS: [(&str, &str); 7] = [
+    ("bos", "bos_token_id"),
+    ("eos", "eos_token_id"),
+    ("unk", "unknown_token_id"),
+    ("sep", "seperator_token_id"),
+    ("pad", "padding_token_id"),
+    ("cls", "cls_token_id"),
+    ("mask", "mask_token_id"),
+];
+
+pub struct TokenizerFiles<'a> {
+    pub tokenizer_json: &'a [u8],
+    pub tokenizer_config: Option<&'a Map<String, Json>>,
+    /// `chat_template.jinja`, which newer transformers write instead of the config's field.
+    pub chat_template_file: Option<String>,
+    pub config: &'a Map<String, Json>,
+    pub n_vocab: usize,
+}
+
+/// The `tokenizer.*` metadata, in the converter's order.
+pub fn metadata(files: &TokenizerFiles) -> Result<Vec<(String, Value)>, HfError> {
+    let bad = |reason: String| HfError::Tokenizer(reason);
+    let hf = tokenizers::Tokenizer::from_bytes(files.tokenizer_json)
+        .map_err(|e| bad(format!("tokenizer.json cannot be loaded: {e}")))?;
+    let tj: Map<String, Json> = serde_json::from_slice(files.tokenizer_json)
+        .map_err(|e| bad(format!("tokenizer.json is not a JSON object: {e}")))?;
+    let model = tj.get("model").and_then(Json::as_object);
+    if model.and_then(|m| m.get("type")).and_then(Json::as_str) != Some("BPE") {
+        return Err(bad(
+            "tokenizer.json's model is not BPE: Ward reads byte-level BPE vocabularies from \
+             checkpoints (SentencePiece ones are not implemented yet)"
+                .into(),
+        ));
+    }
+    let model = model.expect("checked above");
+    let vocab = model
+        .get("vocab")
+        .and_then(Json::as_object)
+        .ok_or_else(|| bad("tokenizer.json has no model.vocab object".into()))?;
+    let added: Vec<&Map<String, Json>> = tj
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .map(|a| a.iter().filter_map(Json::as_object).collect())
+        .unwrap_or_default();
+
+    // Every id below the embedding table's size: the vocabulary's, the added tokens' (which
+    // win), and [PAD<i>] for rows no token uses.
+    let n = files.n_vocab;
+    let mut by_id: Vec<Option<(String, i32)>> = vec![None; n];
+    let mut put = |id: Option<u64>, text: &str, ty: i32| -> Result<(), HfError> {
+        match id {
+            Some(id) if (id as usize) < n => {
+                by_id[id as usize] = Some((text.to_string(), ty));
+                Ok(())
+            }
+            _ => Err(bad(format!(
+                "token {text:?} has id {id:?}, outside the model's {n}-row embedding table"
+            ))),
+        }
+    };
+    for (text, id) in vocab {
+        put(id.as_u64(), text, NORMAL)?;
+    }
+    for t in &added {
+        let text = t.get("content").and_then(Json::as_str).unwrap_or_default();
+        let special = t.get("special").and_then(Json::as_bool).unwrap_or(false);
+        let ty = if special || looks_special(text) {
+            CONTROL
+        } else {
+            USER_DEFINED
+        };
+        // The converter's "pre-normalised" user-defined spaces (Gemma's ▁).
+        let text = if ty == USER_DEFINED {
+            text.replace('\u{2581}', " ")
+        } else {
+            text.to_string()
+        };
+        put(t.get("id").and_then(Json::as_u64), &text, ty)?;
+    }
+    let (tokens, types): (Vec<String>, Vec<i32>) = by_id
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.unwrap_or_else(|| (format!("[PAD{i}]"), UNUSED)))
+        .unzip();
+
+    let mut out = vec![
+        (
+            "tokenizer.ggml.model".to_string(),
+            Value::String("gpt2".into()),
+        ),
+        (
+            "tokenizer.ggml.pre".into(),
+            Value::String(pre_tokenizer(&hf)?.into()),
+        ),
+        ("tokenizer.ggml.tokens".into(), strings(tokens)),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(Array::I32(types)),
+        ),
+    ];
+    out.push(("tokenizer.ggml.merges".into(), strings(merges(model)?)));
+    let special = Specials::read(&tj, files)?;
+    for (kind, id) in special.ids {
+        let key = SPECIAL_KINDS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .expect("a kind")
+            .1;
+        out.push((format!("tokenizer.ggml.{key}"), Value::U32(id)));
+    }
+    for (kind, add) in special.add {
+        out.push((format!("tokenizer.ggml.add_{kind}_token"), Value::Bool(add)));
+    }
+    if let Some(t) = special.chat_template {
+        out.push(("tokenizer.chat_template".into(), Value::String(t)));
+    }
+    Ok(out)
+}
+
+/// The converter's `does_token_look_special`: added tokens that ought to be control tokens
+/// even where the file does not mark them special.
+fn looks_special(text: &str) -> bool {
+    matches!(text, "<pad>" | "<mask>" | "<2mass>" | "[@BOS@]")
+        || (text.starts_with("<|") && text.ends_with("|>"))
+        || (text.starts_with("<｜") && text.ends_with("｜>"))
+        || (text.starts_with("<unused") && text.ends_with('>'))
+}
+
+/// Merges as "a b" strings; the pair form (transformers ≥ 4.45) with any space inside a part
+/// written as U+0120's neighbour U+0140 + … as the converter does (`chr(ord(' ') + 256)`).
+fn merges(model: &Map<String, Json>) -> Result<Vec<String>, HfError> {
+    let Some(list) = model.get("merges").and_then(Json::as_array) else {
+        return Ok(Vec::new());
+    };
+    list.iter()
+        .map(|m| match m {
+            Json::String(s) => Ok(s.clone()),
+            Json::Array(pair) if pair.len() == 2 => {
+                let part = |v: &Json| {
+                    v.as_str()
+                        .map(|s| s.replace(' ', "\u{0120}"))
+                        .ok_or_else(|| HfError::Tokenizer(format!("merge {m} is not two strings")))
+                };
+                Ok(format!("{} {}", part(&pair[0])?, part(&pair[1])?))
+            }
+            other => Err(HfError::Tokenizer(format!(
+                "merge {other} is neither a string nor a pair"
+            ))),
+        })
+        .collect()
+}
+
+/// `tokenizer.ggml.pre`: the name llama.cpp's converter gives the hash of the check text's ids
+/// (encoded with the tokenizer's own post-processing, as `tokenizer.encode` does in Python).
+fn pre_tokenizer(hf: &tokenizers::Tokenizer) -> Result<&'static str, HfError> {
+    let ids = hf
+        .encode(CHECK_TEXT, true)
+        .map_err(|e| HfError::Tokenizer(format!("tokenizer.json cannot encode text: {e}")))?
+        .get_ids()
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>();
+    // Python's str() of a list of ints.
+    let hash = Sha256::digest(format!("[{}]", ids.join(", ")).as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    PRE_TOKENIZER_HASHES
+        .iter()
+        .find(|(h, _)| *h == hex)
+        .map(|(_, name)| *name)
+        .ok_or_else(|| {
+            HfError::Tokenizer(format!(
+                "tokenizer.json's pre-tokenizer is not one llama.cpp's converter knows (check \
+                 hash {hex}); Ward tokenizes only what it can name"
+            ))
+        })
+}
+
+/// Special token ids, whether BOS/EOS are added, and the chat template, as gguf-py's
+/// `SpecialVocab` reads them.
+struct Specials {
+    /// In the order they were found (the converter writes them so).
+    ids: Vec<(&'static str, u32)>,
+    /// In the order they were settled.
+    add: Vec<(&'static str, bool)>,
+    chat_template: Option<String>,
+}
+
+impl Specials {
+    fn read(tj: &Map<String, Json>, files: &TokenizerFiles) -> Result<Specials, HfError> {
+        let mut s = Specials {
+            ids: Vec::new(),
+            add: Vec::new(),
+            chat_template: None,
+        };
+        let cfg = files.tokenizer_config;
+        let token_text = |kind: &str| -> Option<String> {
+            match cfg?.get(&format!("{kind}_token"))? {
+                Json::String(t) => Some(t.clone()),
+                Json::Object(o) => o.get("content")?.as_str().map(str::to_string),
+                _ => None,
+            }
+        };
+        let (bos, eos) = (token_text("bos"), token_text("eos"));
+        for p in post_processors(tj) {
+            match p.get("type").and_then(Json::as_str) {
+                Some("ByteLevel") => {
+                    s.set_add_default("bos", false);
+                    s.set_add_default("eos", false);
+                }
+                Some("TemplateProcessing") => {
+                    let single = p.get("single").and_then(Json::as_array);
+                    let special_id = |item: Option<&Json>| {
+                        item?
+                            .get("SpecialToken")?
+                            .get("id")?
+                            .as_str()
+                            .map(str::to_string)
+                    };
+                    if let Some(single) = single.filter(|s| s.len() > 1) {
+                        if let Some(first) = special_id(single.first()) {
+                            s.set_add("bos", Some(&first) == bos.as_ref());
+                        }
+                        if let Some(last) = special_id(single.last()) {
+                            s.set_add("eos", Some(&last) == eos.as_ref());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(cfg) = cfg else {
+            return Ok(s);
+        };
+        s.chat_template = match cfg.get("chat_template") {
+            Some(Json::String(t)) => Some(t.clone()),
+            Some(Json::Null) | None => files.chat_template_file.clone(),
+            Some(_) => {
+                return Err(HfError::Tokenizer(
+                    "tokenizer_config.json's chat_template is not a string (named template \
+                     lists are not read yet)"
+                        .into(),
+                ))
+            }
+        };
+        let added: Vec<(String, u64)> = tj
+            .get("added_tokens")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|t| {
+                Some((
+                    t.get("content")?.as_str()?.to_string(),
+                    t.get("id")?.as_u64()?,
+                ))
+            })
+            .collect();
+        for (kind, _) in SPECIAL_KINDS {
+            if let Some(add) = cfg
+                .get(&format!("add_{kind}_token"))
+                .and_then(Json::as_bool)
+            {
+                s.set_add_default(kind, add);
+            }
+            if let Some(text) = token_text(kind) {
+                let id = added.iter().find(|(t, _)| *t == text).map(|(_, id)| *id);
+                s.set_id(kind, id, files.n_vocab);
+            }
+        }
+        for (kind, _) in SPECIAL_KINDS {
+            let id = files
+                .config
+                .get(&format!("{kind}_token_id"))
+                .and_then(Json::as_u64);
+            s.set_id(kind, id, files.n_vocab);
+        }
+        Ok(s)
+    }
+
+    fn set_id(&mut self, kind: &'static str, id: Option<u64>, n_vocab: usize) {
+        let known = self.ids.iter().any(|(k, _)| *k == kind);
+        if let Some(id) = id.filter(|&id| (id as usize) < n_vocab && !known) {
+            self.ids.push((kind, id as u32));
+        }
+    }
+
+    fn set_add_default(&mut self, kind: &'static str, add: bool) {
+        if !self.add.iter().any(|(k, _)| *k == kind) {
+            self.add.push((kind, add));
+        }
+    }
+
+    fn set_add(&mut self, kind: &'static str, add: bool) {
+        match self.add.iter_mut().find(|(k, _)| *k == kind) {
+            Some(entry) => entry.1 = add,
+            None => self.add.push((kind, add)),
+        }
+    }
+}
+
+/// The post-processor, or each of a `Sequence`'s.
+fn post_processors(tj: &Map<String, Json>) -> Vec<&Map<String, Json>> {
+    let Some(p) = tj.get("post_processor").and_then(Json::as_object) else {
+        return Vec::new();
+    };
+    match p.get("processors").and_then(Json::as_array) {
+        Some(list) => list.iter().filter_map(Json::as_object).collect(),
+        None => vec![p],
+    }
+}
+
+/// `tokenizer.ggml.pre` by the hash of the pre-tokenizer check text's ids, copied from
+/// llama.cpp's convert_hf_to_gguf.py (`get_vocab_base_pre`, which its update script generates).
+pub const PRE_TOKENIZER_HASHES: &[(&str, &str)] = &[
+    (
+        "b6e8e1518dc4305be2fe39c313ed643381c4da5db34a98f6a04c093f8afbe99b",
+        "chatglm-bpe",
+    ),
+    (
+        "81d72c7348a9f0ebe86f23298d37debe0a5e71149e29bd283904c02262b27516",
+        "chatglm-bpe",
+    ),
+    (
+        "a1336059768a55c99a734006ffb02203cd450fed003e9a71886c88acf24fdbc2",
+        "glm4",
+    ),
+    (
+        "9ca2dd618e8afaf09731a7cf6e2105b373ba6a1821559f258b272fe83e6eb902",
+        "glm4",
+    ),
+    (
+        "cdf5f35325780597efd76153d4d1c16778f766173908894c04afc20108536267",
+        "glm4",
+    ),
+    (
+        "1431a23e583c97432bc230bff598d103ddb5a1f89960c8f1d1051aaa944d0b35",
+        "minerva-7b",
+    ),
+    (
+        "7e57df22b1fe23a7b1e1c7f3dc4e3f96d43a4eb0836d0c6bdc3436d7b2f1c664",
+        "hunyuan",
+    ),
+    (
+        "bba3b3366b646dbdded5dbc42d59598b849371afc42f7beafa914afaa5b70aa6",
+        "hunyuan-dense",
+    ),
+    (
+        "e6ddf9c6686791c12d698d34c31ab9be1fea9af5a3d9a6909783ab382198ae1c",
+        "hy_v4",
+    ),
+    (
+        "a6b57017d60e6edb4d88ecc2845188e0eb333a70357e45dcc9b53964a73bbae6",
+        "falcon-h1",
+    ),
+    (
+        "60476e1243776c4fb1b993dbd7a5f15ac22f83c80afdf425fa5ae01c8d44ef86",
+        "falcon-h1",
+    ),
+    (
+        "3eda48b4c4dc7de733d1a8b3e3b4a85243dbbf704da2ee9d42c6beced8897896",
+        "falcon-h1",
+    ),
+    (
+        "48f8e02c0359c0bbdd82f26909171fac1c18a457bb47573ed1fe3bbb2c1cfd4b",
+        "falcon-h1",
+    ),
+    (
+        "81212dc7cdb7e0c1074ca62c5aeab0d43c9f52b8a737be7b12a777c953027890",
+        "kimi-k2",
+    ),
+    (
+        "d4540891389ea895b53b399da6ac824becc30f2fba0e9ddbb98f92e55ca0e97c",
+        "qwen2",
+    ),
+    (
+        "1444df51289cfa8063b96f0e62b1125440111bc79a52003ea14b6eac7016fd5f",
+        "qwen35",
+    ),
+    (
+        "66b8d4e19ab16c3bfd89bce5d785fb7e0155e8648708a1f42077cb9fe002c273",
+        "grok-2",
+    ),
+    (
+        "b3d1dd861f1d4c5c0d2569ce36baf3f90fe8a102db3de50dd71ff860d91be3df",
+        "jina-v2-de",
+    ),
+    (
+        "0fe1cf6eda062318a1af7270f3331a85c539a01778ff948e24388e949c5282f4",
+        "gpt-2",
+    ),
+    (
+        "9e454714343b69b99b71795c1d27a68c2a1d15dab111f4d353109f966af29da7",
+        "lfm2",
+    ),
+    (
+        "846deafc5b0fa786186fa4ae6c7b49903cf2f1d1895bdb80b9120d60be135252",
+        "gemma4",
+    ),
+    (
+        "0a766d034107bc736a3f2dc4968fd62e54a3570f1454443e0c5a4cc6bd7941ed",
+        "spark2_5",
+    ),
+    (
+        "0ef9807a4087ebef797fc749390439009c3b9eda9ad1a097abbe738f486c01e5",
+        "llama-bpe",
+    ),
+    (
+        "049ecf7629871e3041641907f3de7c733e4dbfdc736f57d882ba0b0845599754",
+        "deepseek-llm",
+    ),
+    (
+        "347715f544604f9118bb75ed199f68779f423cabb20db6de6f31b908d04d7821",
+        "deepseek-coder",
+    ),
+    (
+        "8aeee3860c56296a157a1fe2fad249ec40aa59b1bb5709f4ade11c4e6fe652ed",
+        "falcon",
+    ),
+    (
+        "0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f",
+        "bert-bge",
+    ),
+    (
+        "9d032fcbd5501f4a38150912590928bfb36091efb5df11b8e2124b0390e3fb1e",
+        "falcon3",
+    ),
+    (
+        "8e62295832751ca1e8f92f2226f403dea30dc5165e448b5bfa05af5340c64ec7",
+        "bert-bge-large",
+    ),
+    (
+        "b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166",
+        "mpt",
+    ),
+    (
+        "35d91631860c815f952d711435f48d356ebac988362536bed955d43bfa436e34",
+        "starcoder",
+    ),
+    (
+        "3ce83efda5659b07b1ad37ca97ca5797ea4285d9b9ab0dc679e4a720c9da7454",
+        "gpt-2",
+    ),
+    (
+        "32d85c31273f8019248f2559fed492d929ea28b17e51d81d3bb36fff23ca72b3",
+        "stablelm2",
+    ),
+    (
+        "6221ad2852e85ce96f791f476e0b390cf9b474c9e3d1362f53a24a06dc8220ff",
+        "refact",
+    ),
+    (
+        "9c2227e4dd922002fb81bde4fc02b0483ca4f12911410dee2255e4987644e3f8",
+        "command-r",
+    ),
+    (
+        "d772b220ace2baec124bed8cfafce0ead7d6c38a4b65ef11261cf9d5d62246d1",
+        "tiny_aya",
+    ),
+    (
+        "52df12b4c8d4176e7481aab4b6e8454d1fd0a210a04a574f6d4e067d10e23c3e",
+        "cohere2moe",
+    ),
+    (
+        "e636dc30a262dcc0d8c323492e32ae2b70728f4df7dfe9737d9f920a282b8aea",
+        "qwen2",
+    ),
+    (
+        "b6dc8df998e1cfbdc4eac8243701a65afe638679230920b50d6f17d81c098166",
+        "olmo",
+    ),
+    (
+        "a8594e3edff7c29c003940395316294b2c623e09894deebbc65f33f1515df79e",
+        "dbrx",
+    ),
+    (
+        "c7699093ba4255a91e702aa38a596aa81669f3525dae06c2953267dde580f448",
+        "jina-v1-en",
+    ),
+    (
+        "0876d13b50744004aa9aeae05e7b0647eac9d801b5ba4668afc01e709c15e19f",
+        "jina-v2-en",
+    ),
+    (
+        "171aeeedd6fb548d418a7461d053f11b6f1f1fc9b387bd66640d28a4b9f5c643",
+        "jina-v2-es",
+    ),
+    (
+        "27949a2493fc4a9f53f5b9b029c82689cfbe5d3a1929bb25e043089e28466de6",
+        "jina-v2-de",
+    ),
+    (
+        "a023e9fdc5a11f034d3ef515b92350e56fb2af1f66c6b6811a4444ea9bf8763d",
+        "jina-v5-nano",
+    ),
+    (
+        "c136ed14d01c2745d4f60a9596ae66800e2b61fa45643e72436041855ad4089d",
+        "smaug-bpe",
+    ),
+    (
+        "c7ea5862a53e4272c035c8238367063e2b270d51faa48c0f09e9d5b54746c360",
+        "poro-chat",
+    ),
+    (
+        "7967bfa498ade6b757b064f31e964dddbb80f8f9a4d68d4ba7998fcf281c531a",
+        "jina-v2-code",
+    ),
+    (
+        "7fc505bd3104ca1083b150b17d088b59534ede9bde81f0dd2090967d7fe52cee",
+        "viking",
+    ),
+    (
+        "b53802fb28e26d645c3a310b34bfe07da813026ec7c7716883404d5e0f8b1901",
+        "jais",
+    ),
+    (
+        "bc5108ee1eb6a3d600cadd065f63190fbd0554dbc9e4bbd6a0d977970afc8d2a",
+        "jais-2",
+    ),
+    (
+        "7b3e7548e4308f52a76e8229e4e6cc831195d0d1df43aed21ac6c93da05fec5f",
+        "codeshell",
+    ),
+    (
+        "63b97e4253352e6f357cc59ea5b583e3a680eaeaf2632188c2b952de2588485e",
+        "tekken",
+    ),
+    (
+        "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249",
+        "smollm",
+    ),
+    (
+        "3c30d3ad1d6b64202cd222813e7736c2db6e1bd6d67197090fc1211fbc612ae7",
+        "bloom",
+    ),
+    (
+        "bc01ce58980e1db43859146dc51b1758b3b88729b217a74792e9f8d43e479d21",
+        "gpt3-finnish",
+    ),
+    (
+        "4e2b24cc4770243d65a2c9ec19770a72f08cffc161adbb73fcbb6b7dd45a0aae",
+        "exaone",
+    ),
+    (
+        "fcace8b9cac38ce847670c970cd5892031a753a1ef381abd1d9af00f713da085",
+        "phi-2",
+    ),
+    (
+        "60824e3c0d9401f89943cbb2fff727f0e2d4c545ba4df2d6e4f09a6db0f5b450",
+        "chameleon",
+    ),
+    (
+        "8b5a93ed704057481f240da0be7e7dca721d7f8f4755263b6807227a2cbeae65",
+        "roberta-bpe",
+    ),
+    (
+        "ad851be1dba641f2e3711822f816db2c265f788b37c63b4e1aeacb9ee92de8eb",
+        "gigachat",
+    ),
+    (
+        "d4c8f286ea6b520b3d495c4455483cfa2302c0cfcd4be05d781b6a8a0a7cdaf1",
+        "megrez",
+    ),
+    (
+        "877081d19cf6996e2c4ff0e1236341e9b7bde288f5311a56a937f0afbbb3aeb5",
+        "deepseek-v3",
+    ),
+    (
+        "b3f499bb4255f8ca19fccd664443283318f2fd2414d5e0b040fbdd0cc195d6c5",
+        "deepseek-r1-qwen",
+    ),
+    (
+        "ccc2ef013c104be7bae2965776d611e1d7a8a2a9c547dd93a682c9a9fc80352e",
+        "gpt-4o",
+    ),
+    (
+        "7dec86086fcc38b66b7bc1575a160ae21cf705be7718b9d5598190d7c12db76f",
+        "superbpe",
+    ),
+    (
+        "1994ffd01900cfb37395608534236ecd63f2bd5995d6cb1004dda1af50240f15",
+        "trillion",
+    ),
+    (
+        "96a5f08be6259352137b512d4157e333e21df7edd3fcd152990608735a65b224",
+        "bailingmoe",
+    ),
+    (
+        "d353350c764d8c3b39c763113960e4fb4919bea5fbf208a0e3b22e8469dc7406",
+        "llama4",
+    ),
+    (
+        "0e9433cbbb161f89e264eb32e8e64bfe69e834973ffca5d41d3948a604a3e2a3",
+        "pixtral",
+    ),
+    (
+        "d5f1dd6f980fec569fb218a81a7658ac45fc56b38c5a0adeb1c232fbe04ef5ec",
+        "seed-coder",
+    ),
+    (
+        "b0a6b1c0bd5998ebd9df08611efde34a4ff03faed45ae09c43e6b31ebd4b94cf",
+        "a.x-4.0",
+    ),
+    (
+        "f6791d196f87ce6b56a7d234be618e0d58f8cda3549416635b2bebcd22cd95c4",
+        "midm-2.0",
+    ),
+    (
+        "169bf0296a13c4d9b7672313f749eb36501d931022de052aad6e36f2bf34dd51",
+        "lfm2",
+    ),
+    (
+        "2085e1638f6c377a0aa4ead21b27bb4cb941bf800df86ed391011769c1758dfb",
+        "exaone4",
+    ),
+    (
+        "a1e163ecab2e718a4c829d1148b6e86824ec36163bb71941c3dca9cd5ac25756",
+        "mellum",
+    ),
+    (
+        "a0b64b4385f123663873756336c085744376d015ff328bb1d901598f63c44152",
+        "modern-bert",
+    ),
+    (
+        "49fc0303c9e0d2c2c565c510f64b2d9b271276acdcdadff733249eda9f7d59df",
+        "afmoe",
+    ),
+    (
+        "9b1be57e70d20d9501b2b3186e792d81181ae36ada3903c26f9fea418cf87206",
+        "bailingmoe2",
+    ),
+    (
+        "53e325976a6e142379c19b09afcae354f2f496f147afa8f9e189a33fe4e3024e",
+        "granite-docling",
+    ),
+    (
+        "f4f37b6c8eb9ea29b3eac6bb8c8487c5ab7885f8d8022e67edc1c68ce8403e95",
+        "minimax-m2",
+    ),
+    (
+        "4a2e2abae11ca2b86d570fc5b44be4d5eb5e72cc8f22dd136a94b37da83ab665",
+        "kormo",
+    ),
+    (
+        "9d70134b369a70e5735009b6de918f7581b5211f7c074d1f89f753aea8248af1",
+        "youtu",
+    ),
+    (
+        "16389f0a1f51ee53e562ffd51c371dc508639ab0e4261502071836e50e223e91",
+        "solar-open",
+    ),
+    (
+        "6c81ce329e0802883b22eabab0d3fa48357337ef1ecb45443828bf1f6254833f",
+        "exaone-moe",
+    ),
+    (
+        "d30d75d9059f1aa2c19359de71047b3ae408c70875e8a3ccf8c5fba56c9d8af4",
+        "qwen35",
+    ),
+    (
+        "b4b8ca1f9769494fbd956ebc4c249de6131fb277a4a3345a7a92c7dd7a55808d",
+        "joyai-llm",
+    ),
+    (
+        "e4d54df1ebc1f2b91acd986c5b51aa50837d5faf7c7398e73c1f9e9ee5d19869",
+        "kanana2",
+    ),
+    (
+        "862f827721df956049dff5ca81a57f29e575280bc622e290d3bf4e35eca29015",
+        "f2llmv2",
+    ),
+    (
+        "62f6fb0a6fd5098caeabb19b07a5c1099cafc8b9c40eab6ea89ece4ec02fbc57",
+        "sarvam-moe",
+    ),
+    (
+        "f728162c1315c26e40249849799b4ba3fe584c32084b4795b03eb295e63cb5af",
+        "talkie",
+    ),
+    (
+        "36f3066e97b7f3994b379aaacde306c1444c6ae84e81a5ae3cd2b7ed3b8c42d4",
+        "minicpm5",
+    ),
+    (
+        "f241072145675bf8322086f115aebad05e9f869557a238bf2150a2a417d1bf60",
+        "granite-embed-multi-97m",
+    ),
+    (
+        "789696f5946cc0fc59371f39f6097cafed196b3acded6140432f26bbb1ae1669",
+        "granite-embed-multi-311m",
+    ),
+    (
+        "9dcf830ee9990cdbf78cc523a5f7bd9ad8f3f9890c2d3581d2785ad10f07049d",
+        "mellum2",
+    ),
+    (
+        "972da7b59cec44d1f0a490a86c96df53859e486e481563e5dddac155013d87ac",
+        "laguna",
+    ),
+    (
+        "653660222fb704f61cbf2b618a8ae6502b7f8b20c980f9a5de07ed78e13319cd",
+        "ufakzeka",
+    ),
+];
+/// The text whose ids the converter hashes (its `chktxt`).
+pub const CHECK_TEXT: &str = "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶‍🌫️ (multiple emojis concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 ?我想在apple工作1314151天～ ------======= нещо на Български ''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL";

@@ -1,0 +1,116 @@
+"""Oracles for the Hugging Face checkpoints of models/registry.toml ([[checkpoint]], built by
+scripts/fetch-models.sh into models/hf/): what transformers makes of each, and what llama.cpp's
+converter writes for it. Writes fixtures/hf-<name>.json, read by
+crates/models/tests/hf_checkpoints.rs.
+
+Needs torch and transformers (CPU wheels), which the reference venv has not got: run it with a
+python that has them, and with LLAMA_CPP_CONVERTER naming llama.cpp's convert_hf_to_gguf.py
+(its gguf-py beside it):
+
+    LLAMA_CPP_CONVERTER=/path/to/llama.cpp/convert_hf_to_gguf.py \
+        /path/to/python-with-torch scripts/reference/hf_checkpoints.py
+
+Per checkpoint:
+  tokens   transformers' ids for each text of inputs.TOKENIZER_STRINGS (no special tokens added,
+           then as the tokenizer adds them)
+  logits   transformers' float32 logits over a chat prompt: at every position the top 8 and the
+           logits of 16 fixed ids, and the greedy continuation of 8 tokens
+  convert  sha256 and size of the converter's GGUF for each --outtype, run with the directory's
+           name as general.name (what Ward names it)
+"""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import tomllib
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# This directory's tokenizers.py would stand in for the tokenizers package transformers needs.
+sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+import tokenizers  # noqa: E402,F401
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+
+sys.path.insert(0, HERE)
+from inputs import TOKENIZER_STRINGS  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(HERE))
+CHAT = [{"role": "system", "content": "You are a careful clinical assistant."},
+        {"role": "user", "content": "Summarise: 68-year-old, HbA1c 8.2%, eGFR 41, on metformin 1 g bid."}]
+OUTTYPES = ["bf16", "f16", "f32", "q8_0"]
+
+
+def sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def logits_fixture(model, tok):
+    prompt = tok.apply_chat_template(CHAT, add_generation_prompt=True, tokenize=True)
+    if not isinstance(prompt, list):  # transformers 5 returns a BatchEncoding
+        prompt = prompt["input_ids"]
+    n_vocab = model.config.vocab_size
+    probe = [(i * 7919) % n_vocab for i in range(16)]
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0].float()
+        greedy = model.generate(torch.tensor([prompt]), max_new_tokens=8, do_sample=False,
+                                pad_token_id=0)[0][len(prompt):].tolist()
+    positions = []
+    for row in logits:
+        top = torch.topk(row, 8)
+        positions.append({"top": [[int(i), float(v)] for v, i in zip(top.values, top.indices)],
+                          "probe": [float(row[i]) for i in probe]})
+    return {"prompt": prompt, "probe_ids": probe, "positions": positions, "greedy": greedy}
+
+
+def convert(converter, directory):
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(converter), "gguf-py"))
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        meta = os.path.join(tmp, "metadata.json")
+        with open(meta, "w") as f:
+            json.dump({"general.name": os.path.basename(directory)}, f)
+        for outtype in OUTTYPES:
+            path = os.path.join(tmp, f"{outtype}.gguf")
+            subprocess.run([sys.executable, converter, directory, "--outtype", outtype,
+                            "--metadata", meta, "--outfile", path],
+                           check=True, capture_output=True, env=env)
+            out[outtype] = {"sha256": sha256(path), "bytes": os.path.getsize(path)}
+    return out
+
+
+def main():
+    converter = os.environ.get("LLAMA_CPP_CONVERTER")
+    with open(os.path.join(ROOT, "models", "registry.toml"), "rb") as f:
+        registry = tomllib.load(f)
+    for entry in registry.get("checkpoint", []):
+        directory = os.path.join(ROOT, "models", entry["dir"])
+        tok = AutoTokenizer.from_pretrained(directory)
+        model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
+        fixture = {
+            "checkpoint": entry["name"],
+            "dir": entry["dir"],
+            "transformers": __import__("transformers").__version__,
+            "torch": torch.__version__,
+            "tokens": [{"text": t,
+                        "ids": tok.encode(t, add_special_tokens=False),
+                        "ids_with_specials": tok.encode(t)} for t in TOKENIZER_STRINGS],
+            "logits": logits_fixture(model, tok),
+        }
+        if converter:
+            fixture["convert"] = convert(converter, directory)
+        path = os.path.join(HERE, "fixtures", f"hf-{entry['name']}.json")
+        with open(path, "w") as f:
+            json.dump(fixture, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+        print(f"{path}: {len(fixture['tokens'])} texts, {len(fixture['logits']['positions'])} positions",
+              file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
