@@ -182,12 +182,15 @@ pub fn read(config: &Map<String, Json>) -> Result<Config, HfError> {
         .and_then(Json::as_f64)
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| bad("rms_norm_eps", "missing, or not a positive number".into()))?;
-    match config.get("hidden_act").and_then(Json::as_str) {
-        Some("silu") => {}
+    match config.get("hidden_act") {
+        Some(act) if act == "silu" => {}
         other => {
             return Err(bad(
                 "hidden_act",
-                format!("{other:?}: only \"silu\" is implemented for {model_type}"),
+                format!(
+                    "{}: only \"silu\" is implemented for {model_type}",
+                    other.map_or("missing".into(), Json::to_string)
+                ),
             ))
         }
     }

@@ -77,9 +77,10 @@ pub fn metadata(files: &TokenizerFiles) -> Result<Vec<(String, Value)>, HfError>
                 by_id[id as usize] = Some((text.to_string(), ty));
                 Ok(())
             }
-            _ => Err(bad(format!(
-                "token {text:?} has id {id:?}, outside the model's {n}-row embedding table"
+            Some(id) => Err(bad(format!(
+                "token {text:?} has id {id}, outside the model's {n}-row embedding table"
             ))),
+            None => Err(bad(format!("token {text:?} has no valid id"))),
         }
     };
     for (text, id) in vocab {
