@@ -17,6 +17,14 @@ Per checkpoint:
            logits of 16 fixed ids, and the greedy continuation of 8 tokens
   convert  sha256 and size of the converter's GGUF for each --outtype, run with the directory's
            name as general.name (what Ward names it)
+
+A second pass runs llama.cpp itself on those GGUF files (as `ward convert` writes them, which the
+Rust tests hold byte for byte equal to the converter's), under a python that has llama_cpp (the
+reference venv):
+
+    .venv-reference/bin/python scripts/reference/hf_checkpoints.py --llama-cpp
+
+  llama_cpp  llama.cpp's logits over the same prompt, per output type, in the same form
 """
 import hashlib
 import json
@@ -27,14 +35,16 @@ import tempfile
 import tomllib
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# This directory's tokenizers.py would stand in for the tokenizers package transformers needs.
-sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
-import tokenizers  # noqa: E402,F401
-import torch  # noqa: E402
-from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+LLAMA_CPP_PASS = sys.argv[1:] == ["--llama-cpp"]
+if not LLAMA_CPP_PASS:
+    # This directory's tokenizers.py would stand in for the tokenizers package transformers needs.
+    sys.path = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+    import tokenizers  # noqa: E402,F401
+    import torch  # noqa: E402
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-sys.path.insert(0, HERE)
-from inputs import TOKENIZER_STRINGS  # noqa: E402
+    sys.path.insert(0, HERE)
+    from inputs import TOKENIZER_STRINGS  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(HERE))
 CHAT = [{"role": "system", "content": "You are a careful clinical assistant."},
@@ -84,10 +94,49 @@ def convert(converter, directory):
     return out
 
 
+def position_logits(rows, probe):
+    """Top 8 and the probe ids' logits of each row."""
+    out = []
+    for row in rows:
+        top = sorted(range(len(row)), key=lambda i: -row[i])[:8]
+        out.append({"top": [[i, float(row[i])] for i in top], "probe": [float(row[i]) for i in probe]})
+    return out
+
+
+def llama_cpp_pass(registry):
+    import numpy as np
+    from llama_cpp import Llama
+    ward = os.environ.get("WARD_BIN", os.path.join(ROOT, "target", "release", "ward"))
+    for entry in registry.get("checkpoint", []):
+        path = os.path.join(HERE, "fixtures", f"hf-{entry['name']}.json")
+        with open(path) as f:
+            fixture = json.load(f)
+        lx = fixture["logits"]
+        fixture["llama_cpp"] = {}
+        for outtype in ["bf16", "q8_0"]:
+            with tempfile.TemporaryDirectory() as tmp:
+                gguf = os.path.join(tmp, "model.gguf")
+                subprocess.run([ward, "convert", os.path.join(ROOT, "models", entry["dir"]),
+                                "--out", gguf, "--type", "none" if outtype == "bf16" else outtype],
+                               check=True, capture_output=True)
+                llm = Llama(model_path=gguf, n_ctx=512, n_batch=512, n_threads=2, seed=0,
+                            verbose=False, flash_attn=False, logits_all=True)
+                llm.eval(lx["prompt"])
+                rows = np.array(llm.scores[:len(lx["prompt"])], dtype=np.float32).tolist()
+                fixture["llama_cpp"][outtype] = position_logits(rows, lx["probe_ids"])
+                del llm
+        with open(path, "w") as f:
+            json.dump(fixture, f, ensure_ascii=False, indent=1)
+            f.write("\n")
+        print(f"{path}: llama.cpp logits added", file=sys.stderr)
+
+
 def main():
     converter = os.environ.get("LLAMA_CPP_CONVERTER")
     with open(os.path.join(ROOT, "models", "registry.toml"), "rb") as f:
         registry = tomllib.load(f)
+    if LLAMA_CPP_PASS:
+        return llama_cpp_pass(registry)
     for entry in registry.get("checkpoint", []):
         directory = os.path.join(ROOT, "models", entry["dir"])
         tok = AutoTokenizer.from_pretrained(directory)
