@@ -13,8 +13,8 @@ python that has them, and with LLAMA_CPP_CONVERTER naming llama.cpp's convert_hf
 Per checkpoint:
   tokens   transformers' ids for each text of inputs.TOKENIZER_STRINGS (no special tokens added,
            then as the tokenizer adds them)
-  logits   transformers' float32 logits over a chat prompt: at every position the top 8 and the
-           logits of 16 fixed ids, and the greedy continuation of 8 tokens
+  logits   transformers' float32 logits over a chat prompt (CHAT): at every position the top 8
+           and the logits of 16 fixed ids, and the greedy continuation of 8 tokens (ids, text)
   convert  sha256 and size of the converter's GGUF for each --outtype, run with the directory's
            name as general.name (what Ward names it)
 
@@ -75,7 +75,8 @@ def logits_fixture(model, tok):
         top = torch.topk(row, 8)
         positions.append({"top": [[int(i), float(v)] for v, i in zip(top.values, top.indices)],
                           "probe": [float(row[i]) for i in probe]})
-    return {"prompt": prompt, "probe_ids": probe, "positions": positions, "greedy": greedy}
+    return {"prompt": prompt, "probe_ids": probe, "positions": positions, "greedy": greedy,
+            "greedy_text": tok.decode(greedy)}
 
 
 def convert(converter, directory):
@@ -143,6 +144,7 @@ def main():
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
         fixture = {
             "checkpoint": entry["name"],
+            "chat": CHAT,
             "dir": entry["dir"],
             "transformers": __import__("transformers").__version__,
             "torch": torch.__version__,
