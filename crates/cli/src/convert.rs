@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
+use ward_models::hf::lora::parse_lora_arg;
 use ward_models::hf::{HfModel, Quantize};
 
 #[derive(Args)]
@@ -20,12 +21,15 @@ pub struct ConvertArgs {
     /// --outtype, norms and biases stay F32 and rows that are not whole blocks fall back to F16.
     #[arg(long = "type", value_parser = Quantize::parse, default_value = "none")]
     ty: Quantize,
+    /// A PEFT LoRA adapter merged into the weights first (`DIR[:SCALE]`; may be repeated).
+    #[arg(long, value_name = "DIR[:SCALE]", value_parser = parse_lora_arg)]
+    lora: Vec<(PathBuf, f32)>,
 }
 
 pub fn convert(a: ConvertArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let model =
-        HfModel::open(&a.dir, a.ty).with_context(|| format!("reading {}", a.dir.display()))?;
+    let model = HfModel::open_merged(&a.dir, a.ty, &a.lora)
+        .with_context(|| format!("reading {}", a.dir.display()))?;
     anyhow::ensure!(
         !a.out.exists(),
         "{} exists; not overwriting it",

@@ -4,8 +4,11 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Args;
+use std::path::PathBuf;
 use ward_engine::{generate, GenerateParams, SamplingParams};
-use ward_models::hf::Quantize;
+
+use ward_models::hf::lora::parse_lora_arg;
+use ward_models::hf::{LoadOptions, Quantize};
 use ward_models::registry::resolve_model;
 use ward_models::{ChatMessage, Device, LoadedModel};
 
@@ -48,10 +51,44 @@ pub struct RunArgs {
     /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
     #[arg(long, value_name = "ORDINAL")]
     gpu: Option<usize>,
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
+}
+
+/// How a Hugging Face model directory is loaded (serve, run, bench).
+#[derive(Args, Clone, Default)]
+pub struct CheckpointArgs {
     /// What a Hugging Face model directory's weight matrices become at load: none (as
-    /// stored), f32, f16, bf16 or q8_0 (default).
-    #[arg(long, value_parser = Quantize::parse)]
-    quantize: Option<Quantize>,
+    /// stored), f32, f16, bf16 or q8_0 (default). GGUF files keep their own types.
+    #[arg(long, env = "WARD_QUANTIZE", value_parser = Quantize::parse)]
+    pub quantize: Option<Quantize>,
+    /// A PEFT LoRA adapter directory merged into the model directory's weights at load, with
+    /// an optional scale (`DIR:0.5`; default 1); may be repeated. The model is then named after
+    /// the adapter.
+    #[arg(long, value_name = "DIR[:SCALE]", value_parser = parse_lora_arg)]
+    pub lora: Vec<(PathBuf, f32)>,
+}
+
+impl CheckpointArgs {
+    pub fn options(&self) -> LoadOptions {
+        LoadOptions {
+            quantize: self.quantize,
+            lora: self.lora.clone(),
+        }
+    }
+
+    /// The served model's name: the adapters' where there are any.
+    pub fn model_name(&self, base: &str) -> String {
+        match self.lora.is_empty() {
+            true => base.to_string(),
+            false => self
+                .lora
+                .iter()
+                .map(|(d, _)| ward_models::hf::dir_name(d))
+                .collect::<Vec<_>>()
+                .join("+"),
+        }
+    }
 }
 
 /// `--gpu N`: the device a command runs its model on.
@@ -62,7 +99,7 @@ pub fn device(gpu: Option<usize>) -> Device {
 pub fn load(
     model: Option<&str>,
     device: Device,
-    quantize: Option<Quantize>,
+    checkpoint: &CheckpointArgs,
 ) -> anyhow::Result<LoadedModel> {
     let resolved = resolve_model(model)?;
     eprintln!(
@@ -75,7 +112,7 @@ pub fn load(
         resolved.template_override.as_deref(),
         device,
         None,
-        quantize,
+        &checkpoint.options(),
     )
     .with_context(|| format!("loading {}", resolved.path.display()))
 }
@@ -133,7 +170,7 @@ pub fn run(a: RunArgs) -> anyhow::Result<()> {
     );
     anyhow::ensure!(a.max_tokens > 0, "--max-tokens must be > 0");
     crate::set_threads(a.threads);
-    let lm = load(a.model.as_deref(), device(a.gpu), a.quantize)?;
+    let lm = load(a.model.as_deref(), device(a.gpu), &a.checkpoint)?;
     let prompt = if a.chat {
         lm.chat_prompt(&[ChatMessage::new("user", &a.prompt)])?
     } else {

@@ -128,10 +128,8 @@ pub struct ServeArgs {
     /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
     #[arg(long, env = "WARD_GPU", value_name = "ORDINAL")]
     gpu: Option<usize>,
-    /// What a Hugging Face model directory's weight matrices become at load: none (as
-    /// stored), f32, f16, bf16 or q8_0 (default). GGUF files keep their own types.
-    #[arg(long, env = "WARD_QUANTIZE", value_parser = ward_models::hf::Quantize::parse)]
-    quantize: Option<ward_models::hf::Quantize>,
+    #[command(flatten)]
+    checkpoint: crate::run::CheckpointArgs,
     /// Serve only a model file whose sha256 is pinned in models/registry.toml.
     #[arg(long, env = "WARD_STRICT_MODELS")]
     strict_models: bool,
@@ -168,6 +166,14 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             .map(|m| resolve_model(Some(m)))
             .collect::<Result<Vec<_>, _>>()?,
     };
+    let mut resolved = resolved;
+    if !a.checkpoint.lora.is_empty() {
+        anyhow::ensure!(
+            resolved.len() == 1,
+            "--lora merges adapters into one model directory: give one --model"
+        );
+        resolved[0].name = a.checkpoint.model_name(&resolved[0].name);
+    }
     for (i, r) in resolved.iter().enumerate() {
         anyhow::ensure!(
             !resolved[..i].iter().any(|o| o.name == r.name),
@@ -241,7 +247,7 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
             tracing::warn!("callers' text may contain control tokens (--allow-control-tokens)");
         }
         let device = crate::run::device(a.gpu);
-        let quantize = a.quantize;
+        let checkpoint = a.checkpoint.clone();
         let embedder_config = EmbedderConfig {
             max_queue: a.max_queue,
             max_batch_tokens: a.max_prefill_tokens,
@@ -274,13 +280,28 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                     resolved.template_override.as_deref(),
                     device,
                     Some(&worker),
-                    quantize,
+                    &checkpoint.options(),
                 )
                 .with_context(loading)?;
                 lm.trust_control_tokens = trust_control_tokens;
                 let engine = EngineHandle::start(lm, &resolved.name, engine_config)
                     .context("starting the engine")?;
-                loaded.models.insert(0, json!({"model": resolved.name, "model_sha256": sha256}));
+                let mut entry = json!({"model": resolved.name, "model_sha256": sha256});
+                if !checkpoint.lora.is_empty() {
+                    // The base's manifest hash above, each adapter's beside it.
+                    let adapters = checkpoint
+                        .lora
+                        .iter()
+                        .map(|(dir, scale)| {
+                            let sha256 = model_sha256(dir)
+                                .with_context(|| format!("reading {}", dir.display()))?;
+                            tracing::info!(adapter = %dir.display(), %sha256, scale, "LoRA adapter merged");
+                            anyhow::Ok(json!({"adapter": ward_models::hf::dir_name(dir), "sha256": sha256, "scale": scale}))
+                        })
+                        .collect::<anyhow::Result<Vec<_>>>()?;
+                    entry["adapters"] = json!(adapters);
+                }
+                loaded.models.insert(0, entry);
                 loaded.engine = Some((engine, sha256));
             }
             anyhow::Ok(loaded)

@@ -82,21 +82,21 @@ pub enum ModelError {
     Gpu(String),
 }
 
-/// A GGUF file, or a Hugging Face directory converted as llama.cpp's converter would, its
-/// weight matrices in `quantize`'s type (Q8_0 unless asked otherwise).
-pub fn open_model(
-    path: &Path,
-    quantize: Option<hf::Quantize>,
-) -> Result<gguf::GgufFile, ModelError> {
+/// A GGUF file, or a Hugging Face directory converted as llama.cpp's converter would, with
+/// `options`' adapters merged and its weight matrices in their type (Q8_0 unless asked
+/// otherwise).
+pub fn open_model(path: &Path, options: &hf::LoadOptions) -> Result<gguf::GgufFile, ModelError> {
     if hf::HfModel::is_checkpoint(path) {
-        let q = quantize.unwrap_or(hf::Quantize::To(ward_kernels::quant::WeightType::Q8_0));
-        return Ok(hf::HfModel::open(path, q)?.into_gguf());
+        let q = options
+            .quantize
+            .unwrap_or(hf::Quantize::To(ward_kernels::quant::WeightType::Q8_0));
+        return Ok(hf::HfModel::open_merged(path, q, &options.lora)?.into_gguf());
     }
-    if quantize.is_some() {
+    if !options.is_default() {
         return Err(hf::HfError::File {
             path: path.to_path_buf(),
-            reason: "--quantize converts a Hugging Face model directory; a GGUF file keeps the \
-                     types it was quantized to"
+            reason: "--quantize and --lora apply to a Hugging Face model directory; a GGUF \
+                     file keeps the weights and types it was written with"
                 .into(),
         }
         .into());
@@ -173,20 +173,20 @@ impl LoadedModel {
         template_override: Option<&str>,
         device: Device,
     ) -> Result<LoadedModel, ModelError> {
-        LoadedModel::load_with(path, template_override, device, None, None)
+        LoadedModel::load_with(path, template_override, device, None, &Default::default())
     }
 
     /// [`LoadedModel::load_on`], with the chat template rendered by `template_worker`
     /// processes (`ward serve` runs its own binary, see [`ChatTemplate::new_apart`]) and a
-    /// Hugging Face directory's weights quantized to `quantize` (default Q8_0).
+    /// Hugging Face directory loaded as `checkpoint` says.
     pub fn load_with(
         path: &Path,
         template_override: Option<&str>,
         device: Device,
         template_worker: Option<&Path>,
-        quantize: Option<hf::Quantize>,
+        checkpoint: &hf::LoadOptions,
     ) -> Result<LoadedModel, ModelError> {
-        let gguf = open_model(path, quantize)?;
+        let gguf = open_model(path, checkpoint)?;
         let tokenizer = Tokenizer::from_gguf(&gguf)?;
         let kernels = match device {
             Device::Cpu => ward_kernels::tier::tier().name(),

@@ -35,15 +35,19 @@ fn edit_json(dir: &Path, file: &str, edit: impl FnOnce(&mut Value)) {
     std::fs::write(path, serde_json::to_vec(&v).unwrap()).unwrap();
 }
 
+type Tensors = BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+
 /// Rewrite model.safetensors with `edit` applied to its tensors (name → dtype, shape, bytes).
-fn edit_weights(
-    dir: &Path,
-    edit: impl FnOnce(&mut BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)>),
-) {
-    let path = dir.join("model.safetensors");
+fn edit_weights(dir: &Path, edit: impl FnOnce(&mut Tensors)) {
+    edit_weights_named(dir, "model.safetensors", edit)
+}
+
+/// The same for the safetensors file `file`.
+fn edit_weights_named(dir: &Path, file: &str, edit: impl FnOnce(&mut Tensors)) {
+    let path = dir.join(file);
     let bytes = std::fs::read(&path).unwrap();
     let st = SafeTensors::deserialize(&bytes).unwrap();
-    let mut tensors: BTreeMap<String, (Dtype, Vec<usize>, Vec<u8>)> = st
+    let mut tensors: Tensors = st
         .tensors()
         .into_iter()
         .map(|(n, t)| (n, (t.dtype(), t.shape().to_vec(), t.data().to_vec())))
@@ -230,4 +234,85 @@ fn tokenizers_that_name_unknown_tokens_are_refused() {
         std::fs::write(d.join("tokenizer_config.json"), b"{\"chat_template\": ").unwrap()
     });
     assert_refused(&d, &["tokenizer_config.json", "not valid JSON"]);
+}
+
+fn refused_with_adapter(base: &str, adapter: &Path) -> String {
+    let d = root().join("models/hf").join(base);
+    match HfModel::open_merged(&d, Quantize::None, &[(adapter.to_path_buf(), 1.0)]) {
+        Ok(_) => panic!("{} on {base} was accepted", adapter.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn adapters_that_do_not_fit_their_base_are_refused() {
+    let check = |base: &str, adapter: &Path, wanted: &[&str]| {
+        let e = refused_with_adapter(base, adapter);
+        eprintln!("{}: {e}", adapter.file_name().unwrap().to_string_lossy());
+        for w in wanted {
+            assert!(e.contains(w), "{e:?} does not mention {w:?}");
+        }
+    };
+    // Qwen3's adapter shapes (wider heads) on Llama: another model's adapter.
+    let qwen2_adapter = root().join("models/hf/tiny-qwen2-lora");
+    let d = copy_of("tiny-qwen2-lora", "qwen3-shaped", |d| {
+        edit_weights_named(d, "adapter_model.safetensors", |t| {
+            let (dtype, _, _) =
+                t["base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight"].clone();
+            t.insert(
+                "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight".into(),
+                (dtype, vec![128, 8], vec![0; 128 * 8 * 4]),
+            );
+        })
+    });
+    check(
+        "tiny-qwen2",
+        &d,
+        &["q_proj.lora_B.weight", "[128, 8]", "another model"],
+    );
+    // Qwen2's adapter on Qwen3, whose heads are twice as wide.
+    check(
+        "tiny-qwen3",
+        &qwen2_adapter,
+        &["proj.lora_B.weight", "another model"],
+    );
+    // Layers the base has not got.
+    let d = copy_of("tiny-qwen2-lora", "layer-9", |d| {
+        edit_weights_named(d, "adapter_model.safetensors", |t| {
+            let a = t
+                .remove("base_model.model.model.layers.1.mlp.up_proj.lora_A.weight")
+                .unwrap();
+            t.insert(
+                "base_model.model.model.layers.9.mlp.up_proj.lora_A.weight".into(),
+                a,
+            );
+        })
+    });
+    check("tiny-qwen2", &d, &["layers.9.mlp.up_proj", "has not got"]);
+    let d = copy_of("tiny-qwen2-lora", "not-targeted", |d| {
+        edit_json(d, "adapter_config.json", |c| {
+            c["target_modules"] = json!(["q_proj", "v_proj"])
+        })
+    });
+    check("tiny-qwen2", &d, &["not among target_modules"]);
+    let d = copy_of("tiny-qwen2-lora", "dora", |d| {
+        edit_json(d, "adapter_config.json", |c| c["use_dora"] = json!(true))
+    });
+    check("tiny-qwen2", &d, &["use_dora", "does not apply"]);
+    let d = copy_of("tiny-qwen2-lora", "alone", |d| {
+        edit_weights_named(d, "adapter_model.safetensors", |t| {
+            t.remove("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight");
+        })
+    });
+    check(
+        "tiny-qwen2",
+        &d,
+        &["down_proj.weight", "without its partner"],
+    );
+    let d = copy_of("tiny-qwen2-lora", "prefix-tuning", |d| {
+        edit_json(d, "adapter_config.json", |c| {
+            c["peft_type"] = json!("PREFIX_TUNING")
+        })
+    });
+    check("tiny-qwen2", &d, &["peft_type", "LoRA adapters only"]);
 }

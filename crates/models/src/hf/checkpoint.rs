@@ -67,6 +67,31 @@ impl Checkpoint {
             } else {
                 return Err(CheckpointError::NoWeights(dir.to_path_buf()));
             };
+        Checkpoint::from_files(dir, &files, assigned.as_ref(), &index_path)
+    }
+
+    /// One safetensors file (a LoRA adapter's `adapter_model.safetensors`).
+    pub fn open_file(path: &Path) -> Result<Checkpoint, CheckpointError> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let name = name.ok_or_else(|| CheckpointError::NoWeights(path.to_path_buf()))?;
+        if !path.is_file() {
+            return Err(CheckpointError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "missing"),
+            });
+        }
+        Checkpoint::from_files(dir, &[name], None, path)
+    }
+
+    /// The files `files` of `dir`, each tensor in the shard `assigned` gives it (if given, by
+    /// the index at `index_path`).
+    fn from_files(
+        dir: &Path,
+        files: &[String],
+        assigned: Option<&HashMap<String, String>>,
+        index_path: &Path,
+    ) -> Result<Checkpoint, CheckpointError> {
         let mut checkpoint = Checkpoint {
             shards: Vec::with_capacity(files.len()),
             tensors: BTreeMap::new(),
@@ -89,10 +114,10 @@ impl Checkpoint {
                 })?;
             let base = 8 + header_len;
             for (name, info) in metadata.tensors() {
-                if let Some(map) = &assigned {
+                if let Some(map) = assigned {
                     if map.get(&name) != Some(file) {
                         return Err(CheckpointError::BadIndex {
-                            path: index_path.clone(),
+                            path: index_path.to_path_buf(),
                             reason: format!(
                                 "{file} holds tensor {name:?}, which it does not assign there"
                             ),
@@ -112,13 +137,13 @@ impl Checkpoint {
             }
             checkpoint.shards.push((file.clone(), map));
         }
-        if let Some(map) = &assigned {
+        if let Some(map) = assigned {
             if let Some((name, file)) = map
                 .iter()
                 .find(|(n, _)| !checkpoint.tensors.contains_key(*n))
             {
                 return Err(CheckpointError::BadIndex {
-                    path: index_path,
+                    path: index_path.to_path_buf(),
                     reason: format!(
                         "tensor {name:?} is assigned to {file}, which does not hold it"
                     ),

@@ -8,6 +8,7 @@
 
 pub mod checkpoint;
 mod config;
+pub mod lora;
 mod tensors;
 mod vocab;
 
@@ -38,6 +39,8 @@ pub enum HfError {
     Tokenizer(String),
     #[error("checkpoint tensor {name:?}: {reason}")]
     Tensor { name: String, reason: String },
+    #[error("LoRA adapter {dir}: {reason}")]
+    Adapter { dir: PathBuf, reason: String },
 }
 
 /// What the checkpoint's weight matrices become (`--quantize`). Norms and biases stay F32.
@@ -71,6 +74,21 @@ impl Quantize {
     }
 }
 
+/// How a Hugging Face directory is loaded: `--quantize` and `--lora`.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Default: Q8_0.
+    pub quantize: Option<Quantize>,
+    /// Adapters merged at load: directory and the operator's scale.
+    pub lora: Vec<(PathBuf, f32)>,
+}
+
+impl LoadOptions {
+    pub fn is_default(&self) -> bool {
+        self.quantize.is_none() && self.lora.is_empty()
+    }
+}
+
 /// A Hugging Face directory as the GGUF model it converts to.
 pub struct HfModel {
     pub dir: PathBuf,
@@ -78,6 +96,8 @@ pub struct HfModel {
     pub metadata: Vec<(String, Value)>,
     /// The tensors, in the converter's order.
     pub tensors: Vec<Planned>,
+    /// The LoRA adapters merged into the weights, in order.
+    pub adapters: Vec<lora::Adapter>,
     checkpoint: Checkpoint,
     by_name: HashMap<String, usize>,
 }
@@ -129,6 +149,16 @@ impl HfModel {
     }
 
     pub fn open(dir: &Path, quantize: Quantize) -> Result<HfModel, HfError> {
+        HfModel::open_merged(dir, quantize, &[])
+    }
+
+    /// The model with LoRA adapters (directory, operator's scale) merged into its weights; it
+    /// is then named after them.
+    pub fn open_merged(
+        dir: &Path,
+        quantize: Quantize,
+        loras: &[(PathBuf, f32)],
+    ) -> Result<HfModel, HfError> {
         let need = |name: &str| -> Result<Map<String, Json>, HfError> {
             json_object(&dir.join(name))?.ok_or_else(|| HfError::File {
                 path: dir.join(name),
@@ -138,7 +168,11 @@ impl HfModel {
         let config_json = need("config.json")?;
         let cfg = config::read(&config_json)?;
         let checkpoint = Checkpoint::open(dir)?;
-        let tensors = tensors::plan(&checkpoint, &cfg, quantize)?;
+        let adapters = loras
+            .iter()
+            .map(|(d, scale)| lora::Adapter::open(d, *scale, &checkpoint))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tensors = tensors::plan(&checkpoint, &cfg, quantize, &adapters)?;
 
         let tokenizer_json =
             read_small(&dir.join("tokenizer.json"))?.ok_or_else(|| HfError::File {
@@ -157,11 +191,14 @@ impl HfModel {
         let generation = json_object(&dir.join("generation_config.json"))?.unwrap_or_default();
 
         let n_params: u64 = tensors.iter().map(|t| t.dims.iter().product::<u64>()).sum();
-        let name = dir
-            .canonicalize()
-            .ok()
-            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            .unwrap_or_else(|| "model".into());
+        let name = match adapters.is_empty() {
+            true => dir_name(dir),
+            false => adapters
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect::<Vec<_>>()
+                .join("+"),
+        };
         let mut metadata = vec![
             (
                 "general.architecture".to_string(),
@@ -190,6 +227,7 @@ impl HfModel {
             dir: dir.to_path_buf(),
             metadata,
             tensors,
+            adapters,
             checkpoint,
             by_name,
         })
@@ -252,7 +290,7 @@ impl HfModel {
         let (header, _) = self.header();
         out.write_all(&header)?;
         for t in &self.tensors {
-            let bytes = t.bytes(&self.checkpoint);
+            let bytes = t.bytes(&self.checkpoint, &self.adapters);
             out.write_all(&bytes)?;
             out.write_all(&[0u8; ALIGN][..bytes.len().next_multiple_of(ALIGN) - bytes.len()])?;
         }
@@ -263,14 +301,20 @@ impl HfModel {
 impl TensorSource for HfModel {
     fn tensor_bytes(&self, name: &str) -> Cow<'_, [u8]> {
         let i = self.by_name[name];
-        self.tensors[i].bytes(&self.checkpoint)
+        self.tensors[i].bytes(&self.checkpoint, &self.adapters)
     }
 }
 
 /// The files of a model directory Ward reads (and so what identifies the model): the config,
 /// tokenizer and template files present, and the weights (`model.safetensors`, or the index
-/// and the shards it names), sorted by name.
+/// and the shards it names), sorted by name; an adapter's config and weights.
 pub fn files_read(dir: &Path) -> std::io::Result<Vec<String>> {
+    if dir.join("adapter_config.json").is_file() {
+        return Ok(vec![
+            "adapter_config.json".into(),
+            "adapter_model.safetensors".into(),
+        ]);
+    }
     let mut names: Vec<String> = [
         "config.json",
         "generation_config.json",
@@ -293,6 +337,14 @@ pub fn files_read(dir: &Path) -> std::io::Result<Vec<String>> {
     );
     names.sort();
     Ok(names)
+}
+
+/// A directory's own name (what a model or adapter is called).
+pub fn dir_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "model".into())
 }
 
 fn ggml_type(ty: WeightType) -> GgmlType {

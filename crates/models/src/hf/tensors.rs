@@ -10,6 +10,7 @@ use ward_kernels::quant::{quantize_row, WeightType};
 
 use super::checkpoint::{Checkpoint, TensorEntry};
 use super::config::Config;
+use super::lora::{add_delta_row, Adapter};
 use super::{HfError, Quantize};
 use crate::hparams::Arch;
 
@@ -25,10 +26,12 @@ pub struct Planned {
 
 #[derive(Debug, Clone)]
 pub enum Source {
-    /// A checkpoint tensor, its rows permuted for RoPE (Llama's Q and K) with `heads` heads.
+    /// A checkpoint tensor, its rows permuted for RoPE (Llama's Q and K) with `heads` heads,
+    /// with the LoRA deltas of these adapters (by index) merged in first.
     Checkpoint {
         name: String,
         permute_heads: Option<usize>,
+        lora: Vec<usize>,
     },
     /// Values computed at conversion (Llama 3.1's `rope_freqs.weight`).
     Generated(Vec<f32>),
@@ -45,8 +48,8 @@ impl Planned {
 
     /// The tensor's bytes in its GGML type: the checkpoint's own bytes where nothing changes,
     /// otherwise converted row by row.
-    pub fn bytes<'a>(&'a self, checkpoint: &'a Checkpoint) -> Cow<'a, [u8]> {
-        let (name, permute) = match &self.source {
+    pub fn bytes<'a>(&'a self, checkpoint: &'a Checkpoint, adapters: &[Adapter]) -> Cow<'a, [u8]> {
+        let (name, permute, lora) = match &self.source {
             Source::Generated(values) => {
                 let mut out = Vec::with_capacity(self.n_bytes());
                 quantize_row(self.ty, values, &mut out).expect("planned");
@@ -55,13 +58,26 @@ impl Planned {
             Source::Checkpoint {
                 name,
                 permute_heads,
-            } => (name, *permute_heads),
+                lora,
+            } => (name, *permute_heads, lora),
         };
         let entry = checkpoint.entry(name).expect("planned from the checkpoint");
         let raw = checkpoint.bytes(entry);
-        if permute.is_none() && stored_as(entry.dtype) == Some(self.ty) {
+        if permute.is_none() && lora.is_empty() && stored_as(entry.dtype) == Some(self.ty) {
             return Cow::Borrowed(raw);
         }
+        // Each adapter's A (rank × cols) and B (rows × rank) as f32, and its scale.
+        let deltas: Vec<(Vec<f32>, Vec<f32>, usize, f32)> = lora
+            .iter()
+            .map(|&i| {
+                let ad = &adapters[i];
+                let (a, b) = &ad.pairs[name];
+                let (ea, eb) = (ad.weights.entry(a).unwrap(), ad.weights.entry(b).unwrap());
+                let a = ad.weights.f32(a, &ea.shape).expect("checked when planned");
+                let b = ad.weights.f32(b, &eb.shape).expect("checked when planned");
+                (a, b, ad.rank, ad.scale)
+            })
+            .collect();
         let cols = self.dims[0] as usize;
         let row_in = cols * dtype_size(entry.dtype);
         let rows = raw.len() / row_in;
@@ -82,6 +98,9 @@ impl Planned {
                     let r = at / row_out + i;
                     let src = permute.map_or(r, |heads| rope_row(r, rows, heads));
                     to_f32(entry.dtype, &raw[src * row_in..][..row_in], &mut values);
+                    for (a, b, rank, scale) in &deltas {
+                        add_delta_row(&mut values, a, &b[src * rank..][..*rank], *scale);
+                    }
                     row.clear();
                     quantize_row(self.ty, &values, &mut row).expect("planned");
                     dst.copy_from_slice(&row);
@@ -204,6 +223,7 @@ pub fn plan(
     checkpoint: &Checkpoint,
     config: &Config,
     quantize: Quantize,
+    adapters: &[Adapter],
 ) -> Result<Vec<Planned>, HfError> {
     let mut out = Vec::new();
     if let Some(factors) = &config.rope_freqs {
@@ -220,8 +240,18 @@ pub fn plan(
             continue;
         }
         let entry = checkpoint.entry(hf).expect("named by the checkpoint");
+        let lora: Vec<usize> = (0..adapters.len())
+            .filter(|&i| adapters[i].pairs.contains_key(hf))
+            .collect();
         if hf == "lm_head.weight" && config.tied {
             same_as_embeddings(checkpoint, entry)?;
+            if let Some(&i) = lora.first() {
+                return Err(HfError::Adapter {
+                    dir: adapters[i].dir.clone(),
+                    reason: "it adapts lm_head.weight, which this model ties to its embeddings"
+                        .into(),
+                });
+            }
             continue;
         }
         let bad = |reason: String| HfError::Tensor {
@@ -249,6 +279,12 @@ pub fn plan(
         }
         let cols = *want.last().expect("non-empty shape");
         let is_vector = want.len() == 1 || gguf.ends_with("_norm.weight");
+        if is_vector && !lora.is_empty() {
+            return Err(HfError::Adapter {
+                dir: adapters[lora[0]].dir.clone(),
+                reason: format!("it adapts {hf:?}, which is not a matrix"),
+            });
+        }
         let ty = match quantize {
             _ if is_vector => WeightType::F32,
             Quantize::None => stored,
@@ -268,6 +304,7 @@ pub fn plan(
             source: Source::Checkpoint {
                 name: hf.to_string(),
                 permute_heads,
+                lora,
             },
         });
     }
