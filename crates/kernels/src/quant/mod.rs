@@ -32,6 +32,7 @@ mod matmul;
 #[cfg(all(target_arch = "aarch64", target_endian = "little"))]
 mod neon;
 mod quantize;
+mod quantize_k;
 mod scalar;
 
 use crate::tier::{tier, Tier};
