@@ -26,7 +26,8 @@ reference venv):
 
     .venv-reference/bin/python scripts/reference/hf_checkpoints.py --llama-cpp
 
-  llama_cpp  llama.cpp's logits over the same prompt, per output type, in the same form
+  llama_cpp        llama.cpp's logits over the same prompt, per output type, in the same form
+  llama_quantize   sha256 and size of llama-quantize's output for each of its mixes
 """
 import hashlib
 import json
@@ -106,6 +107,30 @@ def position_logits(rows, probe):
     return out
 
 
+# llama-quantize's mixes (llama_ftype values) checked against `ward convert --type NAME`.
+MIXES = {"q4_0": 2, "q4_1": 3, "q5_0": 8, "q5_1": 9, "q2_k": 10, "q3_k_s": 11, "q3_k_m": 12,
+         "q3_k_l": 13, "q4_k_s": 14, "q4_k_m": 15, "q5_k_s": 16, "q5_k_m": 17, "q6_k": 18}
+
+
+def quantize_mixes(ward, directory):
+    """sha256 and size of llama-quantize's output for each mix, quantizing the BF16 GGUF of the
+    checkpoint (as `ward convert` and the converter write it) with no importance matrix."""
+    import llama_cpp
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "bf16.gguf")
+        subprocess.run([ward, "convert", directory, "--out", src], check=True, capture_output=True)
+        for name, ftype in MIXES.items():
+            dst = os.path.join(tmp, f"{name}.gguf")
+            params = llama_cpp.llama_model_quantize_default_params()
+            params.ftype = ftype
+            params.nthread = 2
+            if llama_cpp.llama_model_quantize(src.encode(), dst.encode(), params) != 0:
+                raise RuntimeError(f"llama-quantize {name} failed")
+            out[name] = {"sha256": sha256(dst), "bytes": os.path.getsize(dst)}
+    return out
+
+
 def llama_cpp_pass(registry):
     import numpy as np
     from llama_cpp import Llama
@@ -128,6 +153,7 @@ def llama_cpp_pass(registry):
                 rows = np.array(llm.scores[:len(lx["prompt"])], dtype=np.float32).tolist()
                 fixture["llama_cpp"][outtype] = position_logits(rows, lx["probe_ids"])
                 del llm
+        fixture["llama_quantize"] = quantize_mixes(ward, os.path.join(ROOT, "models", entry["dir"]))
         with open(path, "w") as f:
             json.dump(fixture, f, ensure_ascii=False, indent=1)
             f.write("\n")

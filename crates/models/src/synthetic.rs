@@ -140,12 +140,6 @@ impl Shape {
     }
 }
 
-/// llama.cpp's `use_more_bits`: the first and last eighth of the layers, and every third one
-/// between, get the larger type for `attn_v` and `ffn_down`.
-fn more_bits(layer: u32, layers: u32) -> bool {
-    layer < layers / 8 || layer >= 7 * layers / 8 || (layer - layers / 8) % 3 == 2
-}
-
 struct Planned {
     name: String,
     dims: Vec<u64>,
@@ -178,7 +172,11 @@ fn plan(s: &Shape, vocab: u64) -> Vec<Planned> {
     }
     for il in 0..s.layers {
         let b = |n: &str| format!("blk.{il}.{n}.weight");
-        let more = if more_bits(il, s.layers) { q6k } else { q4k };
+        let more = if crate::hf::recipe::use_more_bits(il as usize, s.layers as usize) {
+            q6k
+        } else {
+            q4k
+        };
         out.push(t(b("attn_norm"), &[s.dim], f32));
         out.push(t(b("attn_q"), &[s.dim, q], q4k));
         out.push(t(b("attn_k"), &[s.dim, kv], q4k));

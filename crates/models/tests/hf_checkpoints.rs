@@ -61,6 +61,39 @@ fn conversion_is_byte_for_byte_llama_cpps() {
     }
 }
 
+/// `--type q4_k_m` and the other mixes write what llama-quantize writes from the converter's
+/// BF16 file (these 64-wide models exercise its fallbacks: Q4_K to Q5_0, Q6_K to Q8_0, …;
+/// the K-quant blocks themselves are held to ggml by ward-kernels' `quantized_bytes_match_ggml`).
+#[test]
+fn quantization_mixes_are_byte_for_byte_llama_quantizes() {
+    for name in CHECKPOINTS {
+        let fx = fixture(&format!("hf-{name}.json"));
+        for (mix, want) in fx["llama_quantize"].as_object().unwrap() {
+            let quantize = Quantize::parse(mix).unwrap();
+            let mut out = Vec::new();
+            HfModel::open(&dir(&fx), quantize)
+                .unwrap()
+                .write_gguf(&mut out)
+                .unwrap();
+            assert_eq!(
+                (out.len() as u64, sha256_hex(&out)),
+                (
+                    want["bytes"].as_u64().unwrap(),
+                    want["sha256"].as_str().unwrap().to_string()
+                ),
+                "{name} {mix}"
+            );
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 #[test]
 fn tokenizer_gives_transformers_ids() {
     for name in CHECKPOINTS {

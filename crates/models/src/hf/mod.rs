@@ -9,6 +9,7 @@
 pub mod checkpoint;
 mod config;
 pub mod lora;
+pub mod recipe;
 mod tensors;
 mod vocab;
 
@@ -18,10 +19,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value as Json};
-use ward_kernels::quant::{WeightType, QUANTIZABLE};
+use ward_kernels::quant::WeightType;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use config::Llama3Scaling;
+pub use recipe::Mix;
 pub use tensors::Planned;
 
 use crate::gguf::writer::{write_header, TensorInfo as InfoToWrite, ALIGN};
@@ -43,28 +45,46 @@ pub enum HfError {
     Adapter { dir: PathBuf, reason: String },
 }
 
-/// What the checkpoint's weight matrices become (`--quantize`). Norms and biases stay F32.
+/// What the checkpoint's weight matrices become (`--quantize`, `ward convert --type`). Norms and
+/// biases stay F32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Quantize {
     /// As stored (BF16, F16 or F32).
     None,
+    /// One type, as the converter's `--outtype` writes it (F32, F16, BF16, Q8_0).
     To(WeightType),
+    /// A llama-quantize mix (Q4_K_M, …): the converter's output quantized as llama-quantize
+    /// would.
+    Mix(Mix),
 }
 
+/// The converter's own output types.
+const OUTTYPES: [WeightType; 4] = [
+    WeightType::F32,
+    WeightType::F16,
+    WeightType::BF16,
+    WeightType::Q8_0,
+];
+
 impl Quantize {
-    /// `none`, `f32`, `f16`, `bf16` or `q8_0`.
+    /// `none`, one of the converter's types (`f32`, `f16`, `bf16`, `q8_0`), or one of
+    /// llama-quantize's mixes (`q4_k_m`, `q6_k`, …; `q4_k` is `q4_k_m`).
     pub fn parse(s: &str) -> Result<Quantize, String> {
         if s == "none" {
             return Ok(Quantize::None);
         }
-        QUANTIZABLE
+        if let Some(mix) = Mix::parse(s) {
+            return Ok(Quantize::Mix(mix));
+        }
+        OUTTYPES
             .into_iter()
             .find(|t| format!("{t:?}").eq_ignore_ascii_case(s))
             .map(Quantize::To)
             .ok_or_else(|| {
-                let names: Vec<String> = QUANTIZABLE
+                let names: Vec<String> = OUTTYPES
                     .iter()
                     .map(|t| format!("{t:?}").to_lowercase())
+                    .chain(Mix::names().map(String::from))
                     .collect();
                 format!(
                     "{s:?} is not a type Ward quantizes to (none, {})",
@@ -213,10 +233,20 @@ impl HfModel {
             Value::String(size_label(n_params)),
         ));
         metadata.extend(cfg.hparams.iter().cloned());
-        metadata.push(("general.file_type".into(), Value::U32(file_type(&tensors))));
-        metadata.extend(config::trailing(&cfg));
-        metadata.push(("general.quantization_version".into(), Value::U32(2)));
-        metadata.extend(tokenizer);
+        let version = ("general.quantization_version".to_string(), Value::U32(2));
+        if let Quantize::Mix(mix) = quantize {
+            // llama-quantize sets these two again on the converter's file, which moves them
+            // to the end.
+            metadata.extend(config::trailing(&cfg));
+            metadata.extend(tokenizer);
+            metadata.push(version);
+            metadata.push(("general.file_type".into(), Value::U32(mix.file_type())));
+        } else {
+            metadata.push(("general.file_type".into(), Value::U32(file_type(&tensors))));
+            metadata.extend(config::trailing(&cfg));
+            metadata.push(version);
+            metadata.extend(tokenizer);
+        }
 
         let by_name = tensors
             .iter()

@@ -11,7 +11,7 @@ use ward_kernels::quant::{quantize_row, WeightType};
 use super::checkpoint::{Checkpoint, TensorEntry};
 use super::config::Config;
 use super::lora::{add_delta_row, Adapter};
-use super::{HfError, Quantize};
+use super::{recipe, HfError, Quantize};
 use crate::hparams::Arch;
 
 /// One tensor of the model to be: where its values come from and what it becomes.
@@ -285,12 +285,15 @@ pub fn plan(
                 reason: format!("it adapts {hf:?}, which is not a matrix"),
             });
         }
+        let dims: Vec<u64> = want.iter().rev().map(|&d| d as u64).collect();
         let ty = match quantize {
             _ if is_vector => WeightType::F32,
             Quantize::None => stored,
             Quantize::To(t) if cols.is_multiple_of(t.block_len()) => t,
             // The converter's fallback for rows that are not whole blocks.
             Quantize::To(_) => WeightType::F16,
+            // Settled below, in llama-quantize's order.
+            Quantize::Mix(_) => stored,
         };
         let permute_heads = match (config.arch, gguf.rsplit('.').nth(1)) {
             (Arch::Llama, Some("attn_q")) => Some(config.n_head),
@@ -299,7 +302,7 @@ pub fn plan(
         };
         out.push(Planned {
             name: gguf,
-            dims: want.iter().rev().map(|&d| d as u64).collect(),
+            dims,
             ty,
             source: Source::Checkpoint {
                 name: hf.to_string(),
@@ -307,6 +310,9 @@ pub fn plan(
                 lora,
             },
         });
+    }
+    if let Quantize::Mix(mix) = quantize {
+        requantize(&mut out, mix, config);
     }
     let has = |name: &str| out.iter().any(|p| p.name == name);
     for (needed, why) in [
@@ -325,6 +331,30 @@ pub fn plan(
         }
     }
     Ok(out)
+}
+
+/// The converter's tensors as llama-quantize writes them under `mix`: in its order (tensors
+/// outside the layers by name, then layer by layer, by name within each) and with the type its
+/// recipe gives each, counting as it goes.
+fn requantize(tensors: &mut [Planned], mix: recipe::Mix, config: &Config) {
+    let layer = |name: &str| -> i64 {
+        name.strip_prefix("blk.")
+            .and_then(|r| r.split('.').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(-1)
+    };
+    tensors.sort_by(|a, b| (layer(&a.name), &a.name).cmp(&(layer(&b.name), &b.name)));
+    let shape = recipe::Shape {
+        n_layer: config.n_layer,
+        n_gqa: config.n_head / config.n_head_kv,
+        tied: config.tied,
+    };
+    let mut walk = recipe::Walk::default();
+    for t in tensors {
+        if let Some(ty) = walk.type_of(mix, &shape, &t.name, &t.dims) {
+            t.ty = ty;
+        }
+    }
 }
 
 /// A tied model's checkpoint may still hold `lm_head.weight`; transformers ignores it, and so
