@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use ward_models::gguf::GgufFile;
-use ward_models::synthetic::{write_random_model, Shape};
+use ward_models::synthetic::{write_random_checkpoint, write_random_model, Shape};
 
 #[derive(Args)]
 pub struct SynthArgs {
@@ -25,6 +25,12 @@ pub struct SynthArgs {
     /// Seed of the random weights.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Write a Hugging Face checkpoint directory instead (BF16 safetensors in 5 GB shards with
+    /// their index, config.json), taking tokenizer.json and tokenizer_config.json from this
+    /// directory (models/hf/tiny-qwen2 for qwen2.5-7b, models/hf/tiny-llama for llama3-8b): the
+    /// input for measuring `--model DIR` loads.
+    #[arg(long, value_name = "TOKENIZER_DIR", requires = "out")]
+    hf_with_tokenizer: Option<PathBuf>,
 }
 
 pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
@@ -42,6 +48,17 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
             .join(format!("synthetic-{}-q4_k_m.gguf", shape.name)),
     };
     let started = std::time::Instant::now();
+    if let Some(tokenizer) = &a.hf_with_tokenizer {
+        let bytes = write_random_checkpoint(&out, &shape, a.seed, tokenizer, 5_000_000_000)
+            .with_context(|| format!("writing {}", out.display()))?;
+        println!(
+            "{}: {bytes} bytes of random {} weights (BF16 checkpoint) in {:.1} s",
+            out.display(),
+            shape.name,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let bytes = write_random_model(&out, &shape, a.seed, vocab.as_ref())
         .with_context(|| format!("writing {}", out.display()))?;
     println!(

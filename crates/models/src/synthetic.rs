@@ -303,6 +303,8 @@ pub enum SynthError {
     Io(#[from] std::io::Error),
     #[error("the vocabulary file: {0}")]
     Vocab(#[from] GgufError),
+    #[error("cannot write {0}")]
+    Shape(String),
 }
 
 /// Every `tokenizer.*` key of `vocab` into `keys`; the number of tokens.
@@ -417,4 +419,129 @@ mod tests {
         assert_eq!(f[63], 8.0);
         assert!(f.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
     }
+}
+
+/// Write a Hugging Face checkpoint directory with `shape`'s layout and random BF16 weights (what
+/// training leaves: `config.json`, safetensors shards of at most `shard_bytes` with their
+/// index), with the tokenizer files of `tokenizer_dir` copied in: the 7B-sized input for
+/// measuring `--model DIR` load time and memory. Qwen2 and Llama shapes only.
+pub fn write_random_checkpoint(
+    dir: &Path,
+    shape: &Shape,
+    seed: u64,
+    tokenizer_dir: &Path,
+    shard_bytes: u64,
+) -> Result<u64, SynthError> {
+    let (model_type, class) = match shape.arch {
+        Arch::Qwen2 => ("qwen2", "Qwen2ForCausalLM"),
+        Arch::Llama => ("llama", "LlamaForCausalLM"),
+        other => return Err(SynthError::Shape(format!("{other:?} checkpoints"))),
+    };
+    std::fs::create_dir_all(dir)?;
+    for f in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(tokenizer_dir.join(f), dir.join(f))?;
+    }
+    let config = serde_json::json!({
+        "architectures": [class], "model_type": model_type, "vocab_size": shape.vocab,
+        "hidden_size": shape.dim, "intermediate_size": shape.ff,
+        "num_hidden_layers": shape.layers, "num_attention_heads": shape.heads,
+        "num_key_value_heads": shape.kv_heads, "max_position_embeddings": shape.context,
+        "rms_norm_eps": 1e-6, "rope_theta": shape.rope_base, "hidden_act": "silu",
+        "tie_word_embeddings": false, "torch_dtype": "bfloat16",
+    });
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )?;
+    let (q, kv) = (
+        shape.head_dim * u64::from(shape.heads),
+        shape.head_dim * u64::from(shape.kv_heads),
+    );
+    let mut tensors: Vec<(String, Vec<u64>)> = vec![
+        (
+            "model.embed_tokens.weight".into(),
+            vec![shape.vocab, shape.dim],
+        ),
+        ("lm_head.weight".into(), vec![shape.vocab, shape.dim]),
+        ("model.norm.weight".into(), vec![shape.dim]),
+    ];
+    for il in 0..shape.layers {
+        let p = |n: &str| format!("model.layers.{il}.{n}");
+        tensors.push((p("input_layernorm.weight"), vec![shape.dim]));
+        tensors.push((p("post_attention_layernorm.weight"), vec![shape.dim]));
+        for (n, rows) in [("q_proj", q), ("k_proj", kv), ("v_proj", kv)] {
+            tensors.push((p(&format!("self_attn.{n}.weight")), vec![rows, shape.dim]));
+            if shape.arch == Arch::Qwen2 {
+                tensors.push((p(&format!("self_attn.{n}.bias")), vec![rows]));
+            }
+        }
+        tensors.push((p("self_attn.o_proj.weight"), vec![shape.dim, q]));
+        tensors.push((p("mlp.gate_proj.weight"), vec![shape.ff, shape.dim]));
+        tensors.push((p("mlp.up_proj.weight"), vec![shape.ff, shape.dim]));
+        tensors.push((p("mlp.down_proj.weight"), vec![shape.dim, shape.ff]));
+    }
+    // Shards in order, each up to shard_bytes.
+    let mut shards: Vec<Vec<(String, Vec<u64>)>> = vec![Vec::new()];
+    let mut in_shard = 0u64;
+    for t in tensors {
+        let bytes = 2 * t.1.iter().product::<u64>();
+        if in_shard > 0 && in_shard + bytes > shard_bytes {
+            shards.push(Vec::new());
+            in_shard = 0;
+        }
+        in_shard += bytes;
+        shards.last_mut().unwrap().push(t);
+    }
+    let n = shards.len();
+    let mut weight_map = serde_json::Map::new();
+    let mut rng = seed | 1;
+    let mut total = 0u64;
+    for (i, shard) in shards.iter().enumerate() {
+        let file = format!("model-{:05}-of-{n:05}.safetensors", i + 1);
+        let mut header = serde_json::Map::new();
+        let mut offset = 0u64;
+        for (name, dims) in shard {
+            let bytes = 2 * dims.iter().product::<u64>();
+            header.insert(
+                name.clone(),
+                serde_json::json!({"dtype": "BF16", "shape": dims, "data_offsets": [offset, offset + bytes]}),
+            );
+            offset += bytes;
+            weight_map.insert(name.clone(), file.clone().into());
+        }
+        let mut head = serde_json::to_vec(&header).unwrap();
+        head.resize(head.len().next_multiple_of(8), b' ');
+        let mut out = BufWriter::with_capacity(1 << 22, std::fs::File::create(dir.join(&file))?);
+        out.write_all(&(head.len() as u64).to_le_bytes())?;
+        out.write_all(&head)?;
+        let mut buf = Vec::with_capacity(1 << 20);
+        for (name, dims) in shard {
+            let vector = dims.len() == 1;
+            let mut left = dims.iter().product::<u64>();
+            while left > 0 {
+                buf.clear();
+                for _ in 0..left.min(1 << 19) {
+                    let r = next(&mut rng);
+                    // Norms near 1; biases and matrices small, of random sign: ±(1 + m/128)·2^e.
+                    let bits: u16 = if vector && !name.ends_with(".bias") {
+                        0x3F80 | (r & 0x0F) as u16
+                    } else {
+                        let e = 127 - 10 + (r >> 8) % 6;
+                        ((r >> 16) as u16 & 0x8000) | ((e as u16) << 7) | (r & 0x7F) as u16
+                    };
+                    buf.extend_from_slice(&bits.to_le_bytes());
+                }
+                out.write_all(&buf)?;
+                left -= (buf.len() / 2) as u64;
+            }
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        total += 8 + head.len() as u64 + offset;
+    }
+    let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_vec_pretty(&index).unwrap(),
+    )?;
+    Ok(total)
 }
