@@ -11,7 +11,8 @@ use ward_models::{HParams, Tokenizer};
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// A registry name (`ward list`) or a path to a .gguf file.
+    /// A registry name (`ward list`), a path to a .gguf file, or a Hugging Face model directory
+    /// (described as the GGUF it converts to, its weights as stored).
     model: String,
     /// Also list every metadata key.
     #[arg(long)]
@@ -23,7 +24,14 @@ pub struct InspectArgs {
 
 pub fn inspect(a: InspectArgs) -> anyhow::Result<()> {
     let path = resolve_model(Some(&a.model))?.path;
-    let gguf = GgufFile::open(&path)?;
+    let as_stored = ward_models::hf::LoadOptions {
+        quantize: Some(ward_models::hf::Quantize::None),
+        lora: Vec::new(),
+    };
+    let gguf = match ward_models::hf::HfModel::is_checkpoint(&path) {
+        true => ward_models::open_model(&path, &as_stored)?,
+        false => GgufFile::open(&path)?,
+    };
     if a.json {
         println!("{}", describe_json(&gguf, &path, a.metadata)?);
         return Ok(());
