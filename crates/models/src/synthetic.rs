@@ -391,36 +391,6 @@ fn random_block(ty: GgmlType, rng: &mut u64, out: &mut Vec<u8>) {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn more_bits_matches_llama_cpp_for_32_layers() {
-        let picked: Vec<u32> = (0..32).filter(|&i| more_bits(i, 32)).collect();
-        assert_eq!(
-            picked,
-            [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
-        );
-    }
-
-    #[test]
-    fn the_8b_shape_is_the_size_of_a_real_q4_k_m_file() {
-        let bytes: usize = plan(&Shape::LLAMA3_8B, 128_256).iter().map(bytes_of).sum();
-        // Meta's Llama-3-8B Q4_K_M GGUFs are 4.92 GB.
-        assert!((4.8e9..5.0e9).contains(&(bytes as f64)), "{bytes}");
-    }
-
-    #[test]
-    fn llama31_factors_slow_only_the_long_wavelengths() {
-        let f = llama31_rope_factors(128, 500_000.0);
-        assert_eq!(f.len(), 64);
-        assert_eq!(f[0], 1.0);
-        assert_eq!(f[63], 8.0);
-        assert!(f.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
-    }
-}
-
 /// Write a Hugging Face checkpoint directory with `shape`'s layout and random BF16 weights (what
 /// training leaves: `config.json`, safetensors shards of at most `shard_bytes` with their
 /// index), with the tokenizer files of `tokenizer_dir` copied in: the 7B-sized input for
@@ -544,4 +514,35 @@ pub fn write_random_checkpoint(
         serde_json::to_vec_pretty(&index).unwrap(),
     )?;
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_bits_matches_llama_cpp_for_32_layers() {
+        let more_bits = crate::hf::recipe::use_more_bits;
+        let picked: Vec<usize> = (0..32).filter(|&i| more_bits(i, 32)).collect();
+        assert_eq!(
+            picked,
+            [0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31]
+        );
+    }
+
+    #[test]
+    fn the_8b_shape_is_the_size_of_a_real_q4_k_m_file() {
+        let bytes: usize = plan(&Shape::LLAMA3_8B, 128_256).iter().map(bytes_of).sum();
+        // Meta's Llama-3-8B Q4_K_M GGUFs are 4.92 GB.
+        assert!((4.8e9..5.0e9).contains(&(bytes as f64)), "{bytes}");
+    }
+
+    #[test]
+    fn llama31_factors_slow_only_the_long_wavelengths() {
+        let f = llama31_rope_factors(128, 500_000.0);
+        assert_eq!(f.len(), 64);
+        assert_eq!(f[0], 1.0);
+        assert_eq!(f[63], 8.0);
+        assert!(f.windows(2).all(|w| w[0] <= w[1]), "{f:?}");
+    }
 }

@@ -98,7 +98,8 @@ fn the_tiny_checkpoints_themselves_load() {
 
 #[test]
 fn configs_that_ask_for_what_ward_does_not_compute_are_refused_by_name() {
-    let cases: [(&str, fn(&mut Value), &[&str]); 7] = [
+    type Case = (&'static str, fn(&mut Value), &'static [&'static str]);
+    let cases: [Case; 7] = [
         (
             "unknown-field",
             |c| c["use_mamba_layers"] = json!(true),

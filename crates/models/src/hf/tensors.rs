@@ -323,7 +323,8 @@ pub fn plan(
              embeddings",
         ),
     ] {
-        if !has(needed) && !(needed == "output.weight" && config.tied) {
+        let tied_output = needed == "output.weight" && config.tied;
+        if !has(needed) && !tied_output {
             return Err(HfError::Tensor {
                 name: needed.into(),
                 reason: why.into(),

@@ -45,13 +45,45 @@ def test_the_model_is_named_and_pinned_by_its_directory(qwen2_dir):
     assert [m["id"] for m in models] == ["tiny-qwen2"]
     # The manifest: `sha256sum` lines of the files Ward reads, in name order, hashed.
     directory = os.path.join(ROOT, DIR)
-    manifest = "".join(
-        f"{hashlib.sha256(open(os.path.join(directory, n), 'rb').read()).hexdigest()}  {n}\n"
-        for n in sorted(os.listdir(directory)))
-    digest = hashlib.sha256(manifest.encode()).hexdigest()
-    assert digest in qwen2_dir.log_text()
+    assert manifest_sha256(directory, os.listdir(directory)) in qwen2_dir.log_text()
 
 
 def test_quantize_is_refused_for_a_gguf_file():
-    with pytest.raises(RuntimeError, match="--quantize converts a Hugging Face model directory"):
+    with pytest.raises(RuntimeError, match="--quantize and --lora apply to a Hugging Face model directory"):
         Server("--model", "qwen2.5-coder-0.5b-instruct", "--quantize", "q8_0", ready_timeout=120)
+    with pytest.raises(RuntimeError, match="--lora merges adapters into one model directory"):
+        Server("--model", DIR, "--model", "all-minilm-l6-v2", "--lora",
+               os.path.join("models", "hf", "tiny-qwen2-lora"), ready_timeout=120)
+
+
+def manifest_sha256(directory, names):
+    lines = "".join(f"{hashlib.sha256(open(os.path.join(directory, n), 'rb').read()).hexdigest()}  {n}\n"
+                    for n in sorted(names))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def test_a_lora_adapter_is_merged_served_under_its_name_and_audited(tmp_path, fixture):
+    """`--lora` merges the adapter (PEFT's merge_and_unload's greedy answer), serves the model
+    under the adapter's name, and the audit log's start event holds the adapter's sha256 beside
+    the base model's."""
+    audit = tmp_path / "audit.jsonl"
+    adapter = os.path.join("models", "hf", "tiny-qwen2-lora")
+    s = Server("--model", DIR, "--lora", adapter, "--quantize", "none", "--audit-log", str(audit))
+    try:
+        client = openai.OpenAI(base_url=s.url + "/v1", api_key="unused", max_retries=0)
+        assert [m.id for m in client.models.list().data] == ["tiny-qwen2-lora"]
+        want = fixture["lora"]["tiny-qwen2-lora"]
+        r = client.chat.completions.create(model="tiny-qwen2-lora", messages=fixture["chat"],
+                                           max_tokens=len(want["greedy"]), temperature=0)
+        assert r.choices[0].message.content == want["greedy_text"]
+    finally:
+        assert s.stop() == 0, s.log_text()
+    start = [json.loads(line) for line in audit.read_text().splitlines()
+             if json.loads(line)["event"] == "start"][0]
+    base = os.path.join(ROOT, DIR)
+    [served] = start["models"]
+    assert served["model"] == "tiny-qwen2-lora"
+    assert served["model_sha256"] == manifest_sha256(base, os.listdir(base))
+    adapter_dir = os.path.join(ROOT, adapter)
+    assert served["adapters"] == [{"adapter": "tiny-qwen2-lora", "scale": 1.0,
+                                   "sha256": manifest_sha256(adapter_dir, os.listdir(adapter_dir))}]
