@@ -80,8 +80,7 @@ impl Adapter {
             let off = matches!(v, Json::Null | Json::Bool(false))
                 || v.as_str() == Some("none")
                 || v.as_array().is_some_and(Vec::is_empty)
-                || v.as_object().is_some_and(Map::is_empty)
-                || (k == "fan_in_fan_out" && v == false);
+                || v.as_object().is_some_and(Map::is_empty);
             if !READ.contains(&k.as_str()) && !off {
                 return Err(bad(k, format!("{v} is a setting Ward does not apply")));
             }

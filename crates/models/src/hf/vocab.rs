@@ -151,8 +151,8 @@ fn looks_special(text: &str) -> bool {
         || (text.starts_with("<unused") && text.ends_with('>'))
 }
 
-/// Merges as "a b" strings; the pair form (transformers ≥ 4.45) with any space inside a part
-/// written as U+0120's neighbour U+0140 + … as the converter does (`chr(ord(' ') + 256)`).
+/// Merges as "a b" strings; in the pair form (transformers ≥ 4.45) a space inside a part is
+/// written as U+0120 `Ġ` (`chr(ord(' ') + 256)`), as the converter writes it.
 fn merges(model: &Map<String, Json>) -> Result<Vec<String>, HfError> {
     let Some(list) = model.get("merges").and_then(Json::as_array) else {
         return Ok(Vec::new());
