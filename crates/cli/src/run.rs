@@ -63,9 +63,9 @@ pub struct CheckpointArgs {
     #[arg(long, env = "WARD_QUANTIZE", value_parser = Quantize::parse)]
     pub quantize: Option<Quantize>,
     /// A PEFT LoRA adapter directory merged into the model directory's weights at load, with
-    /// an optional scale (`DIR:0.5`; default 1); may be repeated. The model is then named after
-    /// the adapter.
-    #[arg(long, value_name = "DIR[:SCALE]", value_parser = parse_lora_arg)]
+    /// an optional scale (`DIR:0.5`; default 1); repeatable, or comma-separated. The model is
+    /// then named after the adapter.
+    #[arg(long, env = "WARD_LORA", value_name = "DIR[:SCALE]", value_delimiter = ',', value_parser = parse_lora_arg)]
     pub lora: Vec<(PathBuf, f32)>,
 }
 

@@ -347,10 +347,10 @@ impl HParams {
                 hp.activation = Activation::Gelu;
                 hp.embed_scale = Some((n_embd as f32).sqrt());
                 // Gemma 3 alternates five sliding-window layers with one global layer, and its
-                // local layers use RoPE base 10 000 whatever the global base is.
+                // local layers use their own RoPE base (10 000 in every release).
                 let size = count("attention.sliding_window", 1 << 24)?;
                 hp.sliding_window = Some(SlidingWindow { size, pattern: 6 });
-                hp.rope_base_local = 10_000.0;
+                hp.rope_base_local = positive(gguf, &key("rope.freq_base_swa"), Some(10_000.0))?;
                 // llama.cpp scales the 27B (62 layers) by 1/√(n_embd / n_head), after Gemma's
                 // reference code, and every other size by 1/√head_dim.
                 if n_layer == 62 {
@@ -421,6 +421,8 @@ fn check_keys(gguf: &GgufFile, arch: Arch) -> Result<(), GgufError> {
     let extra: &[&str] = match arch {
         Arch::Gemma3 => &[
             "attention.sliding_window",
+            // The sliding-window layers' RoPE base (10 000 where a file does not say).
+            "rope.freq_base_swa",
             // The vision tower's image token count: the text model does not read it.
             "mm.tokens_per_image",
         ],

@@ -17,7 +17,12 @@ use ward_kernels::quant::WeightType;
 use ward_models::hf::{HfModel, Quantize};
 use ward_models::{CausalLm, Tokenizer, Workspace};
 
-const CHECKPOINTS: [&str; 3] = ["tiny-llama-hf", "tiny-qwen2-hf", "tiny-qwen3-hf"];
+const CHECKPOINTS: [&str; 4] = [
+    "tiny-llama-hf",
+    "tiny-qwen2-hf",
+    "tiny-qwen3-hf",
+    "tiny-gemma3-hf",
+];
 
 fn dir(fx: &serde_json::Value) -> std::path::PathBuf {
     root().join("models").join(fx["dir"].as_str().unwrap())
@@ -168,13 +173,14 @@ fn max_diff(fx: &serde_json::Value, positions: &serde_json::Value, ward: &[Vec<f
 /// llama.cpp, running the GGUF `ward convert` writes (the converter's, byte for byte), and Ward
 /// running the same model agree at every position of the prompt, closer than either is to
 /// transformers (both round activations the same way). Measured worst differences: BF16 0.016 /
-/// 0.001 / 0.044 (Llama / Qwen2 / Qwen3), Q8_0 0.000 / 0.000 / 0.110.
+/// 0.001 / 0.044 / 0.054 (Llama / Qwen2 / Qwen3 / Gemma 3), Q8_0 0.000 / 0.000 / 0.110 / 0.264.
 #[test]
 fn logits_match_llama_cpp_on_the_converted_file() {
     for (name, tol_bf16, tol_q8) in [
         ("tiny-llama-hf", 0.05, 0.05),
         ("tiny-qwen2-hf", 0.05, 0.05),
         ("tiny-qwen3-hf", 0.1, 0.25),
+        ("tiny-gemma3-hf", 0.1, 0.35),
     ] {
         let fx = fixture(&format!("hf-{name}.json"));
         let prompt = ids(&fx["logits"]["prompt"]);
@@ -195,16 +201,17 @@ fn logits_match_llama_cpp_on_the_converted_file() {
 /// Unquantized (BF16 weights as stored), Ward's logits are transformers' to within the rounding
 /// of activations to BF16 for the BF16 dot products; quantized to Q8_0 at load (weights and
 /// activations in 8 bits), within that rounding. Measured worst differences over each
-/// position's top 8 and 16 probe ids, on top logits of 6–9 (Llama) and 16–21 (Qwen):
-/// unquantized 0.044 / 0.109 / 0.099 (Llama / Qwen2 / Qwen3, 0.5 % of the top logit),
-/// Q8_0 0.21 / 0.46 / 0.48 (2.3 %). The bounds sit a little above; a wrong permutation, bias
-/// or norm moves logits by whole units.
+/// position's top 8 and 16 probe ids, on top logits of 6–9 (Llama), 16–21 (Qwen) and 17–30
+/// (Gemma 3): unquantized 0.044 / 0.109 / 0.099 / 0.065 (Llama / Qwen2 / Qwen3 / Gemma 3,
+/// under 1 % of the top logit), Q8_0 0.21 / 0.46 / 0.48 / 0.29 (at most 2.3 %). The bounds
+/// sit a little above; a wrong permutation, bias or norm moves logits by whole units.
 #[test]
 fn logits_match_transformers() {
     for (name, tol_none, tol_q8) in [
         ("tiny-llama-hf", 0.06, 0.3),
         ("tiny-qwen2-hf", 0.15, 0.6),
         ("tiny-qwen3-hf", 0.15, 0.65),
+        ("tiny-gemma3-hf", 0.1, 0.4),
     ] {
         let fx = fixture(&format!("hf-{name}.json"));
         let prompt = ids(&fx["logits"]["prompt"]);

@@ -89,7 +89,7 @@ fn assert_refused(dir: &Path, wanted: &[&str]) {
 
 #[test]
 fn the_tiny_checkpoints_themselves_load() {
-    for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3"] {
+    for name in ["tiny-llama", "tiny-qwen2", "tiny-qwen3", "tiny-gemma3"] {
         let d = copy_of(name, &format!("{name}-as-is"), |_| {});
         let m = HfModel::open(&d, Quantize::None).unwrap();
         ward_models::arch::load(&m.into_gguf()).unwrap();
@@ -231,6 +231,35 @@ fn tokenizers_that_name_unknown_tokens_are_refused() {
         std::fs::remove_file(d.join("tokenizer.json")).unwrap()
     });
     assert_refused(&d, &["tokenizer.json", "missing"]);
+    // Gemma's SentencePiece model: missing, cut short, or not a protobuf.
+    let d = copy_of("tiny-gemma3", "no-tokenizer-model", |d| {
+        std::fs::remove_file(d.join("tokenizer.model")).unwrap()
+    });
+    assert_refused(&d, &["tokenizer.model is missing"]);
+    let d = copy_of("tiny-gemma3", "cut-tokenizer-model", |d| {
+        let p = d.join("tokenizer.model");
+        let len = std::fs::metadata(&p).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+    });
+    assert_refused(&d, &["tokenizer.model"]);
+    let d = copy_of("tiny-gemma3", "json-as-tokenizer-model", |d| {
+        std::fs::copy(d.join("config.json"), d.join("tokenizer.model")).unwrap();
+    });
+    assert_refused(&d, &["tokenizer.model"]);
+    // A Llama checkpoint with a SentencePiece model (Llama 2, Mistral) is not read as BPE.
+    let d = copy_of("tiny-llama", "llama-with-spm", |d| {
+        std::fs::copy(
+            root().join("models/hf/tiny-gemma3/tokenizer.model"),
+            d.join("tokenizer.model"),
+        )
+        .unwrap();
+    });
+    assert_refused(&d, &["SentencePiece Llama checkpoints"]);
     let d = copy_of("tiny-qwen2", "not-json", |d| {
         std::fs::write(d.join("tokenizer_config.json"), b"{\"chat_template\": ").unwrap()
     });
@@ -316,4 +345,42 @@ fn adapters_that_do_not_fit_their_base_are_refused() {
         })
     });
     check("tiny-qwen2", &d, &["peft_type", "LoRA adapters only"]);
+}
+
+#[test]
+fn gemma_settings_ward_does_not_compute_are_refused_by_name() {
+    type Case = (&'static str, fn(&mut Value), &'static [&'static str]);
+    let cases: [Case; 5] = [
+        (
+            "softcap",
+            |c| c["final_logit_softcapping"] = json!(30.0),
+            &["final_logit_softcapping"],
+        ),
+        (
+            "scalar",
+            |c| c["query_pre_attn_scalar"] = json!(64),
+            &["query_pre_attn_scalar"],
+        ),
+        (
+            "pattern",
+            |c| c["sliding_window_pattern"] = json!(4),
+            &["layer_types"],
+        ),
+        (
+            "act",
+            |c| c["hidden_activation"] = json!("silu"),
+            &["hidden_activation"],
+        ),
+        (
+            "yarn",
+            |c| c["rope_scaling"] = json!({"rope_type": "yarn", "factor": 8.0}),
+            &["rope_scaling.rope_type"],
+        ),
+    ];
+    for (case, edit, wanted) in cases {
+        let d = copy_of("tiny-gemma3", &format!("gemma-{case}"), |d| {
+            edit_json(d, "config.json", edit)
+        });
+        assert_refused(&d, wanted);
+    }
 }

@@ -31,6 +31,8 @@ pub struct Config {
     pub tied: bool,
     /// Llama 3.1's RoPE frequency scaling: `rope_freqs.weight`, generated as the converter does.
     pub rope_freqs: Option<Vec<f32>>,
+    /// Gemma 3's sliding window (written after `general.file_type`).
+    pub sliding_window: Option<usize>,
 }
 
 /// Fields of every architecture's config that change nothing Ward computes: bookkeeping,
@@ -60,6 +62,7 @@ fn architecture(model_type: &str) -> Option<(Arch, &'static str)> {
         "llama" => (Arch::Llama, "LlamaForCausalLM"),
         "qwen2" => (Arch::Qwen2, "Qwen2ForCausalLM"),
         "qwen3" => (Arch::Qwen3, "Qwen3ForCausalLM"),
+        "gemma3_text" => (Arch::Gemma3, "Gemma3ForCausalLM"),
         _ => return None,
     })
 }
@@ -79,7 +82,7 @@ pub fn read(config: &Map<String, Json>) -> Result<Config, HfError> {
             "model_type",
             format!(
                 "{model_type:?} is not an architecture Ward loads from a checkpoint (llama, \
-                 qwen2, qwen3)"
+                 qwen2, qwen3, gemma3_text)"
             ),
         )
     })?;
@@ -122,7 +125,19 @@ pub fn read(config: &Map<String, Json>) -> Result<Config, HfError> {
             "max_window_layers",
             "layer_types",
         ]),
-        Arch::Gemma3 => unreachable!("not read from checkpoints yet"),
+        Arch::Gemma3 => known.extend([
+            "attention_bias",
+            "hidden_activation",
+            "query_pre_attn_scalar",
+            "sliding_window",
+            "sliding_window_pattern",
+            "layer_types",
+            "rope_local_base_freq",
+            "attn_logit_softcapping",
+            "final_logit_softcapping",
+            "use_bidirectional_attention",
+            "cache_implementation",
+        ]),
     }
     if let Some(field) = config
         .keys()
@@ -182,19 +197,25 @@ pub fn read(config: &Map<String, Json>) -> Result<Config, HfError> {
         .and_then(Json::as_f64)
         .filter(|v| v.is_finite() && *v > 0.0)
         .ok_or_else(|| bad("rms_norm_eps", "missing, or not a positive number".into()))?;
-    match config.get("hidden_act") {
-        Some(act) if act == "silu" => {}
+    // Gemma names its activation apart, and it is GELU (tanh approximation).
+    let (act_field, act) = match arch {
+        Arch::Gemma3 => ("hidden_activation", "gelu_pytorch_tanh"),
+        _ => ("hidden_act", "silu"),
+    };
+    match config.get(act_field) {
+        Some(v) if v == act => {}
         other => {
             return Err(bad(
-                "hidden_act",
+                act_field,
                 format!(
-                    "{}: only \"silu\" is implemented for {model_type}",
+                    "{}: only \"{act}\" is implemented for {model_type}",
                     other.map_or("missing".into(), Json::to_string)
                 ),
             ))
         }
     }
     let tied = flag("tie_word_embeddings", arch != Arch::Llama)?;
+    let mut sliding_window = None;
     match arch {
         Arch::Llama => {
             must_be("attention_bias", false)?;
@@ -225,9 +246,48 @@ pub fn read(config: &Map<String, Json>) -> Result<Config, HfError> {
                 }
             }
         }
-        Arch::Gemma3 => unreachable!(),
+        Arch::Gemma3 => {
+            must_be("attention_bias", false)?;
+            must_be("use_bidirectional_attention", false)?;
+            for softcap in ["attn_logit_softcapping", "final_logit_softcapping"] {
+                if !config.get(softcap).is_none_or(Json::is_null) {
+                    return Err(bad(softcap, "soft-capping is not implemented".into()));
+                }
+            }
+            // llama.cpp (and Ward) scale queries by 1/√head_dim, and the 27B (62 layers) by
+            // 1/√(hidden / heads): what Gemma's query_pre_attn_scalar says for every release.
+            let scalar = if n_layer == 62 {
+                n_embd / n_head
+            } else {
+                head_dim
+            };
+            if config.get("query_pre_attn_scalar").and_then(Json::as_u64) != Some(scalar as u64) {
+                return Err(bad(
+                    "query_pre_attn_scalar",
+                    format!("only {scalar} (this size's head scaling) is implemented"),
+                ));
+            }
+            // Five sliding-window layers, then a global one: the only pattern llama.cpp reads.
+            let pattern_ok = match config.get("layer_types").and_then(Json::as_array) {
+                Some(types) => types.iter().enumerate().all(|(i, t)| {
+                    *t == if i % 6 == 5 {
+                        "full_attention"
+                    } else {
+                        "sliding_attention"
+                    }
+                }),
+                None => config.get("sliding_window_pattern").and_then(Json::as_u64) == Some(6),
+            };
+            if !pattern_ok {
+                return Err(bad(
+                    "layer_types",
+                    "only five sliding-window layers to one global one is implemented".into(),
+                ));
+            }
+            sliding_window = Some(count("sliding_window", 1 << 24)?);
+        }
     }
-    let rope = Rope::read(config)?;
+    let rope = Rope::read(config, arch)?;
 
     let p = arch.name();
     let u32v = |v: usize| Value::U32(v as u32);
@@ -254,6 +314,9 @@ pub fn read(config: &Map<String, Json>) -> Result<Config, HfError> {
     if let Some(theta) = rope.theta {
         hparams.push((format!("{p}.rope.freq_base"), Value::F32(theta as f32)));
     }
+    if let Some(local) = rope.local_theta {
+        hparams.push((format!("{p}.rope.freq_base_swa"), Value::F32(local as f32)));
+    }
     hparams.push((
         format!("{p}.attention.layer_norm_rms_epsilon"),
         Value::F32(rms_eps as f32),
@@ -277,12 +340,19 @@ pub fn read(config: &Map<String, Json>) -> Result<Config, HfError> {
         n_vocab,
         tied,
         rope_freqs,
+        sliding_window,
     })
 }
 
 /// Metadata the converter writes after `general.file_type`: Llama's vocabulary size and RoPE
-/// dimensions.
+/// dimensions, Gemma's sliding window.
 pub fn trailing(config: &Config) -> Vec<(String, Value)> {
+    if let Some(w) = config.sliding_window {
+        return vec![(
+            "gemma3.attention.sliding_window".into(),
+            Value::U32(w as u32),
+        )];
+    }
     match config.arch {
         Arch::Llama => vec![
             ("llama.vocab_size".into(), Value::U32(config.n_vocab as u32)),
@@ -300,22 +370,29 @@ struct Rope {
     theta: Option<f64>,
     linear: Option<f64>,
     llama3: Option<Llama3Scaling>,
+    /// Gemma 3's base for its sliding-window layers.
+    local_theta: Option<f64>,
 }
 
 impl Rope {
-    fn read(config: &Map<String, Json>) -> Result<Rope, HfError> {
+    fn read(config: &Map<String, Json>, arch: Arch) -> Result<Rope, HfError> {
         let bad = |field: &str, reason: String| HfError::Config {
             field: field.to_string(),
             reason,
         };
-        // transformers 5 keeps θ and the scaling in one object; 4.x has them apart.
-        let (params, field) = match config.get("rope_parameters") {
-            Some(Json::Object(p)) => (Some(p), "rope_parameters"),
-            None | Some(Json::Null) => (
+        // transformers 5 keeps θ and the scaling in one object (per kind of layer for Gemma 3:
+        // full_attention and sliding_attention); 4.x has them apart.
+        let by_layer = config
+            .get("rope_parameters")
+            .and_then(|p| Some((p.get("full_attention")?, p.get("sliding_attention"))));
+        let (params, field) = match (config.get("rope_parameters"), by_layer) {
+            (_, Some((Json::Object(p), _))) => (Some(p), "rope_parameters.full_attention"),
+            (Some(Json::Object(p)), _) => (Some(p), "rope_parameters"),
+            (None | Some(Json::Null), _) => (
                 config.get("rope_scaling").and_then(Json::as_object),
                 "rope_scaling",
             ),
-            Some(v) => return Err(bad("rope_parameters", format!("{v} is not an object"))),
+            (Some(v), _) => return Err(bad("rope_parameters", format!("{v} is not an object"))),
         };
         if !matches!(
             config.get("rope_scaling"),
@@ -341,10 +418,26 @@ impl Rope {
             Some(t) => Some(t),
             None => number(config, "rope_theta")?,
         };
+        let local_theta = match by_layer.and_then(|(_, s)| s) {
+            Some(Json::Object(s)) => {
+                if !matches!(
+                    s.get("rope_type").and_then(Json::as_str),
+                    None | Some("default")
+                ) {
+                    return Err(bad(
+                        "rope_parameters.sliding_attention.rope_type",
+                        "only default RoPE on the sliding-window layers is implemented".into(),
+                    ));
+                }
+                number(s, "rope_theta")?
+            }
+            _ => number(config, "rope_local_base_freq")?,
+        };
         let mut rope = Rope {
             theta,
             linear: None,
             llama3: None,
+            local_theta: (arch == Arch::Gemma3).then(|| local_theta.unwrap_or(10_000.0)),
         };
         let Some(params) = params else {
             return Ok(rope);

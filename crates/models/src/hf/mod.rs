@@ -10,6 +10,7 @@ pub mod checkpoint;
 mod config;
 pub mod lora;
 pub mod recipe;
+mod sentencepiece;
 mod tensors;
 mod vocab;
 
@@ -194,15 +195,14 @@ impl HfModel {
             .collect::<Result<Vec<_>, _>>()?;
         let tensors = tensors::plan(&checkpoint, &cfg, quantize, &adapters)?;
 
-        let tokenizer_json =
-            read_small(&dir.join("tokenizer.json"))?.ok_or_else(|| HfError::File {
-                path: dir.join("tokenizer.json"),
-                reason: "missing: Ward reads the tokenizer from tokenizer.json".into(),
-            })?;
+        let tokenizer_json = read_small(&dir.join("tokenizer.json"))?;
+        let tokenizer_model = read_small(&dir.join("tokenizer.model"))?;
         let chat_template_file = read_small(&dir.join("chat_template.jinja"))?
             .map(|b| String::from_utf8_lossy(&b).into_owned());
         let tokenizer = vocab::metadata(&vocab::TokenizerFiles {
-            tokenizer_json: &tokenizer_json,
+            arch: cfg.arch,
+            tokenizer_json: tokenizer_json.as_deref(),
+            tokenizer_model: tokenizer_model.as_deref(),
             tokenizer_config: json_object(&dir.join("tokenizer_config.json"))?.as_ref(),
             chat_template_file,
             config: &config_json,
@@ -349,6 +349,7 @@ pub fn files_read(dir: &Path) -> std::io::Result<Vec<String>> {
         "config.json",
         "generation_config.json",
         "tokenizer.json",
+        "tokenizer.model",
         "tokenizer_config.json",
         "chat_template.jinja",
         "model.safetensors",

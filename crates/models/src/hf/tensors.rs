@@ -27,11 +27,13 @@ pub struct Planned {
 #[derive(Debug, Clone)]
 pub enum Source {
     /// A checkpoint tensor, its rows permuted for RoPE (Llama's Q and K) with `heads` heads,
-    /// with the LoRA deltas of these adapters (by index) merged in first.
+    /// with the LoRA deltas of these adapters (by index) merged in first, and `shift` added to
+    /// every value (Gemma's norms: its RMSNorm multiplies by 1 + w).
     Checkpoint {
         name: String,
         permute_heads: Option<usize>,
         lora: Vec<usize>,
+        shift: f32,
     },
     /// Values computed at conversion (Llama 3.1's `rope_freqs.weight`).
     Generated(Vec<f32>),
@@ -49,7 +51,7 @@ impl Planned {
     /// The tensor's bytes in its GGML type: the checkpoint's own bytes where nothing changes,
     /// otherwise converted row by row.
     pub fn bytes<'a>(&'a self, checkpoint: &'a Checkpoint, adapters: &[Adapter]) -> Cow<'a, [u8]> {
-        let (name, permute, lora) = match &self.source {
+        let (name, permute, lora, shift) = match &self.source {
             Source::Generated(values) => {
                 let mut out = Vec::with_capacity(self.n_bytes());
                 quantize_row(self.ty, values, &mut out).expect("planned");
@@ -59,11 +61,13 @@ impl Planned {
                 name,
                 permute_heads,
                 lora,
-            } => (name, *permute_heads, lora),
+                shift,
+            } => (name, *permute_heads, lora, *shift),
         };
         let entry = checkpoint.entry(name).expect("planned from the checkpoint");
         let raw = checkpoint.bytes(entry);
-        if permute.is_none() && lora.is_empty() && stored_as(entry.dtype) == Some(self.ty) {
+        let unchanged = permute.is_none() && lora.is_empty() && shift == 0.0;
+        if unchanged && stored_as(entry.dtype) == Some(self.ty) {
             return Cow::Borrowed(raw);
         }
         // Each adapter's A (rank × cols) and B (rows × rank) as f32, and its scale.
@@ -100,6 +104,9 @@ impl Planned {
                     to_f32(entry.dtype, &raw[src * row_in..][..row_in], &mut values);
                     for (a, b, rank, scale) in &deltas {
                         add_delta_row(&mut values, a, &b[src * rank..][..*rank], *scale);
+                    }
+                    if shift != 0.0 {
+                        values.iter_mut().for_each(|v| *v += shift);
                     }
                     row.clear();
                     quantize_row(self.ty, &values, &mut row).expect("planned");
@@ -175,8 +182,13 @@ fn gguf_name(hf: &str, config: &Config) -> Option<String> {
         return None;
     }
     let qkv_bias = config.arch == Arch::Qwen2;
-    let qk_norm = config.arch == Arch::Qwen3;
+    let qk_norm = matches!(config.arch, Arch::Qwen3 | Arch::Gemma3);
+    let gemma = config.arch == Arch::Gemma3;
     let gguf = match part {
+        // Gemma normalises each block's output too, and calls its FFN norm pre_feedforward.
+        "post_attention_layernorm.weight" if gemma => "post_attention_norm.weight",
+        "pre_feedforward_layernorm.weight" if gemma => "ffn_norm.weight",
+        "post_feedforward_layernorm.weight" if gemma => "post_ffw_norm.weight",
         "input_layernorm.weight" => "attn_norm.weight",
         "self_attn.q_proj.weight" => "attn_q.weight",
         "self_attn.k_proj.weight" => "attn_k.weight",
@@ -204,6 +216,7 @@ fn expected_shape(gguf: &str, c: &Config) -> Vec<usize> {
         ("token_embd.weight" | "output.weight", _) => vec![c.n_vocab, c.n_embd],
         ("output_norm.weight", _) => vec![c.n_embd],
         (_, "attn_norm.weight" | "ffn_norm.weight") => vec![c.n_embd],
+        (_, "post_attention_norm.weight" | "post_ffw_norm.weight") => vec![c.n_embd],
         (_, "attn_q.weight") => vec![q, c.n_embd],
         (_, "attn_k.weight" | "attn_v.weight") => vec![kv, c.n_embd],
         (_, "attn_output.weight") => vec![c.n_embd, q],
@@ -308,6 +321,12 @@ pub fn plan(
                 name: hf.to_string(),
                 permute_heads,
                 lora,
+                // The converter's `norm_shift` for Gemma 3: every *norm.weight.
+                shift: if config.arch == Arch::Gemma3 && hf.ends_with("norm.weight") {
+                    1.0
+                } else {
+                    0.0
+                },
             },
         });
     }

@@ -1,6 +1,7 @@
-//! `tokenizer.json`, `tokenizer_config.json` (and `chat_template.jinja`) → the `tokenizer.*`
-//! metadata llama.cpp's converter writes for a byte-level BPE vocabulary (`_set_vocab_gpt2` and
-//! gguf-py's `SpecialVocab`), which Ward's own tokenizer then reads as it reads a GGUF file's.
+//! `tokenizer.json` (or Gemma's `tokenizer.model`), `tokenizer_config.json` (and
+//! `chat_template.jinja`) → the `tokenizer.*` metadata llama.cpp's converter writes
+//! (`_set_vocab_gpt2` for byte-level BPE, `_set_vocab_sentencepiece`, and gguf-py's
+//! `SpecialVocab`), which Ward's own tokenizer then reads as it reads a GGUF file's.
 //!
 //! The `tokenizers` crate reads `tokenizer.json` first: a file it cannot load (merges naming
 //! unknown tokens, a broken pre-tokenizer) is refused before anything else is built from it, and
@@ -13,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::config::strings;
 use super::HfError;
 use crate::gguf::{Array, Value};
+use crate::hparams::Arch;
 
 /// The token types llama.cpp's converter writes.
 const NORMAL: i32 = 1;
@@ -33,7 +35,10 @@ const SPECIAL_KINDS: [(&str, &str); 7] = [
 ];
 
 pub struct TokenizerFiles<'a> {
-    pub tokenizer_json: &'a [u8],
+    pub arch: Arch,
+    pub tokenizer_json: Option<&'a [u8]>,
+    /// A SentencePiece `tokenizer.model`, which the converter reads in preference for Gemma.
+    pub tokenizer_model: Option<&'a [u8]>,
     pub tokenizer_config: Option<&'a Map<String, Json>>,
     /// `chat_template.jinja`, which newer transformers write instead of the config's field.
     pub chat_template_file: Option<String>,
@@ -41,13 +46,50 @@ pub struct TokenizerFiles<'a> {
     pub n_vocab: usize,
 }
 
-/// The `tokenizer.*` metadata, in the converter's order.
+/// The `tokenizer.*` metadata, in the converter's order: from `tokenizer.model` for Gemma (as
+/// the converter reads it), from `tokenizer.json` for the rest.
 pub fn metadata(files: &TokenizerFiles) -> Result<Vec<(String, Value)>, HfError> {
     let bad = |reason: String| HfError::Tokenizer(reason);
-    let hf = tokenizers::Tokenizer::from_bytes(files.tokenizer_json)
-        .map_err(|e| bad(format!("tokenizer.json cannot be loaded: {e}")))?;
-    let tj: Map<String, Json> = serde_json::from_slice(files.tokenizer_json)
-        .map_err(|e| bad(format!("tokenizer.json is not a JSON object: {e}")))?;
+    // tokenizer.json is loaded by the tokenizers crate wherever it is, so a broken one is
+    // refused even where the vocabulary comes from tokenizer.model.
+    let loaded = files
+        .tokenizer_json
+        .map(|bytes| {
+            let hf = tokenizers::Tokenizer::from_bytes(bytes)
+                .map_err(|e| bad(format!("tokenizer.json cannot be loaded: {e}")))?;
+            let tj: Map<String, Json> = serde_json::from_slice(bytes)
+                .map_err(|e| bad(format!("tokenizer.json is not a JSON object: {e}")))?;
+            Ok::<_, HfError>((hf, tj))
+        })
+        .transpose()?;
+    match (files.arch, files.tokenizer_model, loaded) {
+        (Arch::Gemma3, Some(model), loaded) => {
+            sentencepiece_metadata(model, loaded.as_ref().map(|(_, tj)| tj), files)
+        }
+        (Arch::Gemma3, None, _) => Err(bad(
+            "tokenizer.model is missing: a Gemma checkpoint's vocabulary is read from it, as \
+             llama.cpp's converter reads it"
+                .into(),
+        )),
+        (Arch::Llama, Some(_), _) => Err(bad(
+            "tokenizer.model: SentencePiece Llama checkpoints (Llama 2, Mistral) are not read \
+             yet; Llama 3's tokenizer.json is"
+                .into(),
+        )),
+        (_, _, Some((hf, tj))) => bpe_metadata(&hf, &tj, files),
+        (_, _, None) => Err(bad(
+            "tokenizer.json is missing: Ward reads the tokenizer from it".into(),
+        )),
+    }
+}
+
+/// A byte-level BPE `tokenizer.json`'s metadata (the converter's `_set_vocab_gpt2`).
+fn bpe_metadata(
+    hf: &tokenizers::Tokenizer,
+    tj: &Map<String, Json>,
+    files: &TokenizerFiles,
+) -> Result<Vec<(String, Value)>, HfError> {
+    let bad = |reason: String| HfError::Tokenizer(reason);
     let model = tj.get("model").and_then(Json::as_object);
     if model.and_then(|m| m.get("type")).and_then(Json::as_str) != Some("BPE") {
         return Err(bad(
@@ -115,7 +157,7 @@ pub fn metadata(files: &TokenizerFiles) -> Result<Vec<(String, Value)>, HfError>
         ),
         (
             "tokenizer.ggml.pre".into(),
-            Value::String(pre_tokenizer(&hf)?.into()),
+            Value::String(pre_tokenizer(hf)?.into()),
         ),
         ("tokenizer.ggml.tokens".into(), strings(tokens)),
         (
@@ -124,21 +166,79 @@ pub fn metadata(files: &TokenizerFiles) -> Result<Vec<(String, Value)>, HfError>
         ),
     ];
     out.push(("tokenizer.ggml.merges".into(), strings(merges(model)?)));
-    let special = Specials::read(&tj, files)?;
-    for (kind, id) in special.ids {
-        let key = SPECIAL_KINDS
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .expect("a kind")
-            .1;
-        out.push((format!("tokenizer.ggml.{key}"), Value::U32(id)));
+    Specials::read(Some(tj), files)?.append_to(&mut out);
+    Ok(out)
+}
+
+/// A SentencePiece `tokenizer.model`'s metadata (the converter's `_set_vocab_sentencepiece`,
+/// as Gemma 3 uses it): every piece with its score and type, padded to the embedding table
+/// with `[PAD<i>]`, the added tokens of `tokenizer_config.json` over them.
+fn sentencepiece_metadata(
+    model: &[u8],
+    tj: Option<&Map<String, Json>>,
+    files: &TokenizerFiles,
+) -> Result<Vec<(String, Value)>, HfError> {
+    let model = super::sentencepiece::parse(model).map_err(HfError::Tokenizer)?;
+    if model.model_type != 2 {
+        return Err(HfError::Tokenizer(format!(
+            "tokenizer.model is a SentencePiece model of type {} (Ward reads BPE ones, as \
+             Gemma's)",
+            model.model_type
+        )));
     }
-    for (kind, add) in special.add {
-        out.push((format!("tokenizer.ggml.add_{kind}_token"), Value::Bool(add)));
+    let n = files.n_vocab;
+    let mut tokens: Vec<String> = (0..n).map(|i| format!("[PAD{i}]")).collect();
+    let mut scores = vec![-10000.0f32; n];
+    let mut types = vec![UNUSED; n];
+    for (i, p) in model.pieces.iter().enumerate().take(n) {
+        tokens[i] = p.text.clone();
+        scores[i] = p.score;
+        types[i] = p.ty;
     }
-    if let Some(t) = special.chat_template {
-        out.push(("tokenizer.chat_template".into(), Value::String(t)));
+    let decoder = files
+        .tokenizer_config
+        .and_then(|c| c.get("added_tokens_decoder"))
+        .and_then(Json::as_object);
+    for (id, token) in decoder.into_iter().flatten() {
+        let (Ok(id), Some(text)) = (
+            id.parse::<usize>(),
+            token.get("content").and_then(Json::as_str),
+        ) else {
+            continue;
+        };
+        if id >= n {
+            continue; // the converter skips these too
+        }
+        let special = token
+            .get("special")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
+        (tokens[id], types[id]) = if special || looks_special(text) {
+            (text.to_string(), CONTROL)
+        } else {
+            (text.replace('\u{2581}', " "), USER_DEFINED)
+        };
+        scores[id] = -1000.0;
     }
+    let mut out = vec![
+        (
+            "tokenizer.ggml.model".to_string(),
+            Value::String("llama".into()),
+        ),
+        ("tokenizer.ggml.pre".into(), Value::String("default".into())),
+        ("tokenizer.ggml.tokens".into(), strings(tokens)),
+        (
+            "tokenizer.ggml.scores".into(),
+            Value::Array(Array::F32(scores)),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(Array::I32(types)),
+        ),
+    ];
+    Specials::read(tj, files)?.append_to(&mut out);
+    // Gemma 3's own: no space before the first word.
+    out.push(("tokenizer.ggml.add_space_prefix".into(), Value::Bool(false)));
     Ok(out)
 }
 
@@ -211,7 +311,7 @@ struct Specials {
 }
 
 impl Specials {
-    fn read(tj: &Map<String, Json>, files: &TokenizerFiles) -> Result<Specials, HfError> {
+    fn read(tj: Option<&Map<String, Json>>, files: &TokenizerFiles) -> Result<Specials, HfError> {
         let mut s = Specials {
             ids: Vec::new(),
             add: Vec::new(),
@@ -226,7 +326,7 @@ impl Specials {
             }
         };
         let (bos, eos) = (token_text("bos"), token_text("eos"));
-        for p in post_processors(tj) {
+        for p in tj.map(post_processors).unwrap_or_default() {
             match p.get("type").and_then(Json::as_str) {
                 Some("ByteLevel") => {
                     s.set_add_default("bos", false);
@@ -253,9 +353,29 @@ impl Specials {
                 _ => {}
             }
         }
-        let Some(cfg) = cfg else {
-            return Ok(s);
-        };
+        if let Some(cfg) = cfg {
+            s.read_config(cfg, tj, files, &token_text)?;
+        }
+        for (kind, _) in SPECIAL_KINDS {
+            let id = files
+                .config
+                .get(&format!("{kind}_token_id"))
+                .and_then(Json::as_u64);
+            s.set_id(kind, id, files.n_vocab);
+        }
+        Ok(s)
+    }
+
+    /// What tokenizer_config.json says: the template, whether BOS/EOS are added, and the
+    /// special tokens it names (found among tokenizer.json's added tokens).
+    fn read_config(
+        &mut self,
+        cfg: &Map<String, Json>,
+        tj: Option<&Map<String, Json>>,
+        files: &TokenizerFiles,
+        token_text: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), HfError> {
+        let s = self;
         s.chat_template = match cfg.get("chat_template") {
             Some(Json::String(t)) => Some(t.clone()),
             Some(Json::Null) | None => files.chat_template_file.clone(),
@@ -268,7 +388,7 @@ impl Specials {
             }
         };
         let added: Vec<(String, u64)> = tj
-            .get("added_tokens")
+            .and_then(|tj| tj.get("added_tokens"))
             .and_then(Json::as_array)
             .into_iter()
             .flatten()
@@ -291,14 +411,25 @@ impl Specials {
                 s.set_id(kind, id, files.n_vocab);
             }
         }
-        for (kind, _) in SPECIAL_KINDS {
-            let id = files
-                .config
-                .get(&format!("{kind}_token_id"))
-                .and_then(Json::as_u64);
-            s.set_id(kind, id, files.n_vocab);
+        Ok(())
+    }
+
+    /// The special token ids, BOS/EOS flags and chat template as metadata, appended to `out`.
+    fn append_to(self, out: &mut Vec<(String, Value)>) {
+        for (kind, id) in self.ids {
+            let key = SPECIAL_KINDS
+                .iter()
+                .find(|(k, _)| *k == kind)
+                .expect("a kind")
+                .1;
+            out.push((format!("tokenizer.ggml.{key}"), Value::U32(id)));
         }
-        Ok(s)
+        for (kind, add) in self.add {
+            out.push((format!("tokenizer.ggml.add_{kind}_token"), Value::Bool(add)));
+        }
+        if let Some(t) = self.chat_template {
+            out.push(("tokenizer.chat_template".into(), Value::String(t)));
+        }
     }
 
     fn set_id(&mut self, kind: &'static str, id: Option<u64>, n_vocab: usize) {
