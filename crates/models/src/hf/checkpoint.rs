@@ -193,27 +193,39 @@ impl Checkpoint {
         if entry.shape != shape {
             return Err(bad(format!("shape {:?}, expected {shape:?}", entry.shape)));
         }
-        let bytes = self.bytes(entry);
-        Ok(match entry.dtype {
-            Dtype::F32 => bytes
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
-                .collect(),
-            Dtype::F16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => bytes
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(bad(format!(
-                    "dtype {other:?}; Ward reads F32, F16 and BF16"
-                )))
-            }
-        })
+        let mut out = vec![0.0; entry.shape.iter().product()];
+        decode_f32(entry.dtype, self.bytes(entry), &mut out).ok_or_else(|| {
+            bad(format!(
+                "dtype {:?}; Ward reads F32, F16 and BF16",
+                entry.dtype
+            ))
+        })?;
+        Ok(out)
     }
+}
+
+/// A float tensor's little-endian `bytes` (F32, F16 or BF16) as f32 values into `out`; `None`
+/// for any other dtype.
+pub fn decode_f32(dtype: Dtype, bytes: &[u8], out: &mut [f32]) -> Option<()> {
+    match dtype {
+        Dtype::F32 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        Dtype::F16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        Dtype::BF16 => {
+            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
+            }
+        }
+        _ => return None,
+    }
+    Some(())
 }
 
 /// `weight_map` of a shard index: tensor name → shard file, each a plain file name.

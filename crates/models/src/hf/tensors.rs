@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use safetensors::Dtype;
 use ward_kernels::quant::{quantize_row, WeightType};
 
-use super::checkpoint::{Checkpoint, TensorEntry};
+use super::checkpoint::{decode_f32, Checkpoint, TensorEntry};
 use super::config::Config;
 use super::lora::{add_delta_row, Adapter};
 use super::{recipe, HfError, Quantize};
@@ -83,7 +83,7 @@ impl Planned {
             })
             .collect();
         let cols = self.dims[0] as usize;
-        let row_in = cols * dtype_size(entry.dtype);
+        let row_in = cols * entry.dtype.bitsize() / 8;
         let rows = raw.len() / row_in;
         let row_out = self
             .ty
@@ -101,7 +101,8 @@ impl Planned {
                 for (i, dst) in chunk.chunks_exact_mut(row_out).enumerate() {
                     let r = at / row_out + i;
                     let src = permute.map_or(r, |heads| rope_row(r, rows, heads));
-                    to_f32(entry.dtype, &raw[src * row_in..][..row_in], &mut values);
+                    decode_f32(entry.dtype, &raw[src * row_in..][..row_in], &mut values)
+                        .expect("planned from a float tensor");
                     for (a, b, rank, scale) in &deltas {
                         add_delta_row(&mut values, a, &b[src * rank..][..*rank], *scale);
                     }
@@ -128,39 +129,12 @@ fn rope_row(r: usize, rows: usize, heads: usize) -> usize {
     h * head_dim + (i % 2) * half + i / 2
 }
 
-fn dtype_size(d: Dtype) -> usize {
-    match d {
-        Dtype::F32 => 4,
-        _ => 2,
-    }
-}
-
 fn stored_as(d: Dtype) -> Option<WeightType> {
     match d {
         Dtype::F32 => Some(WeightType::F32),
         Dtype::F16 => Some(WeightType::F16),
         Dtype::BF16 => Some(WeightType::BF16),
         _ => None,
-    }
-}
-
-fn to_f32(d: Dtype, bytes: &[u8], out: &mut [f32]) {
-    match d {
-        Dtype::F32 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
-        }
-        Dtype::F16 => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
-            }
-        }
-        _ => {
-            for (o, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = half::bf16::from_le_bytes([b[0], b[1]]).to_f32();
-            }
-        }
     }
 }
 
