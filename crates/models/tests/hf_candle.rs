@@ -15,20 +15,12 @@ mod common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::{llama, qwen2, qwen3};
-use common::{fixture, root};
+use common::{fixture, ids, root};
 use ward_kernels::quant::WeightType;
 use ward_models::hf::{HfModel, Quantize};
 use ward_models::Workspace;
 
 const PREFIXES: usize = 4;
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 fn weights(dir: &std::path::Path) -> VarBuilder<'static> {
     // SAFETY: the test files are not modified while mapped.

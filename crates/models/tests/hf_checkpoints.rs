@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::{fixture, root};
+use common::{fixture, ids, root};
 use sha2::{Digest, Sha256};
 use ward_kernels::quant::WeightType;
 use ward_models::hf::{HfModel, Quantize};
@@ -26,14 +26,6 @@ const CHECKPOINTS: [&str; 4] = [
 
 fn dir(fx: &serde_json::Value) -> std::path::PathBuf {
     root().join("models").join(fx["dir"].as_str().unwrap())
-}
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
 }
 
 #[test]

@@ -21,7 +21,7 @@
 
 mod common;
 
-use common::{fixture, model_path, random_model, GEMMA3, LLAMA3_VOCAB, QWEN2, SMOLLM2};
+use common::{fixture, ids, model_path, random_model, GEMMA3, LLAMA3_VOCAB, QWEN2, SMOLLM2};
 use ward_models::gguf::GgufFile;
 #[cfg(feature = "cuda")]
 use ward_models::LoadedModel;
@@ -30,14 +30,6 @@ use ward_models::{CausalLm, Workspace};
 const MARGIN: f32 = 0.6;
 const CLEAR_LEAD: f32 = 0.25;
 const MIN_AGREEMENT: f64 = 0.97;
-
-fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
 
 /// Ward's CPU forward: the logits of the last `n` of `tokens`, one row each. (The fixtures
 /// hold llama.cpp's token ids, so the tokenizer plays no part.)

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{
-    fixture, model_path, DEEPSEEK_R1_QWEN_VOCAB as DEEPSEEK_R1_QWEN, GEMMA3,
+    fixture, ids, model_path, DEEPSEEK_R1_QWEN_VOCAB as DEEPSEEK_R1_QWEN, GEMMA3,
     LLAMA3_VOCAB as LLAMA3, MINILM, QWEN2, SMOLLM2, XLMR,
 };
 use ward_models::gguf::{GgufFile, Value};
@@ -20,21 +20,13 @@ fn check(model: &str, fixture_name: &str) {
     check_tokenizer(&tokenizer(model), fixture_name);
 }
 
-fn ids_of(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
-
 /// The three readings of every fixture string equal llama.cpp's; the differences, listed.
 fn id_failures(tok: &Tokenizer, cases: &[serde_json::Value]) -> Vec<String> {
     let mut failures = Vec::new();
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let want = ids_of(&case["ids"]);
-        let want_special = ids_of(&case["ids_with_special"]);
+        let want = ids(&case["ids"]);
+        let want_special = ids(&case["ids_with_special"]);
         let got = tok.encode(text, false);
         if got != want {
             failures.push(format!("{text:?}: ward {got:?} llama.cpp {want:?}"));
@@ -46,7 +38,7 @@ fn id_failures(tok: &Tokenizer, cases: &[serde_json::Value]) -> Vec<String> {
             ));
         }
         // A caller's text: control tokens' texts stay text (llama.cpp's special=False).
-        let want_plain = ids_of(&case["ids_plain"]);
+        let want_plain = ids(&case["ids_plain"]);
         let got_plain = tok.encode_caller(text, true, false, usize::MAX).unwrap();
         if got_plain != want_plain {
             failures.push(format!(
@@ -64,7 +56,7 @@ fn check_tokenizer(tok: &Tokenizer, fixture_name: &str) {
     let failures = id_failures(tok, cases);
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        let want = ids_of(&case["ids"]);
+        let want = ids(&case["ids"]);
         // Decoding is the exact inverse (special-token texts included).
         assert_eq!(tok.decode(&want, true), text, "decode of {want:?}");
         // Streaming, a token at a time, gives the same text once control tokens are dropped,
@@ -124,7 +116,7 @@ fn minilm_wordpiece_matches_its_own_tokenizer_and_llama_cpp() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        assert_eq!(tok.encode(text, true), ids_of(&case["hf_ids"]), "{text:?}");
+        assert_eq!(tok.encode(text, true), ids(&case["hf_ids"]), "{text:?}");
     }
     assert_eq!(
         tok.decode(&tok.encode("Naïve CAFÉ-au-lait", false), false),
@@ -151,14 +143,14 @@ fn xlmr_unigram_matches_llama_cpp_and_sentencepiece() {
     for case in cases {
         let text = case["text"].as_str().unwrap();
         let got = tok.encode_caller(text, true, false, usize::MAX).unwrap();
-        if got != ids_of(&case["ids_plain"]) {
+        if got != ids(&case["ids_plain"]) {
             failures.push(format!(
                 "{text:?}: ward {got:?} llama.cpp {}",
                 case["ids_plain"]
             ));
         }
         let got = tok.encode(text, true);
-        if got != ids_of(&case["ids_with_special"]) {
+        if got != ids(&case["ids_with_special"]) {
             failures.push(format!(
                 "{text:?} (control tokens read): ward {got:?} llama.cpp {}",
                 case["ids_with_special"]

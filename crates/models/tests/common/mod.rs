@@ -38,6 +38,15 @@ pub const XLMR_RERANK: &str = "xlmr-rerank-test.F16.gguf";
 pub const DEEPSEEK_R1_QWEN_VOCAB: &str = "deepseek-r1-distill-qwen-7b.vocab.gguf";
 pub const LLAMA3_VOCAB: &str = "llama-3-instruct.vocab.gguf";
 
+/// A fixture's list of token ids.
+pub fn ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
 pub fn fixture(name: &str) -> serde_json::Value {
     let p = root().join("scripts/reference/fixtures").join(name);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
