@@ -31,7 +31,15 @@ trap 'rm -f "$log"' EXIT
 set +e
 cargo test --release --workspace --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
+# The API tests need this very build: a failed one fails the run (and they do not run against a
+# stale binary).
 cargo build --release -p ward 2>&1 | tail -1
+build_status=${PIPESTATUS[0]}
+if [ "$build_status" -ne 0 ]; then
+  echo "scripts/test.sh: the ward binary did not build; the API tests are not run" >&2
+  echo "0 passed, 1 failed"
+  exit 1
+fi
 # The kernel tests ran every tier this machine has against the scalar reference; name them.
 echo "kernel tiers exercised on this machine:"
 "$root/target/release/ward" tiers | sed 's/^/  /'
