@@ -12,20 +12,36 @@ use safetensors::{serialize, tensor::TensorView, Dtype, SafeTensors};
 use serde_json::{json, Value};
 use ward_models::hf::{HfModel, Quantize};
 
-/// A copy of `models/hf/<name>` in a fresh temporary directory, changed by `edit`.
-fn copy_of(name: &str, case: &str, edit: impl FnOnce(&Path)) -> PathBuf {
+/// A copy of `models/hf/<name>` in a fresh temporary directory, changed by `edit`, removed when
+/// dropped: a run makes dozens of 25-40 MB copies, and a full /tmp fails every later build.
+fn copy_of(name: &str, case: &str, edit: impl FnOnce(&Path)) -> Scratch {
     let src = root().join("models/hf").join(name);
-    let dst = std::env::temp_dir()
-        .join(format!("ward-hf-hostile-{}", std::process::id()))
-        .join(case);
-    let _ = std::fs::remove_dir_all(&dst);
-    std::fs::create_dir_all(&dst).unwrap();
+    let dst = Scratch(
+        std::env::temp_dir().join(format!("ward-hf-hostile-{}-{case}", std::process::id())),
+    );
+    let _ = std::fs::remove_dir_all(&*dst);
+    std::fs::create_dir_all(&*dst).unwrap();
     for f in std::fs::read_dir(&src).unwrap() {
         let f = f.unwrap();
         std::fs::copy(f.path(), dst.join(f.file_name())).unwrap();
     }
     edit(&dst);
     dst
+}
+
+struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 fn edit_json(dir: &Path, file: &str, edit: impl FnOnce(&mut Value)) {
