@@ -643,7 +643,7 @@ mod tests {
         for tier in [Tier::Avx2, Tier::Avx512] {
             match tier.supported() {
                 Ok(()) => tiers.push(tier.float_vectors()),
-                Err(why) => eprintln!("skipped: the {tier} attention kernels ({why})"),
+                Err(why) => ward_testkit::skip(&format!("the {tier} tier"), &why),
             }
         }
         tiers

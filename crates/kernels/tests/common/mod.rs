@@ -7,15 +7,15 @@ use ward_kernels::quant::{
 };
 use ward_kernels::tier::Tier;
 
-/// The tiers this machine can run, the scalar reference first. Each one it cannot run is named
-/// on stderr with the reason (`cargo test -- --nocapture` shows them), never silently dropped.
+/// The tiers this machine can run, the scalar reference first. Each one it cannot run is
+/// recorded as skipped for the running test, with the reason, never silently dropped.
 pub fn tiers() -> Vec<Tier> {
     Tier::ALL
         .into_iter()
         .filter(|t| match t.supported() {
             Ok(()) => true,
             Err(why) => {
-                eprintln!("kernel tier {t} skipped: {why}");
+                ward_testkit::skip(&format!("the {t} tier"), &why);
                 false
             }
         })

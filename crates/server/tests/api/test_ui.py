@@ -30,8 +30,12 @@ class Browser:
         assert CHROMIUM, "chromium is not installed (scripts/test.sh installs Debian's)"
         self.profile = tempfile.mkdtemp(prefix="ward-ui-")
         self.proc = subprocess.Popen(
+            # No background connections: this machine's closed network refuses them, many at
+            # a time, and a start could stall on them.
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--remote-debugging-port=0", f"--user-data-dir={self.profile}", "about:blank"],
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-quic", "--remote-debugging-port=0", f"--user-data-dir={self.profile}",
+             "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         port = None
         for line in self.proc.stderr:
