@@ -11,12 +11,13 @@ use ward_models::synthetic::{write_random_checkpoint, write_random_model, Shape}
 
 #[derive(Args)]
 pub struct SynthArgs {
-    /// The shape: `llama3-8b` (4.9 GB), `qwen2.5-7b` (4.7 GB), `tiny`, `tiny-llama3.1` or
-    /// `tiny-qwen3` (or `tiny-qwen3-embedding`, the same with last-token pooling).
+    /// The shape: `llama3-8b` (4.9 GB), `qwen2.5-7b` (4.7 GB), `tiny`, `tiny-llama3.1`,
+    /// `tiny-qwen2.5`, `tiny-gemma3` or `tiny-qwen3` (or `tiny-qwen3-embedding`, the same with
+    /// last-token pooling).
     shape: String,
     /// A GGUF whose vocabulary to use (its `tokenizer.*` metadata), so that llama.cpp loads the
-    /// file and text means something: a Llama 3 or Qwen model for those shapes. Default: one
-    /// placeholder token per id.
+    /// file and text means something: a Llama 3, Qwen or Gemma 3 model for those shapes.
+    /// Default: one placeholder token per id.
     #[arg(long)]
     vocab: Option<PathBuf>,
     /// Where to write it (default: models/synthetic-SHAPE-q4_k_m.gguf).

@@ -2,7 +2,9 @@
 //! architecture against llama.cpp: a Llama-3-8B- or Qwen2.5-7B-shaped Q4_K_M GGUF (4.9 / 4.7
 //! GB) runs every kernel at the sizes that matter without downloading one, and tiny ones of
 //! each architecture's real layout (Qwen3's wide heads and Q/K norms, Llama 3.1's RoPE
-//! frequency factors) are the random-weight oracle models of `tests/random_models.rs`.
+//! frequency factors, Qwen2.5's biases, Gemma 3's sliding windows and extra norms, and `tiny`
+//! in Q4_K_M) are the random-weight models that `tests/logits_fixtures.rs` holds to llama.cpp
+//! (scripts/reference/random_models.py).
 //! The tensor types follow llama.cpp's Q4_K_M recipe (Q6_K for the output matrix and for
 //! `attn_v` / `ffn_down` in the layers it gives more bits, Q4_K elsewhere, F32 norms and
 //! biases); the blocks hold random bits with small, finite scales. The vocabulary is copied from
@@ -39,6 +41,9 @@ pub struct Shape {
     pub q8_0: bool,
     /// An embedding model's `pooling_type` (llama.cpp's numbering), if it is one.
     pub pooling: Option<u32>,
+    /// Gemma 3's `attention.sliding_window`: five layers of every six see only this many
+    /// positions.
+    pub sliding_window: Option<u32>,
 }
 
 impl Shape {
@@ -57,6 +62,7 @@ impl Shape {
         rope_freqs: false,
         q8_0: false,
         pooling: None,
+        sliding_window: None,
     };
 
     /// HuatuoGPT-o1-7B, DeepSeek-R1-Distill-Qwen-7B and Apollo2-7B have this shape.
@@ -75,6 +81,7 @@ impl Shape {
         rope_freqs: false,
         q8_0: false,
         pooling: None,
+        sliding_window: None,
     };
 
     /// Small enough for a test, with every kind of tensor the large one has.
@@ -93,6 +100,7 @@ impl Shape {
         rope_freqs: false,
         q8_0: false,
         pooling: None,
+        sliding_window: None,
     };
 
     /// Llama 3.1's layout in small: frequency factors, 4 query heads per KV head.
@@ -126,13 +134,46 @@ impl Shape {
         ..Shape::TINY_QWEN3
     };
 
-    pub const ALL: [Shape; 6] = [
+    /// Qwen2.5's layout in small: Q/K/V biases.
+    pub const TINY_QWEN25: Shape = Shape {
+        name: "tiny-qwen2.5",
+        arch: Arch::Qwen2,
+        layers: 4,
+        rope_base: 1_000_000.0,
+        q8_0: true,
+        context: 4096,
+        ..Shape::TINY
+    };
+
+    /// Gemma 3's layout in small: five sliding-window layers and one global one (a window far
+    /// shorter than the oracle's prompts), Q/K norms, norms after attention and the FFN, one
+    /// KV head, heads wider than n_embd / n_head. Its output matrix is its own, not the
+    /// embeddings' as in Gemma's releases: random embeddings, scaled by √n_embd, dominate the
+    /// residual stream, so a tied model only repeats its last token. (The gemma-3-270m fixture
+    /// covers the tied read.)
+    pub const TINY_GEMMA3: Shape = Shape {
+        name: "tiny-gemma3",
+        arch: Arch::Gemma3,
+        layers: 6,
+        heads: 4,
+        kv_heads: 1,
+        head_dim: 128,
+        rope_base: 1_000_000.0,
+        q8_0: true,
+        context: 4096,
+        sliding_window: Some(32),
+        ..Shape::TINY
+    };
+
+    pub const ALL: [Shape; 8] = [
         Shape::LLAMA3_8B,
         Shape::QWEN25_7B,
         Shape::TINY,
         Shape::TINY_LLAMA31,
         Shape::TINY_QWEN3,
         Shape::TINY_QWEN3_EMBEDDING,
+        Shape::TINY_QWEN25,
+        Shape::TINY_GEMMA3,
     ];
 
     pub fn by_name(name: &str) -> Option<Shape> {
@@ -188,9 +229,13 @@ fn plan(s: &Shape, vocab: u64) -> Vec<Planned> {
             out.push(t(bias("attn_k"), &[kv], f32));
             out.push(t(bias("attn_v"), &[kv], f32));
         }
-        if s.arch == Arch::Qwen3 {
+        if matches!(s.arch, Arch::Qwen3 | Arch::Gemma3) {
             out.push(t(b("attn_q_norm"), &[s.head_dim], f32));
             out.push(t(b("attn_k_norm"), &[s.head_dim], f32));
+        }
+        if s.arch == Arch::Gemma3 {
+            out.push(t(b("post_attention_norm"), &[s.dim], f32));
+            out.push(t(b("post_ffw_norm"), &[s.dim], f32));
         }
         out.push(t(b("ffn_norm"), &[s.dim], f32));
         out.push(t(b("ffn_gate"), &[s.dim, s.ff], q4k));
@@ -240,6 +285,9 @@ pub fn write_random_model(
     ];
     if let Some(pooling) = shape.pooling {
         keys.push((p("pooling_type"), Value::U32(pooling)));
+    }
+    if let Some(window) = shape.sliding_window {
+        keys.push((p("attention.sliding_window"), Value::U32(window)));
     }
     let n_vocab = match vocab {
         Some(v) => copy_vocabulary(v, &mut keys)?,

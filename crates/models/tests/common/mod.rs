@@ -66,18 +66,24 @@ pub fn wire_message(m: &serde_json::Value) -> ward_models::ChatMessage {
     message
 }
 
-/// The bytes of `ward synth`'s random model `shape_name` with the vocabulary of the GGUF `vocab`,
-/// written again exactly as a reference script wrote it for llama.cpp: the fixture `fx` holds
-/// its seed and sha256, which must match.
-pub fn random_model(shape_name: &str, vocab: &str, fx: &serde_json::Value) -> Vec<u8> {
+/// The bytes of `ward synth`'s random model `shape_name` with the vocabulary of the GGUF `vocab`
+/// (`None`: the shape's placeholder one), written again exactly as a reference script wrote it
+/// for llama.cpp: the fixture `fx` holds its seed and sha256, which must match.
+pub fn random_model<'a>(
+    shape_name: &str,
+    vocab: impl Into<Option<&'a str>>,
+    fx: &serde_json::Value,
+) -> Vec<u8> {
     use sha2::{Digest, Sha256};
     use ward_models::gguf::GgufFile;
     use ward_models::synthetic::{write_random_model, Shape};
     let shape = Shape::by_name(shape_name).unwrap();
-    let vocab = GgufFile::open(&model_path(vocab)).unwrap();
+    let vocab = vocab
+        .into()
+        .map(|v| GgufFile::open(&model_path(v)).unwrap());
     let path = std::env::temp_dir().join(format!("ward-{shape_name}-{}.gguf", std::process::id()));
     let seed = fx["seed"].as_u64().unwrap();
-    write_random_model(&path, &shape, seed, Some(&vocab)).unwrap();
+    write_random_model(&path, &shape, seed, vocab.as_ref()).unwrap();
     let bytes = std::fs::read(&path).unwrap();
     std::fs::remove_file(&path).unwrap();
     let digest: String = Sha256::digest(&bytes)
