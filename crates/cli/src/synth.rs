@@ -1,6 +1,6 @@
-//! `ward synth SHAPE`: write a random-weight Q4_K_M GGUF with a real model's shape, for
-//! benchmarks (`ward bench --model FILE`) and random-weight oracle models; see
-//! `ward_models::synthetic`.
+//! `ward synth SHAPE`: write a random-weight GGUF (Q4_K_M, or Q8_0 for the small oracle shapes)
+//! with a real model's shape, for benchmarks (`ward bench --model FILE`) and random-weight
+//! oracle models; see `ward_models::synthetic`.
 
 use std::path::PathBuf;
 
@@ -20,7 +20,7 @@ pub struct SynthArgs {
     /// Default: one placeholder token per id.
     #[arg(long)]
     vocab: Option<PathBuf>,
-    /// Where to write it (default: models/synthetic-SHAPE-q4_k_m.gguf).
+    /// Where to write it (default: models/synthetic-SHAPE-TYPE.gguf, TYPE q4_k_m or q8_0).
     #[arg(long)]
     out: Option<PathBuf>,
     /// Seed of the random weights.
@@ -43,10 +43,14 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
         Some(p) => Some(GgufFile::open(p).with_context(|| format!("reading {}", p.display()))?),
         None => None,
     };
+    let ty = if shape.q8_0 { "Q8_0" } else { "Q4_K_M" };
     let out = match a.out {
         Some(p) => p,
-        None => ward_models::registry::Registry::find_dir()?
-            .join(format!("synthetic-{}-q4_k_m.gguf", shape.name)),
+        None => ward_models::registry::Registry::find_dir()?.join(format!(
+            "synthetic-{}-{}.gguf",
+            shape.name,
+            ty.to_lowercase()
+        )),
     };
     let started = std::time::Instant::now();
     if let Some(tokenizer) = &a.hf_with_tokenizer {
@@ -63,7 +67,7 @@ pub fn synth(a: SynthArgs) -> anyhow::Result<()> {
     let bytes = write_random_model(&out, &shape, a.seed, vocab.as_ref())
         .with_context(|| format!("writing {}", out.display()))?;
     println!(
-        "{}: {bytes} bytes of random {} weights (Q4_K_M) in {:.1} s",
+        "{}: {bytes} bytes of random {} weights ({ty}) in {:.1} s",
         out.display(),
         shape.name,
         started.elapsed().as_secs_f64()
