@@ -108,6 +108,9 @@ impl Tier {
             }
             Tier::Dotprod if aarch64_has_dotprod() => Ok(()),
             Tier::Dotprod => missing("the dot-product extension (sdot)"),
+            Tier::I8mm if Tier::Neon.supported().is_err() => {
+                Err("the i8mm tier is built for little-endian aarch64 only".into())
+            }
             Tier::I8mm if Tier::Dotprod.supported().is_err() => Tier::Dotprod.supported(),
             Tier::I8mm if aarch64_has_i8mm() => Ok(()),
             Tier::I8mm => missing("the int8 matrix-multiply extension (smmla)"),

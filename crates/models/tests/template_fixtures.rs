@@ -248,6 +248,28 @@ fn raise_exception_and_fuel_limit_give_errors() {
     ));
 }
 
+/// Whitespace control as transformers sets up jinja2 (trim_blocks, lstrip_blocks): the real
+/// templates strip their own whitespace with `{%-`, so only a template written without it, as a
+/// hospital's own may be, shows the settings. The expected text is jinja2 3.1's rendering with
+/// `ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)`; without trim_blocks it
+/// is "\n\n<u>hi</u>\n\n\n\n<a>yo</a>…", without lstrip_blocks "    <u>hi</u>\n        <a>yo</a>…".
+#[test]
+fn block_tags_trim_as_transformers_jinja2_does() {
+    let source =
+        "{% for m in messages %}\n    {% if m.role == 'user' %}\n<u>{{ m.content }}</u>\n    \
+                  {% else %}\n<a>{{ m.content }}</a>\n    {% endif %}\n{% endfor %}\n\
+                  {% if add_generation_prompt %}\n<a>\n{% endif %}";
+    let t = ChatTemplate::new(source, "", "").unwrap();
+    let chat = [
+        ChatMessage::new("user", "hi"),
+        ChatMessage::new("assistant", "yo"),
+    ];
+    assert_eq!(
+        t.render(&chat, true).unwrap(),
+        "<u>hi</u>\n<a>yo</a>\n<a>\n"
+    );
+}
+
 /// minijinja 2 panics reversing an empty string or list (`x[::-1]`): the rendering fails, the
 /// process goes on (found by fuzz/fuzz_targets/template.rs).
 #[test]
