@@ -3,12 +3,14 @@
 //!
 //! A step: drop sequences whose client left or whose deadline passed; admit waiting
 //! sequences (first come, first served) while the KV pool has blocks for their whole prompt;
-//! give each decoding sequence its next token and the prefilling ones chunks of their prompts,
-//! up to `max_batch_tokens` tokens in all (so a long prompt never stalls everyone's decoding
-//! for long; `max_prefill_tokens` when nobody is decoding); find a block for every sequence whose next token starts one, preempting the
-//! newest sequences if the pool is short (they free their blocks and are computed again later
-//! from their tokens, most of it from the prefix cache); run the pass; sample each sequence
-//! that reached its last token; register newly filled blocks in the prefix cache.
+//! give the decoding sequences their next tokens and the prefilling ones chunks of their
+//! prompts, never more than `max_batch_tokens` tokens in all (so a long prompt never stalls
+//! everyone's decoding for long; `max_prefill_tokens` when nobody is decoding), half of them
+//! kept for prompts while any is being read (the decoding sequences left out take the next
+//! turn); find a block for every sequence whose next token starts one, preempting the newest
+//! sequences if the pool is short (they free their blocks and are computed again later from
+//! their tokens, most of it from the prefix cache); run the pass; sample each sequence that
+//! reached its last token; register newly filled blocks in the prefix cache.
 //!
 //! A sequence's tokens depend only on its own prompt, parameters and seed: the forward pass
 //! computes every token exactly as alone, and each sequence samples with its own random state.
@@ -64,6 +66,8 @@ pub struct SchedulerLoad {
     /// Steps run (forward passes) and sequences preempted, since the start.
     pub steps: u64,
     pub preemptions: u64,
+    /// The most tokens one step has run since the start (never over the configured bound).
+    pub max_step_tokens: usize,
 }
 
 struct Sequence {
@@ -109,6 +113,10 @@ pub struct Scheduler<'m> {
     running: Vec<Sequence>,
     steps: u64,
     preemptions: u64,
+    max_step_tokens: usize,
+    /// Where the next step's decode turns start among the decoding sequences, when there are
+    /// more of them than the step has room for.
+    decode_turn: usize,
     /// Full prompt blocks found in the prefix cache, and looked for, at admissions.
     prefix_hits: u64,
     prefix_lookups: u64,
@@ -127,6 +135,8 @@ impl<'m> Scheduler<'m> {
             running: Vec::new(),
             steps: 0,
             preemptions: 0,
+            max_step_tokens: 0,
+            decode_turn: 0,
             prefix_hits: 0,
             prefix_lookups: 0,
         }
@@ -161,6 +171,7 @@ impl<'m> Scheduler<'m> {
             prefix_lookups: self.prefix_lookups,
             steps: self.steps,
             preemptions: self.preemptions,
+            max_step_tokens: self.max_step_tokens,
         }
     }
 
@@ -176,6 +187,8 @@ impl<'m> Scheduler<'m> {
             return false;
         }
         self.steps += 1;
+        let tokens = chunks.iter().map(|&(_, n)| n).sum();
+        self.max_step_tokens = self.max_step_tokens.max(tokens);
         // A bug in the model code must not take the engine down for everyone: contain it and
         // fail the sequences of this batch, whose caches may be half written.
         let result =
@@ -221,14 +234,21 @@ impl<'m> Scheduler<'m> {
 
     /// Move waiting sequences to running while there are blocks for all their tokens, in
     /// weighted turns between tenants (see [`Scheduler::next_waiting`]). Stops at the first
-    /// that does not fit, so a long prompt is not passed over for ever by shorter ones.
+    /// that does not fit, so a long prompt is not passed over for ever by shorter ones. The
+    /// blocks the running sequences need for their next tokens stay theirs: a sequence
+    /// admitted into them would be preempted in the same step.
     fn admit(&mut self) {
+        let reserved: usize = self
+            .running
+            .iter()
+            .map(|s| kv_blocks_for(s.kv.len() + s.pending()).saturating_sub(s.kv.blocks.len()))
+            .sum();
         while self.running.len() < self.config.max_running {
             let Some(next) = self.next_waiting() else {
                 break;
             };
             let mut seq = self.waiting.remove(next).expect("an index of waiting");
-            if !self.take_blocks(&mut seq) {
+            if !self.take_blocks(&mut seq, reserved) {
                 self.waiting.insert(next, seq);
                 break;
             }
@@ -271,8 +291,8 @@ impl<'m> Scheduler<'m> {
 
     /// Blocks for all of `seq`'s tokens: those of its leading full blocks found in the prefix
     /// cache (keeping at least one token to compute, for the logits), fresh ones for the rest.
-    /// False, holding nothing, if the pool has too few.
-    fn take_blocks(&mut self, seq: &mut Sequence) -> bool {
+    /// False, holding nothing, if the pool has too few beyond `reserved`.
+    fn take_blocks(&mut self, seq: &mut Sequence, reserved: usize) -> bool {
         let reusable = (seq.tokens.len() - 1) / KV_BLOCK;
         let mut blocks = Vec::new();
         seq.hashes.clear();
@@ -292,7 +312,7 @@ impl<'m> Scheduler<'m> {
         }
         let cached = blocks.len();
         let need = kv_blocks_for(seq.tokens.len()) - cached;
-        if self.blocks.available() < need {
+        if self.blocks.available() < need + reserved {
             blocks.into_iter().for_each(|b| self.blocks.release(b));
             seq.hashes.clear();
             return false;
@@ -307,27 +327,35 @@ impl<'m> Scheduler<'m> {
         true
     }
 
-    /// How many tokens each running sequence runs this step (by index; decode steps first,
-    /// then prompt chunks oldest first, within the token budget), with blocks for all of them.
+    /// How many tokens each running sequence runs this step (by index), with blocks for all of
+    /// them: never more than the step's bound in all. While prompts are being read, half the
+    /// bound is theirs (oldest first), so they progress beside any number of decoding
+    /// sequences; the decoding sequences share the rest, in turns when they are more.
     fn plan(&mut self) -> Vec<(usize, usize)> {
         loop {
-            let decoding = self.running.iter().any(|s| s.pending() == 1);
-            let mut budget = if decoding {
-                self.config.max_batch_tokens
-            } else {
+            let decoding: Vec<usize> = (0..self.running.len())
+                .filter(|&i| self.running[i].pending() == 1)
+                .collect();
+            let prompt_tokens: usize = self
+                .running
+                .iter()
+                .map(|s| s.pending())
+                .filter(|&n| n > 1)
+                .sum();
+            let bound = if decoding.is_empty() {
                 self.config
                     .max_prefill_tokens
                     .max(self.config.max_batch_tokens)
+            } else {
+                self.config.max_batch_tokens
             };
-            let mut chunks = Vec::new();
-            for (i, seq) in self.running.iter().enumerate() {
-                if seq.pending() == 1 && budget > 0 {
-                    chunks.push((i, 1));
-                    budget -= 1;
-                }
-            }
-            // Prompts always get a share, so they are read even beside many decoding sequences.
-            budget = budget.max(self.config.max_batch_tokens / 2);
+            let prompt_share = prompt_tokens.min(bound.div_ceil(2));
+            let decode_slots = decoding.len().min(bound - prompt_share);
+            let first = self.decode_turn % decoding.len().max(1);
+            let mut chunks: Vec<(usize, usize)> = (0..decode_slots)
+                .map(|k| (decoding[(first + k) % decoding.len()], 1))
+                .collect();
+            let mut budget = bound - decode_slots;
             for (i, seq) in self.running.iter().enumerate() {
                 if seq.pending() > 1 && budget > 0 {
                     let n = seq.pending().min(budget);
@@ -341,6 +369,7 @@ impl<'m> Scheduler<'m> {
                 kv.len() + n > kv.capacity()
             });
             let Some(&(i, _)) = short else {
+                self.decode_turn = (first + decode_slots) % decoding.len().max(1);
                 chunks.sort_unstable();
                 return chunks;
             };
