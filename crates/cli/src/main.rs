@@ -42,7 +42,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Write a random-weight model with a real model's shape, for benchmarks.
     Synth(synth::SynthArgs),
-    /// Check an audit log's hash chain (`ward audit verify PATH`).
+    /// Check an audit log's hash chain (`ward audit verify PATH`), or a prompt against one
+    /// entry (`ward audit check PATH --seq N`).
     Audit(audit::AuditArgs),
     /// Render chat templates for `ward serve`, one JSON line at a time on stdin and stdout
     /// (started by the server itself).

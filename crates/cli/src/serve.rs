@@ -394,7 +394,8 @@ fn audit_log(a: &ServeArgs, path: &std::path::Path) -> anyhow::Result<AuditLog> 
     if a.audit_key.is_none() {
         tracing::warn!(
             "the audit log is not keyed (--audit-key): its chain shows accidents, but anyone who \
-             can write the file can rewrite it undetected"
+             can write the file can rewrite it undetected, and its prompt and output hashes are \
+             plain sha256, so anyone who can read it can confirm a guessed prompt"
         );
     }
     AuditLog::open(options).with_context(|| format!("opening the audit log {}", path.display()))

@@ -7,7 +7,9 @@
 //!
 //! Handlers fill the record in as they learn things (model, parameters, prompt, token counts,
 //! output). The prompt and output are kept only to be hashed for the audit log (or written
-//! there with `--audit-include-text`); the access log and metrics see counts and codes only.
+//! there with `--audit-include-text`): the writer hashes them when it seals the entry, keyed
+//! under that epoch's audit key in a keyed log. The access log and metrics see counts and codes
+//! only.
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering;
@@ -21,7 +23,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value};
 
-use crate::auth::{sha256_hex, Caller, Held, Service};
+use crate::audit::Content;
+use crate::auth::{Caller, Held, Service};
 use crate::error::{ApiError, ErrorCode};
 use crate::metrics::Finished;
 use crate::refusals::{ClientAddr, Note};
@@ -110,10 +113,10 @@ impl Ledger {
             r.audited = true;
             entry
         });
-        let Some(entry) = entry else {
+        let Some((entry, content)) = entry else {
             return Ok(());
         };
-        if audit.commit(entry).await {
+        if audit.commit_with(entry, Some(content)).await {
             Ok(())
         } else {
             self.with(|r| r.outcome = Some("audit_unavailable"));
@@ -269,7 +272,8 @@ impl Drop for End {
             .as_ref()
             .filter(|_| !record.audited && !is_probe(s.route))
         {
-            audit.append(self.0.audit_entry(&record));
+            let (entry, content) = self.0.audit_entry(&record);
+            audit.append_with(entry, Some(content));
         }
         // 499, as nginx logs it: the client closed the connection before the answer.
         let status = record.status.unwrap_or(499);
@@ -307,12 +311,13 @@ impl Drop for End {
 }
 
 impl Ledger {
-    fn audit_entry(&self, record: &Record) -> Map<String, Value> {
+    /// The request's audit entry, and the content (prompt and outputs) whose hashes the
+    /// writer adds when it seals the entry: keyed under that epoch's key in a keyed log.
+    fn audit_entry(&self, record: &Record) -> (Map<String, Value>, Content) {
         let s = &self.0;
         let status = record.status.unwrap_or(499);
         let outcome = record.outcome.unwrap_or("client_closed");
         let elapsed = s.start.elapsed();
-        let prompt_text = record.prompt.as_ref().map(canonical_json);
         let mut entry = Map::new();
         let mut put = |k: &str, v: Value| {
             entry.insert(k.to_string(), v);
@@ -334,59 +339,11 @@ impl Ledger {
         put("params", record.params.clone().unwrap_or(Value::Null));
         put("prompt_tokens", json!(record.prompt_tokens));
         put("completion_tokens", json!(record.completion_tokens));
-        put(
-            "prompt_sha256",
-            json!(prompt_text.as_deref().map(|t| sha256_hex(t.as_bytes()))),
-        );
-        let outputs: Vec<String> = record
-            .outputs
-            .iter()
-            .map(|o| sha256_hex(o.as_bytes()))
-            .collect();
-        put("output_sha256", json!(outputs));
         if s.app.audit.as_ref().is_some_and(|a| a.include_text) {
             put("prompt", record.prompt.clone().unwrap_or(Value::Null));
             put("output", json!(record.outputs));
         }
-        entry
-    }
-}
-
-/// `value` as compact JSON with every object's keys sorted, as Python's
-/// `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` writes it: the
-/// audit log's canonical form of a prompt. (serde_json keeps keys in the order they came.)
-fn canonical_json(value: &Value) -> String {
-    fn sorted(v: &Value) -> Value {
-        match v {
-            Value::Object(m) => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort();
-                Value::Object(
-                    keys.into_iter()
-                        .map(|k| (k.clone(), sorted(&m[k])))
-                        .collect(),
-                )
-            }
-            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
-            other => other.clone(),
-        }
-    }
-    sorted(value).to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn canonical_json_sorts_keys_at_every_depth() {
-        let v: Value = serde_json::from_str(
-            r#"[{"role":"user","content":[{"type":"text","text":"é"}]},{"z":1,"a":{"y":2,"b":3}}]"#,
-        )
-        .unwrap();
-        assert_eq!(
-            canonical_json(&v),
-            r#"[{"content":[{"text":"é","type":"text"}],"role":"user"},{"a":{"b":3,"y":2},"z":1}]"#
-        );
+        let content = Content::new(record.prompt.as_ref(), record.outputs.clone());
+        (entry, content)
     }
 }

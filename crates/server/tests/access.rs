@@ -266,6 +266,67 @@ async fn the_audit_log_records_each_request_by_hash_only() {
     assert_eq!((report.entries, report.broken), (4, None));
 }
 
+/// With `--audit-key` the prompt and output hashes are keyed (under the key of the epoch the
+/// entry is sealed in), so a guessed prompt cannot be confirmed by hashing it; the auditor's
+/// `check` confirms the real one with the initial key.
+#[tokio::test]
+async fn a_keyed_audit_log_records_keyed_hashes_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let path = temp_log("keyed");
+    let secret = path.parent().unwrap().with_extension("secret");
+    let _ = std::fs::remove_dir_all(&secret);
+    std::fs::create_dir_all(&secret).unwrap();
+    let key_file = secret.join("audit.key");
+    std::fs::write(&key_file, ward_server::hex(&[0x42; 32])).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let audit = AuditLog::open(AuditOptions {
+        key: Some(key_file),
+        ..AuditOptions::new(&path)
+    })
+    .unwrap();
+    let (app, _) = served(Some(keys("")), Some(audit));
+    let messages = json!([{"role": "user", "content": "Is patient 4711 HIV positive?"}]);
+    let body = json!({"model": "mock-model", "messages": messages, "max_tokens": 9});
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/v1/chat/completions",
+        Some(LAB_KEY),
+        &body.to_string(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    app.close_audit();
+
+    let text = std::fs::read_to_string(&path).unwrap();
+    let canonical = r#"[{"content":"Is patient 4711 HIV positive?","role":"user"}]"#;
+    assert!(!text.contains(&sha256_hex(canonical.as_bytes())), "{text}");
+    assert!(!text.contains(&sha256_hex(b"Hello")), "{text}");
+    let entry: Value = text
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["event"] == "request")
+        .unwrap();
+    assert!(entry.get("prompt_sha256").is_none() && entry.get("output_sha256").is_none());
+    let k0 = ward_server::audit::SealKey::new([0x42; 32]);
+    let k = k0.at_epoch(entry["epoch"].as_u64().unwrap()).unwrap();
+    assert_eq!(
+        entry["prompt_hmac"],
+        ward_server::hex(&k.content_mac(canonical.as_bytes()))
+    );
+    assert_eq!(
+        entry["output_hmac"],
+        json!([ward_server::hex(&k.content_mac(b"Hello"))])
+    );
+    let seq = entry["seq"].as_u64().unwrap();
+    let checked =
+        ward_server::audit::check(&path, seq, Some(&k0), Some(&messages), Some("Hello")).unwrap();
+    assert_eq!(
+        (checked.seal_ok, checked.prompt, checked.output),
+        (true, Some(true), Some(Some(0)))
+    );
+}
+
 #[tokio::test]
 async fn with_text_the_audit_log_holds_prompt_and_output() {
     let path = temp_log("text");

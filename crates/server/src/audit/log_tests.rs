@@ -265,3 +265,137 @@ fn timestamps_are_utc_calendar_dates() {
     assert_eq!(timestamp(951_782_400, 5), "2000-02-29T00:00:00.005Z");
     assert_eq!(timestamp(1_795_919_889, 123), "2026-11-29T02:38:09.123Z");
 }
+
+/// Write `n` entries of the same prompt and output, one sync each, and read the log's lines.
+fn same_prompt_entries(opts: AuditOptions, n: u64) -> Vec<Value> {
+    let path = opts.path.clone();
+    let log = AuditLog::open(opts).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let prompt = serde_json::json!([{"role": "user", "content": "Is patient 4711 HIV positive?"}]);
+    for i in 0..n {
+        let content = Content::new(Some(&prompt), vec!["No.".into()]);
+        assert!(rt.block_on(log.commit_with(entry(i), Some(content))));
+    }
+    log.close();
+    let mut files: Vec<_> = rotated(&path).into_iter().map(|(_, p)| p).collect();
+    files.push(path);
+    files
+        .iter()
+        .flat_map(|f| read_lines(f))
+        .map(|l| serde_json::from_str::<Value>(&l).unwrap())
+        .filter(|e| e["event"] == "request")
+        .collect()
+}
+
+const GUESS: &str = r#"[{"content":"Is patient 4711 HIV positive?","role":"user"}]"#;
+
+#[test]
+fn a_keyed_log_hashes_content_under_each_entrys_epoch_key() {
+    let fx = Fx::new();
+    let entries = same_prompt_entries(fx.opts.clone(), 6);
+    assert_eq!(entries.len(), 6);
+    let mut files: Vec<_> = rotated(&fx.log).into_iter().map(|(_, p)| p).collect();
+    files.push(fx.log.clone());
+    let text: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect();
+    // Nobody without the key can confirm the guess: its plain hash is nowhere.
+    let plain = crate::auth::sha256_hex(GUESS.as_bytes());
+    assert!(!text.contains(&plain) && !text.contains("sha256"), "{text}");
+    let mut epochs = Vec::new();
+    for e in &entries {
+        let epoch = e["epoch"].as_u64().unwrap();
+        let k = fx.k0.at_epoch(epoch).unwrap();
+        let want = crate::auth::hex(&k.content_mac(GUESS.as_bytes()));
+        assert_eq!(e["prompt_hmac"], want.as_str(), "{e}");
+        assert_eq!(
+            e["output_hmac"],
+            serde_json::json!([crate::auth::hex(&k.content_mac(b"No."))])
+        );
+        epochs.push((epoch, want));
+    }
+    // A checkpoint (4 entries) moved the key on: the same prompt hashes differently after it,
+    // so a key stolen now confirms nothing about earlier epochs' entries.
+    let (first, last) = (&epochs[0], &epochs[epochs.len() - 1]);
+    assert!(last.0 > first.0, "{epochs:?}");
+    assert_ne!(first.1, last.1);
+    assert!(fx.verify().broken.is_none());
+
+    // The auditor's check, with the initial key carried forward to the entry's epoch.
+    let prompt: Value = serde_json::from_str(GUESS).unwrap();
+    for e in [&entries[0], &entries[5]] {
+        let seq = e["seq"].as_u64().unwrap();
+        let c = check(&fx.log, seq, Some(&fx.k0), Some(&prompt), Some("No.")).unwrap();
+        assert!(
+            c.seal_ok && c.prompt == Some(true) && c.output == Some(Some(0)),
+            "{c:?}"
+        );
+        let other: Value =
+            serde_json::json!([{"role": "user", "content": "Is patient 4712 HIV positive?"}]);
+        let c = check(&fx.log, seq, Some(&fx.k0), Some(&other), Some("Yes.")).unwrap();
+        assert!(c.prompt == Some(false) && c.output == Some(None), "{c:?}");
+    }
+    let seq = entries[0]["seq"].as_u64().unwrap();
+    let wrong = SealKey::new([1; 32]);
+    let c = check(&fx.log, seq, Some(&wrong), Some(&prompt), None).unwrap();
+    assert!(!c.seal_ok && c.prompt == Some(false), "{c:?}");
+    let e = check(&fx.log, seq, None, Some(&prompt), None).unwrap_err();
+    assert!(e.contains("--key"), "{e}");
+    let later = fx
+        .k0
+        .at_epoch(entries[5]["epoch"].as_u64().unwrap())
+        .unwrap();
+    let e = check(&fx.log, seq, Some(&later), Some(&prompt), None).unwrap_err();
+    assert!(e.contains("initial key"), "{e}");
+    assert!(check(&fx.log, 999, Some(&fx.k0), Some(&prompt), None)
+        .unwrap_err()
+        .contains("no entry with seq 999"));
+}
+
+#[test]
+fn two_keys_hash_the_same_prompt_differently() {
+    let (a, b) = (Fx::new(), Fx::new());
+    write_key(&b.key, &crate::auth::hex(&[0x6b; 32]));
+    let ha = same_prompt_entries(a.opts.clone(), 1);
+    let hb = same_prompt_entries(b.opts.clone(), 1);
+    assert_eq!(
+        (ha[0]["epoch"].as_u64(), hb[0]["epoch"].as_u64()),
+        (Some(0), Some(0))
+    );
+    assert_ne!(ha[0]["prompt_hmac"], hb[0]["prompt_hmac"]);
+    assert_ne!(ha[0]["output_hmac"], hb[0]["output_hmac"]);
+    let b0 = SealKey::new([0x6b; 32]);
+    let want = crate::auth::hex(&b0.content_mac(GUESS.as_bytes()));
+    assert_eq!(hb[0]["prompt_hmac"], want.as_str());
+}
+
+#[test]
+fn an_unkeyed_log_keeps_plain_guessable_hashes() {
+    let path = tempdir().join("audit.log");
+    let entries = same_prompt_entries(AuditOptions::new(&path), 2);
+    let plain = crate::auth::sha256_hex(GUESS.as_bytes());
+    for e in &entries {
+        assert_eq!(e["prompt_sha256"], plain.as_str());
+        assert_eq!(
+            e["output_sha256"],
+            serde_json::json!([crate::auth::sha256_hex(b"No.")])
+        );
+        assert!(e.get("prompt_hmac").is_none());
+    }
+    let prompt: Value = serde_json::from_str(GUESS).unwrap();
+    let seq = entries[1]["seq"].as_u64().unwrap();
+    let c = check(&path, seq, None, Some(&prompt), Some("No.")).unwrap();
+    assert!(c.seal_ok && c.epoch.is_none() && c.prompt == Some(true) && c.output == Some(Some(0)));
+    let e = check(
+        &path,
+        seq,
+        Some(&SealKey::new([1; 32])),
+        Some(&prompt),
+        None,
+    )
+    .unwrap_err();
+    assert!(e.contains("not keyed"), "{e}");
+}

@@ -5,12 +5,14 @@
 //! - `writer.rs`: the thread that writes, syncs, rotates, keeps retention and the disk
 //!   budget, writes checkpoints and evolves the key;
 //! - `verify.rs`: what `ward audit verify` checks;
+//! - `check.rs`: what `ward audit check` checks (a prompt or output against one entry);
 //! - `files.rs`: the log's files.
 //!
 //! The log fails closed: while entries cannot be written and synced, [`AuditLog::available`]
 //! is false and the server refuses requests (503 `audit_unavailable`); a request's answer is
 //! released only once its entry is synced ([`AuditLog::commit`]).
 
+mod check;
 mod files;
 #[cfg(test)]
 mod log_tests;
@@ -32,7 +34,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-pub use seal::SealKey;
+pub use check::{check, Checked};
+pub use seal::{canonical_json, Content, SealKey};
 pub use verify::{verify, Verified};
 
 /// How the log is kept.
@@ -92,6 +95,9 @@ struct Status {
 
 struct Job {
     entry: Map<String, Value>,
+    /// What the entry's prompt and output hashes are made of: hashed when the entry is sealed,
+    /// under that epoch's key, then dropped.
+    content: Option<Content>,
     /// Told whether the entry was written and synced.
     done: Option<tokio::sync::oneshot::Sender<bool>>,
 }
@@ -142,7 +148,18 @@ impl AuditLog {
 
     /// Queue an entry nobody waits for; the writer adds the chain fields.
     pub fn append(&self, entry: Map<String, Value>) {
-        if !self.send(Job { entry, done: None }) {
+        self.append_with(entry, None);
+    }
+
+    /// [`append`](Self::append), with the content whose hashes the writer adds to the entry
+    /// (keyed under the epoch it is sealed in).
+    pub fn append_with(&self, entry: Map<String, Value>, content: Option<Content>) {
+        let job = Job {
+            entry,
+            content,
+            done: None,
+        };
+        if !self.send(job) {
             self.status.lost.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -153,9 +170,19 @@ impl AuditLog {
         &self,
         entry: Map<String, Value>,
     ) -> impl std::future::Future<Output = bool> + Send + 'static {
+        self.commit_with(entry, None)
+    }
+
+    /// [`commit`](Self::commit), with the content whose hashes the writer adds to the entry.
+    pub fn commit_with(
+        &self,
+        entry: Map<String, Value>,
+        content: Option<Content>,
+    ) -> impl std::future::Future<Output = bool> + Send + 'static {
         let (done, written) = tokio::sync::oneshot::channel();
         let sent = self.send(Job {
             entry,
+            content,
             done: Some(done),
         });
         async move { sent && written.await.unwrap_or(false) }

@@ -11,6 +11,12 @@
 //! key_{n+1} = HMAC(key_n, "ward-audit-evolve") in its key file, so someone who later steals the
 //! server's key cannot rewrite entries of earlier epochs. The auditor keeps key_0 and derives
 //! forward.
+//!
+//! A request's entry also identifies its prompt and outputs by hash ([`Content`]). In a keyed
+//! log these are keyed too (`prompt_hmac`, `output_hmac`: HMAC-SHA256 under
+//! HMAC(key_n, "ward-audit-content"), key_n being the epoch key the entry is sealed with), so
+//! nobody without the key can confirm a guessed prompt by hashing candidates; in an unkeyed log
+//! they are plain sha256 (`prompt_sha256`, `output_sha256`), and guessable.
 
 use std::io::Write;
 use std::path::Path;
@@ -23,6 +29,9 @@ use crate::auth::hex;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const EVOLVE: &[u8] = b"ward-audit-evolve";
+/// Derives an epoch's key for content hashes. Domain-separated from key evolution (another
+/// label) and from the chain MAC, whose input is always a JSON object (it starts with `{`).
+const CONTENT: &[u8] = b"ward-audit-content";
 /// `,"mac":"` + 64 hex digits + `"}`.
 const SUFFIX_LEN: usize = 8 + 64 + 2;
 
@@ -130,6 +139,17 @@ impl SealKey {
         m.finalize().into_bytes().into()
     }
 
+    /// The keyed hash of an entry's content (its canonical prompt, or one choice's output) in
+    /// this epoch: HMAC-SHA256 under HMAC(key, "ward-audit-content").
+    pub fn content_mac(&self, data: &[u8]) -> [u8; 32] {
+        let mut sub = self.mac(CONTENT);
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(&sub).expect("any key length");
+        sub.fill(0);
+        std::hint::black_box(&sub);
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
     /// Whether `other` is this key (same epoch and bytes).
     pub fn same_as(&self, other: &SealKey) -> bool {
         self.epoch == other.epoch && self.key == other.key
@@ -162,6 +182,86 @@ pub fn mac_of(key: Option<&SealKey>, body: &[u8]) -> String {
         Some(k) => hex(&k.mac(body)),
         None => hex(&Sha256::digest(body)),
     }
+}
+
+/// What a request's entry identifies by hash: its prompt in canonical form and each choice's
+/// output. Kept only until the writer seals the entry, which is when the epoch (and so the key)
+/// of its hashes is known; then hashed and dropped. No `Debug`: it holds patient text.
+pub struct Content {
+    prompt: Option<String>,
+    outputs: Vec<String>,
+}
+
+impl Content {
+    /// `prompt`: the request's `messages`, `prompt` or `input` value (put in canonical form
+    /// here); `outputs`: each choice's text, in choice order.
+    pub fn new(prompt: Option<&Value>, outputs: Vec<String>) -> Content {
+        Content {
+            prompt: prompt.map(canonical_json),
+            outputs,
+        }
+    }
+
+    /// Add the entry's hashes, after `completion_tokens` where it has one: keyed
+    /// (`prompt_hmac`, `output_hmac`) under `key`, the key the entry is sealed with, or plain
+    /// sha256 (`prompt_sha256`, `output_sha256`) in an unkeyed log.
+    pub fn hash_into(self, key: Option<&SealKey>, entry: &mut Map<String, Value>) {
+        let (prompt_field, output_field) = content_fields(key.is_some());
+        let prompt = self
+            .prompt
+            .as_deref()
+            .map(|p| content_hash(key, p.as_bytes()));
+        let outputs: Vec<Value> = self
+            .outputs
+            .iter()
+            .map(|o| content_hash(key, o.as_bytes()).into())
+            .collect();
+        let at = entry
+            .keys()
+            .position(|k| k == "completion_tokens")
+            .map_or(entry.len(), |i| i + 1);
+        entry.shift_insert(at, prompt_field.into(), prompt.into());
+        entry.shift_insert(at + 1, output_field.into(), outputs.into());
+    }
+}
+
+/// The names of an entry's prompt and output hashes, keyed or not.
+pub fn content_fields(keyed: bool) -> (&'static str, &'static str) {
+    if keyed {
+        ("prompt_hmac", "output_hmac")
+    } else {
+        ("prompt_sha256", "output_sha256")
+    }
+}
+
+/// A content hash: keyed under `key` (at the entry's epoch), or plain sha256 when unkeyed.
+pub fn content_hash(key: Option<&SealKey>, data: &[u8]) -> String {
+    match key {
+        Some(k) => hex(&k.content_mac(data)),
+        None => hex(&Sha256::digest(data)),
+    }
+}
+
+/// `value` as compact JSON with every object's keys sorted, as Python's
+/// `json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)` writes it: the
+/// audit log's canonical form of a prompt. (serde_json keeps keys in the order they came.)
+pub fn canonical_json(value: &Value) -> String {
+    fn sorted(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&m[k])))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(value).to_string()
 }
 
 /// `entry` as a sealed line (without its newline): the chain fields added, then the MAC.
@@ -273,5 +373,88 @@ mod tests {
         assert!(SealKey::parse(&k3.file_text()).unwrap().same_as(&k3));
         assert!(SealKey::parse(&hex(&[1; 32])).unwrap().same_as(&k0));
         assert!(SealKey::parse("epoch = 1\nkey = \"abc\"\n").is_err());
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_at_every_depth() {
+        let v: Value = serde_json::from_str(
+            r#"[{"role":"user","content":[{"type":"text","text":"é"}]},{"z":1,"a":{"y":2,"b":3}}]"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical_json(&v),
+            r#"[{"content":[{"text":"é","type":"text"}],"role":"user"},{"a":{"b":3,"y":2},"z":1}]"#
+        );
+    }
+
+    /// HMAC-SHA256 written out, independently of `SealKey`.
+    fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
+        let mut m = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap();
+        m.update(data);
+        m.finalize().into_bytes().into()
+    }
+
+    #[test]
+    fn content_hashes_are_keyed_per_epoch_and_apart_from_the_chain() {
+        let text = b"Is patient 4711 HIV positive?";
+        let k0 = SealKey::new([3; 32]);
+        // HMAC(HMAC(key_n, "ward-audit-content"), text), as an auditor would compute it.
+        let sub = hmac(&[3; 32], b"ward-audit-content");
+        assert_eq!(k0.content_mac(text), hmac(&sub, text));
+        // Not the plain hash, not the chain MAC, not the key under another key or epoch.
+        let plain: [u8; 32] = Sha256::digest(text).into();
+        assert_ne!(k0.content_mac(text), plain);
+        assert_ne!(k0.content_mac(text), k0.mac(text));
+        assert_ne!(
+            k0.content_mac(text),
+            SealKey::new([4; 32]).content_mac(text)
+        );
+        assert_ne!(k0.content_mac(text), k0.evolved().content_mac(text));
+        assert_ne!(k0.mac(CONTENT), k0.evolved().key);
+        assert_eq!(content_hash(None, text), hex(&plain));
+        assert_eq!(content_hash(Some(&k0), text), hex(&hmac(&sub, text)));
+    }
+
+    #[test]
+    fn content_hashes_go_after_the_token_counts_under_their_own_names() {
+        let Value::Object(entry) = json!({"event": "request", "completion_tokens": 2, "params": 1})
+        else {
+            unreachable!()
+        };
+        let prompt = json!([{"role": "user", "content": "hi"}]);
+        let content = || Content::new(Some(&prompt), vec!["a".into(), "b".into()]);
+        let mut keyed = entry.clone();
+        let k = SealKey::new([9; 32]);
+        content().hash_into(Some(&k), &mut keyed);
+        let names: Vec<&str> = keyed.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            [
+                "event",
+                "completion_tokens",
+                "prompt_hmac",
+                "output_hmac",
+                "params"
+            ]
+        );
+        let canonical = r#"[{"content":"hi","role":"user"}]"#;
+        assert_eq!(
+            keyed["prompt_hmac"],
+            hex(&k.content_mac(canonical.as_bytes()))
+        );
+        assert_eq!(
+            keyed["output_hmac"],
+            json!([hex(&k.content_mac(b"a")), hex(&k.content_mac(b"b"))])
+        );
+        let mut plain = entry;
+        content().hash_into(None, &mut plain);
+        assert_eq!(plain["prompt_sha256"], hex(&Sha256::digest(canonical)));
+        assert!(plain.get("prompt_hmac").is_none() && keyed.get("prompt_sha256").is_none());
+        let mut none = Map::new();
+        Content::new(None, vec![]).hash_into(Some(&k), &mut none);
+        assert_eq!(
+            Value::Object(none),
+            json!({"prompt_hmac": null, "output_hmac": []})
+        );
     }
 }

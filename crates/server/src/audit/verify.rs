@@ -18,7 +18,7 @@ use super::seal::{SealKey, Sealed, GENESIS};
 /// the MAC could be found wrong. An epoch lasts at least a second (`--audit-checkpoint-secs`,
 /// 60 by default), so this is half a year of epochs at the fastest and 32 years at the default,
 /// derived in a few seconds.
-const MAX_EPOCH_STEP: u64 = 1 << 24;
+pub(super) const MAX_EPOCH_STEP: u64 = 1 << 24;
 
 /// The key carried forward to `epoch`: an error naming `what` if that is backwards or
 /// implausibly far ahead.

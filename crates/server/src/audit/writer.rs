@@ -166,8 +166,19 @@ impl Writer {
             if self.failing.is_some() && !self.try_resume() {
                 self.not_written(jobs);
             } else if !jobs.is_empty() {
-                let (entries, done): (Vec<_>, Vec<_>) =
-                    jobs.into_iter().map(|j| (j.entry, j.done)).unzip();
+                // The key changes only at a seal, between batches, so this batch is sealed with
+                // the key its content is hashed under (and a failed batch is not written later).
+                let key = self.key.as_ref();
+                let (entries, done): (Vec<_>, Vec<_>) = jobs
+                    .into_iter()
+                    .map(|j| {
+                        let mut entry = j.entry;
+                        if let Some(content) = j.content {
+                            content.hash_into(key, &mut entry);
+                        }
+                        (entry, j.done)
+                    })
+                    .unzip();
                 let n = entries.len() as u64;
                 let ok = match self.write_batch(entries) {
                     Ok(()) => true,

@@ -3,6 +3,7 @@ through the `openai` client, the hash-chained audit log and `ward audit verify` 
 a torn line after kill -9), patient text kept out of logs, metrics, error bodies and the audit
 log, /metrics, the graceful stop on SIGTERM, and pinned model hashes."""
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -209,7 +210,7 @@ def test_the_audit_log_records_each_request_and_verifies(secured, tmp_path):
     assert entry["prompt_sha256"] == sha(json.dumps(msgs, sort_keys=True, separators=(",", ":"),
                                                     ensure_ascii=False))
     assert entry["output_sha256"] == [sha(answer)]
-    assert "prompt" not in entry and "output" not in entry
+    assert "prompt" not in entry and "output" not in entry and "prompt_hmac" not in entry
     assert entry["latency_ms"] >= 0 and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
     starts = [e for e in audit_lines(secured.audit) if e["event"] == "start"]
     assert starts and starts[0]["model_sha256"] == model_sha
@@ -311,6 +312,79 @@ def test_a_keyed_log_with_checkpoints_verifies_and_shows_a_dropped_tail(tmp_path
     audit.write_text("\n".join(lines[:-1]) + "\n")  # the stop line removed
     bad = ward(*verify)
     assert bad.returncode == 1 and "removed from its end" in bad.stdout, bad.stdout
+
+
+def keyed_hash(initial_hex, epoch, text):
+    """An entry's keyed content hash, as the auditor computes it from the initial key:
+    HMAC(HMAC(key_epoch, "ward-audit-content"), text), key_{n+1} = HMAC(key_n, "ward-audit-evolve")."""
+    key = bytes.fromhex(initial_hex.strip())
+    for _ in range(epoch):
+        key = hmac.new(key, b"ward-audit-evolve", hashlib.sha256).digest()
+    content = hmac.new(key, b"ward-audit-content", hashlib.sha256).digest()
+    return hmac.new(content, text.encode(), hashlib.sha256).hexdigest()
+
+
+def test_a_keyed_log_hashes_prompts_under_its_epoch_key_and_the_auditor_can_check_them(tmp_path):
+    (tmp_path / "secret").mkdir()
+    (tmp_path / "log").mkdir()
+    key, audit, cps = tmp_path / "secret" / "audit.key", tmp_path / "log" / "audit.log", tmp_path / "checkpoints"
+    made = ward("keys", "audit", "--out", str(key))
+    assert made.returncode == 0, made.stderr
+    initial = tmp_path / "initial.key"
+    initial.write_text(made.stdout)
+    s = Server("--audit-log", str(audit), "--audit-key", str(key), "--audit-checkpoints", str(cps),
+               "--audit-checkpoint-secs", "1")
+    msgs = [{"role": "user", "content": "Is patient 4711 HIV positive?"}]
+    canonical = json.dumps(msgs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    def ask():
+        status, headers, body = request(s, "POST", "/v1/chat/completions",
+                                        {"model": MODEL, "messages": msgs, "max_tokens": 3})
+        assert status == 200, body
+        rid = headers["x-request-id"]
+        entry = wait_until(lambda: next((e for e in audit_lines(audit) if e.get("request_id") == rid), None),
+                           "the audit entry")
+        return entry, body["choices"][0]["message"]["content"]
+
+    def key_epoch():  # `ward keys audit` writes bare hex (epoch 0); the server, `epoch = N` lines
+        found = re.search(r"epoch = (\d+)", key.read_text())
+        return int(found.group(1)) if found else 0
+
+    try:
+        first, answer1 = ask()
+        # A checkpoint a second moves the key on; the same prompt then hashes differently.
+        wait_until(lambda: key_epoch() > first["epoch"], "the next key epoch")
+        second, answer2 = ask()
+    finally:
+        assert s.stop() == 0, s.log_text()
+    assert second["epoch"] > first["epoch"]
+    for entry, answer in [(first, answer1), (second, answer2)]:
+        assert "prompt_sha256" not in entry and "output_sha256" not in entry
+        assert entry["prompt_hmac"] == keyed_hash(initial.read_text(), entry["epoch"], canonical)
+        assert entry["output_hmac"] == [keyed_hash(initial.read_text(), entry["epoch"], answer)]
+    assert first["prompt_hmac"] != second["prompt_hmac"]
+    # Whoever reads the log without the key cannot confirm the guess: its plain hash is nowhere.
+    text = audit.read_text()
+    assert sha(canonical) not in text and sha(answer1) not in text and sha(answer2) not in text
+    assert ward("audit", "verify", str(audit), "--key", str(initial), "--checkpoints", str(cps)).returncode == 0
+
+    # The auditor checks the prompt as sent (any key order and spacing) and the answer.
+    prompt = tmp_path / "prompt.json"
+    prompt.write_text(json.dumps([{"content": msgs[0]["content"], "role": "user"}], indent=2))
+    out = tmp_path / "answer.txt"
+    out.write_text(answer2)
+    check = ("audit", "check", str(audit), "--seq", str(second["seq"]), "--key", str(initial))
+    done = ward(*check, "--prompt", str(prompt), "--output", str(out))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "seal checks" in done.stdout and "prompt: match" in done.stdout, done.stdout
+    assert "output: matches choice 0" in done.stdout, done.stdout
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"role": "user", "content": "Is patient 4712 HIV positive?"}]))
+    bad = ward(*check, "--prompt", str(other))
+    assert bad.returncode == 1 and "prompt: NO MATCH" in bad.stdout, bad.stdout + bad.stderr
+    assert "4712" not in bad.stdout + bad.stderr
+    nokey = ward("audit", "check", str(audit), "--seq", str(second["seq"]), "--prompt", str(prompt))
+    assert nokey.returncode != 0 and "--key" in nokey.stderr, nokey.stderr
 
 
 def test_a_stream_cut_at_the_shutdown_timeout_gets_an_error_and_an_audit_entry(tmp_path):
