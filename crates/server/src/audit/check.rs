@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::files::{for_each_line, rotated};
+use super::files::{for_each_line, oldest_first};
 use super::seal::{canonical_json, content_fields, content_hash, SealKey, Sealed};
 use super::verify::MAX_EPOCH_STEP;
 
@@ -103,10 +103,8 @@ pub fn check(
 
 /// The sealed entry numbered `seq`, from the log's files oldest first.
 fn find(path: &Path, seq: u64) -> Result<Option<Sealed>, String> {
-    let mut files: Vec<_> = rotated(path).into_iter().map(|(_, p)| p).collect();
-    files.push(path.to_path_buf());
     let mut found = None;
-    for file in files.iter().filter(|f| f.exists()) {
+    for file in oldest_first(path).iter().filter(|f| f.exists()) {
         for_each_line(file, |line, whole| {
             if found.is_some() || !whole {
                 return;

@@ -13,6 +13,13 @@ pub fn numbered(path: &Path, n: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Every file of the log: the rotated `PATH.N` files, oldest first, then `path` itself.
+pub fn oldest_first(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = rotated(path).into_iter().map(|(_, p)| p).collect();
+    files.push(path.to_path_buf());
+    files
+}
+
 /// `PATH.N` files beside `path`, oldest (lowest N) first.
 pub fn rotated(path: &Path) -> Vec<(u32, PathBuf)> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::files::rotated;
+use super::files::{oldest_first, rotated};
 use super::seal::SealKey;
 use super::test_support::*;
 use super::writer::faults;
@@ -279,9 +279,7 @@ fn same_prompt_entries(opts: AuditOptions, n: u64) -> Vec<Value> {
         assert!(rt.block_on(log.commit_with(entry(i), Some(content))));
     }
     log.close();
-    let mut files: Vec<_> = rotated(&path).into_iter().map(|(_, p)| p).collect();
-    files.push(path);
-    files
+    oldest_first(&path)
         .iter()
         .flat_map(|f| read_lines(f))
         .map(|l| serde_json::from_str::<Value>(&l).unwrap())
@@ -296,9 +294,7 @@ fn a_keyed_log_hashes_content_under_each_entrys_epoch_key() {
     let fx = Fx::new();
     let entries = same_prompt_entries(fx.opts.clone(), 6);
     assert_eq!(entries.len(), 6);
-    let mut files: Vec<_> = rotated(&fx.log).into_iter().map(|(_, p)| p).collect();
-    files.push(fx.log.clone());
-    let text: String = files
+    let text: String = oldest_first(&fx.log)
         .iter()
         .map(|f| std::fs::read_to_string(f).unwrap())
         .collect();

@@ -1,8 +1,6 @@
 //! The audit log against tampering: each case must be found by `verify`, which names where.
 
-use std::path::PathBuf;
-
-use super::files::rotated;
+use super::files::{oldest_first, rotated};
 use super::seal::{seal, SealKey, Sealed, GENESIS};
 use super::test_support::*;
 
@@ -228,9 +226,7 @@ fn a_chain_recomputed_without_the_right_key_is_found() {
         |fx| {
             // The same epochs as the real chain, each under the wrong key's epoch.
             let mut prev = GENESIS.to_string();
-            let mut files: Vec<PathBuf> = rotated(&fx.log).into_iter().map(|(_, p)| p).collect();
-            files.push(fx.log.clone());
-            for file in files {
+            for file in oldest_first(&fx.log) {
                 fx.edit(&file, |lines| {
                     for l in lines.iter_mut() {
                         let e = Sealed::parse(l.as_bytes()).unwrap();

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::files::{numbered, rotated};
+use super::files::{numbered, oldest_first, rotated};
 use super::seal::{seal, SealKey, Sealed, GENESIS};
 use super::*;
 
@@ -123,9 +123,7 @@ impl Fx {
     /// Re-seal every entry from `from_seq` on (all files), as an attacker with `key` would.
     pub(super) fn reseal(&self, from_seq: u64, key: Option<&SealKey>) {
         let mut prev = GENESIS.to_string();
-        let mut files: Vec<PathBuf> = rotated(&self.log).into_iter().map(|(_, p)| p).collect();
-        files.push(self.log.clone());
-        for file in files {
+        for file in oldest_first(&self.log) {
             let lines = read_lines(&file)
                 .into_iter()
                 .map(|line| {
