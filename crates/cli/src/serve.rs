@@ -14,7 +14,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use ward_engine::{Embedder, EmbedderConfig, EmbedderHandle, EngineConfig, EngineHandle};
 use ward_models::registry::{check_pin, model_sha256, resolve_model, Registry};
-use ward_models::LoadedModel;
+use ward_models::{LoadedModel, ThinkingFormat};
 use ward_server::{App, AuditLog, AuditOptions, Keys, ServerConfig};
 
 #[derive(Args)]
@@ -125,6 +125,12 @@ pub struct ServeArgs {
     /// forge a system turn; turn on only when every caller is trusted.
     #[arg(long, env = "WARD_ALLOW_CONTROL_TOKENS")]
     allow_control_tokens: bool,
+    /// How the model marks its thinking, for chat answers split into `reasoning_content` and
+    /// `content`: think-tags (`<think>…</think>`), thinking-sections (`## Thinking … ## Final
+    /// Response`) or none. Default: the model's registry entry, else what its chat template
+    /// declares; a model with neither answers with content only.
+    #[arg(long, env = "WARD_REASONING_FORMAT", value_name = "FORMAT")]
+    reasoning_format: Option<String>,
     /// Run the model on this NVIDIA GPU (builds with the `cuda` feature).
     #[arg(long, env = "WARD_GPU", value_name = "ORDINAL")]
     gpu: Option<usize>,
@@ -246,6 +252,12 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
         if trust_control_tokens {
             tracing::warn!("callers' text may contain control tokens (--allow-control-tokens)");
         }
+        let reasoning_format = a
+            .reasoning_format
+            .as_deref()
+            .map(ThinkingFormat::parse_declaration)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("--reasoning-format: {e}"))?;
         let device = crate::run::device(a.gpu);
         let checkpoint = a.checkpoint.clone();
         let embedder_config = EmbedderConfig {
@@ -284,6 +296,13 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 )
                 .with_context(loading)?;
                 lm.trust_control_tokens = trust_control_tokens;
+                let declared = match reasoning_format {
+                    Some(format) => Some(format),
+                    None => resolved.entry.as_ref().and_then(|e| e.reasoning().ok().flatten()),
+                };
+                if let (Some(format), Some(template)) = (declared, lm.template.as_mut()) {
+                    template.set_reasoning(format);
+                }
                 let engine = EngineHandle::start(lm, &resolved.name, engine_config)
                     .context("starting the engine")?;
                 let mut entry = json!({"model": resolved.name, "model_sha256": sha256});

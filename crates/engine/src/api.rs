@@ -213,6 +213,9 @@ pub struct EventStream {
     /// The chat prompt left a reasoning model's thinking open (DeepSeek-R1 distills end it
     /// with `<think>\n`): the text starts inside the thinking, without its opening marker.
     pub thinking: Option<ThinkingFormat>,
+    /// How the model marks its thinking, for a chat prompt to a model that declares a
+    /// reasoning format (see [`ThinkingFormat`]); `None`: the answer is all content.
+    pub reasoning: Option<ThinkingFormat>,
     rx: mpsc::UnboundedReceiver<Event>,
 }
 
@@ -227,6 +230,7 @@ impl EventStream {
             EventStream {
                 prompt_tokens,
                 thinking: None,
+                reasoning: None,
                 rx,
             },
         )

@@ -28,6 +28,8 @@ pub use scheduler::SchedulerLoad;
 pub use stop::StopMatcher;
 /// How the engine scales embeddings to unit length, for a server that shortens them.
 pub use ward_models::arch::bert::normalize;
-/// Re-exported so the server can build chat prompts without depending on ward-models.
+/// Re-exported so the server can build chat prompts and read answers (tool calls, thinking)
+/// without depending on ward-models.
+pub use ward_models::template::hermes;
 pub use ward_models::{ChatMessage, ThinkingFormat, THINKING_FORMATS};
 pub use worker::{EngineConfig, EngineHandle};

@@ -221,6 +221,10 @@ impl Engine for EngineHandle {
     }
 
     fn submit(&self, request: GenerateRequest) -> Result<EventStream, SubmitError> {
+        let reasoning = match request.prompt {
+            Prompt::Chat(_) => self.lm.template.as_ref().and_then(|t| t.reasoning()),
+            _ => None,
+        };
         let (prompt, thinking) = self.prompt_tokens(
             request.prompt,
             request.tools.as_ref(),
@@ -278,6 +282,7 @@ impl Engine for EngineHandle {
         };
         let (events, mut stream) = EventStream::channel(prompt.len());
         stream.thinking = thinking;
+        stream.reasoning = reasoning;
         let job = Job {
             id: request.id,
             prompt,

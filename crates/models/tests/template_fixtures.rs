@@ -5,7 +5,9 @@ mod common;
 use common::{fixture, model_path, root, wire_message, SMOLLM2};
 use ward_models::gguf::GgufFile;
 use ward_models::registry::Registry;
-use ward_models::{ChatInputs, ChatMessage, ChatTemplate, TemplateError, ThinkingFormat};
+use ward_models::{
+    ChatInputs, ChatMessage, ChatTemplate, TemplateError, ThinkingFormat, THINKING_FORMATS,
+};
 
 const QWEN25: &str = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
 
@@ -154,10 +156,7 @@ fn family_template(name: &str) -> ChatTemplate {
 /// enable_thinking false, Llama 3.x gets today's date and its tools in the system turn.
 #[test]
 fn generation_prompts_say_whether_thinking_is_open() {
-    let think = ThinkingFormat {
-        open: "<think>",
-        close: "</think>",
-    };
+    let think = THINKING_FORMATS[0];
     let ask = [ChatMessage::new("user", "Dose? /no_think")];
     let off: serde_json::Map<String, serde_json::Value> =
         serde_json::from_str(r#"{"enable_thinking": false}"#).unwrap();
@@ -318,4 +317,58 @@ fn the_real_registry_resolves_the_default_model() {
     let r = reg.resolve(None).unwrap();
     assert_eq!(r.name, "smollm2-135m-instruct");
     assert!(r.path.ends_with(SMOLLM2));
+}
+
+/// A model's reasoning format is declared, never guessed from its answers: by its template
+/// (Qwen3's and the R1 distills' name `</think>`), by its registry entry (HuatuoGPT-o1 reuses
+/// Qwen2.5's and Llama 3.1's templates), or by the operator; a prompt counts as leaving the
+/// thinking open only in the model's own format.
+#[test]
+fn reasoning_formats_are_declared_by_the_template_or_the_registry() {
+    let [think, sections] = THINKING_FORMATS;
+    for (name, declared) in [
+        ("qwen3", Some(think)),
+        ("deepseek-r1-distill", Some(think)),
+        ("deepseek-r1-distill-qwen-7b-gguf", Some(think)),
+        ("qwen2.5-instruct", None),
+        ("llama3.1-instruct", None),
+        ("llama3.2-instruct", None),
+    ] {
+        assert_eq!(family_template(name).reasoning(), declared, "{name}");
+    }
+    let gemma = std::fs::read_to_string(root().join("models/templates/gemma3-it.jinja")).unwrap();
+    assert_eq!(ThinkingFormat::declared_by(&gemma), None);
+    let ask = [ChatMessage::new("user", "Dose?")];
+    let mut r1 = family_template("deepseek-r1-distill");
+    r1.set_reasoning(None);
+    let p = r1.generation_prompt(&ask, &ChatInputs::default()).unwrap();
+    assert!(p.text.ends_with("<think>\n") && p.thinking.is_none());
+
+    let reg = Registry::load(&root().join("models")).unwrap();
+    let declared = |name: &str| reg.entry(name).unwrap().reasoning().unwrap();
+    assert_eq!(declared("huatuogpt-o1-7b"), Some(Some(sections)));
+    assert_eq!(declared("huatuogpt-o1-8b"), Some(Some(sections)));
+    assert_eq!(declared("deepseek-r1-distill-qwen-7b"), Some(Some(think)));
+    assert_eq!(declared("smollm2-135m-instruct"), None);
+    assert_eq!(ThinkingFormat::parse_declaration("none"), Ok(None));
+    let unknown = ThinkingFormat::parse_declaration("deepseek").unwrap_err();
+    assert!(
+        unknown.contains("think-tags, thinking-sections"),
+        "{unknown}"
+    );
+
+    // A registry naming an unknown format is refused when it is read, naming the model.
+    let dir = std::env::temp_dir().join(format!("ward-reasoning-registry-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("registry.toml"),
+        "default = \"m\"\n[[model]]\nname = \"m\"\nfile = \"m.gguf\"\narchitecture = \"llama\"\nlicense = \"x\"\nreasoning = \"thoughts\"\n",
+    )
+    .unwrap();
+    let err = Registry::load(&dir).unwrap_err().to_string();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        err.contains("\"m\"") && err.contains("\"thoughts\""),
+        "{err}"
+    );
 }

@@ -84,10 +84,9 @@ async fn generate(
         let stream = event_stream(streams, n, meta, include_usage, logprobs, tool_mode, track);
         Ok(stream.into_response())
     } else {
-        let think = endpoint == Endpoint::Chat;
         // A request still running at the shutdown timeout ends with 503, and is audited so.
         let (choices, usage) = tokio::select! {
-            done = collect(streams, n, logprobs, think, tool_mode, &track) => done?,
+            done = collect(streams, n, logprobs, tool_mode, &track) => done?,
             () = app.cut() => return Err(ApiError::cut_at_shutdown()),
         };
         Ok(Json(meta.response(&choices, &usage)).into_response())
@@ -350,12 +349,11 @@ pub(crate) async fn collect(
     streams: Vec<EventStream>,
     n: usize,
     logprobs: bool,
-    think: bool,
     tool_mode: ToolMode,
     track: &Track,
 ) -> Result<(Vec<Choice>, Usage), ApiError> {
     let one = |(i, s): (usize, EventStream)| {
-        let splitter = think.then(|| ReasoningSplitter::after_prompt(s.thinking));
+        let splitter = ReasoningSplitter::for_answer(&s);
         let out = ChoiceOutput::new(splitter, tool_mode.clone(), track.clone(), i);
         collect_one(s, logprobs, out)
     };
@@ -519,8 +517,8 @@ fn event_stream(
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, Infallible>>> {
     let data = |v: Value| Ok::<_, Infallible>(SseEvent::default().data(v.to_string()));
     let n = streams.len();
-    // Per choice: where its answer starts (inside the thinking, where the prompt opened it).
-    let opened: Vec<_> = streams.iter().map(|s| s.thinking).collect();
+    // Per choice: how its answer's thinking is marked, and where it starts.
+    let splitters: Vec<_> = streams.iter().map(ReasoningSplitter::for_answer).collect();
     // One stream of (choice, event) from all the sequences, in the order events arrive.
     let mut merged = select_all(streams.into_iter().enumerate().map(|(i, events)| {
         Box::pin(unfold(events, move |mut events| async move {
@@ -534,12 +532,10 @@ fn event_stream(
             }
         }
         // Per choice: its output, log-probabilities not yet sent, text length so far.
-        let think = meta.endpoint == Endpoint::Chat;
-        let mut outputs: Vec<ChoiceOutput> = (0..n)
-            .map(|i| {
-                let splitter = think.then(|| ReasoningSplitter::after_prompt(opened[i]));
-                ChoiceOutput::new(splitter, tool_mode.clone(), track.clone(), i)
-            })
+        let mut outputs: Vec<ChoiceOutput> = splitters
+            .into_iter()
+            .enumerate()
+            .map(|(i, splitter)| ChoiceOutput::new(splitter, tool_mode.clone(), track.clone(), i))
             .collect();
         let mut pending: Vec<Vec<TokenLogprob>> = vec![Vec::new(); n];
         let mut offsets = vec![0usize; n];

@@ -113,7 +113,7 @@ async fn generate_as(
     let openai = serde_json::to_vec(&openai).expect("a JSON value serializes");
     let started = start(&app, &id, &caller, ledger, &openai, endpoint, arrived).await?;
     let stream = started.stream;
-    let lines = answer_lines(started, kind, endpoint == Endpoint::Chat, arrived);
+    let lines = answer_lines(started, kind, arrived);
     if stream {
         // A failure partway is Ollama's `{"error"}` line.
         let lines = futures_util::StreamExt::map(lines, |line| {
@@ -314,7 +314,6 @@ fn generate_request(
 fn answer_lines(
     started: Started,
     kind: Kind,
-    chat_template: bool,
     arrived: Instant,
 ) -> impl Stream<Item = Result<Value, ApiError>> {
     let Started {
@@ -326,7 +325,7 @@ fn answer_lines(
         ..
     } = started;
     let mut events = streams.remove(0);
-    let splitter = chat_template.then(|| ReasoningSplitter::after_prompt(events.thinking));
+    let splitter = ReasoningSplitter::for_answer(&events);
     let mut out = ChoiceOutput::new(splitter, tool_mode, track.clone(), 0);
     let model = meta.model;
     let streaming = started_stream;

@@ -104,17 +104,36 @@ async fn chat_stream_sends_role_text_finish_usage_and_done() {
 }
 
 /// A reasoning model's thinking goes to `reasoning_content`, streamed or not, however the
-/// pieces break the markers.
+/// pieces break the markers; a model that declares no reasoning format answers with content
+/// only, whatever its answer starts with.
 #[tokio::test]
 async fn thinking_is_split_into_reasoning_content() {
     let pieces = vec!["<thi", "nk>Weigh", " the dose.</th", "ink>\n\n5", " mg."];
-    let (status, body, _) = chat(Arc::new(MockEngine::new(pieces.clone())), json!({})).await;
+    let (status, body, _) = chat(Arc::new(MockEngine::reasoner(pieces.clone())), json!({})).await;
     assert_eq!(status, StatusCode::OK);
     let message = &body["choices"][0]["message"];
     assert_eq!(message["reasoning_content"], "Weigh the dose.");
     assert_eq!(message["content"], "5 mg.");
 
-    let (_, body, _) = chat(Arc::new(MockEngine::new(pieces)), json!({"stream": true})).await;
+    for plain in [
+        pieces.clone(),
+        vec!["## Thinking\n\nA heading.\n\n## Final Response\n\nOk."],
+    ] {
+        let whole: String = plain.concat();
+        let (_, body, _) = chat(Arc::new(MockEngine::new(plain.clone())), json!({})).await;
+        assert_eq!(
+            body["choices"][0]["message"],
+            json!({"role": "assistant", "content": whole})
+        );
+        let (_, body, _) = chat(Arc::new(MockEngine::new(plain)), json!({"stream": true})).await;
+        assert_eq!(streamed_split(&body), (String::new(), whole));
+    }
+
+    let (_, body, _) = chat(
+        Arc::new(MockEngine::reasoner(pieces)),
+        json!({"stream": true}),
+    )
+    .await;
     let (reasoning, content) = streamed_split(&body);
     assert_eq!(
         (reasoning.as_str(), content.as_str()),
@@ -123,7 +142,7 @@ async fn thinking_is_split_into_reasoning_content() {
 
     // Completions pass the text through as it is.
     let app = app_with(
-        Some(Arc::new(MockEngine::new(vec!["<think>a</think>b"]))),
+        Some(Arc::new(MockEngine::reasoner(vec!["<think>a</think>b"]))),
         ServerConfig::default(),
     );
     let (_, body, _) = send(
@@ -160,7 +179,7 @@ fn streamed_split(body: &Value) -> (String, String) {
 async fn answers_after_a_prompt_that_opened_the_thinking_are_split() {
     let pieces = vec!["Okay, K+ 5.6", " is high.\n</th", "ink>\n\nRe", "peat it."];
     let opened = || {
-        let mut engine = MockEngine::new(pieces.clone());
+        let mut engine = MockEngine::reasoner(pieces.clone());
         engine.thinking = Some(ward_engine::THINKING_FORMATS[0]);
         Arc::new(engine)
     };
@@ -178,7 +197,7 @@ async fn answers_after_a_prompt_that_opened_the_thinking_are_split() {
         streamed_split(&body),
         ("Okay, K+ 5.6 is high.".into(), "Repeat it.".into())
     );
-    let (_, body, _) = chat(Arc::new(MockEngine::new(pieces.clone())), json!({})).await;
+    let (_, body, _) = chat(Arc::new(MockEngine::reasoner(pieces.clone())), json!({})).await;
     assert_eq!(
         body["choices"][0]["message"],
         json!({"role": "assistant", "content": "Okay, K+ 5.6 is high.\n</think>\n\nRepeat it."})
@@ -532,7 +551,7 @@ async fn responses_put_the_thinking_in_a_reasoning_item() {
     let pieces = vec!["<thi", "nk>Weigh", " the dose.</th", "ink>\n\n5", " mg."];
     let body = json!({"model": "mock-model", "input": "Dose?"}).to_string();
     let app = app_with(
-        Some(Arc::new(MockEngine::new(pieces.clone()))),
+        Some(Arc::new(MockEngine::reasoner(pieces.clone()))),
         ServerConfig::default(),
     );
     let (status, r, _) = send(app, "POST", "/v1/responses", &body).await;
@@ -544,7 +563,7 @@ async fn responses_put_the_thinking_in_a_reasoning_item() {
 
     let body = json!({"model": "mock-model", "input": "Dose?", "stream": true}).to_string();
     let app = app_with(
-        Some(Arc::new(MockEngine::new(pieces))),
+        Some(Arc::new(MockEngine::reasoner(pieces))),
         ServerConfig::default(),
     );
     let (_, events, _) = send(app, "POST", "/v1/responses", &body).await;

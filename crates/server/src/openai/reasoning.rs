@@ -1,19 +1,22 @@
 //! Splitting a reasoning model's thinking from its answer, for chat's `reasoning_content`:
 //! DeepSeek-R1 / Qwen3-style `<think>…</think>` and HuatuoGPT-o1-style `## Thinking … ## Final
 //! Response` sections (the formats of [`THINKING_FORMATS`], whose markers the prompt side
-//! reads too), recognised at the start of the answer, or known to be open from the start when
-//! the prompt opened the thinking (DeepSeek-R1 distills' generation prompt ends with
-//! `<think>\n`, so the answer is `…</think>\n\nanswer`), as llama.cpp's
-//! `thinking_forced_open` does. Text streams through as it comes; only what could still be
-//! the start of a marker is held back. Whitespace around the thinking is dropped; thinking
-//! that never closes (cut by `max_tokens`) is all reasoning.
+//! reads too). Only a model that declares its format (its chat template, its registry entry or
+//! `--reasoning-format`) has its answers split, and only by that format: another model's
+//! answer that happens to start with "## Thinking" is content. The thinking is recognised at
+//! the start of the answer, or known to be open from the start when the prompt opened it
+//! (DeepSeek-R1 distills' generation prompt ends with `<think>\n`, so the answer is
+//! `…</think>\n\nanswer`), as llama.cpp's `thinking_forced_open` does. Text streams through as
+//! it comes; only what could still be the start of a marker is held back. Whitespace around
+//! the thinking is dropped; thinking that never closes (cut by `max_tokens`) is all reasoning.
 
-use ward_engine::{ThinkingFormat, THINKING_FORMATS};
+use ward_engine::api::EventStream;
+use ward_engine::ThinkingFormat;
 
 #[derive(Debug)]
 enum State {
-    /// Not yet known whether the answer starts with thinking; the text so far.
-    Start(String),
+    /// Not yet known whether the answer starts with `format`'s thinking; the text so far.
+    Start { format: ThinkingFormat, buf: String },
     /// Inside the thinking, until the format's closing marker; text that may be the start of
     /// it. `lead` while the whitespace at the start of the thinking is being dropped.
     Thinking {
@@ -36,23 +39,30 @@ pub struct Split {
 }
 
 impl ReasoningSplitter {
-    /// For an answer that may start with thinking of any format.
-    pub fn new() -> ReasoningSplitter {
-        ReasoningSplitter(State::Start(String::new()))
-    }
-
-    /// For an answer that starts inside `format`'s thinking (the prompt opened it).
-    pub fn inside(format: ThinkingFormat) -> ReasoningSplitter {
-        ReasoningSplitter(State::Thinking {
+    /// For the answer `events` brings: `None` unless it answers a chat prompt of a model that
+    /// declares a reasoning format (its answers are then all content).
+    pub fn for_answer(events: &EventStream) -> Option<ReasoningSplitter> {
+        let format = events.reasoning?;
+        Some(ReasoningSplitter::after_prompt(
             format,
-            held: String::new(),
-            lead: true,
-        })
+            events.thinking == Some(format),
+        ))
     }
 
-    /// For an answer to a prompt that left `open` thinking open, else [`ReasoningSplitter::new`].
-    pub fn after_prompt(open: Option<ThinkingFormat>) -> ReasoningSplitter {
-        open.map_or_else(ReasoningSplitter::new, ReasoningSplitter::inside)
+    /// For an answer in `format` that may start with thinking, or, when the prompt left it
+    /// `open`, starts inside it.
+    pub fn after_prompt(format: ThinkingFormat, open: bool) -> ReasoningSplitter {
+        ReasoningSplitter(match open {
+            true => State::Thinking {
+                format,
+                held: String::new(),
+                lead: true,
+            },
+            false => State::Start {
+                format,
+                buf: String::new(),
+            },
+        })
     }
 
     pub fn push(&mut self, text: &str) -> Split {
@@ -65,7 +75,7 @@ impl ReasoningSplitter {
     pub fn finish(&mut self) -> Split {
         let mut out = Split::default();
         match std::mem::replace(&mut self.0, State::Answer { trim: false }) {
-            State::Start(text) => out.content = text,
+            State::Start { buf, .. } => out.content = buf,
             State::Thinking { held, .. } => out.reasoning = held.trim_end().to_string(),
             State::Answer { .. } => {}
         }
@@ -74,18 +84,16 @@ impl ReasoningSplitter {
 
     fn feed(&mut self, text: &str, out: &mut Split) {
         match &mut self.0 {
-            State::Start(buf) => {
+            State::Start { format, buf } => {
                 buf.push_str(text);
                 let lead = buf.trim_start();
-                for format in THINKING_FORMATS {
-                    if let Some(rest) = lead.strip_prefix(format.open) {
-                        let rest = rest.to_string();
-                        self.0 = ReasoningSplitter::inside(format).0;
-                        return self.feed(&rest, out);
-                    }
-                    if format.open.starts_with(lead) {
-                        return; // could still become this start marker
-                    }
+                if let Some(rest) = lead.strip_prefix(format.open) {
+                    let rest = rest.to_string();
+                    self.0 = ReasoningSplitter::after_prompt(*format, true).0;
+                    return self.feed(&rest, out);
+                }
+                if format.open.starts_with(lead) {
+                    return; // could still become the start marker
                 }
                 let all = std::mem::take(buf);
                 self.0 = State::Answer { trim: false };
@@ -132,7 +140,10 @@ impl ReasoningSplitter {
 mod tests {
     use super::*;
 
+    use ward_engine::THINKING_FORMATS;
+
     const THINK: ThinkingFormat = THINKING_FORMATS[0];
+    const SECTIONS: ThinkingFormat = THINKING_FORMATS[1];
 
     /// Feed `pieces` one by one to `s` and join what comes out.
     fn run(mut s: ReasoningSplitter, pieces: &[&str]) -> Split {
@@ -146,8 +157,9 @@ mod tests {
         all
     }
 
+    /// An answer in `<think>` format, the prompt leaving it closed.
     fn split(pieces: &[&str]) -> Split {
-        run(ReasoningSplitter::new(), pieces)
+        run(ReasoningSplitter::after_prompt(THINK, false), pieces)
     }
 
     fn want(reasoning: &str, content: &str) -> Split {
@@ -159,19 +171,19 @@ mod tests {
 
     /// `text` split the same however it is cut into pieces: at every place in two, character
     /// by character, and in 200 random chunkings (pieces of 1 to 12 characters).
-    fn same_in_any_chunking(open: Option<ThinkingFormat>, text: &str, expected: &Split) {
+    fn same_in_any_chunking(format: ThinkingFormat, open: bool, text: &str, expected: &Split) {
         let chars: Vec<(usize, char)> = text.char_indices().collect();
         let bounds: Vec<usize> = chars.iter().map(|c| c.0).skip(1).collect();
-        let whole = run(ReasoningSplitter::after_prompt(open), &[text]);
+        let whole = run(ReasoningSplitter::after_prompt(format, open), &[text]);
         assert_eq!(&whole, expected, "in one piece");
         for &cut in &bounds {
             let (a, b) = text.split_at(cut);
-            let got = run(ReasoningSplitter::after_prompt(open), &[a, b]);
+            let got = run(ReasoningSplitter::after_prompt(format, open), &[a, b]);
             assert_eq!(&got, expected, "cut at {cut}");
         }
         let singles: Vec<String> = text.chars().map(String::from).collect();
         let pieces: Vec<&str> = singles.iter().map(String::as_str).collect();
-        let got = run(ReasoningSplitter::after_prompt(open), &pieces);
+        let got = run(ReasoningSplitter::after_prompt(format, open), &pieces);
         assert_eq!(&got, expected, "character by character");
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         for round in 0..200 {
@@ -188,7 +200,7 @@ mod tests {
                 pieces.push(&text[from..to]);
                 at = end;
             }
-            let got = run(ReasoningSplitter::after_prompt(open), &pieces);
+            let got = run(ReasoningSplitter::after_prompt(format, open), &pieces);
             assert_eq!(&got, expected, "round {round}: {pieces:?}");
         }
     }
@@ -196,7 +208,8 @@ mod tests {
     #[test]
     fn think_tags_split_wherever_the_pieces_break() {
         same_in_any_chunking(
-            None,
+            THINK,
+            false,
             "<think>Fever and stiff neck: meningitis?</think>\n\nSeek care now.",
             &want("Fever and stiff neck: meningitis?", "Seek care now."),
         );
@@ -208,7 +221,8 @@ mod tests {
         let text = "Okay, K+ 5.6 mmol/L is above 5.0.\nCheck for haemolysis first.\n</think>\n\n\
                     Repeat the test before treating. 复查血钾。";
         same_in_any_chunking(
-            Some(THINK),
+            THINK,
+            true,
             text,
             &want(
                 "Okay, K+ 5.6 mmol/L is above 5.0.\nCheck for haemolysis first.",
@@ -217,13 +231,15 @@ mod tests {
         );
         // Whitespace before the thinking is dropped too, however it arrives.
         same_in_any_chunking(
-            Some(THINK),
+            THINK,
+            true,
             "\n\n  嗯，血钾偏高。</think>结论：复查。",
             &want("嗯，血钾偏高。", "结论：复查。"),
         );
         // Cut short by max_tokens: all of it is thinking.
         same_in_any_chunking(
-            Some(THINK),
+            THINK,
+            true,
             "Weighing the dose: 15 mg/kg × 72.5 kg = </thi",
             &want("Weighing the dose: 15 mg/kg × 72.5 kg = </thi", ""),
         );
@@ -234,7 +250,7 @@ mod tests {
         );
         assert_eq!(
             run(
-                ReasoningSplitter::inside(THINK),
+                ReasoningSplitter::after_prompt(THINK, true),
                 &["", "</think>", "Answer."]
             ),
             want("", "Answer.")
@@ -246,24 +262,32 @@ mod tests {
     #[test]
     fn qwen3_thinking_on_and_off() {
         same_in_any_chunking(
-            None,
+            THINK,
+            false,
             "<think>\nThe user asks about newborns: 100-160 bpm.\n</think>\n\n100-160 bpm.",
             &want("The user asks about newborns: 100-160 bpm.", "100-160 bpm."),
         );
         same_in_any_chunking(
-            None,
+            THINK,
+            false,
             "<think>\n\n</think>\n\n60-100 bpm.",
             &want("", "60-100 bpm."),
         );
-        same_in_any_chunking(None, "60-100 bpm.", &want("", "60-100 bpm."));
+        same_in_any_chunking(THINK, false, "60-100 bpm.", &want("", "60-100 bpm."));
     }
 
     #[test]
     fn thinking_sections_and_plain_answers() {
-        same_in_any_chunking(
-            None,
-            "## Thinking\n\nCheck the dose.\n\n## Final Response\n\n5 mg.",
-            &want("Check the dose.", "5 mg."),
+        let huatuo = "## Thinking\n\nCheck the dose.\n\n## Final Response\n\n5 mg.";
+        same_in_any_chunking(SECTIONS, false, huatuo, &want("Check the dose.", "5 mg."));
+        // Only the model's own format is read: to a <think> model this is an answer.
+        assert_eq!(split(&[huatuo]), want("", huatuo));
+        assert_eq!(
+            run(
+                ReasoningSplitter::after_prompt(SECTIONS, false),
+                &["<think>a</think>b"]
+            ),
+            want("", "<think>a</think>b")
         );
         assert_eq!(split(&["Just ", "an answer."]), want("", "Just an answer."));
         assert_eq!(split(&["<", "b>bold</b>"]), want("", "<b>bold</b>"));

@@ -52,7 +52,7 @@ pub async fn responses(
             ..
         } = started;
         let (choices, usage) = tokio::select! {
-            done = collect(streams, 1, false, true, tool_mode, &track) => done?,
+            done = collect(streams, 1, false, tool_mode, &track) => done?,
             () = app.cut() => return Err(ApiError::cut_at_shutdown()),
         };
         let c = &choices[0];
@@ -375,8 +375,8 @@ fn event_stream(
         ..
     } = started;
     let mut events_in = streams.remove(0);
-    let splitter = ReasoningSplitter::after_prompt(events_in.thinking);
-    let mut out = ChoiceOutput::new(Some(splitter), tool_mode, track.clone(), 0);
+    let splitter = ReasoningSplitter::for_answer(&events_in);
+    let mut out = ChoiceOutput::new(splitter, tool_mode, track.clone(), 0);
     let stream = async_stream::stream! {
         let mut ev = Events { sequence: 0 };
         yield ev.event("response.created", json!({"response": answer.response(vec![], None)}));

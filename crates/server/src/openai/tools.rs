@@ -5,17 +5,16 @@
 //! of one call (`{"name": …, "arguments": {…}}`: the name one of the tools, given first, and
 //! the arguments valid against that function's parameters), so it always parses. With `"auto"` the model chooses: calls
 //! are read from `<tool_call>{…}</tool_call>` blocks (the Hermes format the tools are offered
-//! in, see `ward_models::template::tools_system_prompt`), and the text outside them is the
-//! content. A block that is not a valid call stays in the content.
+//! in, written and read in `ward_models::template::hermes`), and the text outside them is the
+//! content. A block that is not a valid call, or names a tool not offered, stays in the content.
 
 use std::sync::Arc;
 
 use serde_json::{json, Value};
+pub use ward_engine::hermes::ToolCall;
+use ward_engine::hermes::{self, Verdict, OPEN};
 
 use crate::error::ApiError;
-
-const OPEN: &str = "<tool_call>";
-const CLOSE: &str = "</tool_call>";
 /// Most tools one request may offer.
 const MAX_TOOLS: usize = 64;
 
@@ -33,13 +32,6 @@ pub enum ToolMode {
     },
     /// The whole answer is one call's JSON.
     Forced,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct ToolCall {
-    pub name: String,
-    /// The arguments as a JSON text (OpenAI's wire form).
-    pub arguments: String,
 }
 
 /// The request's `tools` and `tool_choice`, checked: the tools to offer the model, the mode,
@@ -215,48 +207,23 @@ fn hoist_definitions(schema: &mut Value, prefix: &str, defs: &mut serde_json::Ma
     }
 }
 
-/// One call from its JSON (`{"name", "arguments"}`; `parameters` accepted too).
-fn call_from(json_text: &str) -> Option<ToolCall> {
-    let v: Value = serde_json::from_str(json_text.trim()).ok()?;
-    let name = v.get("name")?.as_str()?.to_string();
-    let args = v
-        .get("arguments")
-        .or_else(|| v.get("parameters"))
-        .cloned()
-        .unwrap_or(json!({}));
-    let arguments = match args {
-        Value::String(s) => s,
-        other => other.to_string(),
-    };
-    Some(ToolCall { name, arguments })
-}
-
 /// The content and the calls of a whole answer.
 fn parse(mode: &ToolMode, text: &str) -> (String, Vec<ToolCall>) {
     match mode {
         ToolMode::Off => (text.to_string(), Vec::new()),
-        ToolMode::Forced => match call_from(text) {
+        ToolMode::Forced => match hermes::call_from(text) {
             Some(call) => (String::new(), vec![call]),
             None => (text.to_string(), Vec::new()),
         },
         ToolMode::Auto { names, one_call } => {
-            let (mut content, mut calls, mut rest) = (String::new(), Vec::new(), text);
-            while let Some(at) = rest.find(OPEN) {
-                content.push_str(&rest[..at]);
-                let after = &rest[at + OPEN.len()..];
-                let (inside, next) = match after.find(CLOSE) {
-                    Some(end) => (&after[..end], &after[end + CLOSE.len()..]),
-                    None => (after, ""), // cut short: take what there is
-                };
-                match call_from(inside) {
+            let (content, calls) = hermes::split_calls(text, |call, taken| {
+                match call {
                     // Calls past the first are dropped where only one may be made.
-                    Some(_) if *one_call && !calls.is_empty() => {}
-                    Some(call) if names.contains(&call.name) => calls.push(call),
-                    _ => content.push_str(&rest[at..rest.len() - next.len()]),
+                    _ if *one_call && !taken.is_empty() => Verdict::Drop,
+                    c if names.contains(&c.name) => Verdict::Take,
+                    _ => Verdict::Text,
                 }
-                rest = next;
-            }
-            content.push_str(rest);
+            });
             let content = if calls.is_empty() {
                 content
             } else {
@@ -298,20 +265,7 @@ impl ToolStream {
                     return String::new();
                 }
                 // Send what comes before a tag (or before what may be the start of one).
-                let send = match self.held.find(OPEN) {
-                    Some(at) => at,
-                    None => {
-                        let h = &self.held;
-                        let partial = (1..OPEN.len().min(h.len() + 1))
-                            .rev()
-                            .find(|&n| {
-                                h.is_char_boundary(h.len() - n)
-                                    && OPEN.starts_with(&h[h.len() - n..])
-                            })
-                            .unwrap_or(0);
-                        h.len() - partial
-                    }
-                };
+                let send = hermes::may_start_at(&self.held);
                 self.held.drain(..send).collect()
             }
         }

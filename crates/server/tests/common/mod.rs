@@ -21,6 +21,8 @@ pub struct MockEngine {
     pub info: ModelInfo,
     pub pieces: Vec<&'static str>,
     pub refuse: Option<fn() -> SubmitError>,
+    /// The reasoning format it declares (None: a model that does not reason).
+    pub reasoning: Option<ThinkingFormat>,
     /// The thinking its chat prompts leave open (as a DeepSeek-R1 distill's template does).
     pub thinking: Option<ThinkingFormat>,
     pub seen: Mutex<Vec<GenerateRequest>>,
@@ -46,6 +48,7 @@ impl MockEngine {
             },
             pieces,
             refuse: None,
+            reasoning: None,
             thinking: None,
             seen: Mutex::new(Vec::new()),
             senders: Mutex::new(Vec::new()),
@@ -56,6 +59,14 @@ impl MockEngine {
 }
 
 impl MockEngine {
+    /// A reasoning model of the `<think>` format.
+    pub fn reasoner(pieces: Vec<&'static str>) -> MockEngine {
+        MockEngine {
+            reasoning: Some(ward_engine::THINKING_FORMATS[0]),
+            ..MockEngine::new(pieces)
+        }
+    }
+
     fn finished(&self, prompt_tokens: usize) -> Event {
         Event::Finished(Usage {
             finish: FinishReason::Length,
@@ -107,6 +118,7 @@ impl Engine for MockEngine {
         self.seen.lock().unwrap().push(request);
         let (tx, mut rx) = EventStream::channel(prompt_tokens);
         rx.thinking = self.thinking.filter(|_| chat);
+        rx.reasoning = self.reasoning.filter(|_| chat);
         for p in &self.pieces {
             tx.send(Event::Text(p.to_string()));
         }
