@@ -1,5 +1,7 @@
-//! The weight-format kernels on random data, for every type: every tier the machine has
-//! against exact f64 arithmetic on the dequantized blocks (the reference definition), and the
+//! The weight-format kernels on random data, for every type: every tier's row products
+//! (`vec_dot`: NEON's for every type; on x86 the float types', the quantized ones taking the
+//! scalar reference there) against exact f64 arithmetic on the dequantized blocks (the
+//! reference definition), and the
 //! parallel matmul on every tier (GGUF's rows, 8-row tiles) against the same and plain float
 //! maths — over odd shapes, tails and token counts, with each token's outputs independent of the
 //! others in the batch.
@@ -11,7 +13,7 @@ use ward_kernels::activation::Activation;
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::quant::{
     dequantize_activations, dequantize_row, matmul, matmul_gated, matmul_normed, pair_groups,
-    quantize_activations, vec_dot, ActivationType, Layout, QuantMatrix, WeightType,
+    quantize_activations, vec_dot, ActivationType, Layout, MatrixError, QuantMatrix, WeightType,
 };
 use ward_kernels::tier::Tier;
 
@@ -93,8 +95,8 @@ fn every_tier_of_every_type_matches_exact_arithmetic() {
 #[test]
 fn extreme_values_do_not_overflow_the_integer_sums() {
     // Every quantized value at its largest magnitude, activations all at the extreme: the i16
-    // pair sums of `maddubs` are where an overflow would show, in the row products and in the
-    // tile kernels.
+    // pair sums of `maddubs` are where an overflow would show, in the tile kernels (and NEON's
+    // row products).
     let mut rng = Rng(7);
     for ty in WeightType::ALL.into_iter().filter(|t| t.block_len() > 1) {
         let cols = 512;
@@ -368,7 +370,11 @@ fn a_matrix_for_a_tier_this_cpu_lacks_is_refused() {
         let Err(err) = QuantMatrix::on_tier(WeightType::Q8_0, vec![0; 34], 1, 32, tier) else {
             panic!("a {tier} matrix on a CPU without it");
         };
-        assert!(err.contains("lacks") || err.contains("built for"), "{err}");
+        let MatrixError::TierUnavailable { tier: refused, why } = &err else {
+            panic!("{tier}: {err}");
+        };
+        assert_eq!(*refused, tier);
+        assert!(why.contains("lacks") || why.contains("built for"), "{err}");
     }
 }
 
@@ -382,10 +388,35 @@ fn activation_formats_match_the_weight_types() {
 
 #[test]
 fn malformed_matrices_are_refused() {
-    assert!(QuantMatrix::new(WeightType::Q8_0, vec![0; 34], 1, 33).is_err());
-    assert!(QuantMatrix::new(WeightType::Q8_0, vec![0; 33], 1, 32).is_err());
-    assert!(QuantMatrix::new(WeightType::Q4_K, vec![0; 144], 1, 128).is_err());
-    assert!(QuantMatrix::new(WeightType::Q4_1, vec![0; 40], 2, 32).is_ok());
-    assert!(QuantMatrix::new(WeightType::Q4_1, vec![0; 40], usize::MAX, 32).is_err());
-    assert!(QuantMatrix::new(WeightType::F32, vec![0; 0], 0, 0).is_err());
+    use WeightType::*;
+    let err = |ty, bytes: usize, rows, cols| QuantMatrix::new(ty, vec![0; bytes], rows, cols).err();
+    assert!(matches!(
+        err(Q8_0, 34, 1, 33),
+        Some(MatrixError::RowLength {
+            cols: 33,
+            block: 32,
+            ..
+        })
+    ));
+    assert!(matches!(
+        err(Q8_0, 33, 1, 32),
+        Some(MatrixError::ByteCount {
+            expected: 34,
+            got: 33,
+            ..
+        })
+    ));
+    assert!(matches!(
+        err(Q4_K, 144, 1, 128),
+        Some(MatrixError::RowLength { block: 256, .. })
+    ));
+    assert!(err(Q4_1, 40, 2, 32).is_none());
+    assert!(matches!(
+        err(Q4_1, 40, usize::MAX, 32),
+        Some(MatrixError::Overflow { .. })
+    ));
+    assert!(matches!(
+        err(F32, 0, 0, 0),
+        Some(MatrixError::RowLength { cols: 0, .. })
+    ));
 }

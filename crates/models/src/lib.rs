@@ -72,14 +72,34 @@ pub enum ModelError {
         blocks: usize,
         pool: usize,
     },
-    #[error("tensor {name:?}: {reason}")]
-    BadTensor { name: String, reason: String },
+    #[error("tensor {name:?}: {source}")]
+    BadTensor {
+        name: String,
+        #[source]
+        source: ward_kernels::quant::MatrixError,
+    },
     /// Embeddings asked of a generative model (no `<arch>.pooling_type`).
     #[error("this {arch} model generates text; it has no pooling type for embeddings")]
     NotAnEmbeddingModel { arch: String },
     /// The GPU failed, or cannot run this model.
     #[error("GPU: {0}")]
-    Gpu(String),
+    Gpu(#[from] GpuError),
+}
+
+/// Why a model does not run on the GPU.
+#[derive(Debug, thiserror::Error)]
+pub enum GpuError {
+    /// The CUDA driver's own error (its code and description).
+    #[cfg(feature = "cuda")]
+    #[error("CUDA: {0}")]
+    Driver(#[from] cudarc::driver::DriverError),
+    /// The model asks for something the GPU kernels lack (named).
+    #[error("{0} is not implemented on the GPU yet; run this model on the CPU")]
+    Unsupported(String),
+    #[error("embedding models run on the CPU (serve them without --gpu)")]
+    Embeddings,
+    #[error("this build of Ward has no CUDA support (build with --features cuda)")]
+    NotBuilt,
 }
 
 /// A GGUF file, or a Hugging Face directory converted as llama.cpp's converter would, with
@@ -138,9 +158,7 @@ impl Device {
         } else {
             return Ok(());
         };
-        Err(ModelError::Gpu(format!(
-            "{lacking} is not implemented on the GPU yet; run this model on the CPU"
-        )))
+        Err(GpuError::Unsupported(lacking).into())
     }
 }
 
@@ -197,11 +215,7 @@ impl LoadedModel {
             #[cfg(feature = "cuda")]
             Device::Cuda(ordinal) => Box::new(gpu::GpuModel::load(&gguf, ordinal)?),
             #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => {
-                return Err(ModelError::Gpu(
-                    "this build of Ward has no CUDA support (build with --features cuda)".into(),
-                ))
-            }
+            Device::Cuda(_) => return Err(GpuError::NotBuilt.into()),
         };
         if tokenizer.vocab().len() != model.n_vocab() {
             return Err(gguf::GgufError::InvalidValue {

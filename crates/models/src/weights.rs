@@ -83,9 +83,9 @@ impl<'a> WeightLoader<'a> {
         }
         let rows = out_dims.iter().sum();
         let m =
-            QuantMatrix::new(ty, bytes, rows, in_dim).map_err(|reason| ModelError::BadTensor {
+            QuantMatrix::new(ty, bytes, rows, in_dim).map_err(|source| ModelError::BadTensor {
                 name: names.join("+"),
-                reason,
+                source,
             })?;
         Ok(Projections::Fused {
             all: Linear::new(Arc::new(m)),
@@ -116,10 +116,10 @@ impl<'a> WeightLoader<'a> {
         let ty = weight_type(gate, gi)?;
         let (g, u) = (self.gguf.tensor_bytes(gi), self.gguf.tensor_bytes(ui));
         let bytes = pair_groups(&g, &u, g.len() / n_ff);
-        let m = QuantMatrix::new(ty, bytes, 2 * n_ff, in_dim).map_err(|reason| {
+        let m = QuantMatrix::new(ty, bytes, 2 * n_ff, in_dim).map_err(|source| {
             ModelError::BadTensor {
                 name: format!("{gate}+{up}"),
-                reason,
+                source,
             }
         })?;
         Ok(GateUp::Paired(m))
@@ -135,9 +135,9 @@ impl<'a> WeightLoader<'a> {
         let info = self.info(name, dims)?;
         let ty = weight_type(name, info)?;
         let bytes = self.gguf.tensor_bytes(info).into_owned();
-        QuantMatrix::new(ty, bytes, rows, cols).map_err(|reason| ModelError::BadTensor {
+        QuantMatrix::new(ty, bytes, rows, cols).map_err(|source| ModelError::BadTensor {
             name: name.to_string(),
-            reason,
+            source,
         })
     }
 }

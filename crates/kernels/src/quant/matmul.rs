@@ -34,10 +34,42 @@ pub enum Layout {
     Interleaved8,
 }
 
+/// Why a matrix cannot be made from the bytes given.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatrixError {
+    #[error("no {tier} kernels here: {why}")]
+    TierUnavailable { tier: Tier, why: String },
+    #[error("row length {cols} is not a positive multiple of {ty:?}'s block of {block}")]
+    RowLength {
+        ty: WeightType,
+        cols: usize,
+        block: usize,
+    },
+    #[error("a {rows}×{cols} {ty:?} matrix's size overflows")]
+    Overflow {
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+    },
+    #[error("{rows}×{cols} {ty:?} needs {expected} bytes, got {got}")]
+    ByteCount {
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+        expected: usize,
+        got: usize,
+    },
+}
+
 impl QuantMatrix {
     /// Checks that `bytes` holds exactly `rows` rows of `cols` values (GGUF's layout), and
     /// stores them in the layout this process's tier reads fastest.
-    pub fn new(ty: WeightType, bytes: Vec<u8>, rows: usize, cols: usize) -> Result<Self, String> {
+    pub fn new(
+        ty: WeightType,
+        bytes: Vec<u8>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, MatrixError> {
         Self::on_tier(ty, bytes, rows, cols, tier())
     }
 
@@ -49,21 +81,28 @@ impl QuantMatrix {
         rows: usize,
         cols: usize,
         tier: Tier,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, MatrixError> {
         tier.supported()
-            .map_err(|why| format!("no {tier} kernels here: {why}"))?;
-        let row_bytes = ty.row_bytes(cols).filter(|_| cols > 0).ok_or_else(|| {
-            format!(
-                "row length {cols} is not a positive multiple of {ty:?}'s block of {}",
-                ty.block_len()
-            )
-        })?;
-        let expected = rows.checked_mul(row_bytes).ok_or("matrix size overflows")?;
+            .map_err(|why| MatrixError::TierUnavailable { tier, why })?;
+        let row_bytes = ty
+            .row_bytes(cols)
+            .filter(|_| cols > 0)
+            .ok_or(MatrixError::RowLength {
+                ty,
+                cols,
+                block: ty.block_len(),
+            })?;
+        let expected =
+            rows.checked_mul(row_bytes)
+                .ok_or(MatrixError::Overflow { ty, rows, cols })?;
         if bytes.len() != expected {
-            return Err(format!(
-                "{rows}×{cols} {ty:?} needs {expected} bytes, got {}",
-                bytes.len()
-            ));
+            return Err(MatrixError::ByteCount {
+                ty,
+                rows,
+                cols,
+                expected,
+                got: bytes.len(),
+            });
         }
         let tiles = tile_kernel(tier, ty);
         let bytes = match tiles {

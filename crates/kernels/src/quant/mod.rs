@@ -7,7 +7,8 @@
 //! reference dot products built on it, and the SIMD tiers (`crate::tier`): on x86-64 the 8-row
 //! tiles of `interleave.rs` multiplied by `avx2_x8.rs` (AVX2 + FMA + F16C) or `avx512_x8.rs`
 //! (the same arithmetic with VNNI's `vpdpbusd`, bit-identical), with `avx2.rs`'s row products
-//! for the float types; on aarch64 with the dot-product extension the same tiles multiplied by
+//! for the float types (x86 has no quantized row products: `vec_dot` gives a quantized row the
+//! scalar reference there); on aarch64 with the dot-product extension the same tiles multiplied by
 //! `dotprod_x8.rs` (`sdot`, bit-identical to the x86 tiers; with i8mm, pairs of activation
 //! rows by `smmla`), and on plain NEON GGUF's row layout; the aarch64 tiers take `neon.rs`'s
 //! row products where they do not tile.
@@ -40,7 +41,9 @@ use crate::tier::{tier, Tier};
 pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
 pub use interleave::GROUP;
-pub use matmul::{matmul, matmul_gated, matmul_normed, pair_groups, Layout, QuantMatrix};
+pub use matmul::{
+    matmul, matmul_gated, matmul_normed, pair_groups, Layout, MatrixError, QuantMatrix,
+};
 pub use quantize::{quantize_row, QUANTIZABLE};
 
 /// Values per super-block of the K-quants (and per block of Q8_K).
@@ -196,7 +199,8 @@ impl ActivationType {
 }
 
 /// Dot product of one weight row with one activation row (converted by `quantize_activations`
-/// for this weight type), on `tier` (the scalar reference where the CPU lacks the tier).
+/// for this weight type), on `tier`: its row product where it has one (NEON's for every type,
+/// x86's for the float types), else the scalar reference.
 ///
 /// Panics if the activation row is shorter than the weight row.
 pub fn vec_dot(ty: WeightType, tier: Tier, w: &[u8], a: &[u8]) -> f32 {
@@ -213,10 +217,15 @@ pub fn vec_dot(ty: WeightType, tier: Tier, w: &[u8], a: &[u8]) -> f32 {
     );
     match tier {
         Tier::Avx2 | Tier::Avx512 => {
+            // x86 has row products for the float types only: it multiplies the quantized types
+            // in tiles (`tile_kernel`), so one of their rows (tests ask) takes the scalar
+            // reference below.
             #[cfg(target_arch = "x86_64")]
             // SAFETY: both tiers mean AVX2, FMA and F16C (checked above); the assert above covers
             // the bytes read.
-            return unsafe { avx2::vec_dot(ty, w, a, blocks) };
+            if let Some(dot) = unsafe { avx2::vec_dot(ty, w, a, blocks) } {
+                return dot;
+            }
         }
         Tier::Neon | Tier::Dotprod | Tier::I8mm => {
             #[cfg(all(target_arch = "aarch64", target_endian = "little"))]

@@ -82,9 +82,7 @@ pub trait CausalLm: Send + Sync {
     /// An embedding model's unnormalised vector for `tokens` (run alone, from position 0):
     /// the final norm's output, pooled as the model's description says.
     fn embed(&self, _tokens: &[u32], _ws: &mut Workspace) -> Result<Vec<f32>, ModelError> {
-        Err(ModelError::Gpu(
-            "embedding models run on the CPU (serve them without --gpu)".into(),
-        ))
+        Err(crate::GpuError::Embeddings.into())
     }
 
     /// Run `tokens` at the positions after those already in `cache`, append them to it, and

@@ -84,7 +84,7 @@ pub use step::STEP_TOKENS;
 
 impl From<DriverError> for ModelError {
     fn from(e: DriverError) -> ModelError {
-        ModelError::Gpu(format!("CUDA: {e}"))
+        ModelError::Gpu(e.into())
     }
 }
 
