@@ -4,8 +4,6 @@
 //! then top-k, top-p and min-p on the tempered distribution, then one draw. Temperature 0 is
 //! greedy (ties go to the lowest token id).
 
-use std::collections::HashMap;
-
 use crate::rng::Rng;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -62,6 +60,8 @@ pub struct Sampler {
     rng: Rng,
     /// The candidates of the last draw, kept so a draw does not allocate.
     scratch: Vec<(u32, f32)>,
+    /// The recent tokens the penalties count, sorted (kept for the same reason).
+    recent: Vec<u32>,
 }
 
 /// Most likely first; the lower token id first on ties.
@@ -76,6 +76,7 @@ impl Sampler {
             params,
             rng: Rng::seed(seed),
             scratch: Vec::new(),
+            recent: Vec::new(),
         }
     }
 
@@ -107,18 +108,18 @@ impl Sampler {
         picked
     }
 
-    fn apply_penalties(&self, logits: &mut [f32], history: &[u32]) {
+    fn apply_penalties(&mut self, logits: &mut [f32], history: &[u32]) {
         let p = &self.params;
         if p.repetition_penalty == 1.0 && p.frequency_penalty == 0.0 && p.presence_penalty == 0.0 {
             return;
         }
-        let recent = &history[history.len().saturating_sub(p.penalty_last_n)..];
-        let mut counts: HashMap<u32, u32> = HashMap::new();
-        for &t in recent {
-            *counts.entry(t).or_default() += 1;
-        }
-        for (&t, &c) in &counts {
-            let Some(l) = logits.get_mut(t as usize) else {
+        // Sorted, each token's occurrences are one run: its count without a map.
+        self.recent.clear();
+        self.recent
+            .extend_from_slice(&history[history.len().saturating_sub(p.penalty_last_n)..]);
+        self.recent.sort_unstable();
+        for run in self.recent.chunk_by(|a, b| a == b) {
+            let Some(l) = logits.get_mut(run[0] as usize) else {
                 continue;
             };
             if *l > 0.0 {
@@ -126,7 +127,7 @@ impl Sampler {
             } else {
                 *l *= p.repetition_penalty;
             }
-            *l -= c as f32 * p.frequency_penalty + p.presence_penalty;
+            *l -= run.len() as f32 * p.frequency_penalty + p.presence_penalty;
         }
     }
 
@@ -202,15 +203,36 @@ impl Sampler {
     }
 }
 
-/// Index of the largest logit; the lowest index wins ties.
+/// Index of the largest logit; the lowest index wins ties (NaN never wins). Kept in 16 lanes,
+/// each with the first index of its maximum, so that the loop compiles to vector compares and
+/// blends: a vocabulary is 50–260k logits, and a plain scan took 0.2 ms on Gemma 3's.
 pub fn argmax(logits: &[f32]) -> u32 {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
+    const LANES: usize = 16;
+    let mut max = [f32::NEG_INFINITY; LANES];
+    let mut at = [u32::MAX; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for (c, chunk) in chunks.enumerate() {
+        for (j, &x) in chunk.iter().enumerate() {
+            let better = x > max[j];
+            max[j] = if better { x } else { max[j] };
+            at[j] = if better { (c * LANES + j) as u32 } else { at[j] };
         }
     }
-    best as u32
+    let tail_start = logits.len() - tail.len();
+    let tail = tail.iter().enumerate().map(|(j, &x)| (x, (tail_start + j) as u32));
+    let mut best = (f32::NEG_INFINITY, u32::MAX);
+    for (x, i) in max.into_iter().zip(at).chain(tail) {
+        if x > f32::NEG_INFINITY && (x > best.0 || (x == best.0 && i < best.1)) {
+            best = (x, i);
+        }
+    }
+    if best.1 == u32::MAX {
+        // Nothing above -∞: the first -∞, as a plain scan finds it.
+        let first = logits.iter().position(|&x| x == f32::NEG_INFINITY);
+        return first.unwrap_or(0) as u32;
+    }
+    best.1
 }
 
 fn random_seed() -> u64 {
@@ -348,6 +370,38 @@ mod tests {
         }
     }
 
+    /// The lane-wise argmax against a plain scan, on lengths around the lane count, with ties,
+    /// NaN and infinities.
+    #[test]
+    fn argmax_is_the_first_largest_logit() {
+        let reference = |l: &[f32]| {
+            let mut best: Option<usize> = None;
+            for (i, &x) in l.iter().enumerate() {
+                if !x.is_nan() && best.is_none_or(|b| x > l[b]) {
+                    best = Some(i);
+                }
+            }
+            best.unwrap_or(0) as u32
+        };
+        let mut rng = Rng::seed(11);
+        for n in [1, 2, 15, 16, 17, 31, 33, 100, 1000, 4099] {
+            for round in 0..50 {
+                // Few distinct values, so ties are common; some NaN and infinities.
+                let l: Vec<f32> = (0..n)
+                    .map(|_| match (rng.next_f64() * 40.0) as u32 {
+                        0 if round % 3 == 0 => f32::NAN,
+                        1 if round % 5 == 0 => f32::INFINITY,
+                        2 => f32::NEG_INFINITY,
+                        k => (k % 7) as f32,
+                    })
+                    .collect();
+                assert_eq!(argmax(&l), reference(&l), "{l:?}");
+            }
+        }
+        assert_eq!(argmax(&[f32::NAN; 20]), 0);
+        assert_eq!(argmax(&[f32::NEG_INFINITY; 20]), 0);
+    }
+
     #[test]
     fn logit_bias_moves_the_choice() {
         let mut logits = vec![0.0, 3.0, 1.0];
@@ -427,7 +481,7 @@ mod tests {
 
     #[test]
     fn penalties_follow_their_definitions() {
-        let s = Sampler::new(SamplingParams {
+        let mut s = Sampler::new(SamplingParams {
             repetition_penalty: 2.0,
             frequency_penalty: 0.5,
             presence_penalty: 0.25,
@@ -438,7 +492,7 @@ mod tests {
         // token 0: 4/2 - 2*0.5 - 0.25; token 1: -4*2 - 0.5 - 0.25; token 2 untouched; 3: 1/2-0.75
         assert_eq!(l, vec![0.75, -8.75, 1.0, -0.25]);
         // Only the last `penalty_last_n` tokens count.
-        let s = Sampler::new(SamplingParams {
+        let mut s = Sampler::new(SamplingParams {
             presence_penalty: 1.0,
             penalty_last_n: 1,
             ..params(1.0)
