@@ -216,11 +216,18 @@ pub fn argmax(logits: &[f32]) -> u32 {
         for (j, &x) in chunk.iter().enumerate() {
             let better = x > max[j];
             max[j] = if better { x } else { max[j] };
-            at[j] = if better { (c * LANES + j) as u32 } else { at[j] };
+            at[j] = if better {
+                (c * LANES + j) as u32
+            } else {
+                at[j]
+            };
         }
     }
     let tail_start = logits.len() - tail.len();
-    let tail = tail.iter().enumerate().map(|(j, &x)| (x, (tail_start + j) as u32));
+    let tail = tail
+        .iter()
+        .enumerate()
+        .map(|(j, &x)| (x, (tail_start + j) as u32));
     let mut best = (f32::NEG_INFINITY, u32::MAX);
     for (x, i) in max.into_iter().zip(at).chain(tail) {
         if x > f32::NEG_INFINITY && (x > best.0 || (x == best.0 && i < best.1)) {
