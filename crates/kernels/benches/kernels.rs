@@ -33,7 +33,7 @@ fn weights_on(ty: WeightType, rows: usize, cols: usize, tier: Tier) -> QuantMatr
             .chunks_exact_mut(2)
             .for_each(|c| c.copy_from_slice(&[0x00, 0x14]));
     }
-    QuantMatrix::on_tier(ty, bytes, rows, cols, tier).unwrap()
+    QuantMatrix::on_tier(ty, &bytes, rows, cols, tier).unwrap()
 }
 
 fn matmuls(c: &mut Criterion) {

@@ -12,7 +12,7 @@ use common::{f16_fields, random_weights, tiers, Rng};
 use ward_kernels::activation::Activation;
 use ward_kernels::norm::{rms_norm_inplace, RmsNorm};
 use ward_kernels::quant::{
-    dequantize_activations, dequantize_row, matmul, matmul_gated, matmul_normed, pair_groups,
+    dequantize_activations, dequantize_row, matmul, matmul_gated, matmul_normed,
     quantize_activations, vec_dot, ActivationType, Layout, MatrixError, QuantMatrix, WeightType,
 };
 use ward_kernels::tier::Tier;
@@ -119,7 +119,7 @@ fn extreme_values_do_not_overflow_the_integer_sums() {
                 for tier in tiers() {
                     let dot = f64::from(vec_dot(ty, tier, &w, &a));
                     // The tile kernels too: 8 copies of the row, two tokens.
-                    let tiled = matrix(ty, w.repeat(8), 8, cols, tier);
+                    let tiled = matrix(ty, &w.repeat(8), 8, cols, tier);
                     let y = matmul(&tiled, &[x.clone(), x.clone()].concat());
                     for got in std::iter::once(dot).chain(y.into_iter().map(f64::from)) {
                         assert!(
@@ -134,7 +134,7 @@ fn extreme_values_do_not_overflow_the_integer_sums() {
 }
 
 /// `rows × cols` of `ty` in GGUF's layout, for the kernels of `tier`.
-fn matrix(ty: WeightType, bytes: Vec<u8>, rows: usize, cols: usize, tier: Tier) -> QuantMatrix {
+fn matrix(ty: WeightType, bytes: &[u8], rows: usize, cols: usize, tier: Tier) -> QuantMatrix {
     QuantMatrix::on_tier(ty, bytes, rows, cols, tier).unwrap()
 }
 
@@ -148,7 +148,7 @@ fn matmul_on_every_tier_matches_exact_arithmetic_and_float_math() {
             let bytes = random_weights(ty, rows, cols, &mut rng);
             let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
             for tier in tiers() {
-                let w = matrix(ty, bytes.clone(), rows, cols, tier);
+                let w = matrix(ty, &bytes, rows, cols, tier);
                 let layout = (tier, w.layout());
                 let y = matmul(&w, &x);
                 assert_eq!(y.len(), n * rows);
@@ -198,11 +198,13 @@ fn the_gated_matmul_equals_two_matmuls_and_the_activation() {
             let gate = random_weights(ty, out_rows, cols, &mut rng);
             let up = random_weights(ty, out_rows, cols, &mut rng);
             let x: Vec<f32> = (0..n * cols).map(|_| rng.normal_ish()).collect();
-            let row_bytes = gate.len() / out_rows;
             for tier in tiers() {
-                let m = |b: Vec<u8>, rows| matrix(ty, b, rows, cols, tier);
-                let paired = m(pair_groups(&gate, &up, row_bytes), 2 * out_rows);
-                let (g, u) = (m(gate.clone(), out_rows), m(up.clone(), out_rows));
+                let paired =
+                    QuantMatrix::paired_on_tier(ty, &gate, &up, out_rows, cols, tier).unwrap();
+                let (g, u) = (
+                    matrix(ty, &gate, out_rows, cols, tier),
+                    matrix(ty, &up, out_rows, cols, tier),
+                );
                 for act in [Activation::Silu, Activation::Gelu] {
                     let mut want = matmul(&g, &x);
                     act.apply_parallel(&mut want, &matmul(&u, &x));
@@ -212,6 +214,41 @@ fn the_gated_matmul_equals_two_matmuls_and_the_activation() {
             }
         }
     }
+}
+
+#[test]
+fn stacked_matrices_are_their_rows_one_after_another() {
+    // Q/K/V-like parts of 8, 3 and 13 rows: groups of 8 that straddle the parts' ends.
+    let mut rng = Rng(11);
+    for ty in WeightType::ALL {
+        let cols = 2 * ty.block_len().max(32);
+        let parts: Vec<(Vec<u8>, usize)> = [8, 3, 13]
+            .into_iter()
+            .map(|rows| (random_weights(ty, rows, cols, &mut rng), rows))
+            .collect();
+        let all: Vec<u8> = parts.iter().flat_map(|(b, _)| b.iter().copied()).collect();
+        let borrowed: Vec<(&[u8], usize)> = parts.iter().map(|(b, r)| (&b[..], *r)).collect();
+        let stacked = QuantMatrix::stacked(ty, &borrowed, cols).unwrap();
+        let x = rng.vec(3 * cols);
+        let one = QuantMatrix::new(ty, &all, 24, cols).unwrap();
+        assert_eq!(matmul(&stacked, &x), matmul(&one, &x), "{ty:?}");
+    }
+}
+
+#[test]
+fn pairs_of_groups_need_whole_groups() {
+    let ty = WeightType::Q8_0;
+    let rows = |n: usize| vec![0; n * 34];
+    let pair = |gate: &[u8], up: &[u8], n| QuantMatrix::paired(ty, gate, up, n, 32).err();
+    assert_eq!(
+        pair(&rows(12), &rows(12), 12),
+        Some(MatrixError::Unpaired { rows: 12 })
+    );
+    assert!(matches!(
+        pair(&rows(16), &rows(15), 16),
+        Some(MatrixError::ByteCount { got: 510, .. })
+    ));
+    assert_eq!(pair(&rows(16), &rows(16), 16), None);
 }
 
 #[test]
@@ -230,7 +267,7 @@ fn a_norm_applied_while_converting_equals_the_norm_applied_first() {
         let mut normed = x.clone();
         rms_norm_inplace(&mut normed, &weight, 1e-6);
         for tier in tiers() {
-            let w = matrix(ty, bytes.clone(), rows, cols, tier);
+            let w = matrix(ty, &bytes, rows, cols, tier);
             let mut got = vec![0.0; n * rows];
             matmul_normed(&w, &x, Some(norm), &mut got);
             assert_eq!(got, matmul(&w, &normed), "{ty:?} {tier}");
@@ -296,7 +333,7 @@ fn the_tiled_tiers_tile_every_quantized_format() {
                 Layout::Rows
             };
             assert_eq!(
-                matrix(ty, one_row, 1, cols, tier).layout(),
+                matrix(ty, &one_row, 1, cols, tier).layout(),
                 want,
                 "{ty:?} {tier}"
             );
@@ -319,7 +356,7 @@ fn the_tiled_tiers_agree_to_the_bit() {
             let x = rng.vec(n * cols);
             let outputs: Vec<_> = simd
                 .iter()
-                .map(|&t| (t, matmul(&matrix(ty, bytes.clone(), rows, cols, t), &x)))
+                .map(|&t| (t, matmul(&matrix(ty, &bytes, rows, cols, t), &x)))
                 .collect();
             for (t, y) in &outputs[1.min(outputs.len())..] {
                 let (t0, y0) = &outputs[0];
@@ -350,7 +387,7 @@ fn the_tiled_tiers_agree_to_the_bit_across_isas() {
                 let cols = blocks * ty.block_len();
                 let bytes = random_weights(ty, rows, cols, &mut rng);
                 let x = rng.vec(n * cols);
-                for y in matmul(&matrix(ty, bytes, rows, cols, tier), &x) {
+                for y in matmul(&matrix(ty, &bytes, rows, cols, tier), &x) {
                     for byte in y.to_bits().to_le_bytes() {
                         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
                     }
@@ -367,7 +404,7 @@ fn the_tiled_tiers_agree_to_the_bit_across_isas() {
 #[test]
 fn a_matrix_for_a_tier_this_cpu_lacks_is_refused() {
     for tier in Tier::ALL.into_iter().filter(|t| !t.is_supported()) {
-        let Err(err) = QuantMatrix::on_tier(WeightType::Q8_0, vec![0; 34], 1, 32, tier) else {
+        let Err(err) = QuantMatrix::on_tier(WeightType::Q8_0, &[0; 34], 1, 32, tier) else {
             panic!("a {tier} matrix on a CPU without it");
         };
         let MatrixError::TierUnavailable { tier: refused, why } = &err else {
@@ -389,7 +426,8 @@ fn activation_formats_match_the_weight_types() {
 #[test]
 fn malformed_matrices_are_refused() {
     use WeightType::*;
-    let err = |ty, bytes: usize, rows, cols| QuantMatrix::new(ty, vec![0; bytes], rows, cols).err();
+    let err =
+        |ty, bytes: usize, rows, cols| QuantMatrix::new(ty, &vec![0; bytes], rows, cols).err();
     assert!(matches!(
         err(Q8_0, 34, 1, 33),
         Some(MatrixError::RowLength {

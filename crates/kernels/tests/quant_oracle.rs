@@ -204,7 +204,7 @@ fn matmul_on_every_tier_is_ggmls() {
             .flat_map(|(b, _, _)| b.iter().copied())
             .collect();
         for &tier in &tiers {
-            let w = QuantMatrix::on_tier(case.ty, bytes.clone(), rows.len(), case.cols, tier)
+            let w = QuantMatrix::on_tier(case.ty, &bytes, rows.len(), case.cols, tier)
                 .unwrap_or_else(|e| panic!("{:?} on {tier}: {e}", case.ty));
             let y = matmul(&w, &case.x);
             for (r, (&got, (row, values, want))) in y.iter().zip(&rows).enumerate() {

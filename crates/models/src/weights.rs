@@ -1,13 +1,12 @@
 //! Turning GGUF tensors into compute-ready weights, with shape and type checks. Weights are
-//! copied out of the file once, into Ward's matrices, in the file's own block format.
+//! copied out of the file once, into Ward's matrices, in the file's own block format: the tiled
+//! tiers build their tiles straight from the file's mapped bytes.
 
 use std::sync::Arc;
 
 use ward_kernels::activation::Activation;
 use ward_kernels::norm::RmsNorm;
-use ward_kernels::quant::{
-    matmul_gated, matmul_normed, pair_groups, QuantMatrix, WeightType, GROUP,
-};
+use ward_kernels::quant::{matmul_gated, matmul_normed, QuantMatrix, WeightType, GROUP};
 
 use crate::gguf::{GgufError, GgufFile, TensorInfo};
 use crate::workspace::sized;
@@ -77,13 +76,14 @@ impl<'a> WeightLoader<'a> {
             return Ok(Projections::Separate(parts));
         }
         let ty = weight_type(&names[0], infos[0])?;
-        let mut bytes = Vec::new();
-        for i in &infos {
-            bytes.extend_from_slice(&self.gguf.tensor_bytes(i));
-        }
-        let rows = out_dims.iter().sum();
+        let bytes: Vec<_> = infos.iter().map(|i| self.gguf.tensor_bytes(i)).collect();
+        let parts: Vec<_> = bytes
+            .iter()
+            .map(|b| &b[..])
+            .zip(out_dims.iter().copied())
+            .collect();
         let m =
-            QuantMatrix::new(ty, bytes, rows, in_dim).map_err(|source| ModelError::BadTensor {
+            QuantMatrix::stacked(ty, &parts, in_dim).map_err(|source| ModelError::BadTensor {
                 name: names.join("+"),
                 source,
             })?;
@@ -115,8 +115,7 @@ impl<'a> WeightLoader<'a> {
         }
         let ty = weight_type(gate, gi)?;
         let (g, u) = (self.gguf.tensor_bytes(gi), self.gguf.tensor_bytes(ui));
-        let bytes = pair_groups(&g, &u, g.len() / n_ff);
-        let m = QuantMatrix::new(ty, bytes, 2 * n_ff, in_dim).map_err(|source| {
+        let m = QuantMatrix::paired(ty, &g, &u, n_ff, in_dim).map_err(|source| {
             ModelError::BadTensor {
                 name: format!("{gate}+{up}"),
                 source,
@@ -134,8 +133,8 @@ impl<'a> WeightLoader<'a> {
     ) -> Result<QuantMatrix, ModelError> {
         let info = self.info(name, dims)?;
         let ty = weight_type(name, info)?;
-        let bytes = self.gguf.tensor_bytes(info).into_owned();
-        QuantMatrix::new(ty, bytes, rows, cols).map_err(|source| ModelError::BadTensor {
+        let bytes = self.gguf.tensor_bytes(info);
+        QuantMatrix::new(ty, &bytes, rows, cols).map_err(|source| ModelError::BadTensor {
             name: name.to_string(),
             source,
         })

@@ -19,8 +19,13 @@
 //!
 //! The K-quants' tiles are described in `interleave_k.rs`. Matrices are padded with zero rows
 //! to a multiple of 8 (their outputs are dropped).
+//!
+//! The tile writers move whole fields, and four-byte words (one row's slot of a vector) built
+//! with word-wide shifts and masks; `interleave/reference.rs` keeps the value-by-value writers
+//! they replaced, and a test holds them to the same bytes.
 
 use super::{interleave_k, WeightType};
+use crate::pool;
 
 /// Rows per tile, and per group of the gate/up rows that `matmul_gated` pairs.
 pub const GROUP: usize = 8;
@@ -69,7 +74,7 @@ fn put_block(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
         | WeightType::Q4_1
         | WeightType::Q5_0
         | WeightType::Q5_1
-        | WeightType::Q8_0 => put_row(ty, tile_layout(ty), &split(ty, block), j, tile),
+        | WeightType::Q8_0 => put_block32(ty, block, j, tile),
         WeightType::F32 | WeightType::F16 | WeightType::BF16 => untiled(ty),
     }
 }
@@ -139,31 +144,6 @@ fn packed_at(ty: WeightType) -> Option<(usize, Option<usize>)> {
     }
 }
 
-fn split(ty: WeightType, b: &[u8]) -> Parts {
-    let mut p = Parts {
-        d: [b[0], b[1]],
-        m: [0; 2],
-        q: [0; 32],
-    };
-    let Some((nibbles_at, high_bits_at)) = packed_at(ty) else {
-        p.q.copy_from_slice(&b[2..34]);
-        return p;
-    };
-    if matches!(ty, WeightType::Q4_1 | WeightType::Q5_1) {
-        p.m = [b[2], b[3]];
-    }
-    for i in 0..16 {
-        p.q[i] = b[nibbles_at + i] & 0x0f;
-        p.q[i + 16] = b[nibbles_at + i] >> 4;
-    }
-    if let Some(h) = high_bits_at {
-        for i in 0..32 {
-            p.q[i] |= ((b[h + i / 8] >> (i % 8)) & 1) << 4;
-        }
-    }
-    p
-}
-
 fn join(ty: WeightType, p: &Parts, b: &mut [u8]) {
     b[..2].copy_from_slice(&p.d);
     let Some((nibbles_at, high_bits_at)) = packed_at(ty) else {
@@ -184,49 +164,116 @@ fn join(ty: WeightType, p: &Parts, b: &mut [u8]) {
     }
 }
 
-/// Interleave `rows` rows of `blocks` blocks (GGUF's layout) into tiles: group g's tiles come
-/// one after another, block by block. Rows past `rows` are zero.
+/// `interleave_rows` of a matrix whose rows lie one after another in `bytes`.
+#[cfg(test)]
 pub fn interleave(ty: WeightType, bytes: &[u8], rows: usize, blocks: usize) -> Vec<u8> {
-    let bb = ty.block_bytes();
-    let groups = rows.div_ceil(GROUP);
-    // Zeroed by mapping fresh pages, so the advice comes before any is touched.
-    let mut out = vec![0u8; groups * blocks * tile_bytes(ty)];
+    let row_bytes = blocks * ty.block_bytes();
+    interleave_rows(ty, rows, blocks, |r| &bytes[r * row_bytes..][..row_bytes])
+}
+
+/// Interleave the rows `row(0)`, …, `row(rows - 1)` (GGUF's bytes, `blocks` blocks each) into
+/// tiles: group g's tiles come one after another, block by block; rows past `rows` are zero.
+/// The rows are read where they lie (a model file's mapped pages; a gate and an up projection
+/// whose groups alternate), not gathered into a copy first, and the groups are built on the
+/// kernel pool: loading a model is mostly this.
+pub fn interleave_rows<'a>(
+    ty: WeightType,
+    rows: usize,
+    blocks: usize,
+    row: impl Fn(usize) -> &'a [u8] + Sync,
+) -> Vec<u8> {
+    let group_bytes = blocks * tile_bytes(ty);
+    // Zeroed by mapping fresh pages (the tile writers OR bits into them), so the advice comes
+    // before any is touched; the pool's threads then fault them in in parallel.
+    let mut out = vec![0u8; rows.div_ceil(GROUP) * group_bytes];
     crate::huge_pages::advise(&mut out);
-    for (t, tile) in out.chunks_exact_mut(tile_bytes(ty)).enumerate() {
-        let (g, b) = (t / blocks, t % blocks);
-        for j in 0..GROUP {
-            let r = g * GROUP + j;
-            if r >= rows {
-                break;
+    if out.is_empty() {
+        return out;
+    }
+    // Chunks of about 1 MiB: big enough that handing one out costs nothing beside it, small
+    // enough that the threads finish together.
+    let chunk = (1 << 20) / group_bytes * group_bytes;
+    pool::global().for_each_chunk(&mut out, chunk.max(group_bytes), |offset, groups| {
+        for (i, group) in groups.chunks_exact_mut(group_bytes).enumerate() {
+            let first = (offset / group_bytes + i) * GROUP;
+            for j in 0..GROUP.min(rows - first) {
+                put_row_blocks(ty, row(first + j), j, group);
             }
-            put_block(ty, &bytes[(r * blocks + b) * bb..][..bb], j, tile);
+        }
+    });
+    out
+}
+
+/// One row's blocks (GGUF's bytes) into row `j` of each of its group's tiles.
+fn put_row_blocks(ty: WeightType, row: &[u8], j: usize, group: &mut [u8]) {
+    let tiles = group.chunks_exact_mut(tile_bytes(ty));
+    for (block, tile) in row.chunks_exact(ty.block_bytes()).zip(tiles) {
+        put_block(ty, block, j, tile);
+    }
+}
+
+/// A 32-value block into row `j` of `tile`: whole fields and four-byte words at a time.
+fn put_block32(ty: WeightType, block: &[u8], j: usize, tile: &mut [u8]) {
+    let l = tile_layout(ty);
+    tile[2 * j..2 * j + 2].copy_from_slice(&block[..2]);
+    if l.high_bits > l.min {
+        tile[l.min + 2 * j..][..2].copy_from_slice(&block[2..4]);
+    }
+    let Some((nibbles_at, high_bits_at)) = packed_at(ty) else {
+        // Q8_0: vector k holds values 4k..4k + 4.
+        for k in 0..8 {
+            tile[l.values + 32 * k + 4 * j..][..4].copy_from_slice(&block[2 + 4 * k..][..4]);
+        }
+        return;
+    };
+    // Vector k holds values 8k + p and 8k + 4 + p; values 0..16 are the low nibbles of the 16
+    // bytes, 16..32 their high nibbles.
+    for k in 0..4 {
+        let at = nibbles_at + 8 * (k % 2);
+        let w = nibble_pairs(word(block, at), word(block, at + 4), k >= 2);
+        put_word(tile, l.values + 32 * k + 4 * j, w);
+    }
+    if let Some(h) = high_bits_at {
+        put_word(tile, l.high_bits + 4 * j, fifth_bits(word(block, h)));
+    }
+}
+
+/// The fifth bits of a 32-value block (bit i of `qh` is value i's) as a tile's four bytes: bit
+/// 2k of byte p is value 8k + p's, bit 2k + 1 value 8k + 4 + p's.
+fn fifth_bits(qh: u32) -> u32 {
+    let mut out = 0;
+    for k in 0..4 {
+        for p in 0..4 {
+            let (lo, hi) = ((qh >> (8 * k + p)) & 1, (qh >> (8 * k + 4 + p)) & 1);
+            out |= (lo << (2 * k) | hi << (2 * k + 1)) << (8 * p);
         }
     }
     out
 }
 
-fn put_row(ty: WeightType, l: TileLayout, p: &Parts, j: usize, tile: &mut [u8]) {
-    tile[2 * j..2 * j + 2].copy_from_slice(&p.d);
-    if l.high_bits > l.min {
-        tile[l.min + 2 * j..l.min + 2 * j + 2].copy_from_slice(&p.m);
-    }
-    if ty == WeightType::Q8_0 {
-        for k in 0..8 {
-            for q in 0..4 {
-                tile[l.values + 32 * k + 4 * j + q] = p.q[4 * k + q];
-            }
-        }
-        return;
-    }
-    for k in 0..4 {
-        for q in 0..4 {
-            let (lo, hi) = (p.q[8 * k + q], p.q[8 * k + 4 + q]);
-            tile[l.values + 32 * k + 4 * j + q] = (lo & 0x0f) | ((hi & 0x0f) << 4);
-            if l.values > l.high_bits {
-                tile[l.high_bits + 4 * j + q] |=
-                    ((lo >> 4) << (2 * k)) | ((hi >> 4) << (2 * k + 1));
-            }
-        }
+/// The four bytes at `at`, little-endian: one byte per row `p` of a tile vector's slot.
+pub(super) fn word(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
+}
+
+pub(super) fn put_word(bytes: &mut [u8], at: usize, w: u32) {
+    bytes[at..at + 4].copy_from_slice(&w.to_le_bytes());
+}
+
+/// ORs `w` into the four bytes at `at` (fields that several vectors' bits share).
+pub(super) fn or_word(bytes: &mut [u8], at: usize, w: u32) {
+    put_word(bytes, at, word(bytes, at) | w);
+}
+
+/// Four bytes of a tile's value vector from two words of packed nibbles: byte p gets byte p of
+/// `lo` in its low nibble and byte p of `hi` in its high one, taking the low nibbles of `lo`
+/// and `hi`, or (`high`) their high nibbles.
+pub(super) fn nibble_pairs(lo: u32, hi: u32, high: bool) -> u32 {
+    const LOW: u32 = 0x0f0f_0f0f;
+    if high {
+        ((lo >> 4) & LOW) | (hi & !LOW)
+    } else {
+        (lo & LOW) | ((hi & LOW) << 4)
     }
 }
 
@@ -271,6 +318,9 @@ pub fn row_of(ty: WeightType, tiles: &[u8], blocks: usize, r: usize, out: &mut [
         get_block(ty, &tiles[(g * blocks + b) * tb..][..tb], j, block);
     }
 }
+
+#[cfg(test)]
+mod reference;
 
 #[cfg(test)]
 mod tests {

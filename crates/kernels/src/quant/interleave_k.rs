@@ -35,6 +35,11 @@
 //! register of 2s, 2–3 its high register, 4–5 and 6–7 those of 2s + 1).
 
 use super::dequant::{q3_k_scales, scale_min_k4};
+use super::interleave::{nibble_pairs, or_word, put_word, word};
+
+/// Bit 0 of each byte of a word, and bits 0–1: masks of 1- and 2-bit fields, four rows at once.
+const BIT0: u32 = 0x0101_0101;
+const BITS01: u32 = 0x0303_0303;
 
 pub const Q4_K_TILE: usize = 1184;
 pub const Q5_K_TILE: usize = 1440;
@@ -91,20 +96,6 @@ pub mod q6_k {
     }
 }
 
-/// Value i (0..256) of a Q4_K block (nibbles at 16) or a Q5_K block (nibbles at 48, fifth bits
-/// at 16): 4 or 5 bits.
-fn q45_k_value(b: &[u8], five_bit: bool, i: usize) -> u8 {
-    let (c, l) = (i / 64, i % 64);
-    let q = b[if five_bit { 48 } else { 16 } + 32 * c + l % 32];
-    let nibble = if l < 32 { q & 0x0f } else { q >> 4 };
-    let fifth = if five_bit {
-        (b[16 + i % 32] >> (i / 32)) & 1
-    } else {
-        0
-    };
-    nibble | (fifth << 4)
-}
-
 pub fn put_q4_k(b: &[u8], j: usize, tile: &mut [u8]) {
     put_q45_k(b, false, j, tile);
 }
@@ -116,22 +107,33 @@ pub fn put_q5_k(b: &[u8], j: usize, tile: &mut [u8]) {
 fn put_q45_k(b: &[u8], five_bit: bool, j: usize, tile: &mut [u8]) {
     tile[2 * j..2 * j + 2].copy_from_slice(&b[0..2]);
     tile[q4_k::DMIN + 2 * j..][..2].copy_from_slice(&b[2..4]);
+    let nibbles = if five_bit { 48 } else { 16 };
     for s in 0..8 {
         let (sc, m) = scale_min_k4(s, &b[4..16]);
         tile[q4_k::SCALES + 8 * s + j] = sc;
         tile[q4_k::MINS + 8 * s + j] = m;
+        // Sub-block s is the low (s even) or high (s odd) nibbles of 32 bytes, values in order.
+        let at = nibbles + 32 * (s / 2);
         for k in 0..4 {
-            for p in 0..4 {
-                let lo = q45_k_value(b, five_bit, 32 * s + 8 * k + p);
-                let hi = q45_k_value(b, five_bit, 32 * s + 8 * k + 4 + p);
-                tile[q4_k::values(five_bit, s) + 32 * k + 4 * j + p] = (lo & 0x0f) | (hi << 4);
-                if five_bit {
-                    tile[q5_k::high(s) + 4 * j + p] |=
-                        ((lo >> 4) << (2 * k)) | ((hi >> 4) << (2 * k + 1));
-                }
-            }
+            let w = nibble_pairs(word(b, at + 8 * k), word(b, at + 8 * k + 4), s % 2 == 1);
+            put_word(tile, q4_k::values(five_bit, s) + 32 * k + 4 * j, w);
+        }
+        if five_bit {
+            put_word(tile, q5_k::high(s) + 4 * j, q5_k_fifth_bits(b, s));
         }
     }
+}
+
+/// Sub-block s's fifth bits (bit s of the 32 bytes at 16, value i's in byte i % 32) as its
+/// tile vector's four bytes: bit 2k of byte p is value 32s + 8k + p's, bit 2k + 1 value
+/// 32s + 8k + 4 + p's.
+fn q5_k_fifth_bits(b: &[u8], s: usize) -> u32 {
+    let mut out = 0;
+    for k in 0..4 {
+        out |= ((word(b, 16 + 8 * k) >> s) & BIT0) << (2 * k);
+        out |= ((word(b, 16 + 8 * k + 4) >> s) & BIT0) << (2 * k + 1);
+    }
+    out
 }
 
 pub fn get_q5_k(tile: &[u8], j: usize, b: &mut [u8]) {
@@ -192,7 +194,7 @@ fn get_q45_k_nibbles(tile: &[u8], five_bit: bool, j: usize, b: &mut [u8]) {
 
 /// Where value i (0..256) of a Q6_K block keeps its low nibble (byte, shift) and its high bits
 /// (byte, shift).
-fn q6_k_bits(i: usize) -> ((usize, u32), (usize, u32)) {
+pub(super) fn q6_k_bits(i: usize) -> ((usize, u32), (usize, u32)) {
     let (h, l) = (i / 128, i % 128);
     let (k, ll) = (l / 32, l % 32);
     let low = (64 * h + ll + (k & 1) * 32, if k < 2 { 0 } else { 4 });
@@ -202,7 +204,7 @@ fn q6_k_bits(i: usize) -> ((usize, u32), (usize, u32)) {
 
 /// Where value i of row j sits in a Q6_K tile: (byte of its low nibble, shift), (byte of its
 /// high bits, shift).
-fn q6_k_tile_bits(i: usize, j: usize) -> ((usize, u32), (usize, u32)) {
+pub(super) fn q6_k_tile_bits(i: usize, j: usize) -> ((usize, u32), (usize, u32)) {
     let (group, p) = (i / 4, i % 4);
     let (v, reg) = (group / 2, group % 2);
     let low = (q6_k::low(v / 2) + 32 * (v % 2) + 4 * j + p, 4 * reg as u32);
@@ -216,11 +218,23 @@ pub fn put_q6_k(b: &[u8], j: usize, tile: &mut [u8]) {
     for s in 0..16 {
         tile[q6_k::SCALES + 8 * s + j] = b[192 + s];
     }
-    for i in 0..256 {
-        let ((lb, ls), (hb, hs)) = q6_k_bits(i);
-        let ((tl, tls), (th, ths)) = q6_k_tile_bits(i, j);
-        tile[tl] |= ((b[lb] >> ls) & 0x0f) << tls;
-        tile[th] |= ((b[hb] >> hs) & 3) << ths;
+    // Value vector v holds values 8v..8v + 8 (as `q6_k_bits` and `q6_k_tile_bits` place them):
+    // low nibbles from the 8 bytes of ql at `low` (their high nibbles from the third quarter
+    // of each 128 values on), two high bits from the 8 bytes of qh at `high`.
+    for v in 0..32 {
+        let (h, k, quad) = (v / 16, v % 16 / 4, v % 4);
+        let low = 64 * h + 32 * (k % 2) + 8 * quad;
+        let w = nibble_pairs(word(b, low), word(b, low + 4), k >= 2);
+        put_word(tile, q6_k::low(v / 2) + 32 * (v % 2) + 4 * j, w);
+        let high = 128 + 32 * h + 8 * quad;
+        for reg in 0..2 {
+            let bits = (word(b, high + 4 * reg) >> (2 * k)) & BITS01;
+            or_word(
+                tile,
+                q6_k::high(v / 2) + 4 * j,
+                bits << (2 * (2 * (v % 2) + reg)),
+            );
+        }
     }
 }
 
@@ -240,19 +254,19 @@ pub fn get_q6_k(tile: &[u8], j: usize, b: &mut [u8]) {
 
 /// Where value i (0..256) of a Q2_K/Q3_K block keeps its two low bits: (byte of the 64 bytes of
 /// 2-bit values, shift). Q3_K's high bit is bit i / 32 of byte i % 32 of its mask.
-fn q23_k_low_bits(i: usize) -> (usize, u32) {
+pub(super) fn q23_k_low_bits(i: usize) -> (usize, u32) {
     (32 * (i / 128) + i % 32, 2 * (i % 128 / 32) as u32)
 }
 
 /// Where value i of row j sits in the 2-bit vectors of a Q2_K/Q3_K tile (relative to them):
 /// (byte, shift).
-fn q23_k_tile_low_bits(i: usize, j: usize) -> (usize, u32) {
+pub(super) fn q23_k_tile_low_bits(i: usize, j: usize) -> (usize, u32) {
     let (s, r, p) = (i / 16, i % 16 / 4, i % 4);
     (32 * s + 4 * j + p, 2 * r as u32)
 }
 
 /// Where the high bit of value i of row j sits in a Q3_K tile's high-bit vectors: (byte, bit).
-fn q3_k_tile_high_bit(i: usize, j: usize) -> (usize, u32) {
+pub(super) fn q3_k_tile_high_bit(i: usize, j: usize) -> (usize, u32) {
     let (s, r, p) = (i / 16, i % 16 / 4, i % 4);
     (32 * (s / 2) + 4 * j + p, (4 * (s % 2) + r) as u32)
 }
@@ -262,12 +276,24 @@ pub fn put_q2_k(b: &[u8], j: usize, tile: &mut [u8]) {
     tile[q2_k::DMIN + 2 * j..][..2].copy_from_slice(&b[82..84]);
     for s in 0..16 {
         tile[q2_k::SCALES + 8 * s + j] = b[s];
+        put_word(
+            tile,
+            q2_k::VALUES + 32 * s + 4 * j,
+            q23_k_low_bits_word(&b[16..80], s),
+        );
     }
-    for i in 0..256 {
-        let (lb, ls) = q23_k_low_bits(i);
-        let (tb, ts) = q23_k_tile_low_bits(i, j);
-        tile[q2_k::VALUES + tb] |= ((b[16 + lb] >> ls) & 3) << ts;
+}
+
+/// Sub-block s (values 16s..16s + 16) of a Q2_K/Q3_K block's 64 bytes of 2-bit values as its
+/// tile vector's four bytes (bits 2r..2r + 2 of byte p: value 16s + 4r + p). Value i sits in
+/// byte 32·(i / 128) + i % 32 at bit 2·(i % 128 / 32) (`q23_k_low_bits`).
+fn q23_k_low_bits_word(qs: &[u8], s: usize) -> u32 {
+    let (at, shift) = (32 * (s / 8) + 16 * (s % 2), 2 * (s % 8 / 2));
+    let mut out = 0;
+    for r in 0..4 {
+        out |= ((word(qs, at + 4 * r) >> shift) & BITS01) << (2 * r);
     }
+    out
 }
 
 pub fn get_q2_k(tile: &[u8], j: usize, b: &mut [u8]) {
@@ -289,12 +315,19 @@ pub fn put_q3_k(b: &[u8], j: usize, tile: &mut [u8]) {
     for (s, sc) in q3_k_scales(&b[96..108]).into_iter().enumerate() {
         tile[q3_k::SCALES + 8 * s + j] = (sc + 32) as u8;
     }
-    for i in 0..256 {
-        let (lb, ls) = q23_k_low_bits(i);
-        let (tb, ts) = q23_k_tile_low_bits(i, j);
-        tile[q3_k::low(tb / 32) + tb % 32] |= ((b[32 + lb] >> ls) & 3) << ts;
-        let (hb, hs) = q3_k_tile_high_bit(i, j);
-        tile[q3_k::high(hb / 32) + hb % 32] |= ((b[i % 32] >> (i / 32)) & 1) << hs;
+    for s in 0..16 {
+        put_word(
+            tile,
+            q3_k::low(s) + 4 * j,
+            q23_k_low_bits_word(&b[32..96], s),
+        );
+        // The high bit of value 16s + 4r + p: bit s / 2 of mask byte 16·(s % 2) + 4r + p, to
+        // bit 4·(s % 2) + r of byte p of the pair's vector.
+        let mut high = 0;
+        for r in 0..4 {
+            high |= ((word(b, 16 * (s % 2) + 4 * r) >> (s / 2)) & BIT0) << (4 * (s % 2) + r);
+        }
+        or_word(tile, q3_k::high(s / 2) + 4 * j, high);
     }
 }
 

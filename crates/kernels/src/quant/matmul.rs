@@ -59,14 +59,17 @@ pub enum MatrixError {
         expected: usize,
         got: usize,
     },
+    #[error("gate and up projections of {rows} rows are not whole groups of {GROUP} to pair")]
+    Unpaired { rows: usize },
 }
 
 impl QuantMatrix {
     /// Checks that `bytes` holds exactly `rows` rows of `cols` values (GGUF's layout), and
-    /// stores them in the layout this process's tier reads fastest.
+    /// stores them in the layout this process's tier reads fastest: tiles built straight from
+    /// `bytes` (a model file's mapped pages), or a copy.
     pub fn new(
         ty: WeightType,
-        bytes: Vec<u8>,
+        bytes: &[u8],
         rows: usize,
         cols: usize,
     ) -> Result<Self, MatrixError> {
@@ -77,39 +80,106 @@ impl QuantMatrix {
     /// refused where this CPU lacks the tier.
     pub fn on_tier(
         ty: WeightType,
-        bytes: Vec<u8>,
+        bytes: &[u8],
         rows: usize,
         cols: usize,
         tier: Tier,
     ) -> Result<Self, MatrixError> {
-        tier.supported()
-            .map_err(|why| MatrixError::TierUnavailable { tier, why })?;
-        let row_bytes = ty
-            .row_bytes(cols)
-            .filter(|_| cols > 0)
-            .ok_or(MatrixError::RowLength {
-                ty,
-                cols,
-                block: ty.block_len(),
-            })?;
-        let expected =
-            rows.checked_mul(row_bytes)
+        Self::stacked_on_tier(ty, &[(bytes, rows)], cols, tier)
+    }
+
+    /// Matrices of `cols` columns one above the other, as one (the Q, K and V projections of
+    /// one input): `parts` are each one's bytes (GGUF's layout) and rows.
+    pub fn stacked(
+        ty: WeightType,
+        parts: &[(&[u8], usize)],
+        cols: usize,
+    ) -> Result<Self, MatrixError> {
+        Self::stacked_on_tier(ty, parts, cols, tier())
+    }
+
+    fn stacked_on_tier(
+        ty: WeightType,
+        parts: &[(&[u8], usize)],
+        cols: usize,
+        tier: Tier,
+    ) -> Result<Self, MatrixError> {
+        let row_bytes = row_bytes_on(ty, cols, tier)?;
+        let mut starts = Vec::with_capacity(parts.len());
+        let mut rows = 0usize;
+        for &(bytes, part_rows) in parts {
+            check_bytes(ty, bytes, part_rows, cols, row_bytes)?;
+            starts.push(rows);
+            rows = rows
+                .checked_add(part_rows)
                 .ok_or(MatrixError::Overflow { ty, rows, cols })?;
-        if bytes.len() != expected {
-            return Err(MatrixError::ByteCount {
-                ty,
-                rows,
-                cols,
-                expected,
-                got: bytes.len(),
-            });
         }
+        let row = |r: usize| {
+            let p = starts.partition_point(|&start| start <= r) - 1;
+            &parts[p].0[(r - starts[p]) * row_bytes..][..row_bytes]
+        };
+        Ok(Self::build(ty, rows, cols, row_bytes, tier, row))
+    }
+
+    /// The gate and up projections of a gated feed-forward block (`rows` × `cols` each, GGUF's
+    /// layout) as one matrix in the order `matmul_gated` reads: 8 gate rows, the same 8 up
+    /// rows, and so on.
+    pub fn paired(
+        ty: WeightType,
+        gate: &[u8],
+        up: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, MatrixError> {
+        Self::paired_on_tier(ty, gate, up, rows, cols, tier())
+    }
+
+    /// `paired` for the kernels of `tier`.
+    pub fn paired_on_tier(
+        ty: WeightType,
+        gate: &[u8],
+        up: &[u8],
+        rows: usize,
+        cols: usize,
+        tier: Tier,
+    ) -> Result<Self, MatrixError> {
+        let row_bytes = row_bytes_on(ty, cols, tier)?;
+        check_bytes(ty, gate, rows, cols, row_bytes)?;
+        check_bytes(ty, up, rows, cols, row_bytes)?;
+        if !rows.is_multiple_of(GROUP) {
+            return Err(MatrixError::Unpaired { rows });
+        }
+        // Row r of the pair is row j of group g: group g / 2 of the gate (g even) or the up
+        // projection.
+        let row = |r: usize| {
+            let (g, j) = (r / GROUP, r % GROUP);
+            let from = if g % 2 == 0 { gate } else { up };
+            &from[(g / 2 * GROUP + j) * row_bytes..][..row_bytes]
+        };
+        Ok(Self::build(ty, 2 * rows, cols, row_bytes, tier, row))
+    }
+
+    /// The matrix whose row r is `row(r)` (GGUF's bytes), in `tier`'s layout.
+    fn build<'a>(
+        ty: WeightType,
+        rows: usize,
+        cols: usize,
+        row_bytes: usize,
+        tier: Tier,
+        row: impl Fn(usize) -> &'a [u8] + Sync,
+    ) -> Self {
         let tiles = tile_kernel(tier, ty);
         let bytes = match tiles {
-            None => bytes,
-            Some(_) => interleave::interleave(ty, &bytes, rows, cols / ty.block_len()),
+            Some(_) => interleave::interleave_rows(ty, rows, cols / ty.block_len(), row),
+            None => {
+                let mut bytes = Vec::with_capacity(rows * row_bytes);
+                for r in 0..rows {
+                    bytes.extend_from_slice(row(r));
+                }
+                bytes
+            }
         };
-        Ok(QuantMatrix {
+        QuantMatrix {
             ty,
             bytes,
             rows,
@@ -117,7 +187,7 @@ impl QuantMatrix {
             row_bytes,
             tier,
             tiles,
-        })
+        }
     }
 
     pub fn layout(&self) -> Layout {
@@ -163,6 +233,42 @@ impl QuantMatrix {
     fn blocks(&self) -> usize {
         self.cols / self.ty.block_len()
     }
+}
+
+/// Bytes per row of `cols` values of `ty`, where `tier` can multiply such a matrix here.
+fn row_bytes_on(ty: WeightType, cols: usize, tier: Tier) -> Result<usize, MatrixError> {
+    tier.supported()
+        .map_err(|why| MatrixError::TierUnavailable { tier, why })?;
+    ty.row_bytes(cols)
+        .filter(|_| cols > 0)
+        .ok_or(MatrixError::RowLength {
+            ty,
+            cols,
+            block: ty.block_len(),
+        })
+}
+
+/// Checks that `bytes` is exactly `rows` rows of `row_bytes`.
+fn check_bytes(
+    ty: WeightType,
+    bytes: &[u8],
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+) -> Result<(), MatrixError> {
+    let expected = rows
+        .checked_mul(row_bytes)
+        .ok_or(MatrixError::Overflow { ty, rows, cols })?;
+    if bytes.len() != expected {
+        return Err(MatrixError::ByteCount {
+            ty,
+            rows,
+            cols,
+            expected,
+            got: bytes.len(),
+        });
+    }
+    Ok(())
 }
 
 /// `x` is `[n][cols]` row-major; returns `[n][rows]`.
@@ -215,7 +321,7 @@ pub fn matmul_normed(w: &QuantMatrix, x: &[f32], norm: Option<RmsNorm>, y: &mut 
 
 /// The gated feed-forward's first half, `act(x · Gᵀ) ⊙ (x · Uᵀ)`, for a matrix whose rows are
 /// the gate's and the up projection's in alternating groups of 8 (`GROUP` gate rows, then the
-/// up rows of the same outputs; see `pair_groups`). The activation is applied by the thread
+/// up rows of the same outputs; see `QuantMatrix::paired`). The activation is applied by the thread
 /// that computed each group, so the gate and up values are never written out. `x` is
 /// `[n][cols]`, normalised by `norm` as in `matmul_normed`; `y` is `[n][rows / 2]`.
 pub fn matmul_gated(
@@ -256,22 +362,6 @@ pub fn matmul_gated(
             }
         });
     })
-}
-
-/// The rows of `gate` and `up` (GGUF's layout, `row_bytes` each) in the order
-/// `matmul_gated` reads: 8 gate rows, the same 8 up rows, and so on.
-pub fn pair_groups(gate: &[u8], up: &[u8], row_bytes: usize) -> Vec<u8> {
-    assert_eq!(
-        gate.len(),
-        up.len(),
-        "pair_groups: gate and up differ in size"
-    );
-    let group = GROUP * row_bytes;
-    gate.chunks(group)
-        .zip(up.chunks(group))
-        .flat_map(|(g, u)| g.iter().chain(u))
-        .copied()
-        .collect()
 }
 
 thread_local! {

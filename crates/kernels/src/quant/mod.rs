@@ -41,9 +41,7 @@ use crate::tier::{tier, Tier};
 pub use activations::quantize_activations;
 pub use dequant::{dequantize_activations, dequantize_row};
 pub use interleave::GROUP;
-pub use matmul::{
-    matmul, matmul_gated, matmul_normed, pair_groups, Layout, MatrixError, QuantMatrix,
-};
+pub use matmul::{matmul, matmul_gated, matmul_normed, Layout, MatrixError, QuantMatrix};
 pub use quantize::{quantize_row, QUANTIZABLE};
 
 /// Values per super-block of the K-quants (and per block of Q8_K).
