@@ -1,8 +1,8 @@
 //! Splitting a reasoning model's thinking from its answer, for chat's `reasoning_content`:
 //! DeepSeek-R1 / Qwen3-style `<think>…</think>` and HuatuoGPT-o1-style `## Thinking … ## Final
-//! Response` sections (the formats of [`THINKING_FORMATS`], whose markers the prompt side
-//! reads too). Only a model that declares its format (its chat template, its registry entry or
-//! `--reasoning-format`) has its answers split, and only by that format: another model's
+//! Response` sections (the formats of `ward_engine::THINKING_FORMATS`, whose markers the prompt
+//! side reads too). Only a model that declares its format (its chat template, its registry entry
+//! or `--reasoning-format`) has its answers split, and only by that format: another model's
 //! answer that happens to start with "## Thinking" is content. The thinking is recognised at
 //! the start of the answer, or known to be open from the start when the prompt opened it
 //! (DeepSeek-R1 distills' generation prompt ends with `<think>\n`, so the answer is
