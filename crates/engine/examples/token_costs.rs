@@ -6,8 +6,6 @@
 //!
 //!   cargo run --release -p ward-engine --example token_costs -- models/gemma-3-270m-q4_k_m.gguf
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
 use std::time::Instant;
 
@@ -15,46 +13,18 @@ use ward_engine::json::{JsonConstraint, JsonSpec, Vocabulary};
 use ward_engine::{Sampler, SamplingParams};
 use ward_models::tokenizer::TokenType;
 use ward_models::{LoadedModel, Tokenizer, Workspace};
-
-/// Counts this thread's allocations.
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-// SAFETY: every call is passed to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, size: usize) -> *mut u8 {
-        ALLOCATIONS.with(|n| n.set(n.get() + 1));
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.realloc(ptr, layout, size) }
-    }
-}
+use ward_testkit::{allocations_in, CountingAllocator};
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Runs `f` `rounds` times after one warm-up call; prints microseconds per call and
 /// allocations per warm call.
 fn measure(what: &str, rounds: usize, mut f: impl FnMut()) {
     f();
-    let before = ALLOCATIONS.with(Cell::get);
     let started = Instant::now();
-    for _ in 0..rounds {
-        f();
-    }
+    let allocs = allocations_in(|| (0..rounds).for_each(|_| f())) as f64 / rounds as f64;
     let us = started.elapsed().as_secs_f64() * 1e6 / rounds as f64;
-    let allocs = (ALLOCATIONS.with(Cell::get) - before) as f64 / rounds as f64;
     println!("  {what:<44} {us:>9.1} us   {allocs:>5.1} allocations");
 }
 

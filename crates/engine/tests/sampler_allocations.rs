@@ -1,60 +1,18 @@
 //! A warm draw of the sampler allocates nothing, whatever its settings, on a vocabulary of
-//! Gemma 3's size (262 144 tokens): run under a global allocator that counts this thread's
-//! allocations. (With penalties on it used to build a map of the recent tokens per draw.)
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
+//! Gemma 3's size (262 144 tokens): run under a global allocator that counts. (One test in this
+//! binary, so nothing else allocates while counting.) (With penalties on it used to build a map of the recent tokens per draw.)
 
 use ward_engine::rng::Rng;
 use ward_engine::{Sampler, SamplingParams};
-
-struct Counting;
-
-thread_local! {
-    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
-}
-
-fn count() {
-    // `try_with`: the thread's counter may already be gone while it exits.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count();
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count();
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use ward_testkit::{allocations_in, CountingAllocator};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn allocations() -> usize {
-    ALLOCATIONS.with(Cell::get)
-}
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn a_warm_draw_allocates_nothing() {
     // The counter sees an allocation.
-    let before = allocations();
-    drop(std::hint::black_box(vec![1u8; 100]));
-    assert!(allocations() > before);
+    assert!(allocations_in(|| drop(std::hint::black_box(vec![1u8; 100]))) >= 1);
 
     let mut rng = Rng::seed(1);
     let logits: Vec<f32> = (0..262_144).map(|_| rng.next_f64() as f32 * 20.0).collect();
@@ -97,11 +55,12 @@ fn a_warm_draw_allocates_nothing() {
         });
         // The first draw sizes the sampler's buffers.
         sampler.sample(&mut row, &history);
-        let before = allocations();
-        for _ in 0..5 {
-            row.copy_from_slice(&logits);
-            std::hint::black_box(sampler.sample(&mut row, &history));
-        }
-        assert_eq!(allocations() - before, 0, "{what}");
+        let warm = allocations_in(|| {
+            for _ in 0..5 {
+                row.copy_from_slice(&logits);
+                std::hint::black_box(sampler.sample(&mut row, &history));
+            }
+        });
+        assert_eq!(warm, 0, "{what}");
     }
 }

@@ -4,50 +4,12 @@
 
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use common::{model_path, GEMMA3, SMOLLM2};
 use ward_models::{LoadedModel, Workspace};
-
-struct Counting;
-
-static COUNTING: AtomicBool = AtomicBool::new(false);
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-
-impl Counting {
-    fn count(&self) {
-        if COUNTING.load(Ordering::Relaxed) {
-            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
-
-// SAFETY: every call is forwarded to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.count();
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        self.count();
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        self.count();
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller's guarantees, passed on.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
+use ward_testkit::{allocations_in, CountingAllocator};
 
 #[global_allocator]
-static ALLOCATOR: Counting = Counting;
+static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 /// Allocations made while decoding `counted` tokens after a prompt and `warm` decode steps.
 fn decode_allocations(file: &str, warm: usize, counted: usize) -> usize {
@@ -61,13 +23,12 @@ fn decode_allocations(file: &str, warm: usize, counted: usize) -> usize {
             .unwrap()
             .last(),
     );
-    for step in 0..warm + counted {
-        COUNTING.store(step >= warm, Ordering::SeqCst);
+    let mut step = || {
         let logits = lm.model.forward(&[next], &mut cache, 1, &mut ws).unwrap();
         next = greedy(logits.last());
-    }
-    COUNTING.store(false, Ordering::SeqCst);
-    ALLOCATIONS.swap(0, Ordering::SeqCst)
+    };
+    (0..warm).for_each(|_| step());
+    allocations_in(|| (0..counted).for_each(|_| step()))
 }
 
 fn greedy(logits: &[f32]) -> u32 {
@@ -80,10 +41,7 @@ fn greedy(logits: &[f32]) -> u32 {
 fn a_warm_decode_step_allocates_nothing() {
     // One test in this binary, so nothing else allocates while counting. First, the counter
     // itself sees an allocation.
-    COUNTING.store(true, Ordering::SeqCst);
-    drop(std::hint::black_box(vec![1u8; 1000]));
-    COUNTING.store(false, Ordering::SeqCst);
-    assert!(ALLOCATIONS.swap(0, Ordering::SeqCst) >= 1);
+    assert!(allocations_in(|| drop(std::hint::black_box(vec![1u8; 1000]))) >= 1);
 
     for file in [SMOLLM2, GEMMA3] {
         assert_eq!(decode_allocations(file, 8, 16), 0, "{file}");

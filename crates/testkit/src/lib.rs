@@ -1,5 +1,6 @@
 //! What the test suites share and the product must not carry: how a test that cannot run on this
-//! machine says so. Depends on nothing.
+//! machine says so, and how a test counts the allocations of a step that must make none.
+//! Depends on nothing.
 //!
 //! A test (or one tier or case of it) that this machine cannot run calls [`skip`]. libtest has no
 //! way to mark a running test skipped, so the skip is written down instead: on stderr, and as a
@@ -7,6 +8,10 @@
 //! and counts as skipped in its final line, never as passed.
 
 use std::io::Write;
+
+mod allocations;
+
+pub use allocations::{allocations_in, CountingAllocator};
 
 /// Record that `what` (a tier, a case, or the whole test: "") of the running test was not run
 /// here, and `why`. The test is named from its thread, which libtest names after it.
