@@ -296,10 +296,10 @@ pub fn serve(a: ServeArgs) -> anyhow::Result<()> {
                 )
                 .with_context(loading)?;
                 lm.trust_control_tokens = trust_control_tokens;
-                let declared = match reasoning_format {
-                    Some(format) => Some(format),
-                    None => resolved.entry.as_ref().and_then(|e| e.reasoning().ok().flatten()),
-                };
+                // The operator's word, else the registry entry's (checked when it was read).
+                let declared = reasoning_format.or_else(|| {
+                    resolved.entry.as_ref().and_then(|e| e.reasoning().ok().flatten())
+                });
                 if let (Some(format), Some(template)) = (declared, lm.template.as_mut()) {
                     template.set_reasoning(format);
                 }

@@ -31,5 +31,5 @@ pub use ward_models::arch::bert::normalize;
 /// Re-exported so the server can build chat prompts and read answers (tool calls, thinking)
 /// without depending on ward-models.
 pub use ward_models::template::hermes;
-pub use ward_models::{ChatMessage, ThinkingFormat, THINKING_FORMATS};
+pub use ward_models::{partial_marker, ChatMessage, ThinkingFormat, THINKING_FORMATS};
 pub use worker::{EngineConfig, EngineHandle};

@@ -2,6 +2,8 @@
 //! several tokens. Text that could still turn out to be the start of a stop string is held back
 //! until it can be decided.
 
+use ward_models::partial_marker;
+
 #[derive(Debug, Default)]
 pub struct StopMatcher {
     stops: Vec<String>,
@@ -52,15 +54,11 @@ impl StopMatcher {
 
     /// Length of the longest suffix of `held` that is a proper prefix of a stop string.
     fn longest_partial_suffix(&self) -> usize {
-        let mut best = 0;
-        for s in &self.stops {
-            for (i, _) in s.char_indices().skip(1) {
-                if i > best && self.held.ends_with(&s[..i]) {
-                    best = i;
-                }
-            }
-        }
-        best
+        self.stops
+            .iter()
+            .map(|s| partial_marker(&self.held, s))
+            .max()
+            .unwrap_or(0)
     }
 }
 

@@ -31,7 +31,7 @@ pub use template::{
     ChatInputs, ChatMessage, ChatTemplate, GenerationPrompt, TemplateError, ThinkingFormat,
     THINKING_FORMATS,
 };
-pub use tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+pub use tokenizer::{partial_marker, StreamDecoder, Tokenizer, TokenizerError};
 pub use workspace::Workspace;
 
 #[derive(Debug, thiserror::Error)]

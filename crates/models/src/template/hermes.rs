@@ -6,6 +6,8 @@
 
 use serde_json::{json, Value};
 
+use crate::partial_marker;
+
 /// The marker that opens a call.
 pub const OPEN: &str = "<tool_call>";
 /// The marker that closes a call.
@@ -93,16 +95,10 @@ pub fn split_calls(
 /// Where a call may start in `text`: at its first opening marker, else at the longest tail
 /// that could begin one; `text.len()` if none can. Text before it can be streamed as content.
 pub fn may_start_at(text: &str) -> usize {
-    if let Some(at) = text.find(OPEN) {
-        return at;
+    match text.find(OPEN) {
+        Some(at) => at,
+        None => text.len() - partial_marker(text, OPEN),
     }
-    let partial = (1..OPEN.len().min(text.len() + 1))
-        .rev()
-        .find(|&n| {
-            text.is_char_boundary(text.len() - n) && OPEN.starts_with(&text[text.len() - n..])
-        })
-        .unwrap_or(0);
-    text.len() - partial
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ mod wpm;
 use std::collections::HashMap;
 
 pub use pre::{PreConfig, PreTokenizer};
-pub use stream::StreamDecoder;
+pub use stream::{partial_marker, StreamDecoder};
 
 use crate::gguf::{Array, GgufError, GgufFile};
 

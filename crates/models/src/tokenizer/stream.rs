@@ -1,7 +1,20 @@
 //! Incremental detokenization: a token may end in the middle of a UTF-8 character, so bytes are
-//! held back until they form whole characters.
+//! held back until they form whole characters; and text that may begin a marker (a stop string,
+//! a thinking or tool-call tag) is held back until the next piece says.
 
 use super::Tokenizer;
+
+/// The length of the longest tail of `text` that is the start of `marker` (and not all of
+/// it), at a character boundary: what a stream holds back until it knows whether `marker`
+/// follows. 0 if no tail can begin it.
+pub fn partial_marker(text: &str, marker: &str) -> usize {
+    (1..marker.len().min(text.len() + 1))
+        .rev()
+        .find(|&n| {
+            text.is_char_boundary(text.len() - n) && marker.starts_with(&text[text.len() - n..])
+        })
+        .unwrap_or(0)
+}
 
 #[derive(Default)]
 pub struct StreamDecoder {
@@ -55,5 +68,24 @@ impl StreamDecoder {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::partial_marker;
+
+    #[test]
+    fn partial_markers_are_proper_prefixes_at_character_boundaries() {
+        assert_eq!(partial_marker("ab <tool_c", "<tool_call>"), 7);
+        assert_eq!(partial_marker("ab <", "<tool_call>"), 1);
+        assert_eq!(partial_marker("ab <b>", "<tool_call>"), 0);
+        // The whole marker is not partial: the caller has found it.
+        assert_eq!(partial_marker("x</think>", "</think>"), 0);
+        assert_eq!(partial_marker("", "</think>"), 0);
+        assert_eq!(partial_marker("dose é", "é!"), 2);
+        assert_eq!(partial_marker("dose \u{e9}", "\u{301}"), 0);
+        // The longest tail wins: "aa" for "aab" after "xaa".
+        assert_eq!(partial_marker("xaa", "aab"), 2);
     }
 }

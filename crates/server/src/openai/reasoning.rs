@@ -11,7 +11,7 @@
 //! the thinking is dropped; thinking that never closes (cut by `max_tokens`) is all reasoning.
 
 use ward_engine::api::EventStream;
-use ward_engine::ThinkingFormat;
+use ward_engine::{partial_marker, ThinkingFormat};
 
 #[derive(Debug)]
 enum State {
@@ -114,13 +114,7 @@ impl ReasoningSplitter {
                 }
                 // Keep back the longest tail that could begin the end marker, and the whitespace
                 // before it (dropped if the marker follows).
-                let keep = (1..end.len().min(held.len() + 1))
-                    .rev()
-                    .find(|&n| {
-                        held.is_char_boundary(held.len() - n)
-                            && end.starts_with(&held[held.len() - n..])
-                    })
-                    .unwrap_or(0);
+                let keep = partial_marker(held, end);
                 let cut = held[..held.len() - keep].trim_end().len();
                 out.reasoning.push_str(&held[..cut]);
                 held.drain(..cut);
